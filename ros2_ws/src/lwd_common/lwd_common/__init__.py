@@ -1,0 +1,1 @@
+"""ROS-free pieces shared by the robot, the bridge and the learner."""

@@ -1,0 +1,24 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "lwd_learner_bridge"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+        ("share/" + package_name + "/launch", glob("launch/*.py")),
+        ("share/" + package_name + "/config", glob("config/*.yaml")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="lwd maintainers",
+    maintainer_email="maintainers@lwd-robotics.dev",
+    description="Off-robot bridge: receives episode streams over ZeroMQ into a durable store and serves policy checkpoints to the fleet.",
+    license="Apache-2.0",
+    entry_points={"console_scripts": []},
+)
