@@ -1,0 +1,242 @@
+"""Expand a fleet description (YAML) into the processes that make up the fleet.
+
+ROS-free on purpose: the launch file, the venv launcher and the tests all call
+`expand_fleet` and so agree on node names, namespaces and parameters.
+
+Fleet YAML (see config/fleet.yaml):
+
+    fleet:
+      mode: sim                # sim: sim_robot + sim_operator per robot; real: actor only
+      num_robots: 2            # robots robot0..robot{n-1}, or an explicit list:
+      robots:                  #   - {id: left_cell, params: {actor: {...}, sim_robot: {...}}}
+      use_sim_time: false
+      run_dir: runs/fleet      # logs, spools, bridge store, policies
+      actor_params: {...}      # parameters for every actor (the params file's /** section)
+      sim_robot_params: {...}
+      sim_operator_params: {...}
+      bridge: {enabled: true, bind: "tcp://127.0.0.1:5555"}
+      learner: {enabled: true, args: [...]}
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_ROBOT_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+
+
+class FleetConfigError(ValueError):
+    """The fleet description is invalid; the message says where."""
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One process of the fleet. `ros` processes are rclpy nodes started with --ros-args."""
+
+    name: str  # unique in the fleet, also the log file name
+    package: str
+    executable: str  # console_scripts name inside a ROS distro
+    module: str  # `python -m module` inside the venv
+    namespace: str = ""
+    node_name: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    remappings: tuple[tuple[str, str], ...] = ()
+    args: tuple[str, ...] = ()
+    ros: bool = True
+    restart: bool = True  # the supervisor restarts it when it dies unexpectedly
+
+    @property
+    def fully_qualified_name(self) -> str:
+        return f"{self.namespace.rstrip('/')}/{self.node_name}" if self.ros else self.name
+
+
+@dataclass(frozen=True)
+class FleetDescription:
+    mode: str
+    robot_ids: tuple[str, ...]
+    run_dir: Path
+    use_sim_time: bool
+    bridge_endpoint: str | None
+    processes: tuple[ProcessSpec, ...]
+
+    def by_name(self, name: str) -> ProcessSpec:
+        for p in self.processes:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in (override or {}).items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_fleet_yaml(path: str | Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        raise FleetConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("fleet"), dict):
+        raise FleetConfigError(f"{path}: expected a top-level 'fleet:' mapping")
+    return data["fleet"]
+
+
+def _robots(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    robots = cfg.get("robots")
+    if robots is None:
+        n = cfg.get("num_robots", 1)
+        if not isinstance(n, int) or n < 1:
+            raise FleetConfigError(f"num_robots must be a positive integer, got {n!r}")
+        robots = [{"id": f"robot{i}"} for i in range(n)]
+    if not isinstance(robots, list) or not robots:
+        raise FleetConfigError("robots must be a non-empty list")
+    seen = set()
+    for r in robots:
+        rid = r.get("id") if isinstance(r, dict) else None
+        if not isinstance(rid, str) or not _ROBOT_ID.match(rid):
+            raise FleetConfigError(f"robot id {rid!r} must match {_ROBOT_ID.pattern}")
+        if rid in seen:
+            raise FleetConfigError(f"robot id {rid!r} appears twice")
+        seen.add(rid)
+    return robots
+
+
+def expand_fleet(cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -> FleetDescription:
+    """Turn a fleet mapping (the `fleet:` section) into the processes to start."""
+    cfg = _deep_merge(cfg, overrides or {})
+    mode = cfg.get("mode", "sim")
+    if mode not in ("sim", "real"):
+        raise FleetConfigError(f"mode must be 'sim' or 'real', got {mode!r}")
+    run_dir = Path(cfg.get("run_dir", "runs/fleet"))
+    use_sim_time = bool(cfg.get("use_sim_time", False))
+    bridge = cfg.get("bridge") or {}
+    learner = cfg.get("learner") or {}
+    bridge_enabled = bool(bridge.get("enabled", True))
+    endpoint = bridge.get("endpoint") or bridge.get("bind", "tcp://127.0.0.1:5555")
+    bridge_root = Path(bridge.get("root", run_dir / "bridge"))
+
+    common = {"use_sim_time": use_sim_time}
+    procs: list[ProcessSpec] = []
+    if bridge_enabled:
+        procs.append(
+            ProcessSpec(
+                name="bridge",
+                package="lwd_learner_bridge",
+                executable="bridge_server",
+                module="lwd_learner_bridge.server",
+                args=("--root", str(bridge_root), "--bind", bridge.get("bind", endpoint), *bridge.get("args", [])),
+                ros=False,
+            )
+        )
+    if learner.get("enabled", False):
+        procs.append(
+            ProcessSpec(
+                name="learner",
+                package="lwd_learner",
+                executable="lwd-learner",
+                module="lwd_learner.cli",
+                args=("online", "--bridge-root", str(bridge_root), *learner.get("args", [])),
+                ros=False,
+            )
+        )
+    if mode == "sim" and cfg.get("sim_clock", use_sim_time):
+        procs.append(
+            ProcessSpec(
+                name="sim_clock",
+                package="lwd_sim",
+                executable="sim_clock",
+                module="lwd_sim.sim_clock",
+                node_name="sim_clock",
+                parameters=_deep_merge(cfg.get("sim_clock_params") or {}, {}),
+            )
+        )
+
+    for robot in _robots(cfg):
+        rid = robot["id"]
+        ns = f"/{rid}"
+        per = robot.get("params") or {}
+        actor_params = _deep_merge(cfg.get("actor_params") or {}, per.get("actor") or {})
+        actor_params.update(common, robot_id=rid)
+        actor_params.setdefault("store_dir", str(run_dir / "episodes"))
+        actor_params.setdefault("spool_dir", str(run_dir / "spool" / rid))
+        actor_params.setdefault("policy_cache_dir", str(run_dir / "policy_cache" / rid))
+        if bridge_enabled:
+            actor_params.setdefault("sink", "bridge")
+            actor_params.setdefault("bridge_endpoint", endpoint)
+        procs.append(
+            ProcessSpec(
+                name=f"{rid}.actor",
+                package="lwd_actor",
+                executable="actor_node",
+                module="lwd_actor.actor_node",
+                namespace=ns,
+                node_name="actor",
+                parameters=actor_params,
+                remappings=tuple((k, v) for k, v in (robot.get("remappings") or {}).items()),
+            )
+        )
+        if mode == "sim":
+            sim_params = _deep_merge(cfg.get("sim_robot_params") or {}, per.get("sim_robot") or {})
+            sim_params.update(common, robot_id=rid)
+            op_params = _deep_merge(cfg.get("sim_operator_params") or {}, per.get("sim_operator") or {})
+            op_params.update(common, robot_id=rid)
+            procs.append(
+                ProcessSpec(
+                    name=f"{rid}.sim_robot",
+                    package="lwd_sim",
+                    executable="sim_robot_node",
+                    module="lwd_sim.sim_robot_node",
+                    namespace=ns,
+                    node_name="sim_robot",
+                    parameters=sim_params,
+                )
+            )
+            procs.append(
+                ProcessSpec(
+                    name=f"{rid}.sim_operator",
+                    package="lwd_sim",
+                    executable="sim_operator_node",
+                    module="lwd_sim.sim_operator_node",
+                    namespace=ns,
+                    node_name="sim_operator",
+                    parameters=op_params,
+                )
+            )
+    names = [p.name for p in procs]
+    if len(set(names)) != len(names):
+        raise FleetConfigError("process names collide")
+    return FleetDescription(
+        mode=mode,
+        robot_ids=tuple(r["id"] for r in _robots(cfg)),
+        run_dir=run_dir,
+        use_sim_time=use_sim_time,
+        bridge_endpoint=endpoint if bridge_enabled else None,
+        processes=tuple(procs),
+    )
+
+
+def ros_params_file_content(spec: ProcessSpec) -> dict[str, Any]:
+    """The params-file mapping for one node: {"/ns/node": {"ros__parameters": {...}}}."""
+    return {spec.fully_qualified_name: {"ros__parameters": spec.parameters}}
+
+
+def command_line(spec: ProcessSpec, python: str, params_file: str | None) -> list[str]:
+    """argv that starts `spec` from a venv (python -m module [args] --ros-args ...)."""
+    argv = [python, "-m", spec.module, *spec.args]
+    if spec.ros:
+        argv += ["--ros-args", "-r", f"__node:={spec.node_name}"]
+        if spec.namespace:
+            argv += ["-r", f"__ns:={spec.namespace}"]
+        for src, dst in spec.remappings:
+            argv += ["-r", f"{src}:={dst}"]
+        if params_file:
+            argv += ["--params-file", params_file]
+    return argv

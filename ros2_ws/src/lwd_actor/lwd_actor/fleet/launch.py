@@ -1,0 +1,99 @@
+"""Start a fleet from the venv (where `ros2 launch` is not available).
+
+    python -m lwd_actor.fleet.launch [--fleet config/fleet.yaml] [--num-robots 2]
+        [--mode sim|real] [--run-dir runs/fleet] [--use-sim-time] [--duration 600]
+        [--no-bridge] [--no-learner] [--set actor_params.jpeg_quality=90 ...]
+
+It reads the same fleet description as fleet.launch.py and supervises the
+same processes (see lwd_actor.fleet.supervisor). Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lwd_actor.fleet.description import FleetConfigError, expand_fleet, load_fleet_yaml
+from lwd_actor.fleet.supervisor import Supervisor
+
+
+def default_fleet_file() -> Path:
+    """config/fleet.yaml of this package (source tree or installed share dir)."""
+    here = Path(__file__).resolve().parents[2] / "config" / "fleet.yaml"
+    if here.is_file():
+        return here
+    share = Path(sys.prefix) / "share" / "lwd_actor" / "config" / "fleet.yaml"
+    if share.is_file():
+        return share
+    raise FileNotFoundError("cannot find lwd_actor config/fleet.yaml; pass --fleet")
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """`a.b=c` -> {"a": {"b": c}} with YAML-typed values."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise FleetConfigError(f"--set expects key.path=value, got {item!r}")
+        key, value = item.split("=", 1)
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    return out
+
+
+def build_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides = parse_set(args.set)
+    if args.num_robots is not None:
+        overrides.update(num_robots=args.num_robots, robots=None)
+    if args.mode:
+        overrides["mode"] = args.mode
+    if args.run_dir:
+        overrides["run_dir"] = args.run_dir
+    if args.use_sim_time:
+        overrides["use_sim_time"] = True
+    if args.no_bridge:
+        overrides.setdefault("bridge", {})["enabled"] = False
+    if args.no_learner:
+        overrides.setdefault("learner", {})["enabled"] = False
+    return overrides
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--fleet", type=Path, default=None, help="fleet description YAML")
+    p.add_argument("--num-robots", type=int, default=None)
+    p.add_argument("--mode", choices=["sim", "real"], default=None)
+    p.add_argument("--run-dir", default=None)
+    p.add_argument("--use-sim-time", action="store_true")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--no-bridge", action="store_true")
+    p.add_argument("--no-learner", action="store_true")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a fleet field, e.g. actor_params.jpeg_quality=90")
+    p.add_argument("--print", action="store_true", help="print the expanded processes and exit")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        fleet = expand_fleet(load_fleet_yaml(args.fleet or default_fleet_file()), build_overrides(args))
+    except (FleetConfigError, FileNotFoundError) as exc:
+        print(f"fleet: {exc}", file=sys.stderr)
+        return 2
+    if args.print:
+        for spec in fleet.processes:
+            print(f"{spec.name:24s} {spec.fully_qualified_name:24s} python -m {spec.module} {' '.join(spec.args)}")
+        return 0
+    Supervisor(fleet).run(duration_s=args.duration)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

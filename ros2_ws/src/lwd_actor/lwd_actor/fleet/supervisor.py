@@ -1,0 +1,155 @@
+"""Start and supervise the processes of a fleet from a plain venv.
+
+What `ros2 launch` does for a distro install, for the pip-installed stack: each
+process in its own process group with its own log file and params file,
+restarts with backoff when one dies, and a clean shutdown (SIGINT, grace
+period, then SIGKILL) on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lwd_actor.fleet.description import FleetDescription, ProcessSpec, command_line, ros_params_file_content
+
+
+@dataclass(frozen=True)
+class SupervisorConfig:
+    max_restarts: int = 5  # per process, before the supervisor gives up on it
+    restart_backoff_s: float = 1.0  # doubled after each restart, capped below
+    max_backoff_s: float = 30.0
+    shutdown_grace_s: float = 10.0
+    poll_interval_s: float = 0.2
+
+
+@dataclass
+class _Running:
+    spec: ProcessSpec
+    argv: list[str]
+    proc: subprocess.Popen | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    given_up: bool = False
+    exit_codes: list[int] = field(default_factory=list)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        fleet: FleetDescription,
+        python: str = sys.executable,
+        config: SupervisorConfig = SupervisorConfig(),
+        env: dict[str, str] | None = None,
+        log: Callable[[str], None] = lambda msg: print(f"[fleet] {msg}", flush=True),
+    ):
+        self.fleet = fleet
+        self.config = config
+        self.env = dict(env if env is not None else os.environ)
+        self.log = log
+        self.log_dir = fleet.run_dir / "logs"
+        self.params_dir = fleet.run_dir / "params"
+        self._stopping = False
+        self.running: dict[str, _Running] = {}
+        for spec in fleet.processes:
+            params_file = None
+            if spec.ros:
+                self.params_dir.mkdir(parents=True, exist_ok=True)
+                params_file = str(self.params_dir / f"{spec.name}.yaml")
+                Path(params_file).write_text(yaml.safe_dump(ros_params_file_content(spec), sort_keys=True))
+            self.running[spec.name] = _Running(spec, command_line(spec, python, params_file))
+
+    def _start(self, r: _Running) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_file = open(self.log_dir / f"{r.spec.name}.log", "ab")  # noqa: SIM115 - owned by the child
+        log_file.write(f"\n==== start {time.strftime('%H:%M:%S')}: {' '.join(r.argv)}\n".encode())
+        log_file.flush()
+        r.proc = subprocess.Popen(
+            r.argv, env=self.env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log_file.close()
+
+    def start(self) -> None:
+        for r in self.running.values():
+            self._start(r)
+        self.log(f"started {len(self.running)} processes; logs in {self.log_dir}")
+
+    def poll(self) -> None:
+        """Restart processes that died, with backoff; give up after max_restarts."""
+        now = time.monotonic()
+        for r in self.running.values():
+            if r.given_up or self._stopping or r.proc is None:
+                continue
+            code = r.proc.poll()
+            if code is None:
+                continue
+            if r.next_start == 0.0:
+                r.exit_codes.append(code)
+                if not r.spec.restart or r.restarts >= self.config.max_restarts:
+                    r.given_up = True
+                    self.log(f"{r.spec.name} exited with {code}; not restarting (see {self.log_dir}/{r.spec.name}.log)")
+                    continue
+                delay = min(self.config.restart_backoff_s * 2**r.restarts, self.config.max_backoff_s)
+                r.next_start = now + delay
+                self.log(f"{r.spec.name} exited with {code}; restarting in {delay:.1f} s")
+            elif now >= r.next_start:
+                r.restarts += 1
+                r.next_start = 0.0
+                self._start(r)
+
+    def alive(self) -> dict[str, bool]:
+        return {n: r.proc is not None and r.proc.poll() is None for n, r in self.running.items()}
+
+    def stop(self) -> None:
+        """SIGINT every process group, wait for the grace period, SIGKILL what is left."""
+        self._stopping = True
+        procs = [r.proc for r in self.running.values() if r.proc is not None and r.proc.poll() is None]
+        for p in procs:
+            _signal_group(p, signal.SIGINT)
+        deadline = time.monotonic() + self.config.shutdown_grace_s
+        for p in procs:
+            try:
+                p.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for p in procs:
+            if p.poll() is None:
+                self.log(f"pid {p.pid} ignored SIGINT for {self.config.shutdown_grace_s} s: killing it")
+                _signal_group(p, signal.SIGKILL)
+                p.wait(timeout=5)
+        self.log("all processes stopped")
+
+    def run(self, duration_s: float | None = None, on_tick: Callable[[], None] | None = None,
+            tick_interval_s: float = 5.0) -> None:
+        """Start, supervise until `duration_s` passes or Ctrl-C/SIGTERM, then stop cleanly."""
+        previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        self.start()
+        end = None if duration_s is None else time.monotonic() + duration_s
+        next_tick = time.monotonic() + tick_interval_s
+        try:
+            while end is None or time.monotonic() < end:
+                self.poll()
+                if on_tick is not None and time.monotonic() >= next_tick:
+                    on_tick()
+                    next_tick = time.monotonic() + tick_interval_s
+                time.sleep(self.config.poll_interval_s)
+        except KeyboardInterrupt:
+            self.log("interrupted: shutting down")
+        finally:
+            self.stop()
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass

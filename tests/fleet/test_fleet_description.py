@@ -1,0 +1,104 @@
+"""The fleet description expands to the nodes, namespaces and parameters both launch paths start."""
+
+import pytest
+
+from lwd_actor.fleet.description import (
+    FleetConfigError,
+    command_line,
+    expand_fleet,
+    load_fleet_yaml,
+    ros_params_file_content,
+)
+from lwd_actor.fleet.launch import default_fleet_file, parse_set
+
+
+def test_default_fleet_is_simulated_with_bridge_and_learner():
+    fleet = expand_fleet(load_fleet_yaml(default_fleet_file()))
+    assert fleet.mode == "sim"
+    names = [p.name for p in fleet.processes]
+    assert names[:2] == ["bridge", "learner"]
+    for rid in fleet.robot_ids:
+        assert {f"{rid}.actor", f"{rid}.sim_robot", f"{rid}.sim_operator"} <= set(names)
+
+
+def test_each_robot_gets_its_own_namespace_and_robot_id():
+    fleet = expand_fleet({"num_robots": 3, "bridge": {"enabled": False}})
+    actors = [p for p in fleet.processes if p.node_name == "actor"]
+    assert [a.namespace for a in actors] == ["/robot0", "/robot1", "/robot2"]
+    assert [a.parameters["robot_id"] for a in actors] == ["robot0", "robot1", "robot2"]
+    assert [a.fully_qualified_name for a in actors] == ["/robot0/actor", "/robot1/actor", "/robot2/actor"]
+
+
+def test_per_robot_parameters_override_fleet_defaults():
+    fleet = expand_fleet({
+        "robots": [{"id": "a", "params": {"actor": {"jpeg_quality": 95}}}, {"id": "b"}],
+        "actor_params": {"jpeg_quality": 80, "episode_time_limit_s": 20.0},
+    })
+    a, b = fleet.by_name("a.actor"), fleet.by_name("b.actor")
+    assert a.parameters["jpeg_quality"] == 95 and b.parameters["jpeg_quality"] == 80
+    assert a.parameters["episode_time_limit_s"] == 20.0
+
+
+def test_real_mode_starts_no_simulator():
+    fleet = expand_fleet({"mode": "real", "num_robots": 2})
+    assert not [p for p in fleet.processes if p.package == "lwd_sim"]
+
+
+def test_bridge_enabled_makes_actors_stream_to_it():
+    fleet = expand_fleet({"num_robots": 1, "bridge": {"enabled": True, "bind": "tcp://127.0.0.1:6000"}})
+    actor = fleet.by_name("robot0.actor")
+    assert actor.parameters["sink"] == "bridge"
+    assert actor.parameters["bridge_endpoint"] == "tcp://127.0.0.1:6000"
+    assert fleet.by_name("bridge").args[-1] == "tcp://127.0.0.1:6000"
+
+
+def test_without_bridge_actors_record_locally():
+    fleet = expand_fleet({"num_robots": 1, "bridge": {"enabled": False}})
+    assert "sink" not in fleet.by_name("robot0.actor").parameters
+    assert fleet.bridge_endpoint is None
+
+
+def test_use_sim_time_reaches_every_node_and_adds_a_clock():
+    fleet = expand_fleet({"num_robots": 2, "use_sim_time": True})
+    ros_nodes = [p for p in fleet.processes if p.ros and p.name != "sim_clock"]
+    assert all(p.parameters["use_sim_time"] is True for p in ros_nodes)
+    assert fleet.by_name("sim_clock").module == "lwd_sim.sim_clock"
+
+
+def test_command_line_carries_namespace_node_name_remaps_and_params_file():
+    fleet = expand_fleet({"robots": [{"id": "r7", "remappings": {"joint_commands": "/ctrl/commands"}}]})
+    argv = command_line(fleet.by_name("r7.actor"), "python", "/tmp/p.yaml")
+    assert argv[:3] == ["python", "-m", "lwd_actor.actor_node"]
+    tail = argv[argv.index("--ros-args"):]
+    assert tail == ["--ros-args", "-r", "__node:=actor", "-r", "__ns:=/r7", "-r",
+                    "joint_commands:=/ctrl/commands", "--params-file", "/tmp/p.yaml"]
+
+
+def test_params_file_is_keyed_by_fully_qualified_node_name():
+    spec = expand_fleet({"num_robots": 1}).by_name("robot0.sim_robot")
+    content = ros_params_file_content(spec)
+    assert list(content) == ["/robot0/sim_robot"]
+    assert content["/robot0/sim_robot"]["ros__parameters"]["robot_id"] == "robot0"
+
+
+@pytest.mark.parametrize("cfg, match", [
+    ({"num_robots": 0}, "positive"),
+    ({"robots": [{"id": "a"}, {"id": "a"}]}, "twice"),
+    ({"robots": [{"id": "bad id!"}]}, "must match"),
+    ({"mode": "hybrid"}, "mode"),
+])
+def test_invalid_descriptions_are_refused_with_a_clear_message(cfg, match):
+    with pytest.raises(FleetConfigError, match=match):
+        expand_fleet(cfg)
+
+
+def test_fleet_file_without_fleet_section_is_refused(tmp_path):
+    path = tmp_path / "f.yaml"
+    path.write_text("robots: []\n")
+    with pytest.raises(FleetConfigError, match="fleet"):
+        load_fleet_yaml(path)
+
+
+def test_set_overrides_parse_nested_yaml_values():
+    assert parse_set(["actor_params.jpeg_quality=90", "use_sim_time=true"]) == {
+        "actor_params": {"jpeg_quality": 90}, "use_sim_time": True}
