@@ -1,0 +1,254 @@
+"""The actor's control step, ROS-free: one call of `tick` per 30 Hz timer event.
+
+Each tick, in order: take finished inference results (stitch the current
+generation's chunks, drop older ones); end the episode on its time limit; then,
+while an episode runs, pick the command source — stale inputs: hold; pedal held:
+the teleop target (on the very tick the pedal engages, pending policy chunks are
+discarded); otherwise the policy timeline (hold if dry) — pass it through the
+safety filter, request the next chunk when the timeline runs low, and record the
+step. On pedal release the timeline is cleared and a fresh inference on the
+current observation is requested at once; the robot holds until it arrives.
+
+Outside an episode the actor commands nothing (the controller keeps its last
+command) unless `hold_when_idle` is set, in which case it repeats its last command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lwd_actor.core.episode_fsm import Ending, EpisodeState, EpisodeStateMachine, TransitionError
+from lwd_actor.core.inference_worker import InferenceRequest, InferenceResult
+from lwd_actor.core.observation import Observation
+from lwd_actor.core.recorder import EpisodeRecorder, RawStep
+from lwd_actor.core.safety import HoldReason, SafetyConfig, SafetyFilter, StaleGuard
+from lwd_actor.core.scheduler import ChunkScheduler, SchedulerConfig
+from lwd_common.episode import ActionSource, EpisodeKind, EpisodeMeta, EpisodeOutcome
+from lwd_common.robot import CONTROL_HZ, JointLimits
+
+NO_CHUNK = -1  # chunk_id of teleop and hold steps
+
+
+@dataclass(frozen=True)
+class ActorConfig:
+    robot_id: str = "robot0"
+    control_hz: float = CONTROL_HZ
+    episode_time_limit_s: float = 60.0
+    stale_input_timeout_s: float = 0.5
+    hold_when_idle: bool = False
+    episode_kind: EpisodeKind = EpisodeKind.ROLLOUT
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+
+
+@dataclass(frozen=True)
+class TickResult:
+    step: int
+    command: np.ndarray | None  # (16,) safe joint targets to send, or None: send nothing
+    source: ActionSource | None
+    chunk_id: int = NO_CHUNK
+    hold_reason: HoldReason = HoldReason.NONE
+    stale_inputs: tuple[str, ...] = ()
+    request: InferenceRequest | None = None  # submit this to the inference worker
+    new_chunks: tuple[InferenceResult, ...] = ()  # stitched this tick (publish for introspection)
+    ended: Ending | None = None  # the episode ended this tick (time limit)
+    intervention_changed: bool = False
+
+
+@dataclass
+class Counters:
+    ticks: int = 0
+    policy_steps: int = 0
+    teleop_steps: int = 0
+    hold_steps: dict[str, int] = field(default_factory=dict)
+    stale_chunks: int = 0  # results of an older generation (pedal/episode change) discarded
+    failed_inferences: int = 0
+    interventions: int = 0  # pedal engagements in the current episode
+
+
+class ActorCore:
+    """Single-threaded: call everything from the control thread (the node serialises services)."""
+
+    def __init__(self, config: ActorConfig, limits: JointLimits, recorder: EpisodeRecorder | None,
+                 policy_version: str):
+        self.config = config
+        self.scheduler = ChunkScheduler(config.scheduler)
+        self.safety = SafetyFilter(limits, config.safety)
+        self.stale_guard = StaleGuard(config.stale_input_timeout_s)
+        self.fsm = EpisodeStateMachine(config.episode_time_limit_s)
+        self.recorder = recorder
+        self.policy_version = policy_version
+        self.counters = Counters()
+        self.step = 0
+        self.last_command: np.ndarray | None = None
+        self.pedal = False
+        self.teleop_target: np.ndarray | None = None
+        self.teleop_stamp = float("-inf")
+        self._pedal_was = False
+        self._episode_steps = 0
+        self._generation = 0
+        self._inflight: int | None = None  # generation of the request in flight, if any
+        self._obs: Observation | None = None
+
+    # --- inputs between ticks -------------------------------------------------
+    def set_pedal(self, engaged: bool) -> None:
+        """Latest pedal state; acted upon at the next tick."""
+        self.pedal = bool(engaged)
+
+    def set_teleop_target(self, target: np.ndarray, stamp: float) -> None:
+        """Latest teleop joint targets (JOINT_NAMES order) and when they were received."""
+        self.teleop_target = np.asarray(target, np.float64)
+        self.teleop_stamp = stamp
+
+    def set_policy_version(self, version: str) -> None:
+        if not self.fsm.can_swap_policy:
+            raise TransitionError(f"policy swap refused: episode {self.fsm.episode_id} is "
+                                  f"{self.fsm.state.name.lower()}")
+        self.policy_version = version
+
+    @property
+    def state(self) -> EpisodeState:
+        return self.fsm.state
+
+    @property
+    def observation(self) -> Observation | None:
+        return self._obs
+
+    # --- episode control --------------------------------------------------------
+    def start_episode(self, episode_id: str, task: str, instruction: str, now: float) -> None:
+        obs = self._obs
+        if obs is None:
+            raise TransitionError("cannot start: no synchronised camera + joint observation yet")
+        stale = self.stale_guard.stale_inputs(now, dict(obs.stamps))
+        if stale:
+            raise TransitionError(f"cannot start: stale inputs {stale}")
+        self.fsm.start(episode_id, task, instruction, now)
+        self._reset_plan()
+        self.last_command = obs.joint_pos.copy()
+        self.counters.interventions = 0
+        self._episode_steps = 0
+        self._pedal_was = False  # a pedal already held at start counts as a takeover on the first tick
+        if self.recorder is not None:
+            self.recorder.begin(EpisodeMeta(
+                episode_id=episode_id, robot_id=self.config.robot_id, task=task, instruction=instruction,
+                kind=self.config.episode_kind, started_at=now,
+                extra={"policy_version": self.policy_version, "control_hz": self.config.control_hz},
+            ))
+
+    def stop_episode(self, abort: bool, reason: str = "") -> Ending | None:
+        steps = self._episode_steps
+        ending = self.fsm.stop(abort, reason)
+        self._reset_plan()
+        if ending is not None:
+            self._finish(ending, steps)
+        return ending
+
+    def label_episode(self, success: bool, note: str = "") -> Ending:
+        ending = self.fsm.label(success, note)
+        self._finish(ending, self._episode_steps)
+        return ending
+
+    # --- the control step ---------------------------------------------------------
+    def tick(self, now: float, obs: Observation | None, results: Iterable[InferenceResult] = ()) -> TickResult:
+        step = self.step
+        self.step += 1
+        self.counters.ticks += 1
+        if obs is not None:
+            self._obs = obs
+        obs = self._obs
+        new_chunks = tuple(self._take_results(results, step))
+
+        ended = None
+        if self.fsm.state is EpisodeState.RUNNING:
+            ended = self.fsm.check_time_limit(now)
+            if ended is not None:
+                self._reset_plan()
+                self._finish(ended, self._episode_steps)
+        if self.fsm.state is not EpisodeState.RUNNING:
+            cmd = self.last_command if (self.config.hold_when_idle and self.last_command is not None) else None
+            return TickResult(step, cmd, ActionSource.HOLD if cmd is not None else None,
+                              new_chunks=new_chunks, ended=ended)
+
+        stale = tuple(self.stale_guard.stale_inputs(now, dict(obs.stamps)))
+        engaged_now = self.pedal and not self._pedal_was
+        released_now = self._pedal_was and not self.pedal
+        self._pedal_was = self.pedal
+        if engaged_now:
+            self.counters.interventions += 1
+            self._reset_plan()  # discard pending policy chunks and any inference in flight
+        if released_now:
+            self._reset_plan()  # resume from a fresh inference, requested below
+
+        request = None
+        chunk_id = NO_CHUNK
+        if stale:
+            res = self.safety.hold(self.last_command, HoldReason.STALE)
+            source = ActionSource.HOLD
+        elif self.pedal:
+            if self.teleop_target is None or now - self.teleop_stamp > self.stale_guard.max_age_s:
+                res = self.safety.hold(self.last_command, HoldReason.NO_TELEOP)
+                source = ActionSource.HOLD
+            else:
+                res = self.safety.apply(self.teleop_target, self.last_command)
+                source = ActionSource.HOLD if res.held else ActionSource.TELEOP
+        else:
+            scheduled = self.scheduler.pop(step)
+            if scheduled is None:
+                res = self.safety.hold(self.last_command, HoldReason.DRY)
+                source = ActionSource.HOLD
+            else:
+                res = self.safety.apply(scheduled.target, self.last_command)
+                source = ActionSource.HOLD if res.held else ActionSource.POLICY
+                chunk_id = scheduled.chunk_id if not res.held else NO_CHUNK
+            if self._inflight is None and self.scheduler.needs_chunk(step + 1):
+                request = InferenceRequest(obs, step + 1, self._generation, self.fsm.instruction)
+                self._inflight = self._generation
+
+        self.last_command = res.command
+        self._count(source, res.reason)
+        if self.recorder is not None:
+            self.recorder.add(RawStep(step, obs.stamp, obs.images, obs.joint_pos, res.command, source,
+                                      chunk_id, self.policy_version))
+        self._episode_steps += 1
+        return TickResult(step, res.command, source, chunk_id, res.reason, stale, request, new_chunks,
+                          None, engaged_now or released_now)
+
+    # --- internals ----------------------------------------------------------------
+    def _reset_plan(self) -> None:
+        self.scheduler.clear()
+        self._generation += 1
+        self._inflight = None
+
+    def _take_results(self, results: Iterable[InferenceResult], step: int) -> list[InferenceResult]:
+        stitched = []
+        for r in results:
+            current = r.request.generation == self._generation
+            if current and self._inflight == r.request.generation:
+                self._inflight = None
+            if r.actions is None:
+                self.counters.failed_inferences += 1
+                continue
+            if not current or self.fsm.state is not EpisodeState.RUNNING or self.pedal:
+                self.counters.stale_chunks += 1
+                continue
+            self.scheduler.add_chunk(r.request.start_step, r.actions, r.chunk_id, now_step=step)
+            stitched.append(r)
+        return stitched
+
+    def _count(self, source: ActionSource, reason: HoldReason) -> None:
+        if source is ActionSource.POLICY:
+            self.counters.policy_steps += 1
+        elif source is ActionSource.TELEOP:
+            self.counters.teleop_steps += 1
+        else:
+            key = str(reason) or "held"
+            self.counters.hold_steps[key] = self.counters.hold_steps.get(key, 0) + 1
+
+    def _finish(self, ending: Ending, steps: int) -> None:
+        self._episode_steps = 0
+        if self.recorder is not None:
+            self.recorder.end(EpisodeOutcome(label=ending.label, num_steps=steps, reason=ending.reason,
+                                             note=ending.note))

@@ -1,0 +1,128 @@
+"""ONNX Runtime session for an lwd policy (contract: `lwd_common.policy_io`).
+
+A model is checked twice before it may drive a robot: its declared inputs must
+match the contract (`read_signature`), and one trial inference on zeros must
+return a finite [1, 30, 16] action chunk. Either failure raises `PolicyError`
+at load (= lifecycle configure), never later in the control loop.
+
+Providers are chosen deliberately: CPU unless CUDA is asked for; CUDA is used
+only if a session really comes up on it (onnxruntime-gpu lists CUDA as
+available on machines without the CUDA libraries and then fails noisily).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from lwd_actor.core.observation import Observation
+from lwd_common import policy_io
+from lwd_common.robot import CAMERA_NAMES, CHUNK_HORIZON, NUM_JOINTS
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used (unreadable, wrong contract, wrong output)."""
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    prefer_cuda: bool = False
+    intra_op_threads: int = 1  # leave the other core(s) to the control loop
+    seed: int = 0
+
+
+def sha256_of(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _session(path: Path, providers: list[str], threads: int):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3  # errors only; the CUDA probe below must not spam CPU machines
+    return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+
+
+class OnnxPolicy:
+    """One loaded policy. `infer` is called from the inference worker thread only."""
+
+    def __init__(self, path: str | Path, config: RuntimeConfig = RuntimeConfig()):
+        import onnx
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise PolicyError(f"policy file {self.path} does not exist")
+        try:
+            model = onnx.load(str(self.path))
+        except Exception as exc:  # noqa: BLE001 - any parse failure means "not a usable model"
+            raise PolicyError(f"{self.path}: not a readable ONNX model: {exc}") from exc
+        try:
+            self.signature = policy_io.read_signature(model)
+        except ValueError as exc:
+            raise PolicyError(f"{self.path}: {exc}") from exc
+        self.sha256 = sha256_of(self.path)
+        self.version = self.signature.version
+        providers = [CPU]
+        if config.prefer_cuda and CUDA in ort.get_available_providers():
+            providers = [CUDA, CPU]
+        try:
+            self.session = _session(self.path, providers, config.intra_op_threads)
+        except Exception as exc:  # noqa: BLE001
+            raise PolicyError(f"{self.path}: ONNX Runtime refused the model: {exc}") from exc
+        self.provider = self.session.get_providers()[0]
+        self._rng = np.random.default_rng(config.seed)
+        self.loaded_at = time.time()
+        self._check_output()
+
+    def _check_output(self) -> None:
+        h, w = self.signature.image_height, self.signature.image_width
+        feeds = {
+            policy_io.INPUT_IMAGES: np.zeros((1, len(CAMERA_NAMES), h, w, 3), np.uint8),
+            policy_io.INPUT_JOINT_POS: np.zeros((1, NUM_JOINTS), np.float32),
+            policy_io.INPUT_TASK_ID: np.zeros((1,), np.int64),
+            policy_io.INPUT_NOISE: np.zeros((1, CHUNK_HORIZON, NUM_JOINTS), np.float32),
+        }
+        try:
+            out = self.session.run([policy_io.OUTPUT_ACTIONS], feeds)[0]
+        except Exception as exc:  # noqa: BLE001
+            raise PolicyError(f"{self.path}: trial inference failed: {exc}") from exc
+        if out.shape != (1, CHUNK_HORIZON, NUM_JOINTS):
+            raise PolicyError(
+                f"{self.path}: output 'actions' has shape {list(out.shape)}, want [1, {CHUNK_HORIZON}, {NUM_JOINTS}]"
+            )
+
+    def prepare_images(self, obs: Observation) -> np.ndarray:
+        """[1, 3, H, W, 3] uint8, cameras in CAMERA_NAMES order, resized to the model's size."""
+        h, w = self.signature.image_height, self.signature.image_width
+        frames = []
+        for cam in CAMERA_NAMES:
+            img = obs.images[cam]
+            if img.shape[:2] != (h, w):
+                img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+            frames.append(img)
+        return np.stack(frames)[None]
+
+    def infer(self, obs: Observation, instruction: str) -> np.ndarray:
+        """Action chunk [30, 16] (float64, absolute joint targets) for one observation."""
+        feeds = {
+            policy_io.INPUT_IMAGES: self.prepare_images(obs),
+            policy_io.INPUT_JOINT_POS: obs.joint_pos.astype(np.float32)[None],
+            policy_io.INPUT_TASK_ID: np.array([self.signature.task_id(instruction)], np.int64),
+            policy_io.INPUT_NOISE: self._rng.standard_normal((1, CHUNK_HORIZON, NUM_JOINTS)).astype(np.float32),
+        }
+        return self.session.run([policy_io.OUTPUT_ACTIONS], feeds)[0][0].astype(np.float64)

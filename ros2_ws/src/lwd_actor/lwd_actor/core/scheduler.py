@@ -1,0 +1,114 @@
+"""Chunk scheduler: a timeline of joint targets indexed by control step.
+
+The policy produces chunks of H targets starting at the step of the observation
+they were inferred from. Inference takes a few ticks, so by the time a chunk
+arrives its first rows are already in the past: those are dropped, and the rest
+is stitched onto the timeline by step index. The next chunk is requested while
+the current one still has `request_threshold` steps left, so that (with inference
+faster than that many ticks) the timeline never runs dry. If it does, the tick
+holds and the event is counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+
+
+class MergeMode(StrEnum):
+    REPLACE = "replace"  # the newer chunk wins on every overlapping step
+    BLEND = "blend"  # linear cross-fade from the old to the new chunk over the overlap
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    request_threshold: int = 12  # request the next chunk when this many future steps (or fewer) remain
+    merge: MergeMode = MergeMode.REPLACE
+    blend_steps: int = 8  # BLEND: cross-fade length (capped at the overlap)
+
+    def __post_init__(self) -> None:
+        if self.request_threshold < 1:
+            raise ValueError("request_threshold must be >= 1")
+        if self.blend_steps < 1:
+            raise ValueError("blend_steps must be >= 1")
+        object.__setattr__(self, "merge", MergeMode(self.merge))
+
+
+@dataclass(frozen=True)
+class ScheduledTarget:
+    target: np.ndarray  # (16,)
+    chunk_id: int
+
+
+class ChunkScheduler:
+    """Not thread-safe: owned by the control loop; chunks are handed in on its thread."""
+
+    def __init__(self, config: SchedulerConfig = SchedulerConfig()):
+        self.config = config
+        self._targets: dict[int, np.ndarray] = {}
+        self._chunk_of: dict[int, int] = {}
+        self.dry_events = 0  # times the timeline ran out after having had targets
+        self.dry_ticks = 0  # ticks spent dry (includes the ticks of dry_events)
+        self.dropped_rows = 0  # rows of arriving chunks that were already in the past
+        self._was_supplied = False
+
+    def clear(self) -> None:
+        """Forget all pending targets (pedal takeover, episode boundaries)."""
+        self._targets.clear()
+        self._chunk_of.clear()
+        self._was_supplied = False
+
+    def remaining(self, step: int) -> int:
+        """Number of consecutive scheduled steps from `step` on (inclusive)."""
+        n = 0
+        while (step + n) in self._targets:
+            n += 1
+        return n
+
+    def needs_chunk(self, step: int) -> bool:
+        return self.remaining(step) <= self.config.request_threshold
+
+    def add_chunk(self, start_step: int, targets: np.ndarray, chunk_id: int, now_step: int) -> int:
+        """Stitch a chunk whose row 0 belongs to `start_step`; returns rows kept (future ones)."""
+        targets = np.asarray(targets, dtype=np.float64)
+        if targets.ndim != 2:
+            raise ValueError(f"chunk must be [H, J], got shape {targets.shape}")
+        first = max(start_step, now_step)
+        skip = first - start_step
+        self.dropped_rows += min(skip, len(targets))
+        rows = targets[skip:]
+        if len(rows) == 0:
+            return 0
+        steps = range(first, first + len(rows))
+        overlap = [s for s in steps if s in self._targets]
+        if self.config.merge is MergeMode.BLEND and overlap:
+            n = min(len(overlap), self.config.blend_steps)
+            for k, s in enumerate(overlap[:n]):
+                w = (k + 1) / (n + 1)  # weight of the new chunk grows across the cross-fade
+                rows[s - first] = (1.0 - w) * self._targets[s] + w * rows[s - first]
+        # Steps beyond the new chunk keep nothing of the old one: a stale tail would
+        # otherwise be executed after a fresher plan ends.
+        for s in [s for s in self._targets if s >= first + len(rows)]:
+            del self._targets[s]
+            del self._chunk_of[s]
+        for s, row in zip(steps, rows, strict=True):
+            self._targets[s] = row
+            self._chunk_of[s] = chunk_id
+        return len(rows)
+
+    def pop(self, step: int) -> ScheduledTarget | None:
+        """Target for `step`, dropping everything before it; None (counted) if the timeline is dry."""
+        for s in [s for s in self._targets if s < step]:
+            del self._targets[s]
+            del self._chunk_of[s]
+        target = self._targets.pop(step, None)
+        if target is None:
+            self.dry_ticks += 1
+            if self._was_supplied:
+                self.dry_events += 1
+                self._was_supplied = False
+            return None
+        self._was_supplied = True
+        return ScheduledTarget(target, self._chunk_of.pop(step))

@@ -1,0 +1,61 @@
+"""Approximate time synchronisation of the three cameras and the joint states.
+
+`message_filters` is not available on pip ROS, and we only ever need the newest
+consistent set, so this is a small thread-safe buffer per input: the pivot is
+the newest stamp of the slowest input, every other input contributes the entry
+closest to it, and the set is accepted if its stamps span at most `slop_s`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+import numpy as np
+
+from lwd_actor.core.observation import JOINTS_INPUT, Observation, all_inputs
+
+
+class ApproximateSync:
+    def __init__(self, slop_s: float = 0.05, depth: int = 10, inputs: tuple[str, ...] = all_inputs()):
+        if slop_s <= 0 or depth < 1:
+            raise ValueError("slop_s must be > 0 and depth >= 1")
+        self.slop_s = slop_s
+        self.inputs = inputs
+        self._buf: dict[str, deque[tuple[float, object]]] = {n: deque(maxlen=depth) for n in inputs}
+        self._lock = threading.Lock()
+        self._last: Observation | None = None
+        self.unsynced_sets = 0  # times a newest set existed but spanned more than the slop
+
+    def add(self, name: str, stamp: float, value: object) -> None:
+        with self._lock:
+            buf = self._buf[name]
+            if buf and stamp < buf[-1][0]:
+                buf.clear()  # time went backwards (sim reset / clock jump): start over
+            buf.append((stamp, value))
+
+    def newest_stamps(self) -> dict[str, float | None]:
+        with self._lock:
+            return {n: (b[-1][0] if b else None) for n, b in self._buf.items()}
+
+    def latest(self) -> Observation | None:
+        """The newest synchronised observation (the previous one if no newer set matches)."""
+        with self._lock:
+            if any(not b for b in self._buf.values()):
+                return self._last
+            pivot = min(b[-1][0] for b in self._buf.values())
+            chosen = {n: min(b, key=lambda e, p=pivot: abs(e[0] - p)) for n, b in self._buf.items()}
+        stamps = {n: e[0] for n, e in chosen.items()}
+        if max(stamps.values()) - min(stamps.values()) > self.slop_s:
+            self.unsynced_sets += 1
+            return self._last
+        last = self._last
+        if last is not None and last.stamps == stamps:
+            return last
+        obs = Observation(
+            images={n: e[1] for n, e in chosen.items() if n != JOINTS_INPUT},
+            joint_pos=np.asarray(chosen[JOINTS_INPUT][1], np.float64),
+            stamps=stamps,
+        )
+        self._last = obs
+        return obs
