@@ -19,15 +19,15 @@ from pathlib import Path
 
 from lwd_common.robot import GRIPPER_JOINTS, JOINT_NAMES, URDF_FILENAME
 
-SHOULDER_XYZ = (0.05, 0.22, 1.10)  # left shoulder; right is mirrored in y
-UPPER_ARM_LENGTH = 0.32
-FOREARM_LENGTH = 0.30
+SHOULDER_XYZ = (0.05, 0.22, 1.20)  # left shoulder; right is mirrored in y
+UPPER_ARM_LENGTH = 0.34
+FOREARM_LENGTH = 0.32
 FLANGE_OFFSET = 0.07  # wrist-roll axis to gripper base
 FINGER_LENGTH = 0.11
 TCP_OFFSET = FLANGE_OFFSET + 0.09  # below the wrist pitch axis, between the fingertips
 GRIPPER_MAX_OPENING = 0.08  # metres between the fingers
-HEAD_CAMERA_XYZ = (0.10, 0.0, 1.45)
-HEAD_CAMERA_PITCH = 0.85  # rad, looking down at the table
+HEAD_CAMERA_XYZ = (0.10, 0.0, 1.50)
+HEAD_CAMERA_PITCH = 1.0  # rad, looking down at the table
 WRIST_CAMERA_XYZ = (0.07, 0.0, -0.02)  # in the gripper base frame, looking along the fingers
 
 

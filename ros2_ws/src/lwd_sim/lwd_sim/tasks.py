@@ -1,0 +1,266 @@
+"""The task suite: instructions, randomised initial conditions, sub-task progress and sparse success.
+
+A `Task` describes a family of episodes; `Task.sample(rng, instruction)` draws one
+`TaskInstance` (goal + initial scene) which then judges the simulator state with
+`evaluate(sim) -> TaskStatus`. Sub-tasks are latched: once done they stay done,
+so the score (fraction of sub-tasks done) never decreases within an episode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from lwd_common.robot import NUM_JOINTS
+from lwd_sim import scene
+from lwd_sim.scene import ITEMS, SPOTS, TABLE_TOP_Z
+from lwd_sim.sim import G1Sim
+
+OFF_TABLE_Z = TABLE_TOP_Z - 0.1
+DRAWER_OPEN_ENOUGH = 0.17
+DRAWER_CLOSED_BELOW = 0.02
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    success: bool
+    failed: bool
+    subtasks_done: int
+    subtasks_total: int
+    subtask_names: tuple[str, ...]
+    done_flags: tuple[bool, ...]
+
+    @property
+    def score(self) -> float:
+        return 1.0 if self.success else self.subtasks_done / max(self.subtasks_total, 1)
+
+
+@lru_cache(maxsize=1)
+def home_pose() -> np.ndarray:
+    """Both arms forward with open grippers above the table (computed once by IK)."""
+    import mujoco
+
+    from lwd_sim.ik import ArmIK, gripper_rotation
+
+    model = mujoco.MjModel.from_xml_string(scene.mjcf_text(64, 64))
+    q = np.zeros(NUM_JOINTS)
+    for off, side, sign in ((0, "left", 1.0), (7, "right", -1.0)):
+        ik = ArmIK(model, side)
+        seed = np.array([-0.4, 0.7 * sign, -0.6 * sign, -2.3, 0.55 * sign, 1.6, 0.9 * sign])
+        q7, err = ik.solve(seed, np.array([0.32, 0.24 * sign, 0.98]), gripper_rotation(0.0, 0.4), iters=200)
+        if err > 5e-3:
+            raise RuntimeError(f"home pose IK failed for the {side} arm ({err:.3f} m)")
+        q[off : off + 7] = q7
+    q[14:] = 0.08
+    return q
+
+
+def item_spec(name: str) -> scene.ItemSpec:
+    for it in ITEMS:
+        if it.name == name:
+            return it
+    raise KeyError(name)
+
+
+def spot_spec(name: str) -> scene.SpotSpec:
+    for s in SPOTS:
+        if s.name == name:
+            return s
+    raise KeyError(name)
+
+
+def rest_z(item: str) -> float:
+    return TABLE_TOP_Z + item_spec(item).half_height
+
+
+def _sample_positions(rng: np.random.Generator, n: int, x: tuple, y: tuple, min_sep: float) -> list[np.ndarray]:
+    for _ in range(1000):
+        pts = [np.array([rng.uniform(*x), rng.uniform(*y)]) for _ in range(n)]
+        if all(np.linalg.norm(a - b) >= min_sep for i, a in enumerate(pts) for b in pts[i + 1 :]):
+            return pts
+    raise RuntimeError("could not place items without overlap")
+
+
+@dataclass
+class TaskInstance:
+    """One episode's goal and initial scene; judges progress from the simulator."""
+
+    task: Task
+    instruction: str
+    items: dict[str, np.ndarray]  # name -> (x, y, z, yaw)
+    arm_q: np.ndarray
+    drawer_opening: float
+    target_items: tuple[str, ...]
+    spot: str | None = None
+    _latched: list[bool] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._latched = [False] * len(self.task.subtasks)
+
+    @property
+    def time_limit_steps(self) -> int:
+        return int(round(self.task.time_limit_s * 30))
+
+    def reset_sim(self, sim: G1Sim) -> None:
+        sim.reset(self.arm_q, self.items, self.drawer_opening)
+        self._latched = [False] * len(self.task.subtasks)
+
+    def evaluate(self, sim: G1Sim) -> TaskStatus:
+        now, success, failed = self.task.judge(self, sim)
+        self._latched = [a or b for a, b in zip(self._latched, now, strict=True)]
+        if success:
+            self._latched = [True] * len(self._latched)
+        done = sum(self._latched)
+        return TaskStatus(success, failed and not success, done, len(self._latched), self.task.subtasks,
+                          tuple(self._latched))
+
+
+def held_by(sim: G1Sim, item: str) -> str | None:
+    for side, held in sim.held.items():
+        if held == item:
+            return side
+    return None
+
+
+def in_spot(sim: G1Sim, item: str, spot: str) -> bool:
+    s = spot_spec(spot)
+    p = sim.body_pos(item)
+    return bool(np.linalg.norm(p[:2] - np.array(s.xy)) < s.radius and p[2] < rest_z(item) + 0.015)
+
+
+def in_drawer(sim: G1Sim, item: str) -> bool:
+    d = sim.body_pos("drawer")
+    p = sim.body_pos(item)
+    hx, hy, _ = scene.DRAWER_HALF
+    return bool(abs(p[0] - d[0]) < hx and abs(p[1] - d[1]) < hy and p[2] < d[2] + item_spec(item).half_height + 0.03)
+
+
+class Task:
+    name: str
+    subtasks: tuple[str, ...]
+    time_limit_s: float
+    instructions: tuple[str, ...]
+
+    def sample(self, rng: np.random.Generator, instruction: str | None = None) -> TaskInstance:
+        raise NotImplementedError
+
+    def judge(self, inst: TaskInstance, sim: G1Sim) -> tuple[list[bool], bool, bool]:
+        """(sub-tasks satisfied now, success, failed)."""
+        raise NotImplementedError
+
+    def _check_instruction(self, instruction: str | None, rng: np.random.Generator) -> str:
+        if not instruction:
+            return self.instructions[int(rng.integers(len(self.instructions)))]
+        text = instruction.strip().lower()
+        if text not in self.instructions:
+            raise ValueError(
+                f"task {self.name!r} has no instruction {instruction!r}; known: {list(self.instructions)}"
+            )
+        return text
+
+
+def _arm_start(rng: np.random.Generator, noise: float = 0.05) -> np.ndarray:
+    q = home_pose().copy()
+    q[:14] += rng.normal(0.0, noise, 14)
+    return q
+
+
+class PickPlaceTask(Task):
+    """Grocery restocking: put the instructed item (among distractors) at the instructed spot."""
+
+    subtasks = ("grasp", "lift", "carry_to_spot", "release_in_spot")
+
+    def __init__(self, name: str, items: tuple[str, ...], targets: tuple[str, ...], spots: tuple[str, ...],
+                 time_limit_s: float = 10.0):
+        self.name = name
+        self.items = items
+        self.time_limit_s = time_limit_s
+        preposition = {"left_bin": "in", "right_bin": "in", "plate": "on"}
+        self._goals = {
+            f"put the {item_spec(t).words} {preposition[s]} the {spot_spec(s).words}": (t, s)
+            for t in targets
+            for s in spots
+        }
+        self.instructions = tuple(self._goals)
+
+    def sample(self, rng: np.random.Generator, instruction: str | None = None) -> TaskInstance:
+        text = self._check_instruction(instruction, rng)
+        target, spot = self._goals[text]
+        xy = _sample_positions(rng, len(self.items), (0.37, 0.52), (-0.2, 0.2), 0.095)
+        items = {
+            name: np.array([p[0], p[1], rest_z(name) + 0.002, rng.uniform(-0.6, 0.6)])
+            for name, p in zip(self.items, xy, strict=True)
+        }
+        return TaskInstance(self, text, items, _arm_start(rng), 0.0, (target,), spot)
+
+    def judge(self, inst: TaskInstance, sim: G1Sim) -> tuple[list[bool], bool, bool]:
+        target, spot = inst.target_items[0], inst.spot
+        held = held_by(sim, target) is not None
+        p = sim.body_pos(target)
+        s = spot_spec(spot)
+        over_spot = bool(np.linalg.norm(p[:2] - np.array(s.xy)) < s.radius)
+        placed = in_spot(sim, target, spot) and not held
+        lifted = held and p[2] > rest_z(target) + 0.04
+        now = [held, lifted, over_spot and (held or placed), placed]
+        failed = bool(p[2] < OFF_TABLE_Z)
+        return now, placed, failed
+
+
+class DrawerRestockTask(Task):
+    """Long horizon: open the drawer, put two items in it, close it (6 sub-tasks)."""
+
+    subtasks = ("open_drawer", "grasp_first", "place_first", "grasp_second", "place_second", "close_drawer")
+
+    def __init__(self, name: str = "drawer_restock", time_limit_s: float = 180.0):
+        self.name = name
+        self.time_limit_s = time_limit_s
+        names = [i.name for i in ITEMS]
+        self._goals = {
+            f"open the drawer, put the {item_spec(a).words} and the {item_spec(b).words} in it, and close it": (a, b)
+            for a in names
+            for b in names
+            if a < b
+        }
+        self.instructions = tuple(self._goals)
+
+    def sample(self, rng: np.random.Generator, instruction: str | None = None) -> TaskInstance:
+        text = self._check_instruction(instruction, rng)
+        a, b = self._goals[text]
+        sides = (1.0, -1.0) if rng.random() < 0.5 else (-1.0, 1.0)
+        items = {}
+        for name, sign in zip((a, b), sides, strict=True):
+            items[name] = np.array([rng.uniform(0.36, 0.48), sign * rng.uniform(0.24, 0.3),
+                                    rest_z(name) + 0.002, rng.uniform(-0.6, 0.6)])
+        return TaskInstance(self, text, items, _arm_start(rng), float(rng.uniform(0.0, 0.015)), (a, b))
+
+    def judge(self, inst: TaskInstance, sim: G1Sim) -> tuple[list[bool], bool, bool]:
+        a, b = inst.target_items
+        opening = sim.drawer_opening()
+        a_in = in_drawer(sim, a) and held_by(sim, a) is None
+        b_in = in_drawer(sim, b) and held_by(sim, b) is None
+        closed = opening < DRAWER_CLOSED_BELOW
+        success = a_in and b_in and closed and held_by(sim, "drawer") is None
+        now = [opening > DRAWER_OPEN_ENOUGH, held_by(sim, a) is not None or a_in, a_in,
+               held_by(sim, b) is not None or b_in, b_in, success]
+        failed = any(sim.body_pos(n)[2] < OFF_TABLE_Z for n in (a, b))
+        return now, success, failed
+
+
+_ALL_ITEMS = tuple(i.name for i in ITEMS)
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in (
+        PickPlaceTask("can_to_bin", _ALL_ITEMS[:3], ("red_can",), ("left_bin",), time_limit_s=8.0),
+        PickPlaceTask("grocery_pick_place", _ALL_ITEMS, _ALL_ITEMS, tuple(s.name for s in SPOTS),
+                      time_limit_s=10.0),
+        DrawerRestockTask(),
+    )
+}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; known: {sorted(TASKS)}")
+    return TASKS[name]
