@@ -1,0 +1,35 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+from rosutil import Procs, ros_processes, wait_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bridgeutil import free_endpoint  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def start_bridge(procs: Procs, root: Path, endpoint: str, *extra: str, name: str = "bridge"):
+    """Start `python -m lwd_learner_bridge.server` and wait until it listens."""
+    proc = procs.python(name, "-m", "lwd_learner_bridge.server", "--root", str(root), "--bind", endpoint, *extra)
+    assert wait_for(lambda: "listening on" in procs.log(name) or proc.poll() is not None, 20), procs.log(name)
+    assert proc.poll() is None, procs.log(name)
+    return proc
+
+
+def start_robot(procs: Procs, name: str, endpoint: str, robot_id: str, spool: Path, *extra: str):
+    return procs.python(name, str(HERE / "robot_proc.py"), "--endpoint", endpoint, "--robot-id", robot_id,
+                        "--spool", str(spool), *extra)
+
+
+@pytest.fixture
+def procs(tmp_path):
+    with ros_processes(tmp_path) as p:
+        yield p
+
+
+@pytest.fixture
+def endpoint():
+    return free_endpoint()

@@ -1,0 +1,157 @@
+"""BridgeCore without sockets: dedup, gaps, sessions, limits, expiry."""
+
+import hashlib
+import random
+
+import pytest
+from bridgeutil import make_meta, make_steps, outcome
+
+from lwd_common import codec
+from lwd_common.episode import Episode, content_hash, meta_to_dict, outcome_to_dict
+from lwd_common.robot import CAMERA_NAMES
+from lwd_common.store import EpisodeStore
+from lwd_common.transport import protocol
+from lwd_learner_bridge.core import BridgeConfig, BridgeCore
+
+PEER = b"peer-1"
+
+
+def hello(robot_id="robot0", config_hash=None) -> bytes:
+    return protocol.encode("hello", robot_id=robot_id, policy_version="", role="stream", open_episodes=[],
+                           config_hash=config_hash or protocol.config_hash())
+
+
+def episode_frames(robot_id="robot0", index=0, n=25, per_chunk=10) -> tuple[list[bytes], str]:
+    meta, steps, out = make_meta(robot_id, index), make_steps(n, seed=index), outcome(n, index)
+    frames = [protocol.encode("ep_begin", episode_id=meta.episode_id, seq=0, meta=meta_to_dict(meta))]
+    for i in range(0, n, per_chunk):
+        frames.append(protocol.encode("ep_chunk", episode_id=meta.episode_id, seq=len(frames),
+                                      steps=protocol.steps_to_chunk(steps[i:i + per_chunk], CAMERA_NAMES)))
+    digest = content_hash(Episode.from_steps(meta, steps, out))
+    frames.append(protocol.encode("ep_end", episode_id=meta.episode_id, seq=len(frames),
+                                  outcome=outcome_to_dict(out), num_steps=n, content_hash=digest, ended_at=0.0))
+    return frames, digest
+
+
+def types(replies: list[bytes]) -> list[str]:
+    return [protocol.decode(r)["t"] for r in replies]
+
+
+@pytest.fixture
+def core(tmp_path):
+    c = BridgeCore(BridgeConfig(root=str(tmp_path)))
+    assert types(c.handle(PEER, hello())) == ["welcome"]
+    return c
+
+
+def stored(core: BridgeCore) -> dict[str, str]:
+    store = EpisodeStore(core.root / "store")
+    return {e: hashlib.sha256(store.read_bytes(e)).hexdigest() for e in store.ids()}
+
+
+def test_in_order_stream_is_committed_with_the_robots_hash(core):
+    frames, digest = episode_frames()
+    for f in frames:
+        core.handle(PEER, f)
+    (peer, reply), = core.flush()
+    msg = protocol.decode(reply)
+    assert (peer, msg["t"], msg["content_hash"], msg["duplicate"]) == (PEER, "committed", digest, False)
+    assert stored(core) == {"robot0-ep0000": digest}
+    assert EpisodeStore(core.root / "store").latest_snapshot().episode_ids == ("robot0-ep0000",)
+
+
+def test_duplicated_and_shuffled_frames_store_the_episode_once(core):
+    frames, digest = episode_frames(n=47, per_chunk=5)
+    noisy = frames + frames[2:6] + frames[:1]
+    random.Random(3).shuffle(noisy)
+    for f in noisy:
+        core.handle(PEER, f)
+    core.flush()
+    assert stored(core) == {"robot0-ep0000": digest}
+    assert core.counters["duplicates_dropped"] >= 5
+
+
+def test_frames_after_commit_are_answered_committed_again_without_rewriting(core):
+    frames, digest = episode_frames()
+    for f in frames:
+        core.handle(PEER, f)
+    core.flush()
+    mtime = (core.root / "store/episodes/robot0-ep0000.lwdep").stat().st_mtime_ns
+    msg = protocol.decode(core.handle(PEER, frames[1])[0])
+    assert (msg["t"], msg["content_hash"], msg["duplicate"]) == ("committed", digest, True)
+    assert (core.root / "store/episodes/robot0-ep0000.lwdep").stat().st_mtime_ns == mtime
+
+
+def test_end_with_gaps_asks_for_the_missing_seqs(core):
+    frames, _ = episode_frames(n=40, per_chunk=10)  # seqs 0..5
+    for f in [frames[0], frames[2], frames[5]]:
+        core.handle(PEER, f)
+    msg = protocol.decode(core.handle(PEER, frames[5])[0])
+    assert (msg["t"], msg["seqs"]) == ("missing", [1, 3, 4])
+    assert stored(core) == {}
+
+
+def test_episode_frames_before_hello_get_no_session_and_nothing_is_kept(tmp_path):
+    core = BridgeCore(BridgeConfig(root=str(tmp_path)))
+    frames, _ = episode_frames()
+    msg = protocol.decode(core.handle(PEER, frames[0])[0])
+    assert (msg["t"], msg["code"]) == ("error", "no_session")
+    assert core.partials == {}
+
+
+def test_config_mismatch_is_refused_fatally(tmp_path):
+    core = BridgeCore(BridgeConfig(root=str(tmp_path)))
+    msg = protocol.decode(core.handle(PEER, hello(config_hash="0123456789abcdef"))[0])
+    assert (msg["code"], msg["fatal"]) == ("config_mismatch", True)
+    assert "0123456789abcdef" in msg["message"]
+    assert core.sessions == {}
+
+
+def test_hello_with_key_of_another_robot_is_refused(tmp_path):
+    core = BridgeCore(BridgeConfig(root=str(tmp_path)), key_names={"KEY0": "robot0"})
+    msg = protocol.decode(core.handle(PEER, hello("robot1"), user_id="KEY0")[0])
+    assert msg["code"] == "key_mismatch" and "belongs to 'robot0'" in msg["message"]
+
+
+def test_episode_over_the_size_limit_is_rejected_and_freed(tmp_path):
+    core = BridgeCore(BridgeConfig(root=str(tmp_path), max_episode_bytes=20_000))
+    core.handle(PEER, hello())
+    frames, _ = episode_frames(n=60, per_chunk=10)
+    codes = [protocol.decode(r).get("code") for f in frames for r in core.handle(PEER, f)]
+    assert "episode_too_large" in codes
+    core.flush()
+    assert stored(core) == {} and core.status()["buffered_bytes"] == 0
+
+
+def test_content_hash_mismatch_is_rejected(core):
+    frames, _ = episode_frames()
+    end = codec.unpackb(frames[-1])
+    end["content_hash"] = "f" * 64
+    for f in frames[:-1] + [codec.packb(end)]:
+        replies = core.handle(PEER, f)
+    assert protocol.decode(replies[0])["code"] == "hash_mismatch"
+    assert core.flush() == [] and stored(core) == {}
+
+
+def test_robot_may_not_hold_too_many_open_episodes(tmp_path):
+    core = BridgeCore(BridgeConfig(root=str(tmp_path), max_open_episodes_per_robot=2))
+    core.handle(PEER, hello())
+    for i in range(2):
+        core.handle(PEER, episode_frames(index=i)[0][0])
+    msg = protocol.decode(core.handle(PEER, episode_frames(index=2)[0][0])[0])
+    assert msg["code"] == "too_many_open"
+
+
+def test_partial_episode_of_a_silent_robot_expires(core):
+    frames, _ = episode_frames()
+    core.handle(PEER, frames[0])
+    core.handle(PEER, frames[1])
+    core.expire(now=core.partials["robot0-ep0000"].last_update + core.config.partial_timeout_s + 1)
+    assert core.partials == {} and core.status()["buffered_bytes"] == 0
+
+
+def test_restarted_robot_hello_drops_partials_it_no_longer_has(core):
+    frames, _ = episode_frames()
+    core.handle(PEER, frames[0])
+    core.handle(b"peer-2", hello())
+    assert core.partials == {}
