@@ -264,3 +264,15 @@ def get_task(name: str) -> Task:
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; known: {sorted(TASKS)}")
     return TASKS[name]
+
+
+# Every instruction of every task, in a fixed order: the `task_id` a policy sees.
+ALL_INSTRUCTIONS: tuple[str, ...] = tuple(dict.fromkeys(i for t in TASKS.values() for i in t.instructions))
+
+
+def task_of_instruction(instruction: str) -> str:
+    """The first task (in TASKS order) that has `instruction`."""
+    for t in TASKS.values():
+        if instruction in t.instructions:
+            return t.name
+    raise ValueError(f"no task has instruction {instruction!r}")
