@@ -1,0 +1,196 @@
+"""The LWD agent: BC pretraining, then one jitted update of DIVL (critic + value) and QAM (policy).
+
+State is one pytree (`AgentState`); losses are pure functions of (params, batch, rng).
+Everything the networks see is normalised: joints and actions by the data's NormStats.
+Method switches (TrainConfig.method, DIVLConfig.value_kind / adaptive_tau) select the
+baselines: SFT (BC only), expectile value (scalar IQL), constant tau.
+"""
+
+from __future__ import annotations
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lwd_learner import divl
+from lwd_learner.config import LearnerConfig
+from lwd_learner.flow import euler_sample, flow_matching_loss, qam_loss
+from lwd_learner.networks import CriticValue, FlowPolicy
+from lwd_learner.replay import NormStats
+
+
+@flax.struct.dataclass
+class AgentState:
+    step: jnp.ndarray
+    policy: dict
+    ref_policy: dict
+    critic: dict
+    target_critic: dict
+    policy_opt: optax.OptState
+    critic_opt: optax.OptState
+    norm: dict  # joint_mean, joint_std, action_mean, action_std
+    rng: jnp.ndarray
+
+
+def _norm_dict(stats: NormStats) -> dict:
+    return {k: jnp.asarray(v, jnp.float32) for k, v in stats.to_dict().items()}
+
+
+class Agent:
+    """Holds the static parts (modules, optimisers, config) and the jitted update functions."""
+
+    def __init__(self, cfg: LearnerConfig):
+        self.cfg = cfg
+        m = cfg.model
+        self.policy = FlowPolicy(m)
+        self.critic = CriticValue(m)
+        self.action_shape = (m.horizon, m.num_joints)
+        self.support = divl.atoms(m.critic.num_atoms, m.critic.v_min, m.critic.v_max)
+        t = cfg.train
+        self.bc_tx = optax.adam(optax.cosine_decay_schedule(cfg.qam.bc_lr, t.decay_steps))
+        self.policy_tx = optax.adamw(optax.cosine_decay_schedule(cfg.qam.lr, t.decay_steps),
+                                     weight_decay=cfg.qam.weight_decay)
+        self.critic_tx = optax.adam(optax.cosine_decay_schedule(cfg.divl.lr, t.decay_steps))
+        self.bc_update = jax.jit(self._bc_update, donate_argnums=0)
+        self.rl_update = jax.jit(self._rl_update, donate_argnums=0)
+        self.sample_actions = jax.jit(self._sample_actions, static_argnames="steps")
+
+    # ---- construction -------------------------------------------------------------------
+    def dummy_obs(self, batch: int = 1):
+        e = self.cfg.model.encoder
+        return (jnp.zeros((batch, self.cfg.model.num_cameras, *e.image_size, 3), jnp.uint8),
+                jnp.zeros((batch, self.cfg.model.num_joints)), jnp.zeros((batch,), jnp.int32))
+
+    def init(self, stats: NormStats, seed: int = 0) -> AgentState:
+        rng = jax.random.PRNGKey(seed)
+        k_pol, k_crit, rng = jax.random.split(rng, 3)
+        obs = self.dummy_obs()
+        a = jnp.zeros((1, *self.action_shape))
+        policy = self.policy.init(k_pol, *obs, a, jnp.zeros((1,)))
+        critic = self.critic.init(k_crit, *obs, a)
+        return AgentState(
+            step=jnp.zeros((), jnp.int32), policy=policy, ref_policy=policy, critic=critic,
+            target_critic=critic, policy_opt=self.bc_tx.init(policy),
+            critic_opt=self.critic_tx.init(critic), norm=_norm_dict(stats), rng=rng)
+
+    def start_rl(self, state: AgentState) -> AgentState:
+        """Freeze the behaviour-cloned policy as the QAM reference f_beta; it also initialises f_theta."""
+        ref = jax.tree.map(jnp.copy, state.policy)
+        return state.replace(ref_policy=ref, policy_opt=self.policy_tx.init(state.policy))
+
+    # ---- helpers ------------------------------------------------------------------------
+    @staticmethod
+    def _obs(norm, batch, prefix=""):
+        q = (batch[prefix + "joint_pos"] - norm["joint_mean"]) / norm["joint_std"]
+        return batch[prefix + "images"], q, batch[prefix + "task_id"]
+
+    @staticmethod
+    def _norm_actions(norm, a):
+        return (a - norm["action_mean"]) / norm["action_std"]
+
+    def _field(self, params, z, a, w):
+        return self.policy.apply(params, z, a, w, method=FlowPolicy.field)
+
+    # ---- behaviour cloning --------------------------------------------------------------
+    def bc_loss(self, params, norm, batch, rng):
+        z = self.policy.apply(params, *self._obs(norm, batch), method=FlowPolicy.encode)
+        a = self._norm_actions(norm, batch["actions"])
+        field = lambda p, obs, x, w: self._field(p, obs, x, w)  # noqa: E731
+        return jnp.mean(flow_matching_loss(field, params, z, a, rng))
+
+    def _bc_update(self, state: AgentState, batch):
+        rng, k = jax.random.split(state.rng)
+        loss, grads = jax.value_and_grad(self.bc_loss)(state.policy, state.norm, batch, k)
+        updates, opt = self.bc_tx.update(grads, state.policy_opt, state.policy)
+        policy = optax.apply_updates(state.policy, updates)
+        return state.replace(step=state.step + 1, policy=policy, policy_opt=opt, rng=rng), {"bc_loss": loss}
+
+    # ---- DIVL ---------------------------------------------------------------------------
+    def critic_loss(self, params, target, norm, batch):
+        d = self.cfg.divl
+        c = self.critic
+        obs = self._obs(norm, batch)
+        a = self._norm_actions(norm, batch["actions"])
+        z = c.apply(params, *obs, method=CriticValue.encode)
+        q = c.apply(params, z, a, method=CriticValue.q_from_z)  # [2, B]
+        z_next = jax.lax.stop_gradient(c.apply(params, *self._obs(norm, batch, "next_"), method=CriticValue.encode))
+        metrics = {}
+        if d.value_kind == "divl":
+            p_next = jax.nn.softmax(c.apply(params, z_next, method=CriticValue.value_logits))
+            if d.adaptive_tau:
+                tau = divl.adaptive_tau(p_next, d.tau_base, d.alpha, d.tau_min, d.tau_max)
+            else:
+                tau = jnp.full(p_next.shape[:1], d.constant_tau)
+            boot = divl.quantile(p_next, self.support, tau)
+            metrics["tau_mean"] = jnp.mean(tau)
+            metrics["value_entropy"] = jnp.mean(divl.normalised_entropy(p_next))
+        else:
+            boot = c.apply(params, z_next, method=CriticValue.value_scalar)
+        boot = jax.lax.stop_gradient(boot)
+        y = divl.nstep_target(batch["ret"], boot, batch["done"], batch["discount"])
+        critic_l = jnp.mean(jnp.sum((q - y[None]) ** 2, axis=0))
+        zt = c.apply(target, *obs, method=CriticValue.encode)
+        qbar = jax.lax.stop_gradient(jnp.min(c.apply(target, zt, a, method=CriticValue.q_from_z), axis=0))
+        if d.value_kind == "divl":
+            logits = c.apply(params, z, method=CriticValue.value_logits)
+            value_l = jnp.mean(divl.categorical_value_loss(logits, qbar, self.support))
+            metrics["v_mean"] = jnp.mean(jnp.sum(jax.nn.softmax(logits) * self.support, -1))
+        else:
+            v = c.apply(params, z, method=CriticValue.value_scalar)
+            value_l = jnp.mean(divl.expectile_loss(qbar - v, d.expectile))
+            metrics["v_mean"] = jnp.mean(v)
+        metrics.update(critic_loss=critic_l, value_loss=value_l, q_mean=jnp.mean(q), q_min=jnp.min(q),
+                       q_max=jnp.max(q), target_mean=jnp.mean(y))
+        return critic_l + value_l, metrics
+
+    # ---- QAM ----------------------------------------------------------------------------
+    def policy_loss(self, params, ref, critic, norm, batch, rng):
+        q = self.cfg.qam
+        obs = self._obs(norm, batch)
+        z = self.policy.apply(params, *obs, method=FlowPolicy.encode)
+        z_ref = jax.lax.stop_gradient(self.policy.apply(ref, *obs, method=FlowPolicy.encode))
+        zc = jax.lax.stop_gradient(self.critic.apply(critic, *obs, method=CriticValue.encode))
+
+        def q_grad(a):
+            qmin = lambda x: jnp.sum(jnp.min(self.critic.apply(critic, zc, x, method=CriticValue.q_from_z), 0))  # noqa: E731
+            return jax.grad(qmin)(a)
+
+        field = lambda p, o, a, w: self._field(p, o[0], a, w)  # noqa: E731
+        ref_field = lambda p, o, a, w: self._field(p, o[1], a, w)  # noqa: E731
+        per, stats = qam_loss(field, params, ref_field, ref, (z, z_ref), self.action_shape, z.shape[0], q_grad,
+                              q.lam, q.flow_steps, rng, q.rollout == "reference")
+        return jnp.mean(per), stats
+
+    def _rl_update(self, state: AgentState, batch):
+        rng, k = jax.random.split(state.rng)
+        (_, cm), cg = jax.value_and_grad(self.critic_loss, has_aux=True)(
+            state.critic, state.target_critic, state.norm, batch)
+        cu, copt = self.critic_tx.update(cg, state.critic_opt, state.critic)
+        critic = optax.apply_updates(state.critic, cu)
+        ema = self.cfg.divl.ema
+        target = jax.tree.map(lambda t, p: (1 - ema) * t + ema * p, state.target_critic, critic)
+        (pl, pm), pg = jax.value_and_grad(self.policy_loss, has_aux=True)(
+            state.policy, state.ref_policy, critic, state.norm, batch, k)
+        pu, popt = self.policy_tx.update(pg, state.policy_opt, state.policy)
+        policy = optax.apply_updates(state.policy, pu)
+        metrics = {**cm, **pm, "policy_loss": pl}
+        new = state.replace(step=state.step + 1, policy=policy, policy_opt=popt, critic=critic,
+                            target_critic=target, critic_opt=copt, rng=rng)
+        return new, metrics
+
+    # ---- inference ----------------------------------------------------------------------
+    def _sample_actions(self, params, norm, images, joint_pos, task_id, noise, steps: int):
+        """The deployed sampler: Euler flow from `noise` [B, H, J] to absolute joint targets."""
+        obs = self._obs(norm, {"images": images, "joint_pos": joint_pos, "task_id": task_id})
+        z = self.policy.apply(params, *obs, method=FlowPolicy.encode)
+        a = euler_sample(lambda p, o, x, w: self._field(p, o, x, w), params, z, noise, steps)
+        return a * norm["action_std"] + norm["action_mean"]
+
+    def act(self, state: AgentState, images, joint_pos, task_id, noise, steps: int | None = None) -> np.ndarray:
+        steps = steps or self.cfg.qam.flow_steps
+        return np.asarray(self.sample_actions(state.policy, state.norm, images, joint_pos, task_id, noise,
+                                              steps=steps))
+
+

@@ -1,0 +1,131 @@
+"""Frozen dataclass configs of the learner; defaults follow METHOD.md (paper hyperparameters)
+except sizes, which are small enough to train on a 2-core CPU."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from lwd_common.robot import CAMERA_NAMES, CHUNK_HORIZON, NUM_JOINTS
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Observation encoder. `kind` selects a registered encoder (networks.ENCODERS)."""
+
+    kind: str = "conv"
+    image_size: tuple[int, int] = (64, 64)
+    conv_channels: tuple[int, ...] = (16, 32, 32)
+    joint_hidden: int = 64
+    text_kind: str = "vocab"  # registered in networks.TEXT_ENCODERS
+    vocab_capacity: int = 64  # room for instructions that appear online
+    task_dim: int = 32
+    out_dim: int = 128
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    hidden: tuple[int, ...] = (512, 512, 512)
+    time_features: int = 16
+
+
+@dataclass(frozen=True)
+class CriticConfig:
+    hidden: tuple[int, ...] = (256, 256)
+    action_dim: int = 64  # attention-pooled action-chunk encoding width
+    num_atoms: int = 201
+    v_min: float = -0.1
+    v_max: float = 1.1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    horizon: int = CHUNK_HORIZON
+    num_joints: int = NUM_JOINTS
+    num_cameras: int = len(CAMERA_NAMES)
+
+
+@dataclass(frozen=True)
+class DIVLConfig:
+    """Value learning. value_kind 'expectile' is the scalar-IQL baseline; adaptive_tau False is the
+    constant-tau ablation."""
+
+    value_kind: Literal["divl", "expectile"] = "divl"
+    gamma: float = 0.9999
+    nstep: int = 1
+    tau_base: float = 0.6  # 0.9 online
+    alpha: float = 0.3
+    tau_min: float = 0.05
+    tau_max: float = 0.99
+    adaptive_tau: bool = True
+    constant_tau: float = 0.52
+    expectile: float = 0.7
+    ema: float = 0.005
+    lr: float = 5e-4
+
+
+@dataclass(frozen=True)
+class QAMConfig:
+    lam: float = 2.0
+    flow_steps: int = 10
+    rollout: Literal["policy", "reference"] = "policy"
+    lr: float = 2e-5
+    weight_decay: float = 1e-4
+    bc_lr: float = 3e-4
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """method: 'lwd' (DIVL + QAM) or 'sft' (behaviour cloning only)."""
+
+    method: Literal["lwd", "sft"] = "lwd"
+    batch_size: int = 64
+    bc_steps: int = 2000
+    rl_steps: int = 2000
+    decay_steps: int = 100_000  # cosine schedules' horizon
+    log_every: int = 50
+    ckpt_every: int = 500
+    publish_every: int = 50
+    online_ratio: float = 0.5
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    divl: DIVLConfig = field(default_factory=DIVLConfig)
+    qam: QAMConfig = field(default_factory=QAMConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def online_config(cfg: LearnerConfig) -> LearnerConfig:
+    """The paper's online changes: tau_base 0.9, n = 1."""
+    return dataclasses.replace(cfg, divl=dataclasses.replace(cfg.divl, tau_base=0.9, nstep=1))
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(d: dict) -> LearnerConfig:
+    """Inverse of to_dict (tuples restored from JSON lists)."""
+
+    def build(cls, data):
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in data:
+                continue
+            v = data[f.name]
+            if dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING
+                                        else None):
+                v = build(f.default_factory, v)
+            elif isinstance(v, list):
+                v = tuple(v)
+            kwargs[f.name] = v
+        return cls(**kwargs)
+
+    return build(LearnerConfig, d)

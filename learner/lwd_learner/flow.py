@@ -1,0 +1,135 @@
+"""Flow matching and QAM (Q-learning with Adjoint Matching), generic over action shape.
+
+A *vector field* here is any callable `field(params, obs, a, w) -> velocity` with
+`a` of shape [B, *action_shape] and `w` of shape [B] (flow time: 0 = noise,
+1 = action; `a^w = (1 - w) a^0 + w a^1`). The same functions train the robot
+policy (action chunks [30, 16]) and the 1-D / 2-D flows of the closed-form tests.
+
+Noise schedule (why this one). Adjoint Matching needs the *memoryless* SDE whose
+marginals equal the flow's: for the linear interpolant the score is
+`(w f - a) / (1 - w)`, and `sigma(w)^2 = 2 (1 - w) / w` turns the base drift into
+`b = 2 f - a / w`; only then is the fine-tuned SDE's terminal law the tilted
+`pi_beta exp(Q / lambda)` (METHOD.md prints `sqrt(2 (1 - w) w)`, which is not
+memoryless: the closed-form tests in tests/learner/test_qam_closed_form.py fail
+with it). The schedule is singular at w = 0, so, like the public QAM code, the
+singular terms are evaluated one step late, at `w + h`:
+`sigma_i^2 = 2 (1 - w_i + h) / (w_i + h)`, drift `2 f(a, w_i) - a / (w_i + h)`.
+With w_0 = 0 the first step then erases a^0 (memoryless), as it should.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+VectorField = Callable[[Any, Any, jnp.ndarray, jnp.ndarray], jnp.ndarray]
+
+
+def _bcast(w: jnp.ndarray, a: jnp.ndarray) -> jnp.ndarray:
+    return w.reshape(w.shape + (1,) * (a.ndim - w.ndim))
+
+
+def flow_matching_loss(field: VectorField, params, obs, actions: jnp.ndarray, rng) -> jnp.ndarray:
+    """Behaviour-cloning flow-matching loss (eq. 34): regress f(a^w, w) onto a^1 - a^0. Per-sample [B]."""
+    k0, k1 = jax.random.split(rng)
+    a0 = jax.random.normal(k0, actions.shape, actions.dtype)
+    w = jax.random.uniform(k1, actions.shape[:1])
+    aw = (1.0 - _bcast(w, actions)) * a0 + _bcast(w, actions) * actions
+    pred = field(params, obs, aw, w)
+    err = (pred - (actions - a0)) ** 2
+    return jnp.mean(err.reshape(err.shape[0], -1), axis=-1)
+
+
+def euler_sample(field: VectorField, params, obs, noise: jnp.ndarray, steps: int) -> jnp.ndarray:
+    """Deterministic sampler: integrate da/dw = f from w = 0 to 1 in `steps` Euler steps."""
+    h = 1.0 / steps
+    a = noise
+    for i in range(steps):
+        w = jnp.full(noise.shape[:1], i * h)
+        a = a + h * field(params, obs, a, w)
+    return a
+
+
+def schedule(steps: int) -> tuple[jnp.ndarray, jnp.ndarray, float]:
+    """Rollout times w_i = i h and the memoryless sigma_i (see module docstring)."""
+    h = 1.0 / steps
+    w = jnp.arange(steps) * h
+    sigma = jnp.sqrt(2.0 * (1.0 - w + h) / (w + h))
+    return w, sigma, h
+
+
+def memoryless_rollout(field: VectorField, params, obs, a0: jnp.ndarray, steps: int, rng) -> jnp.ndarray:
+    """Roll out the memoryless SDE (last step a plain ODE step). Returns states [K+1, B, ...], no grad."""
+    w, sigma, h = schedule(steps)
+    keys = jax.random.split(rng, steps)
+    xs = [a0]
+    a = a0
+    for i in range(steps):
+        wi = jnp.full(a0.shape[:1], w[i])
+        f = field(params, obs, a, wi)
+        if i < steps - 1:
+            eps = jax.random.normal(keys[i], a.shape, a.dtype)
+            a = a + h * (2.0 * f - a / (w[i] + h)) + jnp.sqrt(h) * sigma[i] * eps
+        else:
+            a = a + h * f
+        xs.append(a)
+    return jax.lax.stop_gradient(jnp.stack(xs))
+
+
+def lean_adjoint(ref_field: VectorField, ref_params, obs, xs: jnp.ndarray, g1: jnp.ndarray, steps: int):
+    """Integrate the lean adjoint backward with the reference drift b = 2 f_beta - a / w.
+
+    g_i = g_{i+1} + h (d b_beta / d a)(x_i)^T g_{i+1}, one VJP per step, no backprop through
+    the rollout. Returns [K, B, ...] adjoints paired with the states xs[:K].
+    """
+    w, _, h = schedule(steps)
+    g = g1
+    out = []
+    for i in reversed(range(steps)):
+        wi = jnp.full(xs.shape[1:2], w[i])
+
+        def drift(a, wi=wi, i=i):
+            return 2.0 * ref_field(ref_params, obs, a, wi) - a / (w[i] + h)
+
+        _, vjp = jax.vjp(drift, xs[i])
+        g = g + h * vjp(g)[0]
+        out.append(g)
+    return jax.lax.stop_gradient(jnp.stack(out[::-1]))
+
+
+def qam_loss(
+    field: VectorField,
+    params,
+    ref_field: VectorField,
+    ref_params,
+    obs,
+    action_shape: tuple[int, ...],
+    batch_size: int,
+    q_grad: Callable[[jnp.ndarray], jnp.ndarray],
+    lam: float,
+    steps: int,
+    rng,
+    rollout_with_reference: bool = False,
+) -> tuple[jnp.ndarray, dict]:
+    """Adjoint-matching loss (eq. 9) for pi* ∝ pi_beta exp(Q / lambda). Per-sample [B] and stats.
+
+    q_grad(a1) must return dQ/da at the final actions (the min of the critic heads).
+    """
+    k0, k1 = jax.random.split(rng)
+    a0 = jax.random.normal(k0, (batch_size, *action_shape))
+    roll_field, roll_params = (ref_field, ref_params) if rollout_with_reference else (field, params)
+    xs = memoryless_rollout(roll_field, jax.lax.stop_gradient(roll_params), obs, a0, steps, k1)
+    g1 = -jax.lax.stop_gradient(q_grad(xs[-1])) / lam
+    gs = lean_adjoint(ref_field, ref_params, obs, xs, g1, steps)
+    w, sigma, _ = schedule(steps)
+    total = jnp.zeros((batch_size,))
+    for i in range(steps):
+        wi = jnp.full((batch_size,), w[i])
+        diff = field(params, obs, xs[i], wi) - jax.lax.stop_gradient(ref_field(ref_params, obs, xs[i], wi))
+        resid = 2.0 * diff / sigma[i] + sigma[i] * gs[i]
+        total = total + jnp.sum(resid.reshape(batch_size, -1) ** 2, axis=-1)
+    stats = {"adjoint_norm": jnp.mean(jnp.abs(g1)), "final_action_abs": jnp.mean(jnp.abs(xs[-1]))}
+    return total, stats

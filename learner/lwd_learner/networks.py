@@ -1,0 +1,170 @@
+"""Flax (linen) networks: observation encoder, flow policy, critic with a categorical value head.
+
+Pluggable encoder interface: an observation encoder is a linen Module built from an
+`EncoderConfig` whose `__call__(images, joint_pos, task_id) -> [B, D]` takes
+    images    uint8   [B, cameras, H, W, 3]
+    joint_pos float32 [B, 16]  (already normalised by the data statistics)
+    task_id   int32   [B]      (index into the instruction vocabulary)
+Register it in ENCODERS under a name and select it with `EncoderConfig.kind`
+(a pretrained VLA backbone is wrapped the same way; only "conv" is ONNX-exportable).
+Text encoders (TEXT_ENCODERS, `EncoderConfig.text_kind`) map task ids to vectors.
+
+The default architecture uses only export-friendly ops (conv, relu, dense, silu,
+layer norm, mean, sin/cos, softmax) so lwd_learner.export_onnx can rebuild it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+from lwd_learner.config import EncoderConfig, ModelConfig, PolicyConfig
+
+
+class VocabTaskEmbedding(nn.Module):
+    """Fixed task vocabulary: one learned vector per instruction (index 0 = unknown)."""
+
+    cfg: EncoderConfig
+
+    @nn.compact
+    def __call__(self, task_id):
+        return nn.Embed(self.cfg.vocab_capacity, self.cfg.task_dim, name="table")(task_id)
+
+
+TEXT_ENCODERS: dict[str, Callable[[EncoderConfig], nn.Module]] = {"vocab": VocabTaskEmbedding}
+
+
+class ConvObsEncoder(nn.Module):
+    """Small shared conv tower per camera, mean-pooled, with joint and task features."""
+
+    cfg: EncoderConfig
+
+    @nn.compact
+    def __call__(self, images, joint_pos, task_id):
+        b, c = images.shape[:2]
+        x = images.astype(jnp.float32).reshape((b * c, *images.shape[2:])) / 255.0
+        for i, ch in enumerate(self.cfg.conv_channels):
+            x = nn.relu(nn.Conv(ch, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), name=f"conv{i}")(x))
+        x = jnp.mean(x, axis=(1, 2)).reshape(b, c * self.cfg.conv_channels[-1])
+        j = nn.silu(nn.Dense(self.cfg.joint_hidden, name="joint")(joint_pos))
+        t = TEXT_ENCODERS[self.cfg.text_kind](self.cfg, name="text")(task_id)
+        z = nn.Dense(self.cfg.out_dim, name="fuse")(jnp.concatenate([x, j, t], axis=-1))
+        return nn.LayerNorm(name="norm")(z)
+
+
+ENCODERS: dict[str, Callable[[EncoderConfig], nn.Module]] = {"conv": ConvObsEncoder}
+
+
+def make_encoder(cfg: EncoderConfig, name: str) -> nn.Module:
+    if cfg.kind not in ENCODERS:
+        raise ValueError(f"unknown encoder kind {cfg.kind!r}; registered: {sorted(ENCODERS)}")
+    return ENCODERS[cfg.kind](cfg, name=name)
+
+
+def time_features(w, n: int):
+    """Sinusoidal features of the flow time w [B] -> [B, n]."""
+    freqs = np.exp(np.linspace(0.0, np.log(100.0), n // 2)).astype(np.float32)
+    ang = w[:, None] * freqs[None, :]
+    return jnp.concatenate([jnp.sin(ang), jnp.cos(ang)], axis=-1)
+
+
+class FlowHead(nn.Module):
+    """Vector field f(z, a^w, w) over the flattened action chunk."""
+
+    cfg: PolicyConfig
+    action_shape: tuple[int, ...]
+
+    @nn.compact
+    def __call__(self, z, a, w):
+        b = a.shape[0]
+        x = jnp.concatenate([z, a.reshape(b, -1), time_features(w, self.cfg.time_features)], axis=-1)
+        for i, hdim in enumerate(self.cfg.hidden):
+            x = nn.silu(nn.Dense(hdim, name=f"dense{i}")(x))
+        out = nn.Dense(int(np.prod(self.action_shape)), name="out", kernel_init=nn.initializers.zeros)(x)
+        return out.reshape(b, *self.action_shape)
+
+
+class FlowPolicy(nn.Module):
+    """Flow-matching policy: encoder + vector field; `encode` once, `field` per flow step."""
+
+    cfg: ModelConfig
+
+    def setup(self):
+        self.encoder = make_encoder(self.cfg.encoder, name="encoder")
+        self.head = FlowHead(self.cfg.policy, (self.cfg.horizon, self.cfg.num_joints), name="head")
+
+    def encode(self, images, joint_pos, task_id):
+        return self.encoder(images, joint_pos, task_id)
+
+    def field(self, z, a, w):
+        return self.head(z, a, w)
+
+    def __call__(self, images, joint_pos, task_id, a, w):
+        return self.field(self.encode(images, joint_pos, task_id), a, w)
+
+
+class AttentionPool(nn.Module):
+    """Attention pooling of the action chunk [B, H, J] with one learned query -> [B, D]."""
+
+    dim: int
+
+    @nn.compact
+    def __call__(self, a):
+        tokens = nn.Dense(self.dim, name="embed")(a)
+        tokens = tokens + self.param("pos", nn.initializers.normal(0.02), (a.shape[1], self.dim))
+        tokens = nn.silu(tokens)
+        k = nn.Dense(self.dim, name="key")(tokens)
+        v = nn.Dense(self.dim, name="value")(tokens)
+        q = self.param("query", nn.initializers.normal(0.02), (self.dim,))
+        scores = jnp.einsum("bhd,d->bh", k, q) / np.sqrt(self.dim)
+        att = nn.softmax(scores, axis=-1)
+        return jnp.einsum("bh,bhd->bd", att, v)
+
+
+def _mlp(x, hidden, out, name):
+    for i, hdim in enumerate(hidden):
+        x = nn.silu(nn.LayerNorm(name=f"{name}_ln{i}")(nn.Dense(hdim, name=f"{name}_dense{i}")(x)))
+    return nn.Dense(out, name=f"{name}_out")(x)
+
+
+class CriticValue(nn.Module):
+    """Twin Q heads on (state encoding, pooled action encoding) and a categorical value head
+    (plus a scalar head for the expectile baseline), all on one shared encoder."""
+
+    cfg: ModelConfig
+
+    def setup(self):
+        self.encoder = make_encoder(self.cfg.encoder, name="encoder")
+        self.pool = AttentionPool(self.cfg.critic.action_dim, name="pool")
+        self.q_heads = [_Head(self.cfg.critic.hidden, 1, name=f"q{i}") for i in range(2)]
+        self.v_dist = _Head(self.cfg.critic.hidden, self.cfg.critic.num_atoms, name="v_dist")
+        self.v_scalar = _Head(self.cfg.critic.hidden, 1, name="v_scalar")
+
+    def encode(self, images, joint_pos, task_id):
+        return self.encoder(images, joint_pos, task_id)
+
+    def q_from_z(self, z, a):
+        x = jnp.concatenate([z, self.pool(a)], axis=-1)
+        return jnp.stack([h(x)[:, 0] for h in self.q_heads])  # [2, B]
+
+    def value_logits(self, z):
+        return self.v_dist(z)
+
+    def value_scalar(self, z):
+        return self.v_scalar(z)[:, 0]
+
+    def __call__(self, images, joint_pos, task_id, a):
+        z = self.encode(images, joint_pos, task_id)
+        return self.q_from_z(z, a), self.value_logits(z), self.value_scalar(z)
+
+
+class _Head(nn.Module):
+    hidden: tuple[int, ...]
+    out: int
+
+    @nn.compact
+    def __call__(self, x):
+        return _mlp(x, self.hidden, self.out, "mlp")

@@ -1,0 +1,242 @@
+"""Replay: chunk transitions built from recorded lwd episodes (lwd_common.episode format).
+
+A transition at step t of an episode with T steps is
+    s_t, a_t = executed actions[t : t+H] (padded with the last action),
+    R = sum_{j=t}^{min(t+nH, T)-1} gamma^(j-t) r_j   (eq. 2 / eq. 19, r = 1 on a success's last step),
+    s_{t+nH}, done = (t + nH >= T): the episode ended inside the window, no bootstrap.
+Frames are JPEG-decoded once, resized to the model's image size and cached as uint8.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from lwd_common.episode import ActionSource, Episode, EpisodeKind
+from lwd_common.images import decode_jpeg
+from lwd_common.store import EpisodeStore
+
+UNKNOWN_INSTRUCTION = "<unknown>"
+
+
+class Vocab:
+    """Instruction vocabulary built from the data; index 0 is the unknown fallback."""
+
+    def __init__(self, instructions: list[str] | None = None, capacity: int = 64):
+        self.capacity = capacity
+        self.items: list[str] = [UNKNOWN_INSTRUCTION]
+        for s in instructions or []:
+            self.index(s, add=True)
+
+    def index(self, instruction: str, add: bool = True) -> int:
+        if instruction in self.items:
+            return self.items.index(instruction)
+        if add and len(self.items) < self.capacity:
+            self.items.append(instruction)
+            return len(self.items) - 1
+        return 0
+
+    def to_json(self) -> str:
+        return json.dumps({"capacity": self.capacity, "items": self.items})
+
+    @classmethod
+    def from_json(cls, s: str) -> Vocab:
+        d = json.loads(s)
+        v = cls(capacity=d["capacity"])
+        v.items = list(d["items"])
+        return v
+
+
+@dataclass(frozen=True)
+class NormStats:
+    """Per-joint mean/std of joint positions and actions; the networks see normalised values."""
+
+    joint_mean: np.ndarray
+    joint_std: np.ndarray
+    action_mean: np.ndarray
+    action_std: np.ndarray
+
+    @classmethod
+    def from_episodes(cls, episodes: list[Episode], floor: float = 1e-2) -> NormStats:
+        if not episodes:
+            raise ValueError("cannot compute normalisation statistics from zero episodes")
+        q = np.concatenate([e.joint_pos for e in episodes])
+        a = np.concatenate([e.action for e in episodes])
+        return cls(q.mean(0), np.maximum(q.std(0), floor), a.mean(0), np.maximum(a.std(0), floor))
+
+    def to_dict(self) -> dict:
+        return {k: np.asarray(getattr(self, k), np.float32).tolist() for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> NormStats:
+        return cls(**{k: np.asarray(d[k], np.float32) for k in cls.__dataclass_fields__})
+
+
+@dataclass
+class EpisodeArrays:
+    """One episode decoded for training."""
+
+    episode_id: str
+    kind: EpisodeKind
+    success: bool
+    task_id: int
+    images: np.ndarray  # uint8 [T, C, h, w, 3]
+    joint_pos: np.ndarray  # [T, 16]
+    actions: np.ndarray  # [T, 16]
+    rewards: np.ndarray  # [T]
+    intervention: np.ndarray  # bool [T]
+
+
+def decode_frames(frames: list[bytes], size: tuple[int, int]) -> np.ndarray:
+    h, w = size
+    out = np.empty((len(frames), h, w, 3), np.uint8)
+    for i, f in enumerate(frames):
+        rgb = decode_jpeg(f)
+        out[i] = rgb if rgb.shape[:2] == (h, w) else cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def episode_arrays(ep: Episode, vocab: Vocab, image_size: tuple[int, int], cameras: tuple[str, ...]) -> EpisodeArrays:
+    if ep.num_steps == 0:
+        raise ValueError(f"episode {ep.meta.episode_id} has no steps")
+    missing = [c for c in cameras if c not in ep.images]
+    if missing:
+        raise ValueError(f"episode {ep.meta.episode_id} lacks cameras {missing}")
+    images = np.stack([decode_frames(ep.images[c], image_size) for c in cameras], axis=1)
+    return EpisodeArrays(
+        episode_id=ep.meta.episode_id,
+        kind=ep.meta.kind,
+        success=ep.success,
+        task_id=vocab.index(ep.meta.instruction),
+        images=images,
+        joint_pos=ep.joint_pos.astype(np.float32),
+        actions=ep.action.astype(np.float32),
+        rewards=ep.rewards(),
+        intervention=ep.source == ActionSource.TELEOP,
+    )
+
+
+class ReplayBuffer:
+    """Chunk transitions of a set of episodes, sampled uniformly over steps."""
+
+    def __init__(self, horizon: int, nstep: int, gamma: float):
+        self.horizon, self.nstep, self.gamma = horizon, nstep, gamma
+        self.episodes: list[EpisodeArrays] = []
+        self._index: list[np.ndarray] = []  # per episode: [T, 2] (episode index, t)
+        self._flat: np.ndarray | None = None
+        self._bc_flat: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return sum(len(e.actions) for e in self.episodes)
+
+    def add(self, ep: EpisodeArrays) -> None:
+        i = len(self.episodes)
+        self.episodes.append(ep)
+        t = np.arange(len(ep.actions))
+        self._index.append(np.stack([np.full_like(t, i), t], axis=1))
+        self._flat = self._bc_flat = None
+
+    def bookkeeping(self) -> dict:
+        """Counts by kind and label, and intervention steps."""
+        out = {"episodes": len(self.episodes), "steps": len(self), "success": 0, "failure": 0,
+               "intervention_steps": 0}
+        for e in self.episodes:
+            out[e.kind.value] = out.get(e.kind.value, 0) + 1
+            out["success" if e.success else "failure"] += 1
+            out["intervention_steps"] += int(e.intervention.sum())
+        return out
+
+    def _all(self) -> np.ndarray:
+        if self._flat is None:
+            self._flat = np.concatenate(self._index) if self._index else np.zeros((0, 2), np.int64)
+        return self._flat
+
+    def _bc(self) -> np.ndarray:
+        """Behaviour-cloning steps: demonstrations, else successful episodes."""
+        if self._bc_flat is None:
+            demos = [ix for ix, e in zip(self._index, self.episodes, strict=True) if e.kind == EpisodeKind.DEMO]
+            if not demos:
+                demos = [ix for ix, e in zip(self._index, self.episodes, strict=True) if e.success]
+            self._bc_flat = np.concatenate(demos) if demos else np.zeros((0, 2), np.int64)
+        return self._bc_flat
+
+    def sample(self, rng: np.random.Generator, batch_size: int, bc: bool = False) -> dict[str, np.ndarray]:
+        pool = self._bc() if bc else self._all()
+        if len(pool) == 0:
+            raise ValueError("replay buffer has no transitions to sample" + (" for BC" if bc else ""))
+        return self.gather(pool[rng.integers(0, len(pool), batch_size)])
+
+    def gather(self, index: np.ndarray) -> dict[str, np.ndarray]:
+        h, n = self.horizon, self.nstep
+        cols: dict[str, list] = {k: [] for k in (
+            "images", "joint_pos", "task_id", "actions", "ret", "done", "discount", "next_images",
+            "next_joint_pos", "next_task_id", "success", "intervention")}
+        for ei, t in index:
+            e = self.episodes[int(ei)]
+            big_t = len(e.actions)
+            idx = np.minimum(np.arange(t, t + h), big_t - 1)
+            end = min(t + n * h, big_t)
+            ret = float(np.sum(self.gamma ** np.arange(end - t) * e.rewards[t:end]))
+            done = t + n * h >= big_t
+            nxt = min(t + n * h, big_t - 1)
+            cols["images"].append(e.images[t])
+            cols["joint_pos"].append(e.joint_pos[t])
+            cols["task_id"].append(e.task_id)
+            cols["actions"].append(e.actions[idx])
+            cols["ret"].append(ret)
+            cols["done"].append(float(done))
+            cols["discount"].append(self.gamma ** (n * h))
+            cols["next_images"].append(e.images[nxt])
+            cols["next_joint_pos"].append(e.joint_pos[nxt])
+            cols["next_task_id"].append(e.task_id)
+            cols["success"].append(float(e.success))
+            cols["intervention"].append(float(e.intervention[t:t + h].any()))
+        out = {k: np.asarray(v) for k, v in cols.items()}
+        for k in ("joint_pos", "actions", "ret", "done", "discount", "next_joint_pos", "success", "intervention"):
+            out[k] = out[k].astype(np.float32)
+        out["task_id"] = out["task_id"].astype(np.int32)
+        out["next_task_id"] = out["next_task_id"].astype(np.int32)
+        return out
+
+
+class MixedSampler:
+    """Samples offline and online replay in a fixed ratio (1:1 by default); offline only while
+    the online buffer is empty."""
+
+    def __init__(self, offline: ReplayBuffer, online: ReplayBuffer, online_ratio: float = 0.5):
+        self.offline, self.online, self.online_ratio = offline, online, online_ratio
+
+    def sample(self, rng: np.random.Generator, batch_size: int) -> dict[str, np.ndarray]:
+        if len(self.online) == 0:
+            return self.offline.sample(rng, batch_size)
+        if len(self.offline) == 0:
+            return self.online.sample(rng, batch_size)
+        n_on = int(round(batch_size * self.online_ratio))
+        a = self.offline.sample(rng, batch_size - n_on)
+        b = self.online.sample(rng, n_on)
+        return {k: np.concatenate([a[k], b[k]]) for k in a}
+
+
+class StoreReader:
+    """Reads new episodes from an EpisodeStore's latest snapshot (never a half-written store)."""
+
+    def __init__(self, root: str | Path):
+        self.store = EpisodeStore(root)
+        self.seen: set[str] = set()
+        self.snapshot_version = -1
+
+    def poll(self) -> list[Episode]:
+        snap = self.store.latest_snapshot()
+        if snap is None or snap.version == self.snapshot_version:
+            return []
+        self.snapshot_version = snap.version
+        new = [i for i in snap.episode_ids if i not in self.seen]
+        out = []
+        for i in new:
+            out.append(self.store.get(i))
+            self.seen.add(i)
+        return out
