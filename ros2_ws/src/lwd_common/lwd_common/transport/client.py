@@ -126,7 +126,7 @@ class BridgeClient:
         self._commands: queue.Queue = queue.Queue()
         self._outgoing: dict[str, _Outgoing] = {}
         self._welcomed = threading.Event()
-        self._idle = threading.Event()
+        self._queued = self._processed = 0  # commands handed to / finished by the background thread
         self._stop = threading.Event()
         self._hello_next = 0.0
         self._hello_attempts = 0
@@ -150,7 +150,7 @@ class BridgeClient:
             raise ValueError(f"episode robot_id {meta.robot_id!r} != client robot_id {self.config.robot_id!r}")
         self._meta, self._steps, self._chunk_start, self._seq = meta, [], 0, 0
         frame = protocol.encode("ep_begin", episode_id=meta.episode_id, seq=0, meta=meta_to_dict(meta))
-        self._commands.put(("frame", meta.episode_id, 0, frame, False))
+        self._put(("frame", meta.episode_id, 0, frame, False))
 
     def add_step(self, step: StepRecord) -> None:
         if self._meta is None:
@@ -173,7 +173,7 @@ class BridgeClient:
         meta, steps = self._meta, self._steps
         self._meta, self._steps = None, []
         done = _Done()
-        self._commands.put(("end", meta, steps, outcome, self._seq + 1, done))
+        self._put(("end", meta, steps, outcome, self._seq + 1, done))
         while not done.wait(0.5):
             if not self._thread.is_alive():
                 raise BridgeError("bridge client thread died; episode not spooled")
@@ -185,7 +185,7 @@ class BridgeClient:
         steps = self._steps[self._chunk_start:]
         self._chunk_start = len(self._steps)
         self._seq += 1
-        self._commands.put(("chunk", self._meta.episode_id, self._seq, steps, tuple(self._meta.cameras)))
+        self._put(("chunk", self._meta.episode_id, self._seq, steps, tuple(self._meta.cameras)))
 
     # --- status ------------------------------------------------------------------------------------------
 
@@ -197,10 +197,16 @@ class BridgeClient:
         """True once every ended episode is committed by the bridge (and no commands are queued)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._commands.empty() and self._idle.is_set():
-                return True
+            with self._lock:
+                if self._processed == self._queued and not self._outgoing:
+                    return True
             time.sleep(0.02)
         return False
+
+    def _put(self, cmd: tuple) -> None:
+        with self._lock:
+            self._queued += 1
+        self._commands.put(cmd)
 
     def wait_connected(self, timeout: float) -> None:
         """Block until the bridge welcomed us; BridgeError with the bridge's reason otherwise."""
@@ -260,9 +266,6 @@ class BridgeClient:
                         while sock.poll(0):
                             self._on_reply(sock.recv())
                 self._send_due(sock)
-                with self._lock:
-                    idle = not self._outgoing
-                (self._idle.set if idle else self._idle.clear)()
         except Exception:  # noqa: BLE001 - log and keep the process alive; end() reports the dead thread
             log.exception("bridge client thread crashed")
             raise
@@ -283,37 +286,45 @@ class BridgeClient:
                 cmd = self._commands.get_nowait()
             except queue.Empty:
                 return
-            kind = cmd[0]
-            if kind == "frame":
-                _, eid, seq, frame, is_end = cmd
-                self._spool_frame(eid, seq, frame, is_end)
-            elif kind == "chunk":
-                _, eid, seq, steps, cameras = cmd
-                frame = protocol.encode("ep_chunk", episode_id=eid, seq=seq,
-                                        steps=protocol.steps_to_chunk(steps, cameras))
-                self._spool_frame(eid, seq, frame, False)
-            elif kind == "notice":
-                self._notices.append(cmd[1])
-            elif kind == "end":
-                _, meta, steps, outcome, seq, done = cmd
-                try:
-                    digest = content_hash(Episode.from_steps(meta, steps, outcome))
-                    frame = protocol.encode(
-                        "ep_end", episode_id=meta.episode_id, seq=seq, outcome=outcome_to_dict(outcome),
-                        num_steps=len(steps), content_hash=digest, ended_at=time.time())
-                    self._spool_frame(meta.episode_id, seq, frame, True)
-                    with self._lock:
-                        out = self._outgoing[meta.episode_id]
-                        out.end_seq, out.content_hash, out.ended_mono = seq, digest, time.monotonic()
-                except Exception as exc:  # noqa: BLE001 - a bad episode must not kill the sender
-                    log.exception("cannot close episode %s", meta.episode_id)
-                    done.error = exc
-                    with self._lock:
-                        self._outgoing.pop(meta.episode_id, None)
-                    if (self.spool.episodes_dir / meta.episode_id).exists():
-                        self.spool.set_aside(meta.episode_id, "rejected")
-                finally:
-                    done.set()
+            try:
+                self._do(cmd)
+            finally:
+                with self._lock:
+                    self._processed += 1
+
+    def _do(self, cmd: tuple) -> None:
+        """Spool what add_step/end handed over (background thread)."""
+        kind = cmd[0]
+        if kind == "frame":
+            _, eid, seq, frame, is_end = cmd
+            self._spool_frame(eid, seq, frame, is_end)
+        elif kind == "chunk":
+            _, eid, seq, steps, cameras = cmd
+            frame = protocol.encode("ep_chunk", episode_id=eid, seq=seq,
+                                    steps=protocol.steps_to_chunk(steps, cameras))
+            self._spool_frame(eid, seq, frame, False)
+        elif kind == "notice":
+            self._notices.append(cmd[1])
+        elif kind == "end":
+            _, meta, steps, outcome, seq, done = cmd
+            try:
+                digest = content_hash(Episode.from_steps(meta, steps, outcome))
+                frame = protocol.encode(
+                    "ep_end", episode_id=meta.episode_id, seq=seq, outcome=outcome_to_dict(outcome),
+                    num_steps=len(steps), content_hash=digest, ended_at=time.time())
+                self._spool_frame(meta.episode_id, seq, frame, True)
+                with self._lock:
+                    out = self._outgoing[meta.episode_id]
+                    out.end_seq, out.content_hash, out.ended_mono = seq, digest, time.monotonic()
+            except Exception as exc:  # noqa: BLE001 - a bad episode must not kill the sender
+                log.exception("cannot close episode %s", meta.episode_id)
+                done.error = exc
+                with self._lock:
+                    self._outgoing.pop(meta.episode_id, None)
+                if (self.spool.episodes_dir / meta.episode_id).exists():
+                    self.spool.set_aside(meta.episode_id, "rejected")
+            finally:
+                done.set()
 
     def _spool_frame(self, eid: str, seq: int, frame: bytes, is_end: bool) -> None:
         self.spool.write(eid, seq, frame, is_end=is_end)
@@ -526,4 +537,4 @@ class BridgeClient:
     def report_policy_loaded(self, version: str, ok: bool = True, message: str = "") -> None:
         """Tell the bridge which policy this robot now runs (fleet status, publish->load latency)."""
         msg = protocol.encode("policy_loaded", version=version, ok=ok, loaded_at=time.time(), message=message)
-        self._commands.put(("notice", msg))  # best effort, sent by the stream thread
+        self._put(("notice", msg))  # best effort, sent by the stream thread
