@@ -68,6 +68,7 @@ class G1Sim:
         self.command = np.zeros(NUM_JOINTS)
         self.steps = 0
         self._renderer: mujoco.Renderer | None = None
+        mujoco.mj_forward(self.model, self.data)  # camera and body poses valid before the first reset
 
     # -- state -------------------------------------------------------------
     def joint_positions(self) -> np.ndarray:

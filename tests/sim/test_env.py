@@ -1,0 +1,59 @@
+"""Gym-style env, vectorised env and chunk-policy evaluation."""
+
+import numpy as np
+import pytest
+
+from lwd_sim.env import LwdSimEnv, VecEnv, evaluate, expert_chunk_policy
+from lwd_sim.tasks import ALL_INSTRUCTIONS
+
+
+@pytest.fixture
+def env():
+    e = LwdSimEnv("can_to_bin", image_size=24, seed=0)
+    yield e
+    e.close()
+
+
+def test_reset_returns_images_joints_and_instruction(env):
+    obs, info = env.reset()
+    assert obs["images"].shape == (3, 24, 24, 3) and obs["images"].dtype == np.uint8
+    assert obs["joint_pos"].shape == (16,) and obs["joint_pos"].dtype == np.float32
+    assert ALL_INSTRUCTIONS[int(obs["task_id"])] == info["instruction"] == "put the red can in the left bin"
+    assert info["subtasks_total"] == 4 and not info["success"]
+
+
+def test_step_before_reset_is_an_error(env):
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(np.zeros(16))
+
+
+def test_holding_still_truncates_at_the_time_limit_without_reward(env):
+    obs, info = env.reset()
+    rewards, truncated, terminated = [], False, False
+    while not (truncated or terminated):
+        obs, r, terminated, truncated, info = env.step(obs["joint_pos"])
+        rewards.append(r)
+    assert truncated and not terminated and sum(rewards) == 0
+    assert info["step"] == info["time_limit_steps"] == 240
+
+
+def test_expert_chunk_policy_succeeds_and_a_still_policy_fails():
+    vec = VecEnv("grocery_pick_place", num_envs=2, image_size=16, seed=3)
+    try:
+        policy, on_reset = expert_chunk_policy(vec)
+        good = evaluate(vec, policy, episodes_per_env=2, on_reset=on_reset)
+        still = evaluate(vec, lambda obs: np.repeat(obs["joint_pos"][:, None, :], 30, axis=1), episodes_per_env=1)
+    finally:
+        vec.close()
+    assert good.episodes == 4 and good.success_rate >= 0.75
+    assert still.episodes == 2 and still.success_rate == 0.0 and still.mean_score == 0.0
+
+
+def test_vec_env_rejects_wrongly_shaped_actions():
+    vec = VecEnv("can_to_bin", num_envs=2, image_size=16, render=False)
+    try:
+        vec.reset()
+        with pytest.raises(ValueError, match="shape"):
+            vec.step(np.zeros((3, 16)))
+    finally:
+        vec.close()
