@@ -288,3 +288,13 @@ def test_failed_inference_is_counted_and_the_robot_holds(rig):
     out = rig.core.tick(rig.core.step * DT, make_obs(rig.core.step * DT), [failed])
     assert rig.core.counters.failed_inferences == 1
     assert out.source is ActionSource.HOLD and out.request is not None  # and asks again
+
+
+def test_control_steps_follow_the_clock_so_a_late_tick_skips_and_counts_missed_steps(rig):
+    rig.start()
+    first = rig.tick()
+    for _ in range(3):
+        rig.tick()
+    late = rig.core.tick((rig.core.step + 2) * DT, None, rig.worker.poll())
+    assert late.step == first.step + 6
+    assert rig.core.counters.missed_ticks == 2

@@ -61,6 +61,7 @@ class TickResult:
 @dataclass
 class Counters:
     ticks: int = 0
+    missed_ticks: int = 0  # control steps that passed without a tick (late timer)
     policy_steps: int = 0
     teleop_steps: int = 0
     hold_steps: dict[str, int] = field(default_factory=dict)
@@ -92,6 +93,8 @@ class ActorCore:
         self._generation = 0
         self._inflight: int | None = None  # generation of the request in flight, if any
         self._obs: Observation | None = None
+        self._t0: float | None = None  # clock time of step 0
+        self._last_now = float("-inf")
 
     # --- inputs between ticks -------------------------------------------------
     def set_pedal(self, engaged: bool) -> None:
@@ -112,6 +115,11 @@ class ActorCore:
     @property
     def state(self) -> EpisodeState:
         return self.fsm.state
+
+    @property
+    def episode_steps(self) -> int:
+        """Steps executed (and recorded) in the current or last episode."""
+        return self._episode_steps
 
     @property
     def observation(self) -> Observation | None:
@@ -153,8 +161,7 @@ class ActorCore:
 
     # --- the control step ---------------------------------------------------------
     def tick(self, now: float, obs: Observation | None, results: Iterable[InferenceResult] = ()) -> TickResult:
-        step = self.step
-        self.step += 1
+        step = self._step_at(now)
         self.counters.ticks += 1
         if obs is not None:
             self._obs = obs
@@ -217,6 +224,18 @@ class ActorCore:
                           None, engaged_now or released_now)
 
     # --- internals ----------------------------------------------------------------
+    def _step_at(self, now: float) -> int:
+        """Control step of a tick at `now`: steps follow the clock, so a late tick skips the
+        steps it missed (counted) instead of stretching the plan in time."""
+        hz = self.config.control_hz
+        if self._t0 is None or now < self._last_now:  # first tick, or the clock jumped back (sim reset)
+            self._t0 = now - self.step / hz
+        self._last_now = now
+        step = max(int(round((now - self._t0) * hz)), self.step)
+        self.counters.missed_ticks += step - self.step
+        self.step = step + 1
+        return step
+
     def _reset_plan(self) -> None:
         self.scheduler.clear()
         self._generation += 1
@@ -248,7 +267,6 @@ class ActorCore:
             self.counters.hold_steps[key] = self.counters.hold_steps.get(key, 0) + 1
 
     def _finish(self, ending: Ending, steps: int) -> None:
-        self._episode_steps = 0
         if self.recorder is not None:
             self.recorder.end(EpisodeOutcome(label=ending.label, num_steps=steps, reason=ending.reason,
                                              note=ending.note))

@@ -48,7 +48,10 @@ def rgb_image(
         raise InputError(f"image is {height}x{width}, expected {expected_hw[0]}x{expected_hw[1]}")
     if step < width * 3:
         raise InputError(f"image row step {step} < width*3 = {width * 3}")
-    buf = np.frombuffer(bytes(data) if not isinstance(data, bytes | bytearray | memoryview) else data, np.uint8)
+    try:
+        buf = np.frombuffer(data, np.uint8)  # zero-copy for bytes / array.array (rclpy uint8[])
+    except TypeError:
+        buf = np.asarray(data, np.uint8).ravel()
     if buf.size != height * step:
         raise InputError(f"image data has {buf.size} bytes, want height*step = {height * step}")
     img = buf.reshape(height, step)[:, : width * 3].reshape(height, width, 3)

@@ -1,0 +1,549 @@
+"""The onboard actor as a ROS 2 lifecycle node: a thin shell around `lwd_actor.core`.
+
+    python -m lwd_actor.actor_node --ros-args -r __ns:=/robot0 \
+        --params-file ros2_ws/src/lwd_actor/config/actor.yaml -p policy_path:=policy.onnx
+
+configure: read parameters, load joint limits and the policy (a model that breaks
+the ONNX contract fails the transition), open the sink, create topics/services.
+activate: start the control timer (node clock: wall or /clock with use_sim_time).
+deactivate: stop the timer; a running episode is aborted (recorded as failure).
+cleanup: close worker, recorder and sink. With `autostart: true` the node
+configures and activates itself.
+
+Threads: the control timer has its own callback group; sensors, services and the
+1 Hz status timer run in others on a MultiThreadedExecutor; inference and JPEG
+encoding run on plain threads of the core. One lock serialises the core between
+the control tick and the services.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Duration
+from builtin_interfaces.msg import Time as TimeMsg
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import QoSDurabilityPolicy, QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Bool, Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from lwd_actor.core.actor import ActorConfig, ActorCore, TickResult
+from lwd_actor.core.control_loop import ControlLoop
+from lwd_actor.core.episode_fsm import EpisodeState, TransitionError
+from lwd_actor.core.inference_worker import InferenceResult, InferenceWorker
+from lwd_actor.core.observation import JOINTS_INPUT, InputError, ordered_joints, rgb_image
+from lwd_actor.core.policy_runtime import OnnxPolicy, PolicyError, RuntimeConfig
+from lwd_actor.core.recorder import EpisodeRecorder
+from lwd_actor.core.safety import SafetyConfig
+from lwd_actor.core.scheduler import MergeMode, SchedulerConfig
+from lwd_actor.core.sync import ApproximateSync
+from lwd_actor.sinks import PolicyProvider, SinkBundle, make_sink
+from lwd_common.episode import EpisodeKind, Label, new_episode_id
+from lwd_common.robot import CAMERA_NAMES, CHUNK_HORIZON, JOINT_NAMES, load_joint_limits
+from lwd_msgs.msg import ActionChunk, EpisodeStatus, InterventionState, PolicyStatus
+from lwd_msgs.srv import LabelEpisode, StartEpisode, StopEpisode
+
+COMMAND_ARRAY = "float64_array"  # std_msgs/Float64MultiArray on `joint_commands`
+COMMAND_TRAJECTORY = "joint_trajectory"  # trajectory_msgs/JointTrajectory on `joint_trajectory`
+
+# name -> (default, description). Types follow the defaults.
+PARAMETERS: dict[str, tuple[object, str]] = {
+    "robot_id": ("robot0", "robot name recorded in every episode"),
+    "autostart": (True, "configure and activate at start-up"),
+    "policy_path": ("", "ONNX policy file (lwd_common/policy_io.py contract)"),
+    "prefer_cuda": (False, "use the CUDA provider if a session really comes up on it"),
+    "inference_threads": (1, "ONNX Runtime intra-op threads"),
+    "urdf_path": ("", "URDF with joint limits; empty: $LWD_URDF or urdf/g1_dual_arm.urdf"),
+    "control_hz": (30.0, "control rate (node clock: wall or /clock)"),
+    "realtime_priority": (0, "wall-time control thread: SCHED_FIFO priority (0: normal scheduling)"),
+    "command_interface": (COMMAND_ARRAY, f"'{COMMAND_ARRAY}' or '{COMMAND_TRAJECTORY}'"),
+    "request_threshold": (12, "request the next chunk when this many planned steps remain"),
+    "merge": ("replace", "chunk overlap merge: 'replace' or 'blend'"),
+    "blend_steps": (8, "blend: cross-fade length in steps"),
+    "velocity_scale": (1.0, "fraction of the URDF velocity limit allowed per step"),
+    "stale_input_timeout_s": (0.5, "hold when a camera or joint_states is older than this"),
+    "sync_slop_s": (0.05, "max stamp spread of a synchronised camera+joint set"),
+    "image_height": (0, "expected camera image height; 0: any"),
+    "image_width": (0, "expected camera image width; 0: any"),
+    "episode_time_limit_s": (60.0, "a running episode ends as failure after this long"),
+    "episode_kind": ("rollout", "kind recorded in episode metadata: rollout | demo | play"),
+    "hold_when_idle": (False, "repeat the last command outside episodes (else send nothing)"),
+    "sink": ("directory", "'directory' (local EpisodeStore) or 'bridge' (ZeroMQ to the learner bridge)"),
+    "store_dir": ("episodes", "directory sink: EpisodeStore root"),
+    "bridge_endpoint": ("tcp://127.0.0.1:5555", "bridge sink: ZeroMQ endpoint of the bridge"),
+    "spool_dir": ("spool", "bridge sink: on-disk spool of unacknowledged episodes"),
+    "jpeg_quality": (80, "JPEG quality of recorded frames, 1..100"),
+    "recorder_max_pending": (300, "steps the recorder may queue before it drops (and reports)"),
+}
+
+
+def stamp_s(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def time_msg(t: float) -> TimeMsg:
+    sec = int(t)
+    return TimeMsg(sec=sec, nanosec=int(round((t - sec) * 1e9)) % 1_000_000_000)
+
+
+class ActorNode(LifecycleNode):
+    def __init__(self, policy_provider: PolicyProvider | None = None, **kwargs):
+        super().__init__("actor", **kwargs)
+        for name, (default, description) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        self.policy_provider = policy_provider  # set by integrators; the bridge sink sets its fetcher
+        self._lock = threading.RLock()
+        self._core: ActorCore | None = None
+        self._worker: InferenceWorker | None = None
+        self._recorder: EpisodeRecorder | None = None
+        self._sinks: SinkBundle | None = None
+        self._policy: OnnxPolicy | None = None
+        self._timer = None
+        self._loop: ControlLoop | None = None
+        self._entities: list = []
+        self._active = False
+        self._tick_overruns = 0
+        self._input_errors = 0
+        self._last_status: tuple | None = None
+        self._engaged_since = 0.0
+
+    # --- helpers ---------------------------------------------------------------------
+    def p(self, name: str):
+        return self.get_parameter(name).value
+
+    def now_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    # --- lifecycle -----------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        log = self.get_logger()
+        try:
+            robot_id = str(self.p("robot_id"))
+            hz = float(self.p("control_hz"))
+            if self.p("command_interface") not in (COMMAND_ARRAY, COMMAND_TRAJECTORY):
+                raise ValueError(f"command_interface must be {COMMAND_ARRAY!r} or {COMMAND_TRAJECTORY!r}")
+            urdf = self.p("urdf_path") or None
+            limits = load_joint_limits(urdf)
+            if not self.p("policy_path"):
+                raise ValueError("policy_path is empty: the actor needs an ONNX policy")
+            policy = OnnxPolicy(self.p("policy_path"), RuntimeConfig(
+                prefer_cuda=bool(self.p("prefer_cuda")), intra_op_threads=int(self.p("inference_threads"))))
+            config = ActorConfig(
+                robot_id=robot_id,
+                control_hz=hz,
+                episode_time_limit_s=float(self.p("episode_time_limit_s")),
+                stale_input_timeout_s=float(self.p("stale_input_timeout_s")),
+                hold_when_idle=bool(self.p("hold_when_idle")),
+                episode_kind=EpisodeKind(self.p("episode_kind")),
+                scheduler=SchedulerConfig(int(self.p("request_threshold")), MergeMode(self.p("merge")),
+                                          int(self.p("blend_steps"))),
+                safety=SafetyConfig(control_hz=hz, velocity_scale=float(self.p("velocity_scale"))),
+            )
+            sinks = make_sink(str(self.p("sink")), robot_id, str(self.p("store_dir")),
+                              str(self.p("bridge_endpoint")), str(self.p("spool_dir")))
+        except (PolicyError, ValueError, OSError) as exc:
+            log.error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self._sinks = sinks
+        if self.policy_provider is None:
+            self.policy_provider = sinks.policy_provider
+        self._recorder = EpisodeRecorder(sinks.sink, int(self.p("jpeg_quality")), int(self.p("recorder_max_pending")),
+                                         on_error=lambda m: self.get_logger().error(m))
+        self._policy = policy
+        self._worker = InferenceWorker(policy)
+        self._core = ActorCore(config, limits, self._recorder, policy.version)
+        h, w = int(self.p("image_height")), int(self.p("image_width"))
+        self._expected_hw = (h, w) if h > 0 and w > 0 else None
+        self._sync = ApproximateSync(float(self.p("sync_slop_s")))
+        self._period = 1.0 / hz
+        self._create_entities()
+        log.info(f"configured: policy {policy.version} ({policy.provider}, {policy.signature.image_height}x"
+                 f"{policy.signature.image_width}), sink {sinks.describe}, {hz:g} Hz, "
+                 f"commands as {self.p('command_interface')}")
+        self._publish_policy_status()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        hz = float(self.p("control_hz"))
+        self._active = True
+        if self.get_parameter("use_sim_time").value:
+            self._timer = self.create_timer(1.0 / hz, self._tick, callback_group=self._control_group)
+            how = "rclpy timer on /clock"
+        else:
+            self._loop = ControlLoop(hz, self._tick, realtime_priority=int(self.p("realtime_priority")),
+                                     on_error=lambda e: self.get_logger().error(f"control tick failed: {e!r}"))
+            self._loop.start()
+            how = "control thread on wall time"
+        self.get_logger().info(f"active: control loop running ({how})")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        if self._loop is not None:
+            self._loop.stop()
+            self._loop = None
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+        with self._lock:
+            if self._core is not None and self._core.state is EpisodeState.RUNNING:
+                self._core.stop_episode(abort=True, reason="actor deactivated")
+                self.get_logger().warning("deactivated during an episode: aborted (recorded as failure)")
+        if self.context.ok():  # not after Ctrl-C: the context is gone, the episode is still recorded
+            self._publish_episode_status(force=True)
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._active:
+            self.on_deactivate(state)
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _teardown(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+        if self._recorder is not None:
+            self._recorder.close()
+        if self._sinks is not None and self._sinks.closer is not None:
+            self._sinks.closer()
+        for entity in self._entities:
+            for destroy in (self.destroy_publisher, self.destroy_subscription, self.destroy_service,
+                            self.destroy_timer):
+                try:
+                    if destroy(entity):
+                        break
+                except Exception:  # noqa: BLE001 - wrong destroy_* for this entity type
+                    continue
+        self._entities.clear()
+        self._worker = self._recorder = self._sinks = self._core = self._policy = None
+
+    # --- ROS entities ----------------------------------------------------------------
+    def _create_entities(self) -> None:
+        self._control_group = MutuallyExclusiveCallbackGroup()
+        sensors = ReentrantCallbackGroup()
+        services = MutuallyExclusiveCallbackGroup()
+        status = MutuallyExclusiveCallbackGroup()
+        latched = QoSProfile(depth=1, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+        e = self._entities
+        self._cmd_array = self.p("command_interface") == COMMAND_ARRAY
+        if self._cmd_array:
+            self._cmd_pub = self.create_publisher(Float64MultiArray, "joint_commands", 10)
+        else:
+            self._cmd_pub = self.create_publisher(JointTrajectory, "joint_trajectory", 10)
+        self._chunk_pub = self.create_publisher(ActionChunk, "action_chunk", 10)
+        self._episode_pub = self.create_publisher(EpisodeStatus, "episode_status", latched)
+        self._policy_pub = self.create_publisher(PolicyStatus, "policy_status", latched)
+        self._intervention_pub = self.create_publisher(InterventionState, "intervention_state", latched)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        e += [self._cmd_pub, self._chunk_pub, self._episode_pub, self._policy_pub, self._intervention_pub,
+              self._diag_pub]
+        for cam in CAMERA_NAMES:
+            e.append(self.create_subscription(Image, f"camera/{cam}/image_raw",
+                                              lambda msg, cam=cam: self._on_image(cam, msg),
+                                              qos_profile_sensor_data, callback_group=sensors))
+        e.append(self.create_subscription(JointState, "joint_states", self._on_joints, qos_profile_sensor_data,
+                                          callback_group=sensors))
+        e.append(self.create_subscription(Bool, "pedal", self._on_pedal, 10, callback_group=sensors))
+        e.append(self.create_subscription(JointState, "teleop/joint_targets", self._on_teleop, 10,
+                                          callback_group=sensors))
+        e.append(self.create_service(StartEpisode, "~/start_episode", self._srv_start, callback_group=services))
+        e.append(self.create_service(StopEpisode, "~/stop_episode", self._srv_stop, callback_group=services))
+        e.append(self.create_service(LabelEpisode, "~/label_episode", self._srv_label, callback_group=services))
+        e.append(self.create_timer(1.0, self._status_tick, callback_group=status))
+
+    # --- inputs ----------------------------------------------------------------------
+    def _bad_input(self, what: str, exc: Exception) -> None:
+        self._input_errors += 1
+        self.get_logger().warning(f"dropping {what}: {exc}", throttle_duration_sec=2.0)
+
+    def _on_image(self, cam: str, msg: Image) -> None:
+        try:
+            img = rgb_image(msg.encoding, msg.height, msg.width, msg.step, msg.data, self._expected_hw)
+        except InputError as exc:
+            self._bad_input(f"camera/{cam} image", exc)
+            return
+        self._sync.add(cam, stamp_s(msg.header.stamp), img)
+
+    def _on_joints(self, msg: JointState) -> None:
+        try:
+            q = ordered_joints(msg.name, msg.position)
+        except InputError as exc:
+            self._bad_input("joint_states", exc)
+            return
+        if not np.isfinite(q).all():
+            self._bad_input("joint_states", ValueError("non-finite joint position"))
+            return
+        self._sync.add(JOINTS_INPUT, stamp_s(msg.header.stamp), q)
+
+    def _on_pedal(self, msg: Bool) -> None:
+        core = self._core
+        if core is not None and core.pedal != bool(msg.data):
+            core.set_pedal(bool(msg.data))
+
+    def _on_teleop(self, msg: JointState) -> None:
+        try:
+            q = ordered_joints(msg.name, msg.position, what="teleop/joint_targets")
+        except InputError as exc:
+            self._bad_input("teleop target", exc)
+            return
+        core = self._core
+        if core is not None:
+            core.set_teleop_target(q, self.now_s())
+
+    # --- the control tick ---------------------------------------------------------------
+    def _tick(self) -> None:
+        t0 = time.perf_counter()
+        core, worker = self._core, self._worker
+        if not self._active or core is None or worker is None:
+            return
+        now = self.now_s()
+        obs = self._sync.latest()
+        with self._lock:
+            res = core.tick(now, obs, worker.poll())
+        if res.request is not None:
+            worker.submit(res.request)
+        if res.command is not None:
+            self._publish_command(res.command)
+        for chunk in res.new_chunks:
+            self._publish_chunk(chunk)
+        if res.stale_inputs:
+            self.get_logger().warning(f"holding: stale inputs {list(res.stale_inputs)}",
+                                      throttle_duration_sec=2.0)
+        if res.intervention_changed:
+            self._engaged_since = now
+            self._publish_intervention(core.pedal)
+        if res.ended is not None:
+            self.get_logger().warning(f"episode ended: {res.ended.reason} ({res.ended.note})")
+        self._publish_episode_status(res)
+        if time.perf_counter() - t0 > self._period:
+            self._tick_overruns += 1
+
+    def _publish_command(self, q: np.ndarray) -> None:
+        if self._cmd_array:
+            self._cmd_pub.publish(Float64MultiArray(data=q.tolist()))
+            return
+        dt = 1.0 / float(self.p("control_hz"))
+        point = JointTrajectoryPoint(positions=q.tolist(),
+                                     time_from_start=Duration(sec=int(dt), nanosec=int((dt % 1) * 1e9)))
+        self._cmd_pub.publish(JointTrajectory(joint_names=list(JOINT_NAMES), points=[point]))
+
+    def _publish_chunk(self, r: InferenceResult) -> None:
+        msg = ActionChunk()
+        msg.header.stamp = time_msg(r.request.obs.stamp)
+        msg.policy_version = r.policy_version
+        msg.chunk_id = r.chunk_id
+        msg.start_step = r.request.start_step
+        msg.horizon = CHUNK_HORIZON
+        msg.joint_names = list(JOINT_NAMES)
+        msg.targets = r.actions.ravel().tolist()
+        msg.inference_ms = float(r.latency_ms)
+        self._chunk_pub.publish(msg)
+
+    # --- status ----------------------------------------------------------------------
+    def _publish_episode_status(self, res: TickResult | None = None, force: bool = False) -> None:
+        core = self._core
+        if core is None:
+            return
+        fsm = core.fsm
+        label = EpisodeStatus.LABEL_NONE
+        if fsm.ending is not None:
+            label = EpisodeStatus.LABEL_SUCCESS if fsm.ending.label is Label.SUCCESS else EpisodeStatus.LABEL_FAILURE
+        key = (fsm.state, fsm.episode_id, label, core.counters.interventions)
+        if not force and key == self._last_status:
+            return
+        self._last_status = key
+        msg = EpisodeStatus(robot_id=core.config.robot_id, episode_id=fsm.episode_id, state=int(fsm.state),
+                            task=fsm.task, instruction=fsm.instruction, step=core.episode_steps, label=label,
+                            interventions=core.counters.interventions)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._episode_pub.publish(msg)
+
+    def _publish_policy_status(self) -> None:
+        policy, core = self._policy, self._core
+        if policy is None or core is None:
+            return
+        msg = PolicyStatus(robot_id=core.config.robot_id, version=policy.version, sha256=policy.sha256,
+                           loaded_at=time_msg(policy.loaded_at), execution_provider=policy.provider)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._policy_pub.publish(msg)
+
+    def _publish_intervention(self, engaged: bool) -> None:
+        self._intervention_pub.publish(InterventionState(engaged=engaged, source="pedal",
+                                                         since=time_msg(self._engaged_since)))
+
+    def _status_tick(self) -> None:
+        self._publish_episode_status(force=True)
+        self._publish_diagnostics()
+
+    def tick_stats(self) -> dict[str, float]:
+        loop = self._loop
+        stats = loop.stats() if loop is not None else {}
+        stats.pop("missed_ticks", None)  # the core counts missed steps for both timer kinds
+        if loop is not None and loop.priority_note:
+            stats["scheduling"] = loop.priority_note
+        return stats
+
+    def _publish_diagnostics(self) -> None:
+        core, worker, rec = self._core, self._worker, self._recorder
+        if core is None or worker is None or rec is None:
+            return
+        c = core.counters
+        lat = np.asarray(worker.latencies_ms) if worker.latencies_ms else np.zeros(1)
+        values = {
+            "state": core.state.name.lower(), "active": self._active, "policy_version": core.policy_version,
+            "ticks": c.ticks, "missed_ticks": c.missed_ticks, "policy_steps": c.policy_steps, "teleop_steps": c.teleop_steps,
+            "hold_steps": sum(c.hold_steps.values()), **{f"hold_{k}": v for k, v in c.hold_steps.items()},
+            "timeline_dry_events": core.scheduler.dry_events, "stale_chunks_discarded": c.stale_chunks,
+            "failed_inferences": c.failed_inferences, "inference_superseded": worker.superseded,
+            "inference_p50_ms": float(np.percentile(lat, 50)), "inference_p99_ms": float(np.percentile(lat, 99)),
+            "position_clamps": core.safety.position_clamps, "velocity_clamps": core.safety.velocity_clamps,
+            "nonfinite_holds": core.safety.nonfinite_holds, "input_errors": self._input_errors,
+            "unsynced_sets": self._sync.unsynced_sets, "recorder_dropped_steps": rec.dropped_steps,
+            "recorder_pending": rec.pending, "recorder_errors": rec.errors, "tick_overruns": self._tick_overruns,
+            **self.tick_stats(),
+        }
+        problems = []
+        if rec.dropped_steps or rec.errors:
+            problems.append("recorder lost steps")
+        if core.scheduler.dry_events:
+            problems.append("timeline ran dry")
+        if c.hold_steps.get("stale_input"):
+            problems.append("stale inputs")
+        level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
+        status = DiagnosticStatus(level=level, name=f"{core.config.robot_id}/actor", hardware_id=core.config.robot_id,
+                                  message="; ".join(problems) or "ok",
+                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(msg)
+
+    # --- services --------------------------------------------------------------------
+    def _maybe_swap_policy(self) -> str:
+        """At an episode boundary: ask the provider for a newer policy and load it. Returns a note."""
+        provider, core = self.policy_provider, self._core
+        if provider is None or core is None:
+            return ""
+        try:
+            path = provider(core.policy_version)
+        except Exception as exc:  # noqa: BLE001 - a failing fetcher must not block episodes
+            self.get_logger().warning(f"policy provider failed: {exc}")
+            return ""
+        if not path:
+            return ""
+        report = self._sinks.on_policy_loaded if self._sinks is not None else None
+        try:
+            policy = OnnxPolicy(path, RuntimeConfig(prefer_cuda=bool(self.p("prefer_cuda")),
+                                                    intra_op_threads=int(self.p("inference_threads"))))
+        except PolicyError as exc:
+            self.get_logger().error(f"refusing new policy, keeping {core.policy_version}: {exc}")
+            if report is not None:
+                report(Path(path).stem, False, str(exc))
+            return ""
+        with self._lock:
+            if not core.fsm.can_swap_policy:
+                return ""
+            self._worker.set_policy(policy)
+            core.set_policy_version(policy.version)
+            self._policy = policy
+        self.get_logger().info(f"policy swapped to {policy.version} ({policy.provider})")
+        self._publish_policy_status()
+        if report is not None:
+            report(policy.version, True, "")
+        return f"; policy {policy.version}"
+
+    def _srv_start(self, req: StartEpisode.Request, resp: StartEpisode.Response) -> StartEpisode.Response:
+        core = self._core
+        if core is None or not self._active:
+            resp.accepted, resp.message = False, "actor is not active"
+            return resp
+        note = self._maybe_swap_policy() if core.fsm.can_swap_policy else ""
+        episode_id = new_episode_id(core.config.robot_id)
+        try:
+            with self._lock:
+                core.start_episode(episode_id, req.task, req.instruction, self.now_s())
+        except TransitionError as exc:
+            resp.accepted, resp.message = False, str(exc)
+            return resp
+        resp.accepted, resp.episode_id = True, episode_id
+        resp.message = f"started {req.task}{note}"
+        self.get_logger().info(f"episode {episode_id} started: {req.task} / {req.instruction!r}")
+        self._publish_episode_status()
+        return resp
+
+    def _srv_stop(self, req: StopEpisode.Request, resp: StopEpisode.Response) -> StopEpisode.Response:
+        core = self._core
+        if core is None:
+            resp.accepted, resp.message = False, "actor is not configured"
+            return resp
+        try:
+            with self._lock:
+                episode_id = core.fsm.episode_id
+                ending = core.stop_episode(req.abort, req.reason)
+        except TransitionError as exc:
+            resp.accepted, resp.message = False, str(exc)
+            return resp
+        resp.accepted, resp.episode_id = True, episode_id
+        resp.message = "aborted (failure)" if ending is not None else "stopped; awaiting label"
+        self._publish_episode_status()
+        return resp
+
+    def _srv_label(self, req: LabelEpisode.Request, resp: LabelEpisode.Response) -> LabelEpisode.Response:
+        core = self._core
+        if core is None:
+            resp.accepted, resp.message = False, "actor is not configured"
+            return resp
+        try:
+            with self._lock:
+                episode_id = core.fsm.episode_id
+                ending = core.label_episode(req.success, req.note)
+        except TransitionError as exc:
+            resp.accepted, resp.message = False, str(exc)
+            return resp
+        resp.accepted, resp.episode_id = True, episode_id
+        resp.message = f"labelled {ending.label.value}"
+        self._publish_episode_status()
+        return resp
+
+
+def main(argv: list[str] | None = None) -> int:
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    node = ActorNode()
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    try:
+        if node.p("autostart"):
+            node.trigger_configure()
+            if node._core is None:
+                node.get_logger().error("autostart: configure failed; staying unconfigured")
+            else:
+                node.trigger_activate()
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        try:
+            if node._core is not None:
+                node.on_shutdown(None)
+        finally:
+            node.destroy_node()
+            if rclpy.ok():
+                rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

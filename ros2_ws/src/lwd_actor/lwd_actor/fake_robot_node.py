@@ -1,0 +1,91 @@
+"""A stand-in robot for actor tests and demos without the simulator: cameras + joint states.
+
+Publishes `camera/<name>/image_raw` (rgb8, sensor-data QoS) and `joint_states` at
+`rate_hz`; joint positions move toward the last `joint_commands` (first order),
+so a closed loop with the actor behaves like a real position-controlled arm.
+Fault injection for tests: `drop_camera` (never publish that camera),
+`bad_encoding` (publish mono8 on head), `shuffle_joints` (reorder joint_states).
+
+    python -m lwd_actor.fake_robot_node --ros-args -r __ns:=/robot0 -p image_size:=64
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray
+
+from lwd_common.robot import CAMERA_NAMES, JOINT_NAMES
+
+
+class FakeRobot(Node):
+    def __init__(self) -> None:
+        super().__init__("fake_robot")
+        self.rate = float(self.declare_parameter("rate_hz", 30.0).value)
+        self.size = int(self.declare_parameter("image_size", 48).value)
+        self.gain = float(self.declare_parameter("tracking_gain", 0.5).value)
+        self.drop_camera = str(self.declare_parameter("drop_camera", "").value)
+        self.bad_encoding = bool(self.declare_parameter("bad_encoding", False).value)
+        self.shuffle = bool(self.declare_parameter("shuffle_joints", False).value)
+        self.q = np.zeros(len(JOINT_NAMES))
+        self.target = self.q.copy()
+        self.k = 0
+        self.cams = {c: self.create_publisher(Image, f"camera/{c}/image_raw", qos_profile_sensor_data)
+                     for c in CAMERA_NAMES}
+        self.joints = self.create_publisher(JointState, "joint_states", qos_profile_sensor_data)
+        self.create_subscription(Float64MultiArray, "joint_commands", self.on_command, 10)
+        self.create_timer(1.0 / self.rate, self.tick)
+
+    def on_command(self, msg: Float64MultiArray) -> None:
+        if len(msg.data) == len(JOINT_NAMES):
+            self.target = np.asarray(msg.data, np.float64)
+
+    def tick(self) -> None:
+        self.k += 1
+        self.q += self.gain * (self.target - self.q)
+        stamp = self.get_clock().now().to_msg()
+        for i, cam in enumerate(CAMERA_NAMES):
+            if cam == self.drop_camera:
+                continue
+            img = Image()
+            img.header.stamp = stamp
+            img.header.frame_id = f"{cam}_camera"
+            img.height = img.width = self.size
+            if self.bad_encoding and cam == "head":
+                img.encoding, img.step = "mono8", self.size
+                img.data = bytes(self.size * self.size)
+            else:
+                img.encoding, img.step = "rgb8", self.size * 3
+                frame = np.full((self.size, self.size, 3), (40 * i + self.k) % 256, np.uint8)
+                img.data = frame.tobytes()
+            self.cams[cam].publish(img)
+        js = JointState()
+        js.header.stamp = stamp
+        order = list(reversed(range(len(JOINT_NAMES)))) if self.shuffle else list(range(len(JOINT_NAMES)))
+        js.name = [JOINT_NAMES[i] for i in order]
+        js.position = [float(self.q[i]) for i in order]
+        self.joints.publish(js)
+
+
+def main(argv: list[str] | None = None) -> int:
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    node = FakeRobot()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

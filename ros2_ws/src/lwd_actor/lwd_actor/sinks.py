@@ -1,0 +1,54 @@
+"""Where recorded episodes go, and where newer policies come from (ROS-free wiring).
+
+`sink: directory` stores episodes in a local `EpisodeStore` (the learner's format).
+`sink: bridge` uses the transport's `BridgeClient` (spool + ZeroMQ stream) and its
+policy fetcher as the `PolicyProvider` consulted at every episode boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lwd_common.episode import EpisodeSink
+from lwd_common.store import DirectorySink, EpisodeStore
+
+# Called at an episode boundary with the running policy's version; returns the path of a
+# newer, verified policy file to load, or None to keep the current one.
+PolicyProvider = Callable[[str], "str | None"]
+
+
+@dataclass
+class SinkBundle:
+    sink: EpisodeSink
+    policy_provider: PolicyProvider | None = None
+    on_policy_loaded: Callable[[str, bool, str], None] | None = None  # (version, ok, message)
+    closer: Callable[[], None] | None = None
+    describe: str = ""
+    stats: Callable[[], dict[str, Any]] | None = None
+
+
+def make_sink(kind: str, robot_id: str, store_dir: str, bridge_endpoint: str, spool_dir: str) -> SinkBundle:
+    if kind == "directory":
+        if not store_dir:
+            raise ValueError("sink 'directory' needs store_dir")
+        return SinkBundle(DirectorySink(EpisodeStore(store_dir)), describe=f"directory {store_dir}")
+    if kind == "bridge":
+        if not (bridge_endpoint and spool_dir):
+            raise ValueError("sink 'bridge' needs bridge_endpoint and spool_dir")
+        try:
+            from lwd_common.transport.client import BridgeClient, ClientConfig
+        except ImportError as exc:  # the transport is a separate component; say what is missing
+            raise ValueError(f"sink 'bridge' unavailable: {exc}") from exc
+        client = BridgeClient(ClientConfig(endpoint=bridge_endpoint, robot_id=robot_id, spool_dir=spool_dir))
+
+        def provide(current: str) -> str | None:
+            local = client.fetch_policy_if_newer(current or None)
+            return str(local.path) if local is not None else None
+
+        return SinkBundle(
+            client, provide, client.report_policy_loaded, client.close,
+            describe=f"bridge {bridge_endpoint} (spool {spool_dir})", stats=client.stats,
+        )
+    raise ValueError(f"unknown sink {kind!r} (want 'directory' or 'bridge')")

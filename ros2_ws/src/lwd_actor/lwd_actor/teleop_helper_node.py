@@ -1,0 +1,100 @@
+"""Keyboard- and joystick-free teleoperator for tests and demos: publishes `pedal` and teleop targets.
+
+On a schedule (seconds after start-up) it presses the pedal for `hold_s`, and
+publishes `teleop/joint_targets` (sensor_msgs/JointState, JOINT_NAMES) at
+`rate_hz`: `target_positions` if given (16 values), else the robot's current
+joint positions plus `offset` (a gentle nudge). `cycles` repeats press/release
+every `period_s`. The schedule's clock starts once a `pedal` subscriber (the actor)
+has been discovered, so slow DDS discovery cannot swallow a press. The pedal state is published at `rate_hz` too, so a late
+subscriber sees it at once.
+
+    python -m lwd_actor.teleop_helper_node --ros-args -r __ns:=/robot0 \
+        -p press_after_s:=2.0 -p hold_s:=1.5 -p offset:=0.05
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool
+
+from lwd_common.robot import JOINT_NAMES
+
+
+class TeleopHelper(Node):
+    def __init__(self) -> None:
+        super().__init__("teleop_helper")
+        self.rate = float(self.declare_parameter("rate_hz", 30.0).value)
+        self.press_after = float(self.declare_parameter("press_after_s", 1.0).value)
+        self.hold = float(self.declare_parameter("hold_s", 1.0).value)
+        self.period = float(self.declare_parameter("period_s", 0.0).value)
+        self.cycles = int(self.declare_parameter("cycles", 1).value)
+        self.offset = float(self.declare_parameter("offset", 0.05).value)
+        target = list(self.declare_parameter("target_positions", [0.0]).value)
+        if len(target) not in (1, len(JOINT_NAMES)):
+            raise SystemExit(f"target_positions needs {len(JOINT_NAMES)} values, got {len(target)}")
+        self.fixed = np.asarray(target, np.float64) if len(target) == len(JOINT_NAMES) else None
+        self.q: np.ndarray | None = None
+        self.anchor: np.ndarray | None = None
+        self.t0 = None
+        self.pedal_pub = self.create_publisher(Bool, "pedal", 10)
+        self.target_pub = self.create_publisher(JointState, "teleop/joint_targets", 10)
+        self.create_subscription(JointState, "joint_states", self.on_joints, qos_profile_sensor_data)
+        self.create_timer(1.0 / self.rate, self.tick)
+
+    def on_joints(self, msg: JointState) -> None:
+        index = {n: i for i, n in enumerate(msg.name)}
+        if all(n in index for n in JOINT_NAMES):
+            self.q = np.array([msg.position[index[n]] for n in JOINT_NAMES])
+
+    def pressed(self, t: float) -> bool:
+        for k in range(max(self.cycles, 1)):
+            start = self.press_after + k * self.period
+            if start <= t < start + self.hold:
+                return True
+        return False
+
+    def tick(self) -> None:
+        if self.t0 is None:
+            if self.pedal_pub.get_subscription_count() == 0:
+                return
+            self.t0 = self.get_clock().now()
+            self.get_logger().info("pedal subscriber found: schedule started")
+        t = (self.get_clock().now() - self.t0).nanoseconds * 1e-9
+        pressed = self.pressed(t)
+        if not pressed:
+            self.anchor = None
+        target = self.fixed
+        if target is None and self.q is not None:
+            if self.anchor is None:
+                self.anchor = self.q + self.offset  # fixed per press, like a held leader arm
+            target = self.anchor
+        if target is not None:
+            msg = JointState(name=list(JOINT_NAMES), position=[float(v) for v in target])
+            msg.header.stamp = self.get_clock().now().to_msg()
+            self.target_pub.publish(msg)
+        self.pedal_pub.publish(Bool(data=pressed))
+
+
+def main(argv: list[str] | None = None) -> int:
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    node = TeleopHelper()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

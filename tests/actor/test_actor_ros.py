@@ -1,0 +1,132 @@
+"""The actor node over real DDS: fake robot in one process, actor in another, a probe in a third.
+
+Rates are checked as message counts over a window with a wide tolerance (the machine
+is shared), never as timing asserts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import write_urdf
+
+from lwd_actor.testing_models import build_policy
+from lwd_common.episode import ActionSource
+from lwd_common.robot import CAMERA_NAMES
+from lwd_common.store import EpisodeStore
+from rosutil import REPO, ros_processes, wait_for
+
+pytestmark = pytest.mark.ros
+
+NS = ["--ros-args", "-r", "__ns:=/robot0"]
+CONFIG = str(REPO / "ros2_ws/src/lwd_actor/config/actor.yaml")
+
+
+def start_actor(procs, tmp_path: Path, policy: Path, *params: str):
+    urdf = write_urdf(tmp_path / "robot.urdf")
+    return procs.python("actor", "-m", "lwd_actor.actor_node", *NS, "--params-file", CONFIG,
+                        "-p", f"policy_path:={policy}", "-p", f"urdf_path:={urdf}",
+                        "-p", f"store_dir:={tmp_path / 'store'}", *[a for p in params for a in ("-p", p)])
+
+
+def episode_cli(procs, name: str, *args: str, timeout: float = 60) -> dict:
+    proc = procs.python(name, "-m", "lwd_actor.episode_cli", "--ns", "/robot0", *args)
+    proc.wait(timeout=timeout)
+    lines = procs.log(name).strip().splitlines()
+    assert lines, procs.log(name)
+    return json.loads(lines[-1])
+
+
+def probe_lines(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_commands_flow_pedal_takes_over_and_a_labelled_episode_is_recorded(tmp_path):
+    policy = build_policy(tmp_path / "policy.onnx", version="ros-v1")
+    probe_out = tmp_path / "probe.jsonl"
+    with ros_processes(tmp_path) as procs:
+        procs.python("robot", "-m", "lwd_actor.fake_robot_node", *NS, "-p", "shuffle_joints:=true")
+        start_actor(procs, tmp_path, policy)
+        procs.python("probe", "-m", "lwd_actor.probe_node", *NS, "-p", f"out:={probe_out}")
+        started = episode_cli(procs, "start", "--retry-s", "40", "start", "--task", "pick",
+                              "--instruction", "pick up the cube")
+        assert started["accepted"], started["message"] + procs.log("actor")
+
+        def commands() -> list[dict]:
+            return [m for m in probe_lines(probe_out) if m["topic"] == "joint_commands"]
+
+        assert wait_for(lambda: len(commands()) > 10, 30), procs.log("actor")
+        t_start = commands()[-1]["t"]
+        time.sleep(3.0)
+        window = [m for m in commands() if t_start < m["t"] <= t_start + 2.0]
+        assert 40 <= len(window) <= 66, f"{len(window)} commands in 2 s\n" + procs.log("actor")
+
+        procs.python("teleop", "-m", "lwd_actor.teleop_helper_node", *NS, "-p", "press_after_s:=0.3",
+                     "-p", "hold_s:=1.5", "-p", "offset:=0.2")
+
+        def engaged(value: bool) -> bool:
+            return any(m["topic"] == "intervention_state" and m["engaged"] is value for m in probe_lines(probe_out))
+
+        assert wait_for(lambda: engaged(True), 30), procs.log("teleop") + procs.log("actor")
+        assert wait_for(lambda: engaged(False), 30)
+        time.sleep(1.0)  # the policy resumes
+        assert episode_cli(procs, "stop", "stop")["accepted"]
+        assert episode_cli(procs, "label", "label", "--success", "--note", "ok")["accepted"]
+        again = episode_cli(procs, "label2", "label", "--failure")
+        assert not again["accepted"] and "awaiting a label" in again["message"]
+
+        store = EpisodeStore(tmp_path / "store")
+        assert wait_for(lambda: store.ids() == [started["episode_id"]], 20), procs.log("actor")
+        ep = store.get(started["episode_id"])
+        assert set(ep.images) == set(CAMERA_NAMES)
+        assert all(len(frames) == ep.num_steps for frames in ep.images.values())
+        assert ep.success and ep.meta.instruction == "pick up the cube" and ep.policy_versions == ["ros-v1"]
+        sources = ep.source.tolist()
+        counts = Counter(sources)
+        assert counts[ActionSource.TELEOP] >= 20 and counts[ActionSource.POLICY] >= 60
+        last_teleop = max(i for i, s in enumerate(sources) if s == ActionSource.TELEOP)
+        assert ActionSource.POLICY in sources[last_teleop + 1:]  # policy resumed after the release
+        statuses = [m for m in probe_lines(probe_out) if m["topic"] == "episode_status"]
+        assert any(m["interventions"] == 1 for m in statuses)
+        assert any(m["topic"] == "action_chunk" and m["n"] == 30 * 16 for m in probe_lines(probe_out))
+        policy_status = [m for m in probe_lines(probe_out) if m["topic"] == "policy_status"]
+        assert policy_status and policy_status[0]["provider"] == "CPUExecutionProvider"
+
+
+def test_model_with_wrong_shapes_is_refused_at_configure_and_the_node_stays_up(tmp_path):
+    bad = build_policy(tmp_path / "bad.onnx", action_joints=8)
+    with ros_processes(tmp_path) as procs:
+        actor = start_actor(procs, tmp_path, bad)
+        assert wait_for(lambda: "configure failed" in procs.log("actor"), 30), procs.log("actor")
+        assert "output 'actions' has shape [1, 30, 8]" in procs.log("actor")
+        # Unconfigured: no episode services exist, so nothing can start an episode.
+        refused = episode_cli(procs, "start", "--timeout", "3", "start", "--task", "pick")
+        assert not refused["accepted"] and "no response" in refused["message"]
+        assert actor.poll() is None
+
+
+@pytest.mark.parametrize(("fault", "log_text"), [
+    ("bad_encoding:=true", "unsupported image encoding 'mono8'"),
+    ("drop_camera:=left_wrist", None),
+])
+def test_broken_camera_input_is_logged_and_no_episode_can_start(tmp_path, fault, log_text):
+    policy = build_policy(tmp_path / "policy.onnx")
+    probe_out = tmp_path / "probe.jsonl"
+    with ros_processes(tmp_path) as procs:
+        procs.python("robot", "-m", "lwd_actor.fake_robot_node", *NS, "-p", fault)
+        actor = start_actor(procs, tmp_path, policy)
+        procs.python("probe", "-m", "lwd_actor.probe_node", *NS, "-p", f"out:={probe_out}")
+        assert wait_for(lambda: "active" in procs.log("actor"), 30)
+        time.sleep(2.0)
+        refused = episode_cli(procs, "start", "start", "--task", "pick")
+        assert not refused["accepted"] and "no synchronised" in refused["message"]
+        if log_text:
+            assert log_text in procs.log("actor")
+        assert not [m for m in probe_lines(probe_out) if m["topic"] == "joint_commands"]
+        assert actor.poll() is None
