@@ -130,6 +130,16 @@ class G1Sim:
         self.data.time = 0.0
         self.steps = 0
 
+    def mirror(self, qpos: np.ndarray, command: np.ndarray, held: dict[str, str | None]) -> None:
+        """Copy another simulator's state (from its scene_state) for planning; no physics is run."""
+        qpos = np.asarray(qpos, float)
+        if qpos.shape != (self.model.nq,):
+            raise ValueError(f"qpos has shape {qpos.shape}, this model has nq={self.model.nq}")
+        self.data.qpos[:] = qpos
+        self.command = self.clip(np.asarray(command, float))
+        self.held = {s: held.get(s) for s in SIDES}
+        mujoco.mj_forward(self.model, self.data)
+
     # -- control -----------------------------------------------------------
     def clip(self, targets: np.ndarray) -> np.ndarray:
         return np.clip(targets, self.lower, self.upper)

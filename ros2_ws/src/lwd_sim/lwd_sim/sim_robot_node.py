@@ -163,8 +163,8 @@ class SimRobotNode(Node):
         st = self.instance.evaluate(self.sim)
         self.status_pub.publish(TaskStatus(
             header=js.header, robot_id=self.robot_id, task=self.task_name, instruction=self.instance.instruction,
-            success=st.success, failed=st.failed, subtasks_done=st.subtasks_done,
-            subtasks_total=st.subtasks_total, score=float(st.score)))
+            success=bool(st.success), failed=bool(st.failed), subtasks_done=int(st.subtasks_done),
+            subtasks_total=int(st.subtasks_total), score=float(st.score)))
         self.scene_pub.publish(String(data=json.dumps({
             "task": self.task_name, "instruction": self.instance.instruction, "time": self.sim.time,
             "qpos": self.sim.data.qpos.tolist(), "command": self.sim.command.tolist(),

@@ -109,11 +109,11 @@ class TaskInstance:
 
     def evaluate(self, sim: G1Sim) -> TaskStatus:
         now, success, failed = self.task.judge(self, sim)
-        self._latched = [a or b for a, b in zip(self._latched, now, strict=True)]
+        self._latched = [bool(a or b) for a, b in zip(self._latched, now, strict=True)]
         if success:
             self._latched = [True] * len(self._latched)
         done = sum(self._latched)
-        return TaskStatus(success, failed and not success, done, len(self._latched), self.task.subtasks,
+        return TaskStatus(bool(success), bool(failed and not success), int(done), len(self._latched), self.task.subtasks,
                           tuple(self._latched))
 
 

@@ -1,0 +1,124 @@
+"""The simulated teleoperator's judgement, ROS-free: when to press the pedal, release it, and end episodes.
+
+A human operator watching a learning robot steps in when the policy stalls (the
+arm barely moves for a while) or makes no progress (no new sub-task for a while),
+drives the robot until it has made progress again, releases, and at the end
+labels the episode from what they see (here: the simulator's success signal).
+`OperatorBrain.observe` implements those rules and returns one decision per call.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class OperatorRules:
+    startup_grace_s: float = 1.0  # never intervene right after the episode starts
+    stall_window_s: float = 2.0  # the policy stalls if the arms move less than stall_motion_rad over this
+    stall_motion_rad: float = 0.03
+    no_progress_s: float = 6.0  # ... or if no new sub-task was done for this long
+    engage_min_s: float = 1.0  # once engaged, drive at least this long
+    release_after_subtasks: int = 1  # release after this many new sub-tasks (or success)
+    max_engaged_s: float = 20.0  # give control back after this long regardless
+    max_interventions: int = 3  # per episode
+    settle_s: float = 0.3  # wait after success before stopping the episode
+    time_limit_s: float = 60.0  # stop and label failure after this long
+    intervene: bool = True  # false: only label (pure autonomous evaluation)
+
+    def __post_init__(self) -> None:
+        for name in ("stall_window_s", "no_progress_s", "time_limit_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
+
+
+class Decision(Enum):
+    NONE = "none"
+    ENGAGE = "engage"
+    RELEASE = "release"
+    STOP_SUCCESS = "stop_success"
+    STOP_FAILURE = "stop_failure"
+
+
+@dataclass(frozen=True)
+class Progress:
+    success: bool
+    failed: bool
+    subtasks_done: int
+
+
+class OperatorBrain:
+    def __init__(self, rules: OperatorRules = OperatorRules()):
+        self.rules = rules
+        self.start_time = 0.0
+        self.engaged = False
+        self.engaged_since = 0.0
+        self.subtasks_at_engage = 0
+        self.interventions = 0
+        self.last_progress_time = 0.0
+        self.best_subtasks = 0
+        self.success_since: float | None = None
+        self.history: deque[tuple[float, np.ndarray]] = deque()
+        self.reason = ""
+
+    def start_episode(self, t: float) -> None:
+        self.__init__(self.rules)
+        self.start_time = t
+        self.last_progress_time = t
+
+    def _stalled(self, t: float, q: np.ndarray) -> bool:
+        self.history.append((t, np.asarray(q, float)[:14].copy()))
+        while self.history and self.history[0][0] < t - self.rules.stall_window_s:
+            self.history.popleft()
+        if len(self.history) < 2 or self.history[-1][0] - self.history[0][0] < 0.9 * self.rules.stall_window_s:
+            return False
+        qs = np.stack([h[1] for h in self.history])
+        return float(np.max(qs.max(0) - qs.min(0))) < self.rules.stall_motion_rad
+
+    def observe(self, t: float, joint_pos: np.ndarray, p: Progress) -> Decision:
+        r = self.rules
+        stalled = self._stalled(t, joint_pos)
+        if p.subtasks_done > self.best_subtasks:
+            self.best_subtasks = p.subtasks_done
+            self.last_progress_time = t
+        if p.success:
+            if self.success_since is None:
+                self.success_since = t
+            if t - self.success_since >= r.settle_s:
+                self.reason = "sim_success"
+                return Decision.STOP_SUCCESS
+            return Decision.NONE
+        self.success_since = None
+        if p.failed:
+            self.reason = "sim_failed"
+            return Decision.STOP_FAILURE
+        if t - self.start_time > r.time_limit_s:
+            self.reason = "time_limit"
+            return Decision.STOP_FAILURE
+        if self.engaged:
+            held = t - self.engaged_since
+            progressed = p.subtasks_done >= self.subtasks_at_engage + r.release_after_subtasks
+            if (held >= r.engage_min_s and progressed) or held > r.max_engaged_s:
+                self.engaged = False
+                self.last_progress_time = t
+                self.history.clear()
+                self.reason = "progress" if progressed else "max_engaged"
+                return Decision.RELEASE
+            return Decision.NONE
+        if not r.intervene or self.interventions >= r.max_interventions:
+            return Decision.NONE
+        if t - self.start_time < r.startup_grace_s:
+            return Decision.NONE
+        no_progress = t - self.last_progress_time > r.no_progress_s
+        if stalled or no_progress:
+            self.engaged = True
+            self.engaged_since = t
+            self.subtasks_at_engage = p.subtasks_done
+            self.interventions += 1
+            self.reason = "stall" if stalled else "no_progress"
+            return Decision.ENGAGE
+        return Decision.NONE

@@ -1,0 +1,84 @@
+"""The simulated teleoperator's rules: when it presses the pedal, releases it and how it labels."""
+
+import numpy as np
+import pytest
+
+from lwd_sim.operator_core import Decision, OperatorBrain, OperatorRules, Progress
+
+RULES = OperatorRules(startup_grace_s=1.0, stall_window_s=2.0, stall_motion_rad=0.03, no_progress_s=6.0,
+                      engage_min_s=1.0, release_after_subtasks=1, max_engaged_s=10.0, max_interventions=2,
+                      settle_s=0.3, time_limit_s=30.0)
+Q = np.zeros(16)
+NOTHING = Progress(False, False, 0)
+
+
+def run(brain, t0, t1, q_of_t=lambda t: Q, progress_of_t=lambda t: NOTHING, dt=1 / 30):
+    out = []
+    t = t0
+    while t < t1:
+        d = brain.observe(t, q_of_t(t), progress_of_t(t))
+        if d != Decision.NONE:
+            out.append((round(t, 2), d))
+        t += dt
+    return out
+
+
+def test_a_still_robot_is_taken_over_after_the_stall_window():
+    brain = OperatorBrain(RULES)
+    brain.start_episode(0.0)
+    decisions = run(brain, 0.0, 3.0)
+    assert [d for _, d in decisions] == [Decision.ENGAGE]
+    assert 1.8 <= decisions[0][0] <= 2.2 and brain.reason == "stall"
+
+
+def test_a_moving_robot_without_progress_is_taken_over_after_no_progress_timeout():
+    brain = OperatorBrain(RULES)
+    brain.start_episode(0.0)
+    decisions = run(brain, 0.0, 7.0, q_of_t=lambda t: Q + np.sin(3 * t))
+    assert [d for _, d in decisions] == [Decision.ENGAGE]
+    assert decisions[0][0] == pytest.approx(6.0, abs=0.1) and brain.reason == "no_progress"
+
+
+def test_a_robot_making_progress_is_left_alone():
+    brain = OperatorBrain(RULES)
+    brain.start_episode(0.0)
+    decisions = run(brain, 0.0, 20.0, q_of_t=lambda t: Q + np.sin(3 * t),
+                    progress_of_t=lambda t: Progress(False, False, int(t // 5)))
+    assert decisions == []
+
+
+def test_release_comes_after_a_new_subtask_and_the_minimum_engagement():
+    brain = OperatorBrain(RULES)
+    brain.start_episode(0.0)
+    run(brain, 0.0, 2.5)
+    assert brain.engaged
+    decisions = run(brain, 2.5, 6.0, q_of_t=lambda t: Q + t, progress_of_t=lambda t: Progress(False, False, 1))
+    assert [d for _, d in decisions] == [Decision.RELEASE] and not brain.engaged
+
+
+def test_interventions_are_capped_per_episode():
+    brain = OperatorBrain(RULES)
+    brain.start_episode(0.0)
+    decisions = run(brain, 0.0, 29.0)  # never progresses: engage, give up after max_engaged, repeat
+    assert [d for _, d in decisions].count(Decision.ENGAGE) == 2
+
+
+def test_success_stops_after_settling_and_failure_stops_at_once():
+    brain = OperatorBrain(RULES)
+    brain.start_episode(0.0)
+    decisions = run(brain, 0.0, 1.0, q_of_t=lambda t: Q + t, progress_of_t=lambda t: Progress(t > 0.5, False, 4))
+    assert decisions[0][1] == Decision.STOP_SUCCESS and decisions[0][0] >= 0.8
+    brain.start_episode(0.0)
+    assert brain.observe(0.1, Q, Progress(False, True, 1)) == Decision.STOP_FAILURE
+
+
+def test_time_limit_ends_the_episode_as_failure():
+    brain = OperatorBrain(OperatorRules(time_limit_s=5.0, intervene=False))
+    brain.start_episode(0.0)
+    decisions = run(brain, 0.0, 6.0)
+    assert decisions[0][1] == Decision.STOP_FAILURE and brain.reason == "time_limit"
+
+
+def test_bad_rules_are_refused():
+    with pytest.raises(ValueError, match="time_limit_s"):
+        OperatorRules(time_limit_s=0)

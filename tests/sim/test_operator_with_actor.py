@@ -1,0 +1,45 @@
+"""End to end over DDS: sim_robot + actor (tiny ONNX policy) + sim_operator in three processes.
+
+The near-still test policy stalls, the simulated operator presses the pedal, drives the
+scripted expert to success, and labels the episode; the actor records it with TELEOP steps.
+"""
+
+import json
+
+import pytest
+
+from lwd_actor.testing_models import build_policy
+from lwd_common.episode import ActionSource, Label
+from lwd_common.store import EpisodeStore
+from rosutil import REPO, ros_processes
+
+pytestmark = pytest.mark.ros
+
+NS = ("--ros-args", "-r", "__ns:=/robot0")
+
+
+def test_operator_takes_over_a_stalling_policy_and_labels_success(tmp_path):
+    policy = build_policy(tmp_path / "policy.onnx", version="stall-v1", drift=0.0)
+    store = tmp_path / "store"
+    with ros_processes(tmp_path) as procs:
+        procs.python("sim", "-m", "lwd_sim.sim_robot_node", *NS, "-p", "image_width:=32", "-p", "image_height:=32",
+                     "-p", "task:=can_to_bin", "-p", "seed:=4")
+        procs.python("actor", "-m", "lwd_actor.actor_node", *NS, "--params-file",
+                     str(REPO / "ros2_ws/src/lwd_actor/config/actor.yaml"), "-p", f"policy_path:={policy}",
+                     "-p", f"store_dir:={store}", "-p", "episode_time_limit_s:=60.0")
+        op = procs.python("operator", "-m", "lwd_sim.sim_operator_node", *NS, "-p", "task:=can_to_bin",
+                          "-p", "episodes:=1", "-p", "release_after_subtasks:=4", "-p", "stall_window_s:=1.5",
+                          "-p", "time_limit_s:=40.0")
+        rc = op.wait(timeout=120)
+        logs = procs.log("operator") + procs.log("actor") + procs.log("sim")
+        assert rc == 0, logs
+    result = json.loads(procs.log("operator").strip().splitlines()[-1])
+    assert result["episodes"][0]["success"] and result["episodes"][0]["accepted"], logs
+    assert result["episodes"][0]["interventions"] == 1
+    st = EpisodeStore(store)
+    (episode_id,) = st.ids()
+    ep = st.get(episode_id)
+    assert ep.outcome.label == Label.SUCCESS
+    assert ep.meta.instruction == "put the red can in the left bin"
+    assert (ep.source == ActionSource.TELEOP).sum() > 30
+    assert (ep.source == ActionSource.POLICY).sum() > 10
