@@ -87,3 +87,26 @@ def test_initial_conditions_are_randomised():
     a = task.sample(np.random.default_rng(0), "put the red can in the left bin")
     b = task.sample(np.random.default_rng(1), "put the red can in the left bin")
     assert not np.allclose(a.items["red_can"], b.items["red_can"])
+
+
+def test_a_held_item_stops_the_fingers_at_its_width(sim):
+    rng = np.random.default_rng(5)
+    inst = get_task("can_to_bin").sample(rng)
+    inst.reset_sim(sim)
+    expert = ScriptedExpert(sim, inst, DEMO, rng)
+    while sim.held["left"] is None and sim.steps < 200:
+        sim.apply(expert.act())
+    for _ in range(10):
+        sim.apply(sim.command)
+    assert sim.held["left"] == "red_can"
+    assert sim.joint_positions()[14] == pytest.approx(0.056, abs=0.004)  # the can's diameter
+
+
+def test_closing_on_empty_air_grasps_nothing(sim):
+    q = home_pose().copy()
+    sim.reset(q, {})
+    q[14:] = 0.0
+    for _ in range(20):
+        sim.apply(q)
+    assert sim.held == {"left": None, "right": None}
+    assert sim.joint_positions()[14:] == pytest.approx([0.0, 0.0], abs=3e-3)

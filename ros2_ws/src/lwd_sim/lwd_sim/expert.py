@@ -28,6 +28,7 @@ from lwd_sim.tasks import (
     home_pose,
     in_drawer,
     in_spot,
+    item_spec,
     rest_z,
     spot_spec,
 )
@@ -80,6 +81,7 @@ class ScriptedExpert:
         self.last = sim.command.copy()
         self.grasp_attempts: dict[str, int] = {}
         self.stalled = False
+        self.carry_yaw: dict[str, float] = {}
         self.home = home_pose()
 
     def reset(self) -> None:
@@ -135,34 +137,49 @@ class ScriptedExpert:
         pos = np.array([0.32, 0.24 if side == "left" else -0.24, 0.98])
         return Waypoint(side, pos, 0.0, OPEN)
 
+    def _grasp_yaw(self, side: str, item: str) -> float:
+        """Gripper yaw that closes across the item's narrower horizontal side (boxes); 0 for cylinders."""
+        spec = item_spec(item)
+        if spec.shape != "box":
+            return 0.0
+        rot = self.sim.data.body(item).xmat.reshape(3, 3)
+        item_yaw = float(np.arctan2(rot[1, 0], rot[0, 0]))
+        # Gripper y along the item's y axis (yaw = item_yaw) or its x axis (yaw = item_yaw - pi/2).
+        options = [(spec.size[1], item_yaw), (spec.size[0], item_yaw - np.pi / 2)]
+        _, yaw = min(options, key=lambda o: o[0])
+        return float((yaw + np.pi / 2) % np.pi - np.pi / 2)
+
     def _grasp_wps(self, side: str, item: str) -> list[Waypoint]:
         p = self.sim.body_pos(item)
+        yaw = self._grasp_yaw(side, item)
+        self.carry_yaw[side] = yaw
         if self.config.p_miss > 0 and self.rng.random() < self.config.p_miss:
             angle = self.rng.uniform(0, 2 * np.pi)
             p = p + np.array([np.cos(angle), np.sin(angle), 0.0]) * 0.055
         p = self._noisy(p)
         self.grasp_attempts[item] = self.grasp_attempts.get(item, 0) + 1
         return [
-            Waypoint(side, p + [0, 0, HOVER], 0.0, OPEN),
-            Waypoint(side, p, 0.0, OPEN, min_steps=8),
-            Waypoint(side, p, 0.0, CLOSED, min_steps=8),
+            Waypoint(side, p + [0, 0, HOVER], yaw, OPEN),
+            Waypoint(side, p, yaw, OPEN, min_steps=8),
+            Waypoint(side, p, yaw, CLOSED, min_steps=8),
         ]
 
     def _place_wps(self, side: str, item: str, goal_xy: np.ndarray, goal_z: float) -> list[Waypoint]:
         cur = self.sim.tcp_pose(side)[0]
+        yaw = self.carry_yaw.get(side, 0.0)
         goal = self._noisy(np.array([goal_xy[0], goal_xy[1], goal_z]))
         lift = np.array([cur[0], cur[1], max(cur[2], goal_z) + HOVER])
         above = goal + [0, 0, HOVER]
         if self.config.p_drop > 0 and self.rng.random() < self.config.p_drop:
             mid = (lift + above) / 2
-            return [Waypoint(side, lift, 0.0, CLOSED), Waypoint(side, mid, 0.0, CLOSED),
-                    Waypoint(side, mid, 0.0, OPEN, min_steps=8), self._home_wp(side)]
+            return [Waypoint(side, lift, yaw, CLOSED), Waypoint(side, mid, yaw, CLOSED),
+                    Waypoint(side, mid, yaw, OPEN, min_steps=8), self._home_wp(side)]
         return [
-            Waypoint(side, lift, 0.0, CLOSED),
-            Waypoint(side, above, 0.0, CLOSED),
-            Waypoint(side, goal, 0.0, CLOSED, min_steps=6),
-            Waypoint(side, goal, 0.0, OPEN, min_steps=8),
-            Waypoint(side, goal + [0, 0, HOVER], 0.0, OPEN),
+            Waypoint(side, lift, yaw, CLOSED),
+            Waypoint(side, above, yaw, CLOSED),
+            Waypoint(side, goal, yaw, CLOSED, min_steps=6),
+            Waypoint(side, goal, yaw, OPEN, min_steps=8),
+            Waypoint(side, goal + [0, 0, HOVER], yaw, OPEN),
             self._home_wp(side),
         ]
 

@@ -39,9 +39,9 @@ class ItemSpec:
 
 ITEMS: tuple[ItemSpec, ...] = (
     ItemSpec("red_can", "cylinder", (0.028, 0.05), (0.85, 0.1, 0.1, 1)),
-    ItemSpec("green_box", "box", (0.025, 0.03, 0.045), (0.1, 0.7, 0.2, 1)),
+    ItemSpec("green_box", "box", (0.022, 0.028, 0.045), (0.1, 0.7, 0.2, 1)),
     ItemSpec("blue_bottle", "cylinder", (0.024, 0.065), (0.1, 0.3, 0.9, 1)),
-    ItemSpec("yellow_box", "box", (0.03, 0.025, 0.035), (0.95, 0.85, 0.1, 1)),
+    ItemSpec("yellow_box", "box", (0.026, 0.022, 0.035), (0.95, 0.85, 0.1, 1)),
 )
 
 
@@ -70,6 +70,7 @@ DRAWER_TRAVEL = 0.22  # open = closed - travel
 DRAWER_HALF = (0.10, 0.12, 0.03)  # tray half extents (x, y, wall height)
 HANDLE_OFFSET = DRAWER_HALF[0] + 0.025  # handle centre in front of the tray centre
 HOUSING_HEIGHT = 0.14
+HANDLE_HALF = (0.012, 0.05, 0.012)
 
 
 def _fmt(v) -> str:
@@ -155,7 +156,7 @@ def _drawer() -> str:
         f'<geom type="box" pos="{hx:g} 0 {wall:g}" size="0.005 {hy:g} {wall:g}" mass="0.1" rgba="0.7 0.55 0.35 1"/>'
         f'<geom type="box" pos="0 {hy:g} {wall:g}" size="{hx:g} 0.005 {wall:g}" mass="0.1" rgba="0.7 0.55 0.35 1"/>'
         f'<geom type="box" pos="0 {-hy:g} {wall:g}" size="{hx:g} 0.005 {wall:g}" mass="0.1" rgba="0.7 0.55 0.35 1"/>'
-        f'<geom name="drawer_handle" type="box" pos="{-HANDLE_OFFSET:g} 0 {wall + 0.01:g}" size="0.012 0.05 0.012" '
+        f'<geom name="drawer_handle" type="box" pos="{-HANDLE_OFFSET:g} 0 {wall + 0.01:g}" size="{_fmt(HANDLE_HALF)}" '
         'mass="0.05" rgba="0.2 0.2 0.2 1"/>'
         f'<site name="drawer_handle_site" pos="{-HANDLE_OFFSET:g} 0 {wall + 0.01:g}" size="0.005"/>'
         "</body>"

@@ -19,7 +19,9 @@ from lwd_sim.robot_description import SIDES, joint_limit_table
 
 SUBSTEPS = int(round(1.0 / (CONTROL_HZ * scene.TIMESTEP)))
 GRASP_CLOSE_BELOW = 0.035  # commanded opening that counts as "closing" for the grasp assist
-GRASP_RELEASE_ABOVE = 0.05
+GRASP_RELEASE_MARGIN = 0.01  # release when the commanded opening exceeds the held width by this
+GRASP_RELEASE_ALWAYS = 0.075  # ... or is nearly fully open
+GRASP_MAX_WIDTH = 0.074  # wider than this does not fit between the fingers
 # Grasp region around the TCP, in the gripper frame (x, y across the fingers, z along them).
 GRASP_BOX = np.array([0.04, 0.045, 0.05])
 
@@ -65,6 +67,8 @@ class G1Sim:
         self._item_qadr = {i.name: m.joint(f"{i.name}_free").qposadr[0] for i in scene.ITEMS}
         self._drawer_qadr = m.joint("drawer_slide").qposadr[0]
         self.held: dict[str, str | None] = {s: None for s in SIDES}
+        self._held_width: dict[str, float] = dict.fromkeys(SIDES, 0.0)
+        self._item_spec = {i.name: i for i in scene.ITEMS}
         self.command = np.zeros(NUM_JOINTS)
         self.steps = 0
         self._renderer: mujoco.Renderer | None = None
@@ -173,19 +177,50 @@ class G1Sim:
         local = rot.T @ (point - pos)
         return bool((np.abs(local) < GRASP_BOX).all())
 
+    def grip_width(self, side: str, target: str) -> float:
+        """Finger opening at which the fingers touch `target` across the gripper's closing axis."""
+        y_grip = self.tcp_pose(side)[1][:, 1]
+        if target == "drawer":
+            half, rot = np.array(scene.HANDLE_HALF), self.data.body("drawer").xmat.reshape(3, 3)
+        else:
+            spec = self._item_spec[target]
+            rot = self.data.body(target).xmat.reshape(3, 3)
+            if spec.shape == "cylinder":
+                radius, half_h = spec.size
+                axial = abs(float(rot[:, 2] @ y_grip))
+                return float(2 * (radius * np.sqrt(max(0.0, 1 - axial**2)) + half_h * axial))
+            half = np.array(spec.size)
+        return float(2 * np.sum(np.abs(rot.T @ y_grip) * half))
+
     def _update_grasp_assist(self) -> None:
+        """Weld an object when the closing fingers reach it inside the grasp region; release on opening.
+
+        While an object is held, the finger target is held at the object's width, so the gripper
+        joint reads the object's width, as a real parallel-jaw gripper would.
+        """
         for i, side in enumerate(SIDES):
-            closing = self.command[14 + i] < GRASP_CLOSE_BELOW
+            cmd = self.command[14 + i]
             held = self.held[side]
-            if held is not None and self.command[14 + i] > GRASP_RELEASE_ABOVE:
-                self.data.eq_active[self._weld[(side, held)]] = 0
-                self.held[side] = None
-            elif held is None and closing:
-                taken = set(self.held.values())
-                for target in scene.grasp_targets():
-                    if target not in taken and self._in_grasp_region(side, self._grasp_point(target)):
-                        self._weld_now(side, target)
-                        break
+            if held is not None:
+                if cmd > min(self._held_width[side] + GRASP_RELEASE_MARGIN, GRASP_RELEASE_ALWAYS):
+                    self.data.eq_active[self._weld[(side, held)]] = 0
+                    self.held[side] = None
+                else:
+                    self.data.ctrl[14 + i] = max(cmd, self._held_width[side])
+                continue
+            if cmd >= GRASP_CLOSE_BELOW:
+                continue
+            opening = self.data.ten_length[self._gripper_tendons[i]]
+            taken = set(self.held.values())
+            for target in scene.grasp_targets():
+                if target in taken or not self._in_grasp_region(side, self._grasp_point(target)):
+                    continue
+                width = self.grip_width(side, target)
+                if width < GRASP_MAX_WIDTH and opening <= width + 0.004:
+                    self._weld_now(side, target)
+                    self._held_width[side] = width
+                    self.data.ctrl[14 + i] = max(cmd, width)
+                    break
 
     def _weld_now(self, side: str, target: str) -> None:
         eq = self._weld[(side, target)]
