@@ -104,3 +104,16 @@ def test_client_with_other_robot_config_is_refused_clearly(bridge, tmp_path, end
             c.wait_connected(10)
     finally:
         c.close()
+
+
+def test_prefetching_client_has_the_new_policy_ready_before_the_boundary(bridge, tmp_path, endpoint):
+    c = BridgeClient(ClientConfig(endpoint=endpoint, robot_id="robot3", spool_dir=str(tmp_path / "s3"),
+                                  policy_prefetch_s=0.1))
+    try:
+        info = PolicyStore(bridge / "policies").publish(b"p" * 5000, training_step=9)
+        assert wait_for(lambda: info.version in c.policy_ready_at, 10)
+        got = c.fetch_policy_if_newer("")
+        assert got.version == info.version and got.path.read_bytes() == b"p" * 5000
+        assert c.fetch_policy_if_newer(info.version) is None
+    finally:
+        c.close()

@@ -61,6 +61,7 @@ class ClientConfig:
     max_in_flight: int = 64  # unacknowledged frames on the wire at once
     policy_timeout_s: float = 3.0  # per policy request; a boundary never waits longer than a few of these
     policy_chunk_bytes: int = 1 << 20
+    policy_prefetch_s: float = 0.0  # > 0: poll + download newer policies in the background this often
     curve_secret_key_file: str = ""  # robot's secret cert (from `lwd_learner_bridge.keys`)
     server_public_key_file: str = ""  # bridge's public cert
     config_hash: str = field(default_factory=protocol.config_hash)
@@ -139,6 +140,13 @@ class BridgeClient:
         self._recover_spool()
         self._thread = threading.Thread(target=self._run, name=f"bridge-client-{config.robot_id}", daemon=True)
         self._thread.start()
+        self._policy_lock = threading.Lock()
+        self.policy_ready_at: dict[str, float] = {}  # version -> when it was verified on disk here
+        self._prefetch: threading.Thread | None = None
+        if config.policy_prefetch_s > 0:
+            self._prefetch = threading.Thread(target=self._prefetch_loop, daemon=True,
+                                              name=f"policy-prefetch-{config.robot_id}")
+            self._prefetch.start()
 
     # --- EpisodeSink -------------------------------------------------------------------------------------
 
@@ -226,6 +234,8 @@ class BridgeClient:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        if self._prefetch is not None:
+            self._prefetch.join(timeout=2 * self.config.policy_timeout_s + 1)
         if self._req_sock is not None:
             self._req_sock.close(0)
             self._req_sock = None
@@ -484,12 +494,29 @@ class BridgeClient:
         return PolicyInfo.from_dict(reply["info"]) if reply["info"] else None
 
     def fetch_policy_if_newer(self, current_version: str | None) -> LocalPolicy | None:
-        """At an episode boundary: download the bridge's newest policy if it is newer than ours.
+        """At an episode boundary: the newest verified policy if it is newer than `current_version`.
 
-        Returns the verified local copy, or None if there is nothing newer, the
-        bridge is unreachable, or the download failed its sha256 check (the
-        previous policy stays in place; see `error` and `counters`).
+        Without prefetch this asks the bridge and downloads (chunked) now; with
+        `policy_prefetch_s` > 0 a background thread has already downloaded it and
+        this call only looks at the local directory. Returns None if there is
+        nothing newer, the bridge is unreachable, or the download failed its
+        sha256 check (the previous policy stays in place; see `error`, `counters`).
         """
+        with self._policy_lock:
+            if self.config.policy_prefetch_s <= 0:
+                return self._sync_newest(current_version)
+            local = self.policies.local()
+            if local and is_newer(local[-1].version, current_version):
+                return local[-1]
+            return None
+
+    def _prefetch_loop(self) -> None:
+        while not self._stop.wait(self.config.policy_prefetch_s):
+            with self._policy_lock:
+                local = self.policies.local()
+                self._sync_newest(local[-1].version if local else None)
+
+    def _sync_newest(self, current_version: str | None) -> LocalPolicy | None:
         try:
             info = self.latest_policy_info()
         except BridgeError as exc:
@@ -513,6 +540,7 @@ class BridgeClient:
             self.policies.tmp_path.unlink(missing_ok=True)
             return None
         self.counters["policy_downloads"] += 1
+        self.policy_ready_at[local.version] = time.time()
         return local
 
     def _download(self, info: PolicyInfo) -> None:
@@ -532,7 +560,8 @@ class BridgeClient:
     def rollback_policy(self, bad_version: str) -> LocalPolicy | None:
         """The actor could not load `bad_version`: never use it again, return the previous policy."""
         self.report_policy_loaded(bad_version, ok=False, message="load failed; rolled back")
-        return self.policies.rollback(bad_version)
+        with self._policy_lock:
+            return self.policies.rollback(bad_version)
 
     def report_policy_loaded(self, version: str, ok: bool = True, message: str = "") -> None:
         """Tell the bridge which policy this robot now runs (fleet status, publish->load latency)."""

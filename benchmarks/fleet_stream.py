@@ -1,0 +1,220 @@
+"""Fleet streaming benchmark: N simulated robots -> one bridge on this machine.
+
+    .venv/bin/python benchmarks/fleet_stream.py --robots 1 4 16 --duration 120 --episode-s 10
+
+Each robot is a real `BridgeClient` (spool with fsync, background sender) fed at
+30 Hz with three 224x224 JPEG frames + 16 joints per step; the bridge is a real
+`python -m lwd_learner_bridge.server` process; a "learner" thread polls the
+store's latest snapshot. A publisher puts a new policy (2 MB) into the bridge
+every few seconds; robots prefetch it and swap at episode boundaries.
+Robots run as threads spread over a few worker processes. Prints, per N:
+sustained throughput, episodes lost, episode end -> learner-visible latency,
+policy published -> verified on robot ("ready") and -> swapped at the next
+episode boundary ("loaded").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lwd_common.episode import ActionSource, EpisodeMeta, EpisodeOutcome, Label, StepRecord
+from lwd_common.images import encode_jpeg
+from lwd_common.policy_store import PolicyStore
+from lwd_common.robot import CAMERA_NAMES, CONTROL_HZ, NUM_JOINTS
+from lwd_common.store import EpisodeStore
+from lwd_common.transport import BridgeClient, ClientConfig
+
+
+def free_endpoint() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+def frame_pool(size: int, count: int, seed: int) -> list[bytes]:
+    """Camera-like JPEGs: smooth shading, a few objects, sensor noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    frames = []
+    for _ in range(count):
+        img = np.stack([120 + 80 * yy, 100 + 60 * xx, 90 + 40 * (xx + yy)], -1)
+        for _ in range(4):
+            cx, cy, r = rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9), rng.uniform(0.04, 0.15)
+            mask = (xx - cx) ** 2 + (yy - cy) ** 2 < r * r
+            img[mask] = rng.uniform(0, 255, 3)
+        img += rng.normal(0, 7, img.shape)
+        frames.append(encode_jpeg(np.clip(img, 0, 255).astype(np.uint8), quality=80))
+    return frames
+
+
+def robot_loop(robot_id: str, endpoint: str, work: Path, duration: float, episode_s: float, frames: list[bytes],
+               results: list, stop_at: float) -> None:
+    client = BridgeClient(ClientConfig(endpoint=endpoint, robot_id=robot_id, spool_dir=str(work / robot_id),
+                                       policy_prefetch_s=0.1, ack_timeout_s=1.0))
+    rng = np.random.default_rng(abs(hash(robot_id)) % 2**32)
+    period = 1.0 / CONTROL_HZ
+    current = ""
+    k = 0
+    try:
+        while time.time() < stop_at:
+            meta = EpisodeMeta(episode_id=f"{robot_id}-e{k:04d}", robot_id=robot_id, task="bench", instruction="x")
+            client.begin(meta)
+            n = int(episode_s * CONTROL_HZ)
+            t0 = time.monotonic()
+            for i in range(n):
+                delay = t0 + i * period - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                client.add_step(StepRecord(
+                    step=i, stamp=time.time(), images={c: frames[(i * 3 + j + k) % len(frames)]
+                                                       for j, c in enumerate(CAMERA_NAMES)},
+                    joint_pos=rng.standard_normal(NUM_JOINTS), action=rng.standard_normal(NUM_JOINTS),
+                    source=ActionSource.POLICY, chunk_id=i // 30, policy_version=current or "none"))
+            end_t = time.time()
+            client.end(EpisodeOutcome(label=Label.SUCCESS, num_steps=n))
+            results.append(("ended", meta.episode_id, end_t))
+            new = client.fetch_policy_if_newer(current)  # the episode boundary
+            if new is not None:
+                current = new.version
+                client.report_policy_loaded(current)
+                results.append(("loaded", robot_id, current, time.time()))
+            k += 1
+        client.wait_idle(60)
+        for version, t in client.policy_ready_at.items():
+            results.append(("ready", robot_id, version, t))
+        results.append(("stats", robot_id, client.stats()))
+    finally:
+        client.close()
+
+
+def worker(robot_ids: list[str], endpoint: str, work: str, duration: float, episode_s: float, queue, start_at: float,
+           image_size: int) -> None:
+    frames = frame_pool(image_size, 24, seed=len(robot_ids[0]))
+    while time.time() < start_at:
+        time.sleep(0.01)
+    results: list = []
+    threads = [threading.Thread(target=robot_loop, args=(r, endpoint, Path(work), duration, episode_s, frames,
+                                                         results, start_at + duration)) for r in robot_ids]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+    queue.put(results)
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def run(n_robots: int, duration: float, episode_s: float, policy_every: float, image_size: int,
+        n_procs: int) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="lwd-bench-"))
+    root, endpoint = tmp / "bridge", free_endpoint()
+    server = subprocess.Popen([sys.executable, "-m", "lwd_learner_bridge.server", "--root", str(root),
+                               "--bind", endpoint, "--log-level", "WARNING"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    assert b"listening" in server.stdout.readline()
+    store, policies = EpisodeStore(root / "store"), PolicyStore(root / "policies")
+    seen: dict[str, float] = {}
+    published: dict[str, float] = {}
+    stop = threading.Event()
+
+    def learner() -> None:  # what the learner sees: the latest snapshot
+        while not stop.is_set():
+            snap = store.latest_snapshot()
+            now = time.time()
+            for eid in snap.episode_ids if snap else ():
+                seen.setdefault(eid, now)
+            stop.wait(0.01)
+
+    def publisher() -> None:
+        step = 0
+        while not stop.wait(policy_every):
+            step += 1000
+            info = policies.publish(os.urandom(2 << 20), training_step=step)
+            published[info.version] = info.created_at
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    ids = [f"robot{i:02d}" for i in range(n_robots)]
+    groups = [ids[i::n_procs] for i in range(min(n_procs, n_robots))]
+    start_at = time.time() + 3.0
+    procs = [ctx.Process(target=worker, args=(g, endpoint, str(tmp / "robots"), duration, episode_s, queue,
+                                              start_at, image_size)) for g in groups]
+    for p in procs:
+        p.start()
+    threads = [threading.Thread(target=learner), threading.Thread(target=publisher)]
+    for t in threads:
+        t.start()
+    results = [r for _ in procs for r in queue.get(timeout=duration + 300)]
+    for p in procs:
+        p.join()
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    ended = {r[1]: r[2] for r in results if r[0] == "ended"}
+    elapsed = max(ended.values()) - start_at if ended else duration
+    lost = [e for e in ended if e not in seen]
+    visible = [seen[e] - t for e, t in ended.items() if e in seen]
+    ready = [t - published[v] for r in results if r[0] == "ready" for v, t in [(r[2], r[3])] if v in published]
+    loaded = [t - published[v] for r in results if r[0] == "loaded" for v, t in [(r[2], r[3])] if v in published]
+    stats = [r[2] for r in results if r[0] == "stats"]
+    total_bytes = sum(os.path.getsize(store.path_of(e)) for e in store.ids())
+    status = json.loads((root / "status.json").read_text())
+    server.send_signal(signal.SIGTERM)
+    server.wait(10)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "robots": n_robots, "duration_s": duration, "episodes_ended": len(ended), "episodes_stored": len(seen),
+        "episodes_lost": len(lost), "MB_per_s": total_bytes / 1e6 / elapsed,
+        "steps_per_s": len(ended) * episode_s * CONTROL_HZ / elapsed,
+        "visible_p50_s": pct(visible, 50), "visible_p99_s": pct(visible, 99), "visible_max_s": max(visible or [0]),
+        "policies_published": len(published),
+        "policy_ready_p50_s": pct(ready, 50), "policy_ready_p99_s": pct(ready, 99),
+        "policy_loaded_p50_s": pct(loaded, 50), "policy_loaded_p99_s": pct(loaded, 99),
+        "retries": sum(s["retries"] for s in stats), "bridge_duplicates": status["counters"]["duplicates_dropped"],
+        "bridge_rejected": status["counters"]["rejected"],
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--robots", type=int, nargs="+", default=[1, 4, 16])
+    p.add_argument("--duration", type=float, default=120.0, help="seconds of streaming per fleet size")
+    p.add_argument("--episode-s", type=float, default=10.0)
+    p.add_argument("--policy-every", type=float, default=7.0)
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--procs", type=int, default=4, help="worker processes hosting the robot threads")
+    args = p.parse_args()
+    jpeg = frame_pool(args.image_size, 8, 0)
+    print(f"# {os.cpu_count()} CPUs, JPEG {args.image_size}x{args.image_size} ~{np.mean([len(f) for f in jpeg]) / 1e3:.1f} kB,"
+          f" episodes {args.episode_s:.0f} s at {CONTROL_HZ:.0f} Hz, policy (2 MB) every {args.policy_every:.0f} s")
+    for n in args.robots:
+        r = run(n, args.duration, args.episode_s, args.policy_every, args.image_size, args.procs)
+        print(f"N={r['robots']:>2}  {r['MB_per_s']:.2f} MB/s  {r['steps_per_s']:.0f} steps/s  "
+              f"episodes ended {r['episodes_ended']} stored {r['episodes_stored']} lost {r['episodes_lost']}  "
+              f"end->visible p50 {r['visible_p50_s'] * 1e3:.0f} ms p99 {r['visible_p99_s'] * 1e3:.0f} ms "
+              f"(max {r['visible_max_s'] * 1e3:.0f})  policies {r['policies_published']}: published->ready "
+              f"p50 {r['policy_ready_p50_s'] * 1e3:.0f} ms p99 {r['policy_ready_p99_s'] * 1e3:.0f} ms, "
+              f"->loaded at boundary p50 {r['policy_loaded_p50_s']:.1f} s p99 {r['policy_loaded_p99_s']:.1f} s  "
+              f"retries {r['retries']} dups {r['bridge_duplicates']} rejected {r['bridge_rejected']}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
