@@ -42,3 +42,17 @@ def test_sim_robot_refuses_an_unknown_instruction(tmp_path):
         r = _probe(procs, "--instruction", "juggle three oranges", "--duration", "0.5")
     assert r["reset_accepted"] is False
     assert "no task has instruction" in r["reset_message"]
+
+
+def test_sim_robot_steps_on_sim_clock_time_when_use_sim_time(tmp_path):
+    with ros_processes(tmp_path) as procs:
+        procs.python("clock", "-m", "lwd_sim.sim_clock", "--ros-args", "-p", "real_time_factor:=0.5",
+                     "-p", "publish_rate_hz:=300.0")
+        procs.python("sim", "-m", "lwd_sim.sim_robot_node", "--ros-args", "-r", "__ns:=/robot0",
+                     "-p", "use_sim_time:=true", "-p", "image_width:=16", "-p", "image_height:=16")
+        r = _probe(procs)
+    assert r["stamp_dt_median"] == pytest.approx(1 / 30, abs=0.005)
+    assert r["clock_increasing"]
+    # Half real time: about 15 joint states per wall second (wide tolerance: shared machine).
+    assert 5 < r["joint_state_count"] / r["wall_s"] < 22
+    assert abs(r["final_q0"] - r["target_q0"]) < abs(r["start_q0"] - r["target_q0"])

@@ -20,5 +20,12 @@ setup(
     maintainer_email="maintainers@lwd-robotics.dev",
     description="Simulated G1 dual-arm robot (MuJoCo): task suite, scripted expert and teleoperator, offline data generation, sim_robot node.",
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={
+        "console_scripts": [
+            "sim_robot_node = lwd_sim.sim_robot_node:main",
+            "sim_operator_node = lwd_sim.sim_operator_node:main",
+            "sim_clock = lwd_sim.sim_clock:main",
+            "generate_offline = lwd_sim.generate_offline:main",
+        ]
+    },
 )
