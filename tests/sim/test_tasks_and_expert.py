@@ -110,3 +110,14 @@ def test_closing_on_empty_air_grasps_nothing(sim):
         sim.apply(q)
     assert sim.held == {"left": None, "right": None}
     assert sim.joint_positions()[14:] == pytest.approx([0.0, 0.0], abs=3e-3)
+
+
+def test_grocery_item_sets_vary_and_always_hold_the_target():
+    task = get_task("grocery_pick_place")
+    rng = np.random.default_rng(0)
+    sets = set()
+    for _ in range(20):
+        inst = task.sample(rng)
+        assert inst.target_items[0] in inst.items and len(inst.items) >= 2
+        sets.add(frozenset(inst.items))
+    assert len(sets) >= 4

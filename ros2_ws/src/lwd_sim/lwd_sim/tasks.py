@@ -173,9 +173,10 @@ class PickPlaceTask(Task):
     subtasks = ("grasp", "lift", "carry_to_spot", "release_in_spot")
 
     def __init__(self, name: str, items: tuple[str, ...], targets: tuple[str, ...], spots: tuple[str, ...],
-                 time_limit_s: float = 10.0):
+                 time_limit_s: float = 10.0, min_items: int | None = None):
         self.name = name
         self.items = items
+        self.min_items = min_items or len(items)  # item sets: the target plus a random subset of distractors
         self.time_limit_s = time_limit_s
         preposition = {"left_bin": "in", "right_bin": "in", "plate": "on"}
         self._goals = {
@@ -188,10 +189,13 @@ class PickPlaceTask(Task):
     def sample(self, rng: np.random.Generator, instruction: str | None = None) -> TaskInstance:
         text = self._check_instruction(instruction, rng)
         target, spot = self._goals[text]
-        xy = _sample_positions(rng, len(self.items), (0.37, 0.52), (-0.2, 0.2), 0.095)
+        others = [n for n in self.items if n != target]
+        k = int(rng.integers(self.min_items, len(self.items) + 1)) - 1
+        present = [target] + [others[i] for i in sorted(rng.choice(len(others), size=k, replace=False))]
+        xy = _sample_positions(rng, len(present), (0.37, 0.52), (-0.2, 0.2), 0.095)
         items = {
             name: np.array([p[0], p[1], rest_z(name) + 0.002, rng.uniform(-0.6, 0.6)])
-            for name, p in zip(self.items, xy, strict=True)
+            for name, p in zip(present, xy, strict=True)
         }
         return TaskInstance(self, text, items, _arm_start(rng), 0.0, (target,), spot)
 
@@ -254,7 +258,7 @@ TASKS: dict[str, Task] = {
     for t in (
         PickPlaceTask("can_to_bin", _ALL_ITEMS[:3], ("red_can",), ("left_bin",), time_limit_s=8.0),
         PickPlaceTask("grocery_pick_place", _ALL_ITEMS, _ALL_ITEMS, tuple(s.name for s in SPOTS),
-                      time_limit_s=10.0),
+                      time_limit_s=10.0, min_items=2),
         DrawerRestockTask(),
     )
 }
