@@ -65,6 +65,33 @@ def format_status(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+OK, WARN, ERROR = 0, 1, 2  # diagnostic_msgs/DiagnosticStatus levels
+
+
+def fleet_health(s: dict[str, Any], stale_s: float = 10.0, now: float | None = None
+                 ) -> list[tuple[int, str, str, dict[str, str]]]:
+    """(level, name, message, key values) for the bridge and each robot, for /diagnostics."""
+    now = time.time() if now is None else now
+    age = now - s["time"]
+    bridge_level = OK if age < stale_s else ERROR
+    out = [(bridge_level, "lwd_bridge", "ok" if bridge_level == OK else f"status {age:.0f} s old: bridge down?", {
+        "snapshot_version": str(s["snapshot_version"]), "episodes_in_store": str(s["episodes_in_store"]),
+        "latest_policy": str(s["latest_policy"]), "sessions": str(s["sessions"]),
+        "commit_latency_p99_s": str(s["commit_latency_s"]["p99"]),
+        "policy_latency_p99_s": str(s["policy_latency_s"]["p99"]),
+        **{k: str(v) for k, v in s["counters"].items()}})]
+    for rid, r in s["robots"].items():
+        silent = now - r["last_seen"]
+        if not r["policy_ok"]:
+            level, msg = WARN, f"failed to load a policy; runs {r['policy_version'] or '-'}"
+        elif silent > stale_s:
+            level, msg = WARN, f"silent for {silent:.0f} s"
+        else:
+            level, msg = OK, f"{r['episodes_committed']} episodes, policy {r['policy_version'] or '-'}"
+        out.append((level, f"lwd_bridge/{rid}", msg, {k: str(v) for k, v in r.items()}))
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lwd_learner_bridge.status")
     src = parser.add_mutually_exclusive_group(required=True)
