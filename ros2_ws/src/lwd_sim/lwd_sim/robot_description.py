@@ -27,7 +27,7 @@ FINGER_LENGTH = 0.11
 TCP_OFFSET = FLANGE_OFFSET + 0.09  # below the wrist pitch axis, between the fingertips
 GRIPPER_MAX_OPENING = 0.08  # metres between the fingers
 HEAD_CAMERA_XYZ = (0.10, 0.0, 1.50)
-HEAD_CAMERA_PITCH = 1.0  # rad, looking down at the table
+HEAD_CAMERA_PITCH = 1.05  # rad, looking down at the table
 WRIST_CAMERA_XYZ = (0.07, 0.0, -0.02)  # in the gripper base frame, looking along the fingers
 
 

@@ -126,7 +126,7 @@ def _robot_arm(side: str) -> str:
 
 
 def _item(spec: ItemSpec, index: int) -> str:
-    park = (1.5 + 0.2 * index, 1.5, 0.2)
+    park = (-1.5 - 0.2 * index, 0.0, 0.1)  # behind the robot, out of every camera
     return (
         f'<body name="{spec.name}" pos="{_fmt(park)}"><freejoint name="{spec.name}_free"/>'
         f'<geom name="{spec.name}_geom" type="{spec.shape}" size="{_fmt(spec.size)}" mass="{spec.mass:g}" '
@@ -223,13 +223,13 @@ def mjcf_text(render_width: int = 96, render_height: int = 96) -> str:
 <worldbody>
 <geom name="floor" type="plane" size="3 3 0.1" rgba="0.45 0.45 0.45 1"/>
 <light pos="0.4 0 2.5" dir="0 0 -1" castshadow="false" diffuse="0.6 0.6 0.6"/>
-<geom name="table" type="box" pos="{tx:g} 0 {TABLE_TOP_Z / 2:g}" size="{(TABLE_X[1] - TABLE_X[0]) / 2:g} {TABLE_Y[1]:g} {TABLE_TOP_Z / 2:g}" rgba="0.8 0.75 0.65 1"/>
+<geom name="table" type="box" pos="{tx:g} 0 {TABLE_TOP_Z / 2:g}" size="{(TABLE_X[1] - TABLE_X[0]) / 2:g} {TABLE_Y[1]:g} {TABLE_TOP_Z / 2:g}" rgba="0.62 0.52 0.42 1"/>
 {spots}
 <body name="torso" pos="-0.05 0 0.6">
 <geom type="box" pos="0 0 0.3" size="0.125 0.18 0.3" rgba="0.25 0.25 0.3 1" contype="0" conaffinity="0"/>
 <geom type="sphere" pos="0.02 0 0.85" size="0.1" rgba="0.25 0.25 0.3 1" contype="0" conaffinity="0"/>
 </body>
-<camera name="head" pos="{_fmt(rd.HEAD_CAMERA_XYZ)}" xyaxes="0 -1 0 {math.sin(hp):.5f} 0 {math.cos(hp):.5f}" fovy="75"/>
+<camera name="head" pos="{_fmt(rd.HEAD_CAMERA_XYZ)}" xyaxes="0 -1 0 {math.sin(hp):.5f} 0 {math.cos(hp):.5f}" fovy="58"/>
 {_robot_arm("left")}
 {_robot_arm("right")}
 {chr(10).join(_item(s, i) for i, s in enumerate(ITEMS))}
