@@ -121,7 +121,7 @@ class BridgeClient:
         self.error: str | None = None  # last refusal from the bridge, for the actor's diagnostics
         self.counters: dict[str, int] = {k: 0 for k in (
             "frames_sent", "retries", "acks", "missing", "committed", "duplicates_acked", "episodes_rejected",
-            "errors", "policy_downloads", "policy_rejected", "orphaned")}
+            "errors", "policy_downloads", "policy_rejected", "orphaned", "spool_errors")}
         self.commit_latencies: deque[float] = deque(maxlen=10000)  # end() -> committed, seconds
         self._lock = threading.Lock()
         self._commands: queue.Queue = queue.Queue()
@@ -137,6 +137,7 @@ class BridgeClient:
         self._seq = 0
         self._req_sock: zmq.Socket | None = None
         self._notices: list[bytes] = []
+        self._broken: set[str] = set()  # episodes with a frame that could not be spooled
         self._recover_spool()
         self._thread = threading.Thread(target=self._run, name=f"bridge-client-{config.robot_id}", daemon=True)
         self._thread.start()
@@ -305,36 +306,55 @@ class BridgeClient:
     def _do(self, cmd: tuple) -> None:
         """Spool what add_step/end handed over (background thread)."""
         kind = cmd[0]
-        if kind == "frame":
-            _, eid, seq, frame, is_end = cmd
-            self._spool_frame(eid, seq, frame, is_end)
-        elif kind == "chunk":
-            _, eid, seq, steps, cameras = cmd
-            frame = protocol.encode("ep_chunk", episode_id=eid, seq=seq,
-                                    steps=protocol.steps_to_chunk(steps, cameras))
-            self._spool_frame(eid, seq, frame, False)
-        elif kind == "notice":
+        if kind == "notice":
             self._notices.append(cmd[1])
-        elif kind == "end":
-            _, meta, steps, outcome, seq, done = cmd
+            return
+        if kind == "end":
+            self._close_episode(*cmd[1:])
+            return
+        _, eid, seq = cmd[:3]
+        if eid in self._broken:
+            return
+        try:
+            if kind == "frame":
+                self._spool_frame(eid, seq, cmd[3], cmd[4])
+            else:
+                frame = protocol.encode("ep_chunk", episode_id=eid, seq=seq,
+                                        steps=protocol.steps_to_chunk(cmd[3], cmd[4]))
+                self._spool_frame(eid, seq, frame, False)
+        except OSError as exc:  # disk full, read-only spool: the episode cannot be delivered whole
+            self._broken.add(eid)
+            self.counters["spool_errors"] += 1
+            self.error = f"spool write failed for episode {eid}: {exc}"
+            log.error(self.error)
+
+    def _close_episode(self, meta: EpisodeMeta, steps: list[StepRecord], outcome: EpisodeOutcome, seq: int,
+                       done: _Done) -> None:
+        eid = meta.episode_id
+        try:
+            if eid in self._broken:
+                raise OSError(self.error or "spool write failed")
+            digest = content_hash(Episode.from_steps(meta, steps, outcome))
+            frame = protocol.encode(
+                "ep_end", episode_id=eid, seq=seq, outcome=outcome_to_dict(outcome),
+                num_steps=len(steps), content_hash=digest, ended_at=time.time())
+            self._spool_frame(eid, seq, frame, True)
+            with self._lock:
+                out = self._outgoing[eid]
+                out.end_seq, out.content_hash, out.ended_mono = seq, digest, time.monotonic()
+        except Exception as exc:  # noqa: BLE001 - a bad episode must not kill the sender
+            log.error("cannot close episode %s: %s", eid, exc)
+            done.error = exc
+            self._broken.discard(eid)
+            with self._lock:
+                self._outgoing.pop(eid, None)
             try:
-                digest = content_hash(Episode.from_steps(meta, steps, outcome))
-                frame = protocol.encode(
-                    "ep_end", episode_id=meta.episode_id, seq=seq, outcome=outcome_to_dict(outcome),
-                    num_steps=len(steps), content_hash=digest, ended_at=time.time())
-                self._spool_frame(meta.episode_id, seq, frame, True)
-                with self._lock:
-                    out = self._outgoing[meta.episode_id]
-                    out.end_seq, out.content_hash, out.ended_mono = seq, digest, time.monotonic()
-            except Exception as exc:  # noqa: BLE001 - a bad episode must not kill the sender
-                log.exception("cannot close episode %s", meta.episode_id)
-                done.error = exc
-                with self._lock:
-                    self._outgoing.pop(meta.episode_id, None)
-                if (self.spool.episodes_dir / meta.episode_id).exists():
-                    self.spool.set_aside(meta.episode_id, "rejected")
-            finally:
-                done.set()
+                if (self.spool.episodes_dir / eid).exists():
+                    self.spool.set_aside(eid, "rejected")
+            except OSError:
+                log.exception("cannot move episode %s aside", eid)
+        finally:
+            done.set()
 
     def _spool_frame(self, eid: str, seq: int, frame: bytes, is_end: bool) -> None:
         self.spool.write(eid, seq, frame, is_end=is_end)
