@@ -130,3 +130,41 @@ def test_broken_camera_input_is_logged_and_no_episode_can_start(tmp_path, fault,
             assert log_text in procs.log("actor")
         assert not [m for m in probe_lines(probe_out) if m["topic"] == "joint_commands"]
         assert actor.poll() is None
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_bridge_sink_streams_the_episode_and_a_published_policy_is_swapped_in_at_the_boundary(tmp_path):
+    from lwd_common.policy_store import PolicyStore
+
+    root = tmp_path / "bridge"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    initial = build_policy(tmp_path / "initial.onnx", version="initial")
+    published = PolicyStore(root / "policies").publish(
+        build_policy(tmp_path / "next.onnx", version="exported").read_bytes(), training_step=100)
+    probe_out = tmp_path / "probe.jsonl"
+    with ros_processes(tmp_path) as procs:
+        procs.python("bridge", "-m", "lwd_learner_bridge.server", "--root", str(root), "--bind", endpoint)
+        procs.python("robot", "-m", "lwd_actor.fake_robot_node", *NS)
+        start_actor(procs, tmp_path, initial, "sink:=bridge", f"bridge_endpoint:={endpoint}",
+                    f"spool_dir:={tmp_path / 'spool'}", "command_interface:=joint_trajectory")
+        procs.python("probe", "-m", "lwd_actor.probe_node", *NS, "-p", f"out:={probe_out}")
+        started = episode_cli(procs, "start", "--retry-s", "40", "start", "--task", "pick")
+        assert started["accepted"], started["message"] + procs.log("actor")
+        # (the swap may happen on a retried start that was refused for lack of camera frames)
+        assert wait_for(lambda: sum(m["topic"] == "joint_trajectory" for m in probe_lines(probe_out)) > 30, 30)
+        traj = next(m for m in probe_lines(probe_out) if m["topic"] == "joint_trajectory")
+        assert traj["names"][0] == "left_arm_joint1" and len(traj["q"]) == 16
+        assert episode_cli(procs, "stop", "stop", "--abort", "--reason", "test")["accepted"]
+        store = EpisodeStore(root / "store")
+        assert wait_for(lambda: started["episode_id"] in store.ids(), 30), procs.log("actor") + procs.log("bridge")
+        ep = store.get(started["episode_id"])
+        assert ep.policy_versions == [published.version] and ep.outcome.reason == "abort"
+        versions = [m["version"] for m in probe_lines(probe_out) if m["topic"] == "policy_status"]
+        assert versions[-1] == published.version

@@ -21,7 +21,6 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -38,16 +37,17 @@ from std_msgs.msg import Bool, Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from lwd_actor.core.actor import ActorConfig, ActorCore, TickResult
-from lwd_actor.core.control_loop import ControlLoop
+from lwd_actor.core.control_loop import ControlLoop, set_fifo_priority
 from lwd_actor.core.episode_fsm import EpisodeState, TransitionError
 from lwd_actor.core.inference_worker import InferenceResult, InferenceWorker
 from lwd_actor.core.observation import JOINTS_INPUT, InputError, ordered_joints, rgb_image
 from lwd_actor.core.policy_runtime import OnnxPolicy, PolicyError, RuntimeConfig
+from lwd_actor.core.policy_switch import PolicyProvider, PolicySwitcher
 from lwd_actor.core.recorder import EpisodeRecorder
 from lwd_actor.core.safety import SafetyConfig
 from lwd_actor.core.scheduler import MergeMode, SchedulerConfig
 from lwd_actor.core.sync import ApproximateSync
-from lwd_actor.sinks import PolicyProvider, SinkBundle, make_sink
+from lwd_actor.sinks import SinkBundle, make_sink
 from lwd_common.episode import EpisodeKind, Label, new_episode_id
 from lwd_common.robot import CAMERA_NAMES, CHUNK_HORIZON, JOINT_NAMES, load_joint_limits
 from lwd_msgs.msg import ActionChunk, EpisodeStatus, InterventionState, PolicyStatus
@@ -65,7 +65,8 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "inference_threads": (1, "ONNX Runtime intra-op threads"),
     "urdf_path": ("", "URDF with joint limits; empty: $LWD_URDF or urdf/g1_dual_arm.urdf"),
     "control_hz": (30.0, "control rate (node clock: wall or /clock)"),
-    "realtime_priority": (0, "wall-time control thread: SCHED_FIFO priority (0: normal scheduling)"),
+    "realtime_priority": (0, "SCHED_FIFO priority of the control thread; the rest of the process gets one "
+                             "less (0: normal scheduling)"),
     "command_interface": (COMMAND_ARRAY, f"'{COMMAND_ARRAY}' or '{COMMAND_TRAJECTORY}'"),
     "request_threshold": (12, "request the next chunk when this many planned steps remain"),
     "merge": ("replace", "chunk overlap merge: 'replace' or 'blend'"),
@@ -116,6 +117,7 @@ class ActorNode(LifecycleNode):
         self._input_errors = 0
         self._last_status: tuple | None = None
         self._engaged_since = 0.0
+        self._refused_policies: set[str] = set()
 
     # --- helpers ---------------------------------------------------------------------
     def p(self, name: str):
@@ -136,8 +138,7 @@ class ActorNode(LifecycleNode):
             limits = load_joint_limits(urdf)
             if not self.p("policy_path"):
                 raise ValueError("policy_path is empty: the actor needs an ONNX policy")
-            policy = OnnxPolicy(self.p("policy_path"), RuntimeConfig(
-                prefer_cuda=bool(self.p("prefer_cuda")), intra_op_threads=int(self.p("inference_threads"))))
+            policy = OnnxPolicy(self.p("policy_path"), self._runtime_config())
             config = ActorConfig(
                 robot_id=robot_id,
                 control_hz=hz,
@@ -433,25 +434,16 @@ class ActorNode(LifecycleNode):
 
     # --- services --------------------------------------------------------------------
     def _maybe_swap_policy(self) -> str:
-        """At an episode boundary: ask the provider for a newer policy and load it. Returns a note."""
-        provider, core = self.policy_provider, self._core
-        if provider is None or core is None:
+        """At an episode boundary: load a newer policy from the provider, if any. Returns a note."""
+        core = self._core
+        if core is None:
             return ""
-        try:
-            path = provider(core.policy_version)
-        except Exception as exc:  # noqa: BLE001 - a failing fetcher must not block episodes
-            self.get_logger().warning(f"policy provider failed: {exc}")
-            return ""
-        if not path:
-            return ""
-        report = self._sinks.on_policy_loaded if self._sinks is not None else None
-        try:
-            policy = OnnxPolicy(path, RuntimeConfig(prefer_cuda=bool(self.p("prefer_cuda")),
-                                                    intra_op_threads=int(self.p("inference_threads"))))
-        except PolicyError as exc:
-            self.get_logger().error(f"refusing new policy, keeping {core.policy_version}: {exc}")
-            if report is not None:
-                report(Path(path).stem, False, str(exc))
+        switcher = PolicySwitcher(self.policy_provider, self._runtime_config(),
+                                  self._sinks.on_policy_loaded if self._sinks is not None else None,
+                                  lambda m: self.get_logger().error(m))
+        switcher.refused = self._refused_policies
+        policy = switcher.newer_policy(core.policy_version)
+        if policy is None:
             return ""
         with self._lock:
             if not core.fsm.can_swap_policy:
@@ -461,9 +453,11 @@ class ActorNode(LifecycleNode):
             self._policy = policy
         self.get_logger().info(f"policy swapped to {policy.version} ({policy.provider})")
         self._publish_policy_status()
-        if report is not None:
-            report(policy.version, True, "")
+        switcher.loaded(policy)
         return f"; policy {policy.version}"
+
+    def _runtime_config(self) -> RuntimeConfig:
+        return RuntimeConfig(prefer_cuda=bool(self.p("prefer_cuda")), intra_op_threads=int(self.p("inference_threads")))
 
     def _srv_start(self, req: StartEpisode.Request, resp: StartEpisode.Response) -> StartEpisode.Response:
         core = self._core
@@ -522,6 +516,9 @@ class ActorNode(LifecycleNode):
 def main(argv: list[str] | None = None) -> int:
     rclpy.init(args=argv if argv is not None else sys.argv)
     node = ActorNode()
+    rt = int(node.p("realtime_priority"))
+    if rt > 0:  # before executor, worker and recorder threads exist, so they inherit it
+        node.get_logger().info(f"process scheduling: {set_fifo_priority(rt - 1 if rt > 1 else rt)}")
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
     try:

@@ -11,12 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from lwd_actor.core.policy_switch import PolicyProvider, PolicyUpdate
 from lwd_common.episode import EpisodeSink
 from lwd_common.store import DirectorySink, EpisodeStore
-
-# Called at an episode boundary with the running policy's version; returns the path of a
-# newer, verified policy file to load, or None to keep the current one.
-PolicyProvider = Callable[[str], "str | None"]
 
 
 @dataclass
@@ -43,9 +40,9 @@ def make_sink(kind: str, robot_id: str, store_dir: str, bridge_endpoint: str, sp
             raise ValueError(f"sink 'bridge' unavailable: {exc}") from exc
         client = BridgeClient(ClientConfig(endpoint=bridge_endpoint, robot_id=robot_id, spool_dir=spool_dir))
 
-        def provide(current: str) -> str | None:
+        def provide(current: str) -> PolicyUpdate | None:
             local = client.fetch_policy_if_newer(current or None)
-            return str(local.path) if local is not None else None
+            return PolicyUpdate(str(local.path), local.version) if local is not None else None
 
         return SinkBundle(
             client, provide, client.report_policy_loaded, client.close,

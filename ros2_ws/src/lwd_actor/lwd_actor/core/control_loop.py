@@ -22,6 +22,21 @@ from collections.abc import Callable
 import numpy as np
 
 
+def set_fifo_priority(priority: int) -> str:
+    """SCHED_FIFO for the calling thread (threads it starts later inherit it); returns what happened.
+
+    Used for the whole actor process (`chrt -f` from inside) so that no thread holding the GIL is
+    preempted by unrelated load while the control thread waits for it.
+    """
+    if priority <= 0:
+        return "SCHED_OTHER"
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (PermissionError, OSError, AttributeError) as exc:
+        return f"realtime priority unavailable: {exc}"
+    return f"SCHED_FIFO {priority}"
+
+
 class ControlLoop:
     def __init__(self, rate_hz: float, fn: Callable[[], None], name: str = "lwd-control",
                  realtime_priority: int = 0, on_error: Callable[[BaseException], None] | None = None,
@@ -52,13 +67,8 @@ class ControlLoop:
             self._thread.join(timeout)
 
     def _set_priority(self) -> None:
-        if self.realtime_priority <= 0:
-            return
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.realtime_priority))
-            self.priority_note = f"SCHED_FIFO {self.realtime_priority}"
-        except (PermissionError, OSError, AttributeError) as exc:
-            self.priority_note = f"realtime priority unavailable: {exc}"
+        if self.realtime_priority > 0:
+            self.priority_note = set_fifo_priority(self.realtime_priority)
 
     def _run(self) -> None:
         self._set_priority()

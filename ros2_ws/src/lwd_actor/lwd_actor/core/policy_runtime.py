@@ -60,7 +60,8 @@ def _session(path: Path, providers: list[str], threads: int):
 class OnnxPolicy:
     """One loaded policy. `infer` is called from the inference worker thread only."""
 
-    def __init__(self, path: str | Path, config: RuntimeConfig = RuntimeConfig()):
+    def __init__(self, path: str | Path, config: RuntimeConfig = RuntimeConfig(), version: str | None = None):
+        """`version` overrides the model's metadata version (e.g. the PolicyStore version it came under)."""
         import onnx
         import onnxruntime as ort
 
@@ -76,7 +77,7 @@ class OnnxPolicy:
         except ValueError as exc:
             raise PolicyError(f"{self.path}: {exc}") from exc
         self.sha256 = sha256_of(self.path)
-        self.version = self.signature.version
+        self.version = version or self.signature.version
         providers = [CPU]
         if config.prefer_cuda and CUDA in ort.get_available_providers():
             providers = [CUDA, CPU]
