@@ -29,6 +29,7 @@ from lwd_msgs.srv import LabelEpisode, StartEpisode, StopEpisode
 from lwd_sim.expert import DEMO, ScriptedExpert
 from lwd_sim.operator_core import Decision, OperatorBrain, OperatorRules, Progress
 from lwd_sim.sim import G1Sim, SimConfig
+from lwd_sim.sim_robot_node import seed_for
 from lwd_sim.tasks import get_task
 
 
@@ -50,18 +51,20 @@ class SimOperatorNode(Node):
         self.instruction = p("instruction", "").value
         self.episodes = int(p("episodes", 0).value)  # 0: forever
         self.start_delay_s = float(p("start_delay_s", 1.0).value)
-        get_task(self.task)
+        task = get_task(self.task)
         defaults = OperatorRules()
-        self.rules = OperatorRules(**{
+        values = {
             name: type(getattr(defaults, name))(p(name, getattr(defaults, name)).value)
             for name in ("startup_grace_s", "stall_window_s", "stall_motion_rad", "no_progress_s", "engage_min_s",
-                         "release_after_subtasks", "max_engaged_s", "max_interventions", "settle_s",
-                         "time_limit_s", "intervene")
-        })
+                         "release_after_subtasks", "max_engaged_s", "max_interventions", "settle_s", "intervene")
+        }
+        # 0: the task's own time limit (8-10 s for the short tasks, minutes for the long one).
+        limit = float(p("time_limit_s", 0.0).value)
+        self.rules = OperatorRules(**values, time_limit_s=limit if limit > 0 else task.time_limit_s)
         self.brain = OperatorBrain(self.rules)
         self.mirror = G1Sim(SimConfig(image_height=16, image_width=16))
         self.expert: ScriptedExpert | None = None
-        self.rng = np.random.default_rng(int(p("seed", 0).value))
+        self.rng = np.random.default_rng(seed_for(int(p("seed", -1).value), self.robot_id))
         self.status: TaskStatus | None = None
         self.joints: np.ndarray | None = None
         self.scene: dict | None = None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+import zlib
 
 import numpy as np
 import rclpy
@@ -35,6 +36,11 @@ from lwd_sim.tasks import TaskInstance, get_task, task_of_instruction
 from lwd_sim.trajectory import TrajectoryFollower
 
 
+def seed_for(seed: int, robot_id: str) -> int:
+    """`seed` if >= 0, else one derived from the robot id (robots of a fleet differ, runs repeat)."""
+    return seed if seed >= 0 else zlib.crc32(robot_id.encode())
+
+
 def _time_msg(seconds: float) -> Time:
     ns = int(round(seconds * 1e9))
     return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
@@ -51,7 +57,7 @@ class SimRobotNode(Node):
         self.camera_every = max(1, int(round(CONTROL_HZ / float(p("camera_rate_hz", 30.0).value))))
         self.publish_clock = bool(p("publish_clock", False).value)
         rtf = float(p("real_time_factor", 1.0).value)
-        self.rng = np.random.default_rng(int(p("seed", 0).value))
+        self.rng = np.random.default_rng(seed_for(int(p("seed", -1).value), self.robot_id))
         get_task(self.task_name)  # fail fast on an unknown task
         self.sim = G1Sim(SimConfig(image_height=height, image_width=width))
         self.instance: TaskInstance | None = None
