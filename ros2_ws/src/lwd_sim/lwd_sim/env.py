@@ -186,16 +186,27 @@ def _merge_obs(prev: Obs, new: list[Obs | None]) -> Obs:
 
 
 def expert_chunk_policy(vec: VecEnv, config: ExpertConfig = DEMO, horizon: int = CHUNK_HORIZON,
-                        seed: int = 0) -> tuple[ChunkPolicy, Callable[[VecEnv], None]]:
-    """The scripted expert as a chunk policy; pass the second value as `evaluate(..., on_reset=...)`."""
+                        seed: int = 0, execute_steps: int = CHUNK_HORIZON
+                        ) -> tuple[ChunkPolicy, Callable[[VecEnv], None]]:
+    """The scripted expert as a chunk policy; pass the second value as `evaluate(..., on_reset=...)`.
+
+    `execute_steps` must match `evaluate`'s: each call first consumes what the previous chunk
+    executed. The expert replans at phase ends, so short execution (e.g. 10) wastes fewer steps.
+    """
     experts: list[ScriptedExpert] = []
+    first = [True]
     rng = np.random.default_rng(seed)
 
     def on_reset(v: VecEnv) -> None:
         experts.clear()
         experts.extend(e.expert(config, np.random.default_rng(rng.integers(2**31))) for e in v.envs)
+        first[0] = True
 
     def policy(obs: Obs) -> np.ndarray:
-        return np.stack([ex.chunk(horizon) for ex in experts])
+        if not first[0]:
+            for ex in experts:
+                ex.advance(execute_steps)
+        first[0] = False
+        return np.stack([ex.peek(horizon) for ex in experts])
 
     return policy, on_reset

@@ -102,15 +102,27 @@ class ScriptedExpert:
             out += noise
         return self.sim.clip(out)
 
-    def chunk(self, horizon: int) -> np.ndarray:
-        """The next `horizon` targets as planned now (padded by holding the last one)."""
-        rows = []
-        for _ in range(horizon):
-            if not self.queue and rows:
-                rows.append(rows[-1])
-                continue
-            rows.append(self.act())
-        return np.stack(rows)
+    def peek(self, horizon: int) -> np.ndarray:
+        """The next `horizon` planned targets without consuming them (planning first if the plan is empty).
+
+        Rows past the end of the current phase repeat its last target: what follows depends on
+        the outcome of the phase, which only the simulator knows once it has run.
+        """
+        if not self.queue:
+            self._plan()
+        rows = list(self.queue)[:horizon] or [self.last]
+        rows += [rows[-1]] * (horizon - len(rows))
+        out = np.stack(rows).copy()
+        if self.config.action_noise > 0:
+            noise = self.rng.normal(0.0, self.config.action_noise, out.shape)
+            noise[:, 14:] *= 0.1
+            out += noise
+        return np.clip(out, self.sim.lower, self.sim.upper)
+
+    def advance(self, steps: int) -> None:
+        """Consume `steps` planned targets (they were executed from a peeked chunk)."""
+        for _ in range(min(steps, len(self.queue))):
+            self.last = self.queue.popleft()
 
     # -- planning ------------------------------------------------------------
     def _plan(self) -> None:

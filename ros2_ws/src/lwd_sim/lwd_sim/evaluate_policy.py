@@ -1,0 +1,128 @@
+"""Evaluate an exported ONNX policy (or the scripted expert) on the simulator, without ROS.
+
+    python -m lwd_sim.evaluate_policy --policy run/policy.onnx --task can_to_bin --episodes 20 [--num-envs 4]
+    python -m lwd_sim.evaluate_policy --policy expert --task grocery_pick_place --episodes 20
+
+The ONNX model follows `lwd_common.policy_io` (images [B,3,H,W,3] uint8, joint_pos, task_id,
+noise -> actions [B,30,16]); camera frames are rendered at the model's H x W. Prints one
+line per task and a final JSON line {success_rate, mean_score, episodes, ...}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lwd_common.policy_io import (
+    INPUT_IMAGES,
+    INPUT_JOINT_POS,
+    INPUT_NOISE,
+    INPUT_TASK_ID,
+    OUTPUT_ACTIONS,
+    PolicySignature,
+    read_signature,
+)
+from lwd_common.robot import CHUNK_HORIZON, NUM_JOINTS
+from lwd_sim.env import EvalResult, VecEnv, evaluate, expert_chunk_policy
+from lwd_sim.expert import DEMO, HISTORICAL
+from lwd_sim.tasks import ALL_INSTRUCTIONS, TASKS
+
+
+class OnnxChunkPolicy:
+    """An lwd ONNX policy as a chunk policy over `VecEnv` observations (CPU execution provider)."""
+
+    def __init__(self, path: str | Path, seed: int = 0, threads: int = 1):
+        import onnx
+        import onnxruntime as ort
+
+        self.signature: PolicySignature = read_signature(onnx.load(str(path), load_external_data=False))
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.signature.image_height, self.signature.image_width
+
+    def __call__(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        images = obs["images"]
+        if images.shape[2:4] != self.image_size:
+            raise ValueError(f"images are {images.shape[2:4]}, the policy wants {self.image_size}")
+        batch = images.shape[0]
+        task_ids = np.array([self.signature.task_id(ALL_INSTRUCTIONS[int(t)]) for t in obs["task_id"]], np.int64)
+        feeds = {
+            INPUT_IMAGES: np.ascontiguousarray(images, np.uint8),
+            INPUT_JOINT_POS: obs["joint_pos"].astype(np.float32),
+            INPUT_TASK_ID: task_ids,
+            INPUT_NOISE: self.rng.standard_normal((batch, CHUNK_HORIZON, NUM_JOINTS)).astype(np.float32),
+        }
+        (actions,) = self.session.run([OUTPUT_ACTIONS], feeds)
+        if not np.isfinite(actions).all():
+            raise ValueError("policy produced NaN/inf actions")
+        return actions
+
+
+def evaluate_policy(policy: str, task: str, episodes: int, num_envs: int = 4, image_size: int = 64,
+                    execute_steps: int = CHUNK_HORIZON, seed: int = 0) -> EvalResult:
+    """`policy` is an ONNX path, 'expert' or 'expert-historical'."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; known: {sorted(TASKS)}")
+    num_envs = max(1, min(num_envs, episodes))
+    per_env = -(-episodes // num_envs)
+    if policy in ("expert", "expert-historical"):
+        vec = VecEnv(task, num_envs, image_size, seed=seed, render=False)
+        try:
+            fn, on_reset = expert_chunk_policy(vec, DEMO if policy == "expert" else HISTORICAL, seed=seed,
+                                               execute_steps=execute_steps)
+            return evaluate(vec, fn, per_env, execute_steps, on_reset)
+        finally:
+            vec.close()
+    onnx_policy = OnnxChunkPolicy(policy, seed)
+    vec = VecEnv(task, num_envs, onnx_policy.image_size, seed=seed)
+    try:
+        return evaluate(vec, onnx_policy, per_env, execute_steps)
+    finally:
+        vec.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Evaluate an lwd ONNX policy (or the expert) on the simulator.")
+    ap.add_argument("--policy", required=True, help="policy.onnx, 'expert' or 'expert-historical'")
+    ap.add_argument("--task", nargs="+", default=["can_to_bin"], choices=sorted(TASKS))
+    ap.add_argument("--episodes", type=int, default=20, help="per task")
+    ap.add_argument("--num-envs", type=int, default=4)
+    ap.add_argument("--image-size", type=int, default=64, help="expert only; ONNX policies set their own")
+    ap.add_argument("--execute-steps", type=int, default=CHUNK_HORIZON, help="rows of each chunk executed")
+    ap.add_argument("--seed", type=int, default=12345, help="evaluation seed (keep it apart from training seeds)")
+    args = ap.parse_args(argv)
+    if args.episodes < 1 or not 1 <= args.execute_steps <= CHUNK_HORIZON:
+        ap.error("--episodes must be >= 1 and --execute-steps in 1..30")
+    if args.policy not in ("expert", "expert-historical") and not Path(args.policy).is_file():
+        ap.error(f"no policy file {args.policy}")
+    summary = {"policy": args.policy, "tasks": {}}
+    successes, scores, total = 0.0, 0.0, 0
+    for task in args.task:
+        t0 = time.perf_counter()
+        r = evaluate_policy(args.policy, task, args.episodes, args.num_envs, args.image_size, args.execute_steps,
+                            args.seed)
+        print(f"{task:20s} success {r.success_rate:.2f}  score {r.mean_score:.2f}  steps {r.mean_steps:6.1f}  "
+              f"episodes {r.episodes}  ({time.perf_counter() - t0:.1f} s)")
+        summary["tasks"][task] = {"success_rate": r.success_rate, "mean_score": r.mean_score,
+                                  "episodes": r.episodes, "mean_steps": r.mean_steps}
+        successes += r.success_rate * r.episodes
+        scores += r.mean_score * r.episodes
+        total += r.episodes
+    summary.update(success_rate=successes / total, mean_score=scores / total, episodes=total)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
