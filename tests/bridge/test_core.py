@@ -2,6 +2,7 @@
 
 import hashlib
 import random
+import time
 
 import pytest
 from bridgeutil import make_meta, make_steps, outcome
@@ -128,9 +129,30 @@ def test_content_hash_mismatch_is_rejected(core):
     end = codec.unpackb(frames[-1])
     end["content_hash"] = "f" * 64
     for f in frames[:-1] + [codec.packb(end)]:
-        replies = core.handle(PEER, f)
-    assert protocol.decode(replies[0])["code"] == "hash_mismatch"
-    assert core.flush() == [] and stored(core) == {}
+        core.handle(PEER, f)
+    (peer, reply), = core.flush()
+    assert protocol.decode(reply)["code"] == "hash_mismatch"
+    assert stored(core) == {} and core.status()["buffered_bytes"] == 0
+    assert protocol.decode(core.handle(PEER, frames[1])[0])["code"] == "hash_mismatch"  # stays refused
+
+
+def test_background_writer_commits_and_acks_frames_meanwhile(tmp_path):
+    core = BridgeCore(BridgeConfig(root=str(tmp_path)), background_writes=True)
+    try:
+        core.handle(PEER, hello())
+        frames, digest = episode_frames(n=60)
+        for f in frames:
+            core.handle(PEER, f)
+        assert types(core.handle(PEER, frames[1])) in (["ack"], ["committed"])
+        replies = []
+        deadline = time.monotonic() + 20
+        while not replies and time.monotonic() < deadline:
+            replies = core.flush()
+            time.sleep(0.01)
+        assert [protocol.decode(r)["content_hash"] for _, r in replies] == [digest]
+        assert not core.busy() and stored(core) == {"robot0-ep0000": digest}
+    finally:
+        core.close()
 
 
 def test_robot_may_not_hold_too_many_open_episodes(tmp_path):

@@ -86,8 +86,12 @@ def test_loaded_policy_shows_in_fleet_status(bridge, client, endpoint):
     client.fetch_policy_if_newer("")
     client.report_policy_loaded(info.version)
     assert client.wait_idle(20)
-    assert wait_for(lambda: json.loads((bridge / "status.json").read_text())["robots"]["robot0"]
-                    ["policy_version"] == info.version, 10)
+
+    def robot0_policy() -> str:
+        robots = json.loads((bridge / "status.json").read_text())["robots"]
+        return robots.get("robot0", {}).get("policy_version", "")
+
+    assert wait_for(lambda: robot0_policy() == info.version, 10)
     out = subprocess.run([sys.executable, "-m", "lwd_learner_bridge.status", "--endpoint", endpoint],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr

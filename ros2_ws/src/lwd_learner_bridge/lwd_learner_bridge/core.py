@@ -5,7 +5,9 @@ that peer; `flush()` commits a store snapshot for every episode finished since
 the last flush and returns the `committed` replies, so a robot hears
 "committed" only once the learner can see the episode. The server calls
 `handle` for a batch of frames and then `flush`, all in one thread: there is no
-worker pool a slow robot could occupy, and every buffer has a limit.
+worker pool a slow robot could occupy, and every buffer has a limit. With
+`background_writes` one writer thread assembles, hashes and fsyncs finished
+episodes, so a long episode's write never stalls the frame loop.
 
 Exactly-once in the store: frames are keyed by (episode id, seq) and duplicates
 dropped; an episode is assembled only when all seqs 0..end are present, its
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import queue
+import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
@@ -97,7 +101,8 @@ def _percentile(values, q: float) -> float | None:
 
 
 class BridgeCore:
-    def __init__(self, config: BridgeConfig, key_names: dict[str, str] | None = None):
+    def __init__(self, config: BridgeConfig, key_names: dict[str, str] | None = None,
+                 background_writes: bool = False):
         self.config = config
         self.root = Path(config.root)
         self.store = EpisodeStore(self.root / "store")
@@ -115,6 +120,13 @@ class BridgeCore:
         self._hashes: OrderedDict[str, str] = OrderedDict()  # committed id -> content hash (bounded cache)
         self._to_commit: list[tuple[bytes, str, str, float, str]] = []
         self._buffered = 0
+        self._finishing: dict[str, _Partial] = {}  # complete, being assembled and written
+        self._jobs: queue.Queue = queue.Queue()
+        self._done: queue.Queue = queue.Queue()
+        self._writer: threading.Thread | None = None
+        if background_writes:  # one writer: a big episode's fsync never stalls the frame loop
+            self._writer = threading.Thread(target=self._writer_loop, name="episode-writer", daemon=True)
+            self._writer.start()
         self._rejected: OrderedDict[str, tuple[str, str]] = OrderedDict()  # refused episode id -> (code, why)
         self.snapshot_version = (self.store.latest_snapshot().version if self.store.latest_snapshot() else 0)
 
@@ -153,13 +165,27 @@ class BridgeCore:
         return [self._error("unexpected_type", f"{t} not handled")]
 
     def flush(self) -> list[tuple[bytes, bytes]]:
-        """Commit a snapshot holding every episode stored since the last flush; return `committed` replies."""
+        """Commit a snapshot holding every episode stored since the last flush; return the replies."""
+        out = []
+        while True:
+            try:
+                peer, eid, p, digest, code, message = self._done.get_nowait()
+            except queue.Empty:
+                break
+            del self._finishing[eid]
+            self._buffered -= p.nbytes
+            if digest is not None:
+                self._remember(eid, digest)
+                self._to_commit.append((peer, eid, digest, float(p.end["ended_at"]), p.robot_id))
+            elif code == "store_error":  # not the robot's fault: it resends and we try again
+                out.append((peer, self._error(code, message, episode_id=eid, robot_id=p.robot_id)))
+            else:
+                out.append((peer, self._reject(eid, code, message, p.robot_id)))
         if not self._to_commit:
-            return []
+            return out
         snap = self.store.commit_snapshot()
         self.snapshot_version = snap.version
         now = time.time()
-        out = []
         for peer, eid, digest, ended_at, robot_id in self._to_commit:
             latency = max(0.0, now - ended_at)
             self.commit_latencies.append(latency)
@@ -263,8 +289,9 @@ class BridgeCore:
             check_episode_id(eid)
         except ValueError as exc:
             return [self._error("bad_field", str(exc), robot_id=rid)]
-        if any(e == eid for _, e, *_ in self._to_commit):
-            return []  # stored, its `committed` goes out with this batch's flush
+        if eid in self._finishing or any(e == eid for _, e, *_ in self._to_commit):
+            self.counters["duplicates_dropped"] += 1  # being written; `committed` follows from flush()
+            return [] if t == "ep_end" else [protocol.encode("ack", episode_id=eid, seq=seq)]
         digest = self._committed_hash(eid)
         if digest is not None:
             self.counters["duplicates_dropped"] += 1
@@ -346,24 +373,47 @@ class BridgeCore:
         if missing:
             self.counters["missing_requests"] += 1
             return [protocol.encode("missing", episode_id=eid, seqs=missing[:1000])]
+        del self.partials[eid]  # its bytes stay counted in _buffered until written
+        self._finishing[eid] = p
+        if self._writer is not None:
+            self._jobs.put((peer, eid, p))
+        else:
+            self._done.put(self._write(peer, eid, p))
+        return []
+
+    def _write(self, peer: bytes, eid: str, p: _Partial) -> tuple:
+        """Assemble, verify and store one episode (writer thread: touches only the store and `p`)."""
         end = p.end
+        assert end is not None and p.meta is not None
         try:
-            assert p.meta is not None
             steps = [s for seq in sorted(p.chunks) for s in p.chunks[seq]]
             episode = Episode.from_steps(p.meta, steps, outcome_from_dict(end["outcome"]))
             data = encode_episode(episode)
         except (ValueError, TypeError, KeyError) as exc:
-            return [self._reject(eid, "bad_episode", f"episode {eid} does not assemble: {exc}", p.robot_id)]
+            return peer, eid, p, None, "bad_episode", f"episode {eid} does not assemble: {exc}"
         digest = hashlib.sha256(data).hexdigest()
         if digest != end["content_hash"] or episode.num_steps != end["num_steps"]:
-            return [self._reject(eid, "hash_mismatch", f"episode {eid}: assembled {episode.num_steps} steps with "
-                                 f"hash {digest[:12]}.., robot sent {end['num_steps']} steps "
-                                 f"{end['content_hash'][:12]}..", p.robot_id)]
-        self.store.put_encoded(eid, data)
-        self._remember(eid, digest)
-        self._drop_partial(eid)
-        self._to_commit.append((peer, eid, digest, float(end["ended_at"]), p.robot_id))
-        return []
+            return peer, eid, p, None, "hash_mismatch", (
+                f"episode {eid}: assembled {episode.num_steps} steps with hash {digest[:12]}.., robot sent "
+                f"{end['num_steps']} steps {end['content_hash'][:12]}..")
+        try:
+            self.store.put_encoded(eid, data)
+        except OSError as exc:
+            return peer, eid, p, None, "store_error", f"bridge could not store {eid}: {exc}; retry later"
+        return peer, eid, p, digest, None, None
+
+    def _writer_loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            self._done.put(self._write(*job))
+
+    def busy(self) -> bool:
+        """True while episodes are being written (the server then polls more often)."""
+        return bool(self._finishing)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._jobs.put(None)
+            self._writer.join(timeout=60)
 
     def _policy_chunk(self, msg: dict) -> bytes:
         version, offset = msg["version"], msg["offset"]

@@ -69,7 +69,7 @@ class BridgeServer:
     def __init__(self, config: BridgeConfig, bind: str, curve_secret_key: str = "", allow_keys: str = ""):
         if bool(curve_secret_key) != bool(allow_keys):
             raise ValueError("--curve-secret-key and --allow-keys go together")
-        self.core = BridgeCore(config, key_names={} if allow_keys else None)
+        self.core = BridgeCore(config, key_names={} if allow_keys else None, background_writes=True)
         self.ctx = zmq.Context()
         self.stop_event = threading.Event()
         self.auth: ThreadAuthenticator | None = None
@@ -102,8 +102,10 @@ class BridgeServer:
         next_housekeeping = 0.0
         try:
             while not self.stop_event.is_set():
-                if self.sock.poll(100):
+                if self.sock.poll(2 if self.core.busy() else 100):
                     self._serve_batch()
+                elif self.core.busy():
+                    self._send(self.core.flush())
                 now = time.monotonic()
                 if now >= next_housekeeping:
                     self.core.expire()
@@ -128,6 +130,9 @@ class BridgeServer:
             for out in self.core.handle(peer, frames[1].bytes, user_id=user_id):
                 replies.append((peer, out))
         replies += self.core.flush()
+        self._send(replies)
+
+    def _send(self, replies: list[tuple[bytes, bytes]]) -> None:
         for peer, data in replies:
             try:
                 self.sock.send_multipart([peer, data], zmq.NOBLOCK)
@@ -145,6 +150,8 @@ class BridgeServer:
             self.allowlist.reload()
 
     def close(self) -> None:
+        self.core.close()
+        self._send(self.core.flush())
         self.sock.close(0)
         if self.auth is not None:
             self.auth.stop()
