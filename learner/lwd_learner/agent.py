@@ -71,8 +71,8 @@ class Agent:
         policy = self.policy.init(k_pol, *obs, a, jnp.zeros((1,)))
         critic = self.critic.init(k_crit, *obs, a)
         return AgentState(
-            step=jnp.zeros((), jnp.int32), policy=policy, ref_policy=policy, critic=critic,
-            target_critic=critic, policy_opt=self.bc_tx.init(policy),
+            step=jnp.zeros((), jnp.int32), policy=policy, ref_policy=jax.tree.map(jnp.copy, policy),
+            critic=critic, target_critic=jax.tree.map(jnp.copy, critic), policy_opt=self.bc_tx.init(policy),
             critic_opt=self.critic_tx.init(critic), norm=_norm_dict(stats), rng=rng)
 
     def start_rl(self, state: AgentState) -> AgentState:

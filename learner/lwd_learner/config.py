@@ -83,6 +83,7 @@ class TrainConfig:
     """method: 'lwd' (DIVL + QAM) or 'sft' (behaviour cloning only)."""
 
     method: Literal["lwd", "sft"] = "lwd"
+    bc_data: Literal["demos", "all"] = "demos"  # what BC clones: demonstrations, or the whole buffer
     batch_size: int = 64
     bc_steps: int = 2000
     rl_steps: int = 2000

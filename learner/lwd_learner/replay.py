@@ -123,8 +123,8 @@ def episode_arrays(ep: Episode, vocab: Vocab, image_size: tuple[int, int], camer
 class ReplayBuffer:
     """Chunk transitions of a set of episodes, sampled uniformly over steps."""
 
-    def __init__(self, horizon: int, nstep: int, gamma: float):
-        self.horizon, self.nstep, self.gamma = horizon, nstep, gamma
+    def __init__(self, horizon: int, nstep: int, gamma: float, bc_data: str = "demos"):
+        self.horizon, self.nstep, self.gamma, self.bc_data = horizon, nstep, gamma, bc_data
         self.episodes: list[EpisodeArrays] = []
         self._index: list[np.ndarray] = []  # per episode: [T, 2] (episode index, t)
         self._flat: np.ndarray | None = None
@@ -156,7 +156,9 @@ class ReplayBuffer:
         return self._flat
 
     def _bc(self) -> np.ndarray:
-        """Behaviour-cloning steps: demonstrations, else successful episodes."""
+        """Behaviour-cloning steps: demonstrations (else successful episodes), or all with bc_data='all'."""
+        if self.bc_data == "all":
+            return self._all()
         if self._bc_flat is None:
             demos = [ix for ix, e in zip(self._index, self.episodes, strict=True) if e.kind == EpisodeKind.DEMO]
             if not demos:

@@ -26,7 +26,9 @@ from lwd_common.robot import CAMERA_NAMES, CHUNK_HORIZON, NUM_JOINTS
 
 GOAL = np.array([0.6, 0.6], np.float32)
 DECOY = np.array([-0.6, -0.6], np.float32)
-RADIUS = 0.25
+# The arm moves as a whole: joints 2.. follow the first joint's end point with fixed signs.
+_PATTERN = np.array([1, -1, 1, 1, -1, 1, -1, 1, 1, -1, 1, -1, 1, -1], np.float32) * 0.5
+RADIUS = 0.35
 INSTRUCTION = "reach the goal"
 T = CHUNK_HORIZON
 
@@ -38,8 +40,7 @@ def success_of(actions: np.ndarray) -> bool:
 
 def trajectory(rng: np.random.Generator, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     start = rng.normal(0.0, 0.05, NUM_JOINTS).astype(np.float32)
-    target = start.copy()
-    target[:2] = end
+    target = np.concatenate([end, end[0] * _PATTERN]).astype(np.float32) + start
     s = np.linspace(0.0, 1.0, T, dtype=np.float32)[:, None]
     actions = (1 - s) * start + s * target
     joints = np.concatenate([start[None], actions[:-1]])

@@ -1,0 +1,244 @@
+"""Training loops: `offline` (BC, then DIVL + QAM on the offline buffer) and `online` (continue
+from an offline checkpoint on 1:1 mixed replay, polling the bridge's store, publishing ONNX
+policies every N steps). Both checkpoint with orbax and resume from the last checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from lwd_common.robot import CAMERA_NAMES
+from lwd_learner.agent import Agent, AgentState
+from lwd_learner.checkpoint import Checkpointer
+from lwd_learner.config import LearnerConfig, from_dict, online_config, to_dict
+from lwd_learner.export_onnx import export_policy
+from lwd_learner.replay import MixedSampler, NormStats, ReplayBuffer, StoreReader, Vocab, episode_arrays
+from lwd_learner.sharding import data_mesh, replicate, shard_batch
+
+log = logging.getLogger("lwd_learner")
+
+
+@dataclass
+class Session:
+    """Everything a training run carries besides the replay."""
+
+    cfg: LearnerConfig
+    agent: Agent
+    state: AgentState
+    vocab: Vocab
+    stats: NormStats
+    phase: str  # "bc" or "rl"
+    extra: dict
+
+    def meta(self) -> dict:
+        return {"config": to_dict(self.cfg), "vocab": self.vocab.to_json(), "stats": self.stats.to_dict(),
+                "phase": self.phase, "step": int(self.state.step), **self.extra}
+
+    def export_bytes(self, version: str = "unversioned") -> bytes:
+        params = jax.device_get(self.state.policy)
+        model = export_policy(params, jax.device_get(self.state.norm), self.cfg.model, self.vocab.items,
+                              self.cfg.qam.flow_steps, version)
+        return model.SerializeToString()
+
+
+def restore_session(ckpt_dir: str | Path, cfg: LearnerConfig | None = None) -> Session:
+    """Load the newest checkpoint in `ckpt_dir` (cfg overrides the saved one, e.g. online settings)."""
+    ck = Checkpointer(ckpt_dir)
+    meta = ck.read_meta()
+    cfg = cfg or from_dict(meta["config"])
+    agent = Agent(cfg)
+    stats = NormStats.from_dict(meta["stats"])
+    abstract = agent.init(stats, cfg.train.seed)
+    if meta["phase"] == "rl":
+        abstract = agent.start_rl(abstract)
+    state = ck.restore_state(abstract)
+    ck.close()
+    extra = {k: v for k, v in meta.items() if k not in ("config", "vocab", "stats", "phase", "step")}
+    return Session(cfg, agent, state, Vocab.from_json(meta["vocab"]), stats, meta["phase"], extra)
+
+
+def load_buffer(episodes, vocab: Vocab, cfg: LearnerConfig, buffer: ReplayBuffer | None = None) -> ReplayBuffer:
+    buffer = buffer or ReplayBuffer(cfg.model.horizon, cfg.divl.nstep, cfg.divl.gamma, cfg.train.bc_data)
+    for ep in episodes:
+        try:
+            buffer.add(episode_arrays(ep, vocab, cfg.model.encoder.image_size, CAMERA_NAMES))
+        except ValueError as exc:  # a bad episode is skipped with a reason, never a crash
+            log.warning("skipping episode %s: %s", ep.meta.episode_id, exc)
+    return buffer
+
+
+class _Stop:
+    """SIGTERM/SIGINT -> finish the current step, checkpoint, exit."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+
+    def _handle(self, *_):
+        self.requested = True
+
+    def restore(self):
+        for sig, h in self._old.items():
+            signal.signal(sig, h)
+
+
+def _scalars(metrics: dict) -> dict:
+    return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
+def _run(session: Session, sample: Callable[[bool], dict], total_steps: int, out_dir: Path, progress: bool,
+         on_step: Callable[[Session], None] | None = None, max_new_steps: int | None = None) -> Session:
+    """Shared loop: BC until cfg.train.bc_steps, then RL (unless SFT), checkpoints and metrics."""
+    cfg, agent = session.cfg, session.agent
+    mesh = data_mesh()
+    if cfg.train.batch_size % mesh.devices.size:
+        raise ValueError(f"batch size {cfg.train.batch_size} not divisible by {mesh.devices.size} devices")
+    session.state = replicate(session.state, mesh)
+    ck = Checkpointer(out_dir / "checkpoints")
+    metrics_file = (out_dir / "metrics.jsonl").open("a")
+    stop = _Stop()
+    start = int(session.state.step)
+    end = total_steps if max_new_steps is None else min(total_steps, start + max_new_steps)
+    bar = tqdm(total=end if end < 10**11 else None, initial=start, disable=not progress,
+               desc=f"{cfg.train.method}", dynamic_ncols=True)
+    local_batch = cfg.train.batch_size // jax.process_count()
+    try:
+        step = start
+        while step < end and not stop.requested:
+            if session.phase == "bc" and (step >= cfg.train.bc_steps and cfg.train.method == "lwd"):
+                session.state = agent.start_rl(session.state)
+                session.phase = "rl"
+            batch = shard_batch(sample(session.phase == "bc", local_batch), mesh)
+            update = agent.bc_update if session.phase == "bc" else agent.rl_update
+            session.state, metrics = update(session.state, batch)
+            step += 1
+            bar.update(1)
+            if step % cfg.train.log_every == 0 or step == end:
+                m = _scalars(metrics)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in m.items() if k in (
+                    "bc_loss", "critic_loss", "value_loss", "policy_loss", "tau_mean", "value_entropy", "q_mean")})
+                metrics_file.write(json.dumps({"step": step, "phase": session.phase, "time": time.time(), **m}) + "\n")
+                metrics_file.flush()
+            if on_step is not None:
+                on_step(session)
+            if step % cfg.train.ckpt_every == 0:
+                ck.save(step, session.state, session.meta())
+        if ck.latest_step() != step:
+            ck.save(step, session.state, session.meta())
+    finally:
+        bar.close()
+        metrics_file.close()
+        ck.close()
+        stop.restore()
+    return session
+
+
+def run_offline(store_dir: str | Path, out_dir: str | Path, cfg: LearnerConfig, progress: bool = True,
+                max_new_steps: int | None = None) -> Session:
+    """BC then DIVL + QAM on the episodes of `store_dir`'s latest snapshot; resumes from out_dir."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    episodes = StoreReader(store_dir).poll()
+    if not episodes:
+        raise ValueError(f"no episodes in a snapshot of {store_dir} (commit a snapshot first)")
+    if Checkpointer(out_dir / "checkpoints").latest_step() is not None:
+        session = restore_session(out_dir / "checkpoints", cfg)
+        log.info("resuming offline training at step %d", int(session.state.step))
+    else:
+        vocab = Vocab([e.meta.instruction for e in episodes], cfg.model.encoder.vocab_capacity)
+        stats = NormStats.from_episodes(episodes)
+        agent = Agent(cfg)
+        session = Session(cfg, agent, agent.init(stats, cfg.train.seed), vocab, stats, "bc",
+                          {"store_dir": str(Path(store_dir).absolute())})
+    buffer = load_buffer(episodes, session.vocab, cfg)
+    log.info("offline buffer: %s", buffer.bookkeeping())
+    rng = np.random.default_rng(cfg.train.seed + int(session.state.step))
+    total = cfg.train.bc_steps + (cfg.train.rl_steps if cfg.train.method == "lwd" else 0)
+    session = _run(session, lambda bc, n: buffer.sample(rng, n, bc=bc), total, out_dir, progress,
+                   max_new_steps=max_new_steps)
+    (out_dir / "policy.onnx").write_bytes(session.export_bytes("offline"))
+    return session
+
+
+def run_online(bridge_root: str | Path, out_dir: str | Path, init_from: str | Path | None = None,
+               cfg_override: Callable[[LearnerConfig], LearnerConfig] | None = None,
+               offline_store: str | Path | None = None, max_new_steps: int | None = None,
+               poll_every: int = 20, progress: bool = True, idle_sleep_s: float = 1.0) -> Session:
+    """Continue training on 1:1 offline/online replay; publish a policy every publish_every steps."""
+    from lwd_common.policy_store import PolicyStore, format_version, version_number
+
+    bridge_root, out_dir = Path(bridge_root), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if Checkpointer(out_dir / "checkpoints").latest_step() is not None:
+        session = restore_session(out_dir / "checkpoints")
+        log.info("resuming online training at step %d", int(session.state.step))
+    else:
+        if init_from is None:
+            raise ValueError("online needs --init (an offline checkpoint directory) on its first run")
+        base = restore_session(Path(init_from) / "checkpoints" if (Path(init_from) / "checkpoints").exists()
+                               else init_from)
+        cfg = online_config(base.cfg)
+        cfg = cfg_override(cfg) if cfg_override else cfg
+        agent = Agent(cfg)
+        session = Session(cfg, agent, base.state, base.vocab, base.stats, base.phase, dict(base.extra))
+        if session.phase == "bc" and cfg.train.method == "lwd":
+            session.state = agent.start_rl(session.state)
+            session.phase = "rl"
+    cfg = session.cfg
+    offline_store = offline_store or session.extra.get("store_dir")
+    offline = ReplayBuffer(cfg.model.horizon, cfg.divl.nstep, cfg.divl.gamma, cfg.train.bc_data)
+    if offline_store and Path(offline_store).exists():
+        load_buffer(StoreReader(offline_store).poll(), session.vocab, cfg, offline)
+    online = ReplayBuffer(cfg.model.horizon, cfg.divl.nstep, cfg.divl.gamma, cfg.train.bc_data)
+    reader = StoreReader(bridge_root / "store")
+    sampler = MixedSampler(offline, online, cfg.train.online_ratio)
+    policies = PolicyStore(bridge_root / "policies")
+    rng = np.random.default_rng(cfg.train.seed + 7919 + int(session.state.step))
+
+    def poll() -> None:
+        new = reader.poll()
+        if new:
+            load_buffer(new, session.vocab, cfg, online)
+            log.info("online buffer: %s", online.bookkeeping())
+
+    while True:
+        poll()
+        if len(offline) or len(online):
+            break
+        time.sleep(idle_sleep_s)
+
+    def sample(bc: bool, n: int) -> dict:
+        if bc:  # SFT online: clone demos/successes of both buffers
+            pools = [b for b in (offline, online) if len(b)]
+            return pools[int(rng.integers(len(pools)))].sample(rng, n, bc=True)
+        return sampler.sample(rng, n)
+
+    def on_step(s: Session) -> None:
+        step = int(s.state.step)
+        if step % cfg.train.publish_every == 0:
+            latest = policies.latest()
+            version = format_version(version_number(latest.version) + 1 if latest else 1)
+            info = policies.publish(s.export_bytes(version), step, {"method": cfg.train.method,
+                                                                    **online.bookkeeping()})
+            log.info("published policy %s at step %d", info.version, step)
+        if step % poll_every == 0:
+            poll()
+
+    total = int(session.state.step) + (max_new_steps if max_new_steps is not None else 10**12)
+    session.cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, bc_steps=0))
+    return _run(session, sample, total, out_dir, progress, on_step=on_step)
