@@ -1,0 +1,179 @@
+"""Live progress of a fleet, read from what the bridge and the learner leave on disk.
+
+Nothing here talks to the robots: the bridge's episode store and status file
+and the learner's metrics are the record, so the monitor can be restarted, or
+run on another machine that mounts the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lwd_common.episode import ActionSource
+from lwd_common.store import EpisodeStore
+
+
+@dataclass(frozen=True)
+class EpisodeSummary:
+    episode_id: str
+    robot_id: str
+    task: str
+    success: bool
+    ended_at: float
+    steps: int
+    intervention_steps: int
+    interventions: int  # number of teleop segments
+    policy_versions: tuple[str, ...]
+
+
+def summarise(store: EpisodeStore, episode_id: str) -> EpisodeSummary:
+    ep = store.get(episode_id)
+    teleop = ep.source == ActionSource.TELEOP
+    segments = int(np.count_nonzero(np.diff(teleop.astype(np.int8), prepend=0) == 1))
+    return EpisodeSummary(
+        episode_id, ep.meta.robot_id, ep.meta.task, ep.success, ep.outcome.ended_at, ep.num_steps,
+        int(teleop.sum()), segments, tuple(v for v in ep.policy_versions if v != "teleop"))
+
+
+class FleetMonitor:
+    def __init__(self, bridge_root: Path, learner_run: Path, robot_ids: tuple[str, ...]):
+        self.bridge_root = Path(bridge_root)
+        self.learner_run = Path(learner_run)
+        self.robot_ids = robot_ids
+        self.episodes: dict[str, EpisodeSummary] = {}
+
+    def refresh(self) -> None:
+        """Summarise episodes that appeared in the store's latest snapshot since the last call."""
+        store_dir = self.bridge_root / "store"
+        if not store_dir.exists():
+            return
+        store = EpisodeStore(store_dir)
+        snap = store.latest_snapshot()
+        for eid in snap.episode_ids if snap else ():
+            if eid not in self.episodes:
+                try:
+                    self.episodes[eid] = summarise(store, eid)
+                except (OSError, ValueError) as exc:
+                    print(f"[monitor] cannot read episode {eid}: {exc}", file=sys.stderr)
+
+    def bridge_status(self) -> dict | None:
+        try:
+            return json.loads((self.bridge_root / "status.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def learner_progress(self) -> dict | None:
+        path = self.learner_run / "metrics.jsonl"
+        try:
+            with path.open("rb") as f:
+                f.seek(max(0, path.stat().st_size - 8192))
+                lines = f.read().decode(errors="replace").strip().splitlines()
+            return json.loads(lines[-1]) if lines else None
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def report(self) -> str:
+        self.refresh()
+        eps = sorted(self.episodes.values(), key=lambda e: e.ended_at)
+        lines = [f"---- fleet: {len(eps)} episodes in the learner's store ----"]
+        by_task: dict[str, list[EpisodeSummary]] = defaultdict(list)
+        for e in eps:
+            by_task[e.task].append(e)
+        for task, items in sorted(by_task.items()):
+            last = items[-10:]
+            lines.append(
+                f"task {task:<22} episodes {len(items):>4}  success {np.mean([e.success for e in items]):5.0%}"
+                f"  (last 10: {np.mean([e.success for e in last]):4.0%})"
+                f"  interventions/episode {np.mean([e.interventions for e in items]):.2f}")
+        status = self.bridge_status()
+        robots = (status or {}).get("robots", {})
+        for rid in self.robot_ids:
+            mine = [e for e in eps if e.robot_id == rid]
+            r = robots.get(rid, {})
+            lines.append(
+                f"robot {rid:<10} episodes {len(mine):>4}  success {np.mean([e.success for e in mine]) if mine else 0:5.0%}"
+                f"  policy {r.get('policy_version') or '-'}")
+        if status:
+            c, p = status.get("commit_latency_s", {}), status.get("policy_latency_s", {})
+            lines.append(
+                f"bridge: latest policy {status.get('latest_policy') or '-'}; episode end->learner p50 "
+                f"{_ms(c.get('p50'))} p99 {_ms(c.get('p99'))}; policy published->loaded p50 {_ms(p.get('p50'))}"
+                f" p99 {_ms(p.get('p99'))}")
+        progress = self.learner_progress()
+        if progress:
+            keys = [k for k in ("step", "critic_loss", "value_loss", "policy_loss", "tau_mean", "value_entropy")
+                    if k in progress]
+            lines.append("learner: " + "  ".join(f"{k} {_num(progress[k])}" for k in keys))
+        else:
+            lines.append("learner: starting (JIT compilation takes a minute on first start)")
+        return "\n".join(lines)
+
+    def write_plots(self, out_dir: Path) -> list[Path]:
+        """Success rate and interventions over time (PNG); returns the paths written."""
+        self.refresh()
+        eps = sorted(self.episodes.values(), key=lambda e: e.ended_at)
+        if not eps:
+            return []
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        t0 = eps[0].ended_at
+        fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+        for task in sorted({e.task for e in eps}):
+            items = [e for e in eps if e.task == task]
+            t = [(e.ended_at - t0) / 60 for e in items]
+            window = max(1, min(10, len(items) // 3))
+            ax1.plot(t, _rolling([float(e.success) for e in items], window), label=f"{task} (rolling {window})")
+            ax2.plot(t, _rolling([e.interventions for e in items], window), label=task)
+        ax1.set_ylabel("success rate")
+        ax1.set_ylim(-0.05, 1.05)
+        ax1.legend()
+        ax2.set_ylabel("interventions / episode")
+        ax2.set_xlabel("minutes since first episode")
+        fig.tight_layout()
+        path = out_dir / "success_rate.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written = [path]
+        written += self._value_plots(out_dir, eps)
+        return written
+
+    def _value_plots(self, out_dir: Path, eps: list[EpisodeSummary]) -> list[Path]:
+        """Value distribution along one success and one failure (paper Fig. 6/9), via the learner."""
+        ckpt = self.learner_run / "checkpoints"
+        chosen = [e for e in (next((e for e in reversed(eps) if e.success), None),
+                              next((e for e in reversed(eps) if not e.success), None)) if e]
+        if not ckpt.exists() or not chosen:
+            return []
+        out = out_dir / "value_along_episode.png"
+        argv = [sys.executable, "-m", "lwd_learner.cli", "value-plot", "--run", str(self.learner_run),
+                "--store", str(self.bridge_root / "store"), "--out", str(out),
+                "--episodes", *[e.episode_id for e in chosen]]
+        rc = subprocess.call(argv, stdout=subprocess.DEVNULL)
+        return [out] if rc == 0 and out.exists() else []
+
+
+def _rolling(values: list[float], window: int) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64)
+    c = np.cumsum(np.insert(v, 0, 0.0))
+    idx = np.arange(1, len(v) + 1)
+    lo = np.maximum(0, idx - window)
+    return (c[idx] - c[lo]) / (idx - lo)
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v * 1000:.0f} ms"
+
+
+def _num(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
