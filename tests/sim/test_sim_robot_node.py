@@ -56,3 +56,12 @@ def test_sim_robot_steps_on_sim_clock_time_when_use_sim_time(tmp_path):
     # Half real time: about 15 joint states per wall second (wide tolerance: shared machine).
     assert 5 < r["joint_state_count"] / r["wall_s"] < 22
     assert abs(r["final_q0"] - r["target_q0"]) < abs(r["start_q0"] - r["target_q0"])
+
+
+@pytest.mark.parametrize("param,message", [("task:=juggling", "unknown task"),
+                                           ("camera_rate_hz:=0.0", "must be > 0")])
+def test_sim_robot_exits_with_a_clear_message_on_bad_parameters(tmp_path, param, message):
+    with ros_processes(tmp_path) as procs:
+        proc = procs.python("sim", "-m", "lwd_sim.sim_robot_node", "--ros-args", "-p", param)
+        assert proc.wait(timeout=60) == 2
+        assert message in procs.log("sim") and "Traceback" not in procs.log("sim")

@@ -119,6 +119,9 @@ class G1Sim:
         for i, s in enumerate(SIDES):
             for a in self._finger_qadr[s]:
                 self.data.qpos[a] = q[14 + i] / 2
+        unknown = set(items) - set(self._item_qadr)
+        if unknown:
+            raise ValueError(f"unknown items {sorted(unknown)}; known: {sorted(self._item_qadr)}")
         for name, pose in items.items():
             a = self._item_qadr[name]
             x, y, z, yaw = pose

@@ -48,6 +48,9 @@ def main(args: list[str] | None = None) -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
+    except ValueError as e:  # bad parameters: say which, no traceback
+        print(f"sim_clock: {e}", file=sys.stderr, flush=True)
+        return 2
     finally:
         if node is not None:
             node.destroy_node()

@@ -238,6 +238,9 @@ def main(args: list[str] | None = None) -> int:
             print(json.dumps({"episodes": node.results}), flush=True)
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
+    except ValueError as e:  # bad parameters: say which, no traceback
+        print(f"sim_operator: {e}", file=sys.stderr, flush=True)
+        return 2
     finally:
         if node is not None:
             node.destroy_node()

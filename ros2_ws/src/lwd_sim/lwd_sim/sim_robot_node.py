@@ -54,9 +54,12 @@ class SimRobotNode(Node):
         self.task_name = p("task", "can_to_bin").value
         width = int(p("image_width", 64).value)
         height = int(p("image_height", 64).value)
-        self.camera_every = max(1, int(round(CONTROL_HZ / float(p("camera_rate_hz", 30.0).value))))
+        camera_rate = float(p("camera_rate_hz", 30.0).value)
         self.publish_clock = bool(p("publish_clock", False).value)
         rtf = float(p("real_time_factor", 1.0).value)
+        if camera_rate <= 0 or rtf <= 0:
+            raise ValueError(f"camera_rate_hz ({camera_rate}) and real_time_factor ({rtf}) must be > 0")
+        self.camera_every = max(1, int(round(CONTROL_HZ / camera_rate)))
         self.rng = np.random.default_rng(seed_for(int(p("seed", -1).value), self.robot_id))
         get_task(self.task_name)  # fail fast on an unknown task
         self.sim = G1Sim(SimConfig(image_height=height, image_width=width))
@@ -190,6 +193,9 @@ def main(args: list[str] | None = None) -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
+    except ValueError as e:  # bad parameters: say which, no traceback
+        print(f"sim_robot: {e}", file=sys.stderr, flush=True)
+        return 2
     finally:
         if node is not None:
             node.destroy_node()
