@@ -134,6 +134,13 @@ class BridgeCore:
 
     def handle(self, peer: bytes, data: bytes, user_id: str | None = None) -> list[bytes]:
         """Process one frame from `peer`; return the frames to send back to it."""
+        try:
+            return self._handle(peer, data, user_id)
+        except Exception as exc:  # noqa: BLE001 - a bug or a bad file must not take the bridge down
+            log.exception("internal error on a frame from %s", peer.hex())
+            return [self._error("internal", f"bridge internal error: {type(exc).__name__}: {exc}")]
+
+    def _handle(self, peer: bytes, data: bytes, user_id: str | None) -> list[bytes]:
         now = time.time()
         self.counters["frames"] += 1
         self.counters["bytes"] += len(data)
@@ -325,12 +332,8 @@ class BridgeCore:
             return [self._error("busy", "bridge buffers are full; retry later", episode_id=eid, robot_id=rid)]
         try:
             self._add_frame(p, t, seq, msg, eid, rid)
-        except protocol.ProtocolError as exc:
-            if exc.code in ("bad_meta", "bad_episode"):
-                return [self._reject(eid, exc.code, str(exc), rid)]
-            if not p.seqs():
-                self._drop_partial(eid)
-            return [self._error(exc.code, str(exc), episode_id=eid, robot_id=rid)]
+        except protocol.ProtocolError as exc:  # the robot sets the episode aside too (rejected/)
+            return [self._reject(eid, exc.code, str(exc), rid)]
         p.nbytes += size
         self._buffered += size
         if t == "ep_end":
@@ -424,9 +427,12 @@ class BridgeCore:
         if offset < 0 or offset > info.size or msg["length"] <= 0:
             return self._error("bad_field", f"offset {offset} / length {msg['length']} outside policy {version}")
         length = min(msg["length"], self.config.policy_chunk_max)
-        with open(self.policies.path_of(version), "rb") as f:
-            f.seek(offset)
-            data = f.read(length)
+        try:
+            with open(self.policies.path_of(version), "rb") as f:
+                f.seek(offset)
+                data = f.read(length)
+        except OSError as exc:
+            return self._error("unknown_policy", f"policy {version} unreadable: {exc}")
         self.counters["policy_chunks_served"] += 1
         return protocol.encode("policy_data", version=version, offset=offset, total=info.size, data=data)
 

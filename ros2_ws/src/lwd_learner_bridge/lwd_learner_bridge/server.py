@@ -105,7 +105,7 @@ class BridgeServer:
                 if self.sock.poll(2 if self.core.busy() else 100):
                     self._serve_batch()
                 elif self.core.busy():
-                    self._send(self.core.flush())
+                    self._send(self._flush())
                 now = time.monotonic()
                 if now >= next_housekeeping:
                     self.core.expire()
@@ -129,8 +129,15 @@ class BridgeServer:
             user_id = frames[1].get("User-Id") if self.core.key_names is not None else None
             for out in self.core.handle(peer, frames[1].bytes, user_id=user_id):
                 replies.append((peer, out))
-        replies += self.core.flush()
+        replies += self._flush()
         self._send(replies)
+
+    def _flush(self) -> list[tuple[bytes, bytes]]:
+        try:
+            return self.core.flush()
+        except OSError:  # snapshot not written (disk?): episodes stay pending, robots keep retrying
+            log.exception("cannot commit a snapshot")
+            return []
 
     def _send(self, replies: list[tuple[bytes, bytes]]) -> None:
         for peer, data in replies:
@@ -151,7 +158,7 @@ class BridgeServer:
 
     def close(self) -> None:
         self.core.close()
-        self._send(self.core.flush())
+        self._send(self._flush())
         self.sock.close(0)
         if self.auth is not None:
             self.auth.stop()

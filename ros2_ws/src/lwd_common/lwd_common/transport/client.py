@@ -255,7 +255,13 @@ class BridgeClient:
                 self.counters["orphaned"] += 1
                 log.error("episode %s has gaps in the spool; moved to orphaned/", ep.episode_id)
                 continue
-            end = protocol.decode(self.spool.read(ep.episode_id, ep.end_seq), max_bytes=1 << 62)
+            try:
+                end = protocol.decode(self.spool.read(ep.episode_id, ep.end_seq), max_bytes=1 << 62)
+            except protocol.ProtocolError as exc:
+                self.spool.set_aside(ep.episode_id, "orphaned")
+                self.counters["orphaned"] += 1
+                log.error("episode %s has an unreadable end frame (%s); moved to orphaned/", ep.episode_id, exc)
+                continue
             out = _Outgoing(end_seq=ep.end_seq, content_hash=end["content_hash"], ended_mono=time.monotonic())
             out.frames = {s: _Frame() for s in ep.seqs}
             self._outgoing[ep.episode_id] = out
@@ -532,14 +538,17 @@ class BridgeClient:
 
     def _prefetch_loop(self) -> None:
         while not self._stop.wait(self.config.policy_prefetch_s):
-            with self._policy_lock:
-                local = self.policies.local()
-                self._sync_newest(local[-1].version if local else None)
+            try:
+                with self._policy_lock:
+                    local = self.policies.local()
+                    self._sync_newest(local[-1].version if local else None)
+            except Exception:  # noqa: BLE001 - keep prefetching; the next round may succeed
+                log.exception("policy prefetch failed")
 
     def _sync_newest(self, current_version: str | None) -> LocalPolicy | None:
         try:
             info = self.latest_policy_info()
-        except BridgeError as exc:
+        except (BridgeError, ValueError) as exc:
             log.warning("policy query failed: %s", exc)
             return None
         if info is None or not is_newer(info.version, current_version) or info.version in self.policies.bad_versions():
@@ -555,7 +564,7 @@ class BridgeClient:
             self.error = str(exc)
             log.error("refusing policy: %s", exc)
             return None
-        except BridgeError as exc:
+        except (BridgeError, OSError) as exc:
             log.warning("policy download failed: %s", exc)
             self.policies.tmp_path.unlink(missing_ok=True)
             return None
