@@ -36,7 +36,8 @@ def main() -> None:
     args = p.parse_args()
     done_log = Path(args.spool).parent / f"{args.robot_id}.done.jsonl"
     client = BridgeClient(ClientConfig(endpoint=args.endpoint, robot_id=args.robot_id, spool_dir=args.spool,
-                                       steps_per_chunk=10, ack_timeout_s=args.ack_timeout, max_backoff_s=1.0))
+                                       steps_per_chunk=10, ack_timeout_s=args.ack_timeout, max_backoff_s=1.0,
+                                       stats_every_s=0.2))
     for k in range(args.first, args.first + args.episodes):
         meta, steps = make_meta(args.robot_id, k), make_steps(args.steps, seed=k)
         client.begin(meta)
@@ -50,6 +51,7 @@ def main() -> None:
             f.write(json.dumps({"episode_id": meta.episode_id, "content_hash": digest}) + "\n")
         print(f"ended {meta.episode_id}", flush=True)
     idle = client.wait_idle(args.wait_idle)
+    time.sleep(0.3)  # let the last robot_stats reach the bridge
     print(f"idle={idle} stats={json.dumps(client.stats())}", flush=True)
     client.close()
     sys.exit(0 if idle else 3)

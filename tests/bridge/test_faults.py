@@ -86,6 +86,12 @@ def test_dropped_duplicated_and_reordered_frames_still_store_each_episode_once(p
         expected.update(completed(spool, rid))
     assert len(expected) == 6
     assert_store_holds_exactly(root, expected)
+
+    def reported_retries() -> int:
+        robots = json.loads((root / "status.json").read_text())["robots"]
+        return sum(r.get("retries", 0) for r in robots.values())
+
+    assert wait_for(lambda: reported_retries() > 0, 5)  # robots' own counters reach the fleet status
     assert wait_for(lambda: "faults" in procs.log("proxy"), 5)
     counts = ast.literal_eval(procs.log("proxy").strip().splitlines()[-1].removeprefix("faults "))
     assert counts["dropped"] > 0 and counts["duplicated"] > 0 and counts["reordered"] > 0, counts

@@ -94,6 +94,8 @@ class _RobotState:
     policy_loaded_at: float = 0.0
     policy_ok: bool = True
     last_commit_latency_s: float | None = None
+    spooled_episodes: int = 0  # as the robot last reported
+    reported: dict[str, int] = field(default_factory=dict)  # the robot's own counters (retries, ...)
 
 
 def _percentile(values, q: float) -> float | None:
@@ -166,6 +168,12 @@ class BridgeCore:
             return [protocol.encode("policy_info", info=latest.to_dict() if latest else None)]
         if t == "policy_fetch":
             return [self._policy_chunk(msg)]
+        if t == "robot_stats":
+            robot = self.robots[session.robot_id]
+            robot.reported = {k: v for k, v in list(msg["counters"].items())[:50]
+                              if isinstance(k, str) and isinstance(v, int)}
+            robot.spooled_episodes = msg["spooled_episodes"]
+            return []
         if t == "policy_loaded":
             self._policy_loaded(session.robot_id, msg)
             return []
@@ -453,7 +461,7 @@ class BridgeCore:
 
     def status(self) -> dict[str, Any]:
         latest = self.policies.latest()
-        robots = {}
+        robots: dict[str, Any] = {}
         for rid, r in sorted(self.robots.items()):
             robots[rid] = {
                 "last_seen": r.last_seen,
@@ -465,6 +473,9 @@ class BridgeCore:
                 "policy_loaded_at": r.policy_loaded_at,
                 "policy_ok": r.policy_ok,
                 "last_commit_latency_s": r.last_commit_latency_s,
+                "retries": r.reported.get("retries", 0),
+                "spooled_episodes": r.spooled_episodes,
+                "robot_counters": dict(r.reported),
             }
         return {
             "time": time.time(),

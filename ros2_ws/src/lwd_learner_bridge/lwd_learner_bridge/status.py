@@ -55,12 +55,14 @@ def format_status(s: dict[str, Any]) -> str:
         f"   policy published->loaded p50 {_fmt_s(s['policy_latency_s']['p50'])} "
         f"p99 {_fmt_s(s['policy_latency_s']['p99'])}",
         "counters: " + " ".join(f"{k}={v}" for k, v in s["counters"].items()),
-        f"{'robot':<16}{'last seen':>11}{'episodes':>10}{'open':>6}{'dups':>6}{'rejected':>10}  policy",
+        f"{'robot':<16}{'last seen':>11}{'episodes':>10}{'open':>6}{'spooled':>9}{'retries':>9}{'dups':>6}"
+        f"{'rejected':>10}  policy",
     ]
     for rid, r in s["robots"].items():
         ago = f"{now - r['last_seen']:.1f}s ago" if r["last_seen"] else "never"
         policy = (r["policy_version"] or "-") + ("" if r["policy_ok"] else " (load FAILED)")
         lines.append(f"{rid:<16}{ago:>11}{r['episodes_committed']:>10}{r['open_episodes']:>6}"
+                     f"{r.get('spooled_episodes', 0):>9}{r.get('retries', 0):>9}"
                      f"{r['duplicates_dropped']:>6}{r['rejected']:>10}  {policy}")
     return "\n".join(lines)
 

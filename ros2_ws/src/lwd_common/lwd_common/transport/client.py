@@ -61,6 +61,7 @@ class ClientConfig:
     max_in_flight: int = 64  # unacknowledged frames on the wire at once
     policy_timeout_s: float = 3.0  # per policy request; a boundary never waits longer than a few of these
     policy_chunk_bytes: int = 1 << 20
+    stats_every_s: float = 5.0  # how often the client's counters go to the bridge's fleet status
     policy_prefetch_s: float = 0.0  # > 0: poll + download newer policies in the background this often
     curve_secret_key_file: str = ""  # robot's secret cert (from `lwd_learner_bridge.keys`)
     server_public_key_file: str = ""  # bridge's public cert
@@ -137,6 +138,7 @@ class BridgeClient:
         self._seq = 0
         self._req_sock: zmq.Socket | None = None
         self._notices: list[bytes] = []
+        self._stats_next = 0.0
         self._broken: set[str] = set()  # episodes with a frame that could not be spooled
         self._recover_spool()
         self._thread = threading.Thread(target=self._run, name=f"bridge-client-{config.robot_id}", daemon=True)
@@ -384,6 +386,12 @@ class BridgeClient:
                 except zmq.Again:
                     self._hello_next = now + 0.05
             return
+        if now >= self._stats_next:  # robot-side counters (retries...) for the fleet status
+            self._stats_next = now + self.config.stats_every_s
+            with self._lock:
+                counters = {k: int(v) for k, v in self.counters.items()}
+                spooled = len(self._outgoing)
+            self._notices.append(protocol.encode("robot_stats", counters=counters, spooled_episodes=spooled))
         while self._notices:
             try:
                 sock.send(self._notices[0], zmq.NOBLOCK)

@@ -74,6 +74,7 @@ FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "policy_fetch": {"version": (str,), "offset": (int,), "length": (int,)},
     "policy_loaded": {"version": (str,), "ok": (bool,), "loaded_at": _NUM, "message": (str,)},
     "status_query": {},
+    "robot_stats": {"counters": (dict,), "spooled_episodes": (int,)},
     # bridge -> robot
     "welcome": {"bridge_time": _NUM, "max_frame_bytes": (int,)},
     "ack": {"episode_id": (str,), "seq": (int,)},
@@ -85,7 +86,7 @@ FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "status": {"fleet": (dict,)},
 }
 ROBOT_TYPES = frozenset({"hello", "ep_begin", "ep_chunk", "ep_end", "policy_query", "policy_fetch",
-                         "policy_loaded", "status_query"})
+                         "policy_loaded", "status_query", "robot_stats"})
 BRIDGE_TYPES = frozenset(FIELDS) - ROBOT_TYPES
 EPISODE_TYPES = frozenset({"ep_begin", "ep_chunk", "ep_end"})
 ROLES = frozenset({"stream", "policy", "monitor"})
