@@ -75,9 +75,13 @@ def rest_z(item: str) -> float:
     return TABLE_TOP_Z + item_spec(item).half_height
 
 
-def _sample_positions(rng: np.random.Generator, n: int, x: tuple, y: tuple, min_sep: float) -> list[np.ndarray]:
+def _sample_positions(rng: np.random.Generator, n: int, x: tuple, y: tuple, min_sep: float,
+                      first_region: tuple[tuple, tuple] | None = None) -> list[np.ndarray]:
+    """n points at least min_sep apart; the first one inside `first_region` if given."""
     for _ in range(1000):
         pts = [np.array([rng.uniform(*x), rng.uniform(*y)]) for _ in range(n)]
+        if first_region is not None:
+            pts[0] = np.array([rng.uniform(*first_region[0]), rng.uniform(*first_region[1])])
         if all(np.linalg.norm(a - b) >= min_sep for i, a in enumerate(pts) for b in pts[i + 1 :]):
             return pts
     raise RuntimeError("could not place items without overlap")
@@ -173,9 +177,11 @@ class PickPlaceTask(Task):
     subtasks = ("grasp", "lift", "carry_to_spot", "release_in_spot")
 
     def __init__(self, name: str, items: tuple[str, ...], targets: tuple[str, ...], spots: tuple[str, ...],
-                 time_limit_s: float = 10.0, min_items: int | None = None):
+                 time_limit_s: float = 10.0, min_items: int | None = None,
+                 target_region: tuple[tuple[float, float], tuple[float, float]] | None = None):
         self.name = name
         self.items = items
+        self.target_region = target_region  # (x range, y range) of the instructed item; None: anywhere
         self.min_items = min_items or len(items)  # item sets: the target plus a random subset of distractors
         self.time_limit_s = time_limit_s
         preposition = {"left_bin": "in", "right_bin": "in", "plate": "on"}
@@ -192,7 +198,8 @@ class PickPlaceTask(Task):
         others = [n for n in self.items if n != target]
         k = int(rng.integers(self.min_items, len(self.items) + 1)) - 1
         present = [target] + [others[i] for i in sorted(rng.choice(len(others), size=k, replace=False))]
-        xy = _sample_positions(rng, len(present), (0.37, 0.52), (-0.2, 0.2), 0.095)
+        xy = _sample_positions(rng, len(present), (0.37, 0.52), (-0.2, 0.2), 0.095,
+                               first_region=self.target_region)
         items = {
             name: np.array([p[0], p[1], rest_z(name) + 0.002, rng.uniform(-0.6, 0.6)])
             for name, p in zip(present, xy, strict=True)
@@ -256,7 +263,9 @@ _ALL_ITEMS = tuple(i.name for i in ITEMS)
 TASKS: dict[str, Task] = {
     t.name: t
     for t in (
-        PickPlaceTask("can_to_bin", _ALL_ITEMS[:3], ("red_can",), ("left_bin",), time_limit_s=8.0),
+        # The easy task: one instruction, the can on the left arm's side, two distractors anywhere.
+        PickPlaceTask("can_to_bin", _ALL_ITEMS[:3], ("red_can",), ("left_bin",), time_limit_s=8.0,
+                      target_region=((0.40, 0.50), (0.04, 0.20))),
         PickPlaceTask("grocery_pick_place", _ALL_ITEMS, _ALL_ITEMS, tuple(s.name for s in SPOTS),
                       time_limit_s=10.0, min_items=2),
         DrawerRestockTask(),
