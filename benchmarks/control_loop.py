@@ -4,7 +4,10 @@ What runs, as in the node: a sensor thread converts three rgb8 camera frames and
 a joint state per 1/30 s into the approximate-time synchroniser; the control
 thread (`ControlLoop`, 30 Hz absolute deadlines) ticks `ActorCore` on the newest
 observation; the default ONNX policy infers asynchronously on the worker thread;
-the recorder JPEG-encodes every step on its thread into a directory store.
+the recorder JPEG-encodes every step on its thread and hands it to the sink: by
+default the transport's BridgeClient streaming to a real bridge server process
+(the robot's path), or `--sink directory` (a local EpisodeStore, which encodes
+the whole episode in one msgpack call at its end).
 Episodes of `--episode-s` seconds are started, stopped and labelled back to back.
 
     .venv/bin/python benchmarks/control_loop.py [--seconds 120] [--realtime-priority 0]
@@ -18,6 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -32,9 +38,23 @@ from lwd_actor.core.observation import JOINTS_INPUT, ordered_joints, rgb_image
 from lwd_actor.core.policy_runtime import OnnxPolicy, RuntimeConfig
 from lwd_actor.core.recorder import EpisodeRecorder
 from lwd_actor.core.sync import ApproximateSync
+from lwd_actor.sinks import make_sink
 from lwd_actor.testing_models import default_policy
 from lwd_common.robot import CAMERA_NAMES, JOINT_NAMES, JointLimits
-from lwd_common.store import DirectorySink, EpisodeStore
+from lwd_common.store import EpisodeStore
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def camera_like_frame(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Smooth shading plus sensor noise: JPEG sizes like a real camera's, not like white noise."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    base = np.stack([120 + 80 * x, 100 + 60 * y, 90 + 50 * (x * y)], axis=-1)
+    return np.clip(base + rng.normal(0, 4, base.shape), 0, 255).astype(np.uint8)
 
 
 def limits() -> JointLimits:
@@ -52,6 +72,9 @@ def main() -> int:
                     help="SCHED_FIFO priority of every thread (set before they start, as `chrt -f P` would)")
     ap.add_argument("--inference-threads", type=int, default=1)
     ap.add_argument("--policy", default="", help="ONNX policy (default: testing_models.default_policy)")
+    ap.add_argument("--sink", choices=["bridge", "directory"], default="bridge",
+                    help="bridge: stream to a real bridge server process (the robot's path); "
+                         "directory: local EpisodeStore written at episode end")
     a = ap.parse_args()
 
     if a.process_priority > 0:  # threads created from here on inherit it
@@ -60,13 +83,21 @@ def main() -> int:
     policy = OnnxPolicy(a.policy or default_policy(tmp / "default.onnx"),
                         RuntimeConfig(intra_op_threads=a.inference_threads))
     worker = InferenceWorker(policy)
-    recorder = EpisodeRecorder(DirectorySink(EpisodeStore(tmp / "store"), commit=False), jpeg_quality=80)
+    bridge = None
+    if a.sink == "bridge":
+        endpoint = f"tcp://127.0.0.1:{free_port()}"
+        bridge = subprocess.Popen([sys.executable, "-m", "lwd_learner_bridge.server", "--root", str(tmp / "bridge"),
+                                   "--bind", endpoint], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sinks = make_sink("bridge", "robot0", "", endpoint, str(tmp / "spool"))
+    else:
+        sinks = make_sink("directory", "robot0", str(tmp / "store"), "", "")
+    recorder = EpisodeRecorder(sinks.sink, jpeg_quality=80)
     core = ActorCore(ActorConfig(episode_time_limit_s=10 * a.episode_s), limits(), recorder, policy.version)
     sync = ApproximateSync(slop_s=0.02)
     lock = threading.Lock()
     rng = np.random.default_rng(0)
     s = a.image_size
-    frames = [rng.integers(0, 255, (s, s, 3), np.uint8).tobytes() for _ in range(4)]
+    frames = [camera_like_frame(rng, s).tobytes() for _ in range(4)]
     stop = threading.Event()
     q = np.zeros(len(JOINT_NAMES))
 
@@ -100,7 +131,7 @@ def main() -> int:
     episodes = 0
     while time.monotonic() < t_end:
         with lock:
-            core.start_episode(f"bench-{episodes:04d}", "bench", "pick up the cube", time.monotonic())
+            core.start_episode(f"robot0-bench-{episodes:04d}", "bench", "pick up the cube", time.monotonic())
         time.sleep(min(a.episode_s, max(0.0, t_end - time.monotonic())))
         with lock:
             core.stop_episode(abort=False)
@@ -108,8 +139,17 @@ def main() -> int:
         episodes += 1
     loop.stop()
     stop.set()
-    recorder.close(30)
+    recorder.close(60)
     worker.close()
+    stored = 0
+    if bridge is not None:
+        sinks.sink.wait_idle(60)
+        sinks.closer()
+        bridge.terminate()
+        bridge.wait(10)
+        stored = len(EpisodeStore(tmp / "bridge" / "store").ids())
+    else:
+        stored = len(EpisodeStore(tmp / "store").ids())
 
     st = loop.stats()
     lat = np.asarray(worker.latencies_ms)
@@ -126,7 +166,7 @@ def main() -> int:
         "hold_ticks": dict(c.hold_steps), "policy_steps": c.policy_steps,
         "inference_p50_ms": float(np.percentile(lat, 50)), "inference_p99_ms": float(np.percentile(lat, 99)),
         "inferences": int(len(lat)), "recorded_steps": recorder.recorded_steps,
-        "recorder_dropped_steps": recorder.dropped_steps,
+        "recorder_dropped_steps": recorder.dropped_steps, "sink": a.sink, "episodes_stored": stored,
     }
     print(f"control loop, {a.seconds:g} s, {episodes} episodes, {s}x{s} x3 cameras, policy on {policy.provider}, "
           f"control thread {result['scheduling']}")
@@ -136,7 +176,7 @@ def main() -> int:
           f"tick compute p99 {result['tick_compute_p99_ms']:.3f} ms")
     print(f"  inference p50 {result['inference_p50_ms']:.2f} ms, p99 {result['inference_p99_ms']:.2f} ms "
           f"({result['inferences']} chunks); recorded {result['recorded_steps']} steps, "
-          f"dropped {result['recorder_dropped_steps']}")
+          f"dropped {result['recorder_dropped_steps']}; {stored}/{episodes} episodes stored via {a.sink} sink")
     print(json.dumps(result))
     return 0
 

@@ -95,6 +95,9 @@ def test_commands_flow_pedal_takes_over_and_a_labelled_episode_is_recorded(tmp_p
         statuses = [m for m in probe_lines(probe_out) if m["topic"] == "episode_status"]
         assert any(m["interventions"] == 1 for m in statuses)
         assert any(m["topic"] == "action_chunk" and m["n"] == 30 * 16 for m in probe_lines(probe_out))
+        diags = [m for m in probe_lines(probe_out) if m["topic"] == "diagnostics" and m["name"] == "robot0/actor"]
+        assert diags and int(diags[-1]["values"]["teleop_steps"]) >= 20
+        assert diags[-1]["values"]["timeline_dry_events"] == "0"
         policy_status = [m for m in probe_lines(probe_out) if m["topic"] == "policy_status"]
         assert policy_status and policy_status[0]["provider"] == "CPUExecutionProvider"
 
@@ -168,3 +171,27 @@ def test_bridge_sink_streams_the_episode_and_a_published_policy_is_swapped_in_at
         assert ep.policy_versions == [published.version] and ep.outcome.reason == "abort"
         versions = [m["version"] for m in probe_lines(probe_out) if m["topic"] == "policy_status"]
         assert versions[-1] == published.version
+
+
+def test_with_use_sim_time_the_control_rate_follows_the_simulated_clock(tmp_path):
+    policy = build_policy(tmp_path / "policy.onnx")
+    probe_out = tmp_path / "probe.jsonl"
+    with ros_processes(tmp_path) as procs:
+        procs.python("robot", "-m", "lwd_actor.fake_robot_node", *NS, "-p", "publish_clock:=true",
+                     "-p", "sim_speed:=0.5")
+        start_actor(procs, tmp_path, policy, "use_sim_time:=true")
+        procs.python("probe", "-m", "lwd_actor.probe_node", *NS, "-p", f"out:={probe_out}")
+        started = episode_cli(procs, "start", "--retry-s", "40", "start", "--task", "pick")
+        assert started["accepted"], started["message"] + procs.log("actor")
+        assert "control thread on /clock" in procs.log("actor")
+
+        def commands() -> list[dict]:
+            return [m for m in probe_lines(probe_out) if m["topic"] == "joint_commands" and m["sim_t"]]
+
+        assert wait_for(lambda: len(commands()) > 5, 30), procs.log("actor")
+        t0, sim0 = commands()[-1]["t"], commands()[-1]["sim_t"]
+        assert wait_for(lambda: commands()[-1]["sim_t"] > sim0 + 3.2, 30)
+        by_sim = [m for m in commands() if sim0 < m["sim_t"] <= sim0 + 3.0]
+        assert 60 <= len(by_sim) <= 99, f"{len(by_sim)} commands in 3 simulated seconds (want ~90)"
+        wall = commands()[-1]["t"] - t0
+        assert wall > 4.5, f"3.2 simulated seconds took only {wall:.1f} s at half speed"

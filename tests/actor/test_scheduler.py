@@ -74,3 +74,11 @@ def test_a_chunk_that_is_entirely_in_the_past_adds_nothing():
     s = ChunkScheduler()
     assert s.add_chunk(0, chunk(0.0), chunk_id=1, now_step=40) == 0
     assert s.remaining(40) == 0
+
+
+def test_blending_does_not_modify_the_arriving_chunk():
+    s = ChunkScheduler(SchedulerConfig(merge=MergeMode.BLEND))
+    s.add_chunk(0, chunk(0.0), chunk_id=1, now_step=0)
+    new = chunk(1.0)
+    s.add_chunk(10, new, chunk_id=2, now_step=10)
+    assert (new == 1.0).all()

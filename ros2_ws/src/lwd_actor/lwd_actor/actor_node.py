@@ -5,13 +5,14 @@
 
 configure: read parameters, load joint limits and the policy (a model that breaks
 the ONNX contract fails the transition), open the sink, create topics/services.
-activate: start the control timer (node clock: wall or /clock with use_sim_time).
+activate: start the control loop (wall time: a thread on absolute deadlines; with
+use_sim_time: a thread woken by /clock that ticks every simulated period).
 deactivate: stop the timer; a running episode is aborted (recorded as failure).
 cleanup: close worker, recorder and sink. With `autostart: true` the node
 configures and activates itself.
 
-Threads: the control timer has its own callback group; sensors, services and the
-1 Hz status timer run in others on a MultiThreadedExecutor; inference and JPEG
+Threads: the control loop has its own thread; sensors, services and the 1 Hz
+status timer run in callback groups of a MultiThreadedExecutor; inference and JPEG
 encoding run on plain threads of the core. One lock serialises the core between
 the control tick and the services.
 """
@@ -29,6 +30,8 @@ from builtin_interfaces.msg import Time as TimeMsg
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.clock import JumpThreshold
+from rclpy.duration import Duration as RosDuration
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, qos_profile_sensor_data
@@ -109,7 +112,7 @@ class ActorNode(LifecycleNode):
         self._recorder: EpisodeRecorder | None = None
         self._sinks: SinkBundle | None = None
         self._policy: OnnxPolicy | None = None
-        self._timer = None
+        self._sim_thread: threading.Thread | None = None
         self._loop: ControlLoop | None = None
         self._entities: list = []
         self._active = False
@@ -178,8 +181,10 @@ class ActorNode(LifecycleNode):
         hz = float(self.p("control_hz"))
         self._active = True
         if self.get_parameter("use_sim_time").value:
-            self._timer = self.create_timer(1.0 / hz, self._tick, callback_group=self._control_group)
-            how = "rclpy timer on /clock"
+            self._sim_thread = threading.Thread(target=self._sim_time_loop, args=(hz,), name="lwd-control-sim",
+                                                daemon=True)
+            self._sim_thread.start()
+            how = "control thread on /clock"
         else:
             self._loop = ControlLoop(hz, self._tick, realtime_priority=int(self.p("realtime_priority")),
                                      on_error=lambda e: self.get_logger().error(f"control tick failed: {e!r}"))
@@ -188,14 +193,45 @@ class ActorNode(LifecycleNode):
         self.get_logger().info(f"active: control loop running ({how})")
         return TransitionCallbackReturn.SUCCESS
 
+    def _sim_time_loop(self, hz: float) -> None:
+        """Tick on simulated time: woken by every /clock update, ticks when a period has passed.
+
+        (An rclpy timer on ROS time missed most ticks here when /clock advanced in small steps.)
+        """
+        clock = self.get_clock()
+        wake = threading.Event()
+        handle = clock.create_jump_callback(
+            JumpThreshold(min_forward=RosDuration(nanoseconds=1), min_backward=RosDuration(nanoseconds=-1),
+                          on_clock_change=True),
+            post_callback=lambda jump: wake.set())
+        period = int(round(1e9 / hz))
+        next_ns: int | None = None
+        try:
+            while self._active and self.context.ok():
+                wake.wait(0.5)
+                wake.clear()
+                now = clock.now().nanoseconds
+                if now == 0:
+                    continue  # no /clock yet
+                if next_ns is None or now < next_ns - period:  # first tick, or time went back (reset)
+                    next_ns = now
+                if now >= next_ns:
+                    next_ns += ((now - next_ns) // period + 1) * period
+                    try:
+                        self._tick()
+                    except Exception as exc:  # noqa: BLE001 - one bad tick must not end control
+                        self.get_logger().error(f"control tick failed: {exc!r}")
+        finally:
+            handle.unregister()
+
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = False
         if self._loop is not None:
             self._loop.stop()
             self._loop = None
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-            self._timer = None
+        if self._sim_thread is not None:
+            self._sim_thread.join(timeout=2.0)
+            self._sim_thread = None
         with self._lock:
             if self._core is not None and self._core.state is EpisodeState.RUNNING:
                 self._core.stop_episode(abort=True, reason="actor deactivated")
@@ -234,7 +270,6 @@ class ActorNode(LifecycleNode):
 
     # --- ROS entities ----------------------------------------------------------------
     def _create_entities(self) -> None:
-        self._control_group = MutuallyExclusiveCallbackGroup()
         sensors = ReentrantCallbackGroup()
         services = MutuallyExclusiveCallbackGroup()
         status = MutuallyExclusiveCallbackGroup()

@@ -5,6 +5,8 @@ Publishes `camera/<name>/image_raw` (rgb8, sensor-data QoS) and `joint_states` a
 so a closed loop with the actor behaves like a real position-controlled arm.
 Fault injection for tests: `drop_camera` (never publish that camera),
 `bad_encoding` (publish mono8 on head), `shuffle_joints` (reorder joint_states).
+With `publish_clock` it also publishes `/clock` advancing `sim_speed` x real time and
+stamps everything with that simulated time (for actors running with `use_sim_time`).
 
     python -m lwd_actor.fake_robot_node --ros-args -r __ns:=/robot0 -p image_size:=64
 """
@@ -15,9 +17,11 @@ import sys
 
 import numpy as np
 import rclpy
+from builtin_interfaces.msg import Time as TimeMsg
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 
@@ -33,6 +37,10 @@ class FakeRobot(Node):
         self.drop_camera = str(self.declare_parameter("drop_camera", "").value)
         self.bad_encoding = bool(self.declare_parameter("bad_encoding", False).value)
         self.shuffle = bool(self.declare_parameter("shuffle_joints", False).value)
+        self.publish_clock = bool(self.declare_parameter("publish_clock", False).value)
+        self.sim_speed = float(self.declare_parameter("sim_speed", 1.0).value)
+        self.sim_t = 1.0
+        self.clock_pub = self.create_publisher(Clock, "/clock", 10) if self.publish_clock else None
         self.q = np.zeros(len(JOINT_NAMES))
         self.target = self.q.copy()
         self.k = 0
@@ -49,7 +57,13 @@ class FakeRobot(Node):
     def tick(self) -> None:
         self.k += 1
         self.q += self.gain * (self.target - self.q)
-        stamp = self.get_clock().now().to_msg()
+        if self.clock_pub is not None:
+            self.sim_t += self.sim_speed / self.rate
+            sec = int(self.sim_t)
+            stamp = TimeMsg(sec=sec, nanosec=int((self.sim_t - sec) * 1e9))
+            self.clock_pub.publish(Clock(clock=stamp))
+        else:
+            stamp = self.get_clock().now().to_msg()
         for i, cam in enumerate(CAMERA_NAMES):
             if cam == self.drop_camera:
                 continue

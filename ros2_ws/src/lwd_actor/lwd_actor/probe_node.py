@@ -2,7 +2,7 @@
 
     python -m lwd_actor.probe_node --ros-args -r __ns:=/robot0 -p out:=/tmp/probe.jsonl
 
-Lines: {"topic": ..., "t": <monotonic s>, ...fields}. Commands carry their 16 values.
+Lines: {"topic": ..., "t": <monotonic s>, "sim_t": <newest /clock or null>, ...fields}. Commands carry their 16 values.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ import sys
 import time
 
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile
+from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
@@ -45,8 +47,21 @@ class Probe(Node):
                                  lambda m: self.write("policy_status", version=m.version,
                                                       provider=m.execution_provider), latched)
 
+        self.create_subscription(DiagnosticArray, "/diagnostics", self.on_diagnostics, 10)
+        self.sim_t: float | None = None  # newest /clock, if a simulator publishes one
+        self.create_subscription(Clock, "/clock", self.on_clock, 10)
+
+    def on_clock(self, msg: Clock) -> None:
+        self.sim_t = msg.clock.sec + msg.clock.nanosec * 1e-9
+
+    def on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for st in msg.status:
+            self.write("diagnostics", name=st.name, level=int.from_bytes(st.level, "little")
+                       if isinstance(st.level, bytes) else int(st.level), message=st.message,
+                       values={kv.key: kv.value for kv in st.values})
+
     def write(self, topic: str, **fields) -> None:
-        self.f.write(json.dumps({"topic": topic, "t": time.monotonic(), **fields}) + "\n")
+        self.f.write(json.dumps({"topic": topic, "t": time.monotonic(), "sim_t": self.sim_t, **fields}) + "\n")
 
     def close(self) -> None:
         self.f.close()

@@ -72,7 +72,7 @@ class ChunkScheduler:
 
     def add_chunk(self, start_step: int, targets: np.ndarray, chunk_id: int, now_step: int) -> int:
         """Stitch a chunk whose row 0 belongs to `start_step`; returns rows kept (future ones)."""
-        targets = np.asarray(targets, dtype=np.float64)
+        targets = np.array(targets, dtype=np.float64)  # a copy: blending must not alter the caller's chunk
         if targets.ndim != 2:
             raise ValueError(f"chunk must be [H, J], got shape {targets.shape}")
         first = max(start_step, now_step)
