@@ -86,7 +86,7 @@ def robot_loop(robot_id: str, endpoint: str, work: Path, duration: float, episod
                     source=ActionSource.POLICY, chunk_id=i // 30, policy_version=current or "none"))
             end_t = time.time()
             client.end(EpisodeOutcome(label=Label.SUCCESS, num_steps=n))
-            results.append(("ended", meta.episode_id, end_t))
+            results.append(("ended", meta.episode_id, end_t, time.time() - end_t))
             new = client.fetch_policy_if_newer(current)  # the episode boundary
             if new is not None:
                 current = new.version
@@ -169,6 +169,7 @@ def run(n_robots: int, duration: float, episode_s: float, policy_every: float, i
     for t in threads:
         t.join()
     ended = {r[1]: r[2] for r in results if r[0] == "ended"}
+    end_call = [r[3] for r in results if r[0] == "ended"]
     elapsed = max(ended.values()) - start_at if ended else duration
     lost = [e for e in ended if e not in seen]
     visible = [seen[e] - t for e, t in ended.items() if e in seen]
@@ -188,6 +189,8 @@ def run(n_robots: int, duration: float, episode_s: float, policy_every: float, i
         "policies_published": len(published),
         "policy_ready_p50_s": pct(ready, 50), "policy_ready_p99_s": pct(ready, 99),
         "policy_loaded_p50_s": pct(loaded, 50), "policy_loaded_p99_s": pct(loaded, 99),
+        "end_call_p50_s": pct(end_call, 50), "end_call_p99_s": pct(end_call, 99),
+        "bridge_commit_p50_s": status["commit_latency_s"]["p50"], "bridge_commit_p99_s": status["commit_latency_s"]["p99"],
         "retries": sum(s["retries"] for s in stats), "bridge_duplicates": status["counters"]["duplicates_dropped"],
         "bridge_rejected": status["counters"]["rejected"],
     }
@@ -214,6 +217,9 @@ def main() -> None:
               f"p50 {r['policy_ready_p50_s'] * 1e3:.0f} ms p99 {r['policy_ready_p99_s'] * 1e3:.0f} ms, "
               f"->loaded at boundary p50 {r['policy_loaded_p50_s']:.1f} s p99 {r['policy_loaded_p99_s']:.1f} s  "
               f"retries {r['retries']} dups {r['bridge_duplicates']} rejected {r['bridge_rejected']}", flush=True)
+        print(f"      breakdown: end() call (hash + spool end frame) p50 {r['end_call_p50_s'] * 1e3:.0f} ms "
+              f"p99 {r['end_call_p99_s'] * 1e3:.0f} ms; bridge end frame -> committed p50 "
+              f"{r['bridge_commit_p50_s'] * 1e3:.0f} ms p99 {r['bridge_commit_p99_s'] * 1e3:.0f} ms", flush=True)
 
 
 if __name__ == "__main__":
