@@ -28,8 +28,8 @@ GRASP_BOX = np.array([0.04, 0.045, 0.05])
 
 @dataclass(frozen=True)
 class SimConfig:
-    image_height: int = 96
-    image_width: int = 96
+    image_height: int = 64
+    image_width: int = 64
     cameras: tuple[str, ...] = CAMERA_NAMES
     rate_limit: bool = True  # clamp target changes to the URDF velocity limits
 

@@ -77,6 +77,7 @@ class SimOperatorNode(Node):
         self.results: list[dict] = []
         self.episode_id = ""
         self.current_instruction = ""
+        self.retry_at = 0.0
 
         self.pedal_pub = self.create_publisher(Bool, "pedal", 10)
         self.teleop_pub = self.create_publisher(JointState, "teleop/joint_targets", 10)
@@ -127,6 +128,8 @@ class SimOperatorNode(Node):
             self._step_service(self.reset_cli, StartEpisode.Request(task=self.task, instruction=self.instruction),
                                self._after_reset)
         elif self.phase == Phase.STARTING:
+            if time.monotonic() < self.retry_at:
+                return
             self._step_service(self.start_cli, StartEpisode.Request(task=self.task,
                                                                     instruction=self.current_instruction),
                                self._after_start)
@@ -164,8 +167,9 @@ class SimOperatorNode(Node):
 
     def _after_start(self, response) -> None:
         if not response.accepted:
-            self.get_logger().warning(f"actor refused start: {response.message}; retrying")
+            self.get_logger().warning(f"actor refused start: {response.message}; retrying in 1 s")
             self._enter(Phase.STARTING)
+            self.retry_at = time.monotonic() + 1.0
             return
         self.episode_id = response.episode_id
         self.brain.start_episode(self.now())
