@@ -9,6 +9,8 @@ from pathlib import Path
 from bridgeutil import free_endpoint, snapshot_ids, stored_hashes
 from conftest import HERE, start_bridge, start_robot
 
+from lwd_common.policy_store import PolicyStore
+from lwd_common.transport import BridgeClient, ClientConfig
 from rosutil import wait_for
 
 
@@ -96,3 +98,20 @@ def test_dropped_duplicated_and_reordered_frames_still_store_each_episode_once(p
     counts = ast.literal_eval(procs.log("proxy").strip().splitlines()[-1].removeprefix("faults "))
     assert counts["dropped"] > 0 and counts["duplicated"] > 0 and counts["reordered"] > 0, counts
 
+
+
+def test_policy_fetch_works_at_the_first_boundary_after_a_bridge_restart(procs, tmp_path, endpoint):
+    root = tmp_path / "bridge"
+    bridge = start_bridge(procs, root, endpoint)
+    client = BridgeClient(ClientConfig(endpoint=endpoint, robot_id="robot0", spool_dir=str(tmp_path / "spool")))
+    try:
+        PolicyStore(root / "policies").publish(b"first" * 100, training_step=1)
+        assert client.fetch_policy_if_newer("").version == "v000001"
+        os.kill(bridge.pid, signal.SIGKILL)
+        bridge.wait(5)
+        start_bridge(procs, root, endpoint, name="bridge2")
+        PolicyStore(root / "policies").publish(b"second" * 100, training_step=2)
+        got = client.fetch_policy_if_newer("v000001")
+        assert got is not None and got.path.read_bytes() == b"second" * 100
+    finally:
+        client.close()

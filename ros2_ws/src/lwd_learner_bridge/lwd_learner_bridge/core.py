@@ -157,7 +157,7 @@ class BridgeCore:
             return [protocol.encode("status", fleet=self.status())]
         session = self.sessions.get(peer)
         if session is None:
-            return [self._error("no_session", f"send hello before {t}", episode_id=msg.get("episode_id"))]
+            return [self._error("no_session", f"send hello before {t}", episode_id=msg.get("episode_id"), peer=peer)]
         session.last_seen = now
         self.sessions.move_to_end(peer)
         self.robots.setdefault(session.robot_id, _RobotState()).last_seen = now

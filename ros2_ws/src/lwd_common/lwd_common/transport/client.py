@@ -49,6 +49,10 @@ class BridgeError(RuntimeError):
     """The bridge refused us (version/config/key mismatch, auth failure) or did not answer."""
 
 
+class _NoSession(BridgeError):
+    """The bridge does not know this connection (it restarted)."""
+
+
 @dataclass(frozen=True)
 class ClientConfig:
     endpoint: str  # e.g. "tcp://bridge-host:5555"
@@ -488,6 +492,12 @@ class BridgeClient:
     # --- policy fetch (caller's thread, its own socket) ----------------------------------------------------
 
     def _request(self, msg: bytes, timeout: float) -> dict[str, Any]:
+        try:
+            return self._request_once(msg, timeout)
+        except _NoSession:  # the bridge restarted since our hello: say hello again, once
+            return self._request_once(msg, timeout)
+
+    def _request_once(self, msg: bytes, timeout: float) -> dict[str, Any]:
         if self._req_sock is None:
             sock = _new_socket(self._ctx, self.config)
             sock.connect(self.config.endpoint)
@@ -508,14 +518,14 @@ class BridgeClient:
                 raise BridgeError(self.error or f"no answer from bridge in {timeout:.1f} s")
             reply = protocol.decode(sock.recv(), max_bytes=4 * self.config.max_frame_bytes,
                                     allowed=protocol.BRIDGE_TYPES)
-        except (BridgeError, zmq.ZMQError, protocol.ProtocolError):
+        except (BridgeError, zmq.ZMQError, protocol.ProtocolError) as exc:
             self._req_sock = None
             sock.close(0)  # drop any late reply with the socket
-            raise
+            raise exc if isinstance(exc, BridgeError) else BridgeError(f"policy channel: {exc}") from exc
         if reply["t"] == "error":
             self._req_sock = None
             sock.close(0)
-            raise BridgeError(f"bridge: {reply['message']}")
+            raise (_NoSession if reply["code"] == "no_session" else BridgeError)(f"bridge: {reply['message']}")
         if expect and reply["t"] != expect:
             raise BridgeError(f"expected {expect} from bridge, got {reply['t']}")
         return reply
