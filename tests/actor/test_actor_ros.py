@@ -195,3 +195,41 @@ def test_with_use_sim_time_the_control_rate_follows_the_simulated_clock(tmp_path
         assert 60 <= len(by_sim) <= 99, f"{len(by_sim)} commands in 3 simulated seconds (want ~90)"
         wall = commands()[-1]["t"] - t0
         assert wall > 4.5, f"3.2 simulated seconds took only {wall:.1f} s at half speed"
+
+
+def test_deactivating_mid_episode_stores_it_as_aborted_and_reactivation_allows_a_new_one(tmp_path):
+    policy = build_policy(tmp_path / "policy.onnx")
+    probe_out = tmp_path / "probe.jsonl"
+    with ros_processes(tmp_path) as procs:
+        procs.python("robot", "-m", "lwd_actor.fake_robot_node", *NS)
+        start_actor(procs, tmp_path, policy)
+        procs.python("probe", "-m", "lwd_actor.probe_node", *NS, "-p", f"out:={probe_out}")
+        first = episode_cli(procs, "start", "--retry-s", "40", "start", "--task", "pick")
+        assert first["accepted"], first["message"] + procs.log("actor")
+        assert wait_for(lambda: sum(m["topic"] == "joint_commands" for m in probe_lines(probe_out)) > 15, 30)
+        assert episode_cli(procs, "deactivate", "lifecycle", "deactivate")["accepted"]
+        store = EpisodeStore(tmp_path / "store")
+        assert wait_for(lambda: first["episode_id"] in store.ids(), 20), procs.log("actor")
+        ep = store.get(first["episode_id"])
+        assert ep.outcome.reason == "abort" and ep.outcome.note == "actor deactivated" and ep.num_steps > 10
+        n = sum(m["topic"] == "joint_commands" for m in probe_lines(probe_out))
+        time.sleep(1.0)
+        assert sum(m["topic"] == "joint_commands" for m in probe_lines(probe_out)) == n  # inactive: no commands
+        assert episode_cli(procs, "activate", "lifecycle", "activate")["accepted"]
+        second = episode_cli(procs, "start2", "--retry-s", "20", "start", "--task", "pick")
+        assert second["accepted"] and second["episode_id"] != first["episode_id"]
+
+
+def test_ctrl_c_during_an_episode_still_stores_it(tmp_path):
+    policy = build_policy(tmp_path / "policy.onnx")
+    with ros_processes(tmp_path) as procs:
+        procs.python("robot", "-m", "lwd_actor.fake_robot_node", *NS)
+        actor = start_actor(procs, tmp_path, policy)
+        started = episode_cli(procs, "start", "--retry-s", "40", "start", "--task", "pick")
+        assert started["accepted"], started["message"] + procs.log("actor")
+        time.sleep(1.0)
+        procs.stop(actor)  # SIGINT, as Ctrl-C
+        assert actor.returncode == 0, procs.log("actor")
+        ep = EpisodeStore(tmp_path / "store").get(started["episode_id"])
+        assert ep.outcome.reason == "abort" and ep.num_steps > 10
+        assert "Traceback" not in procs.log("actor")

@@ -3,6 +3,7 @@
     python -m lwd_actor.episode_cli --ns /robot0 start --task pick --instruction "pick up the cube"
     python -m lwd_actor.episode_cli --ns /robot0 stop [--abort] [--reason why]
     python -m lwd_actor.episode_cli --ns /robot0 label --success|--failure [--note text]
+    python -m lwd_actor.episode_cli --ns /robot0 lifecycle deactivate|activate|cleanup|configure
 
 Prints the response as one JSON line. `--retry-s` keeps retrying a refused
 `start` (e.g. while the actor has no camera frames yet). Exit 0 if accepted.
@@ -16,9 +17,18 @@ import sys
 import time
 
 import rclpy
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState
 from rclpy.node import Node
 
 from lwd_msgs.srv import LabelEpisode, StartEpisode, StopEpisode
+
+TRANSITIONS = {
+    "configure": Transition.TRANSITION_CONFIGURE,
+    "activate": Transition.TRANSITION_ACTIVATE,
+    "deactivate": Transition.TRANSITION_DEACTIVATE,
+    "cleanup": Transition.TRANSITION_CLEANUP,
+}
 
 
 def call(node: Node, srv_type, name: str, request, timeout: float):
@@ -48,11 +58,20 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--success", action="store_true")
     g.add_argument("--failure", action="store_true")
     lb.add_argument("--note", default="")
+    lc = sub.add_parser("lifecycle")
+    lc.add_argument("transition", choices=sorted(TRANSITIONS))
     a = p.parse_args(argv)
     base = f"{a.ns.rstrip('/')}/{a.node}"
     rclpy.init()
     node = Node("lwd_episode_cli")
     try:
+        if a.cmd == "lifecycle":
+            req = ChangeState.Request(transition=Transition(id=TRANSITIONS[a.transition]))
+            resp = call(node, ChangeState, f"{base}/change_state", req, a.timeout)
+            ok = resp is not None and resp.success
+            print(json.dumps({"accepted": ok, "episode_id": "", "message": a.transition + (" ok" if ok else " failed")}),
+                  flush=True)
+            return 0 if ok else 1
         if a.cmd == "start":
             srv, name, req = StartEpisode, "start_episode", StartEpisode.Request(task=a.task, instruction=a.instruction)
         elif a.cmd == "stop":
