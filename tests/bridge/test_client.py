@@ -78,3 +78,18 @@ def test_policy_cache_keeps_two_versions_and_refuses_bad_hashes(tmp_path):
     with pytest.raises(PolicyHashMismatch):
         cache.install(_info("v000004", b"v4"), cache.tmp_path)
     assert [p.version for p in cache.local()] == ["v000002", "v000003"] and not cache.tmp_path.exists()
+
+
+def test_chunks_are_cut_early_when_their_images_get_big(tmp_path):
+    c = BridgeClient(ClientConfig(endpoint=free_endpoint(), robot_id="robot0", spool_dir=str(tmp_path / "spool"),
+                                  steps_per_chunk=15, max_chunk_bytes=5000))
+    try:
+        meta = make_meta("robot0", 0)
+        c.begin(meta)
+        for s in make_steps(6, seed=0):  # ~2.1 kB of images per step
+            c.add_step(s)
+        c.end(outcome(6, 0))
+        frames = sorted(p.name for p in (c.spool.episodes_dir / meta.episode_id).iterdir())
+        assert len(frames) == 1 + 2 + 1  # begin, two chunks of 3 steps, end
+    finally:
+        c.close()

@@ -60,6 +60,7 @@ class ClientConfig:
     spool_dir: str
     policy_dir: str = ""  # default: <spool_dir>/policies
     steps_per_chunk: int = 15  # 0.5 s of steps per ep_chunk frame at 30 Hz
+    max_chunk_bytes: int = 4 << 20  # ...or fewer steps when their images reach this (stay under frame limits)
     ack_timeout_s: float = 1.0  # first resend after this long without an ack
     max_backoff_s: float = 8.0
     max_in_flight: int = 64  # unacknowledged frames on the wire at once
@@ -138,7 +139,7 @@ class BridgeClient:
         self._hello_attempts = 0
         self._meta: EpisodeMeta | None = None
         self._steps: list[StepRecord] = []
-        self._chunk_start = 0
+        self._chunk_start = self._chunk_bytes = 0
         self._seq = 0
         self._req_sock: zmq.Socket | None = None
         self._notices: list[bytes] = []
@@ -163,7 +164,7 @@ class BridgeClient:
         check_episode_id(meta.episode_id)
         if meta.robot_id != self.config.robot_id:
             raise ValueError(f"episode robot_id {meta.robot_id!r} != client robot_id {self.config.robot_id!r}")
-        self._meta, self._steps, self._chunk_start, self._seq = meta, [], 0, 0
+        self._meta, self._steps, self._chunk_start, self._chunk_bytes, self._seq = meta, [], 0, 0, 0
         frame = protocol.encode("ep_begin", episode_id=meta.episode_id, seq=0, meta=meta_to_dict(meta))
         self._put(("frame", meta.episode_id, 0, frame, False))
 
@@ -174,7 +175,9 @@ class BridgeClient:
         if missing:
             raise ValueError(f"step {step.step} lacks camera frames {missing}")
         self._steps.append(step)
-        if len(self._steps) - self._chunk_start >= self.config.steps_per_chunk:
+        self._chunk_bytes += sum(len(f) for f in step.images.values())
+        if (len(self._steps) - self._chunk_start >= self.config.steps_per_chunk
+                or self._chunk_bytes >= self.config.max_chunk_bytes):
             self._cut_chunk()
 
     def end(self, outcome: EpisodeOutcome) -> None:
@@ -198,7 +201,7 @@ class BridgeClient:
     def _cut_chunk(self) -> None:
         assert self._meta is not None
         steps = self._steps[self._chunk_start:]
-        self._chunk_start = len(self._steps)
+        self._chunk_start, self._chunk_bytes = len(self._steps), 0
         self._seq += 1
         self._put(("chunk", self._meta.episode_id, self._seq, steps, tuple(self._meta.cameras)))
 
