@@ -65,3 +65,11 @@ def test_sim_robot_exits_with_a_clear_message_on_bad_parameters(tmp_path, param,
         proc = procs.python("sim", "-m", "lwd_sim.sim_robot_node", "--ros-args", "-p", param)
         assert proc.wait(timeout=60) == 2
         assert message in procs.log("sim") and "Traceback" not in procs.log("sim")
+
+
+def test_sim_robot_follows_a_joint_trajectory(tmp_path):
+    with ros_processes(tmp_path) as procs:
+        procs.python("sim", *SIM_ARGS)
+        r = _probe(procs, "--trajectory")
+    assert abs(r["final_q0"] - r["target_q0"]) < 0.05 < abs(r["start_q0"] - r["target_q0"])
+    assert r["other_joints_moved"] < 0.05

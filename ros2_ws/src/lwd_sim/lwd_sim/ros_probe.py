@@ -16,6 +16,7 @@ from rclpy.qos import qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from lwd_common.robot import CAMERA_NAMES, JOINT_NAMES
 from lwd_msgs.msg import TaskStatus
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=40.0)
     ap.add_argument("--delta", type=float, default=0.3, help="command offset for left_arm_joint1 (rad)")
     ap.add_argument("--instruction", default="")
+    ap.add_argument("--trajectory", action="store_true", help="command via joint_trajectory instead")
     args = ap.parse_args(argv)
     rclpy.init()
     node = rclpy.create_node("sim_probe")
@@ -47,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     node.create_subscription(TaskStatus, f"{ns}/task_status", statuses.append, 10)
     node.create_subscription(ClockMsg, "/clock", lambda m: clocks.append(m.clock.sec + m.clock.nanosec * 1e-9), 10)
     pub = node.create_publisher(Float64MultiArray, f"{ns}/joint_commands", 10)
+    traj_pub = node.create_publisher(JointTrajectory, f"{ns}/joint_trajectory", 10)
     client = node.create_client(StartEpisode, f"{ns}/sim_robot/reset")
     result: dict = {"ok": False}
     deadline = time.monotonic() + args.timeout
@@ -73,8 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         for v in images.values():
             v.clear()
         t0 = time.monotonic()
+        if args.trajectory:  # one trajectory: the first joint only, reaching the target after 1 s
+            point = JointTrajectoryPoint(positions=[float(target[0])])
+            point.time_from_start.sec = 1
+            traj_pub.publish(JointTrajectory(joint_names=[JOINT_NAMES[0]], points=[point]))
         while time.monotonic() - t0 < args.duration:
-            pub.publish(Float64MultiArray(data=target.tolist()))
+            if not args.trajectory:
+                pub.publish(Float64MultiArray(data=target.tolist()))
             end = time.monotonic() + 0.05
             while time.monotonic() < end:
                 rclpy.spin_once(node, timeout_sec=0.01)
