@@ -43,6 +43,7 @@ from lwd_sim.tasks import TASKS
 COMPOSITION = {"demo": 0.52, "rollout_success": 0.14, "rollout_failure": 0.06, "play": 0.29}
 FAILURE_PRONE = replace(HISTORICAL, p_miss=0.35, p_drop=0.25, p_wrong_item=0.2, p_stall=0.08, max_grasp_attempts=1)
 HISTORICAL_VERSION = "historical-v0"
+STALL_ABORT_STEPS = 90  # 3 s of a frozen rollout
 TELEOP_VERSION = "teleop"
 
 
@@ -86,6 +87,7 @@ def _run_expert(env: LwdSimEnv, obs: dict, rec: _Recorder, expert: ScriptedExper
     """Drive the env with `expert` (and `correction` inside the window); returns last obs, info, reason."""
     info = env._info()
     settle = 0
+    stalled_steps = 0
     for t in range(max_steps):
         in_corr = correction is not None and correction_window[0] <= t < correction_window[1]
         if correction is not None and t in correction_window:
@@ -104,6 +106,10 @@ def _run_expert(env: LwdSimEnv, obs: dict, rec: _Recorder, expert: ScriptedExper
             return obs, info, "sim_failed"
         if trunc:
             return obs, info, "time_limit"
+        # A rollout that has given up is stopped by its operator after a while, not left to the time limit.
+        stalled_steps = stalled_steps + 1 if actor.stalled else 0
+        if stalled_steps > STALL_ABORT_STEPS:
+            return obs, info, "stalled"
     return obs, info, "time_limit"
 
 
