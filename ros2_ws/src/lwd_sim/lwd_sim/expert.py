@@ -25,7 +25,6 @@ from lwd_sim.tasks import (
     PickPlaceTask,
     TaskInstance,
     held_by,
-    home_pose,
     in_drawer,
     in_spot,
     item_spec,
@@ -82,7 +81,6 @@ class ScriptedExpert:
         self.grasp_attempts: dict[str, int] = {}
         self.stalled = False
         self.carry_yaw: dict[str, float] = {}
-        self.home = home_pose()
 
     def reset(self) -> None:
         """Forget the plan (after someone else moved the robot); the next call replans from the sim."""
