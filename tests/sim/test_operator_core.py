@@ -82,3 +82,21 @@ def test_time_limit_ends_the_episode_as_failure():
 def test_bad_rules_are_refused():
     with pytest.raises(ValueError, match="time_limit_s"):
         OperatorRules(time_limit_s=0)
+
+
+def test_a_gripper_heading_into_the_table_is_taken_over_as_drift():
+    brain = OperatorBrain(RULES)
+    brain.start_episode(0.0)
+    inside = np.array([[0.4, 0.2, 0.95], [0.4, -0.2, 0.95]])
+    into_table = np.array([[0.4, 0.2, 0.70], [0.4, -0.2, 0.95]])
+    moving = Q + 1.0
+    assert brain.observe(1.5, moving, NOTHING, inside) == Decision.NONE
+    assert brain.observe(1.6, moving + 0.5, NOTHING, into_table) == Decision.ENGAGE
+    assert brain.reason == "drift"
+
+
+def test_drift_is_ignored_during_the_startup_grace():
+    brain = OperatorBrain(RULES)
+    brain.start_episode(0.0)
+    outside = np.array([[1.2, 0.0, 0.9], [0.4, -0.2, 0.95]])
+    assert brain.observe(0.2, Q, NOTHING, outside) == Decision.NONE

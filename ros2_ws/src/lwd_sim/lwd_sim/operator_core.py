@@ -1,7 +1,8 @@
 """The simulated teleoperator's judgement, ROS-free: when to press the pedal, release it, and end episodes.
 
 A human operator watching a learning robot steps in when the policy stalls (the
-arm barely moves for a while) or makes no progress (no new sub-task for a while),
+arm barely moves for a while), drifts (a gripper leaves the workspace or heads into
+the table) or makes no progress (no new sub-task for a while),
 drives the robot until it has made progress again, releases, and at the end
 labels the episode from what they see (here: the simulator's success signal).
 `OperatorBrain.observe` implements those rules and returns one decision per call.
@@ -29,6 +30,10 @@ class OperatorRules:
     settle_s: float = 0.3  # wait after success before stopping the episode
     time_limit_s: float = 60.0  # stop and label failure after this long
     intervene: bool = True  # false: only label (pure autonomous evaluation)
+    # The policy drifts if a tool centre point leaves this box (x, y, z ranges in metres, world frame):
+    # off the reachable table area, or down into the table top (0.75 m).
+    workspace: tuple[tuple[float, float], tuple[float, float], tuple[float, float]] = (
+        (0.15, 0.85), (-0.6, 0.6), (0.76, 1.4))
 
     def __post_init__(self) -> None:
         for name in ("stall_window_s", "no_progress_s", "time_limit_s"):
@@ -79,7 +84,15 @@ class OperatorBrain:
         qs = np.stack([h[1] for h in self.history])
         return float(np.max(qs.max(0) - qs.min(0))) < self.rules.stall_motion_rad
 
-    def observe(self, t: float, joint_pos: np.ndarray, p: Progress) -> Decision:
+    def _drifted(self, tcp: np.ndarray | None) -> bool:
+        if tcp is None:
+            return False
+        box = np.asarray(self.rules.workspace, float)
+        pts = np.atleast_2d(np.asarray(tcp, float))
+        return bool(((pts < box[:, 0]) | (pts > box[:, 1])).any())
+
+    def observe(self, t: float, joint_pos: np.ndarray, p: Progress, tcp: np.ndarray | None = None) -> Decision:
+        """One decision per control tick; `tcp` ([2, 3] tool centre points) enables the drift rule."""
         r = self.rules
         stalled = self._stalled(t, joint_pos)
         if p.subtasks_done > self.best_subtasks:
@@ -114,11 +127,12 @@ class OperatorBrain:
         if t - self.start_time < r.startup_grace_s:
             return Decision.NONE
         no_progress = t - self.last_progress_time > r.no_progress_s
-        if stalled or no_progress:
+        drifted = self._drifted(tcp)
+        if stalled or no_progress or drifted:
             self.engaged = True
             self.engaged_since = t
             self.subtasks_at_engage = p.subtasks_done
             self.interventions += 1
-            self.reason = "stall" if stalled else "no_progress"
+            self.reason = "drift" if drifted else ("stall" if stalled else "no_progress")
             return Decision.ENGAGE
         return Decision.NONE

@@ -198,8 +198,12 @@ class SimOperatorNode(Node):
             self._set_pedal(False)
             self._enter(Phase.LABELLING)
             return
+        tcp = None
+        if self.scene is not None:
+            self.mirror.mirror(self.scene["qpos"], self.scene["command"], self.scene["held"])
+            tcp = np.stack([self.mirror.tcp_pose(s)[0] for s in ("left", "right")])
         decision = self.brain.observe(self.now(), self.joints, Progress(self.status.success, self.status.failed,
-                                                                         int(self.status.subtasks_done)))
+                                                                         int(self.status.subtasks_done)), tcp)
         if decision in (Decision.STOP_SUCCESS, Decision.STOP_FAILURE):
             self.label_success = decision == Decision.STOP_SUCCESS
             self._set_pedal(False)
@@ -217,7 +221,6 @@ class SimOperatorNode(Node):
     def _drive(self) -> None:
         if self.scene is None:
             return
-        self.mirror.mirror(self.scene["qpos"], self.scene["command"], self.scene["held"])
         if self.expert is None:
             inst = get_task(self.scene["task"]).sample(self.rng, self.scene["instruction"])
             self.expert = ScriptedExpert(self.mirror, inst, DEMO, self.rng)
