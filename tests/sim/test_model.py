@@ -73,3 +73,20 @@ def test_gripper_joint_reports_finger_opening(sim):
         sim.apply(q)
     assert sim.joint_positions()[14] == pytest.approx(0.02, abs=3e-3)
     assert sim.joint_positions()[15] == pytest.approx(0.08, abs=3e-3)
+
+
+def test_a_mirror_reproduces_another_sims_scene(sim):
+    from lwd_sim.tasks import get_task
+
+    inst = get_task("grocery_pick_place").sample(np.random.default_rng(0))
+    inst.reset_sim(sim)
+    mirror = G1Sim(SimConfig(16, 16))
+    try:
+        mirror.mirror(sim.data.qpos.copy(), sim.command, {"left": "red_can"})
+        assert mirror.tcp_pose("left")[0] == pytest.approx(sim.tcp_pose("left")[0])
+        assert mirror.body_pos(inst.target_items[0]) == pytest.approx(sim.body_pos(inst.target_items[0]))
+        assert mirror.held == {"left": "red_can", "right": None}
+        with pytest.raises(ValueError, match="nq"):
+            mirror.mirror(np.zeros(3), sim.command, {})
+    finally:
+        mirror.close()
