@@ -121,3 +121,12 @@ def test_grocery_item_sets_vary_and_always_hold_the_target():
         assert inst.target_items[0] in inst.items and len(inst.items) >= 2
         sets.add(frozenset(inst.items))
     assert len(sets) >= 4
+
+
+def test_long_task_score_is_stepwise_with_half_credit(sim):
+    inst = get_task("drawer_restock").sample(np.random.default_rng(0))
+    inst.drawer_opening = 0.1  # half open: the open_drawer sub-task is partly done
+    inst.reset_sim(sim)
+    status = inst.evaluate(sim)
+    assert status.subtask_scores == (0.5, 0.0, 0.0, 0.0, 0.0, 0.0)
+    assert status.subtasks_done == 0 and status.score == pytest.approx(0.5 / 6)

@@ -90,6 +90,7 @@ class LwdSimEnv:
             "subtasks_done": st.subtasks_done,
             "subtasks_total": st.subtasks_total,
             "subtask_flags": st.done_flags,
+            "subtask_scores": st.subtask_scores,
             "score": st.score,
             "step": self.steps,
             "time_limit_steps": self.instance.time_limit_steps,

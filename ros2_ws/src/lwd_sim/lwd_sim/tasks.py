@@ -21,6 +21,7 @@ from lwd_sim.sim import G1Sim
 OFF_TABLE_Z = TABLE_TOP_Z - 0.1
 DRAWER_OPEN_ENOUGH = 0.17
 DRAWER_CLOSED_BELOW = 0.02
+DRAWER_TRAVEL_HALF = scene.DRAWER_TRAVEL / 2
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,12 @@ class TaskStatus:
     subtasks_total: int
     subtask_names: tuple[str, ...]
     done_flags: tuple[bool, ...]
+    subtask_scores: tuple[float, ...]  # best so far per sub-task: 1 done, 0.5 partly, 0 not
 
     @property
     def score(self) -> float:
-        return 1.0 if self.success else self.subtasks_done / max(self.subtasks_total, 1)
+        """The paper's step-wise score: mean of per-sub-task 1 / 0.5 / 0 (1 on success)."""
+        return 1.0 if self.success else float(np.mean(self.subtask_scores)) if self.subtask_scores else 0.0
 
 
 @lru_cache(maxsize=1)
@@ -98,10 +101,10 @@ class TaskInstance:
     drawer_opening: float
     target_items: tuple[str, ...]
     spot: str | None = None
-    _latched: list[bool] = field(default_factory=list)
+    _latched: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._latched = [False] * len(self.task.subtasks)
+        self._latched = [0.0] * len(self.task.subtasks)
 
     @property
     def time_limit_steps(self) -> int:
@@ -109,16 +112,16 @@ class TaskInstance:
 
     def reset_sim(self, sim: G1Sim) -> None:
         sim.reset(self.arm_q, self.items, self.drawer_opening)
-        self._latched = [False] * len(self.task.subtasks)
+        self._latched = [0.0] * len(self.task.subtasks)
 
     def evaluate(self, sim: G1Sim) -> TaskStatus:
         now, success, failed = self.task.judge(self, sim)
-        self._latched = [bool(a or b) for a, b in zip(self._latched, now, strict=True)]
+        self._latched = [max(a, float(b)) for a, b in zip(self._latched, now, strict=True)]
         if success:
-            self._latched = [True] * len(self._latched)
-        done = sum(self._latched)
-        return TaskStatus(bool(success), bool(failed and not success), int(done), len(self._latched), self.task.subtasks,
-                          tuple(self._latched))
+            self._latched = [1.0] * len(self._latched)
+        flags = tuple(v >= 1.0 for v in self._latched)
+        return TaskStatus(bool(success), bool(failed and not success), int(sum(flags)), len(self._latched),
+                          self.task.subtasks, flags, tuple(self._latched))
 
 
 def held_by(sim: G1Sim, item: str) -> str | None:
@@ -132,6 +135,18 @@ def in_spot(sim: G1Sim, item: str, spot: str) -> bool:
     s = spot_spec(spot)
     p = sim.body_pos(item)
     return bool(np.linalg.norm(p[:2] - np.array(s.xy)) < s.radius and p[2] < rest_z(item) + 0.015)
+
+
+def near_tcp(sim: G1Sim, item: str, radius: float = 0.05) -> bool:
+    """A gripper's TCP is within `radius` of the item: a grasp attempt (half credit)."""
+    p = sim.body_pos(item)
+    return any(float(np.linalg.norm(sim.tcp_pose(s)[0] - p)) < radius for s in ("left", "right"))
+
+
+def over_drawer(sim: G1Sim, item: str) -> bool:
+    d, p = sim.body_pos("drawer"), sim.body_pos(item)
+    hx, hy, _ = scene.DRAWER_HALF
+    return bool(abs(p[0] - d[0]) < hx and abs(p[1] - d[1]) < hy)
 
 
 def in_drawer(sim: G1Sim, item: str) -> bool:
@@ -150,8 +165,8 @@ class Task:
     def sample(self, rng: np.random.Generator, instruction: str | None = None) -> TaskInstance:
         raise NotImplementedError
 
-    def judge(self, inst: TaskInstance, sim: G1Sim) -> tuple[list[bool], bool, bool]:
-        """(sub-tasks satisfied now, success, failed)."""
+    def judge(self, inst: TaskInstance, sim: G1Sim) -> tuple[list[float], bool, bool]:
+        """(per sub-task now: 1 done, 0.5 partly, 0 not; success; failed)."""
         raise NotImplementedError
 
     def _check_instruction(self, instruction: str | None, rng: np.random.Generator) -> str:
@@ -214,7 +229,8 @@ class PickPlaceTask(Task):
         over_spot = bool(np.linalg.norm(p[:2] - np.array(s.xy)) < s.radius)
         placed = in_spot(sim, target, spot) and not held
         lifted = held and p[2] > rest_z(target) + 0.04
-        now = [held, lifted, over_spot and (held or placed), placed]
+        now = [1.0 if held else 0.5 * near_tcp(sim, target), float(lifted), float(over_spot and (held or placed)),
+               float(placed)]
         failed = bool(p[2] < OFF_TABLE_Z)
         return now, placed, failed
 
@@ -246,15 +262,22 @@ class DrawerRestockTask(Task):
                                     rest_z(name) + 0.002, rng.uniform(-0.6, 0.6)])
         return TaskInstance(self, text, items, _arm_start(rng), float(rng.uniform(0.0, 0.015)), (a, b))
 
-    def judge(self, inst: TaskInstance, sim: G1Sim) -> tuple[list[bool], bool, bool]:
+    def judge(self, inst: TaskInstance, sim: G1Sim) -> tuple[list[float], bool, bool]:
         a, b = inst.target_items
         opening = sim.drawer_opening()
         a_in = in_drawer(sim, a) and held_by(sim, a) is None
         b_in = in_drawer(sim, b) and held_by(sim, b) is None
         closed = opening < DRAWER_CLOSED_BELOW
         success = a_in and b_in and closed and held_by(sim, "drawer") is None
-        now = [opening > DRAWER_OPEN_ENOUGH, held_by(sim, a) is not None or a_in, a_in,
-               held_by(sim, b) is not None or b_in, b_in, success]
+        def grasp(item: str, inside: bool) -> float:
+            return 1.0 if held_by(sim, item) is not None or inside else 0.5 * near_tcp(sim, item)
+
+        def place(item: str, inside: bool) -> float:
+            return 1.0 if inside else 0.5 * (held_by(sim, item) is not None and over_drawer(sim, item))
+
+        now = [1.0 if opening > DRAWER_OPEN_ENOUGH else 0.5 * (opening > DRAWER_OPEN_ENOUGH / 2),
+               grasp(a, a_in), place(a, a_in), grasp(b, b_in), place(b, b_in),
+               1.0 if success else 0.5 * (a_in and b_in and opening < DRAWER_TRAVEL_HALF)]
         failed = any(sim.body_pos(n)[2] < OFF_TABLE_Z for n in (a, b))
         return now, success, failed
 
