@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lwd_common.robot import CAMERA_NAMES, CHUNK_HORIZON, NUM_JOINTS
+from lwd_common.robot import CAMERA_NAMES, CHUNK_HORIZON, CONTROL_HZ, NUM_JOINTS
 from lwd_sim.expert import DEMO, ExpertConfig, ScriptedExpert
 from lwd_sim.sim import G1Sim, SimConfig
 from lwd_sim.tasks import ALL_INSTRUCTIONS, TaskInstance, TaskStatus, get_task
@@ -142,6 +142,7 @@ class EvalResult:
     mean_score: float
     mean_steps: float
     per_episode: tuple[dict, ...]
+    mean_cycle_time_s: float = 0.0  # successes: their duration; failures: clipped to the time limit
 
 
 def evaluate(vec: VecEnv, policy: ChunkPolicy, episodes_per_env: int = 1, execute_steps: int = CHUNK_HORIZON,
@@ -173,8 +174,9 @@ def evaluate(vec: VecEnv, policy: ChunkPolicy, episodes_per_env: int = 1, execut
                 if done.all():
                     break
     n = len(results)
+    cycle = [(r["step"] if r["success"] else r["time_limit_steps"]) / CONTROL_HZ for r in results]
     return EvalResult(n, float(np.mean([r["success"] for r in results])), float(np.mean([r["score"] for r in results])),
-                      float(np.mean([r["step"] for r in results])), tuple(results))
+                      float(np.mean([r["step"] for r in results])), tuple(results), float(np.mean(cycle)))
 
 
 def _merge_obs(prev: Obs, new: list[Obs | None]) -> Obs:

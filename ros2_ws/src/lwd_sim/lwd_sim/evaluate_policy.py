@@ -112,10 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         r = evaluate_policy(args.policy, task, args.episodes, args.num_envs, args.image_size, args.execute_steps,
                             args.seed)
-        print(f"{task:20s} success {r.success_rate:.2f}  score {r.mean_score:.2f}  steps {r.mean_steps:6.1f}  "
+        print(f"{task:20s} success {r.success_rate:.2f}  score {r.mean_score:.2f}  cycle {r.mean_cycle_time_s:5.1f} s  "
               f"episodes {r.episodes}  ({time.perf_counter() - t0:.1f} s)")
         summary["tasks"][task] = {"success_rate": r.success_rate, "mean_score": r.mean_score,
-                                  "episodes": r.episodes, "mean_steps": r.mean_steps}
+                                  "episodes": r.episodes, "mean_steps": r.mean_steps,
+                                  "mean_cycle_time_s": r.mean_cycle_time_s}
         successes += r.success_rate * r.episodes
         scores += r.mean_score * r.episodes
         total += r.episodes
