@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lwd_sim.expert import DEMO, ExpertConfig, ScriptedExpert
-from lwd_sim.tasks import ALL_INSTRUCTIONS, TASKS, get_task, home_pose
+from lwd_sim.tasks import ALL_INSTRUCTIONS, TASKS, get_task, home_pose, task_of_instruction
 
 
 def _run(sim, task, seed, config=DEMO, instruction=None):
@@ -21,7 +21,8 @@ def _run(sim, task, seed, config=DEMO, instruction=None):
     return inst, status
 
 
-@pytest.mark.parametrize("task,seeds", [("can_to_bin", 6), ("grocery_pick_place", 8), ("drawer_restock", 3)])
+@pytest.mark.parametrize("task,seeds", [("can_to_bin", 6), ("bottle_to_plate", 5), ("box_to_right_bin", 5),
+                                        ("grocery_pick_place", 8), ("drawer_restock", 3), ("sort_groceries", 3)])
 def test_expert_succeeds_on_most_seeds(sim, task, seeds):
     results = [_run(sim, task, seed)[1] for seed in range(seeds)]
     assert sum(r.success for r in results) >= 0.8 * seeds
@@ -77,9 +78,14 @@ def test_unknown_instruction_is_refused_with_the_known_ones():
         get_task("can_to_bin").sample(np.random.default_rng(0), "sing a song")
 
 
-def test_instructions_are_many_and_unique_across_tasks():
-    assert len(ALL_INSTRUCTIONS) == len(set(ALL_INSTRUCTIONS)) >= 12
+def test_every_instruction_has_a_task_id_and_maps_back_to_a_task_that_has_it():
     assert len(TASKS["grocery_pick_place"].instructions) == 12
+    for task in TASKS.values():
+        for text in task.instructions:
+            assert ALL_INSTRUCTIONS.count(text) == 1
+            assert text in TASKS[task_of_instruction(text)].instructions
+    with pytest.raises(ValueError, match="no task"):
+        task_of_instruction("dance")
 
 
 def test_initial_conditions_are_randomised():
@@ -130,3 +136,16 @@ def test_long_task_score_is_stepwise_with_half_credit(sim):
     status = inst.evaluate(sim)
     assert status.subtask_scores == (0.5, 0.0, 0.0, 0.0, 0.0, 0.0)
     assert status.subtasks_done == 0 and status.score == pytest.approx(0.5 / 6)
+
+
+def test_sort_task_needs_every_item_at_its_own_spot(sim):
+    task = get_task("sort_groceries")
+    assert len(task.subtasks) == 6 and len(task.instructions) == 24 and task.time_limit_s >= 120
+    inst, status = _run(sim, "sort_groceries", 0)
+    assert status.success
+    a, b = inst.target_items[:2]
+    pa, pb = sim.body_pos(a).copy(), sim.body_pos(b).copy()
+    qa, qb = sim.data.joint(f"{a}_free").qpos, sim.data.joint(f"{b}_free").qpos
+    qa[:2], qb[:2] = pb[:2], pa[:2]  # swap two placed items: each is now at the other's spot
+    sim.apply(sim.command)
+    assert not inst.task.judge(inst, sim)[1]

@@ -23,6 +23,7 @@ from lwd_sim.tasks import (
     DRAWER_OPEN_ENOUGH,
     DrawerRestockTask,
     PickPlaceTask,
+    SortTask,
     TaskInstance,
     held_by,
     in_drawer,
@@ -127,7 +128,7 @@ class ScriptedExpert:
         if self.stalled or (self.config.p_stall > 0 and self.rng.random() < self.config.p_stall):
             self.stalled = True
             return
-        if isinstance(self.inst.task, PickPlaceTask):
+        if isinstance(self.inst.task, PickPlaceTask | SortTask):
             wps = self._plan_pick_place()
         elif isinstance(self.inst.task, DrawerRestockTask):
             wps = self._plan_drawer()
@@ -200,20 +201,25 @@ class ScriptedExpert:
         return self._grasp_wps(side, item)
 
     def _plan_pick_place(self) -> list[Waypoint]:
-        target, spot = self.inst.target_items[0], self.inst.spot
-        s = spot_spec(spot)
+        """Place what is held at its goal spot, else pick the first goal item not yet in its spot."""
+        goals = dict(zip(self.inst.target_items, self.inst.goal_spots or (self.inst.spot,), strict=True))
         held_side = next((side for side, h in self.sim.held.items() if h is not None), None)
         if held_side is not None:
             item = self.sim.held[held_side]
+            s = spot_spec(goals.get(item, next(iter(goals.values()))))
             return self._place_wps(held_side, item, np.array(s.xy), rest_z(item) + 0.01)
-        if in_spot(self.sim, target, spot):
-            return []  # done: hold still
-        item = target
-        if self.config.p_wrong_item > 0 and self.rng.random() < self.config.p_wrong_item:
-            others = [n for n in self.inst.items if n != target]
-            item = others[int(self.rng.integers(len(others)))]
-        side = self._side_for(s.xy[1]) if abs(s.xy[1]) > 0.1 else self._side_for(self.sim.body_pos(item)[1])
-        return self._grasp_or_give_up(side, item)
+        for target, spot in goals.items():
+            if in_spot(self.sim, target, spot):
+                continue
+            s = spot_spec(spot)
+            item = target
+            if self.config.p_wrong_item > 0 and self.rng.random() < self.config.p_wrong_item:
+                others = [n for n in self.inst.items if n not in goals]
+                if others:
+                    item = others[int(self.rng.integers(len(others)))]
+            side = self._side_for(s.xy[1]) if abs(s.xy[1]) > 0.1 else self._side_for(self.sim.body_pos(item)[1])
+            return self._grasp_or_give_up(side, item)
+        return []  # done: hold still
 
     def _plan_drawer(self) -> list[Waypoint]:
         a, b = self.inst.target_items

@@ -8,6 +8,7 @@ so the score (fraction of sub-tasks done) never decreases within an episode.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -101,6 +102,7 @@ class TaskInstance:
     drawer_opening: float
     target_items: tuple[str, ...]
     spot: str | None = None
+    goal_spots: tuple[str, ...] = ()  # SortTask: the spot of each target item
     _latched: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -282,6 +284,49 @@ class DrawerRestockTask(Task):
         return now, success, failed
 
 
+class SortTask(Task):
+    """Long horizon: put three items each at its own spot (grasp + place per item: 6 sub-tasks)."""
+
+    def __init__(self, name: str = "sort_groceries", time_limit_s: float = 120.0):
+        self.name = name
+        self.time_limit_s = time_limit_s
+        self.subtasks = tuple(f"{verb}_{k}" for k in ("first", "second", "third") for verb in ("grasp", "place"))
+        spots = [s.name for s in SPOTS]
+        preposition = {"left_bin": "in", "right_bin": "in", "plate": "on"}
+        self._goals: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        names = [i.name for i in ITEMS]
+        for skip in names:  # three of the four items, each to one of the three spots
+            chosen = [n for n in names if n != skip]
+            for perm in itertools.permutations(spots):
+                parts = [f"the {item_spec(i).words} {preposition[p]} the {spot_spec(p).words}"
+                         for i, p in zip(chosen, perm, strict=True)]
+                text = f"put {parts[0]}, {parts[1]} and {parts[2]}"
+                self._goals[text] = (tuple(chosen), tuple(perm))
+        self.instructions = tuple(self._goals)
+
+    def sample(self, rng: np.random.Generator, instruction: str | None = None) -> TaskInstance:
+        text = self._check_instruction(instruction, rng)
+        chosen, spots = self._goals[text]
+        xy = _sample_positions(rng, len(chosen), (0.38, 0.52), (-0.2, 0.2), 0.1)
+        items = {name: np.array([p[0], p[1], rest_z(name) + 0.002, rng.uniform(-0.6, 0.6)])
+                 for name, p in zip(chosen, xy, strict=True)}
+        return TaskInstance(self, text, items, _arm_start(rng), 0.0, chosen, None, spots)
+
+    def judge(self, inst: TaskInstance, sim: G1Sim) -> tuple[list[float], bool, bool]:
+        now: list[float] = []
+        placed_all = True
+        for item, spot in zip(inst.target_items, inst.goal_spots, strict=True):
+            held = held_by(sim, item) is not None
+            placed = in_spot(sim, item, spot) and not held
+            s = spot_spec(spot)
+            over = bool(np.linalg.norm(sim.body_pos(item)[:2] - np.array(s.xy)) < s.radius)
+            now.append(1.0 if held or placed else 0.5 * near_tcp(sim, item))
+            now.append(1.0 if placed else 0.5 * (held and over))
+            placed_all = placed_all and placed
+        failed = any(sim.body_pos(n)[2] < OFF_TABLE_Z for n in inst.target_items)
+        return now, placed_all, failed
+
+
 _ALL_ITEMS = tuple(i.name for i in ITEMS)
 TASKS: dict[str, Task] = {
     t.name: t
@@ -289,9 +334,14 @@ TASKS: dict[str, Task] = {
         # The easy task: one instruction, the can on the left arm's side, two distractors anywhere.
         PickPlaceTask("can_to_bin", _ALL_ITEMS[:3], ("red_can",), ("left_bin",), time_limit_s=8.0,
                       target_region=((0.40, 0.50), (0.04, 0.20))),
+        PickPlaceTask("bottle_to_plate", _ALL_ITEMS, ("blue_bottle",), ("plate",), time_limit_s=8.0, min_items=3,
+                      target_region=((0.40, 0.50), (-0.12, 0.12))),
+        PickPlaceTask("box_to_right_bin", _ALL_ITEMS, ("green_box",), ("right_bin",), time_limit_s=8.0,
+                      min_items=3, target_region=((0.40, 0.50), (-0.20, -0.04))),
         PickPlaceTask("grocery_pick_place", _ALL_ITEMS, _ALL_ITEMS, tuple(s.name for s in SPOTS),
                       time_limit_s=10.0, min_items=2),
         DrawerRestockTask(),
+        SortTask(),
     )
 }
 
