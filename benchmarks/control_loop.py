@@ -11,6 +11,11 @@ the whole episode in one msgpack call at its end).
 Episodes of `--episode-s` seconds are started, stopped and labelled back to back.
 
     .venv/bin/python benchmarks/control_loop.py [--seconds 120] [--realtime-priority 0]
+    .venv/bin/python benchmarks/control_loop.py --ros [--seconds 120] [--realtime-priority 10]
+
+`--ros` measures the real node instead: fake robot (three 224x224 cameras + joints),
+`lwd_actor.actor_node` and a probe as separate processes over DDS (own ROS domain,
+localhost); figures are read from the actor's /diagnostics after one long episode.
 
 Prints: tick period p50, jitter p50/p99/max (|period - 33.33 ms|), missed ticks,
 chunk-boundary stalls (timeline ran dry after having had targets), inference
@@ -21,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -62,8 +69,63 @@ def limits() -> JointLimits:
     return JointLimits(JOINT_NAMES, np.full(n, -3.0), np.full(n, 3.0), np.full(n, 3.0), np.full(n, 10.0))
 
 
+def run_ros(a: argparse.Namespace) -> int:
+    tmp = Path(tempfile.mkdtemp(prefix="lwd_bench_ros_"))
+    policy = a.policy or str(default_policy(tmp / "default.onnx"))
+    urdf = tmp / "robot.urdf"
+    urdf.write_text("<robot name='bench'><link name='base'/>" + "".join(
+        f"<joint name='{n}' type='revolute'><parent link='base'/><child link='{n}_l'/>"
+        f"<limit lower='-3' upper='3' velocity='3' effort='10'/></joint><link name='{n}_l'/>" for n in JOINT_NAMES)
+        + "</robot>")
+    env = dict(os.environ, ROS_DOMAIN_ID=str(150 + os.getpid() % 50), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+               RMW_IMPLEMENTATION="rmw_fastrtps_cpp", PYTHONUNBUFFERED="1")
+    ns = ["--ros-args", "-r", "__ns:=/robot0"]
+    config = Path(__file__).resolve().parents[1] / "ros2_ws/src/lwd_actor/config/actor.yaml"
+    probe = tmp / "probe.jsonl"
+
+    def start(name: str, *args: str) -> subprocess.Popen:
+        log = open(tmp / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
+        return subprocess.Popen([sys.executable, "-m", *args], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+    procs = [
+        start("robot", "lwd_actor.fake_robot_node", *ns, "-p", f"image_size:={a.image_size}"),
+        start("actor", "lwd_actor.actor_node", *ns, "--params-file", str(config), "-p", f"policy_path:={policy}",
+              "-p", f"urdf_path:={urdf}", "-p", f"store_dir:={tmp / 'store'}",
+              "-p", f"realtime_priority:={a.realtime_priority}",
+              "-p", f"process_realtime_priority:={a.process_priority}", "-p", f"episode_time_limit_s:={a.seconds + 60}"),
+        start("probe", "lwd_actor.probe_node", *ns, "-p", f"out:={probe}"),
+    ]
+    try:
+        cli = [sys.executable, "-m", "lwd_actor.episode_cli", "--ns", "/robot0"]
+        r = subprocess.run([*cli, "--retry-s", "60", "start", "--task", "bench"], env=env, capture_output=True,
+                           text=True)
+        if '"accepted": true' not in r.stdout:
+            print("could not start an episode:", r.stdout, (tmp / "actor.log").read_text()[-2000:])
+            return 1
+        time.sleep(a.seconds)
+        diags = [json.loads(line) for line in probe.read_text().splitlines() if '"diagnostics"' in line]
+        v = diags[-1]["values"]
+        subprocess.run([*cli, "stop", "--abort"], env=env, capture_output=True)
+    finally:
+        for p in reversed(procs):
+            os.killpg(p.pid, signal.SIGINT)
+            p.wait(20)
+    print(f"actor node over DDS, {a.seconds:g} s episode, {a.image_size}x{a.image_size} x3 cameras, "
+          f"realtime_priority {a.realtime_priority} ({v.get('scheduling', 'SCHED_OTHER')}), "
+          f"process_realtime_priority {a.process_priority}")
+    print(f"  tick period p50 {float(v['period_p50_ms']):.3f} ms; jitter p50 {float(v['jitter_p50_ms']):.3f} / "
+          f"p99 {float(v['jitter_p99_ms']):.3f} / max {float(v['jitter_max_ms']):.3f} ms")
+    print(f"  missed ticks {v['missed_ticks']}; chunk-boundary stalls {v['timeline_dry_events']}; "
+          f"inference p50 {float(v['inference_p50_ms']):.2f} / p99 {float(v['inference_p99_ms']):.2f} ms; "
+          f"recorder dropped {v['recorder_dropped_steps']}")
+    print(json.dumps(v))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ros", action="store_true", help="measure the real actor node over DDS")
     ap.add_argument("--seconds", type=float, default=120.0)
     ap.add_argument("--episode-s", type=float, default=30.0)
     ap.add_argument("--image-size", type=int, default=224, help="camera frame size (square)")
@@ -76,6 +138,8 @@ def main() -> int:
                     help="bridge: stream to a real bridge server process (the robot's path); "
                          "directory: local EpisodeStore written at episode end")
     a = ap.parse_args()
+    if a.ros:
+        return run_ros(a)
 
     if a.process_priority > 0:  # threads created from here on inherit it
         set_fifo_priority(a.process_priority)

@@ -63,9 +63,10 @@ def test_commands_flow_pedal_takes_over_and_a_labelled_episode_is_recorded(tmp_p
 
         assert wait_for(lambda: len(commands()) > 10, 30), procs.log("actor")
         t_start = commands()[-1]["t"]
-        time.sleep(3.0)
-        window = [m for m in commands() if t_start < m["t"] <= t_start + 2.0]
-        assert 40 <= len(window) <= 66, f"{len(window)} commands in 2 s\n" + procs.log("actor")
+        time.sleep(4.0)
+        window = [m for m in commands() if t_start < m["t"] <= t_start + 3.0]
+        # 30 Hz = 90 in 3 s; the lower bound leaves room for a heavily shared 2-core machine
+        assert 50 <= len(window) <= 99, f"{len(window)} commands in 3 s\n" + procs.log("actor")
 
         procs.python("teleop", "-m", "lwd_actor.teleop_helper_node", *NS, "-p", "press_after_s:=0.3",
                      "-p", "hold_s:=1.5", "-p", "offset:=0.2")
@@ -158,9 +159,10 @@ def test_bridge_sink_streams_the_episode_and_a_published_policy_is_swapped_in_at
         start_actor(procs, tmp_path, initial, "sink:=bridge", f"bridge_endpoint:={endpoint}",
                     f"spool_dir:={tmp_path / 'spool'}", "command_interface:=joint_trajectory")
         procs.python("probe", "-m", "lwd_actor.probe_node", *NS, "-p", f"out:={probe_out}")
+        # fetched in the background after activation, swapped in at the next episode start
+        assert wait_for(lambda: f"policy {published.version} ready" in procs.log("actor"), 30), procs.log("actor")
         started = episode_cli(procs, "start", "--retry-s", "40", "start", "--task", "pick")
         assert started["accepted"], started["message"] + procs.log("actor")
-        # (the swap may happen on a retried start that was refused for lack of camera frames)
         assert wait_for(lambda: sum(m["topic"] == "joint_trajectory" for m in probe_lines(probe_out)) > 30, 30)
         traj = next(m for m in probe_lines(probe_out) if m["topic"] == "joint_trajectory")
         assert traj["names"][0] == "left_arm_joint1" and len(traj["q"]) == 16

@@ -5,7 +5,7 @@ publishes `teleop/joint_targets` (sensor_msgs/JointState, JOINT_NAMES) at
 `rate_hz`: `target_positions` if given (16 values), else the robot's current
 joint positions plus `offset` (a gentle nudge). `cycles` repeats press/release
 every `period_s`. The schedule's clock starts once a `pedal` subscriber (the actor)
-has been discovered, so slow DDS discovery cannot swallow a press. The pedal state is published at `rate_hz` too, so a late
+has been discovered and a target exists (joint_states received, unless fixed), so slow DDS discovery cannot swallow a press. The pedal state is published at `rate_hz` too, so a late
 subscriber sees it at once.
 
     python -m lwd_actor.teleop_helper_node --ros-args -r __ns:=/robot0 \
@@ -62,8 +62,8 @@ class TeleopHelper(Node):
 
     def tick(self) -> None:
         if self.t0 is None:
-            if self.pedal_pub.get_subscription_count() == 0:
-                return
+            if self.pedal_pub.get_subscription_count() == 0 or (self.fixed is None and self.q is None):
+                return  # no listener yet, or nothing to send: a press now would only make the robot hold
             self.t0 = self.get_clock().now()
             self.get_logger().info("pedal subscriber found: schedule started")
         t = (self.get_clock().now() - self.t0).nanoseconds * 1e-9
