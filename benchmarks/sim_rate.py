@@ -38,7 +38,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--ros", action="store_true", help="also measure the sim_robot ROS node's CPU share")
     args = ap.parse_args()
-    print(f"MUJOCO_GL={os.environ['MUJOCO_GL']}  cpu_count={os.cpu_count()}")
+    print(f"MUJOCO_GL={os.environ['MUJOCO_GL']}  cpu_count={os.cpu_count()}  "
+          f"load average {os.getloadavg()[0]:.1f} (above the core count the node figures undercount: "
+          "a starved node ticks less often)")
 
     sim = G1Sim(SimConfig(64, 64))
     task = get_task("grocery_pick_place")
