@@ -298,3 +298,16 @@ def test_control_steps_follow_the_clock_so_a_late_tick_skips_and_counts_missed_s
     late = rig.core.tick((rig.core.step + 2) * DT, None, rig.worker.poll())
     assert late.step == first.step + 6
     assert rig.core.counters.missed_ticks == 2
+
+
+def test_after_a_stale_hold_the_policy_resumes_from_a_fresh_chunk_without_counting_a_stall(rig):
+    rig.start()
+    for _ in range(5):
+        rig.tick()
+    for _ in range(40):  # inputs frozen: the last observation ages past the timeout
+        rig.tick(obs_ok=False)
+    assert rig.core.counters.stale_events == 1
+    resumed = rig.tick()
+    assert resumed.source is ActionSource.HOLD and resumed.request is not None
+    assert rig.tick().source is ActionSource.POLICY
+    assert rig.core.scheduler.dry_events == 0

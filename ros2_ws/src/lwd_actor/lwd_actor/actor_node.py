@@ -449,7 +449,7 @@ class ActorNode(LifecycleNode):
             "ticks": c.ticks, "missed_ticks": c.missed_ticks, "policy_steps": c.policy_steps, "teleop_steps": c.teleop_steps,
             "hold_steps": sum(c.hold_steps.values()), **{f"hold_{k}": v for k, v in c.hold_steps.items()},
             "timeline_dry_events": core.scheduler.dry_events, "stale_chunks_discarded": c.stale_chunks,
-            "failed_inferences": c.failed_inferences, "inference_superseded": worker.superseded,
+            "failed_inferences": c.failed_inferences, "stale_events": c.stale_events, "inference_superseded": worker.superseded,
             "inference_p50_ms": float(np.percentile(lat, 50)), "inference_p99_ms": float(np.percentile(lat, 99)),
             "position_clamps": core.safety.position_clamps, "velocity_clamps": core.safety.velocity_clamps,
             "nonfinite_holds": core.safety.nonfinite_holds, "input_errors": self._input_errors,

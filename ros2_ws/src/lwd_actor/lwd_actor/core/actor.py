@@ -67,6 +67,7 @@ class Counters:
     hold_steps: dict[str, int] = field(default_factory=dict)
     stale_chunks: int = 0  # results of an older generation (pedal/episode change) discarded
     failed_inferences: int = 0
+    stale_events: int = 0  # times inputs went stale during an episode (each: hold, then a fresh chunk)
     interventions: int = 0  # pedal engagements in the current episode
 
 
@@ -89,6 +90,7 @@ class ActorCore:
         self.teleop_target: np.ndarray | None = None
         self.teleop_stamp = float("-inf")
         self._pedal_was = False
+        self._was_stale = False
         self._episode_steps = 0
         self._generation = 0
         self._inflight: int | None = None  # generation of the request in flight, if any
@@ -191,7 +193,12 @@ class ActorCore:
 
         request = None
         chunk_id = NO_CHUNK
+        was_stale, self._was_stale = self._was_stale, bool(stale)
+        if stale and not was_stale:
+            self.counters.stale_events += 1
         if stale:
+            if not was_stale:
+                self._reset_plan()  # the plan moved on in time while we hold: resume from a fresh chunk
             res = self.safety.hold(self.last_command, HoldReason.STALE)
             source = ActionSource.HOLD
         elif self.pedal:
