@@ -101,11 +101,27 @@ class Agent:
         return jnp.mean(flow_matching_loss(field, params, z, a, rng))
 
     def _bc_update(self, state: AgentState, batch):
+        """BC step; with method 'lwd' also a DIVL step: value learning is in-sample (dataset actions
+        only), so the critic trains alongside BC and QAM starts from a useful critic."""
         rng, k = jax.random.split(state.rng)
         loss, grads = jax.value_and_grad(self.bc_loss)(state.policy, state.norm, batch, k)
         updates, opt = self.bc_tx.update(grads, state.policy_opt, state.policy)
         policy = optax.apply_updates(state.policy, updates)
-        return state.replace(step=state.step + 1, policy=policy, policy_opt=opt, rng=rng), {"bc_loss": loss}
+        state = state.replace(step=state.step + 1, policy=policy, policy_opt=opt, rng=rng)
+        metrics = {"bc_loss": loss}
+        if self.cfg.train.method == "lwd":
+            state, cm = self._critic_step(state, batch)
+            metrics.update(cm)
+        return state, metrics
+
+    def _critic_step(self, state: AgentState, batch):
+        (_, cm), cg = jax.value_and_grad(self.critic_loss, has_aux=True)(
+            state.critic, state.target_critic, state.norm, batch)
+        cu, copt = self.critic_tx.update(cg, state.critic_opt, state.critic)
+        critic = optax.apply_updates(state.critic, cu)
+        ema = self.cfg.divl.ema
+        target = jax.tree.map(lambda t, p: (1 - ema) * t + ema * p, state.target_critic, critic)
+        return state.replace(critic=critic, target_critic=target, critic_opt=copt), cm
 
     # ---- DIVL ---------------------------------------------------------------------------
     def critic_loss(self, params, target, norm, batch):
@@ -165,20 +181,13 @@ class Agent:
 
     def _rl_update(self, state: AgentState, batch):
         rng, k = jax.random.split(state.rng)
-        (_, cm), cg = jax.value_and_grad(self.critic_loss, has_aux=True)(
-            state.critic, state.target_critic, state.norm, batch)
-        cu, copt = self.critic_tx.update(cg, state.critic_opt, state.critic)
-        critic = optax.apply_updates(state.critic, cu)
-        ema = self.cfg.divl.ema
-        target = jax.tree.map(lambda t, p: (1 - ema) * t + ema * p, state.target_critic, critic)
+        state, cm = self._critic_step(state, batch)
         (pl, pm), pg = jax.value_and_grad(self.policy_loss, has_aux=True)(
-            state.policy, state.ref_policy, critic, state.norm, batch, k)
+            state.policy, state.ref_policy, state.critic, state.norm, batch, k)
         pu, popt = self.policy_tx.update(pg, state.policy_opt, state.policy)
         policy = optax.apply_updates(state.policy, pu)
         metrics = {**cm, **pm, "policy_loss": pl}
-        new = state.replace(step=state.step + 1, policy=policy, policy_opt=popt, critic=critic,
-                            target_critic=target, critic_opt=copt, rng=rng)
-        return new, metrics
+        return state.replace(step=state.step + 1, policy=policy, policy_opt=popt, rng=rng), metrics
 
     # ---- inference ----------------------------------------------------------------------
     def _sample_actions(self, params, norm, images, joint_pos, task_id, noise, steps: int):

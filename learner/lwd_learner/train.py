@@ -68,7 +68,8 @@ def restore_session(ckpt_dir: str | Path, cfg: LearnerConfig | None = None) -> S
 
 
 def load_buffer(episodes, vocab: Vocab, cfg: LearnerConfig, buffer: ReplayBuffer | None = None) -> ReplayBuffer:
-    buffer = buffer or ReplayBuffer(cfg.model.horizon, cfg.divl.nstep, cfg.divl.gamma, cfg.train.bc_data)
+    if buffer is None:
+        buffer = ReplayBuffer(cfg.model.horizon, cfg.divl.nstep, cfg.divl.gamma, cfg.train.bc_data)
     for ep in episodes:
         try:
             buffer.add(episode_arrays(ep, vocab, cfg.model.encoder.image_size, CAMERA_NAMES))

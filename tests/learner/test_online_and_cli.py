@@ -1,0 +1,108 @@
+"""Entry points: the offline CLI, ONNX export from a checkpoint, online training that reads the
+bridge's store, publishes policies through PolicyStore and resumes after a stop."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import toytask
+from test_learning import small_config
+
+from lwd_common import policy_io
+from lwd_common.episode import EpisodeKind
+from lwd_common.policy_store import PolicyStore
+from lwd_common.store import EpisodeStore
+from lwd_learner.config import PolicyConfig
+from lwd_learner.train import run_offline, run_online
+
+
+def tiny_config():
+    cfg = small_config(0)
+    return dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, policy=PolicyConfig(hidden=(32,))),
+        qam=dataclasses.replace(cfg.qam, flow_steps=3),  # plumbing tests: fewer unrolled steps compile faster
+        train=dataclasses.replace(cfg.train, batch_size=8, bc_steps=6, rl_steps=4, log_every=2, ckpt_every=5,
+                                  publish_every=5))
+
+
+def _store(path, episodes):
+    store = EpisodeStore(path)
+    for e in episodes:
+        store.put(e)
+    store.commit_snapshot()
+    return store
+
+
+@pytest.fixture(scope="module")
+def offline_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("offline")
+    _store(root / "store", toytask.mixed_dataset(0, n_demo=3, n_rollout=4, n_play=2))
+    run_offline(root / "store", root / "run", tiny_config(), progress=False)
+    return root
+
+
+def test_offline_run_writes_checkpoint_metrics_and_contract_policy(offline_run):
+    run = offline_run / "run"
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {"bc_loss"} <= set(lines[0]) and {"critic_loss", "tau_mean", "value_entropy", "q_mean"} <= set(lines[-1])
+    sig = policy_io.read_signature(onnx.load(run / "policy.onnx"))
+    assert sig.instructions == ("<unknown>", toytask.INSTRUCTION) and (sig.image_height, sig.image_width) == (8, 8)
+
+
+def test_online_publishes_policies_from_bridge_store_and_resumes(offline_run, tmp_path):
+    rng = np.random.default_rng(3)
+    bridge = tmp_path / "bridge"
+    _store(bridge / "store", [toytask.make_episode(rng, EpisodeKind.ROLLOUT, toytask.GOAL, i, teleop_from=10)
+                              for i in range(3)])
+    s = run_online(bridge, tmp_path / "online", init_from=offline_run / "run", max_new_steps=10, progress=False)
+    assert int(s.state.step) == 20 and s.phase == "rl"
+    assert s.cfg.divl.tau_base == 0.9 and s.cfg.divl.nstep == 1  # the paper's online settings
+    policies = PolicyStore(bridge / "policies")
+    assert policies.versions() == ["v000001", "v000002"]
+    info = policies.latest()
+    data = policies.path_of(info.version).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == info.sha256 and info.training_step == 20
+    assert info.extra["episodes"] == 3 and info.extra["intervention_steps"] == 60
+    assert policy_io.read_signature(onnx.load_from_string(data)).version == "v000002"
+    resumed = run_online(bridge, tmp_path / "online", max_new_steps=5, progress=False)  # no --init: resume
+    assert int(resumed.state.step) == 25 and policies.versions()[-1] == "v000003"
+
+
+def test_online_without_init_or_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="--init"):
+        run_online(tmp_path / "bridge", tmp_path / "online", max_new_steps=1, progress=False)
+
+
+def test_cli_offline_and_export(tmp_path):
+    _store(tmp_path / "store", toytask.mixed_dataset(1, n_demo=2, n_rollout=2, n_play=1))
+    cfg = {"model": {"encoder": {"image_size": [8, 8], "conv_channels": [4], "out_dim": 16, "joint_hidden": 16,
+                                 "task_dim": 4}, "policy": {"hidden": [32]}, "critic": {"hidden": [16],
+                                                                                        "action_dim": 16}},
+           "qam": {"flow_steps": 3}}
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    base = [sys.executable, "-m", "lwd_learner.cli"]
+    r = subprocess.run(base + ["offline", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "run"),
+                               "--config", str(tmp_path / "cfg.json"), "--bc-steps", "3", "--rl-steps", "2",
+                               "--batch-size", "4", "--value", "expectile", "--no-progress"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 5 and "tau_mean" not in last  # expectile baseline: scalar value, no tau
+    r = subprocess.run(base + ["export", "--run", str(tmp_path / "run"), "--onnx", str(tmp_path / "p.onnx"),
+                               "--version", "v000009"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert policy_io.read_signature(onnx.load(tmp_path / "p.onnx")).version == "v000009"
+
+
+def test_cli_reports_missing_store_snapshot(tmp_path):
+    EpisodeStore(tmp_path / "empty")
+    r = subprocess.run([sys.executable, "-m", "lwd_learner.cli", "offline", "--store", str(tmp_path / "empty"),
+                        "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "no episodes in a snapshot" in r.stderr
