@@ -167,7 +167,6 @@ def expand_fleet(cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -
         actor_params.update(common, robot_id=rid)
         actor_params.setdefault("store_dir", str(run_dir / "episodes"))
         actor_params.setdefault("spool_dir", str(run_dir / "spool" / rid))
-        actor_params.setdefault("policy_cache_dir", str(run_dir / "policy_cache" / rid))
         if bridge_enabled:
             actor_params.setdefault("sink", "bridge")
             actor_params.setdefault("bridge_endpoint", endpoint)

@@ -1,0 +1,268 @@
+"""The simulated analogue of the paper's Tables I-III, reproducible from one command.
+
+    python experiments/sim_results.py --out docs/results [--seeds 0 1 2] [--tasks can_to_bin] ...
+
+Per seed: generate an offline buffer with the simulator (Table IV composition),
+train behaviour cloning (SFT, the reference policy), continue the same BC
+checkpoint offline with DIVL + QAM (LWD offline) and with the two ablations
+(scalar expectile value instead of DIVL; constant tau instead of adaptive tau),
+then run LWD online: the online learner and a simulated fleet with operator
+interventions (experiments/online_collector.py) run side by side, the fleet
+loading each newly published policy at its next episode boundary. Every final
+policy is exported to ONNX and evaluated on held-out seeds of the simulator.
+Results are success rate (and sub-task score) per task with 95% confidence
+intervals over seeds, plus cycle time (failures clipped at the time limit).
+
+Everything runs through the project's real entry points (lwd_sim generator,
+lwd_learner CLI, ONNX Runtime policies); `--work` keeps intermediate runs so an
+interrupted experiment resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lwd_common.policy_store import PolicyStore
+from lwd_common.robot import CONTROL_HZ
+from lwd_common.store import EpisodeStore
+from lwd_sim.evaluate_policy import evaluate_policy
+
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+# Student t quantiles (two-sided 95%) for n - 1 degrees of freedom.
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+METHODS = {  # name -> extra args of `lwd_learner.cli offline` on top of the shared BC checkpoint
+    "LWD offline (DIVL + QAM)": [],
+    "Expectile value (IQL) + QAM": ["--value", "expectile"],
+    "Constant tau + QAM": ["--constant-tau", "0.52"],
+}
+
+
+@dataclass(frozen=True)
+class Scale:
+    episodes: int
+    bc_steps: int
+    rl_steps: int
+    online_steps: int
+    eval_episodes: int
+    batch_size: int
+    image_size: int
+    execute_steps: int
+    online_robots: int
+
+
+def log(msg: str) -> None:
+    print(f"[results {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run(argv: list[str], log_file: Path) -> None:
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as f:
+        rc = subprocess.call(argv, stdout=f, stderr=subprocess.STDOUT)
+    if rc != 0:
+        raise SystemExit(f"command failed (exit {rc}), see {log_file}: {' '.join(argv)}")
+
+
+def learner_args(scale: Scale, seed: int) -> list[str]:
+    return ["--batch-size", str(scale.batch_size), "--image-size", str(scale.image_size), str(scale.image_size),
+            "--seed", str(seed), "--no-progress"]
+
+
+def train_seed(seed: int, tasks: list[str], scale: Scale, work: Path) -> dict[str, Path]:
+    """All policies of one seed; returns method name -> policy.onnx."""
+    w = work / f"seed{seed}"
+    store = w / "offline_store"
+    if EpisodeStore(store).latest_snapshot() is None:
+        log(f"seed {seed}: generating {scale.episodes} offline episodes")
+        run([PY, "-m", "lwd_sim.generate_offline", "--out", str(store), "--episodes", str(scale.episodes),
+             "--tasks", *tasks, "--seed", str(seed), "--image-size", str(scale.image_size), "--no-progress"],
+            w / "logs" / "generate.log")
+    policies: dict[str, Path] = {}
+    sft = w / "sft"
+    if not (sft / "policy.onnx").exists():
+        log(f"seed {seed}: SFT (behaviour cloning, {scale.bc_steps} steps)")
+        run([PY, "-m", "lwd_learner.cli", "offline", "--store", str(store), "--out", str(sft), "--method", "sft",
+             "--bc-steps", str(scale.bc_steps), "--rl-steps", "0", *learner_args(scale, seed)], w / "logs" / "sft.log")
+    policies["SFT (BC reference)"] = sft / "policy.onnx"
+    for i, (name, extra) in enumerate(METHODS.items()):
+        out = w / f"offline{i}"
+        if not (out / "policy.onnx").exists():
+            log(f"seed {seed}: {name} ({scale.rl_steps} RL steps from the SFT checkpoint)")
+            shutil.rmtree(out, ignore_errors=True)
+            shutil.copytree(sft / "checkpoints", out / "checkpoints")  # the frozen reference = the SFT policy
+            run([PY, "-m", "lwd_learner.cli", "offline", "--store", str(store), "--out", str(out), "--method", "lwd",
+                 "--bc-steps", str(scale.bc_steps), "--rl-steps", str(scale.rl_steps), *extra,
+                 *learner_args(scale, seed)], w / "logs" / f"offline{i}.log")
+        policies[name] = out / "policy.onnx"
+    policies["LWD online (fleet + interventions)"] = run_online(seed, tasks, scale, w, w / "offline0")
+    return policies
+
+
+def run_online(seed: int, tasks: list[str], scale: Scale, w: Path, offline_run: Path) -> Path:
+    """Online learner and a simulated fleet side by side; returns the last published policy."""
+    final = w / "online_policy.onnx"
+    if final.exists():
+        return final
+    bridge = w / "online_bridge"
+    shutil.rmtree(bridge, ignore_errors=True)
+    shutil.rmtree(w / "online", ignore_errors=True)
+    policies = PolicyStore(bridge / "policies")
+    policies.publish((offline_run / "policy.onnx").read_bytes(), 0, {"source": "LWD offline"})
+    robot_tasks = [tasks[k % len(tasks)] for k in range(scale.online_robots)]
+    log(f"seed {seed}: LWD online ({scale.online_steps} learner steps, {len(robot_tasks)}-robot simulated fleet)")
+    (w / "logs").mkdir(parents=True, exist_ok=True)
+    learner_log = (w / "logs" / "online.log").open("ab")
+    learner = subprocess.Popen(
+        [PY, "-m", "lwd_learner.cli", "online", "--bridge-root", str(bridge), "--init", str(offline_run),
+         "--out", str(w / "online"), "--max-new-steps", str(scale.online_steps), "--publish-every", "50",
+         *learner_args(scale, seed)], stdout=learner_log, stderr=subprocess.STDOUT)
+    robots = [subprocess.Popen(
+        [PY, str(HERE / "online_collector.py"), "--bridge-root", str(bridge), "--task", task,
+         "--robot-id", f"sim{k}", "--seed", str(1000 * seed + k), "--execute-steps", str(scale.execute_steps),
+         "--log", str(w / "online_episodes.jsonl")],
+        stdout=subprocess.DEVNULL, stderr=(w / "logs" / f"collector{k}.log").open("ab"))
+        for k, task in enumerate(robot_tasks)]
+    try:
+        rc = learner.wait()
+    finally:
+        for r in robots:
+            r.send_signal(signal.SIGTERM)
+        for r in robots:
+            r.wait(timeout=60)
+        learner_log.close()
+    if rc != 0:
+        raise SystemExit(f"online learner failed (exit {rc}), see {w / 'logs' / 'online.log'}")
+    latest = policies.latest()
+    shutil.copyfile(policies.path_of(latest.version), final)
+    return final
+
+
+def evaluate(policy: Path, tasks: list[str], scale: Scale) -> dict[str, dict]:
+    out = {}
+    for task in tasks:
+        r = evaluate_policy(str(policy), task, scale.eval_episodes, num_envs=4,
+                            execute_steps=scale.execute_steps, seed=12345)
+        limit = [e["time_limit_steps"] for e in r.per_episode]
+        cycle = [(e["step"] if e["success"] else lim) / CONTROL_HZ for e, lim in zip(r.per_episode, limit, strict=True)]
+        out[task] = {"success": r.success_rate, "score": r.mean_score, "cycle_s": float(np.mean(cycle)),
+                     "episodes": r.episodes}
+    return out
+
+
+def mean_ci(values: list[float]) -> tuple[float, float]:
+    v = np.asarray(values, float)
+    if len(v) < 2:
+        return float(v.mean()), float("nan")
+    return float(v.mean()), float(T95.get(len(v) - 1, 1.96) * v.std(ddof=1) / np.sqrt(len(v)))
+
+
+def write_report(results: dict, tasks: list[str], scale: Scale, out: Path, argv: list[str], elapsed_s: float,
+                 work: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    methods = list(next(iter(results.values())).keys())
+    seeds = sorted(results)
+    lines = [
+        "# Simulated results (analogue of the paper's Tables I-III)", "",
+        f"Generated by `{' '.join(['python', 'experiments/sim_results.py', *argv])}` "
+        f"in {elapsed_s / 60:.0f} min on this project's 2-core CPU machine; seeds {seeds}; "
+        f"{scale.eval_episodes} evaluation episodes per task, policy and seed (held-out simulator seeds).", "",
+        f"Scale: {scale.episodes} offline episodes per seed, BC {scale.bc_steps} steps, offline RL "
+        f"{scale.rl_steps} steps, online {scale.online_steps} learner steps with a simulated fleet of "
+        f"{scale.online_robots} robot(s) and operator interventions, batch {scale.batch_size}, images "
+        f"{scale.image_size}x{scale.image_size}, chunks executed {scale.execute_steps} of 30 rows.", "",
+        "Mean over seeds ± 95% confidence half-width (Student t).", "",
+    ]
+    header = "| method | " + " | ".join(f"{t} success" for t in tasks) + " | average success | average sub-task score |" \
+        + " cycle time (s) |"
+    lines += [header, "|" + "---|" * (len(tasks) + 4)]
+    for m in methods:
+        cells = []
+        for t in tasks:
+            mu, ci = mean_ci([results[s][m][t]["success"] for s in seeds])
+            cells.append(f"{mu:.2f} ± {ci:.2f}")
+        avg = mean_ci([np.mean([results[s][m][t]["success"] for t in tasks]) for s in seeds])
+        score = mean_ci([np.mean([results[s][m][t]["score"] for t in tasks]) for s in seeds])
+        cyc = mean_ci([np.mean([results[s][m][t]["cycle_s"] for t in tasks]) for s in seeds])
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {avg[0]:.2f} ± {avg[1]:.2f} | "
+                     f"{score[0]:.2f} ± {score[1]:.2f} | {cyc[0]:.1f} ± {cyc[1]:.1f} |")
+    online_log = [json.loads(x) for s in seeds
+                  for x in (work / f"seed{s}" / "online_episodes.jsonl").read_text().splitlines()
+                  if (work / f"seed{s}" / "online_episodes.jsonl").exists()]
+    if online_log:
+        lines += ["", f"Online phase: {len(online_log)} fleet episodes over all seeds, "
+                  f"{np.mean([e['success'] for e in online_log]):.2f} success with the operator's help, "
+                  f"{np.mean([e['interventions'] for e in online_log]):.2f} interventions per episode, "
+                  f"{np.mean([e['teleop_steps'] / max(1, e['steps']) for e in online_log]):.2f} of steps teleoperated."]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    _plot(results, tasks, seeds, methods, out)
+    log(f"wrote {out / 'results.md'}")
+
+
+def _plot(results: dict, tasks: list[str], seeds: list[int], methods: list[str], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    x = np.arange(len(methods))
+    width = 0.8 / len(tasks)
+    for j, t in enumerate(tasks):
+        stats = [mean_ci([results[s][m][t]["success"] for s in seeds]) for m in methods]
+        ax.bar(x + j * width, [s[0] for s in stats], width, yerr=[0 if np.isnan(s[1]) else s[1] for s in stats],
+               capsize=4, label=t)
+    ax.set_xticks(x + width * (len(tasks) - 1) / 2, [m.replace(" (", "\n(") for m in methods], fontsize=8)
+    ax.set_ylabel("success rate")
+    ax.set_ylim(0, 1.05)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "success_by_method.png", dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("docs/results"))
+    ap.add_argument("--work", type=Path, default=Path("runs/results"))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--tasks", nargs="+", default=["can_to_bin"])
+    ap.add_argument("--episodes", type=int, default=60)
+    ap.add_argument("--bc-steps", type=int, default=2000)
+    ap.add_argument("--rl-steps", type=int, default=500)
+    ap.add_argument("--online-steps", type=int, default=500)
+    ap.add_argument("--eval-episodes", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--execute-steps", type=int, default=15)
+    ap.add_argument("--online-robots", type=int, default=2)
+    args = ap.parse_args(argv)
+    scale = Scale(args.episodes, args.bc_steps, args.rl_steps, args.online_steps, args.eval_episodes,
+                  args.batch_size, args.image_size, args.execute_steps, args.online_robots)
+    start = time.monotonic()
+    results: dict[int, dict[str, dict]] = {}
+    for seed in args.seeds:
+        policies = train_seed(seed, args.tasks, scale, args.work)
+        results[seed] = {}
+        for name, path in policies.items():
+            results[seed][name] = evaluate(path, args.tasks, scale)
+            log(f"seed {seed}: {name}: " + ", ".join(
+                f"{t} success {v['success']:.2f} score {v['score']:.2f}" for t, v in results[seed][name].items()))
+    write_report(results, args.tasks, scale, args.out, argv, time.monotonic() - start, args.work)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
