@@ -62,7 +62,8 @@ def frame_pool(size: int, count: int, seed: int) -> list[bytes]:
 
 
 def robot_loop(robot_id: str, endpoint: str, work: Path, duration: float, episode_s: float, frames: list[bytes],
-               results: list, stop_at: float) -> None:
+               results: list, stop_at: float, delay: float) -> None:
+    time.sleep(delay)  # staggered start: episode ends of different robots do not coincide
     client = BridgeClient(ClientConfig(endpoint=endpoint, robot_id=robot_id, spool_dir=str(work / robot_id),
                                        policy_prefetch_s=0.1, ack_timeout_s=1.0))
     rng = np.random.default_rng(abs(hash(robot_id)) % 2**32)
@@ -76,9 +77,9 @@ def robot_loop(robot_id: str, endpoint: str, work: Path, duration: float, episod
             n = int(episode_s * CONTROL_HZ)
             t0 = time.monotonic()
             for i in range(n):
-                delay = t0 + i * period - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+                wait = t0 + i * period - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
                 client.add_step(StepRecord(
                     step=i, stamp=time.time(), images={c: frames[(i * 3 + j + k) % len(frames)]
                                                        for j, c in enumerate(CAMERA_NAMES)},
@@ -101,17 +102,17 @@ def robot_loop(robot_id: str, endpoint: str, work: Path, duration: float, episod
         client.close()
 
 
-def worker(robot_ids: list[str], endpoint: str, work: str, duration: float, episode_s: float, queue, start_at: float,
-           image_size: int) -> None:
-    frames = frame_pool(image_size, 24, seed=len(robot_ids[0]))
+def worker(robot_ids: list[tuple[str, float]], endpoint: str, work: str, duration: float, episode_s: float, queue,
+           start_at: float, image_size: int) -> None:
+    frames = frame_pool(image_size, 24, seed=len(robot_ids))
     while time.time() < start_at:
         time.sleep(0.01)
     results: list = []
     threads = [threading.Thread(target=robot_loop, args=(r, endpoint, Path(work), duration, episode_s, frames,
-                                                         results, start_at + duration)) for r in robot_ids]
+                                                         results, start_at + duration, delay))
+               for r, delay in robot_ids]
     for t in threads:
         t.start()
-        time.sleep(0.05)
     for t in threads:
         t.join()
     queue.put(results)
@@ -122,7 +123,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def run(n_robots: int, duration: float, episode_s: float, policy_every: float, image_size: int,
-        n_procs: int) -> dict:
+        n_procs: int, stagger: bool) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="lwd-bench-"))
     root, endpoint = tmp / "bridge", free_endpoint()
     server = subprocess.Popen([sys.executable, "-m", "lwd_learner_bridge.server", "--root", str(root),
@@ -152,7 +153,9 @@ def run(n_robots: int, duration: float, episode_s: float, policy_every: float, i
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     ids = [f"robot{i:02d}" for i in range(n_robots)]
-    groups = [ids[i::n_procs] for i in range(min(n_procs, n_robots))]
+    delays = [(i * episode_s / n_robots if stagger else i * 0.05) for i in range(n_robots)]
+    pairs = list(zip(ids, delays, strict=True))
+    groups = [pairs[i::n_procs] for i in range(min(n_procs, n_robots))]
     start_at = time.time() + 3.0
     procs = [ctx.Process(target=worker, args=(g, endpoint, str(tmp / "robots"), duration, episode_s, queue,
                                               start_at, image_size)) for g in groups]
@@ -204,12 +207,16 @@ def main() -> None:
     p.add_argument("--policy-every", type=float, default=7.0)
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--procs", type=int, default=4, help="worker processes hosting the robot threads")
+    p.add_argument("--stagger", action="store_true",
+                   help="spread robot starts over one episode length (default: all start together, so "
+                        "episode ends arrive in bursts of N: the worst case)")
     args = p.parse_args()
     jpeg = frame_pool(args.image_size, 8, 0)
     print(f"# {os.cpu_count()} CPUs, JPEG {args.image_size}x{args.image_size} ~{np.mean([len(f) for f in jpeg]) / 1e3:.1f} kB,"
-          f" episodes {args.episode_s:.0f} s at {CONTROL_HZ:.0f} Hz, policy (2 MB) every {args.policy_every:.0f} s")
+          f" episodes {args.episode_s:.0f} s at {CONTROL_HZ:.0f} Hz, policy (2 MB) every {args.policy_every:.0f} s,"
+          f" {'staggered starts' if args.stagger else 'simultaneous starts (bursts of episode ends)'}")
     for n in args.robots:
-        r = run(n, args.duration, args.episode_s, args.policy_every, args.image_size, args.procs)
+        r = run(n, args.duration, args.episode_s, args.policy_every, args.image_size, args.procs, args.stagger)
         print(f"N={r['robots']:>2}  {r['MB_per_s']:.2f} MB/s  {r['steps_per_s']:.0f} steps/s  "
               f"episodes ended {r['episodes_ended']} stored {r['episodes_stored']} lost {r['episodes_lost']}  "
               f"end->visible p50 {r['visible_p50_s'] * 1e3:.0f} ms p99 {r['visible_p99_s'] * 1e3:.0f} ms "

@@ -55,6 +55,7 @@ class BridgeConfig:
     session_timeout_s: float = 3600.0
     max_sessions: int = 4096
     policy_chunk_max: int = 4 << 20
+    writer_threads: int = 2  # with background_writes (the server)
     config_hash: str = field(default_factory=protocol.config_hash)
 
 
@@ -125,10 +126,12 @@ class BridgeCore:
         self._finishing: dict[str, _Partial] = {}  # complete, being assembled and written
         self._jobs: queue.Queue = queue.Queue()
         self._done: queue.Queue = queue.Queue()
-        self._writer: threading.Thread | None = None
-        if background_writes:  # one writer: a big episode's fsync never stalls the frame loop
-            self._writer = threading.Thread(target=self._writer_loop, name="episode-writer", daemon=True)
-            self._writer.start()
+        # Writer threads: a big episode's encode + fsync never stalls the frame loop, and a burst of
+        # episode ends is written in parallel (fsync releases the GIL).
+        self._writers = [threading.Thread(target=self._writer_loop, name=f"episode-writer-{i}", daemon=True)
+                         for i in range(config.writer_threads if background_writes else 0)]
+        for w in self._writers:
+            w.start()
         self._rejected: OrderedDict[str, tuple[str, str]] = OrderedDict()  # refused episode id -> (code, why)
         self.snapshot_version = (self.store.latest_snapshot().version if self.store.latest_snapshot() else 0)
 
@@ -386,7 +389,7 @@ class BridgeCore:
             return [protocol.encode("missing", episode_id=eid, seqs=missing[:1000])]
         del self.partials[eid]  # its bytes stay counted in _buffered until written
         self._finishing[eid] = p
-        if self._writer is not None:
+        if self._writers:
             self._jobs.put((peer, eid, p))
         else:
             self._done.put(self._write(peer, eid, p))
@@ -422,9 +425,10 @@ class BridgeCore:
         return bool(self._finishing)
 
     def close(self) -> None:
-        if self._writer is not None:
+        for _ in self._writers:
             self._jobs.put(None)
-            self._writer.join(timeout=60)
+        for w in self._writers:
+            w.join(timeout=60)
 
     def _policy_chunk(self, msg: dict) -> bytes:
         version, offset = msg["version"], msg["offset"]
