@@ -64,6 +64,7 @@ def frame_pool(size: int, count: int, seed: int) -> list[bytes]:
 def robot_loop(robot_id: str, endpoint: str, work: Path, duration: float, episode_s: float, frames: list[bytes],
                results: list, stop_at: float, delay: float) -> None:
     time.sleep(delay)  # staggered start: episode ends of different robots do not coincide
+    results.append(("started", robot_id, time.time()))
     client = BridgeClient(ClientConfig(endpoint=endpoint, robot_id=robot_id, spool_dir=str(work / robot_id),
                                        policy_prefetch_s=0.1, ack_timeout_s=1.0))
     rng = np.random.default_rng(abs(hash(robot_id)) % 2**32)
@@ -176,8 +177,13 @@ def run(n_robots: int, duration: float, episode_s: float, policy_every: float, i
     elapsed = max(ended.values()) - start_at if ended else duration
     lost = [e for e in ended if e not in seen]
     visible = [seen[e] - t for e, t in ended.items() if e in seen]
-    ready = [t - published[v] for r in results if r[0] == "ready" for v, t in [(r[2], r[3])] if v in published]
-    loaded = [t - published[v] for r in results if r[0] == "loaded" for v, t in [(r[2], r[3])] if v in published]
+    started = {r[1]: r[2] for r in results if r[0] == "started"}
+
+    def since_published(kind: str) -> list[float]:  # only versions published while that robot was running
+        return [r[3] - published[r[2]] for r in results
+                if r[0] == kind and r[2] in published and published[r[2]] >= started[r[1]]]
+
+    ready, loaded = since_published("ready"), since_published("loaded")
     stats = [r[2] for r in results if r[0] == "stats"]
     total_bytes = sum(os.path.getsize(store.path_of(e)) for e in store.ids())
     status = json.loads((root / "status.json").read_text())
