@@ -9,7 +9,7 @@ import sys
 import jax
 import numpy as np
 import toytask
-from test_learning import small_config
+from test_online_and_cli import tiny_config
 
 from lwd_common.robot import CAMERA_NAMES
 from lwd_learner.agent import Agent
@@ -19,7 +19,7 @@ from lwd_learner.sharding import data_mesh, replicate, shard_batch
 
 def main() -> None:
     eps = toytask.mixed_dataset(0, n_demo=2, n_rollout=4, n_play=2)
-    cfg = small_config(0)
+    cfg = tiny_config()
     vocab = Vocab([e.meta.instruction for e in eps])
     buf = ReplayBuffer(30, 1, 0.9999)
     for e in eps:
