@@ -52,7 +52,7 @@ def main() -> None:
              "joint_pos": rng.normal(size=(1, 16)).astype(np.float32), "task_id": np.array([1], np.int64),
              "noise": rng.normal(size=(1, 30, 16)).astype(np.float32)}
     print(f"default policy: image {h}x{w}x3 cameras, {cfg.qam.flow_steps} flow steps, "
-          f"hidden {cfg.policy_hidden if hasattr(cfg, 'policy_hidden') else cfg.model.policy.hidden}; "
+          f"hidden {cfg.model.policy.hidden}; "
           f"JAX on {jax.devices()[0].device_kind}")
     ort_ms = timeit(lambda: sess.run(None, feeds), args.runs)
     jfeeds = (feeds["images"], feeds["joint_pos"], feeds["task_id"].astype(np.int32), feeds["noise"])
