@@ -9,9 +9,11 @@ Noise schedule (why this one). Adjoint Matching needs the *memoryless* SDE whose
 marginals equal the flow's: for the linear interpolant the score is
 `(w f - a) / (1 - w)`, and `sigma(w)^2 = 2 (1 - w) / w` turns the base drift into
 `b = 2 f - a / w`; only then is the fine-tuned SDE's terminal law the tilted
-`pi_beta exp(Q / lambda)` (METHOD.md prints `sqrt(2 (1 - w) w)`, which is not
-memoryless: the closed-form tests in tests/learner/test_qam_closed_form.py fail
-with it). The schedule is singular at w = 0, so, like the public QAM code, the
+`pi_beta exp(Q / lambda)`. METHOD.md's printed `sqrt(2 (1 - w) w)` is not memoryless
+(and vanishes at w = 0, where eq. 9 divides by sigma); it was not run. The closed-form
+tests in tests/learner/test_qam_closed_form.py pin the choice below: they pass with it
+and fail with sigma^2 = 2 (1 - w) / (w + h) under the same drift (the Gaussian mean shift
+then reaches only ~75%). The schedule is singular at w = 0, so, like the public QAM code, the
 singular terms are evaluated one step late, at `w + h`:
 `sigma_i^2 = 2 (1 - w_i + h) / (w_i + h)`, drift `2 f(a, w_i) - a / (w_i + h)`.
 With w_0 = 0 the first step then erases a^0 (memoryless), as it should.
