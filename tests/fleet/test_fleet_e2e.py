@@ -73,8 +73,8 @@ def test_fleet_learns_online_and_robots_load_the_new_policy(tmp_path):
     episodes = [store.get(i) for i in store.latest_snapshot().episode_ids]
     assert {e.meta.robot_id for e in episodes} == {"robot0", "robot1"}
     assert all(len(e.meta.cameras) == 3 and e.num_steps > 0 for e in episodes)
-    assert version_number(policies.latest().version) >= 2
-    metrics = [json.loads(x) for x in (run_dir / "online_learner" / "metrics.jsonl").read_text().splitlines()]
-    assert metrics and metrics[-1]["step"] > 0
+    latest = policies.latest()
+    assert version_number(latest.version) >= 2
+    assert latest.training_step > 0  # published by the online learner after training steps
     assert (run_dir / "plots" / "success_rate.png").exists()
     assert "episodes in the learner's store" in (tmp_path / "main.log").read_text()

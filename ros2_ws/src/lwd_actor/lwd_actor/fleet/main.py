@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             "--publish-every", str(args.publish_every), "--image-size", str(args.image_size),
             str(args.image_size), "--no-progress"]},
     )
+    # Robots start on the offline policy and fetch newer ones from the bridge at episode boundaries.
+    overrides.setdefault("actor_params", {}).setdefault("policy_path", str(offline_run / "policy.onnx"))
     try:
         fleet = expand_fleet(load_fleet_yaml(args.fleet or default_fleet_file()), overrides)
     except (FleetConfigError, FileNotFoundError) as exc:
