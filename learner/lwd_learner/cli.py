@@ -87,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--run", required=True, help="run directory (or its checkpoints/)")
     ex.add_argument("--onnx", required=True, help="output .onnx path")
     ex.add_argument("--version", default="exported")
+    vp = sub.add_parser("value-plot", help="value distribution along episodes (paper Fig. 6/9) as a PNG")
+    vp.add_argument("--run", required=True, help="run directory (or its checkpoints/)")
+    vp.add_argument("--store", required=True, help="EpisodeStore holding the episodes")
+    vp.add_argument("--episodes", nargs="+", required=True, help="episode ids")
+    vp.add_argument("--out", required=True, help="output .png")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)
@@ -94,6 +99,15 @@ def main(argv: list[str] | None = None) -> int:
     from lwd_learner import train
     from lwd_learner.sharding import initialize_distributed
 
+    if args.cmd == "value-plot":
+        from lwd_learner.value_plot import plot
+
+        try:
+            print(f"wrote {plot(args.run, args.store, args.episodes, args.out)}")
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"lwd_learner: error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     if args.cmd == "export":
         run = Path(args.run)
         session = train.restore_session(run / "checkpoints" if (run / "checkpoints").exists() else run)
