@@ -130,7 +130,7 @@ class Supervisor:
     def run(self, duration_s: float | None = None, on_tick: Callable[[], None] | None = None,
             tick_interval_s: float = 5.0) -> None:
         """Start, supervise until `duration_s` passes or Ctrl-C/SIGTERM, then stop cleanly."""
-        previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         self.start()
         end = None if duration_s is None else time.monotonic() + duration_s
         next_tick = time.monotonic() + tick_interval_s
@@ -146,6 +146,11 @@ class Supervisor:
         finally:
             self.stop()
             signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_keyboard_interrupt(*_) -> None:
+    """SIGTERM handler: stop the same way as Ctrl-C."""
+    raise KeyboardInterrupt
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
