@@ -13,11 +13,11 @@ from __future__ import annotations
 import sys
 import time
 
-import rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock as ClockMsg
 
+from lwd_sim.node_main import run_node
 from lwd_sim.sim_robot_node import _time_msg
 
 
@@ -41,22 +41,7 @@ class SimClockNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = None
-    try:
-        node = SimClockNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    except ValueError as e:  # bad parameters: say which, no traceback
-        print(f"sim_clock: {e}", file=sys.stderr, flush=True)
-        return 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return run_node("sim_clock", SimClockNode, args)
 
 
 if __name__ == "__main__":

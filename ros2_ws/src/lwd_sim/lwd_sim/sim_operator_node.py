@@ -27,6 +27,7 @@ from lwd_common.robot import CONTROL_HZ, JOINT_NAMES
 from lwd_msgs.msg import EpisodeStatus, TaskStatus
 from lwd_msgs.srv import LabelEpisode, StartEpisode, StopEpisode
 from lwd_sim.expert import DEMO, ScriptedExpert
+from lwd_sim.node_main import run_node
 from lwd_sim.operator_core import Decision, OperatorBrain, OperatorRules, Progress
 from lwd_sim.sim import G1Sim, SimConfig
 from lwd_sim.sim_robot_node import seed_for
@@ -235,25 +236,13 @@ class SimOperatorNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = None
-    try:
-        node = SimOperatorNode()
+    def spin(node: SimOperatorNode) -> None:
         while rclpy.ok() and node.phase != Phase.FINISHED:
             rclpy.spin_once(node, timeout_sec=0.1)
         if node.phase == Phase.FINISHED:
             print(json.dumps({"episodes": node.results}), flush=True)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    except ValueError as e:  # bad parameters: say which, no traceback
-        print(f"sim_operator: {e}", file=sys.stderr, flush=True)
-        return 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+
+    return run_node("sim_operator", SimOperatorNode, args, spin)
 
 
 if __name__ == "__main__":

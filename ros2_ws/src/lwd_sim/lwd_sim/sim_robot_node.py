@@ -18,7 +18,6 @@ import sys
 import zlib
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Time
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
@@ -31,6 +30,7 @@ from trajectory_msgs.msg import JointTrajectory
 from lwd_common.robot import CAMERA_NAMES, CONTROL_HZ, JOINT_NAMES, NUM_JOINTS
 from lwd_msgs.msg import TaskStatus
 from lwd_msgs.srv import StartEpisode
+from lwd_sim.node_main import run_node
 from lwd_sim.sim import G1Sim, SimConfig
 from lwd_sim.tasks import TaskInstance, get_task, task_of_instruction
 from lwd_sim.trajectory import TrajectoryFollower
@@ -186,22 +186,7 @@ class SimRobotNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = None
-    try:
-        node = SimRobotNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    except ValueError as e:  # bad parameters: say which, no traceback
-        print(f"sim_robot: {e}", file=sys.stderr, flush=True)
-        return 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return run_node("sim_robot", SimRobotNode, args)
 
 
 if __name__ == "__main__":
