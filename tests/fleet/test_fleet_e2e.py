@@ -15,10 +15,10 @@ import sys
 import time
 
 import pytest
-from rosutil import REPO, ros_env
 
 from lwd_common.policy_store import PolicyStore, version_number
 from lwd_common.store import EpisodeStore
+from rosutil import REPO, ros_env
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

@@ -3,10 +3,9 @@
 import time
 from pathlib import Path
 
-from rosutil import wait_for
-
 from lwd_actor.fleet.description import FleetDescription, ProcessSpec
 from lwd_actor.fleet.supervisor import Supervisor, SupervisorConfig
+from rosutil import wait_for
 
 
 def fleet_of(tmp_path: Path, *specs: ProcessSpec) -> FleetDescription:
