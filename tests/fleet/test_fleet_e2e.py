@@ -53,7 +53,7 @@ def test_fleet_learns_online_and_robots_load_the_new_policy(tmp_path):
         return len(versions) == 2 and all(v and version_number(v) >= 2 for v in versions)
 
     try:
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + 1200  # a bound for loaded machines, not a timing assertion
         while time.monotonic() < deadline and proc.poll() is None and not robots_on_new_policy():
             time.sleep(2)
         assert proc.poll() is None, (tmp_path / "main.log").read_text()[-4000:]
