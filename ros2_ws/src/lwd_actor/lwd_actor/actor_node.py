@@ -540,19 +540,26 @@ class ActorNode(LifecycleNode):
         self._publish_episode_status()
         return resp
 
-    def _srv_stop(self, req: StopEpisode.Request, resp: StopEpisode.Response) -> StopEpisode.Response:
+    def _episode_transition(self, resp, transition):
+        """Run an episode transition under the lock and fill `resp`; returns (accepted, result)."""
         core = self._core
         if core is None:
             resp.accepted, resp.message = False, "actor is not configured"
-            return resp
+            return False, None
         try:
             with self._lock:
                 episode_id = core.fsm.episode_id
-                ending = core.stop_episode(req.abort, req.reason)
+                result = transition(core)
         except TransitionError as exc:
             resp.accepted, resp.message = False, str(exc)
-            return resp
+            return False, None
         resp.accepted, resp.episode_id = True, episode_id
+        return True, result
+
+    def _srv_stop(self, req: StopEpisode.Request, resp: StopEpisode.Response) -> StopEpisode.Response:
+        ok, ending = self._episode_transition(resp, lambda core: core.stop_episode(req.abort, req.reason))
+        if not ok:
+            return resp
         resp.message = "aborted (failure)" if ending is not None else "stopped; awaiting label"
         if ending is not None:
             self._request_prefetch()
@@ -560,18 +567,9 @@ class ActorNode(LifecycleNode):
         return resp
 
     def _srv_label(self, req: LabelEpisode.Request, resp: LabelEpisode.Response) -> LabelEpisode.Response:
-        core = self._core
-        if core is None:
-            resp.accepted, resp.message = False, "actor is not configured"
+        ok, ending = self._episode_transition(resp, lambda core: core.label_episode(req.success, req.note))
+        if not ok:
             return resp
-        try:
-            with self._lock:
-                episode_id = core.fsm.episode_id
-                ending = core.label_episode(req.success, req.note)
-        except TransitionError as exc:
-            resp.accepted, resp.message = False, str(exc)
-            return resp
-        resp.accepted, resp.episode_id = True, episode_id
         resp.message = f"labelled {ending.label.value}"
         self._request_prefetch()
         self._publish_episode_status()
