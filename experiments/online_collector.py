@@ -53,7 +53,7 @@ def run_episode(env: LwdSimEnv, policy: OnnxChunkPolicy, version: str, brain: Op
     chunk, row, chunk_id = None, execute_steps, -1
     expert = None
     reason = "time_limit"
-    for t in range(env.instance.time_limit_steps):
+    for t in range(env.time_limit_steps):
         decision = brain.observe(t / CONTROL_HZ, obs["joint_pos"],
                                  Progress(info["success"], info["failed"], info["subtasks_done"]))
         if decision in (Decision.STOP_SUCCESS, Decision.STOP_FAILURE):
@@ -97,14 +97,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log", type=Path, default=None, help="append one JSON line per episode here")
     ap.add_argument("--release-after-subtasks", type=int, default=99,
                     help="operator gives control back after this many new sub-tasks (default: finishes the task)")
+    ap.add_argument("--time-limit-s", type=float, default=None, help="episode limit (default: the task's own)")
+    ap.add_argument("--no-progress-frac", type=float, default=0.25,
+                    help="operator takes over after no new sub-task for this fraction of the time limit")
+    ap.add_argument("--stall-window-s", type=float, default=1.0,
+                    help="... or after the arms barely moved for this long")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
     store = EpisodeStore(args.bridge_root / "store")
     policies = PolicyStore(args.bridge_root / "policies")
     rng = np.random.default_rng(args.seed)
-    # The env's own time limit ends episodes; once engaged the operator drives until the rule releases.
-    brain = OperatorBrain(OperatorRules(time_limit_s=1e9, release_after_subtasks=args.release_after_subtasks))
+    if not 0 < args.no_progress_frac <= 1 or args.stall_window_s <= 0 or (args.time_limit_s or 1) <= 0:
+        ap.error("--no-progress-frac must be in (0, 1], --stall-window-s and --time-limit-s > 0")
+    brain: OperatorBrain | None = None
     env: LwdSimEnv | None = None
     policy, version = None, ""
     done = 0
@@ -117,7 +123,14 @@ def main(argv: list[str] | None = None) -> int:
             policy, version = OnnxChunkPolicy(policies.path_of(latest.version), seed=int(rng.integers(2**31))), \
                 latest.version
             if env is None or env.image_shape[1:3] != policy.image_size:
-                env = LwdSimEnv(args.task, policy.image_size, seed=args.seed)
+                env = LwdSimEnv(args.task, policy.image_size, seed=args.seed, time_limit_s=args.time_limit_s)
+                # Corrective help, early enough that the scripted expert can still finish inside the limit
+                # (taking over at 1.5 s of can_to_bin's 8 s finishes 8/8, at 4.5 s only 4/8). The env's own
+                # limit ends episodes; once engaged the operator drives until the release rule fires.
+                brain = OperatorBrain(OperatorRules(
+                    stall_window_s=args.stall_window_s,
+                    no_progress_s=args.no_progress_frac * env.time_limit_steps / CONTROL_HZ,
+                    time_limit_s=1e9, release_after_subtasks=args.release_after_subtasks))
         ep = run_episode(env, policy, version, brain, rng, args.robot_id, args.execute_steps, args.jpeg_quality)
         store.put(ep)
         store.commit_snapshot()

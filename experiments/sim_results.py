@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from lwd_common.policy_store import PolicyStore
-from lwd_common.robot import CONTROL_HZ
 from lwd_common.store import EpisodeStore
 from lwd_sim.evaluate_policy import evaluate_policy
+from lwd_sim.tasks import get_task
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
@@ -60,6 +60,10 @@ class Scale:
     image_size: int
     execute_steps: int
     online_robots: int
+    time_limits: tuple[tuple[str, float], ...] = ()  # (task, seconds) overriding the task's own limit
+
+    def time_limit(self, task: str) -> float | None:
+        return dict(self.time_limits).get(task)
 
 
 def log(msg: str) -> None:
@@ -130,7 +134,8 @@ def run_online(seed: int, tasks: list[str], scale: Scale, w: Path, offline_run: 
     robots = [subprocess.Popen(
         [PY, str(HERE / "online_collector.py"), "--bridge-root", str(bridge), "--task", task,
          "--robot-id", f"sim{k}", "--seed", str(1000 * seed + k), "--execute-steps", str(scale.execute_steps),
-         "--log", str(w / "online_episodes.jsonl")],
+         "--log", str(w / "online_episodes.jsonl"),
+         *(["--time-limit-s", str(scale.time_limit(task))] if scale.time_limit(task) else [])],
         stdout=subprocess.DEVNULL, stderr=(w / "logs" / f"collector{k}.log").open("ab"))
         for k, task in enumerate(robot_tasks)]
     try:
@@ -149,14 +154,19 @@ def run_online(seed: int, tasks: list[str], scale: Scale, w: Path, offline_run: 
 
 
 def evaluate(policy: Path, tasks: list[str], scale: Scale) -> dict[str, dict]:
+    """Success, sub-task score and cycle time per task; cached next to the policy for resumed runs."""
+    cache = policy.with_suffix(".eval.json")
+    key = {"tasks": tasks, "episodes": scale.eval_episodes, "execute_steps": scale.execute_steps,
+           "time_limits": [list(t) for t in scale.time_limits], "policy_mtime": policy.stat().st_mtime}
+    if cache.exists() and json.loads(cache.read_text()).get("key") == key:
+        return json.loads(cache.read_text())["results"]
     out = {}
     for task in tasks:
         r = evaluate_policy(str(policy), task, scale.eval_episodes, num_envs=4,
-                            execute_steps=scale.execute_steps, seed=12345)
-        limit = [e["time_limit_steps"] for e in r.per_episode]
-        cycle = [(e["step"] if e["success"] else lim) / CONTROL_HZ for e, lim in zip(r.per_episode, limit, strict=True)]
-        out[task] = {"success": r.success_rate, "score": r.mean_score, "cycle_s": float(np.mean(cycle)),
+                            execute_steps=scale.execute_steps, seed=12345, time_limit_s=scale.time_limit(task))
+        out[task] = {"success": r.success_rate, "score": r.mean_score, "cycle_s": r.mean_cycle_time_s,
                      "episodes": r.episodes}
+    cache.write_text(json.dumps({"key": key, "results": out}))
     return out
 
 
@@ -181,12 +191,15 @@ def write_report(results: dict, tasks: list[str], scale: Scale, out: Path, argv:
         f"Scale: {scale.episodes} offline episodes per seed, BC {scale.bc_steps} steps, offline RL "
         f"{scale.rl_steps} steps, online {scale.online_steps} learner steps with a simulated fleet of "
         f"{scale.online_robots} robot(s) and operator interventions, batch {scale.batch_size}, images "
-        f"{scale.image_size}x{scale.image_size}, chunks executed {scale.execute_steps} of 30 rows.", "",
+        f"{scale.image_size}x{scale.image_size}, chunks executed {scale.execute_steps} of 30 rows. Time limits: "
+        + ", ".join(f"{t} {scale.time_limit(t) or get_task(t).time_limit_s:.0f} s"
+                    + (f" (the task's own: {get_task(t).time_limit_s:.0f} s)" if scale.time_limit(t) else "")
+                    for t in tasks) + ".", "",
         "Mean over seeds ± 95% confidence half-width (Student t).", "",
     ]
-    header = "| method | " + " | ".join(f"{t} success" for t in tasks) + " | average success | average sub-task score |" \
-        + " cycle time (s) |"
-    lines += [header, "|" + "---|" * (len(tasks) + 4)]
+    header = "| method | " + " | ".join(f"{t} success" for t in tasks) + " | average success | average sub-task score | " \
+        + " | ".join(f"{t} cycle time (s)" for t in tasks) + " |"
+    lines += [header, "|" + "---|" * (2 * len(tasks) + 3)]
     for m in methods:
         cells = []
         for t in tasks:
@@ -194,9 +207,9 @@ def write_report(results: dict, tasks: list[str], scale: Scale, out: Path, argv:
             cells.append(f"{mu:.2f} ± {ci:.2f}")
         avg = mean_ci([np.mean([results[s][m][t]["success"] for t in tasks]) for s in seeds])
         score = mean_ci([np.mean([results[s][m][t]["score"] for t in tasks]) for s in seeds])
-        cyc = mean_ci([np.mean([results[s][m][t]["cycle_s"] for t in tasks]) for s in seeds])
+        cycles = [mean_ci([results[s][m][t]["cycle_s"] for s in seeds]) for t in tasks]
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {avg[0]:.2f} ± {avg[1]:.2f} | "
-                     f"{score[0]:.2f} ± {score[1]:.2f} | {cyc[0]:.1f} ± {cyc[1]:.1f} |")
+                     f"{score[0]:.2f} ± {score[1]:.2f} | " + " | ".join(f"{c[0]:.1f} ± {c[1]:.1f}" for c in cycles) + " |")
     online_log = [json.loads(x) for s in seeds
                   for x in (work / f"seed{s}" / "online_episodes.jsonl").read_text().splitlines()
                   if (work / f"seed{s}" / "online_episodes.jsonl").exists()]
@@ -247,10 +260,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--execute-steps", type=int, default=15)
-    ap.add_argument("--online-robots", type=int, default=2)
+    ap.add_argument("--online-robots", type=int, default=0, help="default: one simulated robot per task")
+    ap.add_argument("--time-limit", action="append", default=[], metavar="TASK=SECONDS",
+                    help="override a task's episode time limit (evaluation and online episodes); repeatable")
     args = ap.parse_args(argv)
+    limits = []
+    for item in args.time_limit:
+        task, _, sec = item.partition("=")
+        try:
+            get_task(task)
+            limits.append((task, float(sec)))
+        except ValueError as e:
+            ap.error(f"--time-limit {item!r}: {e}")
+        if limits[-1][1] <= 0:
+            ap.error(f"--time-limit {item!r}: seconds must be > 0")
     scale = Scale(args.episodes, args.bc_steps, args.rl_steps, args.online_steps, args.eval_episodes,
-                  args.batch_size, args.image_size, args.execute_steps, args.online_robots)
+                  args.batch_size, args.image_size, args.execute_steps, args.online_robots or len(args.tasks),
+                  tuple(limits))
     start = time.monotonic()
     results: dict[int, dict[str, dict]] = {}
     for seed in args.seeds:

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from lwd_common.process import die_with_parent
+
 REPO = Path(__file__).resolve().parents[1]
 _counter = itertools.count()
 
@@ -55,6 +57,7 @@ class Procs:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent(),  # even if pytest itself is killed
             cwd=REPO,
         )
         self.procs.append((name, proc))

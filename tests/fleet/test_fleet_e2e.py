@@ -17,6 +17,7 @@ import time
 import pytest
 
 from lwd_common.policy_store import PolicyStore, version_number
+from lwd_common.process import die_with_parent
 from lwd_common.store import EpisodeStore
 from rosutil import REPO, ros_env
 
@@ -44,7 +45,7 @@ def test_fleet_learns_online_and_robots_load_the_new_policy(tmp_path):
             "--status-every", "15", "--set", f"bridge.bind=tcp://127.0.0.1:{port}"]
     log = (tmp_path / "main.log").open("wb")
     proc = subprocess.Popen(argv, env=ros_env(), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=die_with_parent())
     policies = PolicyStore(run_dir / "bridge" / "policies")
 
     def robots_on_new_policy() -> bool:

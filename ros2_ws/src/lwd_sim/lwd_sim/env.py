@@ -31,11 +31,14 @@ class LwdSimEnv:
     """One simulated robot doing one task family."""
 
     def __init__(self, task: str, image_size: int | tuple[int, int] = 64, seed: int | None = None,
-                 render: bool = True, cameras: tuple[str, ...] = CAMERA_NAMES):
+                 render: bool = True, cameras: tuple[str, ...] = CAMERA_NAMES, time_limit_s: float | None = None):
+        if time_limit_s is not None and time_limit_s <= 0:
+            raise ValueError(f"time_limit_s must be > 0, got {time_limit_s}")
         h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
         self.task = get_task(task)
         self.sim = G1Sim(SimConfig(image_height=h, image_width=w, cameras=cameras))
         self.render_images = render
+        self.time_limit_s = time_limit_s  # None: the task's own limit
         self.rng = np.random.default_rng(seed)
         self.instance: TaskInstance | None = None
         self.status: TaskStatus | None = None
@@ -45,6 +48,15 @@ class LwdSimEnv:
     def image_shape(self) -> tuple[int, int, int, int]:
         c = self.sim.config
         return (len(c.cameras), c.image_height, c.image_width, 3)
+
+    @property
+    def time_limit_steps(self) -> int:
+        """This env's episode limit: the override if set (e.g. shorter evaluations), else the task's."""
+        if self.time_limit_s is not None:
+            return int(round(self.time_limit_s * CONTROL_HZ))
+        if self.instance is None:
+            return int(round(self.task.time_limit_s * CONTROL_HZ))
+        return self.instance.time_limit_steps
 
     def reset(self, seed: int | None = None, instruction: str | None = None) -> tuple[Obs, dict]:
         if seed is not None:
@@ -62,7 +74,7 @@ class LwdSimEnv:
         self.steps += 1
         self.status = self.instance.evaluate(self.sim)
         terminated = self.status.success or self.status.failed
-        truncated = not terminated and self.steps >= self.instance.time_limit_steps
+        truncated = not terminated and self.steps >= self.time_limit_steps
         reward = 1.0 if self.status.success else 0.0
         return self._obs(), reward, terminated, truncated, self._info()
 
@@ -93,7 +105,7 @@ class LwdSimEnv:
             "subtask_scores": st.subtask_scores,
             "score": st.score,
             "step": self.steps,
-            "time_limit_steps": self.instance.time_limit_steps,
+            "time_limit_steps": self.time_limit_steps,
         }
 
     def close(self) -> None:
@@ -104,10 +116,11 @@ class VecEnv:
     """N independent envs stepped in lock-step in this process (no auto-reset)."""
 
     def __init__(self, task: str, num_envs: int, image_size: int | tuple[int, int] = 64, seed: int = 0,
-                 render: bool = True):
+                 render: bool = True, time_limit_s: float | None = None):
         if num_envs < 1:
             raise ValueError("num_envs must be >= 1")
-        self.envs = [LwdSimEnv(task, image_size, seed + 1000 * i, render) for i in range(num_envs)]
+        self.envs = [LwdSimEnv(task, image_size, seed + 1000 * i, render, time_limit_s=time_limit_s)
+                     for i in range(num_envs)]
 
     @property
     def num_envs(self) -> int:

@@ -70,14 +70,15 @@ class OnnxChunkPolicy:
 
 
 def evaluate_policy(policy: str, task: str, episodes: int, num_envs: int = 4, image_size: int = 64,
-                    execute_steps: int = CHUNK_HORIZON, seed: int = 0) -> EvalResult:
-    """`policy` is an ONNX path, 'expert' or 'expert-historical'."""
+                    execute_steps: int = CHUNK_HORIZON, seed: int = 0, time_limit_s: float | None = None
+                    ) -> EvalResult:
+    """`policy` is an ONNX path, 'expert' or 'expert-historical'; `time_limit_s` overrides the task's limit."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; known: {sorted(TASKS)}")
     num_envs = max(1, min(num_envs, episodes))
     per_env = -(-episodes // num_envs)
     if policy in ("expert", "expert-historical"):
-        vec = VecEnv(task, num_envs, image_size, seed=seed, render=False)
+        vec = VecEnv(task, num_envs, image_size, seed=seed, render=False, time_limit_s=time_limit_s)
         try:
             fn, on_reset = expert_chunk_policy(vec, DEMO if policy == "expert" else HISTORICAL, seed=seed,
                                                execute_steps=execute_steps)
@@ -85,7 +86,7 @@ def evaluate_policy(policy: str, task: str, episodes: int, num_envs: int = 4, im
         finally:
             vec.close()
     onnx_policy = OnnxChunkPolicy(policy, seed)
-    vec = VecEnv(task, num_envs, onnx_policy.image_size, seed=seed)
+    vec = VecEnv(task, num_envs, onnx_policy.image_size, seed=seed, time_limit_s=time_limit_s)
     try:
         return evaluate(vec, onnx_policy, per_env, execute_steps)
     finally:
@@ -101,9 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-size", type=int, default=64, help="expert only; ONNX policies set their own")
     ap.add_argument("--execute-steps", type=int, default=CHUNK_HORIZON, help="rows of each chunk executed")
     ap.add_argument("--seed", type=int, default=12345, help="evaluation seed (keep it apart from training seeds)")
+    ap.add_argument("--time-limit-s", type=float, default=None, help="episode limit (default: each task's own)")
     args = ap.parse_args(argv)
     if args.episodes < 1 or not 1 <= args.execute_steps <= CHUNK_HORIZON:
         ap.error("--episodes must be >= 1 and --execute-steps in 1..30")
+    if args.time_limit_s is not None and args.time_limit_s <= 0:
+        ap.error("--time-limit-s must be > 0")
     if args.policy not in ("expert", "expert-historical") and not Path(args.policy).is_file():
         ap.error(f"no policy file {args.policy}")
     summary = {"policy": args.policy, "tasks": {}}
@@ -111,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     for task in args.task:
         t0 = time.perf_counter()
         r = evaluate_policy(args.policy, task, args.episodes, args.num_envs, args.image_size, args.execute_steps,
-                            args.seed)
+                            args.seed, args.time_limit_s)
         print(f"{task:20s} success {r.success_rate:.2f}  score {r.mean_score:.2f}  cycle {r.mean_cycle_time_s:5.1f} s  "
               f"episodes {r.episodes}  ({time.perf_counter() - t0:.1f} s)")
         summary["tasks"][task] = {"success_rate": r.success_rate, "mean_score": r.mean_score,

@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from lwd_actor.fleet.description import FleetDescription, ProcessSpec, command_line, ros_params_file_content
+from lwd_common.process import die_with_parent
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ class Supervisor:
         log_file.write(f"\n==== start {time.strftime('%H:%M:%S')}: {' '.join(r.argv)}\n".encode())
         log_file.flush()
         r.proc = subprocess.Popen(
-            r.argv, env=self.env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+            r.argv, env=self.env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=die_with_parent(),  # a hard-killed launcher must not leave its fleet running
         )
         log_file.close()
 

@@ -1,0 +1,51 @@
+"""A child started with die_with_parent stops when its parent is killed hard."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lwd_common.process import die_with_parent
+
+PARENT = """
+import subprocess, sys, time
+from lwd_common.process import die_with_parent
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
+                         start_new_session=True, preexec_fn=die_with_parent())
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie waiting for its reaper counts as gone
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux-only")
+def test_child_in_its_own_session_is_terminated_when_its_parent_is_sigkilled():
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
+    child_pid = int(parent.stdout.readline())
+    try:
+        assert _alive(child_pid)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while _alive(child_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child_pid)
+    finally:
+        if _alive(child_pid):
+            os.kill(child_pid, signal.SIGKILL)
+
+
+def test_die_with_parent_is_a_preexec_function_on_linux():
+    fn = die_with_parent()
+    assert (fn is None) != sys.platform.startswith("linux")
