@@ -1,4 +1,4 @@
-"""The shared `main` of the simulator's rclpy nodes: clean Ctrl-C, bad parameters as one line."""
+"""The shared `main` of our plain rclpy nodes (actor helpers, simulator): clean Ctrl-C, one-line errors."""
 
 from __future__ import annotations
 
