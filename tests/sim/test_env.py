@@ -37,6 +37,21 @@ def test_holding_still_truncates_at_the_time_limit_without_reward(env):
     assert info["step"] == info["time_limit_steps"] == 240
 
 
+def test_a_time_limit_override_truncates_earlier_and_cycle_time_is_clipped_to_it():
+    vec = VecEnv("drawer_restock", num_envs=1, image_size=16, seed=0, time_limit_s=2.0)
+    try:
+        r = evaluate(vec, lambda obs: np.repeat(obs["joint_pos"][:, None, :], 30, axis=1))
+    finally:
+        vec.close()
+    assert r.per_episode[0]["step"] == r.per_episode[0]["time_limit_steps"] == 60
+    assert r.success_rate == 0 and r.mean_cycle_time_s == pytest.approx(2.0)
+
+
+def test_a_non_positive_time_limit_is_refused():
+    with pytest.raises(ValueError, match="time_limit_s"):
+        LwdSimEnv("can_to_bin", image_size=16, time_limit_s=0.0)
+
+
 def test_expert_chunk_policy_succeeds_and_a_still_policy_fails():
     vec = VecEnv("grocery_pick_place", num_envs=2, image_size=16, seed=3)
     try:
