@@ -124,9 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                 latest.version
             if env is None or env.image_shape[1:3] != policy.image_size:
                 env = LwdSimEnv(args.task, policy.image_size, seed=args.seed, time_limit_s=args.time_limit_s)
-                # Corrective help, early enough that the scripted expert can still finish inside the limit
-                # (taking over at 1.5 s of can_to_bin's 8 s finishes 8/8, at 4.5 s only 4/8). The env's own
-                # limit ends episodes; once engaged the operator drives until the release rule fires.
+                # The env's own limit ends episodes (the brain's is set beyond it), so the no-progress
+                # rule, which defaults to a quarter of the brain's limit, is set from the env's here.
                 brain = OperatorBrain(OperatorRules(
                     stall_window_s=args.stall_window_s,
                     no_progress_s=args.no_progress_frac * env.time_limit_steps / CONTROL_HZ,

@@ -100,3 +100,10 @@ def test_drift_is_ignored_during_the_startup_grace():
     brain.start_episode(0.0)
     outside = np.array([[1.2, 0.0, 0.9], [0.4, -0.2, 0.95]])
     assert brain.observe(0.2, Q, NOTHING, outside) == Decision.NONE
+
+
+def test_no_progress_timeout_defaults_to_a_quarter_of_the_time_limit():
+    assert OperatorRules(time_limit_s=8.0).no_progress_s == pytest.approx(2.0)
+    assert OperatorRules(time_limit_s=8.0, no_progress_s=3.0).no_progress_s == 3.0
+    with pytest.raises(ValueError, match="no_progress_s"):
+        OperatorRules(no_progress_s=-1.0)
