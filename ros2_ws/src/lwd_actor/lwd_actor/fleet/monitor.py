@@ -92,6 +92,11 @@ class FleetMonitor:
                 f"task {task:<22} episodes {len(items):>4}  success {np.mean([e.success for e in items]):5.0%}"
                 f"  (last 10: {np.mean([e.success for e in last]):4.0%})"
                 f"  interventions/episode {np.mean([e.interventions for e in items]):.2f}")
+        by_version = _by_policy_version(eps)
+        if by_version:
+            lines.append("by policy version (success, share of steps teleoperated): " + "  ".join(
+                f"{v} {np.mean([e.success for e in items]):.0%} {_teleop_share(items):.0%} (n={len(items)})"
+                for v, items in list(by_version.items())[-4:]))
         status = self.bridge_status()
         robots = (status or {}).get("robots", {})
         for rid in self.robot_ids:
@@ -116,7 +121,7 @@ class FleetMonitor:
         return "\n".join(lines)
 
     def write_plots(self, out_dir: Path) -> list[Path]:
-        """Success rate and interventions over time (PNG); returns the paths written."""
+        """Success rate, interventions and teleop share over time and per policy version (PNG)."""
         self.refresh()
         eps = sorted(self.episodes.values(), key=lambda e: e.ended_at)
         if not eps:
@@ -128,11 +133,12 @@ class FleetMonitor:
 
         out_dir.mkdir(parents=True, exist_ok=True)
         t0 = eps[0].ended_at
-        fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+        fig, axes = plt.subplots(2, 2, figsize=(12, 6), sharex="col")
+        (ax1, ax3), (ax2, ax4) = axes
         for task in sorted({e.task for e in eps}):
             items = [e for e in eps if e.task == task]
             t = [(e.ended_at - t0) / 60 for e in items]
-            window = max(1, min(10, len(items) // 3))
+            window = max(1, min(25, len(items) // 3))
             ax1.plot(t, _rolling([float(e.success) for e in items], window), label=f"{task} (rolling {window})")
             ax2.plot(t, _rolling([e.interventions for e in items], window), label=task)
         ax1.set_ylabel("success rate")
@@ -140,6 +146,19 @@ class FleetMonitor:
         ax1.legend()
         ax2.set_ylabel("interventions / episode")
         ax2.set_xlabel("minutes since first episode")
+        # Per policy version: what each published policy did on the fleet (the learning curve proper).
+        by_version = _by_policy_version(eps)
+        x = np.arange(len(by_version))
+        ax3.bar(x, [np.mean([e.success for e in v]) for v in by_version.values()], color="tab:green")
+        ax3.set_ylabel("success rate")
+        ax3.set_ylim(0, 1.05)
+        ax3.set_title("per policy version (bars: episodes that version started)", fontsize=9)
+        ax4.bar(x, [_teleop_share(v) for v in by_version.values()], color="tab:orange")
+        ax4.set_ylabel("share of steps teleoperated")
+        ax4.set_ylim(0, 1.05)
+        every = max(1, len(x) // 12)
+        ax4.set_xticks(x[::every], [k.lstrip("v0") or k for k in by_version][::every], fontsize=7)
+        ax4.set_xlabel("policy version")
         fig.tight_layout()
         path = out_dir / "success_rate.png"
         fig.savefig(path, dpi=100)
@@ -161,6 +180,19 @@ class FleetMonitor:
                 "--episodes", *[e.episode_id for e in chosen]]
         rc = subprocess.call(argv, stdout=subprocess.DEVNULL)
         return [out] if rc == 0 and out.exists() else []
+
+
+def _by_policy_version(eps: list[EpisodeSummary]) -> dict[str, list[EpisodeSummary]]:
+    """Episodes grouped by the policy version that started them, in version order."""
+    out: dict[str, list[EpisodeSummary]] = defaultdict(list)
+    for e in eps:
+        if e.policy_versions:
+            out[e.policy_versions[0]].append(e)
+    return dict(sorted(out.items()))
+
+
+def _teleop_share(eps: list[EpisodeSummary]) -> float:
+    return sum(e.intervention_steps for e in eps) / max(1, sum(e.steps for e in eps))
 
 
 def _rolling(values: list[float], window: int) -> np.ndarray:

@@ -1,0 +1,49 @@
+"""The fleet monitor reads progress from the bridge's store: per task, per robot and per policy version."""
+
+import numpy as np
+
+from lwd_actor.fleet.monitor import FleetMonitor
+from lwd_common.episode import (
+    ActionSource,
+    Episode,
+    EpisodeKind,
+    EpisodeMeta,
+    EpisodeOutcome,
+    Label,
+    StepRecord,
+)
+from lwd_common.images import encode_jpeg
+from lwd_common.robot import CAMERA_NAMES, NUM_JOINTS
+from lwd_common.store import EpisodeStore
+
+
+def episode(eid: str, robot: str, version: str, success: bool, teleop_steps: int, n: int = 10) -> Episode:
+    img = encode_jpeg(np.zeros((8, 8, 3), np.uint8))
+    steps = [StepRecord(i, i / 30, {c: img for c in CAMERA_NAMES}, np.zeros(NUM_JOINTS, np.float32),
+                        np.zeros(NUM_JOINTS, np.float32),
+                        ActionSource.TELEOP if i >= n - teleop_steps else ActionSource.POLICY, 0,
+                        "teleop" if i >= n - teleop_steps else version) for i in range(n)]
+    meta = EpisodeMeta(eid, robot, "can_to_bin", "put the red can in the left bin", EpisodeKind.ROLLOUT)
+    return Episode.from_steps(meta, steps, EpisodeOutcome(Label.SUCCESS if success else Label.FAILURE, n))
+
+
+def make_monitor(tmp_path) -> FleetMonitor:
+    store = EpisodeStore(tmp_path / "bridge" / "store")
+    for k, (robot, version, success, teleop) in enumerate([
+            ("robot0", "v000001", False, 5), ("robot1", "v000001", False, 5),
+            ("robot0", "v000002", True, 2), ("robot1", "v000002", True, 0)]):
+        store.put(episode(f"{robot}-ep{k}", robot, version, success, teleop))
+    store.commit_snapshot()
+    return FleetMonitor(tmp_path / "bridge", tmp_path / "learner", ("robot0", "robot1"))
+
+
+def test_report_shows_success_and_teleop_share_per_policy_version(tmp_path):
+    text = make_monitor(tmp_path).report()
+    assert "4 episodes" in text
+    assert "v000001 0% 50% (n=2)" in text and "v000002 100% 10% (n=2)" in text
+    assert "learner: starting" in text  # no metrics yet
+
+
+def test_plots_are_written_without_a_learner_checkpoint(tmp_path):
+    written = make_monitor(tmp_path).write_plots(tmp_path / "plots")
+    assert [p.name for p in written] == ["success_rate.png"] and written[0].stat().st_size > 0
