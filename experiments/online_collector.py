@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         store.put(ep)
         store.commit_snapshot()
         done += 1
-        line = {"episode": ep.meta.episode_id, "policy": version, "success": ep.success,
+        line = {"episode": ep.meta.episode_id, "task": args.task, "policy": version, "success": ep.success,
                 "interventions": ep.meta.extra["interventions"], "steps": ep.num_steps,
                 "teleop_steps": int(ep.intervention_mask.sum()), "time": time.time()}
         print(json.dumps(line), flush=True)

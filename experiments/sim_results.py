@@ -214,10 +214,15 @@ def write_report(results: dict, tasks: list[str], scale: Scale, out: Path, argv:
                   for x in (work / f"seed{s}" / "online_episodes.jsonl").read_text().splitlines()
                   if (work / f"seed{s}" / "online_episodes.jsonl").exists()]
     if online_log:
-        lines += ["", f"Online phase: {len(online_log)} fleet episodes over all seeds, "
-                  f"{np.mean([e['success'] for e in online_log]):.2f} success with the operator's help, "
-                  f"{np.mean([e['interventions'] for e in online_log]):.2f} interventions per episode, "
-                  f"{np.mean([e['teleop_steps'] / max(1, e['steps']) for e in online_log]):.2f} of steps teleoperated."]
+        def online_stats(eps: list[dict]) -> str:
+            return (f"{len(eps)} episodes, {np.mean([e['success'] for e in eps]):.2f} success with the operator's help, "
+                    f"{np.mean([e['interventions'] for e in eps]):.2f} interventions per episode, "
+                    f"{np.mean([e['teleop_steps'] / max(1, e['steps']) for e in eps]):.2f} of steps teleoperated")
+        lines += ["", f"Online phase (all seeds): {online_stats(online_log)}."]
+        for t in tasks:
+            mine = [e for e in online_log if e.get("task") == t]
+            if mine:
+                lines.append(f"- {t}: {online_stats(mine)}.")
     (out / "results.md").write_text("\n".join(lines) + "\n")
     _plot(results, tasks, seeds, methods, out)
     log(f"wrote {out / 'results.md'}")
