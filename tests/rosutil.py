@@ -52,12 +52,11 @@ class Procs:
         """Run `python *args` (e.g. "-m", "pkg.module") with stdout/stderr in log_dir/name.log."""
         log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            [sys.executable, *args],
+            die_with_parent([sys.executable, *args]),  # even if pytest itself is killed
             env=env or self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=die_with_parent(),  # even if pytest itself is killed
             cwd=REPO,
         )
         self.procs.append((name, proc))

@@ -13,8 +13,8 @@ from lwd_common.process import die_with_parent
 PARENT = """
 import subprocess, sys, time
 from lwd_common.process import die_with_parent
-child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
-                         start_new_session=True, preexec_fn=die_with_parent())
+child = subprocess.Popen(die_with_parent([sys.executable, "-c", "import time; time.sleep(120)"]),
+                         start_new_session=True)
 print(child.pid, flush=True)
 time.sleep(120)
 """
@@ -46,6 +46,7 @@ def test_child_in_its_own_session_is_terminated_when_its_parent_is_sigkilled():
             os.kill(child_pid, signal.SIGKILL)
 
 
-def test_die_with_parent_is_a_preexec_function_on_linux():
-    fn = die_with_parent()
-    assert (fn is None) != sys.platform.startswith("linux")
+def test_the_wrapped_command_runs_with_its_arguments_environment_and_exit_code(tmp_path):
+    argv = [sys.executable, "-c", "import os, sys; print(os.environ['LWD_X'], sys.argv[1:]); sys.exit(3)", "a b", "c"]
+    out = subprocess.run(die_with_parent(argv), env={**os.environ, "LWD_X": "42"}, capture_output=True, text=True)
+    assert out.returncode == 3 and out.stdout.strip() == "42 ['a b', 'c']"

@@ -44,8 +44,8 @@ def test_fleet_learns_online_and_robots_load_the_new_policy(tmp_path):
             "--offline-episodes", "4", "--bc-steps", "20", "--offline-rl-steps", "10", "--publish-every", "10",
             "--status-every", "15", "--set", f"bridge.bind=tcp://127.0.0.1:{port}"]
     log = (tmp_path / "main.log").open("wb")
-    proc = subprocess.Popen(argv, env=ros_env(), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, preexec_fn=die_with_parent())
+    proc = subprocess.Popen(die_with_parent(argv), env=ros_env(), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     policies = PolicyStore(run_dir / "bridge" / "policies")
 
     def robots_on_new_policy() -> bool:

@@ -3,35 +3,38 @@
 A supervisor (the fleet launcher, a test) starts nodes in their own process
 groups so it can signal each one cleanly. The cost: if the supervisor is killed
 hard (SIGKILL, the OOM killer, a CI timeout), nothing stops those groups and they
-keep running. `die_with_parent` closes that gap on Linux by asking the kernel to
-send the child SIGTERM when its parent dies; our nodes treat SIGTERM as a clean stop.
+keep running. `die_with_parent` closes that gap on Linux: the child is started
+through a tiny guard that asks the kernel (prctl PR_SET_PDEATHSIG) to send it
+SIGTERM when its parent dies, then execs the real command, which keeps that
+setting. Our nodes treat SIGTERM as a clean stop.
+
+Why a guard process and not `preexec_fn`: Python code between fork and exec can
+deadlock when the parent has threads (JAX, rclpy and ONNX Runtime all start them).
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import sys
-from collections.abc import Callable
 
-_PR_SET_PDEATHSIG = 1
+# Runs as `python -I -S -c GUARD <parent pid> <signal> <argv...>`: set the death signal, make sure
+# the parent did not already die (then the kernel would never send it), exec the command.
+_GUARD = (
+    "import ctypes, os, sys\n"
+    "parent, sig, argv = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, sig, 0, 0, 0)\n"
+    "if os.getppid() != parent: sys.exit(128 + sig)\n"
+    "os.execvp(argv[0], argv)\n"
+)
 
 
-def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
-    """A `preexec_fn` for subprocess.Popen: the child gets `sig` when the thread that started it exits.
+def die_with_parent(argv: list[str], sig: int = signal.SIGTERM) -> list[str]:
+    """`argv` wrapped so that the process receives `sig` when the thread that starts it exits.
 
-    Call it in the parent (it records the parent's pid). None where prctl does not exist (non-Linux).
-    Start children from a long-lived thread: the kernel fires on the *forking thread's* exit.
+    Start it from a long-lived thread (the kernel fires on the *forking thread's* exit). Returns
+    `argv` unchanged where prctl does not exist (non-Linux).
     """
     if not sys.platform.startswith("linux"):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-        if os.getppid() != parent:  # the parent died between fork and prctl
-            os.kill(os.getpid(), sig)
-
-    return preexec
+        return list(argv)
+    return [sys.executable, "-I", "-S", "-c", _GUARD, str(os.getpid()), str(int(sig)), *argv]

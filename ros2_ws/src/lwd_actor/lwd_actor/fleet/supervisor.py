@@ -74,8 +74,9 @@ class Supervisor:
         log_file.write(f"\n==== start {time.strftime('%H:%M:%S')}: {' '.join(r.argv)}\n".encode())
         log_file.flush()
         r.proc = subprocess.Popen(
-            r.argv, env=self.env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=die_with_parent(),  # a hard-killed launcher must not leave its fleet running
+            # die_with_parent: a hard-killed launcher must not leave its fleet running.
+            die_with_parent(r.argv), env=self.env, stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log_file.close()
 
