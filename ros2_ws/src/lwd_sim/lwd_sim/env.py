@@ -52,11 +52,7 @@ class LwdSimEnv:
     @property
     def time_limit_steps(self) -> int:
         """This env's episode limit: the override if set (e.g. shorter evaluations), else the task's."""
-        if self.time_limit_s is not None:
-            return int(round(self.time_limit_s * CONTROL_HZ))
-        if self.instance is None:
-            return int(round(self.task.time_limit_s * CONTROL_HZ))
-        return self.instance.time_limit_steps
+        return int(round((self.time_limit_s or self.task.time_limit_s) * CONTROL_HZ))
 
     def reset(self, seed: int | None = None, instruction: str | None = None) -> tuple[Obs, dict]:
         if seed is not None:
