@@ -22,7 +22,7 @@ def hello(robot_id="robot0", config_hash=None) -> bytes:
                            config_hash=config_hash or protocol.config_hash())
 
 
-def episode_frames(robot_id="robot0", index=0, n=25, per_chunk=10) -> tuple[list[bytes], str]:
+def episode_frames(robot_id="robot0", index=0, n=25, per_chunk=10, ended_at=0.0) -> tuple[list[bytes], str]:
     meta, steps, out = make_meta(robot_id, index), make_steps(n, seed=index), outcome(n, index)
     frames = [protocol.encode("ep_begin", episode_id=meta.episode_id, seq=0, meta=meta_to_dict(meta))]
     for i in range(0, n, per_chunk):
@@ -30,7 +30,7 @@ def episode_frames(robot_id="robot0", index=0, n=25, per_chunk=10) -> tuple[list
                                       steps=protocol.steps_to_chunk(steps[i:i + per_chunk], CAMERA_NAMES)))
     digest = content_hash(Episode.from_steps(meta, steps, out))
     frames.append(protocol.encode("ep_end", episode_id=meta.episode_id, seq=len(frames),
-                                  outcome=outcome_to_dict(out), num_steps=n, content_hash=digest, ended_at=0.0))
+                                  outcome=outcome_to_dict(out), num_steps=n, content_hash=digest, ended_at=ended_at))
     return frames, digest
 
 
@@ -177,3 +177,39 @@ def test_restarted_robot_hello_drops_partials_it_no_longer_has(core):
     core.handle(PEER, frames[0])
     core.handle(b"peer-2", hello())
     assert core.partials == {}
+
+
+def test_commit_latency_counts_episodes_that_ended_while_this_bridge_ran(core):
+    for f in episode_frames(index=1, ended_at=time.time())[0]:
+        core.handle(PEER, f)
+    core.flush()
+    status = core.status()
+    assert status["commit_latency_s"]["p50"] is not None and status["counters"]["backlog_committed"] == 0
+
+
+def test_episodes_spooled_before_the_bridge_started_are_backlog_not_latency(core):
+    for f in episode_frames(index=2, ended_at=core.started_at - 3600)[0]:
+        core.handle(PEER, f)
+    core.flush()
+    status = core.status()
+    assert status["commit_latency_s"]["p50"] is None and status["counters"]["backlog_committed"] == 1
+    assert status["robots"]["robot0"]["episodes_committed"] == 1
+
+
+def test_policy_latency_counts_only_policies_published_while_this_bridge_ran(tmp_path):
+    from lwd_common.policy_store import PolicyStore
+
+    old = PolicyStore(tmp_path / "policies").publish(b"old model", 1, {})
+    core = BridgeCore(BridgeConfig(root=str(tmp_path)))
+    core.handle(PEER, hello())
+
+    def loaded(version: str) -> None:
+        core.handle(PEER, protocol.encode("policy_loaded", version=version, ok=True, loaded_at=time.time(),
+                                          message=""))
+
+    loaded(old.version)  # a restart: measures how long the fleet was down, not delivery
+    assert core.status()["policy_latency_s"]["p50"] is None
+    new = PolicyStore(tmp_path / "policies").publish(b"new model", 2, {})
+    loaded(new.version)
+    assert core.status()["policy_latency_s"]["p50"] is not None
+    assert core.status()["robots"]["robot0"]["policy_version"] == new.version

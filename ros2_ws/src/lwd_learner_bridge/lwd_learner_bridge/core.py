@@ -117,7 +117,8 @@ class BridgeCore:
         self.robots: dict[str, _RobotState] = {}
         self.counters: dict[str, int] = {k: 0 for k in (
             "frames", "bytes", "rejected", "duplicates_dropped", "episodes_committed", "episodes_rejected",
-            "missing_requests", "partials_expired", "policy_chunks_served", "auth_denied", "replies_dropped")}
+            "missing_requests", "partials_expired", "policy_chunks_served", "auth_denied", "replies_dropped",
+            "backlog_committed")}
         self.commit_latencies: deque[float] = deque(maxlen=10000)  # robot end -> committed (wall clock)
         self.policy_latencies: deque[float] = deque(maxlen=10000)  # published -> robot reports loaded
         self._hashes: OrderedDict[str, str] = OrderedDict()  # committed id -> content hash (bounded cache)
@@ -206,10 +207,13 @@ class BridgeCore:
         now = time.time()
         for peer, eid, digest, ended_at, robot_id in self._to_commit:
             latency = max(0.0, now - ended_at)
-            self.commit_latencies.append(latency)
             robot = self.robots.setdefault(robot_id, _RobotState())
+            if ended_at >= self.started_at:
+                self.commit_latencies.append(latency)
+                robot.last_commit_latency_s = latency
+            else:  # spooled while this bridge was down: that wait is downtime, not delivery latency
+                self.counters["backlog_committed"] += 1
             robot.episodes_committed += 1
-            robot.last_commit_latency_s = latency
             out.append((peer, protocol.encode("committed", episode_id=eid, content_hash=digest,
                                               snapshot=snap.version, duplicate=False)))
         self.counters["episodes_committed"] += len(self._to_commit)
@@ -459,7 +463,8 @@ class BridgeCore:
             info = self.policies.get(msg["version"])
         except (KeyError, ValueError):
             return
-        self.policy_latencies.append(max(0.0, robot.policy_loaded_at - info.created_at))
+        if info.created_at >= self.started_at:  # published before this bridge started: downtime, not latency
+            self.policy_latencies.append(max(0.0, robot.policy_loaded_at - info.created_at))
 
     # --- observability ------------------------------------------------------------------------------------
 
