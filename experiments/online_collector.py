@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log", type=Path, default=None, help="append one JSON line per episode here")
     ap.add_argument("--release-after-subtasks", type=int, default=99,
                     help="operator gives control back after this many new sub-tasks (default: finishes the task)")
+    ap.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by this much")
     ap.add_argument("--time-limit-s", type=float, default=None, help="episode limit (default: the task's own)")
     ap.add_argument("--no-progress-frac", type=float, default=0.25,
                     help="operator takes over after no new sub-task for this fraction of the time limit")
@@ -104,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="... or after the arms barely moved for this long")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if args.nice:
+        os.nice(args.nice)
 
     store = EpisodeStore(args.bridge_root / "store")
     policies = PolicyStore(args.bridge_root / "policies")

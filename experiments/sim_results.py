@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -136,9 +135,9 @@ def run_online(seed: int, tasks: list[str], scale: Scale, w: Path, offline_run: 
         [PY, str(HERE / "online_collector.py"), "--bridge-root", str(bridge), "--task", task,
          "--robot-id", f"sim{k}", "--seed", str(1000 * seed + k), "--execute-steps", str(scale.execute_steps),
          "--log", str(w / "online_episodes.jsonl"),
+         "--nice", "19",  # simulated robots run far faster than real time: never starve the learner
          *(["--time-limit-s", str(scale.time_limit(task))] if scale.time_limit(task) else [])],
-        stdout=subprocess.DEVNULL, stderr=(w / "logs" / f"collector{k}.log").open("ab"),
-        preexec_fn=lambda: os.nice(19))  # simulated robots run far faster than real time: never starve the learner
+        stdout=subprocess.DEVNULL, stderr=(w / "logs" / f"collector{k}.log").open("ab"))
         for k, task in enumerate(robot_tasks)]
     try:
         rc = learner.wait()
