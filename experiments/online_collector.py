@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     store = EpisodeStore(args.bridge_root / "store")
     policies = PolicyStore(args.bridge_root / "policies")
     rng = np.random.default_rng(args.seed)
-    if not 0 < args.no_progress_frac <= 1 or args.stall_window_s <= 0 or (args.time_limit_s or 1) <= 0:
+    bad_limit = args.time_limit_s is not None and args.time_limit_s <= 0
+    if not 0 < args.no_progress_frac <= 1 or args.stall_window_s <= 0 or bad_limit:
         ap.error("--no-progress-frac must be in (0, 1], --stall-window-s and --time-limit-s > 0")
     brain: OperatorBrain | None = None
     env: LwdSimEnv | None = None
