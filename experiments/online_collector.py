@@ -129,12 +129,10 @@ def main(argv: list[str] | None = None) -> int:
                 latest.version
             if env is None or env.image_shape[1:3] != policy.image_size:
                 env = LwdSimEnv(args.task, policy.image_size, seed=args.seed, time_limit_s=args.time_limit_s)
-                # The env's own limit ends episodes (the brain's is set beyond it), so the no-progress
-                # rule, which defaults to a quarter of the brain's limit, is set from the env's here.
+                limit_s = env.time_limit_steps / CONTROL_HZ  # the env truncates there; the brain agrees
                 brain = OperatorBrain(OperatorRules(
-                    stall_window_s=args.stall_window_s,
-                    no_progress_s=args.no_progress_frac * env.time_limit_steps / CONTROL_HZ,
-                    time_limit_s=1e9, release_after_subtasks=args.release_after_subtasks))
+                    stall_window_s=args.stall_window_s, no_progress_s=args.no_progress_frac * limit_s,
+                    time_limit_s=limit_s, release_after_subtasks=args.release_after_subtasks))
         ep = run_episode(env, policy, version, brain, rng, args.robot_id, args.execute_steps, args.jpeg_quality)
         store.put(ep)
         store.commit_snapshot()
