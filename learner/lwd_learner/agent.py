@@ -16,6 +16,7 @@ import optax
 
 from lwd_learner import divl
 from lwd_learner.config import LearnerConfig
+from lwd_learner.device_replay import ReplayArrays, sample_batch
 from lwd_learner.flow import euler_sample, flow_matching_loss, qam_loss
 from lwd_learner.networks import CriticValue, FlowPolicy
 from lwd_learner.replay import NormStats
@@ -55,6 +56,10 @@ class Agent:
         self.critic_tx = optax.adam(optax.cosine_decay_schedule(cfg.divl.lr, t.decay_steps))
         self.bc_update = jax.jit(self._bc_update, donate_argnums=0)
         self.rl_update = jax.jit(self._rl_update, donate_argnums=0)
+        self.batch_sharding = None  # set by a multi-device run: how a device-drawn batch is split
+        # The same updates drawing their minibatch from a device-resident replay (device_replay).
+        self.bc_update_on_device = jax.jit(lambda s, d: self._sampled(self._bc_update, True, s, d), donate_argnums=0)
+        self.rl_update_on_device = jax.jit(lambda s, d: self._sampled(self._rl_update, False, s, d), donate_argnums=0)
         self.sample_actions = jax.jit(self._sample_actions, static_argnames="steps")
 
     # ---- construction -------------------------------------------------------------------
@@ -80,9 +85,21 @@ class Agent:
         ref = jax.tree.map(jnp.copy, state.policy)
         return state.replace(ref_policy=ref, policy_opt=self.policy_tx.init(state.policy))
 
+    def freeze_encoder(self, state: AgentState) -> AgentState:
+        """Frozen-encoder path: the policy's image backbone becomes the one backbone of every network
+        (reference, critic, target); updates on cached features then leave it untouched."""
+        src = state.policy
+        return state.replace(ref_policy=_with_backbone(state.ref_policy, src), critic=_with_backbone(state.critic, src),
+                             target_critic=_with_backbone(state.target_critic, src))
+
+    def image_features(self, params, images):
+        """Backbone features of uint8 frames [B, cams, H, W, 3] -> [B, cams * image_feature_dim]."""
+        return self.policy.apply(params, images, method=FlowPolicy.image_features)
+
     # ---- helpers ------------------------------------------------------------------------
     @staticmethod
     def _obs(norm, batch, prefix=""):
+        """(images or cached backbone features, normalised joints, task ids) of a batch."""
         q = (batch[prefix + "joint_pos"] - norm["joint_mean"]) / norm["joint_std"]
         return batch[prefix + "images"], q, batch[prefix + "task_id"]
 
@@ -93,6 +110,14 @@ class Agent:
     def _field(self, params, z, a, w):
         return self.policy.apply(params, z, a, w, method=FlowPolicy.field)
 
+    def _sampled(self, update, bc: bool, state: AgentState, data: ReplayArrays):
+        rng, k = jax.random.split(state.rng)
+        t = self.cfg.train
+        batch = sample_batch(data, k, t.batch_size, bc, t.online_ratio)
+        if self.batch_sharding is not None:
+            batch = jax.lax.with_sharding_constraint(batch, self.batch_sharding)
+        return update(state.replace(rng=rng), batch)
+
     # ---- behaviour cloning --------------------------------------------------------------
     def bc_loss(self, params, norm, batch, rng):
         z = self.policy.apply(params, *self._obs(norm, batch), method=FlowPolicy.encode)
@@ -100,13 +125,23 @@ class Agent:
         field = lambda p, obs, x, w: self._field(p, obs, x, w)  # noqa: E731
         return jnp.mean(flow_matching_loss(field, params, z, a, rng))
 
+    def _augment(self, batch, rng):
+        """Random-shift augmentation of the frames (TrainConfig.aug_shift; not of cached features)."""
+        shift = self.cfg.train.aug_shift
+        if not shift or uses_cached_features(batch):
+            return batch
+        k1, k2 = jax.random.split(jax.random.fold_in(rng, 1))
+        return {**batch, "images": random_shift(k1, batch["images"], shift),
+                "next_images": random_shift(k2, batch["next_images"], shift)}
+
     def _bc_update(self, state: AgentState, batch):
         """BC step; with method 'lwd' also a DIVL step: value learning is in-sample (dataset actions
         only), so the critic trains alongside BC and QAM starts from a useful critic."""
         rng, k = jax.random.split(state.rng)
+        batch = self._augment(batch, k)
         loss, grads = jax.value_and_grad(self.bc_loss)(state.policy, state.norm, batch, k)
         updates, opt = self.bc_tx.update(grads, state.policy_opt, state.policy)
-        policy = optax.apply_updates(state.policy, updates)
+        policy = _frozen_aware(optax.apply_updates(state.policy, updates), state.policy, batch)
         state = state.replace(step=state.step + 1, policy=policy, policy_opt=opt, rng=rng)
         metrics = {"bc_loss": loss}
         if self.cfg.train.method == "lwd":
@@ -118,7 +153,7 @@ class Agent:
         (_, cm), cg = jax.value_and_grad(self.critic_loss, has_aux=True)(
             state.critic, state.target_critic, state.norm, batch)
         cu, copt = self.critic_tx.update(cg, state.critic_opt, state.critic)
-        critic = optax.apply_updates(state.critic, cu)
+        critic = _frozen_aware(optax.apply_updates(state.critic, cu), state.critic, batch)
         ema = self.cfg.divl.ema
         target = jax.tree.map(lambda t, p: (1 - ema) * t + ema * p, state.target_critic, critic)
         return state.replace(critic=critic, target_critic=target, critic_opt=copt), cm
@@ -181,11 +216,12 @@ class Agent:
 
     def _rl_update(self, state: AgentState, batch):
         rng, k = jax.random.split(state.rng)
+        batch = self._augment(batch, k)
         state, cm = self._critic_step(state, batch)
         (pl, pm), pg = jax.value_and_grad(self.policy_loss, has_aux=True)(
             state.policy, state.ref_policy, state.critic, state.norm, batch, k)
         pu, popt = self.policy_tx.update(pg, state.policy_opt, state.policy)
-        policy = optax.apply_updates(state.policy, pu)
+        policy = _frozen_aware(optax.apply_updates(state.policy, pu), state.policy, batch)
         metrics = {**cm, **pm, "policy_loss": pl}
         return state.replace(step=state.step + 1, policy=policy, policy_opt=popt, rng=rng), metrics
 
@@ -203,3 +239,35 @@ class Agent:
                                               steps=steps))
 
 
+
+
+def random_shift(key, images, pad: int):
+    """DrQ random shift: pad each frame [B, cams, H, W, 3] by replicating its edge, crop back at a
+    random offset (one offset per sample and camera)."""
+    b, c, h, w, ch = images.shape
+    flat = images.reshape(b * c, h, w, ch)
+    padded = jnp.pad(flat, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+    offs = jax.random.randint(key, (b * c, 2), 0, 2 * pad + 1)
+    crop = jax.vmap(lambda im, o: jax.lax.dynamic_slice(im, (o[0], o[1], 0), (h, w, ch)))(padded, offs)
+    return crop.reshape(images.shape)
+
+
+def uses_cached_features(batch) -> bool:
+    """A batch carries cached backbone features (float) instead of uint8 frames: the frozen path."""
+    return batch["images"].dtype != jnp.uint8
+
+
+def _is_backbone(path) -> bool:
+    keys = [getattr(k, "key", None) for k in path]
+    return "encoder" in keys and any(isinstance(k, str) and k.startswith("conv") for k in keys)
+
+
+def _with_backbone(params, source):
+    """`params` with its image-backbone leaves taken from `source`."""
+    return jax.tree_util.tree_map_with_path(lambda p, x, s: s if _is_backbone(p) else x, params, source)
+
+
+def _frozen_aware(new, old, batch):
+    """On cached features the backbone gets no gradient, but optimiser momentum and weight decay would
+    still move it: keep it exactly as it was."""
+    return _with_backbone(new, old) if uses_cached_features(batch) else new

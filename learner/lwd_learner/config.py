@@ -17,6 +17,9 @@ class EncoderConfig:
     kind: str = "conv"
     image_size: tuple[int, int] = (64, 64)
     conv_channels: tuple[int, ...] = (16, 32, 32)
+    # "mean": global mean pool per channel (what an object looks like, not where it is);
+    # "spatial": mean pool plus spatial-softmax keypoints (x, y per channel).
+    pool: Literal["mean", "spatial"] = "mean"
     joint_hidden: int = 64
     text_kind: str = "vocab"  # registered in networks.TEXT_ENCODERS
     vocab_capacity: int = 64  # room for instructions that appear online
@@ -93,6 +96,15 @@ class TrainConfig:
     publish_every: int = 50
     online_ratio: float = 0.5
     seed: int = 0
+    # Where minibatches are drawn: "device" keeps the replay resident on the accelerator and
+    # samples inside the jitted update (no host round trip); "host" gathers them in numpy
+    # (always used with several processes, each drawing its own shard).
+    replay: Literal["device", "host"] = "device"
+    # Random-shift augmentation of camera frames (pixels, DrQ-style), applied when sampling.
+    aug_shift: int = 0
+    # Frozen-encoder path: after this many steps the image backbone is frozen, its features
+    # are cached per frame, and every later update trains only the heads. None: never freeze.
+    encoder_steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -129,4 +141,8 @@ def from_dict(d: dict) -> LearnerConfig:
             kwargs[f.name] = v
         return cls(**kwargs)
 
+    d = {**d, "model": {**d.get("model", {})}}
+    if "encoder" in d["model"] and "pool" not in d["model"]["encoder"]:
+        # Checkpoints written before the pooling option existed were built with mean pooling.
+        d["model"]["encoder"] = {**d["model"]["encoder"], "pool": "mean"}
     return build(LearnerConfig, d)

@@ -19,7 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 from lwd_common import policy_io
 from lwd_common.robot import CAMERA_NAMES, JOINT_NAMES
 from lwd_learner.config import ModelConfig
-from lwd_learner.networks import time_features
+from lwd_learner.networks import image_feature_dim, keypoint_grid, time_features
 
 OPSET = 17
 
@@ -82,8 +82,17 @@ def export_policy(
         x = g.op("Conv", [x, g.const(kernel, "K"), g.const(np.asarray(c["bias"], np.float32), "b")],
                  strides=[2, 2], pads=[1, 1, 1, 1], kernel_shape=list(kernel.shape[2:]))
         x = g.op("Relu", [x])
-    x = g.op("ReduceMean", [x], axes=[2, 3], keepdims=0)
-    x = g.op("Reshape", [x, g.const(np.array([-1, cfg.num_cameras * e.conv_channels[-1]], np.int64))])
+    pooled = g.op("ReduceMean", [x], axes=[2, 3], keepdims=0)
+    if e.pool == "spatial":  # networks.spatial_keypoints: softmax over the map, expected (x, y) per channel
+        fh, fw = h_img, w_img
+        for _ in e.conv_channels:  # each 3x3 stride-2 conv with padding 1 halves the map, rounding up
+            fh, fw = (fh + 1) // 2, (fw + 1) // 2
+        ch = e.conv_channels[-1]
+        att = g.op("Softmax", [g.op("Reshape", [x, g.const(np.array([-1, ch, fh * fw], np.int64))])], axis=-1)
+        kp = g.op("MatMul", [att, g.const(keypoint_grid(fh, fw), "grid")])
+        kp = g.op("Reshape", [kp, g.const(np.array([-1, 2 * ch], np.int64))])
+        pooled = g.op("Concat", [pooled, kp], axis=-1)
+    x = g.op("Reshape", [pooled, g.const(np.array([-1, cfg.num_cameras * image_feature_dim(e)], np.int64))])
     q = g.op("Sub", [policy_io.INPUT_JOINT_POS, g.const(norm["joint_mean"])])
     q = g.op("Div", [q, g.const(norm["joint_std"])])
     j = g.silu(g.dense(q, enc["joint"]))

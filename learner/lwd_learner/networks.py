@@ -37,18 +37,53 @@ class VocabTaskEmbedding(nn.Module):
 TEXT_ENCODERS: dict[str, Callable[[EncoderConfig], nn.Module]] = {"vocab": VocabTaskEmbedding}
 
 
+def spatial_keypoints(x):
+    """Spatial softmax: per channel of x [N, h, w, C], the expected (x, y) position in [-1, 1] -> [N, 2C].
+
+    Global mean pooling keeps *what* a camera sees but not *where*; a policy that must reach an
+    object placed at random needs the where (docs/learner.md, "Encoder")."""
+    n, h, w, c = x.shape
+    logits = jnp.transpose(x, (0, 3, 1, 2)).reshape(n, c, h * w)
+    att = nn.softmax(logits, axis=-1)
+    return jnp.einsum("ncp,pk->nck", att, keypoint_grid(h, w)).reshape(n, 2 * c)
+
+
+def keypoint_grid(h: int, w: int) -> np.ndarray:
+    """[h*w, 2] pixel-centre coordinates (x, y) in [-1, 1], row-major like a flattened feature map."""
+    ys, xs = np.meshgrid(np.linspace(-1.0, 1.0, h), np.linspace(-1.0, 1.0, w), indexing="ij")
+    return np.stack([xs.ravel(), ys.ravel()], axis=-1).astype(np.float32)
+
+
+def image_feature_dim(cfg: EncoderConfig) -> int:
+    """Width of one camera's image features: mean-pooled channels, plus 2 keypoint coordinates
+    per channel with pool 'spatial'."""
+    c = cfg.conv_channels[-1]
+    return c * (3 if cfg.pool == "spatial" else 1)
+
+
 class ConvObsEncoder(nn.Module):
-    """Small shared conv tower per camera, mean-pooled, with joint and task features."""
+    """Small shared conv tower per camera (the image *backbone*), pooled, fused with joint and task
+    features. `images` is either uint8 frames [B, cams, H, W, 3] or the backbone's precomputed
+    features float32 [B, cams * image_feature_dim] (the frozen-encoder path); with
+    `features_only=True` the call returns those backbone features."""
 
     cfg: EncoderConfig
 
     @nn.compact
-    def __call__(self, images, joint_pos, task_id):
-        b, c = images.shape[:2]
-        x = images.astype(jnp.float32).reshape((b * c, *images.shape[2:])) / 255.0
-        for i, ch in enumerate(self.cfg.conv_channels):
-            x = nn.relu(nn.Conv(ch, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), name=f"conv{i}")(x))
-        x = jnp.mean(x, axis=(1, 2)).reshape(b, c * self.cfg.conv_channels[-1])
+    def __call__(self, images, joint_pos=None, task_id=None, features_only: bool = False):
+        if images.dtype == jnp.uint8:
+            b, c = images.shape[:2]
+            x = images.astype(jnp.float32).reshape((b * c, *images.shape[2:])) / 255.0
+            for i, ch in enumerate(self.cfg.conv_channels):
+                x = nn.relu(nn.Conv(ch, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), name=f"conv{i}")(x))
+            pooled = jnp.mean(x, axis=(1, 2))
+            if self.cfg.pool == "spatial":
+                pooled = jnp.concatenate([pooled, spatial_keypoints(x)], axis=-1)
+            x = pooled.reshape(b, c * pooled.shape[-1])
+        else:
+            x = images
+        if features_only:
+            return x
         j = nn.silu(nn.Dense(self.cfg.joint_hidden, name="joint")(joint_pos))
         t = TEXT_ENCODERS[self.cfg.text_kind](self.cfg, name="text")(task_id)
         z = nn.Dense(self.cfg.out_dim, name="fuse")(jnp.concatenate([x, j, t], axis=-1))
@@ -98,6 +133,10 @@ class FlowPolicy(nn.Module):
 
     def encode(self, images, joint_pos, task_id):
         return self.encoder(images, joint_pos, task_id)
+
+    def image_features(self, images):
+        """The backbone's per-frame features (what the frozen-encoder path caches)."""
+        return self.encoder(images, features_only=True)
 
     def field(self, z, a, w):
         return self.head(z, a, w)

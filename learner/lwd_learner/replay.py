@@ -120,6 +120,62 @@ def episode_arrays(ep: Episode, vocab: Vocab, image_size: tuple[int, int], camer
     )
 
 
+@dataclass(frozen=True)
+class Transitions:
+    """Per-step fields of the chunk transitions of one episode (see the module docstring)."""
+
+    ret: np.ndarray  # float32 [T]: discounted reward inside the n-step window
+    done: np.ndarray  # float32 [T]: the episode ends inside the window (no bootstrap)
+    next_t: np.ndarray  # int64 [T]: the step of s_{t+nH} (clipped to the last step)
+    intervention: np.ndarray  # float32 [T]: a teleoperated step inside the executed chunk
+
+
+def episode_transitions(ep: EpisodeArrays, horizon: int, nstep: int, gamma: float) -> Transitions:
+    """Vectorised over t, with the return-to-go G_t = r_t + gamma G_{t+1}: the window return is
+    G_t - gamma^(end - t) G_end, end = min(t + nH, T)."""
+    big_t = len(ep.actions)
+    t = np.arange(big_t)
+    g = np.zeros(big_t + 1)
+    for i in range(big_t - 1, -1, -1):
+        g[i] = ep.rewards[i] + gamma * g[i + 1]
+    end = np.minimum(t + nstep * horizon, big_t)
+    ret = g[t] - gamma ** (end - t) * g[end]
+    teleop = np.concatenate([[0], np.cumsum(ep.intervention.astype(np.int64))])
+    window = teleop[np.minimum(t + horizon, big_t)] - teleop[t]
+    return Transitions(ret.astype(np.float32), (t + nstep * horizon >= big_t).astype(np.float32),
+                       np.minimum(t + nstep * horizon, big_t - 1), (window > 0).astype(np.float32))
+
+
+@dataclass(frozen=True)
+class EpisodeInfo:
+    """What bookkeeping and the BC pool need of an episode (no frames)."""
+
+    steps: int
+    kind: EpisodeKind
+    success: bool
+    intervention_steps: int
+
+
+def bookkeeping(episodes: list[EpisodeInfo]) -> dict:
+    """Counts by kind and label, and intervention steps."""
+    out = {"episodes": len(episodes), "steps": sum(e.steps for e in episodes), "success": 0, "failure": 0,
+           "intervention_steps": 0}
+    for e in episodes:
+        out[e.kind.value] = out.get(e.kind.value, 0) + 1
+        out["success" if e.success else "failure"] += 1
+        out["intervention_steps"] += e.intervention_steps
+    return out
+
+
+def bc_episodes(episodes: list, bc_data: str) -> list[bool]:
+    """Which episodes behaviour cloning may clone: with 'demos', the demonstrations (or, in a buffer
+    without any, the successful episodes); with 'all', every episode."""
+    if bc_data == "all":
+        return [True] * len(episodes)
+    demos = [e.kind == EpisodeKind.DEMO for e in episodes]
+    return demos if any(demos) else [e.success for e in episodes]
+
+
 class ReplayBuffer:
     """Chunk transitions of a set of episodes, sampled uniformly over steps."""
 
@@ -127,6 +183,7 @@ class ReplayBuffer:
         self.horizon, self.nstep, self.gamma, self.bc_data = horizon, nstep, gamma, bc_data
         self.episodes: list[EpisodeArrays] = []
         self._index: list[np.ndarray] = []  # per episode: [T, 2] (episode index, t)
+        self._transitions: list[Transitions] = []
         self._flat: np.ndarray | None = None
         self._bc_flat: np.ndarray | None = None
 
@@ -136,19 +193,20 @@ class ReplayBuffer:
     def add(self, ep: EpisodeArrays) -> None:
         i = len(self.episodes)
         self.episodes.append(ep)
+        self._transitions.append(episode_transitions(ep, self.horizon, self.nstep, self.gamma))
         t = np.arange(len(ep.actions))
         self._index.append(np.stack([np.full_like(t, i), t], axis=1))
         self._flat = self._bc_flat = None
 
+    def map_images(self, fn) -> None:
+        """Replace every episode's frames by `fn(frames)` (the frozen-encoder path caches features)."""
+        for e in self.episodes:
+            e.images = fn(e.images)
+
     def bookkeeping(self) -> dict:
         """Counts by kind and label, and intervention steps."""
-        out = {"episodes": len(self.episodes), "steps": len(self), "success": 0, "failure": 0,
-               "intervention_steps": 0}
-        for e in self.episodes:
-            out[e.kind.value] = out.get(e.kind.value, 0) + 1
-            out["success" if e.success else "failure"] += 1
-            out["intervention_steps"] += int(e.intervention.sum())
-        return out
+        return bookkeeping([EpisodeInfo(len(e.actions), e.kind, e.success, int(e.intervention.sum()))
+                            for e in self.episodes])
 
     def _all(self) -> np.ndarray:
         if self._flat is None:
@@ -157,13 +215,10 @@ class ReplayBuffer:
 
     def _bc(self) -> np.ndarray:
         """Behaviour-cloning steps: demonstrations (else successful episodes), or all with bc_data='all'."""
-        if self.bc_data == "all":
-            return self._all()
         if self._bc_flat is None:
-            demos = [ix for ix, e in zip(self._index, self.episodes, strict=True) if e.kind == EpisodeKind.DEMO]
-            if not demos:
-                demos = [ix for ix, e in zip(self._index, self.episodes, strict=True) if e.success]
-            self._bc_flat = np.concatenate(demos) if demos else np.zeros((0, 2), np.int64)
+            keep = bc_episodes(self.episodes, self.bc_data)
+            chosen = [ix for ix, k in zip(self._index, keep, strict=True) if k]
+            self._bc_flat = np.concatenate(chosen) if chosen else np.zeros((0, 2), np.int64)
         return self._bc_flat
 
     def sample(self, rng: np.random.Generator, batch_size: int, bc: bool = False) -> dict[str, np.ndarray]:
@@ -173,33 +228,29 @@ class ReplayBuffer:
         return self.gather(pool[rng.integers(0, len(pool), batch_size)])
 
     def gather(self, index: np.ndarray) -> dict[str, np.ndarray]:
-        h, n = self.horizon, self.nstep
+        h = self.horizon
         cols: dict[str, list] = {k: [] for k in (
-            "images", "joint_pos", "task_id", "actions", "ret", "done", "discount", "next_images",
+            "images", "joint_pos", "task_id", "actions", "ret", "done", "next_images",
             "next_joint_pos", "next_task_id", "success", "intervention")}
         for ei, t in index:
             e = self.episodes[int(ei)]
-            big_t = len(e.actions)
-            idx = np.minimum(np.arange(t, t + h), big_t - 1)
-            end = min(t + n * h, big_t)
-            ret = float(np.sum(self.gamma ** np.arange(end - t) * e.rewards[t:end]))
-            done = t + n * h >= big_t
-            nxt = min(t + n * h, big_t - 1)
+            tr = self._transitions[int(ei)]
+            nxt = tr.next_t[t]
             cols["images"].append(e.images[t])
             cols["joint_pos"].append(e.joint_pos[t])
             cols["task_id"].append(e.task_id)
-            cols["actions"].append(e.actions[idx])
-            cols["ret"].append(ret)
-            cols["done"].append(float(done))
-            cols["discount"].append(self.gamma ** (n * h))
+            cols["actions"].append(e.actions[np.minimum(np.arange(t, t + h), len(e.actions) - 1)])
+            cols["ret"].append(tr.ret[t])
+            cols["done"].append(tr.done[t])
             cols["next_images"].append(e.images[nxt])
             cols["next_joint_pos"].append(e.joint_pos[nxt])
             cols["next_task_id"].append(e.task_id)
             cols["success"].append(float(e.success))
-            cols["intervention"].append(float(e.intervention[t:t + h].any()))
+            cols["intervention"].append(tr.intervention[t])
         out = {k: np.asarray(v) for k, v in cols.items()}
-        for k in ("joint_pos", "actions", "ret", "done", "discount", "next_joint_pos", "success", "intervention"):
+        for k in ("joint_pos", "actions", "ret", "done", "next_joint_pos", "success", "intervention"):
             out[k] = out[k].astype(np.float32)
+        out["discount"] = np.full(len(index), self.gamma ** (self.nstep * h), np.float32)
         out["task_id"] = out["task_id"].astype(np.int32)
         out["next_task_id"] = out["next_task_id"].astype(np.int32)
         return out

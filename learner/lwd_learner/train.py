@@ -14,16 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jax
-import numpy as np
 from tqdm import tqdm
 
 from lwd_common.robot import CAMERA_NAMES
 from lwd_learner.agent import Agent, AgentState
+from lwd_learner.batches import Batches
 from lwd_learner.checkpoint import Checkpointer
 from lwd_learner.config import LearnerConfig, from_dict, online_config, to_dict
 from lwd_learner.export_onnx import export_policy
-from lwd_learner.replay import MixedSampler, NormStats, ReplayBuffer, StoreReader, Vocab, episode_arrays
-from lwd_learner.sharding import data_mesh, replicate, shard_batch
+from lwd_learner.replay import EpisodeArrays, NormStats, ReplayBuffer, StoreReader, Vocab, episode_arrays
+from lwd_learner.sharding import data_mesh, replicate
 
 log = logging.getLogger("lwd_learner")
 
@@ -39,10 +39,11 @@ class Session:
     stats: NormStats
     phase: str  # "bc" or "rl"
     extra: dict
+    frozen: bool = False  # the image backbone is frozen (frozen-encoder path)
 
     def meta(self) -> dict:
         return {"config": to_dict(self.cfg), "vocab": self.vocab.to_json(), "stats": self.stats.to_dict(),
-                "phase": self.phase, "step": int(self.state.step), **self.extra}
+                "phase": self.phase, "step": int(self.state.step), "frozen": self.frozen, **self.extra}
 
     def export_bytes(self, version: str = "unversioned") -> bytes:
         params = jax.device_get(self.state.policy)
@@ -63,18 +64,27 @@ def restore_session(ckpt_dir: str | Path, cfg: LearnerConfig | None = None) -> S
         abstract = agent.start_rl(abstract)
     state = ck.restore_state(abstract)
     ck.close()
-    extra = {k: v for k, v in meta.items() if k not in ("config", "vocab", "stats", "phase", "step")}
-    return Session(cfg, agent, state, Vocab.from_json(meta["vocab"]), stats, meta["phase"], extra)
+    extra = {k: v for k, v in meta.items() if k not in ("config", "vocab", "stats", "phase", "step", "frozen")}
+    return Session(cfg, agent, state, Vocab.from_json(meta["vocab"]), stats, meta["phase"], extra,
+                   bool(meta.get("frozen", False)))
 
 
-def load_buffer(episodes, vocab: Vocab, cfg: LearnerConfig, buffer: ReplayBuffer | None = None) -> ReplayBuffer:
-    if buffer is None:
-        buffer = ReplayBuffer(cfg.model.horizon, cfg.divl.nstep, cfg.divl.gamma, cfg.train.bc_data)
+def decode_episodes(episodes, vocab: Vocab, cfg: LearnerConfig) -> list[EpisodeArrays]:
+    """Decoded training arrays of stored episodes; a bad episode is skipped with a reason, never a crash."""
+    out = []
     for ep in episodes:
         try:
-            buffer.add(episode_arrays(ep, vocab, cfg.model.encoder.image_size, CAMERA_NAMES))
-        except ValueError as exc:  # a bad episode is skipped with a reason, never a crash
+            out.append(episode_arrays(ep, vocab, cfg.model.encoder.image_size, CAMERA_NAMES))
+        except ValueError as exc:
             log.warning("skipping episode %s: %s", ep.meta.episode_id, exc)
+    return out
+
+
+def load_buffer(episodes, vocab: Vocab, cfg: LearnerConfig) -> ReplayBuffer:
+    """A host replay buffer of stored episodes (diagnostics and experiments)."""
+    buffer = ReplayBuffer(cfg.model.horizon, cfg.divl.nstep, cfg.divl.gamma, cfg.train.bc_data)
+    for arrays in decode_episodes(episodes, vocab, cfg):
+        buffer.add(arrays)
     return buffer
 
 
@@ -102,34 +112,44 @@ def _scalars(metrics: dict) -> dict:
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 
-def _run(session: Session, sample: Callable[[bool], dict], total_steps: int, out_dir: Path, progress: bool,
+def is_primary() -> bool:
+    """Process 0 of a multi-host run (or the only process) publishes, logs metrics and exports."""
+    return jax.process_index() == 0
+
+
+def _run(session: Session, batches: Batches, total_steps: int, out_dir: Path, progress: bool,
          on_step: Callable[[Session], None] | None = None, max_new_steps: int | None = None) -> Session:
-    """Shared loop: BC until cfg.train.bc_steps, then RL (unless SFT), checkpoints and metrics."""
+    """Shared loop: BC until cfg.train.bc_steps, then RL (unless SFT); the backbone freezes at
+    cfg.train.encoder_steps; checkpoints (every process, orbax coordinates) and metrics (process 0)."""
     cfg, agent = session.cfg, session.agent
-    mesh = data_mesh()
+    mesh = batches.mesh
     if cfg.train.batch_size % mesh.devices.size:
         raise ValueError(f"batch size {cfg.train.batch_size} not divisible by {mesh.devices.size} devices")
     session.state = replicate(session.state, mesh)
+    if session.frozen and not batches.frozen:  # resumed on the frozen path: recompute the cached features
+        session.state = batches.freeze(session.state)
     ck = Checkpointer(out_dir / "checkpoints")
-    metrics_file = (out_dir / "metrics.jsonl").open("a")
+    primary = is_primary()
+    metrics_file = (out_dir / "metrics.jsonl").open("a") if primary else None
     stop = _Stop()
     start = int(session.state.step)
     end = total_steps if max_new_steps is None else min(total_steps, start + max_new_steps)
-    bar = tqdm(total=end if end < 10**11 else None, initial=start, disable=not progress,
+    bar = tqdm(total=end if end < 10**11 else None, initial=start, disable=not (progress and primary),
                desc=f"{cfg.train.method}", dynamic_ncols=True)
-    local_batch = cfg.train.batch_size // jax.process_count()
+    freeze_at = cfg.train.encoder_steps
     try:
         step = start
         while step < end and not stop.requested:
             if session.phase == "bc" and (step >= cfg.train.bc_steps and cfg.train.method == "lwd"):
                 session.state = agent.start_rl(session.state)
                 session.phase = "rl"
-            batch = shard_batch(sample(session.phase == "bc", local_batch), mesh)
-            update = agent.bc_update if session.phase == "bc" else agent.rl_update
-            session.state, metrics = update(session.state, batch)
+            if freeze_at is not None and step >= freeze_at and not session.frozen:
+                session.state = batches.freeze(session.state)
+                session.frozen = True
+            session.state, metrics = batches.update(session.state, session.phase == "bc")
             step += 1
             bar.update(1)
-            if step % cfg.train.log_every == 0 or step == end:
+            if metrics_file is not None and (step % cfg.train.log_every == 0 or step == end):
                 m = _scalars(metrics)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in m.items() if k in (
                     "bc_loss", "critic_loss", "value_loss", "policy_loss", "tau_mean", "value_entropy", "q_mean")})
@@ -143,7 +163,8 @@ def _run(session: Session, sample: Callable[[bool], dict], total_steps: int, out
             ck.save(step, session.state, session.meta())
     finally:
         bar.close()
-        metrics_file.close()
+        if metrics_file is not None:
+            metrics_file.close()
         ck.close()
         stop.restore()
     return session
@@ -166,13 +187,13 @@ def run_offline(store_dir: str | Path, out_dir: str | Path, cfg: LearnerConfig, 
         agent = Agent(cfg)
         session = Session(cfg, agent, agent.init(stats, cfg.train.seed), vocab, stats, "bc",
                           {"store_dir": str(Path(store_dir).absolute())})
-    buffer = load_buffer(episodes, session.vocab, cfg)
-    log.info("offline buffer: %s", buffer.bookkeeping())
-    rng = np.random.default_rng(cfg.train.seed + int(session.state.step))
+    batches = Batches(session.cfg, session.agent, data_mesh(), int(session.state.step))
+    batches.add(decode_episodes(episodes, session.vocab, session.cfg))
+    log.info("offline buffer: %s", batches.bookkeeping())
     total = cfg.train.bc_steps + (cfg.train.rl_steps if cfg.train.method == "lwd" else 0)
-    session = _run(session, lambda bc, n: buffer.sample(rng, n, bc=bc), total, out_dir, progress,
-                   max_new_steps=max_new_steps)
-    (out_dir / "policy.onnx").write_bytes(session.export_bytes("offline"))
+    session = _run(session, batches, total, out_dir, progress, max_new_steps=max_new_steps)
+    if is_primary():
+        (out_dir / "policy.onnx").write_bytes(session.export_bytes("offline"))
     return session
 
 
@@ -200,46 +221,37 @@ def run_online(bridge_root: str | Path, out_dir: str | Path, init_from: str | Pa
         if session.phase == "bc" and cfg.train.method == "lwd":
             session.state = agent.start_rl(session.state)
             session.phase = "rl"
-    cfg = session.cfg
+    cfg = session.cfg = dataclasses.replace(session.cfg, train=dataclasses.replace(session.cfg.train, bc_steps=0))
     offline_store = offline_store or session.extra.get("store_dir")
-    offline = ReplayBuffer(cfg.model.horizon, cfg.divl.nstep, cfg.divl.gamma, cfg.train.bc_data)
+    batches = Batches(cfg, session.agent, data_mesh(), int(session.state.step))
     if offline_store and Path(offline_store).exists():
-        load_buffer(StoreReader(offline_store).poll(), session.vocab, cfg, offline)
-    online = ReplayBuffer(cfg.model.horizon, cfg.divl.nstep, cfg.divl.gamma, cfg.train.bc_data)
+        batches.add(decode_episodes(StoreReader(offline_store).poll(), session.vocab, cfg))
     reader = StoreReader(bridge_root / "store")
-    sampler = MixedSampler(offline, online, cfg.train.online_ratio)
     policies = PolicyStore(bridge_root / "policies")
-    rng = np.random.default_rng(cfg.train.seed + 7919 + int(session.state.step))
+    primary = is_primary()
 
     def poll() -> None:
         new = reader.poll()
         if new:
-            load_buffer(new, session.vocab, cfg, online)
-            log.info("online buffer: %s", online.bookkeeping())
+            batches.add(decode_episodes(new, session.vocab, cfg), online=True)
+            log.info("online buffer: %s", batches.bookkeeping(online=True))
 
     while True:
         poll()
-        if len(offline) or len(online):
+        if batches.count() or batches.count(online=True):
             break
         time.sleep(idle_sleep_s)
 
-    def sample(bc: bool, n: int) -> dict:
-        if bc:  # SFT online: clone demos/successes of both buffers
-            pools = [b for b in (offline, online) if len(b)]
-            return pools[int(rng.integers(len(pools)))].sample(rng, n, bc=True)
-        return sampler.sample(rng, n)
-
     def on_step(s: Session) -> None:
         step = int(s.state.step)
-        if step % cfg.train.publish_every == 0:
+        if primary and step % cfg.train.publish_every == 0:
             latest = policies.latest()
             version = format_version(version_number(latest.version) + 1 if latest else 1)
             info = policies.publish(s.export_bytes(version), step, {"method": cfg.train.method,
-                                                                    **online.bookkeeping()})
+                                                                    **batches.bookkeeping(online=True)})
             log.info("published policy %s at step %d", info.version, step)
         if step % poll_every == 0:
             poll()
 
     total = int(session.state.step) + (max_new_steps if max_new_steps is not None else 10**12)
-    session.cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, bc_steps=0))
-    return _run(session, sample, total, out_dir, progress, on_step=on_step)
+    return _run(session, batches, total, out_dir, progress, on_step=on_step)

@@ -18,8 +18,8 @@ from lwd_learner.export_onnx import export_policy
 from lwd_learner.replay import NormStats
 
 
-def _agent_state(image_size=(16, 20)):
-    cfg = LearnerConfig(model=ModelConfig(encoder=EncoderConfig(image_size=image_size, conv_channels=(8, 16)),
+def _agent_state(image_size=(16, 20), pool="mean"):
+    cfg = LearnerConfig(model=ModelConfig(encoder=EncoderConfig(image_size=image_size, conv_channels=(8, 16), pool=pool),
                                           policy=PolicyConfig(hidden=(64, 64))))
     agent = Agent(cfg)
     rng = np.random.default_rng(0)
@@ -41,9 +41,9 @@ def _inputs(cfg, batch=3, seed=0):
             rng.normal(size=(batch, 30, 16)).astype(np.float32))
 
 
-@pytest.fixture(scope="module")
-def exported():
-    cfg, agent, state = _agent_state()
+@pytest.fixture(scope="module", params=["mean", "spatial"])
+def exported(request):
+    cfg, agent, state = _agent_state(pool=request.param)
     model = export_policy(state.policy, state.norm, cfg.model, ["<unknown>", "pick", "place"], 10, "v000007")
     return cfg, agent, state, model
 
