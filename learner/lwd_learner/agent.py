@@ -15,7 +15,7 @@ import numpy as np
 import optax
 
 from lwd_learner import divl
-from lwd_learner.config import LearnerConfig
+from lwd_learner.config import LearnerConfig, relative_action_mask, trains_critic
 from lwd_learner.device_replay import ReplayArrays, sample_batch
 from lwd_learner.flow import euler_sample, flow_matching_loss, qam_loss
 from lwd_learner.networks import CriticValue, FlowPolicy
@@ -48,6 +48,7 @@ class Agent:
         self.policy = FlowPolicy(m)
         self.critic = CriticValue(m)
         self.action_shape = (m.horizon, m.num_joints)
+        self._rel_mask = jnp.asarray(relative_action_mask(m))
         self.support = divl.atoms(m.critic.num_atoms, m.critic.v_min, m.critic.v_max)
         t = cfg.train
         self.bc_tx = optax.adam(optax.cosine_decay_schedule(cfg.qam.bc_lr, t.decay_steps))
@@ -60,6 +61,10 @@ class Agent:
         # The same updates drawing their minibatch from a device-resident replay (device_replay).
         self.bc_update_on_device = jax.jit(lambda s, d: self._sampled(self._bc_update, True, s, d), donate_argnums=0)
         self.rl_update_on_device = jax.jit(lambda s, d: self._sampled(self._rl_update, False, s, d), donate_argnums=0)
+        # RECAP: the BC(+critic) update on all replay (its advantage-labelled policy task ids).
+        self.recap_update_on_device = jax.jit(lambda s, d: self._sampled(self._bc_update, False, s, d),
+                                              donate_argnums=0)
+        self.state_values = jax.jit(self._state_values)
         self.sample_actions = jax.jit(self._sample_actions, static_argnames="steps")
 
     # ---- construction -------------------------------------------------------------------
@@ -89,8 +94,9 @@ class Agent:
         """Frozen-encoder path: the policy's image backbone becomes the one backbone of every network
         (reference, critic, target); updates on cached features then leave it untouched."""
         src = state.policy
-        return state.replace(ref_policy=_with_backbone(state.ref_policy, src), critic=_with_backbone(state.critic, src),
-                             target_critic=_with_backbone(state.target_critic, src))
+        copy = lambda: jax.tree.map(jnp.copy, src)  # noqa: E731  (own buffers: the update donates its state)
+        return state.replace(ref_policy=_with_backbone(state.ref_policy, copy()), critic=_with_backbone(state.critic, copy()),
+                             target_critic=_with_backbone(state.target_critic, copy()))
 
     def image_features(self, params, images):
         """Backbone features of uint8 frames [B, cams, H, W, 3] -> [B, cams * image_feature_dim]."""
@@ -103,9 +109,17 @@ class Agent:
         q = (batch[prefix + "joint_pos"] - norm["joint_mean"]) / norm["joint_std"]
         return batch[prefix + "images"], q, batch[prefix + "task_id"]
 
-    @staticmethod
-    def _norm_actions(norm, a):
-        return (a - norm["action_mean"]) / norm["action_std"]
+    def _policy_obs(self, norm, batch):
+        """What the policy is conditioned on: as `_obs`, with the policy's task id (RECAP's labels)."""
+        images, q, task = self._obs(norm, batch)
+        return images, q, batch.get("policy_task_id", task)
+
+    def _norm_actions(self, norm, a, joint_pos):
+        """Executed chunk [B, H, J] -> what the flow models: normalised, relative where configured."""
+        return (a - self._rel_mask * joint_pos[:, None] - norm["action_mean"]) / norm["action_std"]
+
+    def _denorm_actions(self, norm, a, joint_pos):
+        return a * norm["action_std"] + norm["action_mean"] + self._rel_mask * joint_pos[:, None]
 
     def _field(self, params, z, a, w):
         return self.policy.apply(params, z, a, w, method=FlowPolicy.field)
@@ -120,8 +134,8 @@ class Agent:
 
     # ---- behaviour cloning --------------------------------------------------------------
     def bc_loss(self, params, norm, batch, rng):
-        z = self.policy.apply(params, *self._obs(norm, batch), method=FlowPolicy.encode)
-        a = self._norm_actions(norm, batch["actions"])
+        z = self.policy.apply(params, *self._policy_obs(norm, batch), method=FlowPolicy.encode)
+        a = self._norm_actions(norm, batch["actions"], batch["joint_pos"])
         field = lambda p, obs, x, w: self._field(p, obs, x, w)  # noqa: E731
         return jnp.mean(flow_matching_loss(field, params, z, a, rng))
 
@@ -144,7 +158,7 @@ class Agent:
         policy = _frozen_aware(optax.apply_updates(state.policy, updates), state.policy, batch)
         state = state.replace(step=state.step + 1, policy=policy, policy_opt=opt, rng=rng)
         metrics = {"bc_loss": loss}
-        if self.cfg.train.method == "lwd":
+        if trains_critic(self.cfg.train):
             state, cm = self._critic_step(state, batch)
             metrics.update(cm)
         return state, metrics
@@ -163,7 +177,7 @@ class Agent:
         d = self.cfg.divl
         c = self.critic
         obs = self._obs(norm, batch)
-        a = self._norm_actions(norm, batch["actions"])
+        a = self._norm_actions(norm, batch["actions"], batch["joint_pos"])
         z = c.apply(params, *obs, method=CriticValue.encode)
         q = c.apply(params, z, a, method=CriticValue.q_from_z)  # [2, B]
         z_next = jax.lax.stop_gradient(c.apply(params, *self._obs(norm, batch, "next_"), method=CriticValue.encode))
@@ -199,10 +213,10 @@ class Agent:
     # ---- QAM ----------------------------------------------------------------------------
     def policy_loss(self, params, ref, critic, norm, batch, rng):
         q = self.cfg.qam
-        obs = self._obs(norm, batch)
-        z = self.policy.apply(params, *obs, method=FlowPolicy.encode)
-        z_ref = jax.lax.stop_gradient(self.policy.apply(ref, *obs, method=FlowPolicy.encode))
-        zc = jax.lax.stop_gradient(self.critic.apply(critic, *obs, method=CriticValue.encode))
+        pobs = self._policy_obs(norm, batch)
+        z = self.policy.apply(params, *pobs, method=FlowPolicy.encode)
+        z_ref = jax.lax.stop_gradient(self.policy.apply(ref, *pobs, method=FlowPolicy.encode))
+        zc = jax.lax.stop_gradient(self.critic.apply(critic, *self._obs(norm, batch), method=CriticValue.encode))
 
         def q_grad(a):
             qmin = lambda x: jnp.sum(jnp.min(self.critic.apply(critic, zc, x, method=CriticValue.q_from_z), 0))  # noqa: E731
@@ -225,13 +239,22 @@ class Agent:
         metrics = {**cm, **pm, "policy_loss": pl}
         return state.replace(step=state.step + 1, policy=policy, policy_opt=popt, rng=rng), metrics
 
+    def _state_values(self, critic, norm, images, joint_pos, task_id):
+        """V(s) of the value model: the mean of the categorical value (DIVL) or the scalar head."""
+        z = self.critic.apply(critic, *self._obs(norm, {"images": images, "joint_pos": joint_pos,
+                                                        "task_id": task_id}), method=CriticValue.encode)
+        if self.cfg.divl.value_kind == "divl":
+            p = jax.nn.softmax(self.critic.apply(critic, z, method=CriticValue.value_logits))
+            return jnp.sum(p * self.support, axis=-1)
+        return self.critic.apply(critic, z, method=CriticValue.value_scalar)
+
     # ---- inference ----------------------------------------------------------------------
     def _sample_actions(self, params, norm, images, joint_pos, task_id, noise, steps: int):
         """The deployed sampler: Euler flow from `noise` [B, H, J] to absolute joint targets."""
         obs = self._obs(norm, {"images": images, "joint_pos": joint_pos, "task_id": task_id})
         z = self.policy.apply(params, *obs, method=FlowPolicy.encode)
         a = euler_sample(lambda p, o, x, w: self._field(p, o, x, w), params, z, noise, steps)
-        return a * norm["action_std"] + norm["action_mean"]
+        return self._denorm_actions(norm, a, joint_pos)
 
     def act(self, state: AgentState, images, joint_pos, task_id, noise, steps: int | None = None) -> np.ndarray:
         steps = steps or self.cfg.qam.flow_steps
@@ -257,14 +280,11 @@ def uses_cached_features(batch) -> bool:
     return batch["images"].dtype != jnp.uint8
 
 
-def _is_backbone(path) -> bool:
-    keys = [getattr(k, "key", None) for k in path]
-    return "encoder" in keys and any(isinstance(k, str) and k.startswith("conv") for k in keys)
-
-
 def _with_backbone(params, source):
-    """`params` with its image-backbone leaves taken from `source`."""
-    return jax.tree_util.tree_map_with_path(lambda p, x, s: s if _is_backbone(p) else x, params, source)
+    """`params` with its image backbone (the encoder's conv layers) taken from `source`."""
+    enc = dict(params["params"]["encoder"])
+    enc.update({k: v for k, v in source["params"]["encoder"].items() if k.startswith("conv")})
+    return {**params, "params": {**params["params"], "encoder": enc}}
 
 
 def _frozen_aware(new, old, batch):

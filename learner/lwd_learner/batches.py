@@ -11,10 +11,11 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from lwd_learner import recap
 from lwd_learner.agent import Agent, AgentState
-from lwd_learner.config import LearnerConfig
+from lwd_learner.config import LearnerConfig, bc_rule
 from lwd_learner.device_replay import DeviceReplay
-from lwd_learner.replay import EpisodeArrays, MixedSampler, ReplayBuffer
+from lwd_learner.replay import EpisodeArrays, MixedSampler, ReplayBuffer, Vocab
 from lwd_learner.sharding import shard_batch
 
 log = logging.getLogger("lwd_learner")
@@ -36,13 +37,13 @@ class Batches:
         self.frozen = False
         self._featurize = None
         if self.on_device:
-            self.replay = DeviceReplay(cfg.model.horizon, d.nstep, d.gamma, t.bc_data,
+            self.replay = DeviceReplay(cfg.model.horizon, d.nstep, d.gamma, bc_rule(t),
                                        sharding=NamedSharding(mesh, P()) if mesh.devices.size > 1 else None)
             if mesh.devices.size > 1:
                 agent.batch_sharding = NamedSharding(mesh, P("data"))
         else:
-            self.offline = ReplayBuffer(cfg.model.horizon, d.nstep, d.gamma, t.bc_data)
-            self.online = ReplayBuffer(cfg.model.horizon, d.nstep, d.gamma, t.bc_data)
+            self.offline = ReplayBuffer(cfg.model.horizon, d.nstep, d.gamma, bc_rule(t))
+            self.online = ReplayBuffer(cfg.model.horizon, d.nstep, d.gamma, bc_rule(t), online=True)
             self.mixed = MixedSampler(self.offline, self.online, t.online_ratio)
             self.rng = process_rng(t.seed, start_step)
             self.local_batch = t.batch_size // jax.process_count()
@@ -88,12 +89,51 @@ class Batches:
         log.info("image backbone frozen: heads now train on cached features")
         return state
 
-    def update(self, state: AgentState, bc: bool):
+    def update(self, state: AgentState, kind: str):
+        """One update of `kind`: 'bc' (BC pool, BC update), 'rl' (mixed replay, DIVL + QAM) or
+        'recap' (mixed replay, BC update on its advantage-labelled policy task ids)."""
         if self.on_device:
-            fn = self.agent.bc_update_on_device if bc else self.agent.rl_update_on_device
+            fn = {"bc": self.agent.bc_update_on_device, "rl": self.agent.rl_update_on_device,
+                  "recap": self.agent.recap_update_on_device}[kind]
             return fn(state, self.replay.arrays())
-        batch = shard_batch(self._host_sample(bc), self.mesh)
-        return (self.agent.bc_update if bc else self.agent.rl_update)(state, batch)
+        batch = shard_batch(self._host_sample(kind == "bc"), self.mesh)
+        return (self.agent.rl_update if kind == "rl" else self.agent.bc_update)(state, batch)
+
+    def relabel(self, state: AgentState, vocab: Vocab) -> dict:
+        """RECAP: advantage labels of every stored step from the current value model, written into
+        the policy task ids (lwd_learner.recap). Returns summary statistics."""
+        critic, norm = jax.device_get(state.critic), jax.device_get(state.norm)
+
+        def values(images, q, task, chunk: int = 512) -> np.ndarray:
+            return np.concatenate([np.asarray(self.agent.state_values(critic, norm, images[i:i + chunk], q[i:i + chunk],
+                                                                      task[i:i + chunk]))
+                                   for i in range(0, len(q), chunk)])
+
+        d = self.cfg.divl
+        discount = d.gamma ** (d.nstep * self.cfg.model.horizon)
+        if self.on_device:
+            n = self.replay.size
+            ret, done, next_idx, task, interv, q = self.replay.frames("ret", "done", "next_idx", "task_id",
+                                                                        "intervention", "joint_pos")
+            v = values(self.replay._arrays["images"][:n], q, task)
+            adv, pos = recap.advantage_labels(v, v[next_idx], ret, done, discount, task, interv,
+                                              self.cfg.train.recap_positive_fraction)
+            self.replay.set_policy_task_ids(_conditioned_ids(vocab, task, pos))
+        else:
+            eps = [(e, tr) for buf in (self.offline, self.online)
+                   for e, tr in zip(buf.episodes, buf._transitions, strict=True)]
+            vs = [values(e.images, e.joint_pos, np.full(len(e.actions), e.task_id, np.int32)) for e, _ in eps]
+            cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)  # noqa: E731
+            task = cat([np.full(len(v), e.task_id) for v, (e, _) in zip(vs, eps, strict=True)])
+            adv, pos = recap.advantage_labels(
+                cat(vs), cat([v[tr.next_t] for v, (_, tr) in zip(vs, eps, strict=True)]),
+                cat([tr.ret for _, tr in eps]), cat([tr.done for _, tr in eps]), discount, task,
+                cat([tr.intervention for _, tr in eps]), self.cfg.train.recap_positive_fraction)
+            ids = np.split(_conditioned_ids(vocab, task, pos), np.cumsum([len(v) for v in vs])[:-1])
+            for (e, _), e_ids in zip(eps, ids, strict=True):
+                e.policy_task_id = e_ids
+        return {"recap_positive": float(np.mean(pos)) if len(pos) else 0.0,
+                "recap_adv_mean": float(np.mean(adv)) if len(adv) else 0.0}
 
     def _host_sample(self, bc: bool) -> dict:
         n = self.local_batch
@@ -106,3 +146,14 @@ class Batches:
         n_on = int(self.rng.binomial(n, sizes[1] / sizes.sum()))
         parts = [b.sample(self.rng, k, bc=True) for b, k in ((self.offline, n - n_on), (self.online, n_on)) if k]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _conditioned_ids(vocab: Vocab, task: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """Vocabulary ids of each step's instruction with its advantage label (added when new)."""
+    ids = np.zeros(len(task), np.int32)
+    for k in np.unique(task):
+        instruction = vocab.items[int(k)]
+        for label in (True, False):
+            sel = (task == k) & (positive == label)
+            ids[sel] = vocab.index(recap.conditioned(instruction, label), add=True)
+    return ids

@@ -9,13 +9,16 @@ import logging
 import sys
 from pathlib import Path
 
-from lwd_learner.config import LearnerConfig, from_dict, to_dict
+from lwd_learner.config import LearnerConfig, apply_overrides, from_dict, to_dict
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run directory (checkpoints/, metrics.jsonl, policy.onnx)")
     p.add_argument("--config", help="JSON file with a (partial) LearnerConfig")
-    p.add_argument("--method", choices=["lwd", "sft"])
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override any config field, e.g. --set train.encoder_steps=2000 "
+                        "--set model.encoder.pool=spatial (repeatable; applied after --config and the flags)")
+    p.add_argument("--method", choices=["lwd", "sft", "hg_dagger"])
     p.add_argument("--value", choices=["divl", "expectile"], help="expectile = scalar IQL baseline")
     p.add_argument("--constant-tau", type=float, help="constant-tau ablation instead of adaptive tau")
     p.add_argument("--nstep", type=int)
@@ -61,7 +64,7 @@ def build_config(args: argparse.Namespace, base: LearnerConfig | None = None) ->
         q = r(q, rollout=args.qam_rollout)
     if args.image_size:
         m = r(m, encoder=r(m.encoder, image_size=tuple(args.image_size)))
-    return LearnerConfig(model=m, divl=dv, qam=q, train=t)
+    return apply_overrides(LearnerConfig(model=m, divl=dv, qam=q, train=t), getattr(args, "set", []) or [])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,10 +4,13 @@ except sizes, which are small enough to train on a 2-core CPU."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lwd_common.robot import CAMERA_NAMES, CHUNK_HORIZON, NUM_JOINTS
+import numpy as np
+
+from lwd_common.robot import CAMERA_NAMES, CHUNK_HORIZON, GRIPPER_JOINTS, JOINT_NAMES, NUM_JOINTS
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,18 @@ class ModelConfig:
     critic: CriticConfig = field(default_factory=CriticConfig)
     horizon: int = CHUNK_HORIZON
     num_joints: int = NUM_JOINTS
+    # Action chunks relative to the joint positions they start from (arm joints; grippers stay
+    # absolute), as openpi does: the policy predicts motion, not where in joint space it is.
+    relative_actions: bool = False
     num_cameras: int = len(CAMERA_NAMES)
+
+
+def relative_action_mask(cfg: ModelConfig) -> np.ndarray:
+    """[J] 1 where a chunk's targets are taken relative to the current joint position, else 0
+    (all 0 with absolute actions; grippers are always absolute)."""
+    if not cfg.relative_actions:
+        return np.zeros(cfg.num_joints, np.float32)
+    return np.array([0.0 if n in GRIPPER_JOINTS else 1.0 for n in JOINT_NAMES], np.float32)
 
 
 @dataclass(frozen=True)
@@ -83,10 +97,13 @@ class QAMConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """method: 'lwd' (DIVL + QAM) or 'sft' (behaviour cloning only)."""
+    """method: 'lwd' (DIVL + QAM), 'sft' (behaviour cloning only), 'hg_dagger' (behaviour cloning
+    on demonstrations, intervention segments and successful online episodes) or 'recap'
+    (advantage-conditioned behaviour cloning on all data, lwd_learner.recap)."""
 
-    method: Literal["lwd", "sft"] = "lwd"
-    bc_data: Literal["demos", "all"] = "demos"  # what BC clones: demonstrations, or the whole buffer
+    method: Literal["lwd", "sft", "hg_dagger", "recap"] = "lwd"
+    # What BC clones (replay.bc_frames): demonstrations, the whole buffer, or HG-DAgger's selection.
+    bc_data: Literal["demos", "all", "hg_dagger"] = "demos"
     batch_size: int = 64
     bc_steps: int = 2000
     rl_steps: int = 2000
@@ -105,6 +122,9 @@ class TrainConfig:
     # Frozen-encoder path: after this many steps the image backbone is frozen, its features
     # are cached per frame, and every later update trains only the heads. None: never freeze.
     encoder_steps: int | None = None
+    # RECAP: share of each task's chunks labelled positive, and how often (steps) labels are redone.
+    recap_positive_fraction: float = 0.3
+    recap_relabel_every: int = 500
 
 
 @dataclass(frozen=True)
@@ -118,6 +138,37 @@ class LearnerConfig:
 def online_config(cfg: LearnerConfig) -> LearnerConfig:
     """The paper's online changes: tau_base 0.9, n = 1."""
     return dataclasses.replace(cfg, divl=dataclasses.replace(cfg.divl, tau_base=0.9, nstep=1))
+
+
+def trains_critic(t: TrainConfig) -> bool:
+    """Methods that learn a value model (DIVL) alongside behaviour cloning."""
+    return t.method in ("lwd", "recap")
+
+
+def bc_rule(t: TrainConfig) -> str:
+    """The BC data rule a run uses: HG-DAgger's selection for method 'hg_dagger', else bc_data."""
+    return "hg_dagger" if t.method == "hg_dagger" else t.bc_data
+
+
+def apply_overrides(cfg: LearnerConfig, assignments: list[str]) -> LearnerConfig:
+    """`section.field=value` assignments (e.g. train.encoder_steps=2000, model.encoder.pool=spatial),
+    each value parsed as JSON when it parses (numbers, true/false, null, lists), else a string."""
+    d = to_dict(cfg)
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        path = key.strip().split(".")
+        node = d
+        for part in path[:-1]:
+            if not isinstance(node, dict) or part not in node:
+                raise ValueError(f"unknown config key {key!r}")
+            node = node[part]
+        if not sep or not isinstance(node, dict) or path[-1] not in node or isinstance(node[path[-1]], dict):
+            raise ValueError(f"expected section.field=value with a known field, got {item!r}")
+        try:
+            node[path[-1]] = json.loads(raw)
+        except json.JSONDecodeError:
+            node[path[-1]] = raw
+    return from_dict(d)
 
 
 def to_dict(cfg: Any) -> dict:

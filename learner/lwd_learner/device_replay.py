@@ -19,9 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lwd_learner.replay import EpisodeArrays, EpisodeInfo, bc_episodes, bookkeeping, episode_transitions
+from lwd_learner.replay import EpisodeArrays, bc_frames, bookkeeping, episode_transitions, info_of
 
-_FRAME_FIELDS = ("images", "joint_pos", "actions", "task_id", "last", "next_idx", "ret", "done", "success",
+_FRAME_FIELDS = ("images", "joint_pos", "actions", "task_id", "policy_task_id", "last", "next_idx", "ret", "done", "success",
                  "intervention")
 
 
@@ -33,6 +33,7 @@ class ReplayArrays:
     joint_pos: jnp.ndarray  # [N, J]
     actions: jnp.ndarray  # [N, J] executed action at each frame
     task_id: jnp.ndarray  # int32 [N]
+    policy_task_id: jnp.ndarray  # int32 [N]: what the policy is conditioned on (RECAP labels)
     last: jnp.ndarray  # int32 [N]: the episode's last frame (the chunk is padded with it)
     next_idx: jnp.ndarray  # int32 [N]: frame of s_{t+nH}
     ret: jnp.ndarray  # [N]
@@ -79,6 +80,7 @@ def gather(data: ReplayArrays, idx) -> dict:
     nxt = data.next_idx[idx]
     return {
         "images": data.images[idx], "joint_pos": data.joint_pos[idx], "task_id": data.task_id[idx],
+        "policy_task_id": data.policy_task_id[idx],
         "actions": data.actions[chunk], "ret": data.ret[idx], "done": data.done[idx],
         "discount": jnp.full(idx.shape, data.discount, jnp.float32),
         "next_images": data.images[nxt], "next_joint_pos": data.joint_pos[nxt], "next_task_id": data.task_id[nxt],
@@ -135,14 +137,15 @@ class DeviceReplay:
             cols["joint_pos"].append(ep.joint_pos.astype(np.float32))
             cols["actions"].append(ep.actions.astype(np.float32))
             cols["task_id"].append(np.full(big_t, ep.task_id, np.int32))
+            cols["policy_task_id"].append(np.full(big_t, ep.task_id, np.int32) if ep.policy_task_id is None
+                                          else ep.policy_task_id.astype(np.int32))
             cols["last"].append(np.full(big_t, base + big_t - 1, np.int32))
             cols["next_idx"].append((base + tr.next_t).astype(np.int32))
             cols["ret"].append(tr.ret)
             cols["done"].append(tr.done)
             cols["success"].append(np.full(big_t, float(ep.success), np.float32))
             cols["intervention"].append(tr.intervention)
-            self._meta["online" if online else "offline"].append(
-                (base, EpisodeInfo(big_t, ep.kind, ep.success, int(ep.intervention.sum()))))
+            self._meta["online" if online else "offline"].append((base, info_of(ep)))
         new = {k: np.concatenate(v) for k, v in cols.items()}
         n = len(new["joint_pos"])
         self._ensure(start + n, new)
@@ -181,6 +184,17 @@ class DeviceReplay:
         self._arrays = self._place({**self._arrays, "images": jnp.asarray(out)})
         self._data = None
 
+    def frames(self, *names: str) -> list[np.ndarray]:
+        """Host copies of per-frame fields over the stored frames (e.g. for relabelling)."""
+        return [np.asarray(self._arrays[n][:self.size]) for n in names]
+
+    def set_policy_task_ids(self, ids: np.ndarray) -> None:
+        """Replace the policy's task id of every stored frame (RECAP's advantage labels)."""
+        full = np.zeros(self.capacity, np.int32)
+        full[:self.size] = ids
+        self._arrays = self._place({**self._arrays, "policy_task_id": jnp.asarray(full)})
+        self._data = None
+
     def arrays(self) -> ReplayArrays:
         """The device pytree for `sample_batch` (rebuilt only after an `add`)."""
         if self._arrays is None:
@@ -192,8 +206,9 @@ class DeviceReplay:
             bc = []
             for name in ("offline", "online"):
                 entries = self._meta[name]
-                keep = bc_episodes([e for _, e in entries], self.bc_data) if entries else []
-                bc.append(_frames([be for be, k in zip(entries, keep, strict=True) if k]))
+                masks = bc_frames([e for _, e in entries], self.bc_data, online=name == "online")
+                bc += [np.arange(b, b + e.steps, dtype=np.int32)[m] for (b, e), m in zip(entries, masks, strict=True)]
+            bc.append(np.zeros(0, np.int32))
             pools["bc"] = np.concatenate(bc)
             padded = {k: jnp.asarray(np.pad(v, (0, self.capacity - len(v)))) for k, v in pools.items()}
             self._data = ReplayArrays(

@@ -18,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from lwd_common import policy_io
 from lwd_common.robot import CAMERA_NAMES, JOINT_NAMES
-from lwd_learner.config import ModelConfig
+from lwd_learner.config import ModelConfig, relative_action_mask
 from lwd_learner.networks import image_feature_dim, keypoint_grid, time_features
 
 OPSET = 17
@@ -127,6 +127,11 @@ def export_policy(
     a = g.op("Reshape", [a, g.const(np.array([-1, horizon, joints], np.int64))])
     a = g.op("Mul", [a, g.const(norm["action_std"])])
     out = g.op("Add", [a, g.const(norm["action_mean"])])
+    mask = relative_action_mask(cfg)
+    if mask.any():  # relative chunk: add back the joint positions it starts from
+        start = g.op("Unsqueeze", [g.op("Mul", [policy_io.INPUT_JOINT_POS, g.const(mask)]),
+                                   g.const(np.array([1], np.int64))])
+        out = g.op("Add", [out, start])
     g.nodes.append(helper.make_node("Identity", [out], [policy_io.OUTPUT_ACTIONS]))
 
     inputs = [

@@ -61,11 +61,22 @@ class NormStats:
     action_std: np.ndarray
 
     @classmethod
-    def from_episodes(cls, episodes: list[Episode], floor: float = 1e-2) -> NormStats:
+    def from_episodes(cls, episodes: list[Episode], floor: float = 1e-2, relative_mask: np.ndarray | None = None,
+                      horizon: int = 30) -> NormStats:
+        """Joint statistics over all steps; action statistics over what the policy predicts: the
+        chunk targets, minus the chunk's starting joint position where `relative_mask` is 1."""
         if not episodes:
             raise ValueError("cannot compute normalisation statistics from zero episodes")
         q = np.concatenate([e.joint_pos for e in episodes])
-        a = np.concatenate([e.action for e in episodes])
+        if relative_mask is None or not np.any(relative_mask):
+            a = np.concatenate([e.action for e in episodes])
+        else:
+            parts = []
+            for e in episodes:
+                big_t = len(e.action)
+                idx = np.minimum(np.arange(big_t)[:, None] + np.arange(horizon)[None], big_t - 1)
+                parts.append((e.action[idx] - relative_mask * e.joint_pos[:, None]).reshape(-1, e.action.shape[1]))
+            a = np.concatenate(parts)
         return cls(q.mean(0), np.maximum(q.std(0), floor), a.mean(0), np.maximum(a.std(0), floor))
 
     def to_dict(self) -> dict:
@@ -89,6 +100,9 @@ class EpisodeArrays:
     actions: np.ndarray  # [T, 16]
     rewards: np.ndarray  # [T]
     intervention: np.ndarray  # bool [T]
+    # The task id the *policy* is trained with at each step: task_id, except under RECAP, where it
+    # carries the step's advantage label (lwd_learner.recap). None: task_id everywhere.
+    policy_task_id: np.ndarray | None = None
 
 
 def decode_frames(frames: list[bytes], size: tuple[int, int]) -> np.ndarray:
@@ -150,10 +164,17 @@ def episode_transitions(ep: EpisodeArrays, horizon: int, nstep: int, gamma: floa
 class EpisodeInfo:
     """What bookkeeping and the BC pool need of an episode (no frames)."""
 
-    steps: int
     kind: EpisodeKind
     success: bool
-    intervention_steps: int
+    intervention: np.ndarray  # bool [T]
+
+    @property
+    def steps(self) -> int:
+        return len(self.intervention)
+
+
+def info_of(ep: EpisodeArrays) -> EpisodeInfo:
+    return EpisodeInfo(ep.kind, ep.success, ep.intervention)
 
 
 def bookkeeping(episodes: list[EpisodeInfo]) -> dict:
@@ -163,24 +184,30 @@ def bookkeeping(episodes: list[EpisodeInfo]) -> dict:
     for e in episodes:
         out[e.kind.value] = out.get(e.kind.value, 0) + 1
         out["success" if e.success else "failure"] += 1
-        out["intervention_steps"] += e.intervention_steps
+        out["intervention_steps"] += int(e.intervention.sum())
     return out
 
 
-def bc_episodes(episodes: list, bc_data: str) -> list[bool]:
-    """Which episodes behaviour cloning may clone: with 'demos', the demonstrations (or, in a buffer
-    without any, the successful episodes); with 'all', every episode."""
+def bc_frames(episodes: list[EpisodeInfo], bc_data: str, online: bool = False) -> list[np.ndarray]:
+    """Per episode, the steps behaviour cloning may clone (bool [T]):
+    - 'demos': the demonstrations (in a buffer without any, the successful episodes);
+    - 'all': every step;
+    - 'hg_dagger' (HG-DAgger): offline, the demonstrations; online, every step of a successful
+      episode and the intervention segments (the human's corrections) of every episode."""
     if bc_data == "all":
-        return [True] * len(episodes)
+        return [np.ones(e.steps, bool) for e in episodes]
+    if bc_data == "hg_dagger" and online:
+        return [np.full(e.steps, e.success) | e.intervention for e in episodes]
     demos = [e.kind == EpisodeKind.DEMO for e in episodes]
-    return demos if any(demos) else [e.success for e in episodes]
+    keep = demos if any(demos) else [e.success for e in episodes]
+    return [np.full(e.steps, k) for e, k in zip(episodes, keep, strict=True)]
 
 
 class ReplayBuffer:
     """Chunk transitions of a set of episodes, sampled uniformly over steps."""
 
-    def __init__(self, horizon: int, nstep: int, gamma: float, bc_data: str = "demos"):
-        self.horizon, self.nstep, self.gamma, self.bc_data = horizon, nstep, gamma, bc_data
+    def __init__(self, horizon: int, nstep: int, gamma: float, bc_data: str = "demos", online: bool = False):
+        self.horizon, self.nstep, self.gamma, self.bc_data, self.online = horizon, nstep, gamma, bc_data, online
         self.episodes: list[EpisodeArrays] = []
         self._index: list[np.ndarray] = []  # per episode: [T, 2] (episode index, t)
         self._transitions: list[Transitions] = []
@@ -205,8 +232,7 @@ class ReplayBuffer:
 
     def bookkeeping(self) -> dict:
         """Counts by kind and label, and intervention steps."""
-        return bookkeeping([EpisodeInfo(len(e.actions), e.kind, e.success, int(e.intervention.sum()))
-                            for e in self.episodes])
+        return bookkeeping([info_of(e) for e in self.episodes])
 
     def _all(self) -> np.ndarray:
         if self._flat is None:
@@ -214,10 +240,10 @@ class ReplayBuffer:
         return self._flat
 
     def _bc(self) -> np.ndarray:
-        """Behaviour-cloning steps: demonstrations (else successful episodes), or all with bc_data='all'."""
+        """Behaviour-cloning steps (see `bc_frames`)."""
         if self._bc_flat is None:
-            keep = bc_episodes(self.episodes, self.bc_data)
-            chosen = [ix for ix, k in zip(self._index, keep, strict=True) if k]
+            masks = bc_frames([info_of(e) for e in self.episodes], self.bc_data, self.online)
+            chosen = [ix[m] for ix, m in zip(self._index, masks, strict=True)]
             self._bc_flat = np.concatenate(chosen) if chosen else np.zeros((0, 2), np.int64)
         return self._bc_flat
 
@@ -230,7 +256,7 @@ class ReplayBuffer:
     def gather(self, index: np.ndarray) -> dict[str, np.ndarray]:
         h = self.horizon
         cols: dict[str, list] = {k: [] for k in (
-            "images", "joint_pos", "task_id", "actions", "ret", "done", "next_images",
+            "images", "joint_pos", "task_id", "policy_task_id", "actions", "ret", "done", "next_images",
             "next_joint_pos", "next_task_id", "success", "intervention")}
         for ei, t in index:
             e = self.episodes[int(ei)]
@@ -239,6 +265,7 @@ class ReplayBuffer:
             cols["images"].append(e.images[t])
             cols["joint_pos"].append(e.joint_pos[t])
             cols["task_id"].append(e.task_id)
+            cols["policy_task_id"].append(e.task_id if e.policy_task_id is None else e.policy_task_id[t])
             cols["actions"].append(e.actions[np.minimum(np.arange(t, t + h), len(e.actions) - 1)])
             cols["ret"].append(tr.ret[t])
             cols["done"].append(tr.done[t])
@@ -252,6 +279,7 @@ class ReplayBuffer:
             out[k] = out[k].astype(np.float32)
         out["discount"] = np.full(len(index), self.gamma ** (self.nstep * h), np.float32)
         out["task_id"] = out["task_id"].astype(np.int32)
+        out["policy_task_id"] = out["policy_task_id"].astype(np.int32)
         out["next_task_id"] = out["next_task_id"].astype(np.int32)
         return out
 

@@ -20,8 +20,16 @@ from lwd_common.robot import CAMERA_NAMES
 from lwd_learner.agent import Agent, AgentState
 from lwd_learner.batches import Batches
 from lwd_learner.checkpoint import Checkpointer
-from lwd_learner.config import LearnerConfig, from_dict, online_config, to_dict
+from lwd_learner.config import (
+    LearnerConfig,
+    from_dict,
+    online_config,
+    relative_action_mask,
+    to_dict,
+    trains_critic,
+)
 from lwd_learner.export_onnx import export_policy
+from lwd_learner.recap import deployed_instructions
 from lwd_learner.replay import EpisodeArrays, NormStats, ReplayBuffer, StoreReader, Vocab, episode_arrays
 from lwd_learner.sharding import data_mesh, replicate
 
@@ -47,7 +55,8 @@ class Session:
 
     def export_bytes(self, version: str = "unversioned") -> bytes:
         params = jax.device_get(self.state.policy)
-        model = export_policy(params, jax.device_get(self.state.norm), self.cfg.model, self.vocab.items,
+        items = deployed_instructions(self.vocab.items) if self.cfg.train.method == "recap" else self.vocab.items
+        model = export_policy(params, jax.device_get(self.state.norm), self.cfg.model, items,
                               self.cfg.qam.flow_steps, version)
         return model.SerializeToString()
 
@@ -56,17 +65,27 @@ def restore_session(ckpt_dir: str | Path, cfg: LearnerConfig | None = None) -> S
     """Load the newest checkpoint in `ckpt_dir` (cfg overrides the saved one, e.g. online settings)."""
     ck = Checkpointer(ckpt_dir)
     meta = ck.read_meta()
-    cfg = cfg or from_dict(meta["config"])
+    saved = from_dict(meta["config"])
+    cfg = cfg or saved
     agent = Agent(cfg)
     stats = NormStats.from_dict(meta["stats"])
     abstract = agent.init(stats, cfg.train.seed)
-    if meta["phase"] == "rl":
+    saved_policy_tx = _uses_policy_tx(saved, meta["phase"])
+    if saved_policy_tx:
         abstract = agent.start_rl(abstract)
     state = ck.restore_state(abstract)
     ck.close()
+    if saved_policy_tx != _uses_policy_tx(cfg, meta["phase"]):  # another method continues: its own optimiser
+        tx = agent.policy_tx if _uses_policy_tx(cfg, meta["phase"]) else agent.bc_tx
+        state = state.replace(policy_opt=tx.init(state.policy))
     extra = {k: v for k, v in meta.items() if k not in ("config", "vocab", "stats", "phase", "step", "frozen")}
     return Session(cfg, agent, state, Vocab.from_json(meta["vocab"]), stats, meta["phase"], extra,
                    bool(meta.get("frozen", False)))
+
+
+def _uses_policy_tx(cfg: LearnerConfig, phase: str) -> bool:
+    """The policy trains with QAM's optimiser (LWD after BC), else with the BC optimiser."""
+    return phase == "rl" and cfg.train.method == "lwd"
 
 
 def decode_episodes(episodes, vocab: Vocab, cfg: LearnerConfig) -> list[EpisodeArrays]:
@@ -136,21 +155,27 @@ def _run(session: Session, batches: Batches, total_steps: int, out_dir: Path, pr
     end = total_steps if max_new_steps is None else min(total_steps, start + max_new_steps)
     bar = tqdm(total=end if end < 10**11 else None, initial=start, disable=not (progress and primary),
                desc=f"{cfg.train.method}", dynamic_ncols=True)
-    freeze_at = cfg.train.encoder_steps
+    freeze_at, method = cfg.train.encoder_steps, cfg.train.method
+    labelled_at, label_stats = None, {}
     try:
         step = start
         while step < end and not stop.requested:
-            if session.phase == "bc" and (step >= cfg.train.bc_steps and cfg.train.method == "lwd"):
-                session.state = agent.start_rl(session.state)
+            if session.phase == "bc" and step >= cfg.train.bc_steps and trains_critic(cfg.train):
+                session.state = agent.start_rl(session.state) if method == "lwd" else session.state
                 session.phase = "rl"
             if freeze_at is not None and step >= freeze_at and not session.frozen:
                 session.state = batches.freeze(session.state)
                 session.frozen = True
-            session.state, metrics = batches.update(session.state, session.phase == "bc")
+            kind = "bc" if session.phase == "bc" else ("recap" if method == "recap" else "rl")
+            if kind == "recap" and (labelled_at is None or step - labelled_at >= cfg.train.recap_relabel_every):
+                label_stats = batches.relabel(session.state, session.vocab)
+                labelled_at = step
+                log.info("RECAP labels at step %d: %s", step, label_stats)
+            session.state, metrics = batches.update(session.state, kind)
             step += 1
             bar.update(1)
             if metrics_file is not None and (step % cfg.train.log_every == 0 or step == end):
-                m = _scalars(metrics)
+                m = {**_scalars(metrics), **label_stats}
                 bar.set_postfix({k: f"{v:.3g}" for k, v in m.items() if k in (
                     "bc_loss", "critic_loss", "value_loss", "policy_loss", "tau_mean", "value_entropy", "q_mean")})
                 metrics_file.write(json.dumps({"step": step, "phase": session.phase, "time": time.time(), **m}) + "\n")
@@ -183,14 +208,15 @@ def run_offline(store_dir: str | Path, out_dir: str | Path, cfg: LearnerConfig, 
         log.info("resuming offline training at step %d", int(session.state.step))
     else:
         vocab = Vocab([e.meta.instruction for e in episodes], cfg.model.encoder.vocab_capacity)
-        stats = NormStats.from_episodes(episodes)
+        stats = NormStats.from_episodes(episodes, relative_mask=relative_action_mask(cfg.model),
+                                        horizon=cfg.model.horizon)
         agent = Agent(cfg)
         session = Session(cfg, agent, agent.init(stats, cfg.train.seed), vocab, stats, "bc",
                           {"store_dir": str(Path(store_dir).absolute())})
     batches = Batches(session.cfg, session.agent, data_mesh(), int(session.state.step))
     batches.add(decode_episodes(episodes, session.vocab, session.cfg))
     log.info("offline buffer: %s", batches.bookkeeping())
-    total = cfg.train.bc_steps + (cfg.train.rl_steps if cfg.train.method == "lwd" else 0)
+    total = cfg.train.bc_steps + (cfg.train.rl_steps if trains_critic(cfg.train) else 0)
     session = _run(session, batches, total, out_dir, progress, max_new_steps=max_new_steps)
     if is_primary():
         (out_dir / "policy.onnx").write_bytes(session.export_bytes("offline"))
@@ -218,8 +244,8 @@ def run_online(bridge_root: str | Path, out_dir: str | Path, init_from: str | Pa
         cfg = cfg_override(cfg) if cfg_override else cfg
         agent = Agent(cfg)
         session = Session(cfg, agent, base.state, base.vocab, base.stats, base.phase, dict(base.extra))
-        if session.phase == "bc" and cfg.train.method == "lwd":
-            session.state = agent.start_rl(session.state)
+        if session.phase == "bc" and trains_critic(cfg.train):
+            session.state = agent.start_rl(session.state) if cfg.train.method == "lwd" else session.state
             session.phase = "rl"
     cfg = session.cfg = dataclasses.replace(session.cfg, train=dataclasses.replace(session.cfg.train, bc_steps=0))
     offline_store = offline_store or session.extra.get("store_dir")

@@ -18,8 +18,9 @@ from lwd_learner.export_onnx import export_policy
 from lwd_learner.replay import NormStats
 
 
-def _agent_state(image_size=(16, 20), pool="mean"):
+def _agent_state(image_size=(16, 20), pool="mean", relative=False):
     cfg = LearnerConfig(model=ModelConfig(encoder=EncoderConfig(image_size=image_size, conv_channels=(8, 16), pool=pool),
+                                          relative_actions=relative,
                                           policy=PolicyConfig(hidden=(64, 64))))
     agent = Agent(cfg)
     rng = np.random.default_rng(0)
@@ -41,9 +42,9 @@ def _inputs(cfg, batch=3, seed=0):
             rng.normal(size=(batch, 30, 16)).astype(np.float32))
 
 
-@pytest.fixture(scope="module", params=["mean", "spatial"])
+@pytest.fixture(scope="module", params=[("mean", False), ("spatial", True)], ids=["mean-absolute", "spatial-relative"])
 def exported(request):
-    cfg, agent, state = _agent_state(pool=request.param)
+    cfg, agent, state = _agent_state(pool=request.param[0], relative=request.param[1])
     model = export_policy(state.policy, state.norm, cfg.model, ["<unknown>", "pick", "place"], 10, "v000007")
     return cfg, agent, state, model
 
