@@ -3,13 +3,16 @@
     python experiments/sim_results.py --out docs/results [--seeds 0 1 2] [--tasks can_to_bin] ...
 
 Per seed: generate an offline buffer with the simulator (Table IV composition),
-train behaviour cloning (SFT, the reference policy), continue the same BC
-checkpoint offline with DIVL + QAM (LWD offline) and with the two ablations
-(scalar expectile value instead of DIVL; constant tau instead of adaptive tau),
-then run LWD online: the online learner and a simulated fleet with operator
-interventions (experiments/online_collector.py) run side by side, the fleet
-loading each newly published policy at its next episode boundary. Every final
-policy is exported to ONNX and evaluated on held-out seeds of the simulator.
+train behaviour cloning with the value model learning alongside (its policy is
+SFT, the reference policy), continue the same checkpoint offline with DIVL + QAM
+(LWD offline), with the two ablations (scalar expectile value instead of DIVL;
+constant tau instead of adaptive tau) and with RECAP (advantage-conditioned BC),
+then run three online phases with the same learner-step budget: LWD online (from
+LWD offline), HG-DAgger (from SFT) and RECAP (from RECAP offline). In each, the
+online learner and a simulated fleet with operator interventions
+(experiments/online_collector.py) run side by side, the fleet loading each newly
+published policy at its next episode boundary. Every final policy is exported to
+ONNX and evaluated on held-out seeds of the simulator.
 Results are success rate (and sub-task score) per task with 95% confidence
 intervals over seeds, plus cycle time (failures clipped at the time limit).
 
@@ -43,9 +46,16 @@ PY = sys.executable
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 METHODS = {  # name -> extra args of `lwd_learner.cli offline` on top of the shared BC checkpoint
-    "LWD offline (DIVL + QAM)": [],
-    "Expectile value (IQL) + QAM": ["--value", "expectile"],
-    "Constant tau + QAM": ["--constant-tau", "0.52"],
+    "LWD offline (DIVL + QAM)": ["--method", "lwd"],
+    "Expectile value (IQL) + QAM": ["--method", "lwd", "--value", "expectile"],
+    "Constant tau + QAM": ["--method", "lwd", "--constant-tau", "0.52"],
+    "RECAP offline (advantage-conditioned BC)": ["--method", "recap"],
+}
+# name -> (the offline run it starts from: "sft" or a METHODS index, the learner's method)
+ONLINE = {
+    "LWD online (fleet + interventions)": (0, "lwd"),
+    "HG-DAgger (fleet + interventions)": ("sft", "hg_dagger"),
+    "RECAP online (fleet + interventions)": (3, "recap"),
 }
 
 
@@ -61,6 +71,7 @@ class Scale:
     execute_steps: int
     online_robots: int
     time_limits: tuple[tuple[str, float], ...] = ()  # (task, seconds) overriding the task's own limit
+    learner_set: tuple[str, ...] = ()  # `--set` config overrides passed to every learner run
 
     def time_limit(self, task: str) -> float | None:
         return dict(self.time_limits).get(task)
@@ -80,7 +91,7 @@ def run(argv: list[str], log_file: Path) -> None:
 
 def learner_args(scale: Scale, seed: int) -> list[str]:
     return ["--batch-size", str(scale.batch_size), "--image-size", str(scale.image_size), str(scale.image_size),
-            "--seed", str(seed), "--no-progress"]
+            "--seed", str(seed), "--no-progress", *[a for kv in scale.learner_set for a in ("--set", kv)]]
 
 
 def train_seed(seed: int, tasks: list[str], scale: Scale, work: Path) -> dict[str, Path]:
@@ -95,8 +106,10 @@ def train_seed(seed: int, tasks: list[str], scale: Scale, work: Path) -> dict[st
     policies: dict[str, Path] = {}
     sft = w / "sft"
     if not (sft / "policy.onnx").exists():
-        log(f"seed {seed}: SFT (behaviour cloning, {scale.bc_steps} steps)")
-        run([PY, "-m", "lwd_learner.cli", "offline", "--store", str(store), "--out", str(sft), "--method", "sft",
+        # BC with the value model learning alongside (method lwd, no RL steps): the policy is plain BC,
+        # and every RL continuation starts from a critic trained on the same data, not from scratch.
+        log(f"seed {seed}: SFT (behaviour cloning, {scale.bc_steps} steps; the critic learns alongside)")
+        run([PY, "-m", "lwd_learner.cli", "offline", "--store", str(store), "--out", str(sft), "--method", "lwd",
              "--bc-steps", str(scale.bc_steps), "--rl-steps", "0", *learner_args(scale, seed)], w / "logs" / "sft.log")
     policies["SFT (BC reference)"] = sft / "policy.onnx"
     for i, (name, extra) in enumerate(METHODS.items()):
@@ -105,36 +118,41 @@ def train_seed(seed: int, tasks: list[str], scale: Scale, work: Path) -> dict[st
             log(f"seed {seed}: {name} ({scale.rl_steps} RL steps from the SFT checkpoint)")
             shutil.rmtree(out, ignore_errors=True)
             shutil.copytree(sft / "checkpoints", out / "checkpoints")  # the frozen reference = the SFT policy
-            run([PY, "-m", "lwd_learner.cli", "offline", "--store", str(store), "--out", str(out), "--method", "lwd",
+            run([PY, "-m", "lwd_learner.cli", "offline", "--store", str(store), "--out", str(out),
                  "--bc-steps", str(scale.bc_steps), "--rl-steps", str(scale.rl_steps), *extra,
                  *learner_args(scale, seed)], w / "logs" / f"offline{i}.log")
         policies[name] = out / "policy.onnx"
-    policies["LWD online (fleet + interventions)"] = run_online(seed, tasks, scale, w, w / "offline0")
+    for j, (name, (start, method)) in enumerate(ONLINE.items()):
+        start_run = sft if start == "sft" else w / f"offline{start}"
+        policies[name] = run_online(seed, tasks, scale, w, start_run, method, "online" if j == 0 else f"online{j}")
     return policies
 
 
-def run_online(seed: int, tasks: list[str], scale: Scale, w: Path, offline_run: Path) -> Path:
-    """Online learner and a simulated fleet side by side; returns the last published policy."""
-    final = w / "online_policy.onnx"
+def run_online(seed: int, tasks: list[str], scale: Scale, w: Path, offline_run: Path, method: str,
+               tag: str) -> Path:
+    """Online learner (`method`, from `offline_run`) and a simulated fleet side by side; returns the
+    last published policy."""
+    final = w / f"{tag}_policy.onnx"
     if final.exists():
         return final
-    bridge = w / "online_bridge"
+    bridge = w / f"{tag}_bridge"
     shutil.rmtree(bridge, ignore_errors=True)
-    shutil.rmtree(w / "online", ignore_errors=True)
+    shutil.rmtree(w / tag, ignore_errors=True)
     policies = PolicyStore(bridge / "policies")
-    policies.publish((offline_run / "policy.onnx").read_bytes(), 0, {"source": "LWD offline"})
+    policies.publish((offline_run / "policy.onnx").read_bytes(), 0, {"source": str(offline_run)})
     robot_tasks = [tasks[k % len(tasks)] for k in range(scale.online_robots)]
-    log(f"seed {seed}: LWD online ({scale.online_steps} learner steps, {len(robot_tasks)}-robot simulated fleet)")
+    log(f"seed {seed}: {method} online ({scale.online_steps} learner steps, {len(robot_tasks)}-robot simulated fleet)")
     (w / "logs").mkdir(parents=True, exist_ok=True)
-    learner_log = (w / "logs" / "online.log").open("ab")
+    learner_log = (w / "logs" / f"{tag}.log").open("ab")
     learner = subprocess.Popen(
         [PY, "-m", "lwd_learner.cli", "online", "--bridge-root", str(bridge), "--init", str(offline_run),
-         "--out", str(w / "online"), "--max-new-steps", str(scale.online_steps), "--publish-every", "50",
+         "--out", str(w / tag), "--max-new-steps", str(scale.online_steps), "--publish-every", "50",
+         "--method", method, "--set", "train.recap_relabel_every=100",
          *learner_args(scale, seed)], stdout=learner_log, stderr=subprocess.STDOUT)
     robots = [subprocess.Popen(
         [PY, str(HERE / "online_collector.py"), "--bridge-root", str(bridge), "--task", task,
          "--robot-id", f"sim{k}", "--seed", str(1000 * seed + k), "--execute-steps", str(scale.execute_steps),
-         "--log", str(w / "online_episodes.jsonl"),
+         "--log", str(w / f"{tag}_episodes.jsonl"),
          "--nice", "19",  # simulated robots run far faster than real time: never starve the learner
          *(["--time-limit-s", str(scale.time_limit(task))] if scale.time_limit(task) else [])],
         stdout=subprocess.DEVNULL, stderr=(w / "logs" / f"collector{k}.log").open("ab"))
@@ -268,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--execute-steps", type=int, default=15)
     ap.add_argument("--online-robots", type=int, default=0, help="default: one simulated robot per task")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                    help="learner config override passed to every learner run (e.g. model.encoder.pool=spatial)")
     ap.add_argument("--time-limit", action="append", default=[], metavar="TASK=SECONDS",
                     help="override a task's episode time limit (evaluation and online episodes); repeatable")
     args = ap.parse_args(argv)
@@ -283,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--time-limit {item!r}: seconds must be > 0")
     scale = Scale(args.episodes, args.bc_steps, args.rl_steps, args.online_steps, args.eval_episodes,
                   args.batch_size, args.image_size, args.execute_steps, args.online_robots or len(args.tasks),
-                  tuple(limits))
+                  tuple(limits), tuple(args.set))
     start = time.monotonic()
     results: dict[int, dict[str, dict]] = {}
     for seed in args.seeds:

@@ -222,11 +222,16 @@ class Agent:
             qmin = lambda x: jnp.sum(jnp.min(self.critic.apply(critic, zc, x, method=CriticValue.q_from_z), 0))  # noqa: E731
             return jax.grad(qmin)(a)
 
+        lam = q.lam
+        if q.lam_scale == "q_std":  # temperature in units of the critic's spread over the batch's data chunks
+            a_data = self._norm_actions(norm, batch["actions"], batch["joint_pos"])
+            q_data = jnp.min(self.critic.apply(critic, zc, a_data, method=CriticValue.q_from_z), 0)
+            lam = q.lam * jax.lax.stop_gradient(jnp.std(q_data) + 1e-4)
         field = lambda p, o, a, w: self._field(p, o[0], a, w)  # noqa: E731
         ref_field = lambda p, o, a, w: self._field(p, o[1], a, w)  # noqa: E731
         per, stats = qam_loss(field, params, ref_field, ref, (z, z_ref), self.action_shape, z.shape[0], q_grad,
-                              q.lam, q.flow_steps, rng, q.rollout == "reference")
-        return jnp.mean(per), stats
+                              lam, q.flow_steps, rng, q.rollout == "reference")
+        return jnp.mean(per), {**stats, "lam_effective": jnp.asarray(lam)}
 
     def _rl_update(self, state: AgentState, batch):
         rng, k = jax.random.split(state.rng)
@@ -253,6 +258,7 @@ class Agent:
         """The deployed sampler: Euler flow from `noise` [B, H, J] to absolute joint targets."""
         obs = self._obs(norm, {"images": images, "joint_pos": joint_pos, "task_id": task_id})
         z = self.policy.apply(params, *obs, method=FlowPolicy.encode)
+        noise = noise * self.cfg.model.policy.noise_scale
         a = euler_sample(lambda p, o, x, w: self._field(p, o, x, w), params, z, noise, steps)
         return self._denorm_actions(norm, a, joint_pos)
 

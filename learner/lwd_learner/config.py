@@ -34,6 +34,11 @@ class EncoderConfig:
 class PolicyConfig:
     hidden: tuple[int, ...] = (512, 512, 512)
     time_features: int = 16
+    # The deployed sampler starts its flow from noise x this scale (inside the exported graph, so
+    # robots, evaluation and `Agent.act` agree). 1 samples the learned distribution; 0 starts every
+    # chunk from the origin: the same state gives the same chunk, and on can_to_bin that lifted BC
+    # from 0.28 to 0.41 success (docs/learner.md, "Deployed sampling"). Training is unaffected.
+    noise_scale: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,10 @@ class DIVLConfig:
 @dataclass(frozen=True)
 class QAMConfig:
     lam: float = 2.0
+    # "absolute": pi* ∝ pi_beta exp(Q / lam), the paper's (Q in [0, 1] with sparse rewards, so the
+    # tilt is at most e^(1/lam)); "q_std": lam in units of the critic's spread over the batch,
+    # exp(Q / (lam std Q)), the per-domain temperature of QAM's reference code made automatic.
+    lam_scale: Literal["absolute", "q_std"] = "absolute"
     flow_steps: int = 10
     rollout: Literal["policy", "reference"] = "policy"
     lr: float = 2e-5

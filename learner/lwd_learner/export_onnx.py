@@ -112,6 +112,7 @@ def export_policy(
     w_a_name = g.const(w_a, "Wa")
     hstep = 1.0 / flow_steps
     a = g.op("Reshape", [policy_io.INPUT_NOISE, g.const(np.array([-1, a_dim], np.int64))])
+    a = g.op("Mul", [a, g.const(np.float32(cfg.policy.noise_scale))])  # PolicyConfig.noise_scale
     shape_flat = g.const(np.array([-1, a_dim], np.int64))
     hidden = [head[f"dense{i}"] for i in range(1, len(cfg.policy.hidden))]
     for k in range(flow_steps):

@@ -18,10 +18,10 @@ from lwd_learner.export_onnx import export_policy
 from lwd_learner.replay import NormStats
 
 
-def _agent_state(image_size=(16, 20), pool="mean", relative=False):
+def _agent_state(image_size=(16, 20), pool="mean", relative=False, noise_scale=1.0):
     cfg = LearnerConfig(model=ModelConfig(encoder=EncoderConfig(image_size=image_size, conv_channels=(8, 16), pool=pool),
                                           relative_actions=relative,
-                                          policy=PolicyConfig(hidden=(64, 64))))
+                                          policy=PolicyConfig(hidden=(64, 64), noise_scale=noise_scale)))
     agent = Agent(cfg)
     rng = np.random.default_rng(0)
     stats = NormStats(rng.normal(size=16).astype(np.float32), rng.uniform(0.5, 2, 16).astype(np.float32),
@@ -42,9 +42,10 @@ def _inputs(cfg, batch=3, seed=0):
             rng.normal(size=(batch, 30, 16)).astype(np.float32))
 
 
-@pytest.fixture(scope="module", params=[("mean", False), ("spatial", True)], ids=["mean-absolute", "spatial-relative"])
+@pytest.fixture(scope="module", params=[("mean", False, 1.0), ("spatial", True, 0.5)],
+                ids=["mean-absolute-noise1", "spatial-relative-noise0.5"])
 def exported(request):
-    cfg, agent, state = _agent_state(pool=request.param[0], relative=request.param[1])
+    cfg, agent, state = _agent_state(pool=request.param[0], relative=request.param[1], noise_scale=request.param[2])
     model = export_policy(state.policy, state.norm, cfg.model, ["<unknown>", "pick", "place"], 10, "v000007")
     return cfg, agent, state, model
 
@@ -59,6 +60,18 @@ def test_exported_policy_matches_jax_sampler_on_same_noise(exported):
     assert got.shape == (3, 30, 16)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     assert np.abs(want - (noise * np.asarray(state.norm["action_std"]))).max() > 0.01  # the field did something
+
+
+def test_zero_noise_scale_gives_the_same_chunk_for_any_noise():
+    cfg, agent, state = _agent_state(noise_scale=0.0)
+    model = export_policy(state.policy, state.norm, cfg.model, ["<unknown>", "pick", "place"], 10, "v1")
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    images, q, task, noise = _inputs(cfg)
+    feeds = {policy_io.INPUT_IMAGES: images, policy_io.INPUT_JOINT_POS: q, policy_io.INPUT_TASK_ID: task}
+    a = sess.run(None, {**feeds, policy_io.INPUT_NOISE: noise})[0]
+    b = sess.run(None, {**feeds, policy_io.INPUT_NOISE: 3 * noise + 1})[0]
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert np.abs(a[0] - a[1]).max() > 1e-3  # still a function of the observation
 
 
 def test_exported_policy_satisfies_the_contract_and_metadata(exported):
