@@ -243,7 +243,7 @@ def run_online(bridge_root: str | Path, out_dir: str | Path, init_from: str | Pa
         cfg = online_config(base.cfg)
         cfg = cfg_override(cfg) if cfg_override else cfg
         agent = Agent(cfg)
-        session = Session(cfg, agent, base.state, base.vocab, base.stats, base.phase, dict(base.extra))
+        session = Session(cfg, agent, base.state, base.vocab, base.stats, base.phase, dict(base.extra), base.frozen)
         if session.phase == "bc" and trains_critic(cfg.train):
             session.state = agent.start_rl(session.state) if cfg.train.method == "lwd" else session.state
             session.phase = "rl"

@@ -173,3 +173,19 @@ def test_set_overrides_any_config_field_and_refuses_unknown_ones():
         apply_overrides(tiny_config(), ["trian.encoder_steps=7"])
     with pytest.raises(ValueError, match="known field"):
         apply_overrides(tiny_config(), ["train.no_such_field=1"])
+
+
+def test_q_std_temperature_is_lambda_times_the_critics_spread_on_the_batch():
+    base = tiny_config()
+    cfg = dataclasses.replace(base, qam=dataclasses.replace(base.qam, lam=3.0, lam_scale="q_std"))
+    agent, state, batch = _agent_and_batch(cfg)
+    # A critic whose values differ across the batch: perturb the Q heads' output layers.
+    state = agent.start_rl(state.replace(critic=jax.tree.map(lambda x: x + 0.3, state.critic)))
+    from lwd_learner.networks import CriticValue
+    obs = agent._obs(state.norm, batch)
+    zc = agent.critic.apply(state.critic, *obs, method=CriticValue.encode)
+    a = agent._norm_actions(state.norm, batch["actions"], batch["joint_pos"])
+    q = np.min(np.asarray(agent.critic.apply(state.critic, zc, a, method=CriticValue.q_from_z)), 0)
+    _, stats = agent.policy_loss(state.policy, state.ref_policy, state.critic, state.norm, batch, jax.random.PRNGKey(0))
+    assert q.std() > 1e-3
+    np.testing.assert_allclose(float(stats["lam_effective"]), 3.0 * (q.std() + 1e-4), rtol=1e-4)

@@ -57,6 +57,7 @@ def bootstrap(args: argparse.Namespace, run_dir: Path, bridge_root: Path) -> tup
         run_step("offline pretraining (BC, then DIVL + QAM)", [
             py, "-m", "lwd_learner.cli", "offline", "--store", str(offline_store), "--out", str(offline_run),
             "--bc-steps", str(args.bc_steps), "--rl-steps", str(args.offline_rl_steps),
+            "--set", f"train.encoder_steps={args.encoder_steps}",
             "--image-size", str(args.image_size), str(args.image_size), "--seed", str(args.seed)])
     policies = PolicyStore(bridge_root / "policies")
     if policies.latest() is None:
@@ -76,9 +77,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", nargs="+", default=["can_to_bin"], help="simulated tasks the fleet works on")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--offline-episodes", type=int, default=40)
-    p.add_argument("--bc-steps", type=int, default=1500)
-    p.add_argument("--offline-rl-steps", type=int, default=500)
+    p.add_argument("--offline-episodes", type=int, default=60)
+    p.add_argument("--encoder-steps", type=int, default=1500,
+                   help="BC steps that train the image encoder; later steps train the heads on cached features")
+    p.add_argument("--bc-steps", type=int, default=12000, help="BC steps in all (encoder steps included)")
+    p.add_argument("--offline-rl-steps", type=int, default=1000)
     p.add_argument("--publish-every", type=int, default=50, help="online learner steps between policies")
     p.add_argument("--status-every", type=float, default=10.0, help="seconds between progress reports")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
