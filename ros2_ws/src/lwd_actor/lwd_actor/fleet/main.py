@@ -80,7 +80,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--offline-episodes", type=int, default=60)
     p.add_argument("--encoder-steps", type=int, default=1500,
                    help="BC steps that train the image encoder; later steps train the heads on cached features")
-    p.add_argument("--bc-steps", type=int, default=12000, help="BC steps in all (encoder steps included)")
+    p.add_argument("--bc-steps", type=int, default=8000, help="BC steps in all (encoder steps included)")
     p.add_argument("--offline-rl-steps", type=int, default=1000)
     p.add_argument("--publish-every", type=int, default=50, help="online learner steps between policies")
     p.add_argument("--status-every", type=float, default=10.0, help="seconds between progress reports")
