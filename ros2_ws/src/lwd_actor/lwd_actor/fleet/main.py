@@ -78,7 +78,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--offline-episodes", type=int, default=60)
-    p.add_argument("--encoder-steps", type=int, default=1500,
+    p.add_argument("--encoder-steps", type=int, default=500,
                    help="BC steps that train the image encoder; later steps train the heads on cached features")
     p.add_argument("--bc-steps", type=int, default=8000, help="BC steps in all (encoder steps included)")
     p.add_argument("--offline-rl-steps", type=int, default=1000)
