@@ -30,7 +30,7 @@ from lwd_learner.config import (
 )
 from lwd_learner.export_onnx import export_policy
 from lwd_learner.recap import deployed_instructions
-from lwd_learner.replay import EpisodeArrays, NormStats, ReplayBuffer, StoreReader, Vocab, episode_arrays
+from lwd_learner.replay import EpisodeArrays, NormStats, StoreReader, Vocab, episode_arrays
 from lwd_learner.sharding import data_mesh, replicate
 
 log = logging.getLogger("lwd_learner")
@@ -97,14 +97,6 @@ def decode_episodes(episodes, vocab: Vocab, cfg: LearnerConfig) -> list[EpisodeA
         except ValueError as exc:
             log.warning("skipping episode %s: %s", ep.meta.episode_id, exc)
     return out
-
-
-def load_buffer(episodes, vocab: Vocab, cfg: LearnerConfig) -> ReplayBuffer:
-    """A host replay buffer of stored episodes (diagnostics and experiments)."""
-    buffer = ReplayBuffer(cfg.model.horizon, cfg.divl.nstep, cfg.divl.gamma, cfg.train.bc_data)
-    for arrays in decode_episodes(episodes, vocab, cfg):
-        buffer.add(arrays)
-    return buffer
 
 
 class _Stop:

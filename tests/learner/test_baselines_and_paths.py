@@ -189,3 +189,20 @@ def test_q_std_temperature_is_lambda_times_the_critics_spread_on_the_batch():
     _, stats = agent.policy_loss(state.policy, state.ref_policy, state.critic, state.norm, batch, jax.random.PRNGKey(0))
     assert q.std() > 1e-3
     np.testing.assert_allclose(float(stats["lam_effective"]), 3.0 * (q.std() + 1e-4), rtol=1e-4)
+
+
+def test_random_shift_crops_each_frame_from_its_edge_padded_self():
+    from lwd_learner.agent import random_shift
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (4, 3, 8, 8, 3), dtype=np.uint8)
+    out = np.asarray(random_shift(jax.random.PRNGKey(0), images, 2))
+    assert out.shape == images.shape and out.dtype == np.uint8
+    moved = 0
+    for b in range(4):
+        for c in range(3):
+            padded = np.pad(images[b, c], ((2, 2), (2, 2), (0, 0)), mode="edge")
+            crops = [padded[i:i + 8, j:j + 8] for i in range(5) for j in range(5)]
+            assert any(np.array_equal(out[b, c], x) for x in crops)
+            moved += not np.array_equal(out[b, c], images[b, c])
+    assert moved > 0
