@@ -107,3 +107,15 @@ def test_no_progress_timeout_defaults_to_a_quarter_of_the_time_limit():
     assert OperatorRules(time_limit_s=8.0, no_progress_s=3.0).no_progress_s == 3.0
     with pytest.raises(ValueError, match="no_progress_s"):
         OperatorRules(no_progress_s=-1.0)
+
+
+def test_rules_from_node_parameters_take_a_quarter_of_the_episode_time_limit():
+    """The node reads its parameters before it knows the task: 'no_progress_s 0' must still mean a
+    quarter of the *task's* limit (2 s of can_to_bin's 8 s), not of the rules' 60 s default."""
+    from lwd_sim.operator_core import default_parameters, rules_from_parameters
+
+    assert default_parameters()["no_progress_s"] == 0.0
+    rules = rules_from_parameters(default_parameters(), time_limit_s=8.0)
+    assert rules.no_progress_s == 2.0 and rules.time_limit_s == 8.0
+    rules = rules_from_parameters({"no_progress_s": 3, "release_after_subtasks": 99}, time_limit_s=8.0)
+    assert rules.no_progress_s == 3.0 and rules.release_after_subtasks == 99

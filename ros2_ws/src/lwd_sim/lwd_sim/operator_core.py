@@ -11,7 +11,7 @@ labels the episode from what they see (here: the simulator's success signal).
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import Enum
 
 import numpy as np
@@ -46,6 +46,23 @@ class OperatorRules:
             raise ValueError("no_progress_s must be >= 0 (0: a quarter of time_limit_s)")
         if self.no_progress_s == 0:
             object.__setattr__(self, "no_progress_s", 0.25 * self.time_limit_s)
+
+
+PARAMETER_NAMES = ("startup_grace_s", "stall_window_s", "stall_motion_rad", "no_progress_s", "engage_min_s",
+                   "release_after_subtasks", "max_engaged_s", "max_interventions", "settle_s", "intervene")
+
+
+def default_parameters() -> dict:
+    """The rules' declared defaults as node parameters (no_progress_s still 0: 'a quarter of the
+    time limit', resolved only once the episode's time limit is known)."""
+    return {f.name: f.default for f in fields(OperatorRules) if f.name in PARAMETER_NAMES}
+
+
+def rules_from_parameters(values: dict, time_limit_s: float) -> OperatorRules:
+    """Rules from node parameters (missing ones take their defaults) for an episode time limit."""
+    defaults = default_parameters()
+    typed = {k: type(defaults[k])(values.get(k, defaults[k])) for k in PARAMETER_NAMES}
+    return OperatorRules(**typed, time_limit_s=time_limit_s)
 
 
 class Decision(Enum):

@@ -28,7 +28,7 @@ from lwd_common.robot import CONTROL_HZ, JOINT_NAMES
 from lwd_msgs.msg import EpisodeStatus, TaskStatus
 from lwd_msgs.srv import LabelEpisode, StartEpisode, StopEpisode
 from lwd_sim.expert import DEMO, ScriptedExpert
-from lwd_sim.operator_core import Decision, OperatorBrain, OperatorRules, Progress
+from lwd_sim.operator_core import Decision, OperatorBrain, Progress, default_parameters, rules_from_parameters
 from lwd_sim.sim import G1Sim, SimConfig
 from lwd_sim.sim_robot_node import seed_for
 from lwd_sim.tasks import get_task
@@ -53,15 +53,10 @@ class SimOperatorNode(Node):
         self.episodes = int(p("episodes", 0).value)  # 0: forever
         self.start_delay_s = float(p("start_delay_s", 1.0).value)
         task = get_task(self.task)
-        defaults = OperatorRules()
-        values = {
-            name: type(getattr(defaults, name))(p(name, getattr(defaults, name)).value)
-            for name in ("startup_grace_s", "stall_window_s", "stall_motion_rad", "no_progress_s", "engage_min_s",
-                         "release_after_subtasks", "max_engaged_s", "max_interventions", "settle_s", "intervene")
-        }
+        values = {name: p(name, default).value for name, default in default_parameters().items()}
         # 0: the task's own time limit (8-10 s for the short tasks, minutes for the long one).
         limit = float(p("time_limit_s", 0.0).value)
-        self.rules = OperatorRules(**values, time_limit_s=limit if limit > 0 else task.time_limit_s)
+        self.rules = rules_from_parameters(values, limit if limit > 0 else task.time_limit_s)
         self.brain = OperatorBrain(self.rules)
         self.mirror = G1Sim(SimConfig(image_height=16, image_width=16))
         self.expert: ScriptedExpert | None = None
