@@ -7,9 +7,10 @@ import dataclasses
 import json
 import logging
 import sys
+import typing
 from pathlib import Path
 
-from lwd_learner.config import LearnerConfig, apply_overrides, from_dict, to_dict
+from lwd_learner.config import LearnerConfig, TrainConfig, apply_overrides, from_dict, to_dict
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -18,7 +19,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override any config field, e.g. --set train.encoder_steps=2000 "
                         "--set model.encoder.pool=spatial (repeatable; applied after --config and the flags)")
-    p.add_argument("--method", choices=["lwd", "sft", "hg_dagger"])
+    p.add_argument("--method", choices=typing.get_args(typing.get_type_hints(TrainConfig)["method"]))
     p.add_argument("--value", choices=["divl", "expectile"], help="expectile = scalar IQL baseline")
     p.add_argument("--constant-tau", type=float, help="constant-tau ablation instead of adaptive tau")
     p.add_argument("--nstep", type=int)

@@ -206,3 +206,16 @@ def test_random_shift_crops_each_frame_from_its_edge_padded_self():
             assert any(np.array_equal(out[b, c], x) for x in crops)
             moved += not np.array_equal(out[b, c], images[b, c])
     assert moved > 0
+
+
+def test_cli_offers_every_training_method_of_the_config():
+    import subprocess
+    import sys
+    import typing
+
+    from lwd_learner.config import TrainConfig
+
+    out = subprocess.run([sys.executable, "-m", "lwd_learner.cli", "offline", "--help"], capture_output=True,
+                         text=True, timeout=120).stdout
+    for method in typing.get_args(typing.get_type_hints(TrainConfig)["method"]):
+        assert method in out
