@@ -11,6 +11,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from lwd_common.episode import EpisodeKind
 from lwd_learner import recap
 from lwd_learner.agent import Agent, AgentState
 from lwd_learner.config import LearnerConfig, bc_rule
@@ -116,6 +117,7 @@ class Batches:
             ret, done, next_idx, task, interv, q = self.replay.frames("ret", "done", "next_idx", "task_id",
                                                                         "intervention", "joint_pos")
             v = values(self.replay._arrays["images"][:n], q, task)
+            interv = interv * self.replay.rollout_frames()  # corrections, not demonstrations or play
             adv, pos = recap.advantage_labels(v, v[next_idx], ret, done, discount, task, interv,
                                               self.cfg.train.recap_positive_fraction)
             self.replay.set_policy_task_ids(_conditioned_ids(vocab, task, pos))
@@ -128,7 +130,8 @@ class Batches:
             adv, pos = recap.advantage_labels(
                 cat(vs), cat([v[tr.next_t] for v, (_, tr) in zip(vs, eps, strict=True)]),
                 cat([tr.ret for _, tr in eps]), cat([tr.done for _, tr in eps]), discount, task,
-                cat([tr.intervention for _, tr in eps]), self.cfg.train.recap_positive_fraction)
+                cat([tr.intervention * (e.kind == EpisodeKind.ROLLOUT) for e, tr in eps]),
+                self.cfg.train.recap_positive_fraction)
             ids = np.split(_conditioned_ids(vocab, task, pos), np.cumsum([len(v) for v in vs])[:-1])
             for (e, _), e_ids in zip(eps, ids, strict=True):
                 e.policy_task_id = e_ids

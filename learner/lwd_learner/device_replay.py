@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lwd_common.episode import EpisodeKind
 from lwd_learner.replay import EpisodeArrays, bc_frames, bookkeeping, episode_transitions, info_of
 
 _FRAME_FIELDS = ("images", "joint_pos", "actions", "task_id", "policy_task_id", "last", "next_idx", "ret", "done", "success",
@@ -187,6 +188,14 @@ class DeviceReplay:
     def frames(self, *names: str) -> list[np.ndarray]:
         """Host copies of per-frame fields over the stored frames (e.g. for relabelling)."""
         return [np.asarray(self._arrays[n][:self.size]) for n in names]
+
+    def rollout_frames(self) -> np.ndarray:
+        """bool [size]: the frame belongs to an autonomous rollout (not a demonstration or play)."""
+        out = np.zeros(self.size, bool)
+        for name in ("offline", "online"):
+            for base, info in self._meta[name]:
+                out[base:base + info.steps] = info.kind == EpisodeKind.ROLLOUT
+        return out
 
     def set_policy_task_ids(self, ids: np.ndarray) -> None:
         """Replace the policy's task id of every stored frame (RECAP's advantage labels)."""

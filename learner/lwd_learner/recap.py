@@ -4,8 +4,9 @@ deployed conditioned on "positive".
 
 - Advantage of the chunk starting at t: A_t = R_t + discount (1 - done_t) V(s_{t+nH}) - V(s_t),
   the replay's own n-step return and bootstrap (the "lookahead" of the value model).
-- Per task, the top `positive_fraction` (30%) of advantages are positive; every chunk that holds
-  a teleoperated step (an intervention) is positive.
+- Per task, the top `positive_fraction` (30%) of advantages are positive; every chunk of an
+  autonomous rollout that holds a teleoperated step (an intervention) is positive (demonstrations
+  and play data are teleoperated throughout: they are labelled by advantage like the rest).
 - The label enters through the instruction, the way pi*0.6 writes "Advantage: positive" into its
   prompt: each instruction gets a positive and a negative variant in the vocabulary. The critic
   keeps seeing the plain instruction (its values must not depend on the label).

@@ -80,7 +80,8 @@ def test_recap_offline_run_labels_steps_and_exports_the_positive_policy(store, t
     run_offline(store, tmp_path / "run", cfg, progress=False)
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     rl = [m for m in lines if m["phase"] == "rl"]
-    assert rl and all(0.3 <= m["recap_positive"] < 1.0 for m in rl) and "critic_loss" in rl[-1]
+    # the top 30% of advantages (demonstrations are teleoperated but are not interventions)
+    assert rl and all(0.3 <= m["recap_positive"] <= 0.45 for m in rl) and "critic_loss" in rl[-1]
     sig = policy_io.read_signature(onnx.load(tmp_path / "run" / "policy.onnx"))
     session = restore_session(tmp_path / "run" / "checkpoints")
     positive = session.vocab.items.index(recap.conditioned(toytask.INSTRUCTION, True))
