@@ -153,10 +153,11 @@ def run_online(seed: int, tasks: list[str], scale: Scale, w: Path, offline_run: 
         [PY, str(HERE / "online_collector.py"), "--bridge-root", str(bridge), "--task", task,
          "--robot-id", f"sim{k}", "--seed", str(1000 * seed + k), "--execute-steps", str(scale.execute_steps),
          "--log", str(w / f"{tag}_episodes.jsonl"),
-         "--nice", "19",  # simulated robots run far faster than real time: never starve the learner
          *(["--time-limit-s", str(scale.time_limit(task))] if scale.time_limit(task) else [])],
         stdout=subprocess.DEVNULL, stderr=(w / "logs" / f"collector{k}.log").open("ab"))
         for k, task in enumerate(robot_tasks)]
+    # The robots run at normal priority: at nice 19 beside three learners on the frozen encoder
+    # they finished 1-2 episodes per 500-step phase, so the online data never reached the learner.
     try:
         rc = learner.wait()
     finally:
@@ -168,6 +169,9 @@ def run_online(seed: int, tasks: list[str], scale: Scale, w: Path, offline_run: 
     if rc != 0:
         raise SystemExit(f"online learner failed (exit {rc}), see {w / 'logs' / 'online.log'}")
     latest = policies.latest()
+    episodes_log = w / f"{tag}_episodes.jsonl"
+    n = len(episodes_log.read_text().splitlines()) if episodes_log.exists() else 0
+    log(f"seed {seed}: {method} online ends on policy {latest.version} after {n} fleet episodes")
     shutil.copyfile(policies.path_of(latest.version), final)
     return final
 
