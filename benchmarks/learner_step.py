@@ -153,7 +153,7 @@ def main() -> None:
                     holder["state"] = src.freeze(holder["state"])
 
                 def step(bc=bc, src=src):
-                    holder["state"], m = src.update(holder["state"], bc)
+                    holder["state"], m = src.update(holder["state"], "bc" if bc else "rl")
                     return m
 
                 jax.block_until_ready(step())  # compile outside the utilisation window
