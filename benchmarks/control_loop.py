@@ -46,9 +46,9 @@ from lwd_actor.core.policy_runtime import OnnxPolicy, RuntimeConfig
 from lwd_actor.core.recorder import EpisodeRecorder
 from lwd_actor.core.sync import ApproximateSync
 from lwd_actor.sinks import make_sink
-from lwd_actor.testing_models import default_policy
-from lwd_common.robot import CAMERA_NAMES, JOINT_NAMES, JointLimits
 from lwd_common.store import EpisodeStore
+from lwd_description.robot import CAMERA_NAMES, JOINT_NAMES, JointLimits
+from lwd_testing.models import default_policy
 
 
 def free_port() -> int:
@@ -80,7 +80,7 @@ def run_ros(a: argparse.Namespace) -> int:
     env = dict(os.environ, ROS_DOMAIN_ID=str(150 + os.getpid() % 50), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                RMW_IMPLEMENTATION="rmw_fastrtps_cpp", PYTHONUNBUFFERED="1")
     ns = ["--ros-args", "-r", "__ns:=/robot0"]
-    config = Path(__file__).resolve().parents[1] / "ros2_ws/src/lwd_actor/config/actor.yaml"
+    config = Path(__file__).resolve().parents[1] / "ros2_ws/src/lwd_bringup/config/actor.yaml"
     probe = tmp / "probe.jsonl"
 
     def start(name: str, *args: str) -> subprocess.Popen:
@@ -89,12 +89,12 @@ def run_ros(a: argparse.Namespace) -> int:
                                 start_new_session=True)
 
     procs = [
-        start("robot", "lwd_actor.fake_robot_node", *ns, "-p", f"image_size:={a.image_size}"),
+        start("robot", "lwd_testing.fake_robot_node", *ns, "-p", f"image_size:={a.image_size}"),
         start("actor", "lwd_actor.actor_node", *ns, "--params-file", str(config), "-p", f"policy_path:={policy}",
               "-p", f"urdf_path:={urdf}", "-p", f"store_dir:={tmp / 'store'}",
               "-p", f"realtime_priority:={a.realtime_priority}",
               "-p", f"process_realtime_priority:={a.process_priority}", "-p", f"episode_time_limit_s:={a.seconds + 60}"),
-        start("probe", "lwd_actor.probe_node", *ns, "-p", f"out:={probe}"),
+        start("probe", "lwd_testing.probe_node", *ns, "-p", f"out:={probe}"),
     ]
     try:
         cli = [sys.executable, "-m", "lwd_actor.episode_cli", "--ns", "/robot0"]
@@ -133,7 +133,7 @@ def main() -> int:
     ap.add_argument("--process-priority", type=int, default=0,
                     help="SCHED_FIFO priority of every thread (set before they start, as `chrt -f P` would)")
     ap.add_argument("--inference-threads", type=int, default=1)
-    ap.add_argument("--policy", default="", help="ONNX policy (default: testing_models.default_policy)")
+    ap.add_argument("--policy", default="", help="ONNX policy (default: lwd_testing.models.default_policy)")
     ap.add_argument("--sink", choices=["bridge", "directory"], default="bridge",
                     help="bridge: stream to a real bridge server process (the robot's path); "
                          "directory: local EpisodeStore written at episode end")

@@ -36,8 +36,8 @@ from lwd_common.episode import (
 )
 from lwd_common.images import encode_jpeg
 from lwd_common.policy_store import PolicyStore
-from lwd_common.robot import CAMERA_NAMES, CONTROL_HZ
 from lwd_common.store import EpisodeStore
+from lwd_description.robot import CAMERA_NAMES, CONTROL_HZ
 from lwd_sim.env import LwdSimEnv
 from lwd_sim.evaluate_policy import OnnxChunkPolicy
 from lwd_sim.expert import DEMO

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lwd_common.robot import CAMERA_NAMES, CHUNK_HORIZON, GRIPPER_JOINTS, JOINT_NAMES, NUM_JOINTS
+from lwd_description.robot import CAMERA_NAMES, CHUNK_HORIZON, GRIPPER_JOINTS, JOINT_NAMES, NUM_JOINTS
 
 
 @dataclass(frozen=True)

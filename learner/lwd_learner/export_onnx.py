@@ -17,7 +17,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from lwd_common import policy_io
-from lwd_common.robot import CAMERA_NAMES, JOINT_NAMES
+from lwd_description.robot import CAMERA_NAMES, JOINT_NAMES
 from lwd_learner.config import ModelConfig, relative_action_mask
 from lwd_learner.networks import image_feature_dim, keypoint_grid, time_features
 

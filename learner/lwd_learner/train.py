@@ -16,7 +16,7 @@ from pathlib import Path
 import jax
 from tqdm import tqdm
 
-from lwd_common.robot import CAMERA_NAMES
+from lwd_description.robot import CAMERA_NAMES
 from lwd_learner.agent import Agent, AgentState
 from lwd_learner.batches import Batches
 from lwd_learner.checkpoint import Checkpointer

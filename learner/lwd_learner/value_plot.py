@@ -15,8 +15,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from lwd_common.robot import CAMERA_NAMES
 from lwd_common.store import EpisodeStore
+from lwd_description.robot import CAMERA_NAMES
 from lwd_learner.networks import CriticValue
 from lwd_learner.replay import episode_arrays
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lwd_actor.core.observation import JOINTS_INPUT, Observation
-from lwd_common.robot import CAMERA_NAMES, JOINT_NAMES, load_joint_limits
+from lwd_description.robot import CAMERA_NAMES, JOINT_NAMES, load_joint_limits
 
 ARM_LIMIT = 2.0  # rad, symmetric
 ARM_VELOCITY = 3.0  # rad/s -> 0.1 rad per 30 Hz step

@@ -14,16 +14,16 @@ from pathlib import Path
 import pytest
 from conftest import write_urdf
 
-from lwd_actor.testing_models import build_policy
 from lwd_common.episode import ActionSource
-from lwd_common.robot import CAMERA_NAMES
 from lwd_common.store import EpisodeStore
+from lwd_description.robot import CAMERA_NAMES
+from lwd_testing.models import build_policy
 from rosutil import REPO, ros_processes, wait_for
 
 pytestmark = pytest.mark.ros
 
 NS = ["--ros-args", "-r", "__ns:=/robot0"]
-CONFIG = str(REPO / "ros2_ws/src/lwd_actor/config/actor.yaml")
+CONFIG = str(REPO / "ros2_ws/src/lwd_bringup/config/actor.yaml")
 
 
 def start_actor(procs, tmp_path: Path, policy: Path, *params: str):
@@ -51,9 +51,9 @@ def test_commands_flow_pedal_takes_over_and_a_labelled_episode_is_recorded(tmp_p
     policy = build_policy(tmp_path / "policy.onnx", version="ros-v1")
     probe_out = tmp_path / "probe.jsonl"
     with ros_processes(tmp_path) as procs:
-        procs.python("robot", "-m", "lwd_actor.fake_robot_node", *NS, "-p", "shuffle_joints:=true")
+        procs.python("robot", "-m", "lwd_testing.fake_robot_node", *NS, "-p", "shuffle_joints:=true")
         start_actor(procs, tmp_path, policy)
-        procs.python("probe", "-m", "lwd_actor.probe_node", *NS, "-p", f"out:={probe_out}")
+        procs.python("probe", "-m", "lwd_testing.probe_node", *NS, "-p", f"out:={probe_out}")
         started = episode_cli(procs, "start", "--retry-s", "40", "start", "--task", "pick",
                               "--instruction", "pick up the cube")
         assert started["accepted"], started["message"] + procs.log("actor")
@@ -68,7 +68,7 @@ def test_commands_flow_pedal_takes_over_and_a_labelled_episode_is_recorded(tmp_p
         # 30 Hz = 90 in 3 s; the lower bound leaves room for a heavily shared 2-core machine
         assert 50 <= len(window) <= 99, f"{len(window)} commands in 3 s\n" + procs.log("actor")
 
-        procs.python("teleop", "-m", "lwd_actor.teleop_helper_node", *NS, "-p", "press_after_s:=0.3",
+        procs.python("teleop", "-m", "lwd_testing.teleop_helper_node", *NS, "-p", "press_after_s:=0.3",
                      "-p", "hold_s:=1.5", "-p", "offset:=0.2")
 
         def engaged(value: bool) -> bool:
@@ -123,9 +123,9 @@ def test_broken_camera_input_is_logged_and_no_episode_can_start(tmp_path, fault,
     policy = build_policy(tmp_path / "policy.onnx")
     probe_out = tmp_path / "probe.jsonl"
     with ros_processes(tmp_path) as procs:
-        procs.python("robot", "-m", "lwd_actor.fake_robot_node", *NS, "-p", fault)
+        procs.python("robot", "-m", "lwd_testing.fake_robot_node", *NS, "-p", fault)
         actor = start_actor(procs, tmp_path, policy)
-        procs.python("probe", "-m", "lwd_actor.probe_node", *NS, "-p", f"out:={probe_out}")
+        procs.python("probe", "-m", "lwd_testing.probe_node", *NS, "-p", f"out:={probe_out}")
         assert wait_for(lambda: "active" in procs.log("actor"), 30)
         time.sleep(2.0)
         refused = episode_cli(procs, "start", "start", "--task", "pick")
@@ -155,10 +155,10 @@ def test_bridge_sink_streams_the_episode_and_a_published_policy_is_swapped_in_at
     probe_out = tmp_path / "probe.jsonl"
     with ros_processes(tmp_path) as procs:
         procs.python("bridge", "-m", "lwd_learner_bridge.server", "--root", str(root), "--bind", endpoint)
-        procs.python("robot", "-m", "lwd_actor.fake_robot_node", *NS)
+        procs.python("robot", "-m", "lwd_testing.fake_robot_node", *NS)
         start_actor(procs, tmp_path, initial, "sink:=bridge", f"bridge_endpoint:={endpoint}",
                     f"spool_dir:={tmp_path / 'spool'}", "command_interface:=joint_trajectory")
-        procs.python("probe", "-m", "lwd_actor.probe_node", *NS, "-p", f"out:={probe_out}")
+        procs.python("probe", "-m", "lwd_testing.probe_node", *NS, "-p", f"out:={probe_out}")
         # fetched in the background after activation, swapped in at the next episode start
         assert wait_for(lambda: f"policy {published.version} ready" in procs.log("actor"), 30), procs.log("actor")
         started = episode_cli(procs, "start", "--retry-s", "40", "start", "--task", "pick")
@@ -179,10 +179,10 @@ def test_with_use_sim_time_the_control_rate_follows_the_simulated_clock(tmp_path
     policy = build_policy(tmp_path / "policy.onnx")
     probe_out = tmp_path / "probe.jsonl"
     with ros_processes(tmp_path) as procs:
-        procs.python("robot", "-m", "lwd_actor.fake_robot_node", *NS, "-p", "publish_clock:=true",
+        procs.python("robot", "-m", "lwd_testing.fake_robot_node", *NS, "-p", "publish_clock:=true",
                      "-p", "sim_speed:=0.5")
         start_actor(procs, tmp_path, policy, "use_sim_time:=true")
-        procs.python("probe", "-m", "lwd_actor.probe_node", *NS, "-p", f"out:={probe_out}")
+        procs.python("probe", "-m", "lwd_testing.probe_node", *NS, "-p", f"out:={probe_out}")
         started = episode_cli(procs, "start", "--retry-s", "40", "start", "--task", "pick")
         assert started["accepted"], started["message"] + procs.log("actor")
         assert "control thread on /clock" in procs.log("actor")
@@ -203,9 +203,9 @@ def test_deactivating_mid_episode_stores_it_as_aborted_and_reactivation_allows_a
     policy = build_policy(tmp_path / "policy.onnx")
     probe_out = tmp_path / "probe.jsonl"
     with ros_processes(tmp_path) as procs:
-        procs.python("robot", "-m", "lwd_actor.fake_robot_node", *NS)
+        procs.python("robot", "-m", "lwd_testing.fake_robot_node", *NS)
         start_actor(procs, tmp_path, policy)
-        procs.python("probe", "-m", "lwd_actor.probe_node", *NS, "-p", f"out:={probe_out}")
+        procs.python("probe", "-m", "lwd_testing.probe_node", *NS, "-p", f"out:={probe_out}")
         first = episode_cli(procs, "start", "--retry-s", "40", "start", "--task", "pick")
         assert first["accepted"], first["message"] + procs.log("actor")
         assert wait_for(lambda: sum(m["topic"] == "joint_commands" for m in probe_lines(probe_out)) > 15, 30)
@@ -225,7 +225,7 @@ def test_deactivating_mid_episode_stores_it_as_aborted_and_reactivation_allows_a
 def test_ctrl_c_during_an_episode_still_stores_it(tmp_path):
     policy = build_policy(tmp_path / "policy.onnx")
     with ros_processes(tmp_path) as procs:
-        procs.python("robot", "-m", "lwd_actor.fake_robot_node", *NS)
+        procs.python("robot", "-m", "lwd_testing.fake_robot_node", *NS)
         actor = start_actor(procs, tmp_path, policy)
         started = episode_cli(procs, "start", "--retry-s", "40", "start", "--task", "pick")
         assert started["accepted"], started["message"] + procs.log("actor")

@@ -15,7 +15,7 @@ def test_core_has_the_expected_modules():
     assert {"lwd_actor.core.scheduler", "lwd_actor.core.safety", "lwd_actor.core.actor"} <= set(CORE_MODULES)
 
 
-@pytest.mark.parametrize("module", [*CORE_MODULES, "lwd_actor.testing_models"])
+@pytest.mark.parametrize("module", [*CORE_MODULES, "lwd_testing.models"])
 def test_core_module_does_not_import_rclpy(module):
     code = f"import sys, {module}; sys.exit(1 if 'rclpy' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0, f"{module} imports rclpy"

@@ -5,7 +5,7 @@ import pytest
 
 from lwd_actor.core.observation import JOINTS_INPUT, InputError, ordered_joints, rgb_image
 from lwd_actor.core.sync import ApproximateSync
-from lwd_common.robot import CAMERA_NAMES, JOINT_NAMES
+from lwd_description.robot import CAMERA_NAMES, JOINT_NAMES
 
 
 def test_rgb8_image_becomes_an_hxwx3_array_ignoring_row_padding():

@@ -6,7 +6,7 @@ from conftest import make_obs
 
 from lwd_actor.core.inference_worker import InferenceRequest, InferenceWorker
 from lwd_actor.core.policy_runtime import CPU, OnnxPolicy, PolicyError, RuntimeConfig
-from lwd_actor.testing_models import build_policy
+from lwd_testing.models import build_policy
 
 
 def test_contract_obeying_policy_loads_on_cpu_and_returns_a_chunk(tmp_path):

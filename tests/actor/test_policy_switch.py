@@ -1,7 +1,7 @@
 """Policy swaps at episode boundaries: newer policy loaded under its published version, broken ones refused once."""
 
 from lwd_actor.core.policy_switch import PolicySwitcher, PolicyUpdate
-from lwd_actor.testing_models import build_policy
+from lwd_testing.models import build_policy
 
 
 def test_provider_update_is_loaded_under_its_published_version(tmp_path):

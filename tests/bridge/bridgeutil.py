@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from lwd_common.episode import ActionSource, EpisodeMeta, EpisodeOutcome, Label, StepRecord
-from lwd_common.robot import CAMERA_NAMES, NUM_JOINTS
 from lwd_common.store import EpisodeStore
+from lwd_description.robot import CAMERA_NAMES, NUM_JOINTS
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

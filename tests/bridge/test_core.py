@@ -9,9 +9,9 @@ from bridgeutil import make_meta, make_steps, outcome
 
 from lwd_common import codec
 from lwd_common.episode import Episode, content_hash, meta_to_dict, outcome_to_dict
-from lwd_common.robot import CAMERA_NAMES
 from lwd_common.store import EpisodeStore
 from lwd_common.transport import protocol
+from lwd_description.robot import CAMERA_NAMES
 from lwd_learner_bridge.core import BridgeConfig, BridgeCore
 
 PEER = b"peer-1"

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from bridgeutil import make_steps
 
-from lwd_common.robot import CAMERA_NAMES
 from lwd_common.transport import protocol
 from lwd_common.transport.protocol import ProtocolError
+from lwd_description.robot import CAMERA_NAMES
 
 
 def test_frame_round_trips_fields_and_arrays():

@@ -2,14 +2,14 @@
 
 import pytest
 
-from lwd_actor.fleet.description import (
+from lwd_bringup.description import (
     FleetConfigError,
     command_line,
     expand_fleet,
     load_fleet_yaml,
     ros_params_file_content,
 )
-from lwd_actor.fleet.launch import default_fleet_file, parse_set
+from lwd_bringup.venv_launch import default_fleet_file, parse_set
 
 
 def test_default_fleet_is_simulated_with_bridge_and_learner():

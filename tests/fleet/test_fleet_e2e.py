@@ -1,6 +1,6 @@
 """The main job end to end: two simulated robots, the bridge and the online learner.
 
-It runs `python -m lwd_actor.fleet.main` (what `./lwd fleet` runs) at a tiny
+It runs `python -m lwd_bringup.main` (what `./lwd fleet` runs) at a tiny
 scale: bootstrap offline data and a checkpoint, then the fleet. Episodes must
 reach the learner's store from both robots, the learner must take steps and
 publish a new policy, and both robots must load it at an episode boundary.
@@ -40,7 +40,7 @@ def bridge_status(run_dir) -> dict:
 def test_fleet_learns_online_and_robots_load_the_new_policy(tmp_path):
     run_dir = tmp_path / "fleet"
     port = free_port()
-    argv = [sys.executable, "-m", "lwd_actor.fleet.main", "--run-dir", str(run_dir), "--num-robots", "2",
+    argv = [sys.executable, "-m", "lwd_bringup.main", "--run-dir", str(run_dir), "--num-robots", "2",
             "--offline-episodes", "4", "--bc-steps", "20", "--offline-rl-steps", "10", "--publish-every", "10",
             "--status-every", "15", "--set", f"bridge.bind=tcp://127.0.0.1:{port}"]
     log = (tmp_path / "main.log").open("wb")

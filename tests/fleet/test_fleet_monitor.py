@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from lwd_actor.fleet.monitor import FleetMonitor
+from lwd_bringup.monitor import FleetMonitor
 from lwd_common.episode import (
     ActionSource,
     Episode,
@@ -13,8 +13,8 @@ from lwd_common.episode import (
     StepRecord,
 )
 from lwd_common.images import encode_jpeg
-from lwd_common.robot import CAMERA_NAMES, NUM_JOINTS
 from lwd_common.store import EpisodeStore
+from lwd_description.robot import CAMERA_NAMES, NUM_JOINTS
 
 
 def episode(eid: str, robot: str, version: str, success: bool, teleop_steps: int, n: int = 10) -> Episode:

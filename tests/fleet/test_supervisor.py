@@ -3,8 +3,8 @@
 import time
 from pathlib import Path
 
-from lwd_actor.fleet.description import FleetDescription, ProcessSpec
-from lwd_actor.fleet.supervisor import Supervisor, SupervisorConfig
+from lwd_bringup.description import FleetDescription, ProcessSpec
+from lwd_bringup.supervisor import Supervisor, SupervisorConfig
 from rosutil import wait_for
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import toytask
 from test_online_and_cli import tiny_config
 
-from lwd_common.robot import CAMERA_NAMES
+from lwd_description.robot import CAMERA_NAMES
 from lwd_learner.agent import Agent
 from lwd_learner.replay import NormStats, ReplayBuffer, Vocab, episode_arrays
 from lwd_learner.sharding import data_mesh, replicate, shard_batch

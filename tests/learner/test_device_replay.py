@@ -9,7 +9,7 @@ import numpy as np
 import toytask
 
 from lwd_common.episode import EpisodeKind
-from lwd_common.robot import CAMERA_NAMES
+from lwd_description.robot import CAMERA_NAMES
 from lwd_learner.device_replay import DeviceReplay, draw_indices, gather, sample_batch
 from lwd_learner.replay import ReplayBuffer, Vocab, episode_arrays
 

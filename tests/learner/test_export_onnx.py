@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from lwd_common import policy_io
-from lwd_common.robot import JOINT_NAMES
+from lwd_description.robot import JOINT_NAMES
 from lwd_learner.agent import Agent
 from lwd_learner.config import EncoderConfig, LearnerConfig, ModelConfig, PolicyConfig
 from lwd_learner.export_onnx import export_policy

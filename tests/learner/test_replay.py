@@ -7,8 +7,8 @@ import pytest
 import toytask
 
 from lwd_common.episode import EpisodeKind
-from lwd_common.robot import CAMERA_NAMES
 from lwd_common.store import EpisodeStore
+from lwd_description.robot import CAMERA_NAMES
 from lwd_learner.divl import nstep_return_np
 from lwd_learner.replay import MixedSampler, NormStats, ReplayBuffer, StoreReader, Vocab, episode_arrays
 

@@ -22,7 +22,7 @@ from lwd_common.episode import (
     StepRecord,
 )
 from lwd_common.images import encode_jpeg
-from lwd_common.robot import CAMERA_NAMES, CHUNK_HORIZON, NUM_JOINTS
+from lwd_description.robot import CAMERA_NAMES, CHUNK_HORIZON, NUM_JOINTS
 
 GOAL = np.array([0.6, 0.6], np.float32)
 DECOY = np.array([-0.6, -0.6], np.float32)

@@ -11,8 +11,8 @@ pytestmark = pytest.mark.ros
 
 def test_action_chunk_and_image_reach_a_separate_process(tmp_path):
     with ros_processes(tmp_path) as procs:
-        procs.python("publisher", "-m", "lwd_actor.ros_smoke", "publish", "--rate", "50")
-        receiver = procs.python("receiver", "-m", "lwd_actor.ros_smoke", "receive", "--count", "15",
+        procs.python("publisher", "-m", "lwd_testing.ros_smoke", "publish", "--rate", "50")
+        receiver = procs.python("receiver", "-m", "lwd_testing.ros_smoke", "receive", "--count", "15",
                                 "--timeout", "40")
         rc = receiver.wait(timeout=60)
         out = procs.log("receiver").strip().splitlines()
@@ -24,8 +24,8 @@ def test_action_chunk_and_image_reach_a_separate_process(tmp_path):
 
 def test_label_episode_service_round_trip(tmp_path):
     with ros_processes(tmp_path) as procs:
-        procs.python("server", "-m", "lwd_actor.ros_smoke", "label-server")
-        client = procs.python("client", "-m", "lwd_actor.ros_smoke", "label-client", "--success",
+        procs.python("server", "-m", "lwd_testing.ros_smoke", "label-server")
+        client = procs.python("client", "-m", "lwd_testing.ros_smoke", "label-client", "--success",
                               "--note", "cup on shelf", "--timeout", "40")
         assert client.wait(timeout=60) == 0, procs.log("client") + procs.log("server")
         result = json.loads(procs.log("client").strip().splitlines()[-1])
@@ -36,7 +36,7 @@ def test_label_episode_service_round_trip(tmp_path):
 
 def test_receiver_reports_failure_when_nobody_publishes(tmp_path):
     with ros_processes(tmp_path) as procs:
-        receiver = procs.python("receiver", "-m", "lwd_actor.ros_smoke", "receive", "--count", "1",
+        receiver = procs.python("receiver", "-m", "lwd_testing.ros_smoke", "receive", "--count", "1",
                                 "--timeout", "2")
         assert receiver.wait(timeout=30) == 1
         assert json.loads(procs.log("receiver").strip().splitlines()[-1])["ok"] is False

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from lwd_actor.testing_models import build_policy
 from lwd_sim.evaluate_policy import OnnxChunkPolicy, evaluate_policy, main
+from lwd_testing.models import build_policy
 
 
 @pytest.fixture

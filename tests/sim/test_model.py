@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from lwd_common.robot import JOINT_NAMES, load_joint_limits
-from lwd_sim import robot_description
+from lwd_description import g1_kinematics as robot_description
+from lwd_description.robot import JOINT_NAMES, PACKAGE_URDF_DIR, URDF_FILENAME, load_joint_limits
 from lwd_sim.sim import G1Sim, SimConfig, urdf_limits_match_model
 
 
 def test_urdf_file_is_the_generated_description():
-    assert robot_description.repo_urdf_path().read_text() == robot_description.urdf_text()
+    assert (PACKAGE_URDF_DIR / URDF_FILENAME).read_text() == robot_description.urdf_text()
 
 
 def test_urdf_has_every_controlled_joint_with_full_limits():

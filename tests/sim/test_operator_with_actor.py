@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from lwd_actor.testing_models import build_policy
 from lwd_common.episode import ActionSource, Label
 from lwd_common.store import EpisodeStore
+from lwd_testing.models import build_policy
 from rosutil import REPO, ros_processes
 
 pytestmark = pytest.mark.ros
@@ -25,7 +25,7 @@ def test_operator_takes_over_a_stalling_policy_and_labels_success(tmp_path):
         procs.python("sim", "-m", "lwd_sim.sim_robot_node", *NS, "-p", "image_width:=32", "-p", "image_height:=32",
                      "-p", "task:=can_to_bin", "-p", "seed:=4")
         procs.python("actor", "-m", "lwd_actor.actor_node", *NS, "--params-file",
-                     str(REPO / "ros2_ws/src/lwd_actor/config/actor.yaml"), "-p", f"policy_path:={policy}",
+                     str(REPO / "ros2_ws/src/lwd_bringup/config/actor.yaml"), "-p", f"policy_path:={policy}",
                      "-p", f"store_dir:={store}", "-p", "episode_time_limit_s:=60.0")
         op = procs.python("operator", "-m", "lwd_sim.sim_operator_node", *NS, "-p", "task:=can_to_bin",
                           "-p", "episodes:=1", "-p", "release_after_subtasks:=4", "-p", "stall_window_s:=1.5",
@@ -52,7 +52,7 @@ def test_without_interventions_a_stalling_policy_is_labelled_failure_at_the_task
         procs.python("sim", "-m", "lwd_sim.sim_robot_node", *NS, "-p", "image_width:=32", "-p", "image_height:=32",
                      "-p", "task:=can_to_bin")
         procs.python("actor", "-m", "lwd_actor.actor_node", *NS, "--params-file",
-                     str(REPO / "ros2_ws/src/lwd_actor/config/actor.yaml"), "-p", f"policy_path:={policy}",
+                     str(REPO / "ros2_ws/src/lwd_bringup/config/actor.yaml"), "-p", f"policy_path:={policy}",
                      "-p", f"store_dir:={store}")
         op = procs.python("operator", "-m", "lwd_sim.sim_operator_node", *NS, "-p", "task:=can_to_bin",
                           "-p", "episodes:=1", "-p", "intervene:=false")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lwd_common.robot import JOINT_NAMES
+from lwd_description.robot import JOINT_NAMES
 from lwd_sim.trajectory import TrajectoryFollower
 
 

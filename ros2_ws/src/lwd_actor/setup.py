@@ -11,21 +11,17 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
-        ("share/" + package_name + "/launch", glob("launch/*.py")),
-        ("share/" + package_name + "/config", glob("config/*.yaml")),
+        ("share/" + package_name + "/launch", glob("launch/*")),
     ],
     install_requires=["setuptools"],
     zip_safe=True,
     maintainer="lwd maintainers",
     maintainer_email="maintainers@lwd-robotics.dev",
-    description="Onboard lwd nodes: 30 Hz chunked joint-position control from an ONNX flow policy, pedal takeover, labelling and episode recording.",
+    description="Onboard lwd runtime: 30 Hz chunked joint-position control from an ONNX flow policy, pedal takeover, labelling and episode recording.",
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
             "actor_node = lwd_actor.actor_node:main",
-            "teleop_helper_node = lwd_actor.teleop_helper_node:main",
-            "fake_robot_node = lwd_actor.fake_robot_node:main",
-            "probe_node = lwd_actor.probe_node:main",
             "episode_cli = lwd_actor.episode_cli:main",
         ]
     },

@@ -1,3 +1,4 @@
+
 from setuptools import find_packages, setup
 
 package_name = "lwd_common"
@@ -14,6 +15,10 @@ setup(
     zip_safe=True,
     maintainer="lwd maintainers",
     maintainer_email="maintainers@lwd-robotics.dev",
-    description="Episode format and store, msgpack-numpy codec, robot model (ROS-free).",
+    description="ROS-free pieces shared by robot, bridge and learner: the episode format and store, the msgpack-numpy codec, the ZeroMQ transport, the ONNX policy contract; plus the shared main of our rclpy nodes.",
     license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+        ]
+    },
 )

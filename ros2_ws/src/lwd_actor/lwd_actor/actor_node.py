@@ -1,7 +1,7 @@
 """The onboard actor as a ROS 2 lifecycle node: a thin shell around `lwd_actor.core`.
 
     python -m lwd_actor.actor_node --ros-args -r __ns:=/robot0 \
-        --params-file ros2_ws/src/lwd_actor/config/actor.yaml -p policy_path:=policy.onnx
+        --params-file ros2_ws/src/lwd_bringup/config/actor.yaml -p policy_path:=policy.onnx
 
 configure: read parameters, load joint limits and the policy (a model that breaks
 the ONNX contract fails the transition), open the sink, create topics/services.
@@ -53,7 +53,7 @@ from lwd_actor.core.scheduler import MergeMode, SchedulerConfig
 from lwd_actor.core.sync import ApproximateSync
 from lwd_actor.sinks import SinkBundle, make_sink
 from lwd_common.episode import EpisodeKind, Label, new_episode_id
-from lwd_common.robot import CAMERA_NAMES, CHUNK_HORIZON, JOINT_NAMES, load_joint_limits
+from lwd_description.robot import CAMERA_NAMES, CHUNK_HORIZON, JOINT_NAMES, load_joint_limits
 from lwd_msgs.msg import ActionChunk, EpisodeStatus, InterventionState, PolicyStatus
 from lwd_msgs.srv import LabelEpisode, StartEpisode, StopEpisode
 

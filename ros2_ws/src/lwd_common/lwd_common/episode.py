@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from lwd_common import codec
-from lwd_common.robot import CAMERA_NAMES, NUM_JOINTS
+from lwd_description.robot import CAMERA_NAMES, NUM_JOINTS
 
 EPISODE_SCHEMA_VERSION = 1
 

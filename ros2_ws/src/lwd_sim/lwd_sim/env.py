@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lwd_common.robot import CAMERA_NAMES, CHUNK_HORIZON, CONTROL_HZ, NUM_JOINTS
+from lwd_description.robot import CAMERA_NAMES, CHUNK_HORIZON, CONTROL_HZ, NUM_JOINTS
 from lwd_sim.expert import DEMO, ExpertConfig, ScriptedExpert
 from lwd_sim.sim import G1Sim, SimConfig
 from lwd_sim.tasks import ALL_INSTRUCTIONS, TaskInstance, TaskStatus, get_task

@@ -27,7 +27,7 @@ from lwd_common.policy_io import (
     PolicySignature,
     read_signature,
 )
-from lwd_common.robot import CHUNK_HORIZON, NUM_JOINTS
+from lwd_description.robot import CHUNK_HORIZON, NUM_JOINTS
 from lwd_sim.env import EvalResult, VecEnv, evaluate, expert_chunk_policy
 from lwd_sim.expert import DEMO, HISTORICAL
 from lwd_sim.tasks import ALL_INSTRUCTIONS, TASKS

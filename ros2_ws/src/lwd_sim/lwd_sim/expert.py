@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lwd_common.robot import NUM_JOINTS
+from lwd_description.robot import NUM_JOINTS
 from lwd_sim import scene
 from lwd_sim.ik import ArmIK, gripper_rotation
 from lwd_sim.sim import G1Sim

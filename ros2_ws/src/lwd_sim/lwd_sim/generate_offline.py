@@ -34,8 +34,8 @@ from lwd_common.episode import (
     new_episode_id,
 )
 from lwd_common.images import encode_jpeg
-from lwd_common.robot import CAMERA_NAMES, CHUNK_HORIZON, CONTROL_HZ
 from lwd_common.store import EpisodeStore
+from lwd_description.robot import CAMERA_NAMES, CHUNK_HORIZON, CONTROL_HZ
 from lwd_sim.env import LwdSimEnv
 from lwd_sim.expert import DEMO, HISTORICAL, ExpertConfig, ScriptedExpert, Waypoint
 from lwd_sim.tasks import TASKS

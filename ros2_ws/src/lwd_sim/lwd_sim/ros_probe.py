@@ -18,7 +18,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from lwd_common.robot import CAMERA_NAMES, JOINT_NAMES
+from lwd_description.robot import CAMERA_NAMES, JOINT_NAMES
 from lwd_msgs.msg import TaskStatus
 from lwd_msgs.srv import StartEpisode
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from lwd_sim import robot_description as rd
+from lwd_description import g1_kinematics as rd
 
 TABLE_TOP_Z = 0.75
 TABLE_X = (0.25, 1.0)

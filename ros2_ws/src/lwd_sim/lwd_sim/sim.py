@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from lwd_common.robot import CAMERA_NAMES, CONTROL_HZ, JOINT_NAMES, NUM_JOINTS, load_joint_limits
+from lwd_description.g1_kinematics import SIDES, joint_limit_table
+from lwd_description.robot import CAMERA_NAMES, CONTROL_HZ, JOINT_NAMES, NUM_JOINTS, load_joint_limits
 from lwd_sim import scene
-from lwd_sim.robot_description import SIDES, joint_limit_table
 
 SUBSTEPS = int(round(1.0 / (CONTROL_HZ * scene.TIMESTEP)))
 GRASP_CLOSE_BELOW = 0.035  # commanded opening that counts as "closing" for the grasp assist

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from lwd_common.robot import NUM_JOINTS
+from lwd_description.robot import NUM_JOINTS
 from lwd_sim import scene
 from lwd_sim.scene import ITEMS, SPOTS, TABLE_TOP_Z
 from lwd_sim.sim import G1Sim

@@ -27,7 +27,7 @@ from lwd_actor.core.recorder import EpisodeRecorder, RawStep
 from lwd_actor.core.safety import HoldReason, SafetyConfig, SafetyFilter, StaleGuard
 from lwd_actor.core.scheduler import ChunkScheduler, SchedulerConfig
 from lwd_common.episode import ActionSource, EpisodeKind, EpisodeMeta, EpisodeOutcome
-from lwd_common.robot import CONTROL_HZ, JointLimits
+from lwd_description.robot import CONTROL_HZ, JointLimits
 
 NO_CHUNK = -1  # chunk_id of teleop and hold steps
 

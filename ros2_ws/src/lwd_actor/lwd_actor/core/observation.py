@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lwd_common.robot import CAMERA_NAMES, JOINT_NAMES
+from lwd_description.robot import CAMERA_NAMES, JOINT_NAMES
 
 JOINTS_INPUT = "joint_states"
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from lwd_actor.core.observation import Observation
 from lwd_common import policy_io
-from lwd_common.robot import CAMERA_NAMES, CHUNK_HORIZON, NUM_JOINTS
+from lwd_description.robot import CAMERA_NAMES, CHUNK_HORIZON, NUM_JOINTS
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"

@@ -14,7 +14,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from lwd_common.robot import CONTROL_HZ, JointLimits
+from lwd_description.robot import CONTROL_HZ, JointLimits
 
 
 class HoldReason(StrEnum):

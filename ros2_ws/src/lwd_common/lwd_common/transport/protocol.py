@@ -28,7 +28,7 @@ from lwd_common.episode import (
     ActionSource,
     StepRecord,
 )
-from lwd_common.robot import CAMERA_NAMES, CHUNK_HORIZON, CONTROL_HZ, JOINT_NAMES, NUM_JOINTS
+from lwd_description.robot import CAMERA_NAMES, CHUNK_HORIZON, CONTROL_HZ, JOINT_NAMES, NUM_JOINTS
 
 SCHEMA_VERSION = 1
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024

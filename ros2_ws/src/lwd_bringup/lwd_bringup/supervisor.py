@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from lwd_actor.fleet.description import FleetDescription, ProcessSpec, command_line, ros_params_file_content
+from lwd_bringup.description import FleetDescription, ProcessSpec, command_line, ros_params_file_content
 from lwd_common.process import die_with_parent
 
 

@@ -1,11 +1,11 @@
 """Start a fleet from the venv (where `ros2 launch` is not available).
 
-    python -m lwd_actor.fleet.launch [--fleet config/fleet.yaml] [--num-robots 2]
+    python -m lwd_bringup.venv_launch [--fleet config/fleet.yaml] [--num-robots 2]
         [--mode sim|real] [--run-dir runs/fleet] [--use-sim-time] [--duration 600]
         [--no-bridge] [--no-learner] [--set actor_params.jpeg_quality=90 ...]
 
 It reads the same fleet description as fleet.launch.py and supervises the
-same processes (see lwd_actor.fleet.supervisor). Ctrl-C stops everything.
+same processes (see lwd_bringup.supervisor). Ctrl-C stops everything.
 """
 
 from __future__ import annotations
@@ -17,19 +17,19 @@ from typing import Any
 
 import yaml
 
-from lwd_actor.fleet.description import FleetConfigError, expand_fleet, load_fleet_yaml
-from lwd_actor.fleet.supervisor import Supervisor
+from lwd_bringup.description import FleetConfigError, expand_fleet, load_fleet_yaml
+from lwd_bringup.supervisor import Supervisor
 
 
 def default_fleet_file() -> Path:
     """config/fleet.yaml of this package (source tree or installed share dir)."""
-    here = Path(__file__).resolve().parents[2] / "config" / "fleet.yaml"
+    here = Path(__file__).resolve().parents[1] / "config" / "fleet.yaml"
     if here.is_file():
         return here
-    share = Path(sys.prefix) / "share" / "lwd_actor" / "config" / "fleet.yaml"
+    share = Path(sys.prefix) / "share" / "lwd_bringup" / "config" / "fleet.yaml"
     if share.is_file():
         return share
-    raise FileNotFoundError("cannot find lwd_actor config/fleet.yaml; pass --fleet")
+    raise FileNotFoundError("cannot find lwd_bringup config/fleet.yaml; pass --fleet")
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ Fault injection for tests: `drop_camera` (never publish that camera),
 With `publish_clock` it also publishes `/clock` advancing `sim_speed` x real time and
 stamps everything with that simulated time (for actors running with `use_sim_time`).
 
-    python -m lwd_actor.fake_robot_node --ros-args -r __ns:=/robot0 -p image_size:=64
+    python -m lwd_testing.fake_robot_node --ros-args -r __ns:=/robot0 -p image_size:=64
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 
-from lwd_actor.node_main import run_node
-from lwd_common.robot import CAMERA_NAMES, JOINT_NAMES
+from lwd_common.node_main import run_node
+from lwd_description.robot import CAMERA_NAMES, JOINT_NAMES
 
 
 class FakeRobot(Node):

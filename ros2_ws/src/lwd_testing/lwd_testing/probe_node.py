@@ -1,6 +1,6 @@
 """Listens to what an actor publishes and writes one JSON line per message (tests, debugging).
 
-    python -m lwd_actor.probe_node --ros-args -r __ns:=/robot0 -p out:=/tmp/probe.jsonl
+    python -m lwd_testing.probe_node --ros-args -r __ns:=/robot0 -p out:=/tmp/probe.jsonl
 
 Lines: {"topic": ..., "t": <monotonic s>, "sim_t": <newest /clock or null>, ...fields}. Commands carry their 16 values.
 """
@@ -19,7 +19,7 @@ from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
-from lwd_actor.node_main import run_node
+from lwd_common.node_main import run_node
 from lwd_msgs.msg import ActionChunk, EpisodeStatus, InterventionState, PolicyStatus
 
 

@@ -8,7 +8,7 @@ every `period_s`. The schedule's clock starts once a `pedal` subscriber (the act
 has been discovered and a target exists (joint_states received, unless fixed), so slow DDS discovery cannot swallow a press. The pedal state is published at `rate_hz` too, so a late
 subscriber sees it at once.
 
-    python -m lwd_actor.teleop_helper_node --ros-args -r __ns:=/robot0 \
+    python -m lwd_testing.teleop_helper_node --ros-args -r __ns:=/robot0 \
         -p press_after_s:=2.0 -p hold_s:=1.5 -p offset:=0.05
 """
 
@@ -22,8 +22,8 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 
-from lwd_actor.node_main import run_node
-from lwd_common.robot import JOINT_NAMES
+from lwd_common.node_main import run_node
+from lwd_description.robot import JOINT_NAMES
 
 
 class TeleopHelper(Node):

@@ -21,10 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-from lwd_actor.fleet.description import FleetConfigError, expand_fleet, load_fleet_yaml
-from lwd_actor.fleet.launch import default_fleet_file, parse_set
-from lwd_actor.fleet.monitor import FleetMonitor
-from lwd_actor.fleet.supervisor import Supervisor
+from lwd_bringup.description import FleetConfigError, expand_fleet, load_fleet_yaml
+from lwd_bringup.monitor import FleetMonitor
+from lwd_bringup.supervisor import Supervisor
+from lwd_bringup.venv_launch import default_fleet_file, parse_set
 from lwd_common.policy_store import PolicyStore
 from lwd_common.store import EpisodeStore
 
@@ -70,7 +70,7 @@ def bootstrap(args: argparse.Namespace, run_dir: Path, bridge_root: Path) -> tup
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="./lwd fleet", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--fleet", type=Path, default=None, help="fleet description YAML (default: lwd_actor's)")
+    p.add_argument("--fleet", type=Path, default=None, help="fleet description YAML (default: lwd_bringup's config/fleet.yaml)")
     p.add_argument("--num-robots", type=int, default=2)
     p.add_argument("--run-dir", type=Path, default=Path("runs/fleet"))
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")

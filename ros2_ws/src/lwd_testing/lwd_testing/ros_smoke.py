@@ -1,10 +1,10 @@
 """Smoke check of the ROS 2 install: lwd_msgs and sensor images across processes.
 
-    python -m lwd_actor.ros_smoke publish                # one process (until Ctrl-C)
-    python -m lwd_actor.ros_smoke receive --count 20     # another process
-    python -m lwd_actor.ros_smoke label-server           # LabelEpisode service
-    python -m lwd_actor.ros_smoke label-client --success # ... and its client
-    python -m lwd_actor.ros_smoke demo                   # all of the above, as processes
+    python -m lwd_testing.ros_smoke publish                # one process (until Ctrl-C)
+    python -m lwd_testing.ros_smoke receive --count 20     # another process
+    python -m lwd_testing.ros_smoke label-server           # LabelEpisode service
+    python -m lwd_testing.ros_smoke label-client --success # ... and its client
+    python -m lwd_testing.ros_smoke demo                   # all of the above, as processes
 
 `receive` and `label-client` print one JSON line with what they got and exit 0
 on success, 1 on timeout, so scripts and tests can check the result.
@@ -24,7 +24,7 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from lwd_common.robot import CHUNK_HORIZON, JOINT_NAMES
+from lwd_description.robot import CHUNK_HORIZON, JOINT_NAMES
 from lwd_msgs.msg import ActionChunk
 from lwd_msgs.srv import LabelEpisode
 
@@ -146,7 +146,7 @@ def demo(timeout: float) -> int:
     """Start publisher, receiver, label server and client as separate processes."""
     import subprocess
 
-    me = [sys.executable, "-m", "lwd_actor.ros_smoke"]
+    me = [sys.executable, "-m", "lwd_testing.ros_smoke"]
     bg = [subprocess.Popen(me + ["publish"]), subprocess.Popen(me + ["label-server"])]
     try:
         rc_recv = subprocess.run(me + ["receive", "--count", "30", "--timeout", str(timeout)]).returncode

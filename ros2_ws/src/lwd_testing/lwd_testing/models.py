@@ -7,7 +7,7 @@ something and depends on the images). `conv_channels` sets the cost: the
 default policy (`default_policy`) takes a few ms on one CPU core. Builders for
 contract-breaking models let tests check that the actor refuses them.
 
-    python -m lwd_actor.testing_models out.onnx [--version v1] [--image-size 96] [--channels 32]
+    python -m lwd_testing.models out.onnx [--version v1] [--image-size 96] [--channels 32]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from lwd_common import policy_io
-from lwd_common.robot import CAMERA_NAMES, CHUNK_HORIZON, JOINT_NAMES, NUM_JOINTS
+from lwd_description.robot import CAMERA_NAMES, CHUNK_HORIZON, JOINT_NAMES, NUM_JOINTS
 
 OPSET = 17
 

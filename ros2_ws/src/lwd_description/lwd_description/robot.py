@@ -1,12 +1,13 @@
 """The G1-class dual-arm robot as the software sees it: joints, cameras, rates.
 
-Joint limits come from the URDF in `urdf/` (the single source of truth for the
+Joint limits come from the URDF in lwd_description's `urdf/` (the single source of truth for the
 safety filter and the simulator); this module only names things and parses it.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ CONTROL_HZ = 30.0
 CHUNK_HORIZON = 30
 
 URDF_FILENAME = "g1_dual_arm.urdf"
+# The package's URDF directory in the source tree (editable installs run from here).
+PACKAGE_URDF_DIR = Path(__file__).resolve().parents[1] / "urdf"
 
 
 @dataclass(frozen=True)
@@ -43,17 +46,17 @@ class JointLimits:
 
 
 def default_urdf_path() -> Path:
-    """`$LWD_URDF`, else `urdf/` of the source tree this package runs from."""
+    """`$LWD_URDF`, else this package's `urdf/` (source tree, or `share/lwd_description` once installed)."""
     env = os.environ.get("LWD_URDF")
     if env:
         return Path(env)
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "urdf" / URDF_FILENAME
+    candidates = [PACKAGE_URDF_DIR / URDF_FILENAME,
+                  Path(sys.prefix) / "share" / "lwd_description" / "urdf" / URDF_FILENAME]
+    for candidate in candidates:
         if candidate.is_file():
             return candidate
     raise FileNotFoundError(
-        f"cannot find urdf/{URDF_FILENAME} above {here}; set LWD_URDF to its path"
+        f"cannot find {URDF_FILENAME} (looked in {', '.join(map(str, candidates))}); set LWD_URDF to its path"
     )
 
 

@@ -1,0 +1,142 @@
+"""The launch logic behind `ros2 launch lwd_actor|lwd_bringup fleet.launch.py` and `actor.launch.py`.
+
+The launch files are thin: they call the functions here, so the logic is one
+importable, testable module (it needs `launch`/`launch_ros`, which a ROS 2
+distro has and the venv gets from the vendored launch stack). The processes
+come from the same fleet description the venv launcher supervises
+(lwd_bringup.description), so both paths start identical graphs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import LifecycleNode, Node
+
+from lwd_bringup.description import expand_fleet, load_fleet_yaml
+
+
+def _share(*parts: str) -> str:
+    return str(Path(get_package_share_directory("lwd_bringup"), *parts))
+
+
+FLEET_ARGS: dict[str, tuple[str, str]] = {
+    "fleet_file": ("", "fleet description YAML (default: lwd_bringup's config/fleet.yaml)"),
+    "num_robots": ("", "override the number of robots (robot0..robotN-1)"),
+    "mode": ("", "sim or real (default: from the fleet file)"),
+    "params_file": ("", "ROS params YAML with extra actor parameters (its /** section)"),
+    "use_sim_time": ("", "true to run on /clock"),
+    "log_level": ("info", "log level of every node"),
+    "with_bridge": ("", "start the learner bridge here (true/false)"),
+    "with_learner": ("", "start the online learner here (true/false)"),
+    "run_dir": ("", "where logs, spools, the bridge store and policies go"),
+}
+
+
+def _flag(value: str) -> bool:
+    return value.lower() in ("1", "true", "yes", "on")
+
+
+def fleet_overrides(arg: dict[str, str]) -> dict:
+    """Launch arguments -> overrides of the fleet description (empty arguments change nothing)."""
+    overrides: dict = {}
+    if arg.get("num_robots"):
+        overrides["num_robots"] = int(arg["num_robots"])
+        overrides["robots"] = None
+    if arg.get("mode"):
+        overrides["mode"] = arg["mode"]
+    if arg.get("use_sim_time"):
+        overrides["use_sim_time"] = _flag(arg["use_sim_time"])
+    if arg.get("run_dir"):
+        overrides["run_dir"] = arg["run_dir"]
+    if arg.get("with_bridge"):
+        overrides["bridge"] = {"enabled": _flag(arg["with_bridge"])}
+    if arg.get("with_learner"):
+        overrides["learner"] = {"enabled": _flag(arg["with_learner"])}
+    if arg.get("params_file"):
+        with open(arg["params_file"]) as f:
+            extra = yaml.safe_load(f) or {}
+        overrides["actor_params"] = extra.get("/**", {}).get("ros__parameters", {})
+    return overrides
+
+
+def _fleet_actions(context, *_, **__):
+    arg = {k: LaunchConfiguration(k).perform(context) for k in FLEET_ARGS}
+    fleet_file = arg["fleet_file"] or _share("config", "fleet.yaml")
+    fleet = expand_fleet(load_fleet_yaml(fleet_file), fleet_overrides(arg))
+    actions = []
+    for spec in fleet.processes:
+        if spec.ros:
+            actions.append(Node(
+                package=spec.package,
+                executable=spec.executable,
+                name=spec.node_name,
+                namespace=spec.namespace,
+                parameters=[spec.parameters],
+                remappings=list(spec.remappings),
+                arguments=["--ros-args", "--log-level", arg["log_level"]],
+                output="screen",
+                respawn=spec.restart,
+                respawn_delay=2.0,
+            ))
+        else:
+            # This interpreter, not whatever `python3` is on PATH: the venv's has our packages.
+            actions.append(ExecuteProcess(
+                cmd=[sys.executable, "-m", spec.module, *spec.args], name=spec.name, output="screen",
+                respawn=spec.restart, respawn_delay=2.0,
+            ))
+    return actions
+
+
+def fleet_launch_description(defaults: dict[str, str] | None = None) -> LaunchDescription:
+    """The fleet: bridge, learner and per robot the actor (+ simulator and operator in sim mode).
+
+    `defaults` replaces argument defaults (the whole-system launch turns the bridge and learner on).
+    """
+    defaults = defaults or {}
+    declared = [DeclareLaunchArgument(k, default_value=defaults.get(k, v), description=d)
+                for k, (v, d) in FLEET_ARGS.items()]
+    return LaunchDescription([*declared, OpaqueFunction(function=_fleet_actions)])
+
+
+ACTOR_ARGS: dict[str, tuple[str, str]] = {
+    "namespace": ("robot0", "robot namespace"),
+    "params_file": ("", "actor parameters (YAML, /** wildcards; default: lwd_bringup's config/actor.yaml)"),
+    "policy_path": ("", "ONNX policy"),
+    "use_sim_time": ("false", "follow /clock"),
+    "autostart": ("true", "configure + activate at start-up"),
+    "log_level": ("info", "logging level"),
+}
+
+
+def _actor_actions(context, *_, **__):
+    arg = {k: LaunchConfiguration(k).perform(context) for k in ACTOR_ARGS}
+    return [LifecycleNode(
+        package="lwd_actor",
+        executable="actor_node",
+        name="actor",
+        namespace=arg["namespace"],
+        output="screen",
+        parameters=[
+            arg["params_file"] or _share("config", "actor.yaml"),
+            {
+                "robot_id": arg["namespace"].strip("/"),
+                "policy_path": arg["policy_path"],
+                "use_sim_time": _flag(arg["use_sim_time"]),
+                "autostart": _flag(arg["autostart"]),
+            },
+        ],
+        arguments=["--ros-args", "--log-level", arg["log_level"]],
+    )]
+
+
+def actor_launch_description() -> LaunchDescription:
+    """One robot's actor, for robots that publish real topics."""
+    declared = [DeclareLaunchArgument(k, default_value=v, description=d) for k, (v, d) in ACTOR_ARGS.items()]
+    return LaunchDescription([*declared, OpaqueFunction(function=_actor_actions)])

@@ -1,0 +1,26 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "lwd_description"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+        ("share/" + package_name + "/urdf", glob("urdf/*")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="lwd maintainers",
+    maintainer_email="maintainers@lwd-robotics.dev",
+    description="The G1-class dual-arm robot description: URDF (joint limits), joint and camera names, rates, and the kinematic tables the URDF and the simulator come from.",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+        ]
+    },
+)
