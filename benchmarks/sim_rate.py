@@ -17,7 +17,7 @@ import numpy as np
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-from lwd_common.images import encode_jpeg  # noqa: E402
+from lwd_common.preprocessing import encode_jpeg  # noqa: E402
 from lwd_sim.expert import DEMO, ScriptedExpert  # noqa: E402
 from lwd_sim.sim import SUBSTEPS, G1Sim, SimConfig  # noqa: E402
 from lwd_sim.tasks import get_task  # noqa: E402

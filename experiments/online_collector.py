@@ -34,8 +34,8 @@ from lwd_common.episode import (
     StepRecord,
     new_episode_id,
 )
-from lwd_common.images import encode_jpeg
 from lwd_common.policy_store import PolicyStore
+from lwd_common.preprocessing import encode_jpeg
 from lwd_common.store import EpisodeStore
 from lwd_description.robot import CAMERA_NAMES, CONTROL_HZ
 from lwd_sim.env import LwdSimEnv

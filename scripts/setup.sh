@@ -7,6 +7,11 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${LWD_VENV:-$REPO/.venv}"
+# The ROS 2 launch stack (launch, launch_ros, launch_pytest, ros2cli) is not on PyPI. Where its
+# vendored sources sit beside the checkout (our CI and dev machines: ../shared/vendor) it is
+# installed too; elsewhere the venv runs the fleet with its own supervisor (./lwd fleet).
+ROS_LAUNCH_VENDOR="${LWD_ROS_LAUNCH_VENDOR:-$REPO/../shared/vendor}"
+[[ -f "$ROS_LAUNCH_VENDOR/install_ros_launch.sh" ]] || ROS_LAUNCH_VENDOR=""
 PY="${LWD_PYTHON:-python3.11}"
 STAMP="$VENV/.lwd-setup-stamp"
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -17,7 +22,9 @@ inputs_hash() {
     cat scripts/setup.sh requirements.txt constraints.txt
     find ros2_ws/src learner -name package.xml -o -name setup.py -o -name setup.cfg \
          -o -name pyproject.toml -o -name CMakeLists.txt -o -name '*.msg' -o -name '*.srv' \
-      | LC_ALL=C sort | xargs cat
+         -o -path '*/launch/*.py' -o -path '*/config/*.yaml' -o -path '*/urdf/*' -o -path '*/resource/*' \
+      | grep -v -e '/build/' -e '/install/' | LC_ALL=C sort | xargs cat
+    echo "ros-launch-vendor:${ROS_LAUNCH_VENDOR:+yes}"
   } | sha256sum | cut -d' ' -f1)
 }
 
@@ -66,6 +73,21 @@ for d in "$REPO"/ros2_ws/src/*/ "$REPO"/learner/; do
 done
 "${PIP[@]}" install -q --no-deps --no-build-isolation "${pkgs[@]}" \
   2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+
+# Editable installs skip data_files, so the ament index would not know our packages: copy each
+# package's index marker, package.xml, launch/, config/ and urdf/ into the venv prefix
+# (share/<pkg>/...); console scripts already land in lib/<pkg>/ (setup.cfg).
+log "registering the ROS packages in the venv's ament index"
+for d in "$REPO"/ros2_ws/src/*/; do
+  [[ -f "$d/setup.py" ]] || continue
+  (cd "$d" && "$VENV/bin/python" setup.py -q install_data --install-dir "$VENV" >/dev/null 2>&1) \
+    || { log "install_data failed in $d"; exit 1; }
+done
+
+if [[ -n "$ROS_LAUNCH_VENDOR" ]]; then
+  log "installing the vendored ROS 2 launch stack from $ROS_LAUNCH_VENDOR"
+  PIP_CONSTRAINT="$REPO/constraints.txt" bash "$ROS_LAUNCH_VENDOR/install_ros_launch.sh" "$VENV"
+fi
 
 "$VENV/bin/python" -c 'import rclpy, lwd_msgs.msg' || { log "rclpy/lwd_msgs import check failed"; exit 1; }
 echo "$want" >"$STAMP"

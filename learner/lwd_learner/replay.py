@@ -4,7 +4,8 @@ A transition at step t of an episode with T steps is
     s_t, a_t = executed actions[t : t+H] (padded with the last action),
     R = sum_{j=t}^{min(t+nH, T)-1} gamma^(j-t) r_j   (eq. 2 / eq. 19, r = 1 on a success's last step),
     s_{t+nH}, done = (t + nH >= T): the episode ended inside the window, no bootstrap.
-Frames are JPEG-decoded once, resized to the model's image size and cached as uint8.
+Frames are JPEG-decoded once, resized to the model's image size and cached as uint8, by
+`lwd_common.preprocessing` (the same code that prepares a deployed policy's input).
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from lwd_common.episode import ActionSource, Episode, EpisodeKind
-from lwd_common.images import decode_jpeg
+from lwd_common.preprocessing import frames_from_jpeg
 from lwd_common.store import EpisodeStore
 
 UNKNOWN_INSTRUCTION = "<unknown>"
@@ -105,22 +105,14 @@ class EpisodeArrays:
     policy_task_id: np.ndarray | None = None
 
 
-def decode_frames(frames: list[bytes], size: tuple[int, int]) -> np.ndarray:
-    h, w = size
-    out = np.empty((len(frames), h, w, 3), np.uint8)
-    for i, f in enumerate(frames):
-        rgb = decode_jpeg(f)
-        out[i] = rgb if rgb.shape[:2] == (h, w) else cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
-    return out
-
-
 def episode_arrays(ep: Episode, vocab: Vocab, image_size: tuple[int, int], cameras: tuple[str, ...]) -> EpisodeArrays:
+    """One episode decoded for training; frames as the deployed policy sees them (`frames_from_jpeg`)."""
     if ep.num_steps == 0:
         raise ValueError(f"episode {ep.meta.episode_id} has no steps")
     missing = [c for c in cameras if c not in ep.images]
     if missing:
         raise ValueError(f"episode {ep.meta.episode_id} lacks cameras {missing}")
-    images = np.stack([decode_frames(ep.images[c], image_size) for c in cameras], axis=1)
+    images = np.stack([frames_from_jpeg(ep.images[c], image_size) for c in cameras], axis=1)
     return EpisodeArrays(
         episode_id=ep.meta.episode_id,
         kind=ep.meta.kind,

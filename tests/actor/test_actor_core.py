@@ -16,7 +16,7 @@ from lwd_actor.core.policy_runtime import OnnxPolicy
 from lwd_actor.core.recorder import EpisodeRecorder
 from lwd_actor.core.safety import HoldReason
 from lwd_common.episode import ActionSource, Label
-from lwd_common.images import decode_jpeg
+from lwd_common.preprocessing import decode_jpeg
 from lwd_common.store import DirectorySink, EpisodeStore
 from lwd_description.robot import CAMERA_NAMES
 from lwd_testing.models import build_policy

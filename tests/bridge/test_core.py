@@ -12,7 +12,8 @@ from lwd_common.episode import Episode, content_hash, meta_to_dict, outcome_to_d
 from lwd_common.store import EpisodeStore
 from lwd_common.transport import protocol
 from lwd_description.robot import CAMERA_NAMES
-from lwd_learner_bridge.core import BridgeConfig, BridgeCore
+from lwd_learner_bridge.config import BridgeConfig
+from lwd_learner_bridge.core import BridgeCore
 
 PEER = b"peer-1"
 
@@ -69,7 +70,7 @@ def test_duplicated_and_shuffled_frames_store_the_episode_once(core):
         core.handle(PEER, f)
     core.flush()
     assert stored(core) == {"robot0-ep0000": digest}
-    assert core.counters["duplicates_dropped"] >= 5
+    assert core.stats.counters["duplicates_dropped"] >= 5
 
 
 def test_frames_after_commit_are_answered_committed_again_without_rewriting(core):
@@ -97,7 +98,7 @@ def test_episode_frames_before_hello_get_no_session_and_nothing_is_kept(tmp_path
     frames, _ = episode_frames()
     msg = protocol.decode(core.handle(PEER, frames[0])[0])
     assert (msg["t"], msg["code"]) == ("error", "no_session")
-    assert core.partials == {}
+    assert core.assembly.partials == {}
 
 
 def test_config_mismatch_is_refused_fatally(tmp_path):
@@ -105,7 +106,7 @@ def test_config_mismatch_is_refused_fatally(tmp_path):
     msg = protocol.decode(core.handle(PEER, hello(config_hash="0123456789abcdef"))[0])
     assert (msg["code"], msg["fatal"]) == ("config_mismatch", True)
     assert "0123456789abcdef" in msg["message"]
-    assert core.sessions == {}
+    assert core.admission.sessions == {}
 
 
 def test_hello_with_key_of_another_robot_is_refused(tmp_path):
@@ -168,15 +169,15 @@ def test_partial_episode_of_a_silent_robot_expires(core):
     frames, _ = episode_frames()
     core.handle(PEER, frames[0])
     core.handle(PEER, frames[1])
-    core.expire(now=core.partials["robot0-ep0000"].last_update + core.config.partial_timeout_s + 1)
-    assert core.partials == {} and core.status()["buffered_bytes"] == 0
+    core.expire(now=core.assembly.partials["robot0-ep0000"].last_update + core.config.partial_timeout_s + 1)
+    assert core.assembly.partials == {} and core.status()["buffered_bytes"] == 0
 
 
 def test_restarted_robot_hello_drops_partials_it_no_longer_has(core):
     frames, _ = episode_frames()
     core.handle(PEER, frames[0])
     core.handle(b"peer-2", hello())
-    assert core.partials == {}
+    assert core.assembly.partials == {}
 
 
 def test_commit_latency_counts_episodes_that_ended_while_this_bridge_ran(core):

@@ -8,7 +8,7 @@ import time
 import pytest
 from conftest import start_bridge
 
-from lwd_learner_bridge.status import ERROR, OK, WARN, fleet_health
+from lwd_learner_bridge.status import ERROR, OK, WARN, fleet_health, format_status
 from rosutil import wait_for
 
 
@@ -36,6 +36,12 @@ def test_robot_that_failed_to_load_a_policy_is_a_warning():
 
 def test_stale_status_file_means_the_bridge_is_down():
     assert fleet_health(status_dict(1000.0, 999.0), 10.0, now=1100.0)[0][0] == ERROR
+
+
+def test_status_header_says_when_an_operator_pinned_the_fleet():
+    status = {**status_dict(1000.0, 999.0), "pinned_policy": "v000001"}
+    assert "latest policy v000002 PINNED to v000001" in format_status(status).splitlines()[0]
+    assert "PINNED" not in format_status(status_dict(1000.0, 999.0))
 
 
 def test_status_command_reads_the_bridge_root(procs, tmp_path, endpoint):

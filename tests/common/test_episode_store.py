@@ -13,7 +13,7 @@ from lwd_common.episode import (
     decode_episode,
     encode_episode,
 )
-from lwd_common.images import decode_jpeg, encode_jpeg
+from lwd_common.preprocessing import decode_jpeg, encode_jpeg
 from lwd_common.store import DirectorySink, EpisodeStore, check_episode_id
 from lwd_description.robot import CAMERA_NAMES, NUM_JOINTS
 

@@ -12,7 +12,7 @@ from lwd_common.episode import (
     Label,
     StepRecord,
 )
-from lwd_common.images import encode_jpeg
+from lwd_common.preprocessing import encode_jpeg
 from lwd_common.store import EpisodeStore
 from lwd_description.robot import CAMERA_NAMES, NUM_JOINTS
 

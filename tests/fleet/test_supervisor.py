@@ -52,3 +52,24 @@ def test_ros_processes_get_a_params_file_with_their_parameters(tmp_path):
     argv = sup.running["r0.actor"].argv
     params_file = Path(argv[argv.index("--params-file") + 1])
     assert "/r0/actor" in params_file.read_text() and "robot_id: r0" in params_file.read_text()
+
+
+def test_run_stops_the_fleet_and_reports_a_process_that_keeps_crashing(tmp_path):
+    sup = Supervisor(fleet_of(tmp_path, CRASHER, SLEEPER), config=SupervisorConfig(
+        max_restarts=1, restart_backoff_s=0.05, max_backoff_s=0.1), log=lambda m: None)
+    failure = sup.run(duration_s=60)
+    assert failure is not None and failure.startswith("crasher exited 2 times (last exit code 2): python -m json.tool: error")
+    assert "\n" not in failure and "crasher.log" in failure
+    assert sup.alive() == {"crasher": False, "sleeper": False}
+
+
+def test_run_stops_the_fleet_when_a_process_logs_its_fatal_marker(tmp_path):
+    unconfigured = ProcessSpec(name="r0.actor", package="x", executable="x", module="this",
+                               ros=False, fatal_log_marker="Beautiful is better")  # `python -m this` prints the Zen
+    failure = Supervisor(fleet_of(tmp_path, unconfigured, SLEEPER), log=lambda m: None).run(
+        duration_s=60, log_scan_interval_s=0.1)
+    assert failure == "r0.actor: Beautiful is better than ugly."
+
+
+def test_run_without_failures_returns_none(tmp_path):
+    assert Supervisor(fleet_of(tmp_path, SLEEPER), log=lambda m: None).run(duration_s=1.0) is None

@@ -21,7 +21,7 @@ from lwd_common.episode import (
     Label,
     StepRecord,
 )
-from lwd_common.images import encode_jpeg
+from lwd_common.preprocessing import encode_jpeg
 from lwd_description.robot import CAMERA_NAMES, CHUNK_HORIZON, NUM_JOINTS
 
 GOAL = np.array([0.6, 0.6], np.float32)

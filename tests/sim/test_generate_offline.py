@@ -3,7 +3,7 @@
 import numpy as np
 
 from lwd_common.episode import ActionSource, EpisodeKind, Label
-from lwd_common.images import decode_jpeg
+from lwd_common.preprocessing import decode_jpeg
 from lwd_common.store import EpisodeStore
 from lwd_sim.generate_offline import COMPOSITION, main, pick_kind
 

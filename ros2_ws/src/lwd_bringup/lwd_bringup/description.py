@@ -50,6 +50,9 @@ class ProcessSpec:
     args: tuple[str, ...] = ()
     ros: bool = True
     restart: bool = True  # the supervisor restarts it when it dies unexpectedly
+    # A log line containing this means the process is up but useless (e.g. an actor that failed to
+    # configure stays alive, unconfigured): the venv supervisor stops the fleet and reports the line.
+    fatal_log_marker: str = ""
 
     @property
     def fully_qualified_name(self) -> str:
@@ -72,10 +75,10 @@ class FleetDescription:
         raise KeyError(name)
 
 
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for k, v in (override or {}).items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -111,7 +114,7 @@ def _robots(cfg: dict[str, Any]) -> list[dict[str, Any]]:
 
 def expand_fleet(cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -> FleetDescription:
     """Turn a fleet mapping (the `fleet:` section) into the processes to start."""
-    cfg = _deep_merge(cfg, overrides or {})
+    cfg = deep_merge(cfg, overrides or {})
     mode = cfg.get("mode", "sim")
     if mode not in ("sim", "real"):
         raise FleetConfigError(f"mode must be 'sim' or 'real', got {mode!r}")
@@ -155,7 +158,7 @@ def expand_fleet(cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -
                 executable="sim_clock",
                 module="lwd_sim.sim_clock",
                 node_name="sim_clock",
-                parameters=_deep_merge(cfg.get("sim_clock_params") or {}, {}),
+                parameters=deep_merge(cfg.get("sim_clock_params") or {}, {}),
             )
         )
 
@@ -163,7 +166,7 @@ def expand_fleet(cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -
         rid = robot["id"]
         ns = f"/{rid}"
         per = robot.get("params") or {}
-        actor_params = _deep_merge(cfg.get("actor_params") or {}, per.get("actor") or {})
+        actor_params = deep_merge(cfg.get("actor_params") or {}, per.get("actor") or {})
         actor_params.update(common, robot_id=rid)
         actor_params.setdefault("store_dir", str(run_dir / "episodes"))
         actor_params.setdefault("spool_dir", str(run_dir / "spool" / rid))
@@ -178,14 +181,15 @@ def expand_fleet(cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -
                 module="lwd_actor.actor_node",
                 namespace=ns,
                 node_name="actor",
+                fatal_log_marker="configure failed:",
                 parameters=actor_params,
                 remappings=tuple((k, v) for k, v in (robot.get("remappings") or {}).items()),
             )
         )
         if mode == "sim":
-            sim_params = _deep_merge(cfg.get("sim_robot_params") or {}, per.get("sim_robot") or {})
+            sim_params = deep_merge(cfg.get("sim_robot_params") or {}, per.get("sim_robot") or {})
             sim_params.update(common, robot_id=rid)
-            op_params = _deep_merge(cfg.get("sim_operator_params") or {}, per.get("sim_operator") or {})
+            op_params = deep_merge(cfg.get("sim_operator_params") or {}, per.get("sim_operator") or {})
             op_params.update(common, robot_id=rid)
             procs.append(
                 ProcessSpec(

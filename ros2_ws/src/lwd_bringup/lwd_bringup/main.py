@@ -16,55 +16,14 @@ checkpoint and the online learner's checkpoints in the same run directory.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from lwd_bringup.description import FleetConfigError, expand_fleet, load_fleet_yaml
+from lwd_bringup.bootstrap import BootstrapPlan, bootstrap, fleet_run_overrides, log, run_dir_layout
+from lwd_bringup.description import FleetConfigError, deep_merge, expand_fleet, load_fleet_yaml
 from lwd_bringup.monitor import FleetMonitor
 from lwd_bringup.supervisor import Supervisor
 from lwd_bringup.venv_launch import default_fleet_file, parse_set
-from lwd_common.policy_store import PolicyStore
-from lwd_common.store import EpisodeStore
-
-
-def log(msg: str) -> None:
-    print(f"[lwd] {msg}", flush=True)
-
-
-def run_step(title: str, argv: list[str]) -> None:
-    """Run one bootstrap step in the foreground (it draws its own progress bar)."""
-    log(f"{title}: {' '.join(argv[2:])}")
-    start = time.monotonic()
-    rc = subprocess.call(argv)
-    if rc != 0:
-        raise SystemExit(f"[lwd] {title} failed (exit {rc}); fix the error above and run again")
-    log(f"{title}: done in {time.monotonic() - start:.0f} s")
-
-
-def bootstrap(args: argparse.Namespace, run_dir: Path, bridge_root: Path) -> tuple[Path, Path]:
-    """Make sure an offline buffer, an offline checkpoint and a published policy exist."""
-    py = sys.executable
-    offline_store = run_dir / "offline_store"
-    offline_run = run_dir / "offline_learner"
-    if EpisodeStore(offline_store).latest_snapshot() is None:
-        run_step("generating offline data", [
-            py, "-m", "lwd_sim.generate_offline", "--out", str(offline_store),
-            "--episodes", str(args.offline_episodes), "--image-size", str(args.image_size),
-            "--seed", str(args.seed), "--tasks", *args.tasks])
-    if not (offline_run / "policy.onnx").exists():
-        run_step("offline pretraining (BC, then DIVL + QAM)", [
-            py, "-m", "lwd_learner.cli", "offline", "--store", str(offline_store), "--out", str(offline_run),
-            "--bc-steps", str(args.bc_steps), "--rl-steps", str(args.offline_rl_steps),
-            "--set", f"train.encoder_steps={args.encoder_steps}",
-            "--image-size", str(args.image_size), str(args.image_size), "--seed", str(args.seed)])
-    policies = PolicyStore(bridge_root / "policies")
-    if policies.latest() is None:
-        info = policies.publish((offline_run / "policy.onnx").read_bytes(), training_step=0,
-                                extra={"source": "offline pretraining"})
-        log(f"published the offline policy as {info.version} (sha256 {info.sha256[:12]})")
-    return offline_store, offline_run
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -91,40 +50,40 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    run_dir = args.run_dir.resolve()
-    bridge_root = run_dir / "bridge"
-    offline_store, offline_run = bootstrap(args, run_dir, bridge_root)
-    online_run = run_dir / "online_learner"
-    overrides = parse_set(args.set)
+    layout = run_dir_layout(args.run_dir)
+    plan = BootstrapPlan(tuple(args.tasks), args.image_size, args.seed, args.offline_episodes,
+                         args.encoder_steps, args.bc_steps, args.offline_rl_steps)
+    bootstrap(plan, layout)
+    overrides = deep_merge(
+        fleet_run_overrides(layout, learner_enabled=True, image_size=args.image_size,
+                            publish_every=args.publish_every),
+        parse_set(args.set))
     robots = []
     for i in range(args.num_robots):  # robots cycle through the tasks
         task = args.tasks[i % len(args.tasks)]
         robots.append({"id": f"robot{i}", "params": {
             "sim_robot": {"task": task, "image_width": args.image_size, "image_height": args.image_size},
             "sim_operator": {"task": task}}})
-    overrides.update(
-        robots=robots, run_dir=str(run_dir),
-        bridge={**overrides.get("bridge", {}), "enabled": True, "root": str(bridge_root)},
-        learner={"enabled": True, "args": [
-            "--out", str(online_run), "--init", str(offline_run), "--offline-store", str(offline_store),
-            "--publish-every", str(args.publish_every), "--image-size", str(args.image_size),
-            str(args.image_size), "--no-progress"]},
-    )
     # Robots start on the offline policy and fetch newer ones from the bridge at episode boundaries.
-    overrides.setdefault("actor_params", {}).setdefault("policy_path", str(offline_run / "policy.onnx"))
+    overrides = deep_merge(overrides, {"robots": robots, "bridge": {"enabled": True},
+                                        "learner": {"enabled": True}})
     try:
         fleet = expand_fleet(load_fleet_yaml(args.fleet or default_fleet_file()), overrides)
     except (FleetConfigError, FileNotFoundError) as exc:
         print(f"fleet: {exc}", file=sys.stderr)
         return 2
-    monitor = FleetMonitor(bridge_root, online_run, fleet.robot_ids)
+    monitor = FleetMonitor(layout.bridge_root, layout.online_learner, fleet.robot_ids)
     log(f"starting {len(fleet.processes)} processes for {len(fleet.robot_ids)} simulated robots; "
-        f"Ctrl-C stops; logs in {run_dir / 'logs'}")
-    Supervisor(fleet).run(duration_s=args.duration, on_tick=lambda: print(monitor.report(), flush=True),
-                          tick_interval_s=args.status_every)
+        f"Ctrl-C stops; logs in {layout.run_dir / 'logs'}")
+    failure = Supervisor(fleet).run(duration_s=args.duration,
+                                    on_tick=lambda: print(monitor.report(), flush=True),
+                                    tick_interval_s=args.status_every)
     print(monitor.report(), flush=True)
-    for path in monitor.write_plots(run_dir / "plots"):
+    for path in monitor.write_plots(layout.run_dir / "plots"):
         log(f"wrote {path}")
+    if failure:
+        print(f"fleet: {failure}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -19,6 +19,7 @@ from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 
+from lwd_bringup.bootstrap import with_run_dir_defaults
 from lwd_bringup.description import expand_fleet, load_fleet_yaml
 
 
@@ -69,7 +70,9 @@ def fleet_overrides(arg: dict[str, str]) -> dict:
 def _fleet_actions(context, *_, **__):
     arg = {k: LaunchConfiguration(k).perform(context) for k in FLEET_ARGS}
     fleet_file = arg["fleet_file"] or _share("config", "fleet.yaml")
-    fleet = expand_fleet(load_fleet_yaml(fleet_file), fleet_overrides(arg))
+    cfg = load_fleet_yaml(fleet_file)
+    overrides = with_run_dir_defaults(cfg, fleet_overrides(arg))
+    fleet = expand_fleet(cfg, overrides)
     actions = []
     for spec in fleet.processes:
         if spec.ros:

@@ -3,7 +3,10 @@
 What `ros2 launch` does for a distro install, for the pip-installed stack: each
 process in its own process group with its own log file and params file,
 restarts with backoff when one dies, and a clean shutdown (SIGINT, grace
-period, then SIGKILL) on Ctrl-C or SIGTERM.
+period, then SIGKILL) on Ctrl-C or SIGTERM. A fleet that cannot work stops
+with a one-line reason instead of running on half-broken: a process that keeps
+crashing (more than `max_restarts`), one that exits when it should not restart,
+or a node that logs its `fatal_log_marker` (an actor that failed to configure).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class _Running:
     next_start: float = 0.0
     given_up: bool = False
     exit_codes: list[int] = field(default_factory=list)
+    log_offset: int = 0  # how far the fatal-marker scan has read this process's log
 
 
 class Supervisor:
@@ -59,6 +63,7 @@ class Supervisor:
         self.log_dir = fleet.run_dir / "logs"
         self.params_dir = fleet.run_dir / "params"
         self._stopping = False
+        self.failure: str | None = None  # why the fleet cannot run, in one line
         self.running: dict[str, _Running] = {}
         for spec in fleet.processes:
             params_file = None
@@ -98,7 +103,9 @@ class Supervisor:
                 r.exit_codes.append(code)
                 if not r.spec.restart or r.restarts >= self.config.max_restarts:
                     r.given_up = True
-                    self.log(f"{r.spec.name} exited with {code}; not restarting (see {self.log_dir}/{r.spec.name}.log)")
+                    times = f"{len(r.exit_codes)} times" if len(r.exit_codes) > 1 else "once"
+                    self._fail(f"{r.spec.name} exited {times} (last exit code {code}): "
+                               f"{self._last_log_line(r)} (log: {self.log_dir}/{r.spec.name}.log)")
                     continue
                 delay = min(self.config.restart_backoff_s * 2**r.restarts, self.config.max_backoff_s)
                 r.next_start = now + delay
@@ -107,6 +114,37 @@ class Supervisor:
                 r.restarts += 1
                 r.next_start = 0.0
                 self._start(r)
+
+    def scan_logs(self) -> None:
+        """Fail the fleet when a process logs its fatal marker (read incrementally)."""
+        for r in self.running.values():
+            if not r.spec.fatal_log_marker or self.failure:
+                continue
+            path = self.log_dir / f"{r.spec.name}.log"
+            try:
+                with path.open("rb") as f:
+                    f.seek(r.log_offset)
+                    chunk = f.read()
+            except OSError:
+                continue
+            complete = chunk[: chunk.rfind(b"\n") + 1]  # leave a half-written line for the next scan
+            r.log_offset += len(complete)
+            for line in complete.decode(errors="replace").splitlines():
+                if r.spec.fatal_log_marker in line:
+                    self._fail(f"{r.spec.name}: {line.strip()}")
+                    break
+
+    def _fail(self, reason: str) -> None:
+        if self.failure is None:
+            self.failure = reason
+            self.log(f"fleet failed: {reason}")
+
+    def _last_log_line(self, r: _Running) -> str:
+        try:
+            lines = (self.log_dir / f"{r.spec.name}.log").read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "no log"
+        return lines[-1].strip() if lines else "empty log"
 
     def alive(self) -> dict[str, bool]:
         return {n: r.proc is not None and r.proc.poll() is None for n, r in self.running.items()}
@@ -131,15 +169,22 @@ class Supervisor:
         self.log("all processes stopped")
 
     def run(self, duration_s: float | None = None, on_tick: Callable[[], None] | None = None,
-            tick_interval_s: float = 5.0) -> None:
-        """Start, supervise until `duration_s` passes or Ctrl-C/SIGTERM, then stop cleanly."""
+            tick_interval_s: float = 5.0, log_scan_interval_s: float = 1.0) -> str | None:
+        """Start, supervise until `duration_s` passes, Ctrl-C/SIGTERM or a failure, then stop cleanly.
+
+        Returns None after a normal stop, else the one-line reason the fleet failed.
+        """
         previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         self.start()
         end = None if duration_s is None else time.monotonic() + duration_s
         next_tick = time.monotonic() + tick_interval_s
+        next_scan = time.monotonic() + log_scan_interval_s
         try:
-            while end is None or time.monotonic() < end:
+            while (end is None or time.monotonic() < end) and self.failure is None:
                 self.poll()
+                if time.monotonic() >= next_scan:
+                    self.scan_logs()
+                    next_scan = time.monotonic() + log_scan_interval_s
                 if on_tick is not None and time.monotonic() >= next_tick:
                     on_tick()
                     next_tick = time.monotonic() + tick_interval_s
@@ -149,6 +194,7 @@ class Supervisor:
         finally:
             self.stop()
             signal.signal(signal.SIGTERM, previous)
+        return self.failure
 
 
 def _raise_keyboard_interrupt(*_) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from lwd_bringup.bootstrap import NotBootstrapped, with_run_dir_defaults
 from lwd_bringup.description import FleetConfigError, expand_fleet, load_fleet_yaml
 from lwd_bringup.supervisor import Supervisor
 
@@ -83,15 +84,19 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
-        fleet = expand_fleet(load_fleet_yaml(args.fleet or default_fleet_file()), build_overrides(args))
-    except (FleetConfigError, FileNotFoundError) as exc:
+        cfg = load_fleet_yaml(args.fleet or default_fleet_file())
+        fleet = expand_fleet(cfg, with_run_dir_defaults(cfg, build_overrides(args)))
+    except (FleetConfigError, FileNotFoundError, NotBootstrapped) as exc:
         print(f"fleet: {exc}", file=sys.stderr)
         return 2
     if args.print:
         for spec in fleet.processes:
             print(f"{spec.name:24s} {spec.fully_qualified_name:24s} python -m {spec.module} {' '.join(spec.args)}")
         return 0
-    Supervisor(fleet).run(duration_s=args.duration)
+    failure = Supervisor(fleet).run(duration_s=args.duration)
+    if failure:
+        print(f"fleet: {failure}", file=sys.stderr)
+        return 1
     return 0
 
 

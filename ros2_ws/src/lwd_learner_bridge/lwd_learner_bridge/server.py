@@ -26,7 +26,8 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from lwd_common.store import atomic_write
-from lwd_learner_bridge.core import BridgeConfig, BridgeCore
+from lwd_learner_bridge.config import BridgeConfig
+from lwd_learner_bridge.core import BridgeCore
 
 log = logging.getLogger("lwd.bridge")
 
@@ -52,15 +53,15 @@ class _Allowlist:
 
     def reload(self) -> None:
         keys = load_allowlist(self.directory)
-        self.core.key_names = keys
+        self.core.admission.key_names = keys
         log.info("allowlist: %d robot keys from %s", len(keys), self.directory)
 
     def callback(self, domain: str, key: bytes | str) -> bool:
         z85 = key.decode() if isinstance(key, bytes) else key
-        names = self.core.key_names or {}
+        names = self.core.admission.key_names or {}
         if z85 in names:
             return True
-        self.core.counters["auth_denied"] += 1
+        self.core.stats.counters["auth_denied"] += 1
         log.warning("refused connection with unknown CURVE key %s (not in %s)", z85, self.directory)
         return False
 
@@ -124,9 +125,9 @@ class BridgeServer:
                 break
             peer = frames[0].bytes
             if len(frames) != 2:
-                self.core.counters["rejected"] += 1
+                self.core.stats.counters["rejected"] += 1
                 continue  # not a DEALER single-frame message; nothing sensible to answer
-            user_id = frames[1].get("User-Id") if self.core.key_names is not None else None
+            user_id = frames[1].get("User-Id") if self.core.admission.key_names is not None else None
             for out in self.core.handle(peer, frames[1].bytes, user_id=user_id):
                 replies.append((peer, out))
         replies += self._flush()
@@ -144,7 +145,7 @@ class BridgeServer:
             try:
                 self.sock.send_multipart([peer, data], zmq.NOBLOCK)
             except zmq.Again:
-                self.core.counters["replies_dropped"] += 1
+                self.core.stats.counters["replies_dropped"] += 1
 
     def write_status(self) -> None:
         try:

@@ -45,11 +45,18 @@ def _fmt_s(v: float | None) -> str:
     return "-" if v is None else f"{v * 1000:.0f} ms"
 
 
+def _pin(s: dict[str, Any]) -> str:
+    """' PINNED to v000003' while an operator holds the fleet at a version (policy_admin)."""
+    if s.get("pin_error"):
+        return f" (pin file unreadable: {s['pin_error']})"
+    return f" PINNED to {s['pinned_policy']}" if s.get("pinned_policy") else ""
+
+
 def format_status(s: dict[str, Any]) -> str:
     now = s.get("time", time.time())
     lines = [
         f"bridge up {now - s['started_at']:.0f} s  snapshot v{s['snapshot_version']}  "
-        f"episodes in store {s['episodes_in_store']}  latest policy {s['latest_policy'] or '-'}  "
+        f"episodes in store {s['episodes_in_store']}  latest policy {s['latest_policy'] or '-'}{_pin(s)}  "
         f"sessions {s['sessions']}  buffered {s['buffered_bytes'] / 1e6:.1f} MB",
         f"episode end->committed p50 {_fmt_s(s['commit_latency_s']['p50'])} p99 {_fmt_s(s['commit_latency_s']['p99'])}"
         f"   policy published->loaded p50 {_fmt_s(s['policy_latency_s']['p50'])} "
@@ -78,7 +85,8 @@ def fleet_health(s: dict[str, Any], stale_s: float = 10.0, now: float | None = N
     bridge_level = OK if age < stale_s else ERROR
     out = [(bridge_level, "lwd_bridge", "ok" if bridge_level == OK else f"status {age:.0f} s old: bridge down?", {
         "snapshot_version": str(s["snapshot_version"]), "episodes_in_store": str(s["episodes_in_store"]),
-        "latest_policy": str(s["latest_policy"]), "sessions": str(s["sessions"]),
+        "latest_policy": str(s["latest_policy"]), "pinned_policy": str(s.get("pinned_policy")),
+        "sessions": str(s["sessions"]),
         "commit_latency_p99_s": str(s["commit_latency_s"]["p99"]),
         "policy_latency_p99_s": str(s["policy_latency_s"]["p99"]),
         **{k: str(v) for k, v in s["counters"].items()}})]

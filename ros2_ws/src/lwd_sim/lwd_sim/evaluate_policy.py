@@ -4,8 +4,9 @@
     python -m lwd_sim.evaluate_policy --policy expert --task grocery_pick_place --episodes 20
 
 The ONNX model follows `lwd_common.policy_io` (images [B,3,H,W,3] uint8, joint_pos, task_id,
-noise -> actions [B,30,16]); camera frames are rendered at the model's H x W. Prints one
-line per task and a final JSON line {success_rate, mean_score, episodes, ...}.
+noise -> actions [B,30,16]); camera frames are rendered at the model's H x W and prepared by
+`lwd_common.preprocessing` (JPEG round trip at the recording quality), so the policy sees the
+pixels it was trained on. Prints one line per task and a final JSON line {success_rate, mean_score, episodes, ...}.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from lwd_common.policy_io import (
     PolicySignature,
     read_signature,
 )
+from lwd_common.preprocessing import JPEG_QUALITY, policy_batch
 from lwd_description.robot import CHUNK_HORIZON, NUM_JOINTS
 from lwd_sim.env import EvalResult, VecEnv, evaluate, expert_chunk_policy
 from lwd_sim.expert import DEMO, HISTORICAL
@@ -34,9 +36,11 @@ from lwd_sim.tasks import ALL_INSTRUCTIONS, TASKS
 
 
 class OnnxChunkPolicy:
-    """An lwd ONNX policy as a chunk policy over `VecEnv` observations (CPU execution provider)."""
+    """An lwd ONNX policy as a chunk policy over `VecEnv` observations (CPU execution provider).
 
-    def __init__(self, path: str | Path, seed: int = 0, threads: int = 1):
+    `jpeg_quality` is that of the frames the policy is trained on (what a recorder would store)."""
+
+    def __init__(self, path: str | Path, seed: int = 0, threads: int = 1, jpeg_quality: int = JPEG_QUALITY):
         import onnx
         import onnxruntime as ort
 
@@ -46,6 +50,7 @@ class OnnxChunkPolicy:
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.rng = np.random.default_rng(seed)
+        self.jpeg_quality = jpeg_quality
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -58,7 +63,7 @@ class OnnxChunkPolicy:
         batch = images.shape[0]
         task_ids = np.array([self.signature.task_id(ALL_INSTRUCTIONS[int(t)]) for t in obs["task_id"]], np.int64)
         feeds = {
-            INPUT_IMAGES: np.ascontiguousarray(images, np.uint8),
+            INPUT_IMAGES: policy_batch(images, self.image_size, self.jpeg_quality),
             INPUT_JOINT_POS: obs["joint_pos"].astype(np.float32),
             INPUT_TASK_ID: task_ids,
             INPUT_NOISE: self.rng.standard_normal((batch, CHUNK_HORIZON, NUM_JOINTS)).astype(np.float32),

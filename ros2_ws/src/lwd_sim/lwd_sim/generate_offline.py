@@ -33,7 +33,7 @@ from lwd_common.episode import (
     StepRecord,
     new_episode_id,
 )
-from lwd_common.images import encode_jpeg
+from lwd_common.preprocessing import JPEG_QUALITY, encode_jpeg
 from lwd_common.store import EpisodeStore
 from lwd_description.robot import CAMERA_NAMES, CHUNK_HORIZON, CONTROL_HZ
 from lwd_sim.env import LwdSimEnv
@@ -51,7 +51,7 @@ TELEOP_VERSION = "teleop"
 class GeneratorConfig:
     tasks: tuple[str, ...] = ("can_to_bin", "grocery_pick_place")
     image_size: int = 64
-    jpeg_quality: int = 85
+    jpeg_quality: int = JPEG_QUALITY  # what the actor records and the policy sees at deployment
     seed: int = 0
     robot_id: str = "sim0"
     p_correction: float = 0.3  # rollouts that get a TELEOP corrective segment

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lwd_common.preprocessing import bgr_to_rgb
 from lwd_description.robot import CAMERA_NAMES, JOINT_NAMES
 
 JOINTS_INPUT = "joint_states"
@@ -39,7 +40,10 @@ def rgb_image(
     encoding: str, height: int, width: int, step: int, data: bytes | Sequence[int],
     expected_hw: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """HxWx3 uint8 view of an rgb8 (or bgr8, converted) image message; InputError otherwise."""
+    """HxWx3 uint8 RGB view of an rgb8 (or bgr8, converted) image message; InputError otherwise.
+
+    Frames stay at the camera's size here: the recorder stores them as they are and the policy
+    runtime prepares its input with `lwd_common.preprocessing`, the learner's code."""
     if encoding not in ("rgb8", "bgr8"):
         raise InputError(f"unsupported image encoding {encoding!r} (want rgb8)")
     if height <= 0 or width <= 0:
@@ -55,9 +59,7 @@ def rgb_image(
     if buf.size != height * step:
         raise InputError(f"image data has {buf.size} bytes, want height*step = {height * step}")
     img = buf.reshape(height, step)[:, : width * 3].reshape(height, width, 3)
-    if encoding == "bgr8":
-        img = img[:, :, ::-1]
-    return np.ascontiguousarray(img)
+    return bgr_to_rgb(img) if encoding == "bgr8" else np.ascontiguousarray(img)
 
 
 def ordered_joints(names: Sequence[str], values: Sequence[float], what: str = "joint_states") -> np.ndarray:

@@ -17,11 +17,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from lwd_actor.core.observation import Observation
 from lwd_common import policy_io
+from lwd_common.preprocessing import JPEG_QUALITY, policy_images
 from lwd_description.robot import CAMERA_NAMES, CHUNK_HORIZON, NUM_JOINTS
 
 CPU = "CPUExecutionProvider"
@@ -37,6 +37,7 @@ class RuntimeConfig:
     prefer_cuda: bool = False
     intra_op_threads: int = 1  # leave the other core(s) to the control loop
     seed: int = 0
+    jpeg_quality: int = JPEG_QUALITY  # the recorder's: the policy sees the pixels the learner will
 
 
 def sha256_of(path: str | Path) -> str:
@@ -87,6 +88,7 @@ class OnnxPolicy:
             raise PolicyError(f"{self.path}: ONNX Runtime refused the model: {exc}") from exc
         self.provider = self.session.get_providers()[0]
         self._rng = np.random.default_rng(config.seed)
+        self.jpeg_quality = config.jpeg_quality
         self.loaded_at = time.time()
         self._check_output()
 
@@ -108,15 +110,9 @@ class OnnxPolicy:
             )
 
     def prepare_images(self, obs: Observation) -> np.ndarray:
-        """[1, 3, H, W, 3] uint8, cameras in CAMERA_NAMES order, resized to the model's size."""
-        h, w = self.signature.image_height, self.signature.image_width
-        frames = []
-        for cam in CAMERA_NAMES:
-            img = obs.images[cam]
-            if img.shape[:2] != (h, w):
-                img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
-            frames.append(img)
-        return np.stack(frames)[None]
+        """[1, 3, H, W, 3] uint8 at the model's size, by `lwd_common.preprocessing` (the learner's pixels)."""
+        size = (self.signature.image_height, self.signature.image_width)
+        return policy_images([obs.images[cam] for cam in CAMERA_NAMES], size, self.jpeg_quality)[None]
 
     def infer(self, obs: Observation, instruction: str) -> np.ndarray:
         """Action chunk [30, 16] (float64, absolute joint targets) for one observation."""

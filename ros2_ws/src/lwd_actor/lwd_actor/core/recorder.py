@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from lwd_common.episode import ActionSource, EpisodeMeta, EpisodeOutcome, EpisodeSink, StepRecord
-from lwd_common.images import encode_jpeg
+from lwd_common.preprocessing import encode_jpeg
 
 
 @dataclass(frozen=True)
