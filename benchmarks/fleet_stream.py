@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from lwd_common.episode import ActionSource, EpisodeMeta, EpisodeOutcome, Label, StepRecord
-from lwd_common.images import encode_jpeg
 from lwd_common.policy_store import PolicyStore
+from lwd_common.preprocessing import encode_jpeg
 from lwd_common.store import EpisodeStore
 from lwd_common.transport import BridgeClient, ClientConfig
 from lwd_description.robot import CAMERA_NAMES, CONTROL_HZ, NUM_JOINTS

@@ -1,19 +1,20 @@
-"""Robot-side client behaviour that needs no bridge: spooling, refusals, local policy cache."""
+"""Robot-side behaviour that needs no bridge: the episode stream's spooling and refusals, the policy cache."""
 
 import errno
 import hashlib
+import time
 
 import pytest
 from bridgeutil import free_endpoint, make_meta, make_steps, outcome
 
 from lwd_common.policy_store import PolicyInfo
-from lwd_common.transport import BridgeClient, ClientConfig, PolicyCache, PolicyHashMismatch
+from lwd_common.transport import ClientConfig, EpisodeStream, PolicyCache, PolicyFetcher, PolicyHashMismatch
 
 
 @pytest.fixture
 def client(tmp_path):
-    c = BridgeClient(ClientConfig(endpoint=free_endpoint(), robot_id="robot0", spool_dir=str(tmp_path / "spool"),
-                                  steps_per_chunk=10))
+    c = EpisodeStream(ClientConfig(endpoint=free_endpoint(), robot_id="robot0", spool_dir=str(tmp_path / "spool"),
+                                   steps_per_chunk=10))
     yield c
     c.close()
 
@@ -81,8 +82,8 @@ def test_policy_cache_keeps_two_versions_and_refuses_bad_hashes(tmp_path):
 
 
 def test_chunks_are_cut_early_when_their_images_get_big(tmp_path):
-    c = BridgeClient(ClientConfig(endpoint=free_endpoint(), robot_id="robot0", spool_dir=str(tmp_path / "spool"),
-                                  steps_per_chunk=15, max_chunk_bytes=5000))
+    c = EpisodeStream(ClientConfig(endpoint=free_endpoint(), robot_id="robot0", spool_dir=str(tmp_path / "spool"),
+                                   steps_per_chunk=15, max_chunk_bytes=5000))
     try:
         meta = make_meta("robot0", 0)
         c.begin(meta)
@@ -93,3 +94,18 @@ def test_chunks_are_cut_early_when_their_images_get_big(tmp_path):
         assert len(frames) == 1 + 2 + 1  # begin, two chunks of 3 steps, end
     finally:
         c.close()
+
+
+def test_without_a_bridge_policy_calls_give_nothing_and_reports_never_block(tmp_path):
+    f = PolicyFetcher(ClientConfig(endpoint=free_endpoint(), robot_id="robot0", spool_dir=str(tmp_path / "spool"),
+                                   policy_timeout_s=0.2))
+    try:
+        handed = []
+        t0 = time.monotonic()
+        f.report_policy_loaded("v000001")
+        f.prefetch("v000001", handed.append)
+        assert time.monotonic() - t0 < 0.1
+        assert f.fetch_policy_if_newer("") is None  # waits for the background round, then its own request
+        assert handed == [] and f.counters["policy_downloads"] == 0
+    finally:
+        f.close()

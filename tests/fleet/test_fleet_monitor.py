@@ -47,3 +47,11 @@ def test_report_shows_success_and_teleop_share_per_policy_version(tmp_path):
 def test_plots_are_written_without_a_learner_checkpoint(tmp_path):
     written = make_monitor(tmp_path).write_plots(tmp_path / "plots")
     assert [p.name for p in written] == ["success_rate.png"] and written[0].stat().st_size > 0
+
+
+def test_episodes_run_under_a_pin_count_for_the_published_version():
+    from lwd_bringup.monitor import _published
+
+    assert _published("v1000000003") == "v000003"
+    assert _published("v000007") == "v000007"
+    assert _published("ros-v1") == "ros-v1"

@@ -13,9 +13,10 @@ configures and activates itself.
 
 Threads: the control loop has its own thread; sensors, services and the 1 Hz
 status timer run on one SingleThreadedExecutor thread (a thread pool only adds GIL
-contention); policy downloads run on a prefetch thread at episode ends; inference and JPEG
-encoding run on plain threads of the core. One lock serialises the core between
-the control tick and the services.
+contention); policy downloads (and loading a downloaded policy) run on the policy
+fetcher's thread, asked at activation and episode ends (`core.policy_switch`);
+inference and JPEG encoding run on plain threads of the core. One lock serialises
+the core between the control tick and the services.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from lwd_actor.core.episode_fsm import EpisodeState, TransitionError
 from lwd_actor.core.inference_worker import InferenceResult, InferenceWorker
 from lwd_actor.core.observation import JOINTS_INPUT, InputError, ordered_joints, rgb_image
 from lwd_actor.core.policy_runtime import OnnxPolicy, PolicyError, RuntimeConfig
-from lwd_actor.core.policy_switch import PolicyProvider, PolicySwitcher
+from lwd_actor.core.policy_switch import PolicySource, PolicySwitch
 from lwd_actor.core.recorder import EpisodeRecorder
 from lwd_actor.core.safety import SafetyConfig
 from lwd_actor.core.scheduler import MergeMode, SchedulerConfig
@@ -102,11 +103,11 @@ def time_msg(t: float) -> TimeMsg:
 
 
 class ActorNode(LifecycleNode):
-    def __init__(self, policy_provider: PolicyProvider | None = None, **kwargs):
+    def __init__(self, policy_source: PolicySource | None = None, **kwargs):
         super().__init__("actor", **kwargs)
         for name, (default, description) in PARAMETERS.items():
             self.declare_parameter(name, default, ParameterDescriptor(description=description))
-        self.policy_provider = policy_provider  # set by integrators; the bridge sink sets its fetcher
+        self.policy_source = policy_source  # set by integrators; else the sink's (the bridge's fetcher)
         self._lock = threading.RLock()
         self._core: ActorCore | None = None
         self._worker: InferenceWorker | None = None
@@ -121,9 +122,7 @@ class ActorNode(LifecycleNode):
         self._input_errors = 0
         self._last_status: tuple | None = None
         self._engaged_since = 0.0
-        self._refused_policies: set[str] = set()
-        self._prefetched: tuple[OnnxPolicy, PolicySwitcher] | None = None
-        self._prefetch_thread: threading.Thread | None = None
+        self._switch: PolicySwitch | None = None
 
     # --- helpers ---------------------------------------------------------------------
     def p(self, name: str):
@@ -162,8 +161,9 @@ class ActorNode(LifecycleNode):
             log.error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
         self._sinks = sinks
-        if self.policy_provider is None:
-            self.policy_provider = sinks.policy_provider
+        self._switch = PolicySwitch(policy.version, self.policy_source or sinks.policy_source,
+                                    self._runtime_config(), info=lambda m: self.get_logger().info(m),
+                                    error=lambda m: self.get_logger().error(m))
         self._recorder = EpisodeRecorder(sinks.sink, int(self.p("jpeg_quality")), int(self.p("recorder_max_pending")),
                                          on_error=lambda m: self.get_logger().error(m))
         self._policy = policy
@@ -194,7 +194,7 @@ class ActorNode(LifecycleNode):
             self._loop.start()
             how = "control thread on wall time"
         self.get_logger().info(f"active: control loop running ({how})")
-        self._request_prefetch()
+        self._request_policy()
         return TransitionCallbackReturn.SUCCESS
 
     def _sim_time_loop(self, hz: float) -> None:
@@ -270,7 +270,7 @@ class ActorNode(LifecycleNode):
                 except Exception:  # noqa: BLE001 - wrong destroy_* for this entity type
                     continue
         self._entities.clear()
-        self._worker = self._recorder = self._sinks = self._core = self._policy = None
+        self._worker = self._recorder = self._sinks = self._core = self._policy = self._switch = None
 
     # --- ROS entities ----------------------------------------------------------------
     def _create_entities(self) -> None:
@@ -367,7 +367,7 @@ class ActorNode(LifecycleNode):
             self._engaged_since = now
             self._publish_intervention(core.pedal)
         if res.ended is not None:
-            self._request_prefetch()
+            self._request_policy()
             self.get_logger().warning(f"episode ended: {res.ended.reason} ({res.ended.note})")
         self._publish_episode_status(res)
         if time.perf_counter() - t0 > self._period:
@@ -473,49 +473,26 @@ class ActorNode(LifecycleNode):
         self._diag_pub.publish(msg)
 
     # --- services --------------------------------------------------------------------
-    def _request_prefetch(self) -> None:
-        """Ask the provider for a newer policy on a background thread (it may block on the network).
-
-        Called at activation and whenever an episode ends; the result is swapped in at the next
-        `start_episode`, so neither the executor nor the control loop ever waits for a download.
-        """
-        core = self._core
-        if core is None or self.policy_provider is None:
-            return
-        if self._prefetch_thread is not None and self._prefetch_thread.is_alive():
-            return
-        switcher = PolicySwitcher(self.policy_provider, self._runtime_config(),
-                                  self._sinks.on_policy_loaded if self._sinks is not None else None,
-                                  lambda m: self.get_logger().error(m))
-        switcher.refused = self._refused_policies
-        current = core.policy_version
-
-        def fetch() -> None:
-            policy = switcher.newer_policy(current)
-            if policy is not None:
-                with self._lock:
-                    self._prefetched = (policy, switcher)
-                self.get_logger().info(f"policy {policy.version} ready; it takes over at the next episode start")
-
-        self._prefetch_thread = threading.Thread(target=fetch, name="lwd-policy-prefetch", daemon=True)
-        self._prefetch_thread.start()
+    def _request_policy(self) -> None:
+        """Activation or episode end: let the fetcher look for a newer policy (never blocks)."""
+        if self._switch is not None:
+            self._switch.request()
 
     def _maybe_swap_policy(self) -> str:
-        """At an episode boundary: swap in a prefetched newer policy, if any. Returns a note."""
-        core = self._core
+        """At an episode start: run the prepared newer policy if `PolicySwitch` says so. Returns a note."""
+        core, switch = self._core, self._switch
         with self._lock:
-            ready, self._prefetched = self._prefetched, None
-            if core is None or ready is None or not core.fsm.can_swap_policy:
+            if core is None or switch is None or self._worker is None:
                 return ""
-            policy, switcher = ready
-            if policy.version == core.policy_version:
+            policy = switch.at_boundary(core.fsm.can_swap_policy, takeover=core.pedal)
+            if policy is None:
                 return ""
             self._worker.set_policy(policy)
             core.set_policy_version(policy.version)
             self._policy = policy
         self.get_logger().info(f"policy swapped to {policy.version} ({policy.provider})")
         self._publish_policy_status()
-        switcher.loaded(policy)
+        switch.swapped(policy)
         return f"; policy {policy.version}"
 
     def _runtime_config(self) -> RuntimeConfig:
@@ -526,7 +503,7 @@ class ActorNode(LifecycleNode):
         if core is None or not self._active:
             resp.accepted, resp.message = False, "actor is not active"
             return resp
-        note = self._maybe_swap_policy() if core.fsm.can_swap_policy else ""
+        note = self._maybe_swap_policy()
         episode_id = new_episode_id(core.config.robot_id)
         try:
             with self._lock:
@@ -562,7 +539,7 @@ class ActorNode(LifecycleNode):
             return resp
         resp.message = "aborted (failure)" if ending is not None else "stopped; awaiting label"
         if ending is not None:
-            self._request_prefetch()
+            self._request_policy()
         self._publish_episode_status()
         return resp
 
@@ -571,7 +548,7 @@ class ActorNode(LifecycleNode):
         if not ok:
             return resp
         resp.message = f"labelled {ending.label.value}"
-        self._request_prefetch()
+        self._request_policy()
         self._publish_episode_status()
         return resp
 

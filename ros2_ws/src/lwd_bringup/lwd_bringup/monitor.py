@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from lwd_common.episode import ActionSource
+from lwd_common.policy_store import published_version
 from lwd_common.store import EpisodeStore
 
 
@@ -39,7 +40,15 @@ def summarise(store: EpisodeStore, episode_id: str) -> EpisodeSummary:
     segments = int(np.count_nonzero(np.diff(teleop.astype(np.int8), prepend=0) == 1))
     return EpisodeSummary(
         episode_id, ep.meta.robot_id, ep.meta.task, ep.success, ep.outcome.ended_at, ep.num_steps,
-        int(teleop.sum()), segments, tuple(v for v in ep.policy_versions if v != "teleop"))
+        int(teleop.sum()), segments, tuple(_published(v) for v in ep.policy_versions if v != "teleop"))
+
+
+def _published(version: str) -> str:
+    """The published version an episode ran, also when it ran it under a pin's served name."""
+    try:
+        return published_version(version)
+    except ValueError:  # not a store version (a hand-built policy)
+        return version
 
 
 class FleetMonitor:
