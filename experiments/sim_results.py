@@ -46,10 +46,10 @@ PY = sys.executable
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 METHODS = {  # name -> extra args of `lwd_learner.cli offline` on top of the shared BC checkpoint
-    "LWD offline (DIVL + QAM)": ["--method", "lwd"],
-    "Expectile value (IQL) + QAM": ["--method", "lwd", "--value", "expectile"],
-    "Constant tau + QAM": ["--method", "lwd", "--constant-tau", "0.52"],
-    "RECAP offline (advantage-conditioned BC)": ["--method", "recap"],
+    "LWD offline (DIVL + QAM)": ["--train.method", "lwd"],
+    "Expectile value (IQL) + QAM": ["--train.method", "lwd", "--divl.value-kind", "expectile"],
+    "Constant tau + QAM": ["--train.method", "lwd", "--divl.no-adaptive-tau", "--divl.constant-tau", "0.52"],
+    "RECAP offline (advantage-conditioned BC)": ["--train.method", "recap"],
 }
 # name -> (the offline run it starts from: "sft" or a METHODS index, the learner's method)
 ONLINE = {
@@ -90,8 +90,9 @@ def run(argv: list[str], log_file: Path) -> None:
 
 
 def learner_args(scale: Scale, seed: int) -> list[str]:
-    return ["--batch-size", str(scale.batch_size), "--image-size", str(scale.image_size), str(scale.image_size),
-            "--seed", str(seed), "--no-progress", *[a for kv in scale.learner_set for a in ("--set", kv)]]
+    return ["--train.batch-size", str(scale.batch_size), "--model.encoder.image-size", str(scale.image_size),
+            str(scale.image_size), "--train.seed", str(seed), "--no-progress",
+            *[a for kv in scale.learner_set for a in ("--set", kv)]]
 
 
 def train_seed(seed: int, tasks: list[str], scale: Scale, work: Path) -> dict[str, Path]:
@@ -109,8 +110,9 @@ def train_seed(seed: int, tasks: list[str], scale: Scale, work: Path) -> dict[st
         # BC with the value model learning alongside (method lwd, no RL steps): the policy is plain BC,
         # and every RL continuation starts from a critic trained on the same data, not from scratch.
         log(f"seed {seed}: SFT (behaviour cloning, {scale.bc_steps} steps; the critic learns alongside)")
-        run([PY, "-m", "lwd_learner.cli", "offline", "--store", str(store), "--out", str(sft), "--method", "lwd",
-             "--bc-steps", str(scale.bc_steps), "--rl-steps", "0", *learner_args(scale, seed)], w / "logs" / "sft.log")
+        run([PY, "-m", "lwd_learner.cli", "offline", "--store", str(store), "--out", str(sft),
+             "--train.method", "lwd", "--train.bc-steps", str(scale.bc_steps), "--train.rl-steps", "0",
+             *learner_args(scale, seed)], w / "logs" / "sft.log")
     policies["SFT (BC reference)"] = sft / "policy.onnx"
     for i, (name, extra) in enumerate(METHODS.items()):
         out = w / f"offline{i}"
@@ -119,7 +121,7 @@ def train_seed(seed: int, tasks: list[str], scale: Scale, work: Path) -> dict[st
             shutil.rmtree(out, ignore_errors=True)
             shutil.copytree(sft / "checkpoints", out / "checkpoints")  # the frozen reference = the SFT policy
             run([PY, "-m", "lwd_learner.cli", "offline", "--store", str(store), "--out", str(out),
-                 "--bc-steps", str(scale.bc_steps), "--rl-steps", str(scale.rl_steps), *extra,
+                 "--train.bc-steps", str(scale.bc_steps), "--train.rl-steps", str(scale.rl_steps), *extra,
                  *learner_args(scale, seed)], w / "logs" / f"offline{i}.log")
         policies[name] = out / "policy.onnx"
     for j, (name, (start, method)) in enumerate(ONLINE.items()):
@@ -146,8 +148,8 @@ def run_online(seed: int, tasks: list[str], scale: Scale, w: Path, offline_run: 
     learner_log = (w / "logs" / f"{tag}.log").open("ab")
     learner = subprocess.Popen(
         [PY, "-m", "lwd_learner.cli", "online", "--bridge-root", str(bridge), "--init", str(offline_run),
-         "--out", str(w / tag), "--max-new-steps", str(scale.online_steps), "--publish-every", "50",
-         "--method", method, "--set", "train.recap_relabel_every=100",
+         "--out", str(w / tag), "--max-new-steps", str(scale.online_steps), "--train.publish-every", "50",
+         "--train.method", method, "--train.recap-relabel-every", "100",
          *learner_args(scale, seed)], stdout=learner_log, stderr=subprocess.STDOUT)
     robots = [subprocess.Popen(
         [PY, str(HERE / "online_collector.py"), "--bridge-root", str(bridge), "--task", task,

@@ -1,118 +1,326 @@
-"""Command line: `python -m lwd_learner.cli {offline,online,export} ...` (see docs/learner.md)."""
+"""Command line: `python -m lwd_learner.cli {offline,online,export,value-plot} ...` (docs/learner.md).
+
+The training commands take the whole `LearnerConfig` as typed flags, parsed by tyro (as openpi
+parses its configs): every field of config.py is a flag `--section.field` whose default and
+docstring `--help` prints, so a new config field needs no CLI code. `--preset NAME` picks the
+named config (config.PRESETS) the flags override; an unknown flag or a bad value is an error that
+names the flag. The flags of the earlier hand-written CLI (`--bc-steps`, `--set section.field=value`,
+...) are still accepted (LEGACY_FLAGS), so existing scripts keep working.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import logging
 import sys
-import typing
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, Union
 
-from lwd_learner.config import LearnerConfig, TrainConfig, apply_overrides, from_dict, to_dict
+import tyro
 
+from lwd_learner.config import PRESETS, LearnerConfig, from_dict, merge, online_config, to_dict
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, help="run directory (checkpoints/, metrics.jsonl, policy.onnx)")
-    p.add_argument("--config", help="JSON file with a (partial) LearnerConfig")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                   help="override any config field, e.g. --set train.encoder_steps=2000 "
-                        "--set model.encoder.pool=spatial (repeatable; applied after --config and the flags)")
-    p.add_argument("--method", choices=typing.get_args(typing.get_type_hints(TrainConfig)["method"]))
-    p.add_argument("--value", choices=["divl", "expectile"], help="expectile = scalar IQL baseline")
-    p.add_argument("--constant-tau", type=float, help="constant-tau ablation instead of adaptive tau")
-    p.add_argument("--nstep", type=int)
-    p.add_argument("--lam", type=float, help="QAM temperature lambda (default 2)")
-    p.add_argument("--qam-rollout", choices=["policy", "reference"])
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"))
-    p.add_argument("--seed", type=int)
-    p.add_argument("--max-new-steps", type=int, help="stop after this many steps in this run")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--coordinator", help="multi-host: jax.distributed coordinator host:port")
-    p.add_argument("--num-processes", type=int)
-    p.add_argument("--process-id", type=int)
+log = logging.getLogger("lwd_learner.cli")
+
+PresetName = tyro.extras.literal_type_from_choices(tuple(PRESETS))
+_PRESET_HELP = ("Named config whose values are the defaults of the flags below (read before them):\n"
+                + "\n".join(f"  {name}: {what}." for name, (what, _) in PRESETS.items()))
+# The config's sections are flags of their own (`--train.bc-steps`), not `--cfg.train.bc-steps`.
+_Sections = Annotated[LearnerConfig, tyro.conf.arg(name="")]
 
 
-def build_config(args: argparse.Namespace, base: LearnerConfig | None = None) -> LearnerConfig:
-    cfg = base or LearnerConfig()
-    if getattr(args, "config", None):
-        d = to_dict(cfg)
-        for section, values in json.loads(Path(args.config).read_text()).items():
-            d[section].update(values)
-        cfg = from_dict(d)
-    r = dataclasses.replace
-    t, dv, q, m = cfg.train, cfg.divl, cfg.qam, cfg.model
-    if args.method:
-        t = r(t, method=args.method)
-    if args.seed is not None:
-        t = r(t, seed=args.seed)
-    if args.batch_size:
-        t = r(t, batch_size=args.batch_size)
-    for name in ("bc_steps", "rl_steps", "publish_every", "ckpt_every", "log_every"):
-        if getattr(args, name, None) is not None:
-            t = r(t, **{name: getattr(args, name)})
-    if args.value:
-        dv = r(dv, value_kind=args.value)
-    if args.constant_tau is not None:
-        dv = r(dv, adaptive_tau=False, constant_tau=args.constant_tau)
-    if args.nstep:
-        dv = r(dv, nstep=args.nstep)
-    if args.lam:
-        q = r(q, lam=args.lam)
-    if args.qam_rollout:
-        q = r(q, rollout=args.qam_rollout)
-    if args.image_size:
-        m = r(m, encoder=r(m.encoder, image_size=tuple(args.image_size)))
-    return apply_overrides(LearnerConfig(model=m, divl=dv, qam=q, train=t), getattr(args, "set", []) or [])
+@dataclass(frozen=True, kw_only=True)
+class _Training:
+    """What offline and online training share: the config and how the process runs."""
+
+    preset: Annotated[PresetName, tyro.conf.arg(help=_PRESET_HELP)] = "default"  # type: ignore[valid-type]
+    config: Path | None = None
+    """JSON file with a partial config, e.g. {"train": {"bc_steps": 5000}}: over the preset, under
+    the flags."""
+    set: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
+    """Legacy `section.field=value` overrides (JSON values, repeatable), applied after the flags."""
+    cfg: _Sections = LearnerConfig()
+    """The learner config (every section's fields are flags)."""
+    max_new_steps: int | None = None
+    """Stop after this many steps in this run (a checkpoint and, offline, policy.onnx are written)."""
+    progress: bool = True
+    """Draw a progress bar."""
+    coordinator: str | None = None
+    """Multi-host: jax.distributed coordinator host:port (or the JAX_* environment variables)."""
+    num_processes: int | None = None
+    """Multi-host: number of processes."""
+    process_id: int | None = None
+    """Multi-host: this process's index."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Offline(_Training):
+    """BC, then DIVL + QAM on the latest snapshot of an episode store; resumes from --out."""
+
+    store: Path
+    """EpisodeStore directory (its latest snapshot is read)."""
+    out: Path
+    """Run directory: checkpoints/, metrics.jsonl, policy.onnx."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Online(_Training):
+    """Continue from an offline run on mixed replay from <bridge-root>/store and publish policies to
+    <bridge-root>/policies. The defaults are the --init checkpoint's config with the paper's online
+    changes (a named --preset replaces its divl, qam and train sections); the model section is the
+    checkpoint's. A run that resumes --out keeps its checkpoint's config."""
+
+    bridge_root: Path
+    """The bridge's root directory (store/ and policies/)."""
+    out: Path
+    """Run directory of the online learner (checkpoints/, metrics.jsonl)."""
+    init: Path | None = None
+    """Offline run directory to start from (first run only; later runs resume --out)."""
+    offline_store: Path | None = None
+    """Offline EpisodeStore mixed into replay (default: the one the offline run trained on)."""
+    poll_every: int = 20
+    """Steps between polls of the bridge's store for new episodes."""
+
+
+@dataclass(frozen=True)
+class Export:
+    """Write the ONNX sampler of a checkpoint."""
+
+    run: Path
+    """Run directory (or its checkpoints/)."""
+    onnx: Path
+    """Output .onnx path."""
+    version: str = "exported"
+    """Version string written into the policy's metadata."""
+
+
+@dataclass(frozen=True)
+class ValuePlot:
+    """Value distribution along episodes (paper Fig. 6/9) as a PNG."""
+
+    run: Path
+    """Run directory (or its checkpoints/)."""
+    store: Path
+    """EpisodeStore holding the episodes."""
+    episodes: tuple[str, ...]
+    """Episode ids."""
+    out: Path
+    """Output .png."""
+
+
+# Flags of the hand-written CLI -> the flags they stand for (the last one takes the value).
+LEGACY_FLAGS: dict[str, tuple[str, ...]] = {
+    "--method": ("--train.method",),
+    "--seed": ("--train.seed",),
+    "--batch-size": ("--train.batch-size",),
+    "--bc-steps": ("--train.bc-steps",),
+    "--rl-steps": ("--train.rl-steps",),
+    "--publish-every": ("--train.publish-every",),
+    "--ckpt-every": ("--train.ckpt-every",),
+    "--log-every": ("--train.log-every",),
+    "--value": ("--divl.value-kind",),
+    "--nstep": ("--divl.nstep",),
+    "--constant-tau": ("--divl.no-adaptive-tau", "--divl.constant-tau"),
+    "--lam": ("--qam.lam",),
+    "--qam-rollout": ("--qam.rollout",),
+    "--image-size": ("--model.encoder.image-size",),
+}
+
+
+def _legacy_to_flags(args: list[str]) -> list[str]:
+    """Rewrite LEGACY_FLAGS spellings (also `--flag=value`) to the config's own flags."""
+    out: list[str] = []
+    for a in args:
+        name, eq, value = a.partition("=")
+        new = LEGACY_FLAGS.get(name) if a.startswith("--") else None
+        if new is None:
+            out.append(a)
+        else:
+            out += [*new[:-1], new[-1] + eq + value]
+    return out
+
+
+def _assignment_flags(path: str, value: Any) -> list[str]:
+    """Flags that set config field `path` (e.g. "train.bc_steps") to a JSON value, so values from
+    --config and --set are checked by the same parser as typed flags."""
+    *sections, name = path.split(".")
+    if isinstance(value, bool):
+        return ["--" + ".".join([*sections, ("" if value else "no-") + name]).replace("_", "-")]
+    flag = "--" + path.replace("_", "-")
+    if isinstance(value, list | tuple):
+        return [flag, *(str(v) for v in value)]
+    return [flag, "None" if value is None else str(value)]
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for k, v in d.items():
+        path = f"{prefix}.{k}" if prefix else k
+        out += _flatten(v, path) if isinstance(v, dict) else [(path, v)]
+    return out
+
+
+def _config_file_flags(path: Path, base: LearnerConfig) -> list[str]:
+    """The flags a JSON config file stands for; an unreadable file or an unknown key is a ValueError."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"--config {path}: {exc}") from exc
+    try:
+        merge(base, data)  # names an unknown section or field
+    except ValueError as exc:
+        raise ValueError(f"--config {path}: {exc}") from exc
+    return [f for p, v in _flatten(data) for f in _assignment_flags(p, v)]
+
+
+def _set_flags(assignments: list[str]) -> list[str]:
+    """The flags legacy `--set section.field=value` assignments stand for (values parsed as JSON
+    when they parse, else taken as strings)."""
+    out: list[str] = []
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects section.field=value, got {item!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out += _assignment_flags(key.strip(), value)
+    return out
+
+
+def _checkpoint_config(ckpt_dir: Path) -> LearnerConfig:
+    """The config saved with the newest checkpoint in ckpt_dir (nothing is created there)."""
+    from lwd_learner.checkpoint import Checkpointer
+
+    if not _has_checkpoint(ckpt_dir):
+        raise FileNotFoundError(f"no checkpoint in {ckpt_dir}")
+    ck = Checkpointer(ckpt_dir)
+    try:
+        return from_dict(ck.read_meta()["config"])
+    finally:
+        ck.close()
+
+
+def _has_checkpoint(ckpt_dir: Path) -> bool:
+    return ckpt_dir.is_dir() and any(p.name.isdigit() for p in ckpt_dir.iterdir())
+
+
+def _online_base(preset: str | None, init: str | None, out: str | None) -> tuple[LearnerConfig, bool]:
+    """The online defaults and whether they are a resumed run's (see Online's docstring)."""
+    if out and _has_checkpoint(Path(out) / "checkpoints"):
+        return _checkpoint_config(Path(out) / "checkpoints"), True
+    if not init:
+        return PRESETS[preset or "default"][1], False
+    ckpt = Path(init) / "checkpoints" if (Path(init) / "checkpoints").exists() else Path(init)
+    cfg = _checkpoint_config(ckpt)
+    if preset:
+        cfg = dataclasses.replace(PRESETS[preset][1], model=cfg.model)
+    return online_config(cfg), False
+
+
+def changed_fields(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of the config fields that differ between a and b."""
+    da, db = to_dict(a), to_dict(b)
+    return [p for (p, va), (_, vb) in zip(_flatten(da, prefix), _flatten(db, prefix), strict=True) if va != vb]
+
+
+def _commands(offline: LearnerConfig, online: LearnerConfig, preset: str = "default") -> Any:
+    """The subcommand union; the training commands' config defaults are `offline` / `online`."""
+    sub = tyro.conf.subcommand
+    off = Offline(store=tyro.MISSING, out=tyro.MISSING, cfg=offline, preset=preset)
+    on = Online(bridge_root=tyro.MISSING, out=tyro.MISSING, cfg=online, preset=preset)
+    return Union[  # noqa: UP007 (a runtime type for tyro)
+        Annotated[Offline, sub("offline", default=off, description=inspect.cleandoc(Offline.__doc__ or ""))],
+        Annotated[Online, sub("online", default=on, description=inspect.cleandoc(Online.__doc__ or ""))],
+        Annotated[Export, sub("export", description=Export.__doc__)],
+        Annotated[ValuePlot, sub("value-plot", description=ValuePlot.__doc__)],
+    ]
+
+
+DESCRIPTION = (
+    "The learner: offline and online training, ONNX export, value plots (docs/learner.md). The training "
+    "commands take every field of lwd_learner/config.py as a typed flag --section.field (`offline --help` "
+    "lists them with their defaults); --preset NAME picks the defaults (" + ", ".join(PRESETS) + "). "
+    "Older spellings still accepted: " + ", ".join(f"{k} = {' '.join(v)}" for k, v in LEGACY_FLAGS.items())
+    + ", --set section.field=value.")
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A parsed command line: the command's arguments, and for training the resolved config."""
+
+    args: Offline | Online | Export | ValuePlot
+    resumed_online: bool = False
+    online_base: LearnerConfig | None = None
+
+
+def parse(argv: list[str]) -> Parsed:
+    """Parse a command line (tyro exits with status 2 and a message naming the flag on bad input;
+    a bad --config file or --set item is a ValueError, an --init without a checkpoint a
+    FileNotFoundError)."""
+    cmd = argv[0] if argv else ""
+    if cmd not in ("offline", "online"):
+        return Parsed(tyro.cli(_commands(LearnerConfig(), LearnerConfig()), args=argv, prog="lwd_learner",
+                               description=DESCRIPTION))
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for flag in ("--preset", "--config", "--init", "--out"):
+        pre.add_argument(flag)
+    pre.add_argument("--set", action="append", default=[])
+    known, _ = pre.parse_known_args(argv[1:])
+    preset = known.preset if known.preset in PRESETS else None  # an unknown name: tyro reports it
+    resumed, online_base = False, None
+    if cmd == "offline":
+        base = PRESETS[preset or "default"][1]
+    else:
+        base, resumed = _online_base(preset, known.init, known.out)
+        online_base = base
+    flags = [cmd]
+    if known.config:
+        flags += _config_file_flags(Path(known.config), base)
+    flags += _legacy_to_flags(argv[1:]) + _set_flags(known.set)
+    name = preset or "default"
+    commands = (_commands(base, LearnerConfig(), name) if cmd == "offline"
+                else _commands(LearnerConfig(), base, name))
+    return Parsed(tyro.cli(commands, args=flags, prog="lwd_learner", description=DESCRIPTION), resumed, online_base)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="lwd_learner", description=__doc__)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    off = sub.add_parser("offline", help="BC, then DIVL + QAM on an episode store")
-    off.add_argument("--store", required=True, help="EpisodeStore directory (latest snapshot is read)")
-    off.add_argument("--bc-steps", type=int)
-    off.add_argument("--rl-steps", type=int)
-    off.add_argument("--ckpt-every", type=int)
-    off.add_argument("--log-every", type=int)
-    _add_common(off)
-    on = sub.add_parser("online", help="continue on mixed replay from <bridge-root>/store, publish policies")
-    on.add_argument("--bridge-root", required=True)
-    on.add_argument("--init", help="offline run directory (first run only; later runs resume --out)")
-    on.add_argument("--offline-store", help="offline EpisodeStore (default: the one of the offline run)")
-    on.add_argument("--publish-every", type=int)
-    on.add_argument("--ckpt-every", type=int)
-    on.add_argument("--log-every", type=int)
-    on.add_argument("--poll-every", type=int, default=20)
-    _add_common(on)
-    ex = sub.add_parser("export", help="write the ONNX sampler of a checkpoint")
-    ex.add_argument("--run", required=True, help="run directory (or its checkpoints/)")
-    ex.add_argument("--onnx", required=True, help="output .onnx path")
-    ex.add_argument("--version", default="exported")
-    vp = sub.add_parser("value-plot", help="value distribution along episodes (paper Fig. 6/9) as a PNG")
-    vp.add_argument("--run", required=True, help="run directory (or its checkpoints/)")
-    vp.add_argument("--store", required=True, help="EpisodeStore holding the episodes")
-    vp.add_argument("--episodes", nargs="+", required=True, help="episode ids")
-    vp.add_argument("--out", required=True, help="output .png")
-    args = ap.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        parsed = parse(argv)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"lwd_learner: error: {exc}", file=sys.stderr)
+        return 2
+    args = parsed.args
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)
+    if isinstance(args, Online) and parsed.online_base is not None:
+        changed = changed_fields(parsed.online_base, args.cfg)
+        if parsed.resumed_online and changed:
+            log.warning("resuming %s: its checkpoint's config is kept; ignored: %s", args.out, ", ".join(changed))
+        elif not parsed.resumed_online and args.init and (bad := [p for p in changed if p.startswith("model.")]):
+            print(f"lwd_learner: error: online continues the --init checkpoint, whose weights fix the model; "
+                  f"cannot change {', '.join(bad)}", file=sys.stderr)
+            return 2
 
     from lwd_learner import train
     from lwd_learner.sharding import initialize_distributed
 
-    if args.cmd == "value-plot":
+    if isinstance(args, ValuePlot):
         from lwd_learner.value_plot import plot
 
         try:
-            print(f"wrote {plot(args.run, args.store, args.episodes, args.out)}")
+            print(f"wrote {plot(args.run, args.store, list(args.episodes), args.out)}")
         except (ValueError, FileNotFoundError) as exc:
             print(f"lwd_learner: error: {exc}", file=sys.stderr)
             return 2
         return 0
-    if args.cmd == "export":
+    if isinstance(args, Export):
         run = Path(args.run)
         session = train.restore_session(run / "checkpoints" if (run / "checkpoints").exists() else run)
         Path(args.onnx).write_bytes(session.export_bytes(args.version))
@@ -120,14 +328,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     try:
-        if args.cmd == "offline":
-            session = train.run_offline(args.store, args.out, build_config(args), progress=not args.no_progress,
+        if isinstance(args, Offline):
+            session = train.run_offline(args.store, args.out, args.cfg, progress=args.progress,
                                         max_new_steps=args.max_new_steps)
         else:
-            session = train.run_online(args.bridge_root, args.out, args.init,
-                                       cfg_override=lambda c: build_config(args, c),
+            cfg = args.cfg
+            session = train.run_online(args.bridge_root, args.out, args.init, cfg_override=lambda _: cfg,
                                        offline_store=args.offline_store, max_new_steps=args.max_new_steps,
-                                       poll_every=args.poll_every, progress=not args.no_progress)
+                                       poll_every=args.poll_every, progress=args.progress)
     except (ValueError, FileNotFoundError) as exc:
         print(f"lwd_learner: error: {exc}", file=sys.stderr)
         return 2

@@ -1,5 +1,11 @@
-"""Frozen dataclass configs of the learner; defaults follow METHOD.md (paper hyperparameters)
-except sizes, which are small enough to train on a 2-core CPU."""
+"""The learner's one config source: frozen dataclasses (defaults follow METHOD.md's hyperparameters,
+sizes small enough for a 2-core CPU) and named presets of them.
+
+Every field carries a docstring because `python -m lwd_learner.cli ... --help` prints them (tyro
+reads them, as openpi's configs are read); a preset is a whole `LearnerConfig`, so what a run used
+is one name plus the flags it overrode, and the checkpoint records the resolved config. This module
+imports no CLI library: the learner runs without one (e.g. from a source copy on a GPU machine).
+"""
 
 from __future__ import annotations
 
@@ -15,52 +21,79 @@ from lwd_description.robot import CAMERA_NAMES, CHUNK_HORIZON, GRIPPER_JOINTS, J
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """Observation encoder. `kind` selects a registered encoder (networks.ENCODERS)."""
+    """Observation encoder: cameras, joint positions and the instruction to one feature vector."""
 
     kind: str = "conv"
+    """Registered image encoder (networks.ENCODERS); only "conv" exports to ONNX."""
     image_size: tuple[int, int] = (64, 64)
+    """Height and width the camera frames are decoded to (the exported policy expects this size)."""
     conv_channels: tuple[int, ...] = (16, 32, 32)
-    # "mean": global mean pool per channel (what an object looks like, not where it is);
-    # "spatial": mean pool plus spatial-softmax keypoints (x, y per channel).
+    """Channels of each conv layer of the image backbone."""
     pool: Literal["mean", "spatial"] = "mean"
+    """Pooling of the conv features: "mean", a global mean per channel (what an object looks like,
+    not where it is); "spatial", the mean plus spatial-softmax keypoints (x, y per channel)."""
     joint_hidden: int = 64
-    text_kind: str = "vocab"  # registered in networks.TEXT_ENCODERS
-    vocab_capacity: int = 64  # room for instructions that appear online
+    """Width of the joint-position embedding."""
+    text_kind: str = "vocab"
+    """Registered instruction encoder (networks.TEXT_ENCODERS); only "vocab" exports to ONNX."""
+    vocab_capacity: int = 64
+    """Instruction slots: room for instructions that first appear online."""
     task_dim: int = 32
+    """Width of the instruction embedding."""
     out_dim: int = 128
+    """Width of the fused observation feature."""
 
 
 @dataclass(frozen=True)
 class PolicyConfig:
+    """Flow-matching policy head over the whole action chunk."""
+
     hidden: tuple[int, ...] = (512, 512, 512)
+    """Hidden widths of the flow head's MLP."""
     time_features: int = 16
-    # The deployed sampler starts its flow from noise x this scale (inside the exported graph, so
-    # robots, evaluation and `Agent.act` agree). 1 samples the learned distribution; 0 starts every
-    # chunk from the origin: the same state gives the same chunk, and on can_to_bin that lifted BC
-    # from 0.28 to 0.41 success (docs/learner.md, "Deployed sampling"). Training is unaffected.
+    """Sinusoidal features of the flow time w."""
     noise_scale: float = 0.0
+    """The deployed sampler starts its flow from noise x this scale (inside the exported graph, so
+    robots, evaluation and `Agent.act` agree). 1 samples the learned distribution; 0 starts every
+    chunk from the origin: the same state gives the same chunk, and on can_to_bin that lifted BC
+    from 0.28 to 0.41 success (docs/learner.md, "Deployed sampling"). Training is unaffected."""
 
 
 @dataclass(frozen=True)
 class CriticConfig:
+    """Critic: two Q heads and the categorical (distributional) value head."""
+
     hidden: tuple[int, ...] = (256, 256)
-    action_dim: int = 64  # attention-pooled action-chunk encoding width
+    """Hidden widths of the Q and value heads."""
+    action_dim: int = 64
+    """Width of the attention-pooled action-chunk encoding."""
     num_atoms: int = 201
+    """Atoms of the categorical value distribution."""
     v_min: float = -0.1
+    """Lowest atom (returns are in [0, 1] with sparse rewards)."""
     v_max: float = 1.1
+    """Highest atom."""
 
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """Network shapes; a checkpoint's model section must match its weights."""
+
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    """Observation encoder."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    """Policy head."""
     critic: CriticConfig = field(default_factory=CriticConfig)
+    """Critic heads."""
     horizon: int = CHUNK_HORIZON
+    """Action-chunk length H (steps at 30 Hz)."""
     num_joints: int = NUM_JOINTS
-    # Action chunks relative to the joint positions they start from (arm joints; grippers stay
-    # absolute), as openpi does: the policy predicts motion, not where in joint space it is.
+    """Joint commands per step (two 7-DoF arms and two grippers)."""
     relative_actions: bool = False
+    """Action chunks relative to the joint positions they start from (arm joints; grippers stay
+    absolute), as openpi does: the policy predicts motion, not where in joint space it is."""
     num_cameras: int = len(CAMERA_NAMES)
+    """Cameras per observation."""
 
 
 def relative_action_mask(cfg: ModelConfig) -> np.ndarray:
@@ -73,75 +106,113 @@ def relative_action_mask(cfg: ModelConfig) -> np.ndarray:
 
 @dataclass(frozen=True)
 class DIVLConfig:
-    """Value learning. value_kind 'expectile' is the scalar-IQL baseline; adaptive_tau False is the
-    constant-tau ablation."""
+    """Distributional value learning (DIVL); value_kind "expectile" is the scalar-IQL baseline,
+    adaptive_tau False the constant-tau ablation."""
 
     value_kind: Literal["divl", "expectile"] = "divl"
+    """Value model: "divl", a categorical value read at an adaptive quantile; "expectile", scalar IQL."""
     gamma: float = 0.9999
+    """Per-step discount."""
     nstep: int = 1
-    tau_base: float = 0.6  # 0.9 online
+    """Chunks n in the TD target (the paper: 10 offline on long-horizon tasks, else 1; 1 online)."""
+    tau_base: float = 0.6
+    """Quantile before the entropy correction: tau = clip(tau_base - alpha H(s)) (0.9 online)."""
     alpha: float = 0.3
+    """Weight of the value distribution's normalised entropy in tau."""
     tau_min: float = 0.05
+    """Lower clip of tau (not given by the paper)."""
     tau_max: float = 0.99
+    """Upper clip of tau (not given by the paper)."""
     adaptive_tau: bool = True
+    """Entropy-adaptive tau; off: every state reads the value at constant_tau (ablation)."""
     constant_tau: float = 0.52
+    """The quantile used when adaptive_tau is off."""
     expectile: float = 0.7
+    """Expectile of the scalar-IQL baseline (value_kind "expectile")."""
     ema: float = 0.005
+    """Polyak rate of the target critic."""
     lr: float = 5e-4
+    """Critic learning rate (cosine-decayed over train.decay_steps)."""
 
 
 @dataclass(frozen=True)
 class QAMConfig:
+    """QAM policy extraction: the flow policy regressed onto pi_beta exp(Q / lam) via the adjoint."""
+
     lam: float = 2.0
-    # "absolute": pi* ∝ pi_beta exp(Q / lam), the paper's (Q in [0, 1] with sparse rewards, so the
-    # tilt is at most e^(1/lam)); "q_std": lam in units of the critic's spread over the batch,
-    # exp(Q / (lam std Q)), the per-domain temperature of QAM's reference code made automatic.
+    """Temperature lambda of the tilt exp(Q / lambda)."""
     lam_scale: Literal["absolute", "q_std"] = "absolute"
+    """Scale of lam: "absolute", pi* ∝ pi_beta exp(Q / lam), the paper's (Q in [0, 1] with sparse rewards, so the
+    tilt is at most e^(1/lam)); "q_std": lam in units of the critic's spread over the batch,
+    exp(Q / (lam std Q)), the per-domain temperature of QAM's reference code made automatic."""
     flow_steps: int = 10
+    """Euler steps K of the sampler, the memoryless rollout and the exported policy."""
     rollout: Literal["policy", "reference"] = "policy"
+    """Which flow the QAM rollouts follow: the current policy, or the frozen BC reference (the
+    paper's text)."""
     lr: float = 2e-5
+    """Policy learning rate during QAM (AdamW, cosine-decayed)."""
     weight_decay: float = 1e-4
+    """AdamW weight decay during QAM."""
     bc_lr: float = 3e-4
+    """Policy learning rate during behaviour cloning (Adam, cosine-decayed)."""
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """method: 'lwd' (DIVL + QAM), 'sft' (behaviour cloning only), 'hg_dagger' (behaviour cloning
-    on demonstrations, intervention segments and successful online episodes) or 'recap'
-    (advantage-conditioned behaviour cloning on all data, lwd_learner.recap)."""
+    """Run recipe: the method, budgets, replay and logging."""
 
     method: Literal["lwd", "sft", "hg_dagger", "recap"] = "lwd"
-    # What BC clones (replay.bc_frames): demonstrations, the whole buffer, or HG-DAgger's selection.
+    """Method: "lwd", DIVL + QAM; "sft": behaviour cloning only; "hg_dagger": behaviour cloning on
+    demonstrations, intervention segments and successful online episodes; "recap":
+    advantage-conditioned behaviour cloning on all data (lwd_learner.recap)."""
     bc_data: Literal["demos", "all", "hg_dagger"] = "demos"
+    """What BC clones (replay.bc_frames): demonstrations, the whole buffer, or HG-DAgger's selection."""
     batch_size: int = 64
+    """Minibatch size (CPU-sized; the paper's is 256)."""
     bc_steps: int = 2000
+    """Behaviour-cloning steps before the RL phase (the critic learns alongside with "lwd")."""
     rl_steps: int = 2000
-    decay_steps: int = 100_000  # cosine schedules' horizon
+    """DIVL + QAM steps after BC (offline; methods without a critic skip them)."""
+    decay_steps: int = 100_000
+    """Horizon of the cosine learning-rate schedules."""
     log_every: int = 50
+    """Steps between lines of metrics.jsonl."""
     ckpt_every: int = 500
+    """Steps between checkpoints (one is also written on exit and on SIGTERM)."""
     publish_every: int = 50
+    """Online: steps between published policies."""
     online_ratio: float = 0.5
+    """Online: share of each minibatch drawn from the online buffer (1:1 mixing)."""
     seed: int = 0
-    # Where minibatches are drawn: "device" keeps the replay resident on the accelerator and
-    # samples inside the jitted update (no host round trip); "host" gathers them in numpy
-    # (always used with several processes, each drawing its own shard).
+    """Seed of the initialisation and the minibatch streams."""
     replay: Literal["device", "host"] = "device"
-    # Random-shift augmentation of camera frames (pixels, DrQ-style), applied when sampling.
+    """Where minibatches are drawn: "device" keeps the replay resident on the accelerator and
+    samples inside the jitted update (no host round trip); "host" gathers them in numpy (always used
+    with several processes, each drawing its own shard)."""
     aug_shift: int = 0
-    # Frozen-encoder path: after this many steps the image backbone is frozen, its features
-    # are cached per frame, and every later update trains only the heads. None: never freeze.
+    """Random-shift augmentation of camera frames (pixels, DrQ-style), applied when sampling."""
     encoder_steps: int | None = None
-    # RECAP: share of each task's chunks labelled positive, and how often (steps) labels are redone.
+    """Frozen-encoder path: after this many steps the image backbone is frozen, its features are
+    cached per frame, and every later update trains only the heads. None: never freeze."""
     recap_positive_fraction: float = 0.3
+    """RECAP: share of each task's chunks labelled positive."""
     recap_relabel_every: int = 500
+    """RECAP: steps between recomputed advantage labels."""
 
 
 @dataclass(frozen=True)
 class LearnerConfig:
+    """Everything a learner run is configured by; saved with every checkpoint."""
+
     model: ModelConfig = field(default_factory=ModelConfig)
+    """Network shapes."""
     divl: DIVLConfig = field(default_factory=DIVLConfig)
+    """Value learning."""
     qam: QAMConfig = field(default_factory=QAMConfig)
+    """Policy extraction."""
     train: TrainConfig = field(default_factory=TrainConfig)
+    """Run recipe and budgets."""
 
 
 def online_config(cfg: LearnerConfig) -> LearnerConfig:
@@ -157,6 +228,28 @@ def trains_critic(t: TrainConfig) -> bool:
 def bc_rule(t: TrainConfig) -> str:
     """The BC data rule a run uses: HG-DAgger's selection for method 'hg_dagger', else bc_data."""
     return "hg_dagger" if t.method == "hg_dagger" else t.bc_data
+
+
+def merge(cfg: LearnerConfig, partial: dict[str, Any]) -> LearnerConfig:
+    """cfg with the fields of a nested partial mapping replaced (e.g. a JSON config file's
+    {"train": {"bc_steps": 5000}}); an unknown section or field is a ValueError naming it, so a typo
+    cannot be silently ignored."""
+    d = to_dict(cfg)
+
+    def walk(node: dict, part: dict, prefix: str) -> None:
+        if not isinstance(part, dict):
+            raise ValueError(f"config key {prefix!r} is a section; expected a mapping, got {part!r}")
+        for k, v in part.items():
+            key = f"{prefix}.{k}" if prefix else k
+            if k not in node:
+                raise ValueError(f"unknown config key {key!r}")
+            if isinstance(node[k], dict):
+                walk(node[k], v, key)
+            else:
+                node[k] = v
+
+    walk(d, partial, "")
+    return from_dict(d)
 
 
 def apply_overrides(cfg: LearnerConfig, assignments: list[str]) -> LearnerConfig:
@@ -181,6 +274,7 @@ def apply_overrides(cfg: LearnerConfig, assignments: list[str]) -> LearnerConfig
 
 
 def to_dict(cfg: Any) -> dict:
+    """Nested plain dict of a config (what checkpoints store as JSON)."""
     return dataclasses.asdict(cfg)
 
 
@@ -206,3 +300,44 @@ def from_dict(d: dict) -> LearnerConfig:
         # Checkpoints written before the pooling option existed were built with mean pooling.
         d["model"]["encoder"] = {**d["model"]["encoder"], "pool": "mean"}
     return build(LearnerConfig, d)
+
+
+def _with(cfg: LearnerConfig, **sections: dict[str, Any]) -> LearnerConfig:
+    """cfg with some fields of some sections replaced, e.g. _with(cfg, train={"seed": 1})."""
+    return merge(cfg, sections)
+
+
+_DEFAULT = LearnerConfig()
+_TINY_MODEL = {"encoder": {"image_size": (16, 16), "conv_channels": (4,), "joint_hidden": 16, "task_dim": 4,
+                           "out_dim": 16},
+               "policy": {"hidden": (32,)}, "critic": {"hidden": (16,), "action_dim": 16}}
+
+# Named configs (as openpi names its training configs): `lwd_learner.cli offline --preset NAME`.
+# name -> (what it is for, the config). Flags given with a preset override its fields.
+PRESETS: dict[str, tuple[str, LearnerConfig]] = {
+    "default": ("the dataclass defaults: METHOD.md's hyperparameters, a CPU-sized model and batch 64, "
+                "2000 BC + 2000 DIVL+QAM steps, the image encoder trained throughout", _DEFAULT),
+    "cpu": ("a 2-core CPU: batch 64, the encoder trained end to end for 500 steps then frozen (the heads "
+            "train on cached features, BC ~20x faster), 20000 BC + 2000 DIVL+QAM steps (~6 min idle)",
+            _with(_DEFAULT, train={"encoder_steps": 500, "bc_steps": 20_000, "rl_steps": 2_000})),
+    "gpu": ("one H200 (../shared/GPU.md): the paper's batch 256, encoder trained throughout, 15000 BC + "
+            "10000 DIVL+QAM steps (GPU.md's run), a checkpoint every 2000 steps, an online policy every "
+            "1000 (~4 s at ~260 updates/s)",
+            _with(_DEFAULT, train={"batch_size": 256, "bc_steps": 15_000, "rl_steps": 10_000, "log_every": 100,
+                                   "ckpt_every": 2_000, "publish_every": 1_000})),
+    "fleet": ("the fleet bootstrap's offline pretraining (`./lwd fleet`, lwd_bringup.bootstrap): 500 encoder "
+              "steps, then frozen, 8000 BC + 1000 DIVL+QAM steps",
+              _with(_DEFAULT, train={"encoder_steps": 500, "bc_steps": 8_000, "rl_steps": 1_000})),
+    "smoke": ("a dry run of a script at toy scale (seconds on a CPU, as ../shared/GPU.md asks before a GPU "
+              "run): a tiny model at 16x16, 3 flow steps, batch 8, 20 BC + 10 DIVL+QAM steps",
+              _with(_DEFAULT, model=_TINY_MODEL, qam={"flow_steps": 3},
+                    train={"batch_size": 8, "bc_steps": 20, "rl_steps": 10, "log_every": 5, "ckpt_every": 10,
+                           "publish_every": 5})),
+}
+
+
+def preset(name: str) -> LearnerConfig:
+    """The named preset's config; ValueError naming the presets for an unknown name."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+    return PRESETS[name][1]

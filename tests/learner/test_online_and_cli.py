@@ -81,16 +81,14 @@ def test_online_without_init_or_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_cli_offline_and_export(tmp_path):
+    """A preset, a JSON config over it and typed flags over both, end to end through a real run."""
     _store(tmp_path / "store", toytask.mixed_dataset(1, n_demo=2, n_rollout=2, n_play=1))
-    cfg = {"model": {"encoder": {"image_size": [8, 8], "conv_channels": [4], "out_dim": 16, "joint_hidden": 16,
-                                 "task_dim": 4}, "policy": {"hidden": [32]}, "critic": {"hidden": [16],
-                                                                                        "action_dim": 16}},
-           "qam": {"flow_steps": 3}}
-    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    (tmp_path / "cfg.json").write_text(json.dumps({"model": {"encoder": {"image_size": [8, 8]}}}))
     base = [sys.executable, "-m", "lwd_learner.cli"]
     r = subprocess.run(base + ["offline", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "run"),
-                               "--config", str(tmp_path / "cfg.json"), "--bc-steps", "3", "--rl-steps", "2",
-                               "--batch-size", "4", "--value", "expectile", "--no-progress"],
+                               "--preset", "smoke", "--config", str(tmp_path / "cfg.json"), "--train.bc-steps", "3",
+                               "--train.rl-steps", "2", "--train.batch-size", "4", "--divl.value-kind", "expectile",
+                               "--no-progress"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
@@ -98,7 +96,25 @@ def test_cli_offline_and_export(tmp_path):
     r = subprocess.run(base + ["export", "--run", str(tmp_path / "run"), "--onnx", str(tmp_path / "p.onnx"),
                                "--version", "v000009"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert policy_io.read_signature(onnx.load(tmp_path / "p.onnx")).version == "v000009"
+    sig = policy_io.read_signature(onnx.load(tmp_path / "p.onnx"))
+    assert sig.version == "v000009" and (sig.image_height, sig.image_width) == (8, 8)
+
+
+def test_cli_online_defaults_are_the_init_checkpoints_config(offline_run, tmp_path):
+    """Online continues a checkpoint: its config (with the paper's online changes) is the default, a
+    named preset replaces the recipe but not the model, and changing the model is refused."""
+    from lwd_learner.cli import main, parse
+    from lwd_learner.config import PRESETS, online_config
+
+    saved = tiny_config()  # what offline_run trained with
+    common = ["online", "--bridge-root", str(tmp_path / "bridge"), "--out", str(tmp_path / "on"),
+              "--init", str(offline_run / "run")]
+    assert parse(common).args.cfg == online_config(saved)
+    cfg = parse([*common, "--preset", "fleet", "--train.publish-every", "7"]).args.cfg
+    assert cfg.model == saved.model and cfg.train.encoder_steps == PRESETS["fleet"][1].train.encoder_steps
+    assert cfg.train.publish_every == 7 and cfg.divl.tau_base == 0.9
+    assert main([*common, "--model.encoder.image-size", "16", "16"]) == 2
+    assert not (tmp_path / "on").exists()
 
 
 def test_cli_reports_missing_store_snapshot(tmp_path):
