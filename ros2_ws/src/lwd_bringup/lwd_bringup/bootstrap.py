@@ -63,15 +63,26 @@ def run_dir_layout(run_dir: str | Path) -> RunDirLayout:
 
 @dataclass(frozen=True)
 class BootstrapPlan:
-    """Budgets of the bootstrap (defaults: sized for a 2-core machine, see docs/fleet.md)."""
+    """What the bootstrap makes. Training budgets left at None come from the learner's `fleet`
+    preset (lwd_learner.config.PRESETS, the one place they are set); a number overrides it."""
 
     tasks: tuple[str, ...] = ("can_to_bin",)
     image_size: int = 64
     seed: int = 0
     offline_episodes: int = 60
-    encoder_steps: int = 500
-    bc_steps: int = 8000
-    offline_rl_steps: int = 1000
+    encoder_steps: int | None = None
+    bc_steps: int | None = None
+    offline_rl_steps: int | None = None
+
+    def learner_flags(self) -> list[str]:
+        """`lwd_learner.cli offline` flags: the fleet preset plus what this plan overrides."""
+        flags = ["--preset", "fleet", "--model.encoder.image-size", str(self.image_size), str(self.image_size),
+                 "--train.seed", str(self.seed)]
+        for flag, value in (("--train.encoder-steps", self.encoder_steps), ("--train.bc-steps", self.bc_steps),
+                            ("--train.rl-steps", self.offline_rl_steps)):
+            if value is not None:
+                flags += [flag, str(value)]
+        return flags
 
 
 def run_step(title: str, argv: list[str]) -> None:
@@ -95,10 +106,7 @@ def bootstrap(plan: BootstrapPlan, layout: RunDirLayout) -> None:
     if not layout.offline_policy.exists():
         run_step("offline pretraining (BC, then DIVL + QAM)", [
             py, "-m", "lwd_learner.cli", "offline", "--store", str(layout.offline_store),
-            "--out", str(layout.offline_learner),
-            "--bc-steps", str(plan.bc_steps), "--rl-steps", str(plan.offline_rl_steps),
-            "--set", f"train.encoder_steps={plan.encoder_steps}",
-            "--image-size", str(plan.image_size), str(plan.image_size), "--seed", str(plan.seed)])
+            "--out", str(layout.offline_learner), *plan.learner_flags()])
     policies = PolicyStore(layout.bridge_root / "policies")
     if policies.latest() is None:
         info = policies.publish(layout.offline_policy.read_bytes(), training_step=0,
@@ -150,6 +158,17 @@ def with_run_dir_defaults(cfg: dict[str, Any], overrides: dict[str, Any]) -> dic
     return deep_merge(fleet_run_overrides(layout, learner_enabled=learner_on), overrides)
 
 
+def add_budget_flags(p: argparse.ArgumentParser) -> None:
+    """The pretraining budget flags shared by `./lwd fleet` and this module's CLI."""
+    p.add_argument("--encoder-steps", type=int, default=None,
+                   help="BC steps that train the image encoder; later steps train the heads on cached "
+                        "features (default: the learner's `fleet` preset)")
+    p.add_argument("--bc-steps", type=int, default=None,
+                   help="BC steps in all, encoder steps included (default: the `fleet` preset)")
+    p.add_argument("--offline-rl-steps", type=int, default=None,
+                   help="DIVL + QAM steps after BC (default: the `fleet` preset)")
+
+
 def main(argv: list[str] | None = None) -> int:
     defaults = BootstrapPlan()
     p = argparse.ArgumentParser(prog="python -m lwd_bringup.bootstrap", description=__doc__,
@@ -159,9 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image-size", type=int, default=defaults.image_size)
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--offline-episodes", type=int, default=defaults.offline_episodes)
-    p.add_argument("--encoder-steps", type=int, default=defaults.encoder_steps)
-    p.add_argument("--bc-steps", type=int, default=defaults.bc_steps)
-    p.add_argument("--offline-rl-steps", type=int, default=defaults.offline_rl_steps)
+    add_budget_flags(p)
     a = p.parse_args(argv)
     plan = BootstrapPlan(tuple(a.tasks), a.image_size, a.seed, a.offline_episodes, a.encoder_steps,
                          a.bc_steps, a.offline_rl_steps)

@@ -19,7 +19,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from lwd_bringup.bootstrap import BootstrapPlan, bootstrap, fleet_run_overrides, log, run_dir_layout
+from lwd_bringup.bootstrap import (
+    BootstrapPlan,
+    add_budget_flags,
+    bootstrap,
+    fleet_run_overrides,
+    log,
+    run_dir_layout,
+)
 from lwd_bringup.description import FleetConfigError, deep_merge, expand_fleet, load_fleet_yaml
 from lwd_bringup.monitor import FleetMonitor
 from lwd_bringup.supervisor import Supervisor
@@ -37,10 +44,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--offline-episodes", type=int, default=60)
-    p.add_argument("--encoder-steps", type=int, default=500,
-                   help="BC steps that train the image encoder; later steps train the heads on cached features")
-    p.add_argument("--bc-steps", type=int, default=8000, help="BC steps in all (encoder steps included)")
-    p.add_argument("--offline-rl-steps", type=int, default=1000)
+    add_budget_flags(p)
     p.add_argument("--publish-every", type=int, default=50, help="online learner steps between policies")
     p.add_argument("--status-every", type=float, default=10.0, help="seconds between progress reports")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

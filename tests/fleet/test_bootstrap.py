@@ -1,0 +1,60 @@
+"""The run-directory bootstrap: which learner config it asks for, and what a launch gets from a run dir."""
+
+from __future__ import annotations
+
+import pytest
+
+from lwd_bringup.bootstrap import (
+    BootstrapPlan,
+    NotBootstrapped,
+    fleet_run_overrides,
+    run_dir_layout,
+    with_run_dir_defaults,
+)
+from lwd_bringup.description import FleetConfigError
+from lwd_learner.cli import parse
+from lwd_learner.config import PRESETS
+
+
+def learner_config(plan: BootstrapPlan):
+    return parse(["offline", "--store", "S", "--out", "O", *plan.learner_flags()]).args.cfg
+
+
+def test_default_plan_trains_with_the_learners_fleet_preset():
+    cfg = learner_config(BootstrapPlan())
+    fleet = PRESETS["fleet"][1]
+    assert (cfg.train.encoder_steps, cfg.train.bc_steps, cfg.train.rl_steps) == (
+        fleet.train.encoder_steps, fleet.train.bc_steps, fleet.train.rl_steps)
+    assert cfg.model.encoder.image_size == (64, 64)
+
+
+def test_plan_budgets_override_the_preset():
+    cfg = learner_config(BootstrapPlan(image_size=32, seed=3, encoder_steps=7, bc_steps=20, offline_rl_steps=5))
+    assert (cfg.train.encoder_steps, cfg.train.bc_steps, cfg.train.rl_steps, cfg.train.seed) == (7, 20, 5, 3)
+    assert cfg.model.encoder.image_size == (32, 32)
+
+
+def test_a_run_dir_without_a_policy_is_refused_naming_the_bootstrap_command(tmp_path):
+    with pytest.raises(NotBootstrapped, match=f"python -m lwd_bringup.bootstrap --run-dir {tmp_path}"):
+        fleet_run_overrides(run_dir_layout(tmp_path), learner_enabled=True)
+
+
+def test_a_bootstrapped_run_dir_gives_actors_the_policy_and_the_learner_its_init(tmp_path):
+    layout = run_dir_layout(tmp_path)
+    layout.offline_learner.mkdir()
+    layout.offline_policy.write_bytes(b"onnx")
+    overrides = with_run_dir_defaults({"run_dir": str(tmp_path), "learner": {"enabled": True}}, {})
+    assert overrides["actor_params"]["policy_path"] == str(layout.offline_policy)
+    args = overrides["learner"]["args"]
+    assert args[args.index("--init") + 1] == str(layout.offline_learner)
+
+
+def test_an_explicit_policy_without_learner_needs_no_run_dir(tmp_path):
+    cfg = {"run_dir": str(tmp_path / "nothing"), "learner": {"enabled": False}}
+    overrides = {"actor_params": {"policy_path": "/p.onnx"}}
+    assert with_run_dir_defaults(cfg, overrides) == overrides
+
+
+def test_a_broken_description_is_refused_before_a_missing_bootstrap(tmp_path):
+    with pytest.raises(FleetConfigError, match="mode"):
+        with_run_dir_defaults({"run_dir": str(tmp_path), "mode": "dream"}, {})
