@@ -290,7 +290,16 @@ def parse(argv: list[str]) -> Parsed:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _main(sys.argv[1:] if argv is None else list(argv))
+    except KeyboardInterrupt:
+        # Ctrl-C/SIGINT before the training loop installed its handler (importing JAX, loading and
+        # featurising data): nothing was trained in this run yet, so nothing to save; stop quietly.
+        print("lwd_learner: interrupted while starting up; nothing new to save", file=sys.stderr)
+        return 0
+
+
+def _main(argv: list[str]) -> int:
     try:
         parsed = parse(argv)
     except (ValueError, FileNotFoundError) as exc:

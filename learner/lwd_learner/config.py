@@ -24,7 +24,7 @@ class EncoderConfig:
     """Observation encoder: cameras, joint positions and the instruction to one feature vector."""
 
     kind: str = "conv"
-    """Registered image encoder (networks.ENCODERS); only "conv" exports to ONNX."""
+    """Registered image encoder (networks.ENCODERS); exports to ONNX if its ops have jaxpr_onnx rules."""
     image_size: tuple[int, int] = (64, 64)
     """Height and width the camera frames are decoded to (the exported policy expects this size)."""
     conv_channels: tuple[int, ...] = (16, 32, 32)
@@ -35,7 +35,7 @@ class EncoderConfig:
     joint_hidden: int = 64
     """Width of the joint-position embedding."""
     text_kind: str = "vocab"
-    """Registered instruction encoder (networks.TEXT_ENCODERS); only "vocab" exports to ONNX."""
+    """Registered instruction encoder (networks.TEXT_ENCODERS); exports like the image encoder."""
     vocab_capacity: int = 64
     """Instruction slots: room for instructions that first appear online."""
     task_dim: int = 32

@@ -6,11 +6,12 @@ Pluggable encoder interface: an observation encoder is a linen Module built from
     joint_pos float32 [B, 16]  (already normalised by the data statistics)
     task_id   int32   [B]      (index into the instruction vocabulary)
 Register it in ENCODERS under a name and select it with `EncoderConfig.kind`
-(a pretrained VLA backbone is wrapped the same way; only "conv" is ONNX-exportable).
+(a pretrained VLA backbone is wrapped the same way).
 Text encoders (TEXT_ENCODERS, `EncoderConfig.text_kind`) map task ids to vectors.
 
-The default architecture uses only export-friendly ops (conv, relu, dense, silu,
-layer norm, mean, sin/cos, softmax) so lwd_learner.export_onnx can rebuild it.
+The ONNX policy is traced from these modules (lwd_learner.export_onnx via jaxpr_onnx), so
+any encoder exports whose JAX operations have a conversion rule there; an operation
+without one is named at export time.
 """
 
 from __future__ import annotations

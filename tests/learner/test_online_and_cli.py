@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import onnx
@@ -122,3 +124,15 @@ def test_cli_reports_missing_store_snapshot(tmp_path):
     r = subprocess.run([sys.executable, "-m", "lwd_learner.cli", "offline", "--store", str(tmp_path / "empty"),
                         "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "no episodes in a snapshot" in r.stderr
+
+
+def test_ctrl_c_while_the_learner_starts_up_stops_it_quietly(tmp_path):
+    """SIGINT before the training loop (JAX import, data loading) exits 0 with one line, no traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "lwd_learner.cli", "online", "--bridge-root",
+                             str(tmp_path / "bridge"), "--out", str(tmp_path / "out")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # inside start-up: importing JAX alone takes longer on 2 cores
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "interrupted while starting up" in err

@@ -1,33 +1,81 @@
 """Small real ONNX policies that obey `lwd_common.policy_io`, for tests, demos and the benchmark.
 
-actions[b, k] = joint_pos[b] + (k + 1) * drift + noise_scale * noise[b, k] + image_gain * f(images)
+Each is a tiny learner policy (lwd_learner FlowPolicy: conv encoder, flow head, relative actions)
+exported by the learner's own exporter (`lwd_learner.export_onnx`), so the actor's tests run the
+graph robots get, not a hand-written look-alike. Its parameters are set so its output is known:
 
-where f is a tiny conv net over the three camera frames (so inference costs
-something and depends on the images). `conv_channels` sets the cost: the
-default policy (`default_policy`) takes a few ms on one CPU core. Builders for
-contract-breaking models let tests check that the actor refuses them.
+actions[b, k] = joint_pos[b] * relative + (k + 1) * drift + noise_scale * noise[b, k] + O(image_gain)
 
-    python -m lwd_testing.models out.onnx [--version v1] [--image-size 96] [--channels 32]
+with `relative` 1 for arm joints and 0 for the grippers (grippers are absolute, as in the learner):
+the flow head's output bias is the drift ramp and its kernel, image_gain times a random matrix, makes
+the chunk depend (slightly) on the images and the instruction. `conv_channels` sets the cost: the
+default policy (`default_policy`) takes a few ms on one CPU core. Builders for contract-breaking
+models let tests check that the actor refuses them. Needs the learner (JAX) installed.
+
+    python -m lwd_testing.models out.onnx [--version v1] [--image-size 96] [--channels 64]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
-from lwd_common import policy_io
-from lwd_description.robot import CAMERA_NAMES, CHUNK_HORIZON, JOINT_NAMES, NUM_JOINTS
-
-OPSET = 17
+from lwd_description.robot import CHUNK_HORIZON, NUM_JOINTS
 
 
-def _const(name: str, arr: np.ndarray) -> onnx.TensorProto:
-    return numpy_helper.from_array(np.asarray(arr), name)
+def _init_leaf(rng: np.random.Generator, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Random weights in numpy from the parameter shapes (flax's own init would compile ~80 XLA ops,
+    ~8 s of a test run on 2 cores)."""
+    if name == "bias":
+        return np.zeros(shape, np.float32)
+    if name == "scale":
+        return np.ones(shape, np.float32)
+    fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+    return (rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32)
+
+
+@lru_cache(maxsize=32)
+def _policy_bytes(version: str, image_size: int, conv_channels: int, drift: float, noise_scale: float,
+                  image_gain: float, instructions: tuple[str, ...], noise_horizon: int, action_joints: int,
+                  nan_actions: bool, seed: int) -> bytes:
+    """The serialised model (cached: the actor's tests build the same few policies many times)."""
+    import jax  # imported here so that importing this module stays cheap
+    import jax.numpy as jnp
+
+    from lwd_learner.config import EncoderConfig, ModelConfig, PolicyConfig
+    from lwd_learner.export_onnx import policy_sampler, sampler_to_onnx
+    from lwd_learner.networks import FlowPolicy
+
+    cfg = ModelConfig(
+        encoder=EncoderConfig(image_size=(image_size, image_size), conv_channels=(conv_channels, conv_channels),
+                              joint_hidden=8, task_dim=4, vocab_capacity=max(8, len(instructions)), out_dim=16),
+        policy=PolicyConfig(hidden=(16,), time_features=4, noise_scale=noise_scale), relative_actions=True)
+    e = cfg.encoder
+    rng = np.random.default_rng(seed)
+    spec = jax.ShapeDtypeStruct
+    shapes = jax.eval_shape(FlowPolicy(cfg).init, spec((2,), jnp.uint32), spec((1, cfg.num_cameras, *e.image_size, 3),
+                            jnp.uint8), spec((1, cfg.num_joints), jnp.float32), spec((1,), jnp.int32),
+                            spec((1, cfg.horizon, cfg.num_joints), jnp.float32), spec((1,), jnp.float32))
+    params = jax.tree_util.tree_map_with_path(lambda path, leaf: _init_leaf(rng, path[-1].key, leaf.shape), shapes)
+    out = params["params"]["head"]["out"]
+    ramp = np.arange(1, cfg.horizon + 1, dtype=np.float32)[:, None] * drift * np.ones(cfg.num_joints, np.float32)
+    out["kernel"] = (image_gain * rng.standard_normal(out["kernel"].shape)).astype(np.float32)
+    out["bias"] = ramp.reshape(-1)
+    zero, one = np.zeros(cfg.num_joints, np.float32), np.ones(cfg.num_joints, np.float32)
+    norm = {"joint_mean": zero, "joint_std": one, "action_mean": zero, "action_std": one}
+    sample = policy_sampler(params, norm, cfg, flow_steps=1)  # one Euler step of length 1: noise + field
+
+    def sampler(images, joint_pos, task_id, noise):
+        if noise_horizon != cfg.horizon:  # contract-breaking: a noise input the flow cannot take as is
+            noise = jnp.concatenate([noise] * -(-cfg.horizon // noise_horizon), axis=1)[:, :cfg.horizon]
+        actions = sample(images, joint_pos, task_id, noise)[..., :action_joints]
+        return actions * jnp.nan if nan_actions else actions
+
+    model = sampler_to_onnx(sampler, cfg, instructions, 1, version, noise_horizon=noise_horizon, check=False)
+    return model.SerializeToString()
 
 
 def build_policy(
@@ -45,91 +93,17 @@ def build_policy(
     seed: int = 0,
 ) -> Path:
     """Write a contract-obeying policy (or, with odd shapes/nan, a broken one) to `path`."""
-    rng = np.random.default_rng(seed)
-    c = conv_channels
-    h = w = image_size
-    nodes = [
-        helper.make_node("Reshape", ["images", "img_shape"], ["img_flat"]),  # [B*3, H, W, 3]
-        helper.make_node("Transpose", ["img_flat"], ["img_nchw_u8"], perm=[0, 3, 1, 2]),
-        helper.make_node("Cast", ["img_nchw_u8"], ["img_f"], to=TensorProto.FLOAT),
-        helper.make_node("Mul", ["img_f", "inv255"], ["img_n"]),
-        helper.make_node("Conv", ["img_n", "w1", "b1"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c1"], ["r1"]),
-        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], kernel_shape=[3, 3], pads=[1, 1, 1, 1],
-                         strides=[2, 2]),
-        helper.make_node("Relu", ["c2"], ["r2"]),
-        helper.make_node("GlobalAveragePool", ["r2"], ["pooled"]),  # [B*3, C, 1, 1]
-        helper.make_node("Reshape", ["pooled", "feat_shape"], ["feat"]),  # [B, 3*C]
-        helper.make_node("MatMul", ["feat", "w_out"], ["img_term"]),  # [B, J]
-        helper.make_node("Mul", ["img_term", "gain"], ["img_term_s"]),
-        helper.make_node("Cast", ["task_id"], ["task_f"], to=TensorProto.FLOAT),
-        helper.make_node("Unsqueeze", ["task_f", "axis1"], ["task_col"]),  # [B, 1]
-        helper.make_node("Mul", ["task_col", "task_gain"], ["task_term"]),  # [B, 1]
-        helper.make_node("Add", ["joint_pos", "img_term_s"], ["base0"]),
-        helper.make_node("Add", ["base0", "task_term"], ["base1"]),
-        helper.make_node("Unsqueeze", ["base1", "axis1"], ["base"]),  # [B, 1, 16]
-        helper.make_node("Mul", ["noise", "noise_scale"], ["noise_s"]),
-        helper.make_node("Add", ["base", "ramp"], ["planned"]),  # [B, 30, 16]
-        helper.make_node("Add", ["planned", "noise_s"], ["sum"]),
-    ]
-    if action_joints != NUM_JOINTS:
-        nodes.append(helper.make_node("Slice", ["sum", "sl_start", "sl_end", "sl_axes"], ["sliced"]))
-        last = "sliced"
-    else:
-        last = "sum"
-    if nan_actions:
-        nodes.append(helper.make_node("Mul", [last, "nan"], ["actions"]))
-    else:
-        nodes.append(helper.make_node("Identity", [last], ["actions"]))
-    ramp = (np.arange(1, CHUNK_HORIZON + 1, dtype=np.float32)[:, None] * drift * np.ones(NUM_JOINTS, np.float32))
-    inits = [
-        _const("img_shape", np.array([-1, h, w, 3], np.int64)),
-        _const("feat_shape", np.array([-1, len(CAMERA_NAMES) * c], np.int64)),
-        _const("inv255", np.array(1.0 / 255.0, np.float32)),
-        _const("w1", (rng.standard_normal((c, 3, 3, 3)) * 0.2).astype(np.float32)),
-        _const("b1", np.zeros(c, np.float32)),
-        _const("w2", (rng.standard_normal((c, c, 3, 3)) * 0.2).astype(np.float32)),
-        _const("b2", np.zeros(c, np.float32)),
-        _const("w_out", (rng.standard_normal((len(CAMERA_NAMES) * c, NUM_JOINTS)) * 0.1).astype(np.float32)),
-        _const("gain", np.array(image_gain, np.float32)),
-        _const("task_gain", np.array(1e-4, np.float32)),
-        _const("axis1", np.array([1], np.int64)),
-        _const("noise_scale", np.array(noise_scale, np.float32)),
-        _const("ramp", ramp[None]),
-        _const("nan", np.array(np.nan, np.float32)),
-        _const("sl_start", np.array([0], np.int64)),
-        _const("sl_end", np.array([action_joints], np.int64)),
-        _const("sl_axes", np.array([2], np.int64)),
-    ]
-    used = {i for n in nodes for i in n.input}
-    inits = [t for t in inits if t.name in used]
-    inputs = [
-        helper.make_tensor_value_info(policy_io.INPUT_IMAGES, TensorProto.UINT8, ["B", len(CAMERA_NAMES), h, w, 3]),
-        helper.make_tensor_value_info(policy_io.INPUT_JOINT_POS, TensorProto.FLOAT, ["B", NUM_JOINTS]),
-        helper.make_tensor_value_info(policy_io.INPUT_TASK_ID, TensorProto.INT64, ["B"]),
-        helper.make_tensor_value_info(policy_io.INPUT_NOISE, TensorProto.FLOAT, ["B", noise_horizon, NUM_JOINTS]),
-    ]
-    outputs = [helper.make_tensor_value_info(policy_io.OUTPUT_ACTIONS, TensorProto.FLOAT, None)]
-    graph = helper.make_graph(nodes, "lwd_test_policy", inputs, outputs, inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = 8
-    for key, value in {
-        policy_io.META_VERSION: version,
-        policy_io.META_INSTRUCTIONS: json.dumps(list(instructions)),
-        policy_io.META_FLOW_STEPS: "1",
-        policy_io.META_JOINT_NAMES: json.dumps(list(JOINT_NAMES)),
-        policy_io.META_CAMERAS: json.dumps(list(CAMERA_NAMES)),
-    }.items():
-        model.metadata_props.add(key=key, value=value)
+    data = _policy_bytes(version, image_size, conv_channels, float(drift), float(noise_scale), float(image_gain),
+                         tuple(instructions), noise_horizon, action_joints, nan_actions, seed)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
+    path.write_bytes(data)
     return path
 
 
 def default_policy(path: str | Path, version: str = "default-v1") -> Path:
     """A policy of realistic onboard cost (a few ms on one CPU core): 96x96 frames, 32 channels."""
-    return build_policy(path, version=version, image_size=96, conv_channels=32, noise_scale=1e-3)
+    return build_policy(path, version=version, image_size=96, conv_channels=64, noise_scale=1e-3)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out")
     p.add_argument("--version", default="default-v1")
     p.add_argument("--image-size", type=int, default=96)
-    p.add_argument("--channels", type=int, default=32)
+    p.add_argument("--channels", type=int, default=64)
     p.add_argument("--drift", type=float, default=0.001)
     a = p.parse_args(argv)
     build_policy(a.out, version=a.version, image_size=a.image_size, conv_channels=a.channels,
