@@ -13,13 +13,9 @@ import os
 import subprocess
 import sys
 
-import launch_pytest
 import pytest
 import yaml
-from launch import LaunchDescription
-from launch.actions import IncludeLaunchDescription, SetEnvironmentVariable
-from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch_ros.actions import Node
+from launchstack import launch, launch_pytest, launch_ros
 from launchutil import launch_file
 
 from lwd_common.store import EpisodeStore
@@ -46,13 +42,13 @@ def params_file(tmp_path):
 
 @launch_pytest.fixture
 def real_fleet(params_file, tmp_path, domain_id):
-    return LaunchDescription([
-        SetEnvironmentVariable("ROS_DOMAIN_ID", str(domain_id)),
-        SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"),
-        Node(package="lwd_testing", executable="fake_robot_node", name="fake_robot", namespace="/robot0",
+    return launch.LaunchDescription([
+        launch.actions.SetEnvironmentVariable("ROS_DOMAIN_ID", str(domain_id)),
+        launch.actions.SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"),
+        launch_ros.actions.Node(package="lwd_testing", executable="fake_robot_node", name="fake_robot", namespace="/robot0",
              output="screen"),
-        IncludeLaunchDescription(
-            PythonLaunchDescriptionSource(launch_file("lwd_actor", "fleet.launch.py")),
+        launch.actions.IncludeLaunchDescription(
+            launch.launch_description_sources.PythonLaunchDescriptionSource(launch_file("lwd_actor", "fleet.launch.py")),
             launch_arguments={"mode": "real", "num_robots": "1", "with_bridge": "false",
                               "with_learner": "false", "params_file": str(params_file),
                               "run_dir": str(tmp_path / "run")}.items(),

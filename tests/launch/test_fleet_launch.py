@@ -12,11 +12,8 @@ from __future__ import annotations
 import json
 import time
 
-import launch_pytest
 import pytest
-from launch import LaunchDescription
-from launch.actions import IncludeLaunchDescription, SetEnvironmentVariable
-from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launchstack import launch, launch_pytest
 from launchutil import bootstrapped_run_dir, fleet_file, free_port, launch_file
 
 from lwd_common.store import EpisodeStore
@@ -32,11 +29,11 @@ def run_dir(tmp_path):
 
 @launch_pytest.fixture
 def fleet(run_dir, tmp_path):
-    return LaunchDescription([
-        SetEnvironmentVariable("ROS_DOMAIN_ID", str(unique_domain_id())),
-        SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"),
-        IncludeLaunchDescription(
-            PythonLaunchDescriptionSource(launch_file("lwd_actor", "fleet.launch.py")),
+    return launch.LaunchDescription([
+        launch.actions.SetEnvironmentVariable("ROS_DOMAIN_ID", str(unique_domain_id())),
+        launch.actions.SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"),
+        launch.actions.IncludeLaunchDescription(
+            launch.launch_description_sources.PythonLaunchDescriptionSource(launch_file("lwd_actor", "fleet.launch.py")),
             launch_arguments={
                 "fleet_file": str(fleet_file(tmp_path, free_port())),
                 "num_robots": "1",

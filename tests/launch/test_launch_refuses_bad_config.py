@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from launchstack import REASON  # noqa: F401  (skips this file without the launch stack)
 
 from rosutil import unique_domain_id
 
