@@ -8,11 +8,15 @@ baselines: SFT (BC only), expectile value (scalar IQL), constant tau.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax.typing import VariableDict
+from jax.sharding import Sharding
 
 from lwd_learner import divl
 from lwd_learner.config import LearnerConfig, relative_action_mask, trains_critic
@@ -25,14 +29,17 @@ from lwd_learner.replay import NormStats
 @flax.struct.dataclass
 class AgentState:
     step: jnp.ndarray
-    policy: dict
-    ref_policy: dict
-    critic: dict
-    target_critic: dict
+    policy: VariableDict
+    ref_policy: VariableDict
+    critic: VariableDict
+    target_critic: VariableDict
     policy_opt: optax.OptState
     critic_opt: optax.OptState
     norm: dict  # joint_mean, joint_std, action_mean, action_std
     rng: jnp.ndarray
+
+    if TYPE_CHECKING:  # added by flax.struct.dataclass at runtime, where type checkers do not see it
+        def replace(self, **updates: Any) -> AgentState: ...
 
 
 def _norm_dict(stats: NormStats) -> dict:
@@ -57,7 +64,7 @@ class Agent:
         self.critic_tx = optax.adam(optax.cosine_decay_schedule(cfg.divl.lr, t.decay_steps))
         self.bc_update = jax.jit(self._bc_update, donate_argnums=0)
         self.rl_update = jax.jit(self._rl_update, donate_argnums=0)
-        self.batch_sharding = None  # set by a multi-device run: how a device-drawn batch is split
+        self.batch_sharding: Sharding | None = None  # set by a multi-device run: how a device-drawn batch is split
         # The same updates drawing their minibatch from a device-resident replay (device_replay).
         self.bc_update_on_device = jax.jit(lambda s, d: self._sampled(self._bc_update, True, s, d), donate_argnums=0)
         self.rl_update_on_device = jax.jit(lambda s, d: self._sampled(self._rl_update, False, s, d), donate_argnums=0)
@@ -222,7 +229,7 @@ class Agent:
             qmin = lambda x: jnp.sum(jnp.min(self.critic.apply(critic, zc, x, method=CriticValue.q_from_z), 0))  # noqa: E731
             return jax.grad(qmin)(a)
 
-        lam = q.lam
+        lam: float | jax.Array = q.lam
         if q.lam_scale == "q_std":  # temperature in units of the critic's spread over the batch's data chunks
             a_data = self._norm_actions(norm, batch["actions"], batch["joint_pos"])
             q_data = jnp.min(self.critic.apply(critic, zc, a_data, method=CriticValue.q_from_z), 0)

@@ -5,6 +5,7 @@ and the switch to the frozen-encoder path (cached backbone features instead of f
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -36,7 +37,7 @@ class Batches:
         t, d = cfg.train, cfg.divl
         self.on_device = t.replay == "device" and jax.process_count() == 1
         self.frozen = False
-        self._featurize = None
+        self._featurize: Callable[[np.ndarray], np.ndarray] | None = None
         if self.on_device:
             self.replay = DeviceReplay(cfg.model.horizon, d.nstep, d.gamma, bc_rule(t),
                                        sharding=NamedSharding(mesh, P()) if mesh.devices.size > 1 else None)
@@ -113,10 +114,9 @@ class Batches:
         d = self.cfg.divl
         discount = d.gamma ** (d.nstep * self.cfg.model.horizon)
         if self.on_device:
-            n = self.replay.size
             ret, done, next_idx, task, interv, q = self.replay.frames("ret", "done", "next_idx", "task_id",
                                                                         "intervention", "joint_pos")
-            v = values(self.replay._arrays["images"][:n], q, task)
+            v = values(self.replay.column("images"), q, task)
             interv = interv * self.replay.rollout_frames()  # corrections, not demonstrations or play
             adv, pos = recap.advantage_labels(v, v[next_idx], ret, done, discount, task, interv,
                                               self.cfg.train.recap_positive_fraction)

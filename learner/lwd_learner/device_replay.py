@@ -127,7 +127,7 @@ class DeviceReplay:
     def add(self, episodes: list[EpisodeArrays], online: bool = False) -> None:
         if not episodes:
             return
-        cols = {k: [] for k in _FRAME_FIELDS}
+        cols: dict[str, list[np.ndarray]] = {k: [] for k in _FRAME_FIELDS}
         start = self.size
         for ep in episodes:
             big_t = len(ep.actions)
@@ -185,9 +185,18 @@ class DeviceReplay:
         self._arrays = self._place({**self._arrays, "images": jnp.asarray(out)})
         self._data = None
 
+    def _stored(self) -> dict:
+        if self._arrays is None:
+            raise ValueError("replay buffer has no transitions")
+        return self._arrays
+
     def frames(self, *names: str) -> list[np.ndarray]:
         """Host copies of per-frame fields over the stored frames (e.g. for relabelling)."""
-        return [np.asarray(self._arrays[n][:self.size]) for n in names]
+        return [np.asarray(self._stored()[n][:self.size]) for n in names]
+
+    def column(self, name: str) -> jnp.ndarray:
+        """A per-frame field over the stored frames, where it lies (on device)."""
+        return self._stored()[name][:self.size]
 
     def rollout_frames(self) -> np.ndarray:
         """bool [size]: the frame belongs to an autonomous rollout (not a demonstration or play)."""
@@ -201,7 +210,7 @@ class DeviceReplay:
         """Replace the policy's task id of every stored frame (RECAP's advantage labels)."""
         full = np.zeros(self.capacity, np.int32)
         full[:self.size] = ids
-        self._arrays = self._place({**self._arrays, "policy_task_id": jnp.asarray(full)})
+        self._arrays = self._place({**self._stored(), "policy_task_id": jnp.asarray(full)})
         self._data = None
 
     def arrays(self) -> ReplayArrays:

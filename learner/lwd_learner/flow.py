@@ -110,7 +110,7 @@ def qam_loss(
     action_shape: tuple[int, ...],
     batch_size: int,
     q_grad: Callable[[jnp.ndarray], jnp.ndarray],
-    lam: float,
+    lam: float | jnp.ndarray,
     steps: int,
     rng,
     rollout_with_reference: bool = False,

@@ -23,12 +23,13 @@ from __future__ import annotations
 import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.extend.core as jcore
 import numpy as np
 import onnx
+from jax.core import ShapedArray
 from onnx import helper, numpy_helper
 
 OPSET = 17
@@ -94,14 +95,16 @@ def _ew(f: Callable) -> Callable:
     return lambda *xs, **_: f(*xs)  # elementwise primitives' params (accuracy=...) do not change the result
 
 
+_NUMPY_ELEMENTWISE: dict[str, Callable] = {
+    "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "max": np.maximum,
+    "min": np.minimum, "neg": np.negative, "exp": np.exp, "log": np.log, "sin": np.sin, "cos": np.cos,
+    "tanh": np.tanh, "abs": np.abs, "sqrt": np.sqrt, "lt": np.less, "gt": np.greater, "le": np.less_equal,
+    "ge": np.greater_equal, "eq": np.equal, "ne": np.not_equal, "square": np.square,
+    "logistic": lambda x: 1.0 / (1.0 + np.exp(-x)), "rsqrt": lambda x: 1.0 / np.sqrt(x),
+    "select_n": lambda p, *cases: np.where(p, cases[1], cases[0]) if len(cases) == 2 else None}
+
 _NUMPY: dict[str, Callable] = {
-    **{k: _ew(f) for k, f in {
-        "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "max": np.maximum,
-        "min": np.minimum, "neg": np.negative, "exp": np.exp, "log": np.log, "sin": np.sin, "cos": np.cos,
-        "tanh": np.tanh, "abs": np.abs, "sqrt": np.sqrt, "lt": np.less, "gt": np.greater, "le": np.less_equal,
-        "ge": np.greater_equal, "eq": np.equal, "ne": np.not_equal, "square": np.square,
-        "logistic": lambda x: 1.0 / (1.0 + np.exp(-x)), "rsqrt": lambda x: 1.0 / np.sqrt(x),
-        "select_n": lambda p, *cases: np.where(p, cases[1], cases[0]) if len(cases) == 2 else None}.items()},
+    **{k: _ew(f) for k, f in _NUMPY_ELEMENTWISE.items()},
     "integer_pow": lambda x, y, **_: x ** y,
     "convert_element_type": lambda x, new_dtype, **_: x.astype(new_dtype),
     "reshape": lambda x, new_sizes, dimensions=None, **_: None if dimensions else x.reshape(new_sizes),
@@ -196,7 +199,7 @@ class _Converter:
 
         def read(a):
             if isinstance(a, jcore.Literal):
-                return np.asarray(a.val, a.aval.dtype)
+                return np.asarray(a.val, cast(ShapedArray, a.aval).dtype)  # a literal is a typed scalar
             return env[a]
 
         for var, val in zip(jaxpr.constvars, consts, strict=True):
@@ -449,7 +452,8 @@ def jax_to_onnx(fn: Callable, inputs: Sequence[GraphInput], output_names: Sequen
     """ONNX model of `fn(*inputs) -> output(s)`; what `fn` closes over (parameters) becomes initialisers."""
     names = sorted({d for i in inputs for d in i.shape if isinstance(d, str)})
     syms = dict(zip(names, jax.export.symbolic_shape(", ".join(names)), strict=True)) if names else {}
-    specs = [jax.ShapeDtypeStruct(tuple(syms.get(d, d) for d in i.shape), i.jax_dtype or i.onnx_dtype) for i in inputs]
+    specs = [jax.ShapeDtypeStruct(tuple(syms[d] if isinstance(d, str) else d for d in i.shape),
+                                  i.jax_dtype or i.onnx_dtype) for i in inputs]
     closed = jax.make_jaxpr(fn)(*specs)
     conv = _Converter(opset)
     args = []

@@ -16,7 +16,7 @@ without one is named at export time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -35,7 +35,13 @@ class VocabTaskEmbedding(nn.Module):
         return nn.Embed(self.cfg.vocab_capacity, self.cfg.task_dim, name="table")(task_id)
 
 
-TEXT_ENCODERS: dict[str, Callable[[EncoderConfig], nn.Module]] = {"vocab": VocabTaskEmbedding}
+class ModuleFactory(Protocol):
+    """How a registry builds its module: the config, and the submodule's name in its parent."""
+
+    def __call__(self, cfg: EncoderConfig, *, name: str) -> nn.Module: ...
+
+
+TEXT_ENCODERS: dict[str, ModuleFactory] = {"vocab": VocabTaskEmbedding}
 
 
 def spatial_keypoints(x):
@@ -91,7 +97,7 @@ class ConvObsEncoder(nn.Module):
         return nn.LayerNorm(name="norm")(z)
 
 
-ENCODERS: dict[str, Callable[[EncoderConfig], nn.Module]] = {"conv": ConvObsEncoder}
+ENCODERS: dict[str, ModuleFactory] = {"conv": ConvObsEncoder}
 
 
 def make_encoder(cfg: EncoderConfig, name: str) -> nn.Module:
@@ -127,6 +133,9 @@ class FlowPolicy(nn.Module):
     """Flow-matching policy: encoder + vector field; `encode` once, `field` per flow step."""
 
     cfg: ModelConfig
+
+    if TYPE_CHECKING:  # applied without `mutable` here, so apply returns the method's output alone
+        def apply(self, variables: Any, *args: Any, **kwargs: Any) -> Any: ...
 
     def setup(self):
         self.encoder = make_encoder(self.cfg.encoder, name="encoder")
@@ -175,6 +184,9 @@ class CriticValue(nn.Module):
     (plus a scalar head for the expectile baseline), all on one shared encoder."""
 
     cfg: ModelConfig
+
+    if TYPE_CHECKING:  # applied without `mutable` here, so apply returns the method's output alone
+        def apply(self, variables: Any, *args: Any, **kwargs: Any) -> Any: ...
 
     def setup(self):
         self.encoder = make_encoder(self.cfg.encoder, name="encoder")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
+from launch import Action, LaunchDescription
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
@@ -73,7 +73,7 @@ def _fleet_actions(context, *_, **__):
     cfg = load_fleet_yaml(fleet_file)
     overrides = with_run_dir_defaults(cfg, fleet_overrides(arg))
     fleet = expand_fleet(cfg, overrides)
-    actions = []
+    actions: list[Action] = []
     for spec in fleet.processes:
         if spec.ros:
             actions.append(Node(
