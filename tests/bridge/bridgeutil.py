@@ -61,3 +61,41 @@ def stored_hashes(root: Path) -> dict[str, str]:
 def snapshot_ids(root: Path) -> set[str]:
     snap = EpisodeStore(root / "store").latest_snapshot()
     return set(snap.episode_ids) if snap else set()
+
+
+# --- frames as a robot sends them (for tests that talk to BridgeCore or a raw socket) ---------------------
+
+
+def hello_frame(robot_id: str = "robot0", role: str = "stream", config_hash: str | None = None,
+                open_episodes: list[str] | None = None, policy_version: str = "") -> bytes:
+    from lwd_common.transport import protocol
+
+    return protocol.encode("hello", robot_id=robot_id, policy_version=policy_version, role=role,
+                           open_episodes=open_episodes or [], config_hash=config_hash or protocol.config_hash())
+
+
+def episode_frames(robot_id: str = "robot0", index: int = 0, n: int = 25, per_chunk: int = 10,
+                   ended_at: float = 0.0) -> tuple[list[bytes], str]:
+    """All frames of one deterministic episode (ep_begin, ep_chunk..., ep_end) and its content hash."""
+    from lwd_common.episode import Episode, content_hash, meta_to_dict, outcome_to_dict
+    from lwd_common.transport import protocol
+
+    meta, steps, out = make_meta(robot_id, index), make_steps(n, seed=index), outcome(n, index)
+    frames = [protocol.encode("ep_begin", episode_id=meta.episode_id, seq=0, meta=meta_to_dict(meta))]
+    for i in range(0, n, per_chunk):
+        frames.append(protocol.encode("ep_chunk", episode_id=meta.episode_id, seq=len(frames),
+                                      steps=protocol.steps_to_chunk(steps[i:i + per_chunk], CAMERA_NAMES)))
+    digest = content_hash(Episode.from_steps(meta, steps, out))
+    frames.append(protocol.encode("ep_end", episode_id=meta.episode_id, seq=len(frames),
+                                  outcome=outcome_to_dict(out), num_steps=n, content_hash=digest, ended_at=ended_at))
+    return frames, digest
+
+
+def proc_memory(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak RSS) of a process, in bytes (Linux)."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) * 1024
+    return out

@@ -11,9 +11,23 @@ from bridgeutil import free_endpoint  # noqa: E402
 HERE = Path(__file__).resolve().parent
 
 
-def start_bridge(procs: Procs, root: Path, endpoint: str, *extra: str, name: str = "bridge"):
-    """Start `python -m lwd_learner_bridge.server` and wait until it listens."""
-    proc = procs.python(name, "-m", "lwd_learner_bridge.server", "--root", str(root), "--bind", endpoint, *extra)
+CAPPED_SERVER = """
+import resource, runpy, sys
+limit = int(sys.argv.pop(1))
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+sys.argv[0] = "lwd_learner_bridge.server"
+runpy.run_module("lwd_learner_bridge.server", run_name="__main__")
+"""
+
+
+def start_bridge(procs: Procs, root: Path, endpoint: str, *extra: str, name: str = "bridge",
+                 mem_limit_mb: int = 0):
+    """Start `python -m lwd_learner_bridge.server` and wait until it listens (address space capped if asked)."""
+    args = ("--root", str(root), "--bind", endpoint, *extra)
+    if mem_limit_mb:
+        proc = procs.python(name, "-c", CAPPED_SERVER, str(mem_limit_mb << 20), *args)
+    else:
+        proc = procs.python(name, "-m", "lwd_learner_bridge.server", *args)
     assert wait_for(lambda: "listening on" in procs.log(name) or proc.poll() is not None, 20), procs.log(name)
     assert proc.poll() is None, procs.log(name)
     return proc

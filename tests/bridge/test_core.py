@@ -5,13 +5,11 @@ import random
 import time
 
 import pytest
-from bridgeutil import make_meta, make_steps, outcome
+from bridgeutil import episode_frames, hello_frame
 
 from lwd_common import codec
-from lwd_common.episode import Episode, content_hash, meta_to_dict, outcome_to_dict
 from lwd_common.store import EpisodeStore
 from lwd_common.transport import protocol
-from lwd_description.robot import CAMERA_NAMES
 from lwd_learner_bridge.config import BridgeConfig
 from lwd_learner_bridge.core import BridgeCore
 
@@ -19,20 +17,7 @@ PEER = b"peer-1"
 
 
 def hello(robot_id="robot0", config_hash=None) -> bytes:
-    return protocol.encode("hello", robot_id=robot_id, policy_version="", role="stream", open_episodes=[],
-                           config_hash=config_hash or protocol.config_hash())
-
-
-def episode_frames(robot_id="robot0", index=0, n=25, per_chunk=10, ended_at=0.0) -> tuple[list[bytes], str]:
-    meta, steps, out = make_meta(robot_id, index), make_steps(n, seed=index), outcome(n, index)
-    frames = [protocol.encode("ep_begin", episode_id=meta.episode_id, seq=0, meta=meta_to_dict(meta))]
-    for i in range(0, n, per_chunk):
-        frames.append(protocol.encode("ep_chunk", episode_id=meta.episode_id, seq=len(frames),
-                                      steps=protocol.steps_to_chunk(steps[i:i + per_chunk], CAMERA_NAMES)))
-    digest = content_hash(Episode.from_steps(meta, steps, out))
-    frames.append(protocol.encode("ep_end", episode_id=meta.episode_id, seq=len(frames),
-                                  outcome=outcome_to_dict(out), num_steps=n, content_hash=digest, ended_at=ended_at))
-    return frames, digest
+    return hello_frame(robot_id, config_hash=config_hash)
 
 
 def types(replies: list[bytes]) -> list[str]:
@@ -214,3 +199,20 @@ def test_policy_latency_counts_only_policies_published_while_this_bridge_ran(tmp
     loaded(new.version)
     assert core.status()["policy_latency_s"]["p50"] is not None
     assert core.status()["robots"]["robot0"]["policy_version"] == new.version
+
+
+def test_columns_join_into_the_same_bytes_as_steps():
+    """The bridge joins chunks as columns (no per-step objects); the file must equal the robot's from_steps."""
+    from bridgeutil import make_meta, make_steps, outcome
+
+    from lwd_common.episode import Episode, encode_episode
+    from lwd_description.robot import CAMERA_NAMES
+
+    meta, steps, out = make_meta("robot0", 5), make_steps(37, seed=5), outcome(37, 5)
+    for i, s in enumerate(steps):
+        s.policy_version = ["v000002", "v000001", "v000003"][(i // 9) % 3]
+    chunks = [protocol.check_chunk(codec.unpackb(codec.packb(protocol.steps_to_chunk(steps[i:i + 8], CAMERA_NAMES))))
+              for i in range(0, 37, 8)]
+    assert encode_episode(Episode.from_columns(meta, chunks, out)) == encode_episode(Episode.from_steps(meta, steps, out))
+    empty = outcome(0, 5)
+    assert encode_episode(Episode.from_columns(meta, [], empty)) == encode_episode(Episode.from_steps(meta, [], empty))

@@ -74,3 +74,20 @@ while not got and time.time() < deadline:
     rclpy.spin_once(node, timeout_sec=0.2)
 print(json.dumps(got[0] if got else None)); sys.exit(0 if got else 1)
 """
+
+
+def test_status_command_asks_a_curve_bridge_with_a_monitor_key(procs, tmp_path, endpoint):
+    from lwd_learner_bridge.keys import generate
+
+    keys, allow, monitors = tmp_path / "keys", tmp_path / "allow", tmp_path / "monitors"
+    for name in ("bridge", "ops"):
+        generate(keys, name)
+    allow.mkdir()
+    monitors.mkdir()
+    (monitors / "ops.key").write_bytes((keys / "ops.key").read_bytes())
+    start_bridge(procs, tmp_path / "bridge", endpoint, "--curve-secret-key", str(keys / "bridge.key_secret"),
+                 "--allow-keys", str(allow), "--monitor-keys", str(monitors))
+    out = subprocess.run([sys.executable, "-m", "lwd_learner_bridge.status", "--endpoint", endpoint,
+                          "--curve-secret-key", str(keys / "ops.key_secret"), "--server-key", str(keys / "bridge.key")],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "health OK" in out.stdout, out.stdout + out.stderr

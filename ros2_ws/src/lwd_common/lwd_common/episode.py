@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any, Protocol
@@ -155,6 +155,49 @@ class Episode:
             images={c: [s.images[c] for s in steps] for c in meta.cameras},
         )
 
+    @classmethod
+    def from_columns(
+        cls, meta: EpisodeMeta, chunks: Sequence[Mapping[str, Any]], outcome: EpisodeOutcome
+    ) -> Episode:
+        """The episode `from_steps` builds from the same steps, from column chunks (`protocol.check_chunk`).
+
+        The bridge keeps streamed chunks as columns and joins them here, so it
+        never holds one Python object per step (decoded memory stays close to
+        the wire size); the result encodes byte-identically to `from_steps`.
+        """
+        versions: list[str] = []
+        index: dict[str, int] = {}
+        policy_index: list[int] = []
+        for c in chunks:
+            for v in c["policy_version"]:
+                if v not in index:
+                    index[v] = len(versions)
+                    versions.append(v)
+                policy_index.append(index[v])
+        if len(versions) > np.iinfo(np.int16).max + 1:
+            raise ValueError(f"{len(versions)} policy versions in one episode")
+        missing = sorted({cam for c in chunks for cam in meta.cameras if cam not in c["images"]})
+        if missing:
+            raise ValueError(f"steps lack camera frames: {missing}")
+
+        def col(name: str, dtype: type, tail: tuple[int, ...] = ()) -> np.ndarray:
+            parts: list[np.ndarray] = [np.asarray(c[name], dtype) for c in chunks]
+            return np.concatenate(parts).reshape(-1, *tail) if parts else np.zeros((0, *tail), dtype)
+
+        return cls(
+            meta=meta,
+            outcome=outcome,
+            step=col("step", np.int64),
+            stamp=col("stamp", np.float64),
+            joint_pos=col("joint_pos", np.float32, (NUM_JOINTS,)),
+            action=col("action", np.float32, (NUM_JOINTS,)),
+            source=col("source", np.int8),
+            chunk_id=col("chunk_id", np.int64),
+            policy_index=np.array(policy_index, np.int16),
+            policy_versions=versions,
+            images={cam: [f for c in chunks for f in c["images"][cam]] for cam in meta.cameras},
+        )
+
     def validate(self) -> None:
         """Raise ValueError if columns disagree in length or shape."""
         t = self.num_steps
@@ -186,21 +229,82 @@ def outcome_to_dict(outcome: EpisodeOutcome) -> dict[str, Any]:
     return d
 
 
+# `meta.extra` is free-form but must stay plain data of bounded size: the store, the
+# learner and `meta_to_dict` (dataclasses.asdict recurses) all walk it.
+MAX_EXTRA_DEPTH = 16
+MAX_EXTRA_NODES = 10_000
+_PLAIN = (str, bytes, int, float, bool, type(None))
+
+
+def _check_plain(value: Any, what: str) -> None:
+    """ValueError unless `value` is nested dicts/lists of plain scalars, not too deep or large (iterative)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    nodes = 0
+    while stack:
+        v, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_EXTRA_NODES:
+            raise ValueError(f"{what} holds more than {MAX_EXTRA_NODES} values")
+        if isinstance(v, dict):
+            if depth >= MAX_EXTRA_DEPTH:
+                raise ValueError(f"{what} is nested deeper than {MAX_EXTRA_DEPTH}")
+            for k, x in v.items():
+                if not isinstance(k, str):
+                    raise ValueError(f"{what} keys must be strings")
+                stack.append((x, depth + 1))
+        elif isinstance(v, list | tuple):
+            if depth >= MAX_EXTRA_DEPTH:
+                raise ValueError(f"{what} is nested deeper than {MAX_EXTRA_DEPTH}")
+            stack.extend((x, depth + 1) for x in v)
+        elif not isinstance(v, _PLAIN):
+            raise ValueError(f"{what} holds a {type(v).__name__}")
+
+
+def _want(d: dict[str, Any], name: str, types: tuple[type, ...], optional: bool = False) -> None:
+    if name not in d:
+        if optional:
+            return
+        raise ValueError(f"missing field {name!r}")
+    v = d[name]
+    if not isinstance(v, types) or (isinstance(v, bool) and bool not in types):
+        raise ValueError(f"field {name!r} must be {'/'.join(t.__name__ for t in types)}, got {type(v).__name__}")
+
+
 def meta_from_dict(d: dict[str, Any]) -> EpisodeMeta:
+    """EpisodeMeta from its dict; ValueError/TypeError for anything that is not one (fields are type-checked)."""
+    if not isinstance(d, dict):
+        raise ValueError(f"episode meta must be a map, got {type(d).__name__}")
     d = dict(d)
     version = d.get("schema_version")
-    if version != EPISODE_SCHEMA_VERSION:
-        raise ValueError(f"episode schema version {version}, this code reads {EPISODE_SCHEMA_VERSION}")
+    if type(version) is not int or version != EPISODE_SCHEMA_VERSION:
+        raise ValueError(f"episode schema version {str(version)[:20]}, this code reads {EPISODE_SCHEMA_VERSION}")
+    for name in ("episode_id", "robot_id", "task", "instruction", "kind"):
+        _want(d, name, (str,))
+    _want(d, "started_at", (int, float), optional=True)
+    _want(d, "cameras", (list, tuple), optional=True)
+    _want(d, "extra", (dict,), optional=True)
+    if "cameras" in d and not all(isinstance(c, str) for c in d["cameras"]):
+        raise ValueError("cameras must be strings")
+    _check_plain(d.get("extra", {}), "meta.extra")
     d["kind"] = EpisodeKind(d["kind"])
-    d["cameras"] = tuple(d["cameras"])
+    if "cameras" in d:
+        d["cameras"] = tuple(d["cameras"])
     return EpisodeMeta(**d)
 
 
 def outcome_from_dict(d: dict[str, Any]) -> EpisodeOutcome:
+    """EpisodeOutcome from its dict; ValueError/TypeError for anything that is not one."""
+    if not isinstance(d, dict):
+        raise ValueError(f"episode outcome must be a map, got {type(d).__name__}")
     d = dict(d)
+    _want(d, "label", (str,))
+    _want(d, "num_steps", (int,))
+    _want(d, "reason", (str,), optional=True)
+    _want(d, "note", (str,), optional=True)
+    _want(d, "ended_at", (int, float), optional=True)
+    _want(d, "subtask_score", (int, float, type(None)), optional=True)
     d["label"] = Label(d["label"])
     return EpisodeOutcome(**d)
-
 
 
 def encode_episode(ep: Episode) -> bytes:

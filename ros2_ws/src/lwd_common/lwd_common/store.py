@@ -31,12 +31,12 @@ from lwd_common.episode import (
 )
 
 EPISODE_SUFFIX = ".lwdep"
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
 def check_episode_id(episode_id: str) -> str:
-    """Episode ids become file names: allow only a safe character set."""
-    if not isinstance(episode_id, str) or not _SAFE_ID.match(episode_id):
+    """Episode ids become file names: the WHOLE id in a safe character set (`$` also matched before a newline)."""
+    if not isinstance(episode_id, str) or not _SAFE_ID.fullmatch(episode_id):
         raise ValueError(f"invalid episode id {episode_id!r}")
     return episode_id
 

@@ -53,7 +53,7 @@ class PolicyServing:
         try:
             info = self.served_info()
         except (KeyError, ValueError, OSError) as exc:  # e.g. the pinned version vanished from the store
-            log.error("cannot serve a policy: %s", exc)
+            self.stats.note(logging.ERROR, "policy", "cannot serve a policy: %s", str(exc))
             return self.stats.refuse("unknown_policy", f"bridge cannot serve a policy: {exc}")
         return protocol.encode("policy_info", info=info.to_dict() if info else None)
 
@@ -63,7 +63,7 @@ class PolicyServing:
         try:
             info = self.policies.get(published_version(version))
         except (KeyError, ValueError) as exc:
-            return self.stats.refuse("unknown_policy", str(exc))
+            return self.stats.refuse("unknown_policy", protocol.clip(str(exc)))
         if offset < 0 or offset > info.size or msg["length"] <= 0:
             return self.stats.refuse("bad_field", f"offset {offset} / length {msg['length']} outside policy {version}")
         length = min(msg["length"], self.config.policy_chunk_max)
@@ -90,7 +90,8 @@ class PolicyServing:
         robot = self.stats.robot(robot_id)
         robot.policy_ok = msg["ok"]
         if not msg["ok"]:
-            log.warning("robot %s failed to load policy %s: %s", robot_id, msg["version"], msg["message"])
+            self.stats.note(logging.WARNING, "policy_load", "robot %s failed to load policy %s: %s", robot_id,
+                            msg["version"], msg["message"])
             return
         self.robot_runs(robot_id, msg["version"])
         robot.policy_loaded_at = float(msg["loaded_at"])

@@ -2,27 +2,38 @@
 
 Every other module reports here instead of keeping its own tallies, so the
 status the bridge publishes (`BridgeCore.status`, `<root>/status.json`) is
-built from one place. Refusals go through `refuse`, which counts, logs and
-builds the `error` frame, so no refused frame goes uncounted.
+built from one place. Refusals go through `refuse`, which counts, logs (rate
+limited, peer text clipped: `logs.LogLimiter`) and builds the `error` frame, so
+no refused frame goes uncounted and none can flood the log.
+
+The robot table is bounded: `status.json` is rewritten every second and one
+entry per robot id ever seen (ids are free without CURVE) made it 31.7 MB.
+Idle robots are forgotten after `robot_forget_s`, and beyond `max_robots` the
+least recently seen idle robot goes first.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
-from collections.abc import Iterable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from lwd_common.transport import protocol
+from lwd_learner_bridge.logs import LogLimiter
 
 log = logging.getLogger("lwd.bridge")
 
 COUNTERS = ("frames", "bytes", "rejected", "duplicates_dropped", "episodes_committed", "episodes_rejected",
-            "missing_requests", "partials_expired", "policy_chunks_served", "auth_denied", "replies_dropped",
-            "backlog_committed")
+            "missing_requests", "partials_expired", "partials_evicted", "conflicting_frames", "forbidden",
+            "policy_chunks_served", "auth_denied", "replies_dropped", "backlog_committed", "internal_errors",
+            "writer_restarts", "connections_cut", "connections_refused", "robots_forgotten", "log_suppressed")
+MAX_REPLY_MESSAGE = 512  # characters of an error message sent back to a robot
+MAX_REPORTED = 50  # robot_stats counters kept per robot
+MAX_COUNTER_NAME = 64
 
 
 @dataclass
@@ -46,15 +57,51 @@ def percentile(values: Iterable[float], q: float) -> float | None:
 
 
 class FleetStats:
-    def __init__(self, started_at: float):
+    def __init__(self, started_at: float, max_robots: int = 1024, robot_forget_s: float = 7 * 86400.0):
         self.started_at = started_at
+        self.max_robots = max_robots
+        self.robot_forget_s = robot_forget_s
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
-        self.robots: dict[str, RobotState] = {}
+        self.robots: OrderedDict[str, RobotState] = OrderedDict()  # least recently seen first
         self.commit_latencies: deque[float] = deque(maxlen=10000)  # robot end -> committed (wall clock)
         self.policy_latencies: deque[float] = deque(maxlen=10000)  # served -> robot reports loaded
+        self.logs = LogLimiter(log)
+        self.is_active: Callable[[str], bool] = lambda robot_id: False  # has a session or partials (core sets it)
 
     def robot(self, robot_id: str) -> RobotState:
-        return self.robots.setdefault(robot_id, RobotState())
+        state = self.robots.get(robot_id)
+        if state is None:
+            state = self.robots[robot_id] = RobotState()
+            self._bound()
+        return state
+
+    def seen(self, robot_id: str, now: float) -> None:
+        """`robot_id` sent something: it moves to the end of the eviction order."""
+        self.robot(robot_id).last_seen = now
+        self.robots.move_to_end(robot_id)
+
+    def _bound(self) -> None:
+        """Keep at most `max_robots`: evict the least recently seen, preferring idle ones (a few tries)."""
+        tries = 0
+        while len(self.robots) > self.max_robots:
+            rid = next(iter(self.robots))
+            if self.is_active(rid) and tries < 8:  # active: look at the next oldest first
+                tries += 1
+                self.robots.move_to_end(rid)
+                continue
+            del self.robots[rid]  # an active robot comes back with fresh counters on its next frame
+            self.counters["robots_forgotten"] += 1
+
+    def prune(self, now: float) -> None:
+        """Forget idle robots not seen for `robot_forget_s` (oldest first; stops at the first recent one)."""
+        for rid in list(self.robots):
+            state = self.robots[rid]
+            if now - state.last_seen <= self.robot_forget_s:
+                break
+            if not self.is_active(rid):
+                del self.robots[rid]
+                self.counters["robots_forgotten"] += 1
+        self._bound()
 
     def frame_received(self, size: int) -> None:
         self.counters["frames"] += 1
@@ -64,21 +111,30 @@ class FleetStats:
                peer: bytes | None = None, robot_id: str | None = None) -> bytes:
         """Count and log a refused frame and return the `error` frame that tells the robot why."""
         self.counters["rejected"] += 1
-        if robot_id:
-            self.robot(robot_id).rejected += 1
-        log.warning("rejected frame from %s: %s: %s", robot_id or (peer.hex() if peer else "?"), code, message)
-        return protocol.encode("error", code=code, message=message, episode_id=episode_id, fatal=fatal)
+        if robot_id and robot_id in self.robots:
+            self.robots[robot_id].rejected += 1
+        who = robot_id or (peer.hex() if peer else "?")
+        if not self.logs.log(logging.WARNING, f"refuse:{code}", "rejected frame from %s: %s: %s", who, code, message):
+            self.counters["log_suppressed"] += 1
+        return protocol.encode("error", code=code, message=protocol.clip(message, MAX_REPLY_MESSAGE),
+                               episode_id=episode_id, fatal=fatal)
+
+    def note(self, level: int, category: str, fmt: str, *args: object) -> None:
+        """A rate-limited log line (args escaped and clipped)."""
+        if not self.logs.log(level, category, fmt, *args):
+            self.counters["log_suppressed"] += 1
 
     def duplicate(self, robot_id: str | None) -> None:
         self.counters["duplicates_dropped"] += 1
-        if robot_id:
-            self.robot(robot_id).duplicates_dropped += 1
+        if robot_id and robot_id in self.robots:
+            self.robots[robot_id].duplicates_dropped += 1
 
     def robot_reported(self, robot_id: str, msg: dict[str, Any]) -> None:
         """A `robot_stats` frame: keep the robot's own counters (bounded) for the fleet status."""
         robot = self.robot(robot_id)
-        robot.reported = {k: v for k, v in list(msg["counters"].items())[:50]
-                          if isinstance(k, str) and isinstance(v, int)}
+        robot.reported = {k: v for k, v in list(msg["counters"].items())[:MAX_REPORTED]
+                          if isinstance(k, str) and len(k) <= MAX_COUNTER_NAME and type(v) is int
+                          and -(1 << 62) < v < (1 << 62)}
         robot.spooled_episodes = msg["spooled_episodes"]
 
     def episode_committed(self, robot_id: str, ended_at: float, now: float) -> None:

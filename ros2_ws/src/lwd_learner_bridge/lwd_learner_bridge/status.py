@@ -3,6 +3,11 @@
     python -m lwd_learner_bridge.status --root DIR            # from <root>/status.json
     python -m lwd_learner_bridge.status --endpoint tcp://...  # ask the running bridge
     add --json for machine-readable output
+
+Asking the bridge takes a session: the query says hello in the `monitor` role
+(which may read the status and nothing else). With CURVE the key must be in
+the bridge's `--monitor-keys` (or `--allow-keys`) directory under the name given
+with `--id` (default: the key file's name).
 """
 
 from __future__ import annotations
@@ -20,8 +25,11 @@ import zmq.auth
 from lwd_common.transport import protocol
 
 
-def query(endpoint: str, timeout_s: float = 3.0, secret_key: str = "", server_key: str = "") -> dict[str, Any]:
-    ctx = zmq.Context.instance()
+def query(endpoint: str, timeout_s: float = 3.0, secret_key: str = "", server_key: str = "",
+          monitor_id: str = "") -> dict[str, Any]:
+    """The fleet status from a running bridge, asked as a `monitor` session named `monitor_id`."""
+    monitor_id = monitor_id or (Path(secret_key).name.split(".")[0] if secret_key else "monitor")
+    ctx: zmq.Context = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     if secret_key:
@@ -30,14 +38,19 @@ def query(endpoint: str, timeout_s: float = 3.0, secret_key: str = "", server_ke
         sock.curve_serverkey = zmq.auth.load_certificate(server_key)[0]
     try:
         sock.connect(endpoint)
-        sock.send(protocol.encode("status_query"))
-        if not sock.poll(int(timeout_s * 1000)):
-            raise TimeoutError(f"no status from {endpoint} in {timeout_s} s")
-        msg = protocol.decode(sock.recv(), max_bytes=1 << 26, allowed=protocol.BRIDGE_TYPES)
+        hello = protocol.encode("hello", robot_id=monitor_id, policy_version="", config_hash=protocol.config_hash(),
+                                role="monitor", open_episodes=[])
+        for request in (hello, protocol.encode("status_query")):
+            sock.send(request)
+            if not sock.poll(int(timeout_s * 1000)):
+                raise TimeoutError(f"no status from {endpoint} in {timeout_s} s")
+            msg = protocol.decode(sock.recv(), max_bytes=1 << 26, allowed=protocol.BRIDGE_TYPES, limits=None)
+            if msg["t"] == "error":
+                raise RuntimeError(f"bridge refused: {msg['code']}: {msg['message']}")
     finally:
         sock.close(0)
     if msg["t"] != "status":
-        raise RuntimeError(f"bridge answered {msg['t']}: {msg.get('message')}")
+        raise RuntimeError(f"bridge answered {msg['t']}")
     return msg["fleet"]
 
 
@@ -54,8 +67,10 @@ def _pin(s: dict[str, Any]) -> str:
 
 def format_status(s: dict[str, Any]) -> str:
     now = s.get("time", time.time())
+    health = s.get("health") or {"level": "ok", "problems": []}
     lines = [
-        f"bridge up {now - s['started_at']:.0f} s  snapshot v{s['snapshot_version']}  "
+        f"bridge up {now - s['started_at']:.0f} s  health {health['level'].upper()}"
+        + "".join(f"  ({p})" for p in health["problems"]) + f"  snapshot v{s['snapshot_version']}  "
         f"episodes in store {s['episodes_in_store']}  latest policy {s['latest_policy'] or '-'}{_pin(s)}  "
         f"sessions {s['sessions']}  buffered {s['buffered_bytes'] / 1e6:.1f} MB",
         f"episode end->committed p50 {_fmt_s(s['commit_latency_s']['p50'])} p99 {_fmt_s(s['commit_latency_s']['p99'])}"
@@ -82,8 +97,14 @@ def fleet_health(s: dict[str, Any], stale_s: float = 10.0, now: float | None = N
     """(level, name, message, key values) for the bridge and each robot, for /diagnostics."""
     now = time.time() if now is None else now
     age = now - s["time"]
-    bridge_level = OK if age < stale_s else ERROR
-    out = [(bridge_level, "lwd_bridge", "ok" if bridge_level == OK else f"status {age:.0f} s old: bridge down?", {
+    problems = (s.get("health") or {}).get("problems") or []
+    if age >= stale_s:
+        bridge_level, bridge_msg = ERROR, f"status {age:.0f} s old: bridge down?"
+    elif problems:  # e.g. an episode writer died (restarted, but episodes may have been refused meanwhile)
+        bridge_level, bridge_msg = ERROR, "; ".join(problems)
+    else:
+        bridge_level, bridge_msg = OK, "ok"
+    out = [(bridge_level, "lwd_bridge", bridge_msg, {
         "snapshot_version": str(s["snapshot_version"]), "episodes_in_store": str(s["episodes_in_store"]),
         "latest_policy": str(s["latest_policy"]), "pinned_policy": str(s.get("pinned_policy")),
         "sessions": str(s["sessions"]),
@@ -109,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     src.add_argument("--endpoint", help="ask a running bridge, e.g. tcp://127.0.0.1:5555")
     parser.add_argument("--curve-secret-key", default="")
     parser.add_argument("--server-key", default="")
+    parser.add_argument("--id", default="", help="name of this monitor session (with CURVE: its key's name)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.root:
@@ -117,7 +139,8 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"{path} does not exist (has the bridge run with --root {args.root}?)")
         status = json.loads(path.read_text())
     else:
-        status = query(args.endpoint, secret_key=args.curve_secret_key, server_key=args.server_key)
+        status = query(args.endpoint, secret_key=args.curve_secret_key, server_key=args.server_key,
+                       monitor_id=args.id)
     print(json.dumps(status, indent=1) if args.json else format_status(status))
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -91,6 +93,16 @@ BRIDGE_TYPES = frozenset(FIELDS) - ROBOT_TYPES
 EPISODE_TYPES = frozenset({"ep_begin", "ep_chunk", "ep_end"})
 ROLES = frozenset({"stream", "policy", "monitor"})
 
+# Stricter than "any string": ids become file names, versions and hashes are short; a message
+# (a robot's policy load failure) may be long but not unbounded. Other strings: DEFAULT_MAX_STR.
+MAX_STR = {"robot_id": 200, "episode_id": 200, "policy_version": 256, "current_version": 256, "version": 256,
+           "config_hash": 64, "role": 16, "content_hash": 128, "code": 64, "message": 65536}
+DEFAULT_MAX_STR = 4096
+# Highest frame number of an episode: 2^20 chunks is ~9.7 h at one step per chunk and 30 Hz (a robot
+# cuts a chunk every 15 steps by default). Bounds the bridge's gap bookkeeping.
+MAX_SEQ = 1 << 20
+MAX_CAMERAS = 16
+
 
 def encode(msg_type: str, **fields: Any) -> bytes:
     """Build a frame; validates like `decode` so we never send what the peer would refuse."""
@@ -99,33 +111,46 @@ def encode(msg_type: str, **fields: Any) -> bytes:
     return codec.packb(msg)
 
 
-def decode(data: bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES, allowed: frozenset[str] | None = None
-           ) -> dict[str, Any]:
-    """Parse and validate one frame; raise ProtocolError saying why it is refused."""
+def decode(data: bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES, allowed: frozenset[str] | None = None,
+           limits: codec.DecodeLimits | None = codec.WIRE_LIMITS) -> dict[str, Any]:
+    """Parse and validate one frame; raise ProtocolError saying why it is refused.
+
+    `limits` bounds the decoded memory of the frame (`codec.WIRE_LIMITS` unless the peer is trusted).
+    """
     if len(data) > max_bytes:
         raise ProtocolError("frame_too_large", f"frame of {len(data)} bytes exceeds limit {max_bytes}")
     try:
-        msg = codec.unpackb(data)
+        msg = codec.unpackb(data, limits=limits)
     except codec.CodecError as exc:
-        raise ProtocolError("malformed", f"malformed frame: {exc}") from exc
+        raise ProtocolError("malformed", f"malformed frame: {clip(str(exc))}") from exc
     if not isinstance(msg, dict):
         raise ProtocolError("malformed", f"frame must be a map, got {type(msg).__name__}")
     version = msg.get("v")
-    if version != SCHEMA_VERSION:
-        raise ProtocolError(
-            "schema_version", f"wire schema version {version!r} not supported (this side speaks {SCHEMA_VERSION})"
-        )
-    if allowed is not None and msg.get("t") in FIELDS and msg.get("t") not in allowed:
-        raise ProtocolError("unexpected_type", f"message type {msg.get('t')!r} not accepted here")
-    _check_fields(msg)
+    # exactly the int 1: not 1.0, True or an array that compares equal (those used to pass)
+    if type(version) is not int or version != SCHEMA_VERSION:
+        raise ProtocolError("schema_version", f"wire schema version {clip(repr(version), 40)} not supported "
+                            f"(this side speaks {SCHEMA_VERSION})")
+    msg_type = msg.get("t")
+    if not isinstance(msg_type, str):
+        raise ProtocolError("unknown_type", f"message type must be a string, got {type(msg_type).__name__}")
+    if allowed is not None and msg_type in FIELDS and msg_type not in allowed:
+        raise ProtocolError("unexpected_type", f"message type {clip(msg_type, 40)!r} not accepted here")
+    _check_fields(msg, strict=True)
     return msg
 
 
-def _check_fields(msg: dict[str, Any]) -> None:
+def clip(text: str, limit: int = 200) -> str:
+    """`text` cut to `limit` characters (peers choose what goes into our errors and logs)."""
+    return text if len(text) <= limit else f"{text[:limit]}...[{len(text) - limit} more]"
+
+
+def _check_fields(msg: dict[str, Any], strict: bool = False) -> None:
+    """Types of every field; `strict` (decoding): also string lengths, finite numbers and the seq range."""
     msg_type = msg.get("t")
     spec = FIELDS.get(msg_type) if isinstance(msg_type, str) else None
     if spec is None:
-        raise ProtocolError("unknown_type", f"unknown message type {msg_type!r}")
+        shown = clip(repr(msg_type), 40)
+        raise ProtocolError("unknown_type", f"unknown message type {shown}")
     for name, types in spec.items():
         if name not in msg:
             raise ProtocolError("bad_field", f"{msg_type}: missing field {name!r}")
@@ -135,8 +160,15 @@ def _check_fields(msg: dict[str, Any]) -> None:
             raise ProtocolError(
                 "bad_field", f"{msg_type}: field {name!r} must be {want}, got {type(value).__name__}"
             )
-    if "seq" in spec and msg["seq"] < 0:
-        raise ProtocolError("bad_field", f"{msg_type}: seq must be >= 0")
+        if not strict:
+            continue
+        if isinstance(value, str) and len(value) > MAX_STR.get(name, DEFAULT_MAX_STR):
+            raise ProtocolError("bad_field", f"{msg_type}: field {name!r} longer than "
+                                f"{MAX_STR.get(name, DEFAULT_MAX_STR)} characters")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ProtocolError("bad_field", f"{msg_type}: field {name!r} must be finite")
+    if "seq" in spec and (msg["seq"] < 0 or (strict and msg["seq"] > MAX_SEQ)):
+        raise ProtocolError("bad_field", f"{msg_type}: seq must be in 0..{MAX_SEQ}")
 
 
 # --- episode steps as chunk payloads -------------------------------------------------------------------
@@ -157,44 +189,68 @@ def steps_to_chunk(steps: Sequence[StepRecord], cameras: Sequence[str]) -> dict[
     }
 
 
-def chunk_to_steps(chunk: dict[str, Any], cameras: Sequence[str]) -> list[StepRecord]:
-    """Inverse of `steps_to_chunk`; ProtocolError for any shape or type that does not fit."""
+# The numeric columns of a chunk: name -> (dtype, shape after the step axis).
+CHUNK_COLUMNS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "step": ("int64", ()),
+    "stamp": ("float64", ()),
+    "joint_pos": ("float32", (NUM_JOINTS,)),
+    "action": ("float32", (NUM_JOINTS,)),
+    "source": ("int8", ()),
+    "chunk_id": ("int64", ()),
+}
+_VALID_SOURCES = np.array(sorted(int(s) for s in ActionSource), np.int8)
 
-    def arr(name: str, dtype: str, shape_tail: tuple[int, ...]) -> np.ndarray:
+
+def check_chunk(chunk: dict[str, Any]) -> dict[str, Any]:
+    """Validate a chunk payload and return only what an episode needs (the columns, unpacked to steps later).
+
+    Every camera the chunk carries must hold one JPEG byte string per step; the
+    bridge keeps chunks in this column form (no per-step objects) until the
+    episode is complete. ProtocolError for any shape or type that does not fit.
+    """
+    out: dict[str, Any] = {}
+    n = -1
+    for name, (dtype, tail) in CHUNK_COLUMNS.items():
         a = chunk.get(name)
-        if not isinstance(a, np.ndarray) or a.dtype != np.dtype(dtype) or a.shape[1:] != shape_tail:
+        if not isinstance(a, np.ndarray) or a.dtype != np.dtype(dtype) or a.ndim != 1 + len(tail) \
+                or a.shape[1:] != tail:
             got = f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
-            raise ProtocolError("bad_chunk", f"chunk column {name!r} must be {dtype} [n,{shape_tail}], got {got}")
-        return a
-
-    step = arr("step", "int64", ())
-    n = step.shape[0]
-    cols = {
-        "stamp": arr("stamp", "float64", ()),
-        "joint_pos": arr("joint_pos", "float32", (NUM_JOINTS,)),
-        "action": arr("action", "float32", (NUM_JOINTS,)),
-        "source": arr("source", "int8", ()),
-        "chunk_id": arr("chunk_id", "int64", ()),
-    }
-    for name, a in cols.items():
-        if a.shape[0] != n:
+            raise ProtocolError("bad_chunk", f"chunk column {name!r} must be {dtype} [n,{tail}], got {got}")
+        if n == -1:
+            n = a.shape[0]
+        elif a.shape[0] != n:
             raise ProtocolError("bad_chunk", f"chunk column {name!r} has {a.shape[0]} rows, want {n}")
+        out[name] = a
     versions = chunk.get("policy_version")
-    if not isinstance(versions, list) or len(versions) != n or not all(isinstance(v, str) for v in versions):
-        raise ProtocolError("bad_chunk", f"chunk policy_version must be a list of {n} strings")
+    if not isinstance(versions, list) or len(versions) != n or not all(
+            isinstance(v, str) and len(v) <= MAX_STR["policy_version"] for v in versions):
+        raise ProtocolError("bad_chunk", f"chunk policy_version must be a list of {n} short strings")
     images = chunk.get("images")
-    if not isinstance(images, dict):
-        raise ProtocolError("bad_chunk", "chunk images must be a map camera -> frames")
-    for c in cameras:
-        frames = images.get(c)
+    if not isinstance(images, dict) or len(images) > MAX_CAMERAS:
+        raise ProtocolError("bad_chunk", f"chunk images must be a map camera -> frames (at most {MAX_CAMERAS})")
+    for c, frames in images.items():
+        if not isinstance(c, str) or len(c) > 64:
+            raise ProtocolError("bad_chunk", "chunk camera names must be short strings")
         if not isinstance(frames, list) or len(frames) != n or not all(isinstance(f, bytes) for f in frames):
             raise ProtocolError("bad_chunk", f"chunk images[{c!r}] must be a list of {n} JPEG byte strings")
-    valid_sources = {int(s) for s in ActionSource}
-    if not set(cols["source"].tolist()) <= valid_sources:
+    if n and not np.isin(out["source"], _VALID_SOURCES).all():
         raise ProtocolError("bad_chunk", "chunk source holds an unknown ActionSource")
+    out["policy_version"] = versions
+    out["images"] = images
+    return out
+
+
+def chunk_to_steps(chunk: dict[str, Any], cameras: Sequence[str]) -> list[StepRecord]:
+    """Inverse of `steps_to_chunk`; ProtocolError for any shape or type that does not fit."""
+    cols = check_chunk(chunk)
+    images = cols["images"]
+    for c in cameras:
+        if c not in images:
+            raise ProtocolError("bad_chunk", f"chunk images[{c!r}] must be a list of JPEG byte strings")
+    versions = cols["policy_version"]
     return [
         StepRecord(
-            step=int(step[i]),
+            step=int(cols["step"][i]),
             stamp=float(cols["stamp"][i]),
             images={c: images[c][i] for c in cameras},
             joint_pos=cols["joint_pos"][i],
@@ -203,16 +259,21 @@ def chunk_to_steps(chunk: dict[str, Any], cameras: Sequence[str]) -> list[StepRe
             chunk_id=int(cols["chunk_id"][i]),
             policy_version=versions[i],
         )
-        for i in range(n)
+        for i in range(len(versions))
     ]
 
 
 def chunk_nbytes(chunk: dict[str, Any]) -> int:
-    """Approximate memory a chunk holds (arrays + images), for the bridge's limits."""
+    """Memory a checked chunk holds in the bridge: arrays, image and version strings, with object overheads."""
     total = 0
     for value in chunk.values():
         if isinstance(value, np.ndarray):
-            total += value.nbytes
-    for frames in (chunk.get("images") or {}).values():
-        total += sum(len(f) for f in frames if isinstance(f, bytes))
+            total += value.nbytes + 128  # array object + the bytes object its buffer lives in
+    versions = chunk.get("policy_version") or []
+    total += sys.getsizeof(versions) + sum(sys.getsizeof(v) for v in versions if isinstance(v, str))
+    images = chunk.get("images") or {}
+    total += sys.getsizeof(images)
+    for name, frames in images.items():
+        total += sys.getsizeof(name) + sys.getsizeof(frames)
+        total += sum(sys.getsizeof(f) for f in frames if isinstance(f, bytes))
     return total
