@@ -20,7 +20,8 @@ import zmq.auth
 from lwd_common.transport import protocol
 
 # Error codes after which saying hello again cannot help (wrong schema, config or key).
-FATAL_CODES = frozenset({"schema_version", "config_mismatch", "key_mismatch", "bad_hello"})
+# "forbidden": this role may not send that (a misconfigured client); retrying cannot help.
+FATAL_CODES = frozenset({"schema_version", "config_mismatch", "key_mismatch", "bad_hello", "forbidden"})
 
 
 class BridgeError(RuntimeError):
