@@ -34,11 +34,11 @@ def bootstrapped_run_dir(root: Path) -> Path:
     return layout.run_dir
 
 
-def fleet_file(root: Path, port: int) -> Path:
+def fleet_file(root: Path, port: int, host: str = "127.0.0.1") -> Path:
     """The default fleet description with the bridge on a free port (tests run side by side)."""
     default = Path(get_package_share_directory("lwd_bringup")) / "config" / "fleet.yaml"
     cfg = yaml.safe_load(default.read_text())
-    cfg["fleet"]["bridge"]["bind"] = f"tcp://127.0.0.1:{port}"
+    cfg["fleet"]["bridge"]["bind"] = f"tcp://{host}:{port}"
     path = root / "fleet.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path

@@ -27,15 +27,14 @@ def run_dir(tmp_path):
     return bootstrapped_run_dir(tmp_path)
 
 
-@launch_pytest.fixture
-def fleet(run_dir, tmp_path):
+def fleet_launch(run_dir, tmp_path, host: str):
     return launch.LaunchDescription([
         launch.actions.SetEnvironmentVariable("ROS_DOMAIN_ID", str(unique_domain_id())),
         launch.actions.SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"),
         launch.actions.IncludeLaunchDescription(
             launch.launch_description_sources.PythonLaunchDescriptionSource(launch_file("lwd_actor", "fleet.launch.py")),
             launch_arguments={
-                "fleet_file": str(fleet_file(tmp_path, free_port())),
+                "fleet_file": str(fleet_file(tmp_path, free_port(), host)),
                 "num_robots": "1",
                 "run_dir": str(run_dir),
                 "with_learner": "false",
@@ -43,6 +42,17 @@ def fleet(run_dir, tmp_path):
         ),
         launch_pytest.actions.ReadyToTest(),
     ])
+
+
+@launch_pytest.fixture
+def fleet(run_dir, tmp_path):
+    return fleet_launch(run_dir, tmp_path, "127.0.0.1")
+
+
+@launch_pytest.fixture
+def fleet_on_all_interfaces(run_dir, tmp_path):
+    """A bridge other machines can reach: the bring-up turns CURVE on and makes the keys."""
+    return fleet_launch(run_dir, tmp_path, "0.0.0.0")
 
 
 def _robot_status(run_dir) -> dict:
@@ -58,14 +68,28 @@ def _committed_episodes(run_dir) -> list:
     return [store.get(i) for i in snapshot.episode_ids] if snapshot else []
 
 
-@pytest.mark.launch(fixture=fleet)
-def test_fleet_launch_streams_episodes_to_the_bridge_and_the_robot_runs_the_published_policy(run_dir):
+def _wait_for_episodes_and_policy(run_dir) -> list:
     deadline = time.monotonic() + 600  # a bound for a loaded 2-core machine, not a timing assertion
     while time.monotonic() < deadline and not (_committed_episodes(run_dir)
                                                and _robot_status(run_dir).get("policy_version")):
         time.sleep(2)
     episodes = _committed_episodes(run_dir)
     assert episodes, f"no episode reached the bridge store in 600 s; robot status {_robot_status(run_dir)}"
+    return episodes
+
+
+@pytest.mark.launch(fixture=fleet)
+def test_fleet_launch_streams_episodes_to_the_bridge_and_the_robot_runs_the_published_policy(run_dir):
+    episodes = _wait_for_episodes_and_policy(run_dir)
     assert {e.meta.robot_id for e in episodes} == {"robot0"}
     assert all(e.num_steps > 0 and len(e.meta.cameras) == 3 for e in episodes)
+    assert _robot_status(run_dir)["policy_version"] == "v000001"
+
+
+@pytest.mark.launch(fixture=fleet_on_all_interfaces)
+def test_a_reachable_bridge_runs_over_curve_with_keys_made_by_the_bring_up(run_dir):
+    episodes = _wait_for_episodes_and_policy(run_dir)
+    assert {e.meta.robot_id for e in episodes} == {"robot0"}
+    keys = run_dir / "keys"
+    assert (keys / "allow" / "robot0.key").exists() and (keys / "bridge.key_secret").exists()
     assert _robot_status(run_dir)["policy_version"] == "v000001"

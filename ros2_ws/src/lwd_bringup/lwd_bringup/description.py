@@ -28,6 +28,8 @@ from typing import Any
 
 import yaml
 
+from lwd_common.transport.curve import is_loopback
+
 _ROBOT_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 
@@ -67,6 +69,7 @@ class FleetDescription:
     use_sim_time: bool
     bridge_endpoint: str | None
     processes: tuple[ProcessSpec, ...]
+    curve_keys_dir: Path | None = None  # where the fleet's CURVE keys live, when the bridge link uses CURVE
 
     def by_name(self, name: str) -> ProcessSpec:
         for p in self.processes:
@@ -80,6 +83,20 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     for k, v in (override or {}).items():
         out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+def _curve_keys_dir(bridge: dict[str, Any], endpoint: str, run_dir: Path) -> Path | None:
+    """The CURVE key directory when the robot-bridge link is encrypted, else None.
+
+    `bridge.curve`: "auto" (default: on exactly when the endpoint is reachable from other
+    machines, as the bridge itself requires), true or false.
+    """
+    curve = bridge.get("curve", "auto")
+    if curve not in ("auto", True, False):
+        raise FleetConfigError(f"bridge.curve must be auto, true or false, got {curve!r}")
+    if curve is False or (curve == "auto" and is_loopback(endpoint)):
+        return None
+    return Path(bridge.get("keys_dir") or run_dir / "keys")
 
 
 def load_fleet_yaml(path: str | Path) -> dict[str, Any]:
@@ -125,6 +142,10 @@ def expand_fleet(cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -
     bridge_enabled = bool(bridge.get("enabled", True))
     endpoint = bridge.get("endpoint") or bridge.get("bind", "tcp://127.0.0.1:5555")
     bridge_root = Path(bridge.get("root", run_dir / "bridge"))
+    keys_dir = _curve_keys_dir(bridge, endpoint, run_dir)
+    curve_args: tuple[str, ...] = ()
+    if keys_dir is not None:
+        curve_args = ("--curve-secret-key", str(keys_dir / "bridge.key_secret"), "--allow-keys", str(keys_dir / "allow"))
 
     common = {"use_sim_time": use_sim_time}
     procs: list[ProcessSpec] = []
@@ -135,7 +156,8 @@ def expand_fleet(cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -
                 package="lwd_learner_bridge",
                 executable="bridge_server",
                 module="lwd_learner_bridge.server",
-                args=("--root", str(bridge_root), "--bind", bridge.get("bind", endpoint), *bridge.get("args", [])),
+                args=("--root", str(bridge_root), "--bind", bridge.get("bind", endpoint), *curve_args,
+                      *bridge.get("args", [])),
                 ros=False,
             )
         )
@@ -173,6 +195,9 @@ def expand_fleet(cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -
         if bridge_enabled:
             actor_params.setdefault("sink", "bridge")
             actor_params.setdefault("bridge_endpoint", endpoint)
+        if keys_dir is not None and actor_params.get("sink") == "bridge":
+            actor_params.setdefault("curve_secret_key_file", str(keys_dir / f"{rid}.key_secret"))
+            actor_params.setdefault("bridge_public_key_file", str(keys_dir / "bridge.key"))
         procs.append(
             ProcessSpec(
                 name=f"{rid}.actor",
@@ -223,6 +248,7 @@ def expand_fleet(cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -
         use_sim_time=use_sim_time,
         bridge_endpoint=endpoint if bridge_enabled else None,
         processes=tuple(procs),
+        curve_keys_dir=keys_dir,
     )
 
 

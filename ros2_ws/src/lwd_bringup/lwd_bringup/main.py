@@ -28,6 +28,7 @@ from lwd_bringup.bootstrap import (
     run_dir_layout,
 )
 from lwd_bringup.description import FleetConfigError, deep_merge, expand_fleet, load_fleet_yaml
+from lwd_bringup.fleet_keys import ensure_fleet_keys
 from lwd_bringup.monitor import FleetMonitor
 from lwd_bringup.supervisor import Supervisor
 from lwd_bringup.venv_launch import default_fleet_file, parse_set
@@ -76,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     except (FleetConfigError, FileNotFoundError) as exc:
         print(f"fleet: {exc}", file=sys.stderr)
         return 2
+    if note := ensure_fleet_keys(fleet):
+        log(note)
     monitor = FleetMonitor(layout.bridge_root, layout.online_learner, fleet.robot_ids)
     log(f"starting {len(fleet.processes)} processes for {len(fleet.robot_ids)} simulated robots; "
         f"Ctrl-C stops; logs in {layout.run_dir / 'logs'}")

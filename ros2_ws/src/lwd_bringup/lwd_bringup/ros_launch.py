@@ -15,12 +15,13 @@ from pathlib import Path
 import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch import Action, LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 
 from lwd_bringup.bootstrap import with_run_dir_defaults
 from lwd_bringup.description import expand_fleet, load_fleet_yaml
+from lwd_bringup.fleet_keys import ensure_fleet_keys
 
 
 def _share(*parts: str) -> str:
@@ -73,7 +74,8 @@ def _fleet_actions(context, *_, **__):
     cfg = load_fleet_yaml(fleet_file)
     overrides = with_run_dir_defaults(cfg, fleet_overrides(arg))
     fleet = expand_fleet(cfg, overrides)
-    actions: list[Action] = []
+    note = ensure_fleet_keys(fleet)
+    actions: list[Action] = [LogInfo(msg=f"lwd: {note}")] if note else []
     for spec in fleet.processes:
         if spec.ros:
             actions.append(Node(

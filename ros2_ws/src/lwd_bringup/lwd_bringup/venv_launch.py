@@ -19,6 +19,7 @@ import yaml
 
 from lwd_bringup.bootstrap import NotBootstrapped, with_run_dir_defaults
 from lwd_bringup.description import FleetConfigError, expand_fleet, load_fleet_yaml
+from lwd_bringup.fleet_keys import ensure_fleet_keys
 from lwd_bringup.supervisor import Supervisor
 
 
@@ -93,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         for spec in fleet.processes:
             print(f"{spec.name:24s} {spec.fully_qualified_name:24s} python -m {spec.module} {' '.join(spec.args)}")
         return 0
+    try:
+        if note := ensure_fleet_keys(fleet):
+            print(f"fleet: {note}")
+    except FleetConfigError as exc:
+        print(f"fleet: {exc}", file=sys.stderr)
+        return 2
     failure = Supervisor(fleet).run(duration_s=args.duration)
     if failure:
         print(f"fleet: {failure}", file=sys.stderr)

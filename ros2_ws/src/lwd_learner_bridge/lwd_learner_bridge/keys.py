@@ -10,23 +10,12 @@ robots' `<robot_id>.key` files; the file name is the robot id the key may use.
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
 import zmq
-import zmq.auth
 
+from lwd_common.transport.curve import generate_key_pair
 
-def generate(out_dir: str | os.PathLike, name: str) -> tuple[Path, Path]:
-    """Create `<name>.key` / `<name>.key_secret` in `out_dir` (refuses to overwrite)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    public, secret = out / f"{name}.key", out / f"{name}.key_secret"
-    if public.exists() or secret.exists():
-        raise FileExistsError(f"{public} or {secret} exists; not overwriting keys")
-    public_file, secret_file = zmq.auth.create_certificates(out, name)
-    os.chmod(secret_file, 0o600)
-    return Path(public_file), Path(secret_file)
+generate = generate_key_pair  # the name the CLI and older callers use
 
 
 def main(argv: list[str] | None = None) -> None:

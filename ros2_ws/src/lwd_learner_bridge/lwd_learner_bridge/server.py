@@ -18,7 +18,6 @@ status is written to `<root>/status.json` once a second (read it with
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import logging
 import signal
@@ -31,6 +30,7 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from lwd_common.store import atomic_write
+from lwd_common.transport.curve import is_loopback
 from lwd_learner_bridge.config import BridgeConfig
 from lwd_learner_bridge.connections import ConnectionGuard
 from lwd_learner_bridge.core import BridgeCore
@@ -44,22 +44,6 @@ SNDHWM = 256  # replies queued per connection; large ones only to peers that rea
 
 class InsecureBind(ValueError):
     """Plain TCP (no CURVE) on an address other machines can reach, without --allow-insecure."""
-
-
-def is_loopback(endpoint: str) -> bool:
-    """True for endpoints only this machine can reach: ipc://, inproc://, tcp:// on a loopback address."""
-    scheme, _, rest = endpoint.partition("://")
-    if scheme in ("ipc", "inproc"):
-        return True
-    if scheme != "tcp":
-        return False
-    host = rest.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # "*", an interface name or a host name: reachable from elsewhere
-        return False
 
 
 def load_allowlist(directory: str | Path) -> dict[str, str]:
