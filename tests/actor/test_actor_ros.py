@@ -115,11 +115,12 @@ def test_model_with_wrong_shapes_is_refused_at_configure_and_the_node_stays_up(t
         assert actor.poll() is None
 
 
-@pytest.mark.parametrize(("fault", "log_text"), [
-    ("bad_encoding:=true", "unsupported image encoding 'mono8'"),
-    ("drop_camera:=left_wrist", None),
+@pytest.mark.parametrize(("fault", "log_text", "reason"), [
+    ("bad_encoding:=true", "unsupported image encoding 'mono8'",
+     "camera/head: messages refused: unsupported image encoding 'mono8'"),
+    ("drop_camera:=left_wrist", None, "camera/left_wrist: nothing received"),
 ])
-def test_broken_camera_input_is_logged_and_no_episode_can_start(tmp_path, fault, log_text):
+def test_broken_camera_input_is_logged_and_no_episode_can_start(tmp_path, fault, log_text, reason):
     policy = build_policy(tmp_path / "policy.onnx")
     probe_out = tmp_path / "probe.jsonl"
     with ros_processes(tmp_path) as procs:
@@ -130,6 +131,7 @@ def test_broken_camera_input_is_logged_and_no_episode_can_start(tmp_path, fault,
         time.sleep(2.0)
         refused = episode_cli(procs, "start", "start", "--task", "pick")
         assert not refused["accepted"] and "no synchronised" in refused["message"]
+        assert reason in refused["message"], refused["message"]  # the refusal says what to fix
         if log_text:
             assert log_text in procs.log("actor")
         assert not [m for m in probe_lines(probe_out) if m["topic"] == "joint_commands"]

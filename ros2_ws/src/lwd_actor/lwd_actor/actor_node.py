@@ -11,6 +11,12 @@ deactivate: stop the timer; a running episode is aborted (recorded as failure).
 cleanup: close worker, recorder and sink. With `autostart: true` the node
 configures and activates itself.
 
+Safety inputs: `estop` (std_msgs/Bool, True latches the e-stop) and the `~/estop` /
+`~/reset_estop` services; the core's watchdog holds when the control thread or the
+inference stalls, and the 1 Hz status reports a control thread that is stalled right
+now. Command inputs (pedal, teleop targets, e-stop) are subscribed reliable and
+best-effort at once, so a publisher of either QoS is heard (`core.dedupe`).
+
 Threads: the control loop has its own thread; sensors, services and the 1 Hz
 status timer run on one SingleThreadedExecutor thread (a thread pool only adds GIL
 contention); policy downloads (and loading a downloaded policy) run on the policy
@@ -21,9 +27,12 @@ the core between the control tick and the services.
 
 from __future__ import annotations
 
+import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import rclpy
@@ -34,24 +43,37 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.clock import JumpThreshold
 from rclpy.duration import Duration as RosDuration
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import QoSDurabilityPolicy, QoSProfile, qos_profile_sensor_data
-from sensor_msgs.msg import Image, JointState
+from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from lwd_actor.core.actor import ActorConfig, ActorCore, TickResult
+from lwd_actor.core.actor import ActorConfig, ActorCore, TickResult, default_robot_id
 from lwd_actor.core.control_loop import ControlLoop, set_fifo_priority
-from lwd_actor.core.episode_fsm import EpisodeState, TransitionError
+from lwd_actor.core.dedupe import PublisherDedupe
+from lwd_actor.core.episode_fsm import LABEL_TIMEOUT_REASONS, Ending, EpisodeState, TransitionError
 from lwd_actor.core.inference_worker import InferenceResult, InferenceWorker
-from lwd_actor.core.observation import JOINTS_INPUT, InputError, ordered_joints, rgb_image
+from lwd_actor.core.observation import (
+    JOINTS_INPUT,
+    InputError,
+    JointsIncomplete,
+    JointStateMerger,
+    aspect_mismatch,
+    compressed_image,
+    fit_frame,
+    ordered_joints,
+    rgb_image,
+)
 from lwd_actor.core.policy_runtime import OnnxPolicy, PolicyError, RuntimeConfig
 from lwd_actor.core.policy_switch import PolicySource, PolicySwitch
 from lwd_actor.core.recorder import EpisodeRecorder
 from lwd_actor.core.safety import SafetyConfig
 from lwd_actor.core.scheduler import MergeMode, SchedulerConfig
 from lwd_actor.core.sync import ApproximateSync
+from lwd_actor.core.watchdog import EStop, WatchdogConfig
 from lwd_actor.sinks import SinkBundle, make_sink
 from lwd_common.episode import EpisodeKind, Label, new_episode_id
 from lwd_description.robot import CAMERA_NAMES, CHUNK_HORIZON, JOINT_NAMES, load_joint_limits
@@ -60,10 +82,14 @@ from lwd_msgs.srv import LabelEpisode, StartEpisode, StopEpisode
 
 COMMAND_ARRAY = "float64_array"  # std_msgs/Float64MultiArray on `joint_commands`
 COMMAND_TRAJECTORY = "joint_trajectory"  # trajectory_msgs/JointTrajectory on `joint_trajectory`
+# label_deadline_outcome -> the stored outcome's reason (the label is failure either way)
+LABEL_OUTCOMES = {"failure": "label_timeout", "unlabelled": "unlabelled"}
+assert set(LABEL_OUTCOMES.values()) == set(LABEL_TIMEOUT_REASONS)
 
 # name -> (default, description). Types follow the defaults.
 PARAMETERS: dict[str, tuple[object, str]] = {
-    "robot_id": ("robot0", "robot name recorded in every episode"),
+    "robot_id": ("", "robot name recorded in every episode; empty: the node's namespace (/robot1 -> robot1), "
+                     "in the root namespace the host name"),
     "autostart": (True, "configure and activate at start-up"),
     "policy_path": ("", "ONNX policy file (lwd_common/policy_io.py contract)"),
     "prefer_cuda": (False, "use the CUDA provider if a session really comes up on it"),
@@ -81,13 +107,28 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "sync_slop_s": (0.05, "max stamp spread of a synchronised camera+joint set"),
     "image_height": (0, "expected camera image height; 0: any"),
     "image_width": (0, "expected camera image width; 0: any"),
+    "compressed_cameras": ("", "cameras read as sensor_msgs/CompressedImage (jpeg, png) on "
+                               "camera/<name>/image_raw/compressed: comma-separated names or 'all'; "
+                               "the others as Image on camera/<name>/image_raw"),
+    "record_height": (0, "frames are resized to record_height x record_width on receipt, recorded and "
+                         "prepared for the policy at it; 0: as received"),
+    "record_width": (0, "see record_height"),
     "episode_time_limit_s": (60.0, "a running episode ends as failure after this long"),
+    "label_deadline_s": (120.0, "an episode awaiting its label this long is stored without one; 0: wait forever"),
+    "label_deadline_outcome": ("failure", "what the deadline stores: 'failure' (reason label_timeout) or "
+                                          "'unlabelled' (label failure, reason unlabelled: for learners to skip)"),
+    "estop_hold_s": (0.5, "after an e-stop repeat the last command this long, then send nothing until reset"),
+    "watchdog_control_stall_s": (0.25, "a control tick later than this: hold and re-plan; 0: off"),
+    "watchdog_inference_stall_s": (1.0, "an inference in flight longer than this: hold and ask again; 0: off"),
     "episode_kind": ("rollout", "kind recorded in episode metadata: rollout | demo | play"),
     "hold_when_idle": (False, "repeat the last command outside episodes (else send nothing)"),
     "sink": ("directory", "'directory' (local EpisodeStore) or 'bridge' (ZeroMQ to the learner bridge)"),
     "store_dir": ("episodes", "directory sink: EpisodeStore root"),
     "bridge_endpoint": ("tcp://127.0.0.1:5555", "bridge sink: ZeroMQ endpoint of the bridge"),
     "spool_dir": ("spool", "bridge sink: on-disk spool of unacknowledged episodes"),
+    "curve_secret_key_file": ("", "bridge sink: this robot's CURVE secret cert (<robot_id>.key_secret); "
+                                  "empty: unencrypted"),
+    "bridge_public_key_file": ("", "bridge sink: the bridge's CURVE public cert (bridge.key); with the above"),
     "jpeg_quality": (80, "JPEG quality of recorded frames, 1..100"),
     "recorder_max_pending": (300, "steps the recorder may queue before it drops (and reports)"),
 }
@@ -123,6 +164,12 @@ class ActorNode(LifecycleNode):
         self._last_status: tuple | None = None
         self._engaged_since = 0.0
         self._switch: PolicySwitch | None = None
+        self._last_tick_mono: float | None = None  # monotonic time of the last control tick
+        self._expected_hw: tuple[int, int] | None = None  # camera size as configured
+        self._record_size: tuple[int, int] | None = None  # frames resized to this on receipt
+        self._compressed: set[str] = set()  # cameras read as CompressedImage
+        self._kept_estop: EStop | None = None  # an engaged e-stop carried across cleanup -> configure
+        self._robot_id = ""
 
     # --- helpers ---------------------------------------------------------------------
     def p(self, name: str):
@@ -131,14 +178,51 @@ class ActorNode(LifecycleNode):
     def now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
+    def robot_id(self) -> str:
+        """The configured robot_id, else one derived from the namespace (never shared by two robots)."""
+        return str(self.p("robot_id")) or default_robot_id(self.get_namespace(), socket.gethostname())
+
+    def _camera_hw(self) -> tuple[int, int] | None:
+        h, w = int(self.p("image_height")), int(self.p("image_width"))
+        return (h, w) if h > 0 and w > 0 else None
+
+    def _record_hw(self) -> tuple[int, int] | None:
+        h, w = int(self.p("record_height")), int(self.p("record_width"))
+        if (h > 0) != (w > 0):
+            raise ValueError(f"record_height and record_width go together (got {h} x {w})")
+        return (h, w) if h > 0 else None
+
+    def _compressed_cameras(self) -> set[str]:
+        text = str(self.p("compressed_cameras")).strip()
+        names = set(CAMERA_NAMES) if text == "all" else {n.strip() for n in text.split(",") if n.strip()}
+        unknown = names - set(CAMERA_NAMES)
+        if unknown:
+            raise ValueError(f"compressed_cameras: unknown cameras {sorted(unknown)} (cameras: {list(CAMERA_NAMES)} "
+                             "or 'all')")
+        return names
+
+    def _frame_sizes(self) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+        """(camera size, recording size) as configured; a recording size that would squash refused."""
+        camera, record = self._camera_hw(), self._record_hw()
+        if camera is not None and record is not None:
+            why = aspect_mismatch(camera, record, "the recording size (record_height x record_width)")
+            if why:
+                raise ValueError(why)
+        return camera, record
+
     # --- lifecycle -----------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         log = self.get_logger()
         try:
-            robot_id = str(self.p("robot_id"))
+            robot_id = self.robot_id()
             hz = float(self.p("control_hz"))
             if self.p("command_interface") not in (COMMAND_ARRAY, COMMAND_TRAJECTORY):
                 raise ValueError(f"command_interface must be {COMMAND_ARRAY!r} or {COMMAND_TRAJECTORY!r}")
+            self._expected_hw, self._record_size = self._frame_sizes()
+            self._compressed = self._compressed_cameras()
+            outcome = str(self.p("label_deadline_outcome"))
+            if outcome not in LABEL_OUTCOMES:
+                raise ValueError(f"label_deadline_outcome must be one of {sorted(LABEL_OUTCOMES)}, not {outcome!r}")
             urdf = self.p("urdf_path") or None
             limits = load_joint_limits(urdf)
             if not self.p("policy_path"):
@@ -154,9 +238,15 @@ class ActorNode(LifecycleNode):
                 scheduler=SchedulerConfig(int(self.p("request_threshold")), MergeMode(self.p("merge")),
                                           int(self.p("blend_steps"))),
                 safety=SafetyConfig(control_hz=hz, velocity_scale=float(self.p("velocity_scale"))),
+                watchdog=WatchdogConfig(float(self.p("watchdog_control_stall_s")),
+                                        float(self.p("watchdog_inference_stall_s"))),
+                estop_hold_s=float(self.p("estop_hold_s")),
+                label_deadline_s=float(self.p("label_deadline_s")),
+                label_timeout_reason=LABEL_OUTCOMES[outcome],
             )
             sinks = make_sink(str(self.p("sink")), robot_id, str(self.p("store_dir")),
-                              str(self.p("bridge_endpoint")), str(self.p("spool_dir")))
+                              str(self.p("bridge_endpoint")), str(self.p("spool_dir")),
+                              str(self.p("curve_secret_key_file")), str(self.p("bridge_public_key_file")))
         except (PolicyError, ValueError, OSError) as exc:
             log.error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
@@ -169,14 +259,20 @@ class ActorNode(LifecycleNode):
         self._policy = policy
         self._worker = InferenceWorker(policy)
         self._core = ActorCore(config, limits, self._recorder, policy.version)
-        h, w = int(self.p("image_height")), int(self.p("image_width"))
-        self._expected_hw = (h, w) if h > 0 and w > 0 else None
+        if self._kept_estop is not None:  # a cleanup is not a reset: the latch survives reconfiguration
+            self._core.estop = replace(self._kept_estop, hold_s=config.estop_hold_s, hold_command=None)
+            log.error(f"E-STOP still engaged ({self._kept_estop.reason}): reset with actor/reset_estop")
+            self._kept_estop = None
         self._sync = ApproximateSync(float(self.p("sync_slop_s")))
+        stale_s = float(self.p("stale_input_timeout_s"))
+        self._joints = JointStateMerger(stale_s)
+        self._core.input_report = lambda now: self._sync.explain(now, stale_s)
         self._period = 1.0 / hz
+        self._robot_id = robot_id
         self._create_entities()
-        log.info(f"configured: policy {policy.version} ({policy.provider}, {policy.signature.image_height}x"
-                 f"{policy.signature.image_width}), sink {sinks.describe}, {hz:g} Hz, "
-                 f"commands as {self.p('command_interface')}")
+        log.info(f"configured: robot {robot_id}, policy {policy.version} ({policy.provider}, "
+                 f"{policy.signature.image_height}x{policy.signature.image_width}), sink {sinks.describe}, "
+                 f"{hz:g} Hz, commands as {self.p('command_interface')}")
         self._publish_policy_status()
         return TransitionCallbackReturn.SUCCESS
 
@@ -270,6 +366,8 @@ class ActorNode(LifecycleNode):
                 except Exception:  # noqa: BLE001 - wrong destroy_* for this entity type
                     continue
         self._entities.clear()
+        if self._core is not None and self._core.estop.engaged:
+            self._kept_estop = self._core.estop
         self._worker = self._recorder = self._sinks = self._core = self._policy = self._switch = None
 
     # --- ROS entities ----------------------------------------------------------------
@@ -292,42 +390,120 @@ class ActorNode(LifecycleNode):
         e += [self._cmd_pub, self._chunk_pub, self._episode_pub, self._policy_pub, self._intervention_pub,
               self._diag_pub]
         for cam in CAMERA_NAMES:
-            e.append(self.create_subscription(Image, f"camera/{cam}/image_raw",
-                                              lambda msg, cam=cam: self._on_image(cam, msg),
-                                              qos_profile_sensor_data, callback_group=sensors))
+            if cam in self._compressed:  # image_transport's topic name for the compressed plugin
+                e.append(self.create_subscription(CompressedImage, f"camera/{cam}/image_raw/compressed",
+                                                  lambda msg, cam=cam: self._on_compressed(cam, msg),
+                                                  qos_profile_sensor_data, callback_group=sensors))
+            else:
+                e.append(self.create_subscription(Image, f"camera/{cam}/image_raw",
+                                                  lambda msg, cam=cam: self._on_image(cam, msg),
+                                                  qos_profile_sensor_data, callback_group=sensors))
         e.append(self.create_subscription(JointState, "joint_states", self._on_joints, qos_profile_sensor_data,
                                           callback_group=sensors))
-        e.append(self.create_subscription(Bool, "pedal", self._on_pedal, 10, callback_group=sensors))
-        e.append(self.create_subscription(JointState, "teleop/joint_targets", self._on_teleop, 10,
-                                          callback_group=sensors))
+        e += self._subscribe_any_qos(Bool, "pedal", self._on_pedal, sensors)
+        e += self._subscribe_any_qos(JointState, "teleop/joint_targets", self._on_teleop, sensors)
+        e += self._subscribe_any_qos(Bool, "estop", self._on_estop, sensors, latched=True)
         e.append(self.create_service(StartEpisode, "~/start_episode", self._srv_start, callback_group=services))
         e.append(self.create_service(StopEpisode, "~/stop_episode", self._srv_stop, callback_group=services))
         e.append(self.create_service(LabelEpisode, "~/label_episode", self._srv_label, callback_group=services))
+        # No std_srvs in this install: StopEpisode's `reason` says why (engage) or who reset; `abort` is ignored.
+        e.append(self.create_service(StopEpisode, "~/estop", self._srv_estop, callback_group=services))
+        e.append(self.create_service(StopEpisode, "~/reset_estop", self._srv_reset_estop, callback_group=services))
         e.append(self.create_timer(1.0, self._status_tick, callback_group=status))
 
+    def _subscribe_any_qos(self, msg_type, topic: str, callback: Callable, group, latched: bool = False) -> list:
+        """Reliable and best-effort subscriptions feeding `callback` once per message: publishers of
+        either QoS are heard (a reliable-only subscription ignores best-effort publishers silently).
+        `latched` adds a transient-local one, so a latching publisher's last value arrives even when
+        it was published before this node (re)started: an e-stop held while the actor restarts."""
+        dedupe = PublisherDedupe()
+
+        def on_message(msg, info) -> None:
+            gid = info.get("publisher_gid")
+            seq = info.get("publication_sequence_number")
+            if seq is None:
+                seq = info.get("source_timestamp")
+            if dedupe.accept(bytes(gid["data"]) if gid else None, seq):
+                callback(msg)
+
+        def best_effort_publisher(info) -> None:  # instead of rclpy's "no messages will be received" warning
+            self.get_logger().info(f"best-effort publisher on '{topic}': heard on the best-effort subscription")
+
+        reliable, best_effort = (
+            QoSProfile(depth=10, reliability=r, durability=QoSDurabilityPolicy.VOLATILE)
+            for r in (QoSReliabilityPolicy.RELIABLE, QoSReliabilityPolicy.BEST_EFFORT))
+        subs = [self.create_subscription(msg_type, topic, on_message, reliable, callback_group=group,
+                                         event_callbacks=SubscriptionEventCallbacks(
+                                             incompatible_qos=best_effort_publisher)),
+                self.create_subscription(msg_type, topic, on_message, best_effort, callback_group=group)]
+        if latched:  # volatile publishers do not match it; they are heard on the two above
+            history = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
+                                 durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+            subs.append(self.create_subscription(msg_type, topic, on_message, history, callback_group=group,
+                                                 event_callbacks=SubscriptionEventCallbacks(
+                                                     incompatible_qos=lambda info: None)))
+        return subs
+
     # --- inputs ----------------------------------------------------------------------
-    def _bad_input(self, what: str, exc: Exception) -> None:
+    def _bad_input(self, what: str, exc: Exception, input_name: str | None = None) -> None:
         self._input_errors += 1
+        if input_name is not None:
+            self._sync.reject(input_name, str(exc))
         self.get_logger().warning(f"dropping {what}: {exc}", throttle_duration_sec=2.0)
 
     def _on_image(self, cam: str, msg: Image) -> None:
+        self._take_frame(cam, msg, lambda: rgb_image(msg.encoding, msg.height, msg.width, msg.step, msg.data,
+                                                     self._expected_hw))
+
+    def _on_compressed(self, cam: str, msg: CompressedImage) -> None:
+        self._take_frame(cam, msg, lambda: compressed_image(msg.format, msg.data, self._expected_hw))
+
+    def _take_frame(self, cam: str, msg, convert: Callable[[], np.ndarray]) -> None:
+        """Convert (decode), resize to the recording size, refuse squashing; then into the sync."""
+        policy = self._policy
+        policy_hw = (policy.signature.image_height, policy.signature.image_width) if policy is not None else None
         try:
-            img = rgb_image(msg.encoding, msg.height, msg.width, msg.step, msg.data, self._expected_hw)
+            img = fit_frame(convert(), self._record_size, policy_hw)
         except InputError as exc:
-            self._bad_input(f"camera/{cam} image", exc)
+            self._bad_input(f"camera/{cam} image", exc, cam)
             return
         self._sync.add(cam, stamp_s(msg.header.stamp), img)
 
     def _on_joints(self, msg: JointState) -> None:
+        """One JointState of possibly several sources (arm, gripper controllers): merged by name."""
         try:
-            q = ordered_joints(msg.name, msg.position)
+            q, stamp = self._joints.add(msg.name, msg.position, stamp_s(msg.header.stamp))
+        except JointsIncomplete as exc:  # another source has not published yet: a reason, not an error
+            self._sync.reject(JOINTS_INPUT, str(exc))
+            self.get_logger().info(f"waiting: {exc}", throttle_duration_sec=5.0)
+            return
         except InputError as exc:
-            self._bad_input("joint_states", exc)
+            self._bad_input("joint_states", exc, JOINTS_INPUT)
             return
-        if not np.isfinite(q).all():
-            self._bad_input("joint_states", ValueError("non-finite joint position"))
+        self._sync.add(JOINTS_INPUT, stamp, q)
+
+    def _on_estop(self, msg: Bool) -> None:
+        core = self._core
+        if core is None:
             return
-        self._sync.add(JOINTS_INPUT, stamp_s(msg.header.stamp), q)
+        with self._lock:
+            was = core.estop.engaged
+            ending = core.set_estop_input(bool(msg.data), self.now_s())
+            engaged_now = core.estop.engaged and not was
+        if engaged_now:
+            self._after_estop(ending)
+
+    def _after_estop(self, ending: Ending | None) -> None:
+        core = self._core
+        if core is None:
+            return
+        aborted = f"; episode {core.fsm.episode_id} aborted (failure, estop)" if ending is not None else ""
+        self.get_logger().error(f"E-STOP engaged: {core.estop.reason}{aborted}; holding "
+                                f"{core.estop.hold_s:g} s, then no commands until actor/reset_estop")
+        if ending is not None:
+            self._request_policy()
+        self._publish_episode_status(force=True)
+        self._publish_diagnostics()
 
     def _on_pedal(self, msg: Bool) -> None:
         core = self._core
@@ -351,9 +527,10 @@ class ActorNode(LifecycleNode):
         if not self._active or core is None or worker is None:
             return
         now = self.now_s()
+        self._last_tick_mono = time.monotonic()
         obs = self._sync.latest()
         with self._lock:
-            res = core.tick(now, obs, worker.poll())
+            res = core.tick(now, obs, worker.poll(), self._sync.newest_stamps())
         if res.request is not None:
             worker.submit(res.request)
         if res.command is not None:
@@ -361,14 +538,18 @@ class ActorNode(LifecycleNode):
         for chunk in res.new_chunks:
             self._publish_chunk(chunk)
         if res.stale_inputs:
-            self.get_logger().warning(f"holding: stale inputs {list(res.stale_inputs)}",
+            why = self._sync.explain(now, core.stale_guard.max_age_s)
+            self.get_logger().warning(f"holding: stale inputs {list(res.stale_inputs)}" + (f" ({why})" if why else ""),
                                       throttle_duration_sec=2.0)
+        if res.watchdog:
+            self.get_logger().error(f"watchdog: {res.watchdog}; holding, re-planning from a fresh chunk",
+                                    throttle_duration_sec=2.0)
         if res.intervention_changed:
             self._engaged_since = now
             self._publish_intervention(core.pedal)
         if res.ended is not None:
             self._request_policy()
-            self.get_logger().warning(f"episode ended: {res.ended.reason} ({res.ended.note})")
+            self.get_logger().warning(f"episode {core.fsm.episode_id} ended: {res.ended.reason} ({res.ended.note})")
         self._publish_episode_status(res)
         if time.perf_counter() - t0 > self._period:
             self._tick_overruns += 1
@@ -455,8 +636,9 @@ class ActorNode(LifecycleNode):
             "nonfinite_holds": core.safety.nonfinite_holds, "input_errors": self._input_errors,
             "unsynced_sets": self._sync.unsynced_sets, "recorder_dropped_steps": rec.dropped_steps,
             "recorder_pending": rec.pending, "recorder_errors": rec.errors, "tick_overruns": self._tick_overruns,
-            **self.tick_stats(),
+            **self.tick_stats(), **self._safety_values(),
         }
+        errors = self._safety_errors(values)
         problems = []
         if rec.dropped_steps or rec.errors:
             problems.append("recorder lost steps")
@@ -464,13 +646,49 @@ class ActorNode(LifecycleNode):
             problems.append("timeline ran dry")
         if c.hold_steps.get("stale_input"):
             problems.append("stale inputs")
-        level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
+        if any(core.watchdog.trips.values()):
+            problems.append(f"watchdog tripped ({core.watchdog.last_trip})")
+        if values.get("awaiting_label_s") is not None:
+            problems.append(f"episode {core.fsm.episode_id} awaiting its label for {values['awaiting_label_s']} s")
+        level = DiagnosticStatus.ERROR if errors else DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
         status = DiagnosticStatus(level=level, name=f"{core.config.robot_id}/actor", hardware_id=core.config.robot_id,
-                                  message="; ".join(problems) or "ok",
+                                  message="; ".join(errors + problems) or "ok",
                                   values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(msg)
+
+    def _safety_values(self) -> dict[str, object]:
+        """E-stop, watchdog and label-wait state for diagnostics (also read by tests and operators)."""
+        core = self._core
+        if core is None:
+            return {}
+        now = self.now_s()
+        stop, dog, fsm = core.estop, core.watchdog, core.fsm
+        tick_age = time.monotonic() - self._last_tick_mono if self._last_tick_mono is not None else None
+        wait, left = fsm.label_wait_s(now), fsm.label_deadline_in_s(now)
+        return {
+            "estop": stop.engaged, "estop_reason": stop.reason, "estop_engagements": stop.engagements,
+            "estop_input_engaged": stop.input_engaged,
+            "watchdog_control_trips": dog.trips["control"], "watchdog_inference_trips": dog.trips["inference"],
+            "watchdog_last_trip": dog.last_trip,
+            "last_tick_age_ms": None if tick_age is None else round(tick_age * 1e3, 1),
+            "awaiting_label_s": None if wait is None else round(wait, 1),
+            "label_deadline_in_s": None if left is None else round(left, 1),
+        }
+
+    def _safety_errors(self, values: dict[str, object]) -> list[str]:
+        """What makes the actor's diagnostics ERROR: an engaged e-stop, a control thread stalled now."""
+        errors = []
+        core = self._core
+        if core is not None and core.estop.engaged:
+            errors.append(f"E-STOP engaged ({core.estop.reason}); reset with actor/reset_estop")
+        age = values.get("last_tick_age_ms")
+        bound = float(self.p("watchdog_control_stall_s"))
+        wall = self._loop is not None  # on /clock a paused simulator stops ticks, rightly
+        if self._active and wall and isinstance(age, float) and bound > 0 and age > bound * 1e3:
+            errors.append(f"control thread stalled: no tick for {age:.0f} ms")
+        return errors
 
     # --- services --------------------------------------------------------------------
     def _request_policy(self) -> None:
@@ -496,7 +714,10 @@ class ActorNode(LifecycleNode):
         return f"; policy {policy.version}"
 
     def _runtime_config(self) -> RuntimeConfig:
-        return RuntimeConfig(prefer_cuda=bool(self.p("prefer_cuda")), intra_op_threads=int(self.p("inference_threads")))
+        """How policies are loaded and checked: here and for every downloaded one (PolicySwitch)."""
+        return RuntimeConfig(prefer_cuda=bool(self.p("prefer_cuda")), intra_op_threads=int(self.p("inference_threads")),
+                             jpeg_quality=int(self.p("jpeg_quality")), control_hz=float(self.p("control_hz")),
+                             camera_hw=self._record_hw() or self._camera_hw())
 
     def _srv_start(self, req: StartEpisode.Request, resp: StartEpisode.Response) -> StartEpisode.Response:
         core = self._core
@@ -534,13 +755,45 @@ class ActorNode(LifecycleNode):
         return True, result
 
     def _srv_stop(self, req: StopEpisode.Request, resp: StopEpisode.Response) -> StopEpisode.Response:
-        ok, ending = self._episode_transition(resp, lambda core: core.stop_episode(req.abort, req.reason))
+        now = self.now_s()
+        ok, ending = self._episode_transition(resp, lambda core: core.stop_episode(req.abort, req.reason, now))
         if not ok:
             return resp
         resp.message = "aborted (failure)" if ending is not None else "stopped; awaiting label"
+        core = self._core
+        left = core.fsm.label_deadline_in_s(now) if core is not None else None
         if ending is not None:
             self._request_policy()
+        elif left is not None:
+            resp.message += f" (stored without a label in {left:.0f} s: {core.fsm.label_timeout_reason})"
         self._publish_episode_status()
+        return resp
+
+    def _srv_estop(self, req: StopEpisode.Request, resp: StopEpisode.Response) -> StopEpisode.Response:
+        """Engage the e-stop (latched); `reason` is recorded. Accepted even if it already was engaged."""
+        core = self._core
+        if core is None:
+            resp.accepted, resp.message = False, "actor is not configured"
+            return resp
+        with self._lock:
+            episode_id = core.fsm.episode_id if core.state is EpisodeState.RUNNING else ""
+            was = core.estop.engaged
+            ending = core.engage_estop(req.reason or "estop service", self.now_s())
+        resp.accepted, resp.episode_id = True, episode_id if ending is not None else ""
+        resp.message = (f"e-stop already engaged ({core.estop.reason})" if was else
+                        "e-stop engaged" + (f"; episode {episode_id} aborted" if ending is not None else ""))
+        if not was:
+            self._after_estop(ending)
+        return resp
+
+    def _srv_reset_estop(self, req: StopEpisode.Request, resp: StopEpisode.Response) -> StopEpisode.Response:
+        """Clear the e-stop (the explicit operator action); refused while the e-stop input is engaged."""
+        ok, reason = self._episode_transition(resp, lambda core: core.reset_estop())
+        resp.episode_id = ""
+        if ok:
+            resp.message = f"e-stop reset (it was: {reason})"
+            self.get_logger().warning(f"e-stop reset{f' by {req.reason}' if req.reason else ''} (it was: {reason})")
+            self._publish_diagnostics()
         return resp
 
     def _srv_label(self, req: LabelEpisode.Request, resp: LabelEpisode.Response) -> LabelEpisode.Response:

@@ -4,6 +4,9 @@
     python -m lwd_actor.episode_cli --ns /robot0 stop [--abort] [--reason why]
     python -m lwd_actor.episode_cli --ns /robot0 label --success|--failure [--note text]
     python -m lwd_actor.episode_cli --ns /robot0 lifecycle deactivate|activate|cleanup|configure
+    python -m lwd_actor.episode_cli --ns /robot0 estop [--reason why]        # latch the e-stop (service)
+    python -m lwd_actor.episode_cli --ns /robot0 reset-estop [--reason who]  # the explicit reset
+    python -m lwd_actor.episode_cli --ns /robot0 estop-topic on|off [--best-effort]  # publish on `estop`
 
 Prints the response as one JSON line. `--retry-s` keeps retrying a refused
 `start` (e.g. while the actor has no camera frames yet). Exit 0 if accepted.
@@ -20,6 +23,8 @@ import rclpy
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
 from rclpy.node import Node
+from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+from std_msgs.msg import Bool
 
 from lwd_msgs.srv import LabelEpisode, StartEpisode, StopEpisode
 
@@ -38,6 +43,22 @@ def call(node: Node, srv_type, name: str, request, timeout: float):
     future = client.call_async(request)
     rclpy.spin_until_future_complete(node, future, timeout_sec=timeout)
     return future.result()
+
+
+def publish_estop(node: Node, topic: str, value: bool, best_effort: bool, timeout: float) -> bool:
+    """Publish `value` on the e-stop topic once a subscriber is there, a few times over ~0.5 s
+    (a state, so repeating it is harmless and survives a lost best-effort sample)."""
+    reliability = QoSReliabilityPolicy.BEST_EFFORT if best_effort else QoSReliabilityPolicy.RELIABLE
+    pub = node.create_publisher(Bool, topic, QoSProfile(depth=10, reliability=reliability))
+    deadline = time.monotonic() + timeout
+    while pub.get_subscription_count() == 0:
+        if time.monotonic() > deadline:
+            return False
+        rclpy.spin_once(node, timeout_sec=0.1)
+    for _ in range(5):
+        pub.publish(Bool(data=value))
+        rclpy.spin_once(node, timeout_sec=0.1)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     lb.add_argument("--note", default="")
     lc = sub.add_parser("lifecycle")
     lc.add_argument("transition", choices=sorted(TRANSITIONS))
+    for name in ("estop", "reset-estop"):
+        sub.add_parser(name).add_argument("--reason", default="")
+    et = sub.add_parser("estop-topic")
+    et.add_argument("value", choices=["on", "off"])
+    et.add_argument("--best-effort", action="store_true", help="publish best-effort (like some e-stop bridges)")
     a = p.parse_args(argv)
     base = f"{a.ns.rstrip('/')}/{a.node}"
     rclpy.init()
@@ -72,7 +98,15 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"accepted": ok, "episode_id": "", "message": a.transition + (" ok" if ok else " failed")}),
                   flush=True)
             return 0 if ok else 1
-        if a.cmd == "start":
+        if a.cmd == "estop-topic":
+            ok = publish_estop(node, f"{a.ns.rstrip('/')}/estop", a.value == "on", a.best_effort, a.timeout)
+            print(json.dumps({"accepted": ok, "episode_id": "",
+                              "message": f"estop {a.value} published" if ok else "no estop subscriber"}), flush=True)
+            return 0 if ok else 1
+        if a.cmd in ("estop", "reset-estop"):
+            srv, name = StopEpisode, a.cmd.replace("-", "_")
+            req = StopEpisode.Request(abort=True, reason=a.reason)
+        elif a.cmd == "start":
             srv, name, req = StartEpisode, "start_episode", StartEpisode.Request(task=a.task, instruction=a.instruction)
         elif a.cmd == "stop":
             srv, name, req = StopEpisode, "stop_episode", StopEpisode.Request(abort=a.abort, reason=a.reason)

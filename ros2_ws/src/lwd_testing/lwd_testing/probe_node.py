@@ -41,6 +41,7 @@ class Probe(Node):
                                  lambda m: self.write("intervention_state", engaged=m.engaged), latched)
         self.create_subscription(EpisodeStatus, "episode_status",
                                  lambda m: self.write("episode_status", state=m.state, episode_id=m.episode_id,
+                                                      robot_id=m.robot_id,
                                                       step=m.step, label=m.label,
                                                       interventions=m.interventions), latched)
         self.create_subscription(PolicyStatus, "policy_status",

@@ -4,7 +4,8 @@ On a schedule (seconds after start-up) it presses the pedal for `hold_s`, and
 publishes `teleop/joint_targets` (sensor_msgs/JointState, JOINT_NAMES) at
 `rate_hz`: `target_positions` if given (16 values), else the robot's current
 joint positions plus `offset` (a gentle nudge). `cycles` repeats press/release
-every `period_s`. The schedule's clock starts once a `pedal` subscriber (the actor)
+every `period_s`. `qos: best_effort` publishes pedal and targets best-effort (as
+some joystick and pedal drivers do). The schedule's clock starts once a `pedal` subscriber (the actor)
 has been discovered and a target exists (joint_states received, unless fixed), so slow DDS discovery cannot swallow a press. The pedal state is published at `rate_hz` too, so a late
 subscriber sees it at once.
 
@@ -18,7 +19,7 @@ import sys
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 
@@ -40,17 +41,24 @@ class TeleopHelper(Node):
             raise SystemExit(f"target_positions needs {len(JOINT_NAMES)} values, got {len(target)}")
         self.fixed = np.asarray(target, np.float64) if len(target) == len(JOINT_NAMES) else None
         self.q: np.ndarray | None = None
+        self.known: dict[str, float] = {}
         self.anchor: np.ndarray | None = None
         self.t0 = None
-        self.pedal_pub = self.create_publisher(Bool, "pedal", 10)
-        self.target_pub = self.create_publisher(JointState, "teleop/joint_targets", 10)
+        qos = str(self.declare_parameter("qos", "reliable").value)
+        if qos not in ("reliable", "best_effort"):
+            raise SystemExit(f"qos must be 'reliable' or 'best_effort', not {qos!r}")
+        profile = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.BEST_EFFORT if qos == "best_effort"
+                             else QoSReliabilityPolicy.RELIABLE)
+        self.pedal_pub = self.create_publisher(Bool, "pedal", profile)
+        self.target_pub = self.create_publisher(JointState, "teleop/joint_targets", profile)
         self.create_subscription(JointState, "joint_states", self.on_joints, qos_profile_sensor_data)
         self.create_timer(1.0 / self.rate, self.tick)
 
     def on_joints(self, msg: JointState) -> None:
-        index = {n: i for i, n in enumerate(msg.name)}
-        if all(n in index for n in JOINT_NAMES):
-            self.q = np.array([msg.position[index[n]] for n in JOINT_NAMES])
+        """Merged by name: arm and gripper controllers may publish separate messages."""
+        self.known.update(zip(msg.name, msg.position, strict=False))
+        if all(n in self.known for n in JOINT_NAMES):
+            self.q = np.array([self.known[n] for n in JOINT_NAMES])
 
     def pressed(self, t: float) -> bool:
         for k in range(max(self.cycles, 1)):

@@ -11,11 +11,17 @@ current observation is requested at once; the robot holds until it arrives.
 
 Outside an episode the actor commands nothing (the controller keeps its last
 command) unless `hold_when_idle` is set, in which case it repeats its last command.
+
+Before all of that: an engaged e-stop ends the running episode (failure, `estop`),
+holds the last command for `estop_hold_s` and then sends nothing until an explicit
+reset; the watchdog (`core.watchdog`) holds and re-plans when the control thread
+or the inference stalled beyond its bound; an episode awaiting its label past the
+label deadline is stored without one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,10 +32,19 @@ from lwd_actor.core.observation import Observation
 from lwd_actor.core.recorder import EpisodeRecorder, RawStep
 from lwd_actor.core.safety import HoldReason, SafetyConfig, SafetyFilter, StaleGuard
 from lwd_actor.core.scheduler import ChunkScheduler, SchedulerConfig
+from lwd_actor.core.watchdog import EStop, Watchdog, WatchdogConfig
 from lwd_common.episode import ActionSource, EpisodeKind, EpisodeMeta, EpisodeOutcome
 from lwd_description.robot import CONTROL_HZ, JointLimits
 
 NO_CHUNK = -1  # chunk_id of teleop and hold steps
+
+
+def default_robot_id(namespace: str, hostname: str) -> str:
+    """The robot id when none is configured: the node's namespace ("/robot1" -> "robot1",
+    "/site/robot1" -> "site_robot1"), so robots in separate namespaces never share ids; in the
+    root namespace the host name (one actor per machine)."""
+    ns = namespace.strip("/")
+    return ns.replace("/", "_") if ns else (hostname or "robot")
 
 
 @dataclass(frozen=True)
@@ -42,6 +57,10 @@ class ActorConfig:
     episode_kind: EpisodeKind = EpisodeKind.ROLLOUT
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
+    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
+    estop_hold_s: float = 0.5  # e-stop: repeat the last command this long, then send nothing
+    label_deadline_s: float = 0.0  # awaiting a label longer than this: stored as failure (0: wait forever)
+    label_timeout_reason: str = "label_timeout"  # or "unlabelled": the stored episode's outcome reason
 
 
 @dataclass(frozen=True)
@@ -54,8 +73,10 @@ class TickResult:
     stale_inputs: tuple[str, ...] = ()
     request: InferenceRequest | None = None  # submit this to the inference worker
     new_chunks: tuple[InferenceResult, ...] = ()  # stitched this tick (publish for introspection)
-    ended: Ending | None = None  # the episode ended this tick (time limit)
+    ended: Ending | None = None  # the episode ended this tick (time limit, label deadline)
     intervention_changed: bool = False
+    estop: bool = False  # the e-stop is engaged
+    watchdog: str = ""  # what the watchdog found stalled this tick ("" if nothing)
 
 
 @dataclass
@@ -80,7 +101,12 @@ class ActorCore:
         self.scheduler = ChunkScheduler(config.scheduler)
         self.safety = SafetyFilter(limits, config.safety)
         self.stale_guard = StaleGuard(config.stale_input_timeout_s)
-        self.fsm = EpisodeStateMachine(config.episode_time_limit_s)
+        self.fsm = EpisodeStateMachine(config.episode_time_limit_s, config.label_deadline_s,
+                                       config.label_timeout_reason)
+        self.estop = EStop(config.estop_hold_s)
+        self.watchdog = Watchdog(config.watchdog)
+        # Says why no (fresh) synchronised observation exists, for refused starts (the node sets it).
+        self.input_report: Callable[[float], str] | None = None
         self.recorder = recorder
         self.policy_version = policy_version
         self.counters = Counters()
@@ -94,6 +120,8 @@ class ActorCore:
         self._episode_steps = 0
         self._generation = 0
         self._inflight: int | None = None  # generation of the request in flight, if any
+        self._inflight_since: float | None = None  # clock time that request was made
+        self._inference_stalled = False  # the watchdog found inference stalled; no chunk since
         self._obs: Observation | None = None
         self._t0: float | None = None  # clock time of step 0
         self._last_now = float("-inf")
@@ -127,16 +155,52 @@ class ActorCore:
     def observation(self) -> Observation | None:
         return self._obs
 
+    # --- e-stop ------------------------------------------------------------------
+    def engage_estop(self, reason: str, now: float) -> Ending | None:
+        """Latch the e-stop (service); returns the episode it ended, if one was running."""
+        if not self.estop.engage(reason, now, self._commanding()):
+            return None
+        return self._end_for_estop()
+
+    def set_estop_input(self, engaged: bool, now: float, source: str = "estop topic") -> Ending | None:
+        """The e-stop topic's value: True latches the e-stop, False lets a reset through."""
+        if not self.estop.set_input(engaged, now, self._commanding(), source):
+            return None
+        return self._end_for_estop()
+
+    def reset_estop(self) -> str:
+        """Explicit reset (refused while the e-stop input is engaged); returns why it had engaged."""
+        return self.estop.reset()
+
+    def _commanding(self) -> np.ndarray | None:
+        """The command being sent now, if the actor sends any (an e-stop holds only that)."""
+        if self.fsm.state is EpisodeState.RUNNING or self.config.hold_when_idle:
+            return self.last_command
+        return None
+
+    def _end_for_estop(self) -> Ending | None:
+        self._reset_plan()
+        if self.fsm.state is not EpisodeState.RUNNING:
+            return None
+        steps = self._episode_steps
+        ending = self.fsm.fail("estop", self.estop.reason)
+        self._finish(ending, steps)
+        return ending
+
     # --- episode control --------------------------------------------------------
     def start_episode(self, episode_id: str, task: str, instruction: str, now: float) -> None:
+        if self.estop.engaged:
+            raise TransitionError(f"cannot start: e-stop engaged ({self.estop.reason}); reset it first")
         obs = self._obs
         if obs is None:
-            raise TransitionError("cannot start: no synchronised camera + joint observation yet")
+            raise TransitionError("cannot start: no synchronised camera + joint observation yet"
+                                  + self._why_no_input(now))
         stale = self.stale_guard.stale_inputs(now, dict(obs.stamps))
         if stale:
-            raise TransitionError(f"cannot start: stale inputs {stale}")
+            raise TransitionError(f"cannot start: stale inputs {stale}" + self._why_no_input(now))
         self.fsm.start(episode_id, task, instruction, now)
         self._reset_plan()
+        self._inference_stalled = False
         self.last_command = obs.joint_pos.copy()
         self.counters.interventions = 0
         self._episode_steps = 0
@@ -148,9 +212,14 @@ class ActorCore:
                 extra={"policy_version": self.policy_version, "control_hz": self.config.control_hz},
             ))
 
-    def stop_episode(self, abort: bool, reason: str = "") -> Ending | None:
+    def _why_no_input(self, now: float) -> str:
+        why = self.input_report(now) if self.input_report is not None else ""
+        return f": {why}" if why else ""
+
+    def stop_episode(self, abort: bool, reason: str = "", now: float | None = None) -> Ending | None:
+        """Stop (await the label; `now` starts the label deadline) or abort the running episode."""
         steps = self._episode_steps
-        ending = self.fsm.stop(abort, reason)
+        ending = self.fsm.stop(abort, reason, now)
         self._reset_plan()
         if ending is not None:
             self._finish(ending, steps)
@@ -162,7 +231,11 @@ class ActorCore:
         return ending
 
     # --- the control step ---------------------------------------------------------
-    def tick(self, now: float, obs: Observation | None, results: Iterable[InferenceResult] = ()) -> TickResult:
+    def tick(self, now: float, obs: Observation | None, results: Iterable[InferenceResult] = (),
+             input_stamps: Mapping[str, float | None] | None = None) -> TickResult:
+        """One control step at clock time `now`. `input_stamps` (newest stamp of every input,
+        synchronised or not) only sharpens which inputs a stale hold names."""
+        gap = now - self._last_now
         step = self._step_at(now)
         self.counters.ticks += 1
         if obs is not None:
@@ -176,12 +249,33 @@ class ActorCore:
             if ended is not None:
                 self._reset_plan()
                 self._finish(ended, self._episode_steps)
+        elif self.fsm.state is EpisodeState.AWAITING_LABEL:
+            ended = self.fsm.check_label_deadline(now)
+            if ended is not None:
+                self._finish(ended, self._episode_steps)
+        if self.estop.engaged:
+            cmd = self.estop.command(now)
+            return TickResult(step, cmd, ActionSource.HOLD if cmd is not None else None,
+                              hold_reason=HoldReason.ESTOP, new_chunks=new_chunks, ended=ended, estop=True)
         if self.fsm.state is not EpisodeState.RUNNING:
             cmd = self.last_command if (self.config.hold_when_idle and self.last_command is not None) else None
             return TickResult(step, cmd, ActionSource.HOLD if cmd is not None else None,
                               new_chunks=new_chunks, ended=ended)
 
+        watchdog = ""
+        if 0.0 <= gap < float("inf") and self.watchdog.control_gap(gap, now):
+            watchdog = self.watchdog.last_trip
+            self._reset_plan()  # the plan was made for a moment long past: resume from a fresh chunk
+        if (self._inflight is not None and self._inflight_since is not None
+                and self.watchdog.inference_age(now - self._inflight_since, now)):
+            watchdog = self.watchdog.last_trip
+            self._reset_plan()  # ask again; whatever the stuck inference returns is discarded
+            self._inference_stalled = True
+
         stale = tuple(self.stale_guard.stale_inputs(now, dict(obs.stamps)))
+        named = stale
+        if stale and input_stamps is not None:  # name the inputs at fault, not every one of a stale set
+            named = tuple(self.stale_guard.stale_inputs(now, dict(input_stamps))) or stale
         engaged_now = self.pedal and not self._pedal_was
         released_now = self._pedal_was and not self.pedal
         self._pedal_was = self.pedal
@@ -211,7 +305,8 @@ class ActorCore:
         else:
             scheduled = self.scheduler.pop(step)
             if scheduled is None:
-                res = self.safety.hold(self.last_command, HoldReason.DRY)
+                stalled = bool(watchdog) or self._inference_stalled
+                res = self.safety.hold(self.last_command, HoldReason.WATCHDOG if stalled else HoldReason.DRY)
                 source = ActionSource.HOLD
             else:
                 res = self.safety.apply(scheduled.target, self.last_command)
@@ -220,6 +315,7 @@ class ActorCore:
             if self._inflight is None and self.scheduler.needs_chunk(step + 1):
                 request = InferenceRequest(obs, step + 1, self._generation, self.fsm.instruction)
                 self._inflight = self._generation
+                self._inflight_since = now
 
         self.last_command = res.command
         self._count(source, res.reason)
@@ -227,8 +323,8 @@ class ActorCore:
             self.recorder.add(RawStep(step, obs.stamp, obs.images, obs.joint_pos, res.command, source,
                                       chunk_id, self.policy_version))
         self._episode_steps += 1
-        return TickResult(step, res.command, source, chunk_id, res.reason, stale, request, new_chunks,
-                          None, engaged_now or released_now)
+        return TickResult(step, res.command, source, chunk_id, res.reason, named, request, new_chunks,
+                          None, engaged_now or released_now, watchdog=watchdog)
 
     # --- internals ----------------------------------------------------------------
     def _step_at(self, now: float) -> int:
@@ -247,6 +343,7 @@ class ActorCore:
         self.scheduler.clear()
         self._generation += 1
         self._inflight = None
+        self._inflight_since = None
 
     def _take_results(self, results: Iterable[InferenceResult], step: int) -> list[InferenceResult]:
         stitched = []
@@ -254,6 +351,7 @@ class ActorCore:
             current = r.request.generation == self._generation
             if current and self._inflight == r.request.generation:
                 self._inflight = None
+                self._inflight_since = None
             if r.actions is None:
                 self.counters.failed_inferences += 1
                 continue
@@ -261,6 +359,7 @@ class ActorCore:
                 self.counters.stale_chunks += 1
                 continue
             self.scheduler.add_chunk(r.request.start_step, r.actions, r.chunk_id, now_step=step)
+            self._inference_stalled = False
             stitched.append(r)
         return stitched
 

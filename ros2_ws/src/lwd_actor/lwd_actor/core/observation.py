@@ -3,6 +3,11 @@
 Conversion from raw message fields lives here (not in the node) so that bad
 input handling is ROS-free and tested directly: every problem raises
 `InputError` with a message fit for a log line, and the node drops the message.
+
+Joint states may come from several sources on one topic (arm and gripper
+controllers each publish their own JointState): `JointStateMerger` merges them by
+name and keeps each joint's own stamp, so a source that falls silent makes its
+joints stale instead of freezing them at their last value.
 """
 
 from __future__ import annotations
@@ -12,14 +17,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lwd_common.preprocessing import bgr_to_rgb
+from lwd_common.preprocessing import bgr_to_rgb, decode_jpeg, resize
 from lwd_description.robot import CAMERA_NAMES, JOINT_NAMES
 
 JOINTS_INPUT = "joint_states"
+ASPECT_TOLERANCE = 0.02  # relative H:W difference between camera and policy input still accepted
 
 
 class InputError(ValueError):
     """A sensor message the actor cannot use (wrong encoding, size, joints)."""
+
+
+class JointsIncomplete(InputError):
+    """Joint states are usable, but some joints have not been published by any source yet."""
 
 
 @dataclass(frozen=True)
@@ -77,3 +87,104 @@ def ordered_joints(names: Sequence[str], values: Sequence[float], what: str = "j
 
 def all_inputs() -> tuple[str, ...]:
     return (*CAMERA_NAMES, JOINTS_INPUT)
+
+
+def input_label(name: str) -> str:
+    """How an input is named in logs and messages: its topic (relative to the robot namespace)."""
+    return JOINTS_INPUT if name == JOINTS_INPUT else f"camera/{name}"
+
+
+def aspect_mismatch(frame_hw: tuple[int, int], target_hw: tuple[int, int], target: str = "the policy input") -> str:
+    """Why frames of `frame_hw` cannot be resized to `target_hw` ("" if they can).
+
+    Resizing to the policy's size is what preprocessing is for; squashing is not: a frame whose
+    H:W differs from the policy's by more than ASPECT_TOLERANCE reaches the policy distorted,
+    which only a policy trained on the same distortion (i.e. on these cameras) would expect,
+    and the policy file cannot say which cameras it was trained on."""
+    fh, fw = frame_hw
+    th, tw = target_hw
+    if abs((fh / fw) / (th / tw) - 1.0) <= ASPECT_TOLERANCE:
+        return ""
+    return (f"camera frames {fh}x{fw} (H:W {fh / fw:.3f}) do not have the aspect ratio of {target} "
+            f"{th}x{tw} (H:W {th / tw:.3f}); resizing would squash them")
+
+
+def compressed_image(fmt: str, data: bytes | Sequence[int], expected_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """HxWx3 uint8 RGB from a sensor_msgs/CompressedImage (jpeg or png, as image_transport's
+    `compressed` plugin sends them: colour encoded BGR); InputError otherwise."""
+    kind = fmt.lower()
+    if "compresseddepth" in kind or not any(k in kind for k in ("jpeg", "jpg", "png")):
+        raise InputError(f"unsupported compressed image format {fmt!r} (want jpeg or png)")
+    try:
+        img = decode_jpeg(bytes(data))  # OpenCV's imdecode: JPEG or PNG by content
+    except ValueError as exc:
+        raise InputError(f"compressed image ({fmt}) does not decode: {exc}") from exc
+    if expected_hw is not None and img.shape[:2] != tuple(expected_hw):
+        raise InputError(f"image is {img.shape[0]}x{img.shape[1]}, expected {expected_hw[0]}x{expected_hw[1]}")
+    return img
+
+
+def fit_frame(img: np.ndarray, record_hw: tuple[int, int] | None, policy_hw: tuple[int, int] | None) -> np.ndarray:
+    """A received frame as the actor keeps it: resized to the recording size if one is configured
+    (`lwd_common.preprocessing.resize`, so recorded frames are what the policy is prepared from),
+    never squashed: InputError if its aspect ratio differs from the recording size's or the policy's."""
+    if record_hw is not None:
+        why = aspect_mismatch(img.shape[:2], record_hw, "the recording size (record_height x record_width)")
+        if why:
+            raise InputError(why)
+        img = resize(img, record_hw)
+    if policy_hw is not None:
+        why = aspect_mismatch(img.shape[:2], policy_hw)
+        if why:
+            raise InputError(why)
+    return img
+
+
+class JointStateMerger:
+    """Joint positions merged by name from every JointState source, with per-joint freshness.
+
+    `add` takes one message (names, positions, stamp) and returns the full JOINT_NAMES vector
+    once every joint is known and none is older than `max_age_s` relative to this message's
+    stamp; until then it raises `InputError` naming the missing or stale joints (the node
+    reports it as the reason nothing can start, and logs it only when it persists). Names the
+    robot model does not know are ignored; a message with none of its joints is refused.
+    Not thread-safe: called from the executor thread only.
+    """
+
+    def __init__(self, max_age_s: float = 0.5, names: Sequence[str] = JOINT_NAMES):
+        if max_age_s <= 0:
+            raise ValueError("max_age_s must be > 0")
+        self.max_age_s = max_age_s
+        self.names = tuple(names)
+        self._index = {n: i for i, n in enumerate(self.names)}
+        self._values = np.zeros(len(self.names), np.float64)
+        self._stamps = np.full(len(self.names), -np.inf)
+
+    def add(self, names: Sequence[str], values: Sequence[float], stamp: float,
+            what: str = JOINTS_INPUT) -> tuple[np.ndarray, float]:
+        names = list(names)
+        if len(names) != len(values):
+            raise InputError(f"{what}: {len(names)} names but {len(values)} positions")
+        pos = [(self._index[n], i) for i, n in enumerate(names) if n in self._index]
+        if not pos:
+            raise InputError(f"{what}: none of its joints {names[:4]}{'...' if len(names) > 4 else ''} "
+                             f"is one of this robot's")
+        arr = np.asarray(values, np.float64)
+        mine, theirs = (list(t) for t in zip(*pos, strict=True))
+        if not np.isfinite(arr[theirs]).all():
+            raise InputError(f"{what}: non-finite joint position")
+        if stamp < self._stamps.max():
+            older = self._stamps[mine] > stamp
+            if older.all():  # time went backwards for all of them (sim reset): start over
+                self._stamps[:] = -np.inf
+        self._values[mine] = arr[theirs]
+        self._stamps[mine] = stamp
+        newest = float(self._stamps.max())
+        missing = [n for n, t in zip(self.names, self._stamps, strict=True) if t == -np.inf]
+        if missing:
+            raise JointsIncomplete(f"{what}: missing joints {missing} (no source has published them yet)")
+        stale = [n for n, t in zip(self.names, self._stamps, strict=True) if newest - t > self.max_age_s]
+        if stale:
+            raise InputError(f"{what}: joints {stale} are more than {self.max_age_s:g} s older than the "
+                             f"newest joint state (their source stopped publishing?)")
+        return self._values.copy(), newest

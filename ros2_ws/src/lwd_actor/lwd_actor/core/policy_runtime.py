@@ -1,9 +1,13 @@
 """ONNX Runtime session for an lwd policy (contract: `lwd_common.policy_io`).
 
-A model is checked twice before it may drive a robot: its declared inputs must
-match the contract (`read_signature`), and one trial inference on zeros must
-return a finite [1, 30, 16] action chunk. Either failure raises `PolicyError`
-at load (= lifecycle configure), never later in the control loop.
+A model is checked three times before it may drive a robot: its declared inputs
+must match the contract (`read_signature`); it must fit this actor
+(`check_deployment`: joint-name and camera metadata naming this robot's joints and
+cameras in order, the actor's control rate if the model declares one, an input
+aspect ratio that the configured camera frames have); and one trial inference on
+zeros must return a finite [1, 30, 16] action chunk. Any failure raises
+`PolicyError` at load (= lifecycle configure, or a downloaded policy refused and
+rolled back), never later in the control loop.
 
 Providers are chosen deliberately: CPU unless CUDA is asked for; CUDA is used
 only if a session really comes up on it (onnxruntime-gpu lists CUDA as
@@ -13,19 +17,24 @@ available on machines without the CUDA libraries and then fails noisily).
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from lwd_actor.core.observation import Observation
+from lwd_actor.core.observation import Observation, aspect_mismatch
 from lwd_common import policy_io
 from lwd_common.preprocessing import JPEG_QUALITY, policy_images
-from lwd_description.robot import CAMERA_NAMES, CHUNK_HORIZON, NUM_JOINTS
+from lwd_description.robot import CAMERA_NAMES, CHUNK_HORIZON, JOINT_NAMES, NUM_JOINTS
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
+# Control rate the policy was trained for (a float, Hz). Not yet in lwd_common.policy_io's contract and
+# not written by the learner's exporter: checked when a model declares it, assumed equal otherwise.
+META_CONTROL_HZ = "control_hz"
 
 
 class PolicyError(ValueError):
@@ -38,6 +47,38 @@ class RuntimeConfig:
     intra_op_threads: int = 1  # leave the other core(s) to the control loop
     seed: int = 0
     jpeg_quality: int = JPEG_QUALITY  # the recorder's: the policy sees the pixels the learner will
+    control_hz: float | None = None  # the actor's rate: a model declaring another one is refused
+    camera_hw: tuple[int, int] | None = None  # configured frame size (recording, else camera): H:W must match
+
+
+def check_deployment(signature: policy_io.PolicySignature, metadata: dict[str, str], config: RuntimeConfig) -> None:
+    """Raise PolicyError if a contract-obeying model does not fit this actor (see the module doc)."""
+    problems = []
+    for key, want in ((policy_io.META_JOINT_NAMES, JOINT_NAMES), (policy_io.META_CAMERAS, CAMERA_NAMES)):
+        if key not in metadata:
+            problems.append(f"no '{key}' metadata: nothing says its inputs are in this robot's order {list(want)}")
+            continue
+        try:
+            got = tuple(json.loads(metadata[key]))
+        except (ValueError, TypeError):
+            problems.append(f"'{key}' metadata is not a JSON list: {metadata[key]!r}")
+            continue
+        if got != want:
+            problems.append(f"'{key}' metadata {list(got)} differs from this robot's {list(want)}")
+    if config.control_hz is not None and META_CONTROL_HZ in metadata:
+        try:
+            hz = float(metadata[META_CONTROL_HZ])
+        except ValueError:
+            hz = math.nan
+        if not math.isclose(hz, config.control_hz, rel_tol=1e-6):
+            problems.append(f"trained for control_hz {metadata[META_CONTROL_HZ]}, the actor runs at "
+                            f"{config.control_hz:g} Hz (its chunks would play at the wrong speed)")
+    if config.camera_hw is not None:
+        why = aspect_mismatch(config.camera_hw, (signature.image_height, signature.image_width))
+        if why:
+            problems.append(f"configured frame size: {why}")
+    if problems:
+        raise PolicyError("policy does not fit this actor: " + "; ".join(problems))
 
 
 def sha256_of(path: str | Path) -> str:
@@ -76,6 +117,11 @@ class OnnxPolicy:
         try:
             self.signature = policy_io.read_signature(model)
         except ValueError as exc:
+            raise PolicyError(f"{self.path}: {exc}") from exc
+        self.metadata = {p.key: p.value for p in model.metadata_props}
+        try:
+            check_deployment(self.signature, self.metadata, config)
+        except PolicyError as exc:
             raise PolicyError(f"{self.path}: {exc}") from exc
         self.sha256 = sha256_of(self.path)
         self.version = version or self.signature.version

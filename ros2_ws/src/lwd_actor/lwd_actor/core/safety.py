@@ -23,6 +23,8 @@ class HoldReason(StrEnum):
     STALE = "stale_input"
     DRY = "timeline_dry"  # no policy target for this step (waiting for a chunk)
     NO_TELEOP = "no_teleop_target"  # pedal held but no teleop target received yet
+    ESTOP = "estop"  # e-stop engaged: hold briefly, then send nothing
+    WATCHDOG = "watchdog"  # the control thread or the inference stalled beyond its bound
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,143 @@
+"""E-stop (latched, hold then silence, explicit reset) and the command watchdog, on the ROS-free core
+with a real ONNX policy, worker thread and recorder; time is driven by the test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import make_obs
+from test_actor_core import DT, Rig
+
+from lwd_actor.core.actor import ActorConfig
+from lwd_actor.core.episode_fsm import EpisodeState, TransitionError
+from lwd_actor.core.safety import HoldReason
+from lwd_actor.core.watchdog import EStop, WatchdogConfig
+from lwd_common.episode import ActionSource, Label
+
+
+@pytest.fixture
+def rig(tmp_path, limits):
+    r = Rig(tmp_path, limits, ActorConfig(estop_hold_s=0.2))
+    yield r
+    r.close()
+
+
+def run_policy(rig: Rig, ticks: int = 10) -> np.ndarray:
+    rig.start()
+    for _ in range(ticks):
+        res = rig.tick()
+    assert res.source is ActionSource.POLICY
+    return res.command
+
+
+def test_estop_aborts_the_episode_holds_then_sends_nothing(rig):
+    last = run_policy(rig)
+    ended = rig.core.engage_estop("operator pressed the red button", now=rig.core.step * DT)
+    assert ended is not None and ended.reason == "estop" and ended.label is Label.FAILURE
+    assert rig.core.state is EpisodeState.DONE
+    held = [rig.tick() for _ in range(12)]  # 0.4 s at 30 Hz; hold lasts 0.2 s
+    assert all(r.estop and r.hold_reason is HoldReason.ESTOP for r in held)
+    commands = [r.command for r in held]
+    assert commands[0] is not None and all(np.array_equal(c, last) for c in commands[:5])
+    assert commands[-1] is None and all(c is None for c in commands[7:])
+    rig.recorder.flush()
+    ep = rig.store.get("robot0-ep1")
+    assert ep.outcome.reason == "estop" and "red button" in ep.outcome.note
+
+
+def test_estop_is_latched_until_an_explicit_reset_and_blocks_starts(rig):
+    run_policy(rig)
+    rig.core.engage_estop("service", now=rig.core.step * DT)
+    rig.core.engage_estop("again", now=rig.core.step * DT)  # already engaged: no change
+    assert rig.core.estop.reason == "service" and rig.core.estop.engagements == 1
+    for _ in range(40):
+        rig.tick()
+    assert rig.core.estop.engaged
+    with pytest.raises(TransitionError, match=r"e-stop engaged \(service\); reset it first"):
+        rig.core.start_episode("robot0-ep2", "pick", "", rig.core.step * DT)
+    assert rig.core.reset_estop() == "service"
+    assert rig.tick().command is None and not rig.tick().estop
+    rig.core.start_episode("robot0-ep2", "pick", "", rig.core.step * DT)
+    assert rig.core.state is EpisodeState.RUNNING
+
+
+def test_estop_topic_false_does_not_reset_and_reset_waits_for_the_input_to_clear(rig):
+    run_policy(rig)
+    assert rig.core.set_estop_input(True, rig.core.step * DT) is not None
+    with pytest.raises(TransitionError, match="input still says engaged"):
+        rig.core.reset_estop()
+    assert rig.core.set_estop_input(False, rig.core.step * DT) is None
+    assert rig.core.estop.engaged  # latched: releasing the button is not a reset
+    rig.core.reset_estop()
+    assert not rig.core.estop.engaged
+    with pytest.raises(TransitionError, match="not engaged"):
+        rig.core.reset_estop()
+
+
+def test_estop_while_idle_sends_no_hold_of_an_old_command(rig):
+    run_policy(rig)
+    rig.core.stop_episode(abort=True)
+    rig.tick()
+    rig.core.engage_estop("idle", now=rig.core.step * DT)
+    res = rig.tick()
+    assert res.estop and res.command is None  # the actor was not commanding: it must not start now
+
+
+def test_estop_hold_never_moves_and_lasts_at_most_hold_s():
+    stop = EStop(hold_s=0.5)
+    cmd = np.ones(16)
+    assert stop.engage("x", 10.0, cmd)
+    cmd[:] = 5.0  # the caller's array changing later must not change what is held
+    assert np.array_equal(stop.command(10.4), np.ones(16)) and stop.command(10.5) is None
+    assert stop.command(9.0) is None  # clock jumped back (sim reset): no endless hold
+
+
+def test_a_control_thread_stall_holds_and_replans_from_a_fresh_chunk(rig):
+    run_policy(rig)
+    assert rig.core.scheduler.remaining(rig.core.step) > 0
+    late = rig.core.step + 9  # 0.3 s without a tick: beyond the 0.25 s bound
+    res = rig.core.tick(late * DT, make_obs(late * DT, rig.q), rig.worker.poll())
+    assert res.source is ActionSource.HOLD and res.hold_reason is HoldReason.WATCHDOG
+    assert "control thread stalled 0.3" in res.watchdog and rig.core.watchdog.trips["control"] == 1
+    assert res.request is not None and res.request.start_step == res.step + 1  # a plan for now
+    np.testing.assert_array_equal(res.command, rig.q)
+    rig.worker.submit(res.request)
+    rig.worker.wait_idle()
+    assert rig.tick().source is ActionSource.POLICY
+
+
+def test_a_short_late_tick_is_not_a_stall(rig):
+    run_policy(rig)
+    late = rig.core.step + 5  # 0.17 s: missed ticks, not a watchdog trip
+    res = rig.core.tick(late * DT, make_obs(late * DT, rig.q), rig.worker.poll())
+    assert res.source is ActionSource.POLICY and not res.watchdog
+
+
+def test_stalled_inference_holds_with_the_watchdog_reason_and_is_asked_again(tmp_path, limits):
+    r = Rig(tmp_path, limits, ActorConfig(watchdog=WatchdogConfig(inference_stall_s=0.5)))
+    try:
+        run_policy(r, ticks=3)
+        r.worker.close()  # inference stops answering: requests stay in flight for ever
+        reasons, requests = [], []
+        for _ in range(60):
+            res = r.tick(wait_inference=False)
+            reasons.append(res.hold_reason)
+            if res.request is not None:
+                requests.append(res.step)
+        trips = r.core.watchdog.trips["inference"]
+        assert trips >= 2 and "inference in flight" in r.core.watchdog.last_trip
+        assert HoldReason.WATCHDOG in reasons and reasons[-1] is HoldReason.WATCHDOG
+        assert len(requests) >= 1 + trips  # every trip asks again on the current observation
+    finally:
+        r.close()
+
+
+def test_watchdog_bounds_of_zero_turn_the_checks_off(tmp_path, limits):
+    r = Rig(tmp_path, limits, ActorConfig(watchdog=WatchdogConfig(control_stall_s=0, inference_stall_s=0)))
+    try:
+        run_policy(r)
+        late = r.core.step + 30
+        res = r.core.tick(late * DT, make_obs(late * DT, r.q), r.worker.poll())
+        assert not res.watchdog and r.core.watchdog.trips == {"control": 0, "inference": 0}
+    finally:
+        r.close()
