@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 
 from lwd_common import policy_io
-from lwd_description.robot import CAMERA_NAMES, JOINT_NAMES
+from lwd_description.robot import CAMERA_NAMES, CONTROL_HZ, JOINT_NAMES
 from lwd_learner.config import LearnerConfig, ModelConfig
 from lwd_learner.jaxpr_onnx import OPSET, GraphInput, jax_to_onnx
 
@@ -45,6 +45,7 @@ def write_metadata(model: onnx.ModelProto, instructions: list[str] | tuple[str, 
         policy_io.META_FLOW_STEPS: str(flow_steps),
         policy_io.META_JOINT_NAMES: json.dumps(list(JOINT_NAMES)),
         policy_io.META_CAMERAS: json.dumps(list(CAMERA_NAMES)),
+        policy_io.META_CONTROL_HZ: f"{CONTROL_HZ:g}",
     }
     for k, v in meta.items():
         model.metadata_props.add(key=k, value=v)

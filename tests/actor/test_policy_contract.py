@@ -10,9 +10,10 @@ from pathlib import Path
 import onnx
 import pytest
 
-from lwd_actor.core.policy_runtime import META_CONTROL_HZ, OnnxPolicy, PolicyError, RuntimeConfig
+from lwd_actor.core.policy_runtime import OnnxPolicy, PolicyError, RuntimeConfig
 from lwd_actor.core.policy_switch import PolicySwitch, PolicyUpdate
 from lwd_common import policy_io
+from lwd_common.policy_io import META_CONTROL_HZ
 from lwd_testing.models import build_policy
 
 ACTOR = RuntimeConfig(control_hz=30.0)

@@ -85,6 +85,7 @@ def test_exported_policy_satisfies_the_contract_and_metadata(exported):
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta[policy_io.META_FLOW_STEPS] == "10"
     assert tuple(json.loads(meta[policy_io.META_JOINT_NAMES])) == JOINT_NAMES
+    assert meta[policy_io.META_CONTROL_HZ] == "30"  # the rate the training data was recorded at
 
 
 def test_exported_policy_runs_with_batch_one(exported):

@@ -33,6 +33,7 @@ META_INSTRUCTIONS = "instructions"  # JSON list of strings
 META_FLOW_STEPS = "flow_steps"
 META_JOINT_NAMES = "joint_names"  # JSON list, must equal JOINT_NAMES
 META_CAMERAS = "cameras"  # JSON list, must equal CAMERA_NAMES
+META_CONTROL_HZ = "control_hz"  # rate the chunk's rows were trained at; an actor at another rate refuses it
 
 
 @dataclass(frozen=True)

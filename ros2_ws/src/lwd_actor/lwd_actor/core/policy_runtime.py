@@ -34,7 +34,6 @@ CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 # Control rate the policy was trained for (a float, Hz). Not yet in lwd_common.policy_io's contract and
 # not written by the learner's exporter: checked when a model declares it, assumed equal otherwise.
-META_CONTROL_HZ = "control_hz"
 
 
 class PolicyError(ValueError):
@@ -65,13 +64,13 @@ def check_deployment(signature: policy_io.PolicySignature, metadata: dict[str, s
             continue
         if got != want:
             problems.append(f"'{key}' metadata {list(got)} differs from this robot's {list(want)}")
-    if config.control_hz is not None and META_CONTROL_HZ in metadata:
+    if config.control_hz is not None and policy_io.META_CONTROL_HZ in metadata:
         try:
-            hz = float(metadata[META_CONTROL_HZ])
+            hz = float(metadata[policy_io.META_CONTROL_HZ])
         except ValueError:
             hz = math.nan
         if not math.isclose(hz, config.control_hz, rel_tol=1e-6):
-            problems.append(f"trained for control_hz {metadata[META_CONTROL_HZ]}, the actor runs at "
+            problems.append(f"trained for control_hz {metadata[policy_io.META_CONTROL_HZ]}, the actor runs at "
                             f"{config.control_hz:g} Hz (its chunks would play at the wrong speed)")
     if config.camera_hw is not None:
         why = aspect_mismatch(config.camera_hw, (signature.image_height, signature.image_width))
