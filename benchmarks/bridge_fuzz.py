@@ -36,14 +36,18 @@ def free_endpoint() -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--frames", type=int, default=30_000, help="hostile messages (each may be several frames)")
-    p.add_argument("--duration", type=float, default=120.0, help="seconds to spread them (and the good robot) over")
+    p.add_argument(
+        "--duration", type=float, default=120.0, help="seconds to spread them (and the good robot) over"
+    )
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--peers", type=int, default=6, help="hostile sockets")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--zmtp-mb", type=int, default=512, help="bytes the unterminated multipart sender tries")
     p.add_argument("--mem-limit-mb", type=int, default=3000, help="address space cap of the bridge process")
-    p.add_argument("--default-limits", action="store_true", help="the bridge's default limits, not the fuzz ones")
+    p.add_argument(
+        "--default-limits", action="store_true", help="the bridge's default limits, not the fuzz ones"
+    )
     p.add_argument("--keep", default="", help="keep the bridge root and log here")
     args = p.parse_args()
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bridge-fuzz-"))
@@ -53,10 +57,21 @@ def main() -> None:
     max_frame = 16 << 20 if args.default_limits else 1 << 20
     proc = start_server(root, endpoint, log_path, args.mem_limit_mb, *limits)
     try:
-        result = run_fuzz(root, endpoint, proc.pid, log_path, frames=args.frames, seed=args.seed,
-                          episodes=args.episodes, steps=args.steps, duration_s=args.duration,
-                          hostile_peers=args.peers, max_frame=max_frame, zmtp_bytes=args.zmtp_mb << 20,
-                          time_limit_s=args.duration * 3 + 60)
+        result = run_fuzz(
+            root,
+            endpoint,
+            proc.pid,
+            log_path,
+            frames=args.frames,
+            seed=args.seed,
+            episodes=args.episodes,
+            steps=args.steps,
+            duration_s=args.duration,
+            hostile_peers=args.peers,
+            max_frame=max_frame,
+            zmtp_bytes=args.zmtp_mb << 20,
+            time_limit_s=args.duration * 3 + 60,
+        )
         alive = proc.poll() is None
     finally:
         proc.terminate()

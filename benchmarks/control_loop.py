@@ -73,33 +73,64 @@ def run_ros(a: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="lwd_bench_ros_"))
     policy = a.policy or str(default_policy(tmp / "default.onnx"))
     urdf = tmp / "robot.urdf"
-    urdf.write_text("<robot name='bench'><link name='base'/>" + "".join(
-        f"<joint name='{n}' type='revolute'><parent link='base'/><child link='{n}_l'/>"
-        f"<limit lower='-3' upper='3' velocity='3' effort='10'/></joint><link name='{n}_l'/>" for n in JOINT_NAMES)
-        + "</robot>")
-    env = dict(os.environ, ROS_DOMAIN_ID=str(150 + os.getpid() % 50), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               RMW_IMPLEMENTATION="rmw_fastrtps_cpp", PYTHONUNBUFFERED="1")
+    urdf.write_text(
+        "<robot name='bench'><link name='base'/>"
+        + "".join(
+            f"<joint name='{n}' type='revolute'><parent link='base'/><child link='{n}_l'/>"
+            f"<limit lower='-3' upper='3' velocity='3' effort='10'/></joint><link name='{n}_l'/>"
+            for n in JOINT_NAMES
+        )
+        + "</robot>"
+    )
+    env = dict(
+        os.environ,
+        ROS_DOMAIN_ID=str(150 + os.getpid() % 50),
+        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+        RMW_IMPLEMENTATION="rmw_fastrtps_cpp",
+        PYTHONUNBUFFERED="1",
+    )
     ns = ["--ros-args", "-r", "__ns:=/robot0"]
     config = Path(__file__).resolve().parents[1] / "ros2_ws/src/lwd_bringup/config/actor.yaml"
     probe = tmp / "probe.jsonl"
 
     def start(name: str, *args: str) -> subprocess.Popen:
         log = open(tmp / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
-        return subprocess.Popen([sys.executable, "-m", *args], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     procs = [
         start("robot", "lwd_testing.fake_robot_node", *ns, "-p", f"image_size:={a.image_size}"),
-        start("actor", "lwd_actor.actor_node", *ns, "--params-file", str(config), "-p", f"policy_path:={policy}",
-              "-p", f"urdf_path:={urdf}", "-p", f"store_dir:={tmp / 'store'}",
-              "-p", f"realtime_priority:={a.realtime_priority}",
-              "-p", f"process_realtime_priority:={a.process_priority}", "-p", f"episode_time_limit_s:={a.seconds + 60}"),
+        start(
+            "actor",
+            "lwd_actor.actor_node",
+            *ns,
+            "--params-file",
+            str(config),
+            "-p",
+            f"policy_path:={policy}",
+            "-p",
+            f"urdf_path:={urdf}",
+            "-p",
+            f"store_dir:={tmp / 'store'}",
+            "-p",
+            f"realtime_priority:={a.realtime_priority}",
+            "-p",
+            f"process_realtime_priority:={a.process_priority}",
+            "-p",
+            f"episode_time_limit_s:={a.seconds + 60}",
+        ),
         start("probe", "lwd_testing.probe_node", *ns, "-p", f"out:={probe}"),
     ]
     try:
         cli = [sys.executable, "-m", "lwd_actor.episode_cli", "--ns", "/robot0"]
-        r = subprocess.run([*cli, "--retry-s", "60", "start", "--task", "bench"], env=env, capture_output=True,
-                           text=True)
+        r = subprocess.run(
+            [*cli, "--retry-s", "60", "start", "--task", "bench"], env=env, capture_output=True, text=True
+        )
         if '"accepted": true' not in r.stdout:
             print("could not start an episode:", r.stdout, (tmp / "actor.log").read_text()[-2000:])
             return 1
@@ -111,14 +142,20 @@ def run_ros(a: argparse.Namespace) -> int:
         for p in reversed(procs):
             os.killpg(p.pid, signal.SIGINT)
             p.wait(20)
-    print(f"actor node over DDS, {a.seconds:g} s episode, {a.image_size}x{a.image_size} x3 cameras, "
-          f"realtime_priority {a.realtime_priority} ({v.get('scheduling', 'SCHED_OTHER')}), "
-          f"process_realtime_priority {a.process_priority}")
-    print(f"  tick period p50 {float(v['period_p50_ms']):.3f} ms; jitter p50 {float(v['jitter_p50_ms']):.3f} / "
-          f"p99 {float(v['jitter_p99_ms']):.3f} / max {float(v['jitter_max_ms']):.3f} ms")
-    print(f"  missed ticks {v['missed_ticks']}; chunk-boundary stalls {v['timeline_dry_events']}; "
-          f"inference p50 {float(v['inference_p50_ms']):.2f} / p99 {float(v['inference_p99_ms']):.2f} ms; "
-          f"recorder dropped {v['recorder_dropped_steps']}")
+    print(
+        f"actor node over DDS, {a.seconds:g} s episode, {a.image_size}x{a.image_size} x3 cameras, "
+        f"realtime_priority {a.realtime_priority} ({v.get('scheduling', 'SCHED_OTHER')}), "
+        f"process_realtime_priority {a.process_priority}"
+    )
+    print(
+        f"  tick period p50 {float(v['period_p50_ms']):.3f} ms; jitter p50 {float(v['jitter_p50_ms']):.3f} / "
+        f"p99 {float(v['jitter_p99_ms']):.3f} / max {float(v['jitter_max_ms']):.3f} ms"
+    )
+    print(
+        f"  missed ticks {v['missed_ticks']}; chunk-boundary stalls {v['timeline_dry_events']}; "
+        f"inference p50 {float(v['inference_p50_ms']):.2f} / p99 {float(v['inference_p99_ms']):.2f} ms; "
+        f"recorder dropped {v['recorder_dropped_steps']}"
+    )
     print(json.dumps(v))
     return 0
 
@@ -129,14 +166,24 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=120.0)
     ap.add_argument("--episode-s", type=float, default=30.0)
     ap.add_argument("--image-size", type=int, default=224, help="camera frame size (square)")
-    ap.add_argument("--realtime-priority", type=int, default=0, help="SCHED_FIFO priority of the control thread")
-    ap.add_argument("--process-priority", type=int, default=0,
-                    help="SCHED_FIFO priority of every thread (set before they start, as `chrt -f P` would)")
+    ap.add_argument(
+        "--realtime-priority", type=int, default=0, help="SCHED_FIFO priority of the control thread"
+    )
+    ap.add_argument(
+        "--process-priority",
+        type=int,
+        default=0,
+        help="SCHED_FIFO priority of every thread (set before they start, as `chrt -f P` would)",
+    )
     ap.add_argument("--inference-threads", type=int, default=1)
     ap.add_argument("--policy", default="", help="ONNX policy (default: lwd_testing.models.default_policy)")
-    ap.add_argument("--sink", choices=["bridge", "directory"], default="bridge",
-                    help="bridge: stream to a real bridge server process (the robot's path); "
-                         "directory: local EpisodeStore written at episode end")
+    ap.add_argument(
+        "--sink",
+        choices=["bridge", "directory"],
+        default="bridge",
+        help="bridge: stream to a real bridge server process (the robot's path); "
+        "directory: local EpisodeStore written at episode end",
+    )
     a = ap.parse_args()
     if a.ros:
         return run_ros(a)
@@ -144,14 +191,26 @@ def main() -> int:
     if a.process_priority > 0:  # threads created from here on inherit it
         set_fifo_priority(a.process_priority)
     tmp = Path(tempfile.mkdtemp(prefix="lwd_bench_"))
-    policy = OnnxPolicy(a.policy or default_policy(tmp / "default.onnx"),
-                        RuntimeConfig(intra_op_threads=a.inference_threads))
+    policy = OnnxPolicy(
+        a.policy or default_policy(tmp / "default.onnx"), RuntimeConfig(intra_op_threads=a.inference_threads)
+    )
     worker = InferenceWorker(policy)
     bridge = None
     if a.sink == "bridge":
         endpoint = f"tcp://127.0.0.1:{free_port()}"
-        bridge = subprocess.Popen([sys.executable, "-m", "lwd_learner_bridge.server", "--root", str(tmp / "bridge"),
-                                   "--bind", endpoint], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        bridge = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lwd_learner_bridge.server",
+                "--root",
+                str(tmp / "bridge"),
+                "--bind",
+                endpoint,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         sinks = make_sink("bridge", "robot0", "", endpoint, str(tmp / "spool"))
     else:
         sinks = make_sink("directory", "robot0", str(tmp / "store"), "", "")
@@ -219,28 +278,48 @@ def main() -> int:
     lat = np.asarray(worker.latencies_ms)
     c = core.counters
     result = {
-        "seconds": a.seconds, "episodes": episodes, "image_size": s, "provider": policy.provider,
+        "seconds": a.seconds,
+        "episodes": episodes,
+        "image_size": s,
+        "provider": policy.provider,
         "scheduling": (loop.priority_note or "SCHED_OTHER")
         + (f", all threads SCHED_FIFO {a.process_priority}" if a.process_priority > 0 else ""),
-        "ticks": int(st["ticks"]), "period_p50_ms": st["period_p50_ms"], "jitter_p50_ms": st["jitter_p50_ms"],
-        "jitter_p99_ms": st["jitter_p99_ms"], "jitter_max_ms": st["jitter_max_ms"],
+        "ticks": int(st["ticks"]),
+        "period_p50_ms": st["period_p50_ms"],
+        "jitter_p50_ms": st["jitter_p50_ms"],
+        "jitter_p99_ms": st["jitter_p99_ms"],
+        "jitter_max_ms": st["jitter_max_ms"],
         "tick_compute_p99_ms": st["tick_p99_ms"],
-        "missed_ticks": int(st["missed_ticks"]), "core_missed_steps": c.missed_ticks,
+        "missed_ticks": int(st["missed_ticks"]),
+        "core_missed_steps": c.missed_ticks,
         "chunk_boundary_stalls": core.scheduler.dry_events,
-        "hold_ticks": dict(c.hold_steps), "policy_steps": c.policy_steps,
-        "inference_p50_ms": float(np.percentile(lat, 50)), "inference_p99_ms": float(np.percentile(lat, 99)),
-        "inferences": int(len(lat)), "recorded_steps": recorder.recorded_steps,
-        "recorder_dropped_steps": recorder.dropped_steps, "sink": a.sink, "episodes_stored": stored,
+        "hold_ticks": dict(c.hold_steps),
+        "policy_steps": c.policy_steps,
+        "inference_p50_ms": float(np.percentile(lat, 50)),
+        "inference_p99_ms": float(np.percentile(lat, 99)),
+        "inferences": int(len(lat)),
+        "recorded_steps": recorder.recorded_steps,
+        "recorder_dropped_steps": recorder.dropped_steps,
+        "sink": a.sink,
+        "episodes_stored": stored,
     }
-    print(f"control loop, {a.seconds:g} s, {episodes} episodes, {s}x{s} x3 cameras, policy on {policy.provider}, "
-          f"control thread {result['scheduling']}")
-    print(f"  tick period p50 {result['period_p50_ms']:.3f} ms; jitter p50 {result['jitter_p50_ms']:.3f} / "
-          f"p99 {result['jitter_p99_ms']:.3f} / max {result['jitter_max_ms']:.3f} ms")
-    print(f"  missed ticks {result['missed_ticks']}; chunk-boundary stalls {result['chunk_boundary_stalls']}; "
-          f"tick compute p99 {result['tick_compute_p99_ms']:.3f} ms")
-    print(f"  inference p50 {result['inference_p50_ms']:.2f} ms, p99 {result['inference_p99_ms']:.2f} ms "
-          f"({result['inferences']} chunks); recorded {result['recorded_steps']} steps, "
-          f"dropped {result['recorder_dropped_steps']}; {stored}/{episodes} episodes stored via {a.sink} sink")
+    print(
+        f"control loop, {a.seconds:g} s, {episodes} episodes, {s}x{s} x3 cameras, policy on {policy.provider}, "
+        f"control thread {result['scheduling']}"
+    )
+    print(
+        f"  tick period p50 {result['period_p50_ms']:.3f} ms; jitter p50 {result['jitter_p50_ms']:.3f} / "
+        f"p99 {result['jitter_p99_ms']:.3f} / max {result['jitter_max_ms']:.3f} ms"
+    )
+    print(
+        f"  missed ticks {result['missed_ticks']}; chunk-boundary stalls {result['chunk_boundary_stalls']}; "
+        f"tick compute p99 {result['tick_compute_p99_ms']:.3f} ms"
+    )
+    print(
+        f"  inference p50 {result['inference_p50_ms']:.2f} ms, p99 {result['inference_p99_ms']:.2f} ms "
+        f"({result['inferences']} chunks); recorded {result['recorded_steps']} steps, "
+        f"dropped {result['recorder_dropped_steps']}; {stored}/{episodes} episodes stored via {a.sink} sink"
+    )
     print(json.dumps(result))
     return 0
 

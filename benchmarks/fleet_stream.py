@@ -61,19 +61,37 @@ def frame_pool(size: int, count: int, seed: int) -> list[bytes]:
     return frames
 
 
-def robot_loop(robot_id: str, endpoint: str, work: Path, duration: float, episode_s: float, frames: list[bytes],
-               results: list, stop_at: float, delay: float) -> None:
+def robot_loop(
+    robot_id: str,
+    endpoint: str,
+    work: Path,
+    duration: float,
+    episode_s: float,
+    frames: list[bytes],
+    results: list,
+    stop_at: float,
+    delay: float,
+) -> None:
     time.sleep(delay)  # staggered start: episode ends of different robots do not coincide
     results.append(("started", robot_id, time.time()))
-    client = BridgeClient(ClientConfig(endpoint=endpoint, robot_id=robot_id, spool_dir=str(work / robot_id),
-                                       policy_prefetch_s=0.1, ack_timeout_s=1.0))
+    client = BridgeClient(
+        ClientConfig(
+            endpoint=endpoint,
+            robot_id=robot_id,
+            spool_dir=str(work / robot_id),
+            policy_prefetch_s=0.1,
+            ack_timeout_s=1.0,
+        )
+    )
     rng = np.random.default_rng(abs(hash(robot_id)) % 2**32)
     period = 1.0 / CONTROL_HZ
     current = ""
     k = 0
     try:
         while time.time() < stop_at:
-            meta = EpisodeMeta(episode_id=f"{robot_id}-e{k:04d}", robot_id=robot_id, task="bench", instruction="x")
+            meta = EpisodeMeta(
+                episode_id=f"{robot_id}-e{k:04d}", robot_id=robot_id, task="bench", instruction="x"
+            )
             client.begin(meta)
             n = int(episode_s * CONTROL_HZ)
             t0 = time.monotonic()
@@ -81,11 +99,18 @@ def robot_loop(robot_id: str, endpoint: str, work: Path, duration: float, episod
                 wait = t0 + i * period - time.monotonic()
                 if wait > 0:
                     time.sleep(wait)
-                client.add_step(StepRecord(
-                    step=i, stamp=time.time(), images={c: frames[(i * 3 + j + k) % len(frames)]
-                                                       for j, c in enumerate(CAMERA_NAMES)},
-                    joint_pos=rng.standard_normal(NUM_JOINTS), action=rng.standard_normal(NUM_JOINTS),
-                    source=ActionSource.POLICY, chunk_id=i // 30, policy_version=current or "none"))
+                client.add_step(
+                    StepRecord(
+                        step=i,
+                        stamp=time.time(),
+                        images={c: frames[(i * 3 + j + k) % len(frames)] for j, c in enumerate(CAMERA_NAMES)},
+                        joint_pos=rng.standard_normal(NUM_JOINTS),
+                        action=rng.standard_normal(NUM_JOINTS),
+                        source=ActionSource.POLICY,
+                        chunk_id=i // 30,
+                        policy_version=current or "none",
+                    )
+                )
             end_t = time.time()
             client.end(EpisodeOutcome(label=Label.SUCCESS, num_steps=n))
             results.append(("ended", meta.episode_id, end_t, time.time() - end_t))
@@ -103,15 +128,27 @@ def robot_loop(robot_id: str, endpoint: str, work: Path, duration: float, episod
         client.close()
 
 
-def worker(robot_ids: list[tuple[str, float]], endpoint: str, work: str, duration: float, episode_s: float, queue,
-           start_at: float, image_size: int) -> None:
+def worker(
+    robot_ids: list[tuple[str, float]],
+    endpoint: str,
+    work: str,
+    duration: float,
+    episode_s: float,
+    queue,
+    start_at: float,
+    image_size: int,
+) -> None:
     frames = frame_pool(image_size, 24, seed=len(robot_ids))
     while time.time() < start_at:
         time.sleep(0.01)
     results: list = []
-    threads = [threading.Thread(target=robot_loop, args=(r, endpoint, Path(work), duration, episode_s, frames,
-                                                         results, start_at + duration, delay))
-               for r, delay in robot_ids]
+    threads = [
+        threading.Thread(
+            target=robot_loop,
+            args=(r, endpoint, Path(work), duration, episode_s, frames, results, start_at + duration, delay),
+        )
+        for r, delay in robot_ids
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -123,13 +160,33 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def run(n_robots: int, duration: float, episode_s: float, policy_every: float, image_size: int,
-        n_procs: int, stagger: bool) -> dict:
+def run(
+    n_robots: int,
+    duration: float,
+    episode_s: float,
+    policy_every: float,
+    image_size: int,
+    n_procs: int,
+    stagger: bool,
+) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="lwd-bench-"))
     root, endpoint = tmp / "bridge", free_endpoint()
-    server = subprocess.Popen([sys.executable, "-m", "lwd_learner_bridge.server", "--root", str(root),
-                               "--bind", endpoint, "--log-level", "WARNING"], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, start_new_session=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lwd_learner_bridge.server",
+            "--root",
+            str(root),
+            "--bind",
+            endpoint,
+            "--log-level",
+            "WARNING",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     assert b"listening" in server.stdout.readline()
     store, policies = EpisodeStore(root / "store"), PolicyStore(root / "policies")
     seen: dict[str, float] = {}
@@ -158,8 +215,13 @@ def run(n_robots: int, duration: float, episode_s: float, policy_every: float, i
     pairs = list(zip(ids, delays, strict=True))
     groups = [pairs[i::n_procs] for i in range(min(n_procs, n_robots))]
     start_at = time.time() + 3.0
-    procs = [ctx.Process(target=worker, args=(g, endpoint, str(tmp / "robots"), duration, episode_s, queue,
-                                              start_at, image_size)) for g in groups]
+    procs = [
+        ctx.Process(
+            target=worker,
+            args=(g, endpoint, str(tmp / "robots"), duration, episode_s, queue, start_at, image_size),
+        )
+        for g in groups
+    ]
     for p in procs:
         p.start()
     threads = [threading.Thread(target=learner), threading.Thread(target=publisher)]
@@ -180,8 +242,11 @@ def run(n_robots: int, duration: float, episode_s: float, policy_every: float, i
     started = {r[1]: r[2] for r in results if r[0] == "started"}
 
     def since_published(kind: str) -> list[float]:  # only versions published while that robot was running
-        return [r[3] - published[r[2]] for r in results
-                if r[0] == kind and r[2] in published and published[r[2]] >= started[r[1]]]
+        return [
+            r[3] - published[r[2]]
+            for r in results
+            if r[0] == kind and r[2] in published and published[r[2]] >= started[r[1]]
+        ]
 
     ready, loaded = since_published("ready"), since_published("loaded")
     stats = [r[2] for r in results if r[0] == "stats"]
@@ -191,16 +256,27 @@ def run(n_robots: int, duration: float, episode_s: float, policy_every: float, i
     server.wait(10)
     shutil.rmtree(tmp, ignore_errors=True)
     return {
-        "robots": n_robots, "duration_s": duration, "episodes_ended": len(ended), "episodes_stored": len(seen),
-        "episodes_lost": len(lost), "MB_per_s": total_bytes / 1e6 / elapsed,
+        "robots": n_robots,
+        "duration_s": duration,
+        "episodes_ended": len(ended),
+        "episodes_stored": len(seen),
+        "episodes_lost": len(lost),
+        "MB_per_s": total_bytes / 1e6 / elapsed,
         "steps_per_s": len(ended) * episode_s * CONTROL_HZ / elapsed,
-        "visible_p50_s": pct(visible, 50), "visible_p99_s": pct(visible, 99), "visible_max_s": max(visible or [0]),
+        "visible_p50_s": pct(visible, 50),
+        "visible_p99_s": pct(visible, 99),
+        "visible_max_s": max(visible or [0]),
         "policies_published": len(published),
-        "policy_ready_p50_s": pct(ready, 50), "policy_ready_p99_s": pct(ready, 99),
-        "policy_loaded_p50_s": pct(loaded, 50), "policy_loaded_p99_s": pct(loaded, 99),
-        "end_call_p50_s": pct(end_call, 50), "end_call_p99_s": pct(end_call, 99),
-        "bridge_commit_p50_s": status["commit_latency_s"]["p50"], "bridge_commit_p99_s": status["commit_latency_s"]["p99"],
-        "retries": sum(s["retries"] for s in stats), "bridge_duplicates": status["counters"]["duplicates_dropped"],
+        "policy_ready_p50_s": pct(ready, 50),
+        "policy_ready_p99_s": pct(ready, 99),
+        "policy_loaded_p50_s": pct(loaded, 50),
+        "policy_loaded_p99_s": pct(loaded, 99),
+        "end_call_p50_s": pct(end_call, 50),
+        "end_call_p99_s": pct(end_call, 99),
+        "bridge_commit_p50_s": status["commit_latency_s"]["p50"],
+        "bridge_commit_p99_s": status["commit_latency_s"]["p99"],
+        "retries": sum(s["retries"] for s in stats),
+        "bridge_duplicates": status["counters"]["duplicates_dropped"],
         "bridge_rejected": status["counters"]["rejected"],
     }
 
@@ -213,26 +289,39 @@ def main() -> None:
     p.add_argument("--policy-every", type=float, default=7.0)
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--procs", type=int, default=4, help="worker processes hosting the robot threads")
-    p.add_argument("--stagger", action="store_true",
-                   help="spread robot starts over one episode length (default: all start together, so "
-                        "episode ends arrive in bursts of N: the worst case)")
+    p.add_argument(
+        "--stagger",
+        action="store_true",
+        help="spread robot starts over one episode length (default: all start together, so "
+        "episode ends arrive in bursts of N: the worst case)",
+    )
     args = p.parse_args()
     jpeg = frame_pool(args.image_size, 8, 0)
-    print(f"# {os.cpu_count()} CPUs, JPEG {args.image_size}x{args.image_size} ~{np.mean([len(f) for f in jpeg]) / 1e3:.1f} kB,"
-          f" episodes {args.episode_s:.0f} s at {CONTROL_HZ:.0f} Hz, policy (2 MB) every {args.policy_every:.0f} s,"
-          f" {'staggered starts' if args.stagger else 'simultaneous starts (bursts of episode ends)'}")
+    print(
+        f"# {os.cpu_count()} CPUs, JPEG {args.image_size}x{args.image_size} ~{np.mean([len(f) for f in jpeg]) / 1e3:.1f} kB,"
+        f" episodes {args.episode_s:.0f} s at {CONTROL_HZ:.0f} Hz, policy (2 MB) every {args.policy_every:.0f} s,"
+        f" {'staggered starts' if args.stagger else 'simultaneous starts (bursts of episode ends)'}"
+    )
     for n in args.robots:
-        r = run(n, args.duration, args.episode_s, args.policy_every, args.image_size, args.procs, args.stagger)
-        print(f"N={r['robots']:>2}  {r['MB_per_s']:.2f} MB/s  {r['steps_per_s']:.0f} steps/s  "
-              f"episodes ended {r['episodes_ended']} stored {r['episodes_stored']} lost {r['episodes_lost']}  "
-              f"end->visible p50 {r['visible_p50_s'] * 1e3:.0f} ms p99 {r['visible_p99_s'] * 1e3:.0f} ms "
-              f"(max {r['visible_max_s'] * 1e3:.0f})  policies {r['policies_published']}: published->ready "
-              f"p50 {r['policy_ready_p50_s'] * 1e3:.0f} ms p99 {r['policy_ready_p99_s'] * 1e3:.0f} ms, "
-              f"->loaded at boundary p50 {r['policy_loaded_p50_s']:.1f} s p99 {r['policy_loaded_p99_s']:.1f} s  "
-              f"retries {r['retries']} dups {r['bridge_duplicates']} rejected {r['bridge_rejected']}", flush=True)
-        print(f"      breakdown: end() call (hash + spool end frame) p50 {r['end_call_p50_s'] * 1e3:.0f} ms "
-              f"p99 {r['end_call_p99_s'] * 1e3:.0f} ms; bridge end frame -> committed p50 "
-              f"{r['bridge_commit_p50_s'] * 1e3:.0f} ms p99 {r['bridge_commit_p99_s'] * 1e3:.0f} ms", flush=True)
+        r = run(
+            n, args.duration, args.episode_s, args.policy_every, args.image_size, args.procs, args.stagger
+        )
+        print(
+            f"N={r['robots']:>2}  {r['MB_per_s']:.2f} MB/s  {r['steps_per_s']:.0f} steps/s  "
+            f"episodes ended {r['episodes_ended']} stored {r['episodes_stored']} lost {r['episodes_lost']}  "
+            f"end->visible p50 {r['visible_p50_s'] * 1e3:.0f} ms p99 {r['visible_p99_s'] * 1e3:.0f} ms "
+            f"(max {r['visible_max_s'] * 1e3:.0f})  policies {r['policies_published']}: published->ready "
+            f"p50 {r['policy_ready_p50_s'] * 1e3:.0f} ms p99 {r['policy_ready_p99_s'] * 1e3:.0f} ms, "
+            f"->loaded at boundary p50 {r['policy_loaded_p50_s']:.1f} s p99 {r['policy_loaded_p99_s']:.1f} s  "
+            f"retries {r['retries']} dups {r['bridge_duplicates']} rejected {r['bridge_rejected']}",
+            flush=True,
+        )
+        print(
+            f"      breakdown: end() call (hash + spool end frame) p50 {r['end_call_p50_s'] * 1e3:.0f} ms "
+            f"p99 {r['end_call_p99_s'] * 1e3:.0f} ms; bridge end frame -> committed p50 "
+            f"{r['bridge_commit_p50_s'] * 1e3:.0f} ms p99 {r['bridge_commit_p99_s'] * 1e3:.0f} ms",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -40,14 +40,18 @@ def synthetic_batch(cfg: LearnerConfig, n: int, rng: np.random.Generator) -> dic
     h, w = m.encoder.image_size
     img = lambda: rng.integers(0, 256, (n, m.num_cameras, h, w, 3), dtype=np.uint8)  # noqa: E731
     return {
-        "images": img(), "next_images": img(),
+        "images": img(),
+        "next_images": img(),
         "joint_pos": rng.normal(size=(n, m.num_joints)).astype(np.float32),
         "next_joint_pos": rng.normal(size=(n, m.num_joints)).astype(np.float32),
-        "task_id": np.zeros(n, np.int32), "next_task_id": np.zeros(n, np.int32),
+        "task_id": np.zeros(n, np.int32),
+        "next_task_id": np.zeros(n, np.int32),
         "actions": rng.normal(size=(n, m.horizon, m.num_joints)).astype(np.float32),
-        "ret": (rng.random(n) < 0.1).astype(np.float32), "done": (rng.random(n) < 0.05).astype(np.float32),
-        "discount": np.full(n, cfg.divl.gamma ** m.horizon, np.float32),
-        "success": np.zeros(n, np.float32), "intervention": np.zeros(n, np.float32),
+        "ret": (rng.random(n) < 0.1).astype(np.float32),
+        "done": (rng.random(n) < 0.05).astype(np.float32),
+        "discount": np.full(n, cfg.divl.gamma**m.horizon, np.float32),
+        "success": np.zeros(n, np.float32),
+        "intervention": np.zeros(n, np.float32),
     }
 
 
@@ -70,8 +74,11 @@ class GpuUtilisation:
     def __enter__(self):
         self.proc = None
         if shutil.which("nvidia-smi") and jax.devices()[0].platform == "gpu":
-            self.proc = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
-                                          "-lms", "200"], stdout=subprocess.PIPE, text=True)
+            self.proc = subprocess.Popen(
+                ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", "200"],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
         return self
 
     def __exit__(self, *exc):
@@ -82,11 +89,15 @@ class GpuUtilisation:
             self.mean = float(np.mean(vals)) if vals else None
 
 
-def report(name: str, first: float, rate: float, batch: int, ref: float | None = None, util: float | None = None):
+def report(
+    name: str, first: float, rate: float, batch: int, ref: float | None = None, util: float | None = None
+):
     extra = f"  {rate / ref:.2f}x micro" if ref else ""
     extra += f"  GPU util {util:.0f}%" if util is not None else ""
-    print(f"{name:28s} {rate:8.2f} updates/s  {1000 / rate:7.1f} ms  {batch * rate:8.0f} samples/s  "
-          f"(first call {first:.1f} s){extra}")
+    print(
+        f"{name:28s} {rate:8.2f} updates/s  {1000 / rate:7.1f} ms  {batch * rate:8.0f} samples/s  "
+        f"(first call {first:.1f} s){extra}"
+    )
 
 
 def main() -> None:
@@ -100,12 +111,19 @@ def main() -> None:
     ap.add_argument("--frozen", action="store_true", help="also time the frozen-encoder path (needs --store)")
     args = ap.parse_args()
     cfg = LearnerConfig()
-    enc = dataclasses.replace(cfg.model.encoder, image_size=(args.image_size, args.image_size), pool=args.pool)
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, encoder=enc),
-                              train=dataclasses.replace(cfg.train, batch_size=args.batch_size))
+    enc = dataclasses.replace(
+        cfg.model.encoder, image_size=(args.image_size, args.image_size), pool=args.pool
+    )
+    cfg = dataclasses.replace(
+        cfg,
+        model=dataclasses.replace(cfg.model, encoder=enc),
+        train=dataclasses.replace(cfg.train, batch_size=args.batch_size),
+    )
     dev = jax.devices()[0]
-    print(f"device: {dev.platform} {dev.device_kind} x{jax.device_count()}  batch {args.batch_size}  "
-          f"image {cfg.model.encoder.image_size}  pool {args.pool}  flow steps {cfg.qam.flow_steps}")
+    print(
+        f"device: {dev.platform} {dev.device_kind} x{jax.device_count()}  batch {args.batch_size}  "
+        f"image {cfg.model.encoder.image_size}  pool {args.pool}  flow steps {cfg.qam.flow_steps}"
+    )
     agent = Agent(cfg)
     z = np.zeros(16, np.float32)
     stats = NormStats(z, z + 1, z, z + 1)

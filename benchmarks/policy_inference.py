@@ -39,8 +39,9 @@ def main() -> None:
     agent = Agent(cfg)
     z = np.zeros(16, np.float32)
     state = agent.init(NormStats(z, z + 1, z, z + 1))
-    policy = jax.tree.map(lambda x: x + 0.02 * np.asarray(jax.random.normal(jax.random.PRNGKey(1), x.shape)),
-                          state.policy)
+    policy = jax.tree.map(
+        lambda x: x + 0.02 * np.asarray(jax.random.normal(jax.random.PRNGKey(1), x.shape)), state.policy
+    )
     model = export_policy(policy, state.norm, cfg.model, ["<unknown>", "task"], cfg.qam.flow_steps)
     so = ort.SessionOptions()
     if args.threads:
@@ -48,17 +49,24 @@ def main() -> None:
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     h, w = cfg.model.encoder.image_size
     rng = np.random.default_rng(0)
-    feeds = {"images": rng.integers(0, 256, (1, 3, h, w, 3), dtype=np.uint8),
-             "joint_pos": rng.normal(size=(1, 16)).astype(np.float32), "task_id": np.array([1], np.int64),
-             "noise": rng.normal(size=(1, 30, 16)).astype(np.float32)}
-    print(f"default policy: image {h}x{w}x3 cameras, {cfg.qam.flow_steps} flow steps, "
-          f"hidden {cfg.model.policy.hidden}; "
-          f"JAX on {jax.devices()[0].device_kind}")
+    feeds = {
+        "images": rng.integers(0, 256, (1, 3, h, w, 3), dtype=np.uint8),
+        "joint_pos": rng.normal(size=(1, 16)).astype(np.float32),
+        "task_id": np.array([1], np.int64),
+        "noise": rng.normal(size=(1, 30, 16)).astype(np.float32),
+    }
+    print(
+        f"default policy: image {h}x{w}x3 cameras, {cfg.qam.flow_steps} flow steps, "
+        f"hidden {cfg.model.policy.hidden}; "
+        f"JAX on {jax.devices()[0].device_kind}"
+    )
     ort_ms = timeit(lambda: sess.run(None, feeds), args.runs)
     jfeeds = (feeds["images"], feeds["joint_pos"], feeds["task_id"].astype(np.int32), feeds["noise"])
 
     def jax_run():
-        return jax.block_until_ready(agent.sample_actions(policy, state.norm, *jfeeds, steps=cfg.qam.flow_steps))
+        return jax.block_until_ready(
+            agent.sample_actions(policy, state.norm, *jfeeds, steps=cfg.qam.flow_steps)
+        )
 
     jax_ms = timeit(jax_run, args.runs)
     diff = np.abs(sess.run(None, feeds)[0] - np.asarray(jax_run())).max()

@@ -38,9 +38,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--ros", action="store_true", help="also measure the sim_robot ROS node's CPU share")
     args = ap.parse_args()
-    print(f"MUJOCO_GL={os.environ['MUJOCO_GL']}  cpu_count={os.cpu_count()}  "
-          f"load average {os.getloadavg()[0]:.1f} (above the core count the node figures undercount: "
-          "a starved node ticks less often)")
+    print(
+        f"MUJOCO_GL={os.environ['MUJOCO_GL']}  cpu_count={os.cpu_count()}  "
+        f"load average {os.getloadavg()[0]:.1f} (above the core count the node figures undercount: "
+        "a starved node ticks less often)"
+    )
 
     sim = G1Sim(SimConfig(64, 64))
     task = get_task("grocery_pick_place")
@@ -57,8 +59,10 @@ def main() -> None:
             expert = ScriptedExpert(sim, inst, DEMO, rng)
 
     ctrl, ctrl_cpu = timed(control_step, args.seconds)
-    print(f"physics+expert: {ctrl:8.0f} control steps/s = {ctrl * SUBSTEPS:8.0f} physics steps/s "
-          f"= {ctrl / 30:6.1f}x real time (no rendering), {1e3 * ctrl_cpu:.3f} ms CPU/step")
+    print(
+        f"physics+expert: {ctrl:8.0f} control steps/s = {ctrl * SUBSTEPS:8.0f} physics steps/s "
+        f"= {ctrl / 30:6.1f}x real time (no rendering), {1e3 * ctrl_cpu:.3f} ms CPU/step"
+    )
     sim.close()
 
     for size in args.sizes:
@@ -70,15 +74,19 @@ def main() -> None:
         _, jpeg_cpu = timed(lambda img=img: [encode_jpeg(i, 85) for i in img], 1.0)
         # One robot at 30 Hz control with three cameras at 30 Hz: CPU seconds per simulated second.
         cpu_per_sim_s = 30 * (ctrl_cpu + set_cpu + jpeg_cpu)
-        print(f"{size:4d}x{size:<4d}: {3 * sets:6.0f} frames/s wall, {1000 * set_cpu / 3:5.2f} ms CPU/frame, "
-              f"jpeg {1000 * jpeg_cpu / 3:5.2f} ms/frame; robot with 30 Hz cameras needs "
-              f"{cpu_per_sim_s * 100:5.1f}% of a core -> {1 / cpu_per_sim_s:5.1f} robots/core in real time")
+        print(
+            f"{size:4d}x{size:<4d}: {3 * sets:6.0f} frames/s wall, {1000 * set_cpu / 3:5.2f} ms CPU/frame, "
+            f"jpeg {1000 * jpeg_cpu / 3:5.2f} ms/frame; robot with 30 Hz cameras needs "
+            f"{cpu_per_sim_s * 100:5.1f}% of a core -> {1 / cpu_per_sim_s:5.1f} robots/core in real time"
+        )
         s.close()
     if args.ros:
         for size in args.sizes:
             share = ros_node_cpu(size, max(5.0, args.seconds))
-            print(f"sim_robot node {size}x{size}, 30 Hz joints + 3 cameras: {share * 100:5.1f}% of a core "
-                  f"-> {1 / share:4.1f} robots/core")
+            print(
+                f"sim_robot node {size}x{size}, 30 Hz joints + 3 cameras: {share * 100:5.1f}% of a core "
+                f"-> {1 / share:4.1f} robots/core"
+            )
 
 
 def ros_node_cpu(size: int, seconds: float) -> float:
@@ -86,10 +94,25 @@ def ros_node_cpu(size: int, seconds: float) -> float:
     import subprocess
     import sys
 
-    env = dict(os.environ, ROS_DOMAIN_ID=str(150 + os.getpid() % 50), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    proc = subprocess.Popen([sys.executable, "-m", "lwd_sim.sim_robot_node", "--ros-args", "-p",
-                             f"image_width:={size}", "-p", f"image_height:={size}"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    env = dict(
+        os.environ, ROS_DOMAIN_ID=str(150 + os.getpid() % 50), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST"
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lwd_sim.sim_robot_node",
+            "--ros-args",
+            "-p",
+            f"image_width:={size}",
+            "-p",
+            f"image_height:={size}",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     tick = os.sysconf("SC_CLK_TCK")
 
     def cpu() -> float:

@@ -39,7 +39,7 @@ def auc(pos: np.ndarray, neg: np.ndarray) -> float:
     for v in np.unique(scores):  # average ranks of ties
         sel = scores == v
         ranks[sel] = ranks[sel].mean()
-    return float((ranks[:len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
 def binned_auc(score: np.ndarray, success: np.ndarray, t_s: np.ndarray, bin_s: float = 1.0) -> float:
@@ -77,8 +77,14 @@ def report(run: str | Path, store: str | Path, max_episodes: int = 200) -> dict:
         v, q, g = [], [], []
         for i in range(0, big_t, 256):
             sl = slice(i, i + 256)
-            v.append(np.asarray(agent.state_values(state.critic, state.norm, e.images[sl], e.joint_pos[sl], task[sl])))
-            qi, gi = q_and_grad(state.critic, state.norm, e.images[sl], e.joint_pos[sl], task[sl], e.actions[idx[sl]])
+            v.append(
+                np.asarray(
+                    agent.state_values(state.critic, state.norm, e.images[sl], e.joint_pos[sl], task[sl])
+                )
+            )
+            qi, gi = q_and_grad(
+                state.critic, state.norm, e.images[sl], e.joint_pos[sl], task[sl], e.actions[idx[sl]]
+            )
             q.append(np.asarray(qi))
             g.append(np.abs(np.asarray(gi)).reshape(len(qi), -1).mean(-1))
         v, q, g = np.concatenate(v), np.concatenate(q), np.concatenate(g)
@@ -97,12 +103,15 @@ def report(run: str | Path, store: str | Path, max_episodes: int = 200) -> dict:
     cat = {k: v[roll] for k, v in cat.items()} if roll.any() else cat
     lam = s.cfg.qam.lam
     out = {
-        "run": str(run), "store": str(store), "episodes": len(arrays),
+        "run": str(run),
+        "store": str(store),
+        "episodes": len(arrays),
         "success_episodes": int(sum(e.success for e in arrays)),
         "auc_v_success_vs_failure": binned_auc(cat["v"], cat["success"], cat["t"]),
         "auc_q_success_vs_failure": binned_auc(cat["q"], cat["success"], cat["t"]),
         "mean_abs_dq_da": float(cat["grad"].mean()),
-        "lambda": lam, "mean_abs_adjoint": float(cat["grad"].mean() / lam),
+        "lambda": lam,
+        "mean_abs_adjoint": float(cat["grad"].mean() / lam),
         "v_success_first_last": [float(np.mean(x)) if x else None for x in along[True]],
         "v_failure_first_last": [float(np.mean(x)) if x else None for x in along[False]],
         "q_range_p5_p95": [float(np.percentile(cat["q"], 5)), float(np.percentile(cat["q"], 95))],

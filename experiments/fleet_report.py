@@ -49,10 +49,12 @@ def summary(label: str, sel: list[Row]) -> str:
         return f"{label:>14}  n=  0"
     alone = [r for r in sel if r.teleop_steps == 0]
     auto = f"{np.mean([r.success for r in alone]):.2f}" if alone else "  - "
-    return (f"{label:>14}  n={len(sel):3d}  success {np.mean([r.success for r in sel]):.2f}  "
-            f"intervened {np.mean([r.teleop_steps > 0 for r in sel]):.2f}  "
-            f"teleop share {sum(r.teleop_steps for r in sel) / max(1, sum(r.steps for r in sel)):.2f}  "
-            f"autonomous success {auto} (n={len(alone)})")
+    return (
+        f"{label:>14}  n={len(sel):3d}  success {np.mean([r.success for r in sel]):.2f}  "
+        f"intervened {np.mean([r.teleop_steps > 0 for r in sel]):.2f}  "
+        f"teleop share {sum(r.teleop_steps for r in sel) / max(1, sum(r.steps for r in sel)):.2f}  "
+        f"autonomous success {auto} (n={len(alone)})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         print(summary(f"v{lo}-v{hi}", [r for r in data if lo <= r.version <= hi]))
     n = len(data)
     for q in range(4):
-        print(summary(f"quarter {q + 1}", data[q * n // 4:(q + 1) * n // 4]))
+        print(summary(f"quarter {q + 1}", data[q * n // 4 : (q + 1) * n // 4]))
     return 0
 
 

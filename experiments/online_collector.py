@@ -46,8 +46,16 @@ from lwd_sim.operator_core import Decision, OperatorBrain, OperatorRules, Progre
 TELEOP_VERSION = "teleop"
 
 
-def run_episode(env: LwdSimEnv, policy: OnnxChunkPolicy, version: str, brain: OperatorBrain,
-                rng: np.random.Generator, robot_id: str, execute_steps: int, jpeg_quality: int) -> Episode:
+def run_episode(
+    env: LwdSimEnv,
+    policy: OnnxChunkPolicy,
+    version: str,
+    brain: OperatorBrain,
+    rng: np.random.Generator,
+    robot_id: str,
+    execute_steps: int,
+    jpeg_quality: int,
+) -> Episode:
     obs, info = env.reset(seed=int(rng.integers(2**31)))
     brain.start_episode(0.0)
     steps: list[StepRecord] = []
@@ -55,8 +63,9 @@ def run_episode(env: LwdSimEnv, policy: OnnxChunkPolicy, version: str, brain: Op
     expert = None
     reason = "time_limit"
     for t in range(env.time_limit_steps):
-        decision = brain.observe(t / CONTROL_HZ, obs["joint_pos"],
-                                 Progress(info["success"], info["failed"], info["subtasks_done"]))
+        decision = brain.observe(
+            t / CONTROL_HZ, obs["joint_pos"], Progress(info["success"], info["failed"], info["subtasks_done"])
+        )
         if decision in (Decision.STOP_SUCCESS, Decision.STOP_FAILURE):
             reason = brain.reason
             break
@@ -73,15 +82,30 @@ def run_episode(env: LwdSimEnv, policy: OnnxChunkPolicy, version: str, brain: Op
             action, source, ver = chunk[row], ActionSource.POLICY, version
             row += 1
         images = {cam: encode_jpeg(obs["images"][k], jpeg_quality) for k, cam in enumerate(CAMERA_NAMES)}
-        steps.append(StepRecord(t, t / CONTROL_HZ, images, obs["joint_pos"].copy(),
-                                np.asarray(action, np.float32), source, max(chunk_id, 0), ver))
+        steps.append(
+            StepRecord(
+                t,
+                t / CONTROL_HZ,
+                images,
+                obs["joint_pos"].copy(),
+                np.asarray(action, np.float32),
+                source,
+                max(chunk_id, 0),
+                ver,
+            )
+        )
         obs, _, _, truncated, info = env.step(action)
         if truncated:
             break
     label = Label.SUCCESS if info["success"] else Label.FAILURE
-    meta = EpisodeMeta(new_episode_id(robot_id), robot_id, env.task.name, env.instance.instruction,
-                       EpisodeKind.ROLLOUT, extra={"collector": "experiments/online_collector.py",
-                                                   "interventions": brain.interventions})
+    meta = EpisodeMeta(
+        new_episode_id(robot_id),
+        robot_id,
+        env.task.name,
+        env.instance.instruction,
+        EpisodeKind.ROLLOUT,
+        extra={"collector": "experiments/online_collector.py", "interventions": brain.interventions},
+    )
     outcome = EpisodeOutcome(label, len(steps), reason=reason, subtask_score=float(info["score"]))
     return Episode.from_steps(meta, steps, outcome)
 
@@ -96,14 +120,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jpeg-quality", type=int, default=80)
     ap.add_argument("--max-episodes", type=int, default=0, help="0: no limit")
     ap.add_argument("--log", type=Path, default=None, help="append one JSON line per episode here")
-    ap.add_argument("--release-after-subtasks", type=int, default=99,
-                    help="operator gives control back after this many new sub-tasks (default: finishes the task)")
+    ap.add_argument(
+        "--release-after-subtasks",
+        type=int,
+        default=99,
+        help="operator gives control back after this many new sub-tasks (default: finishes the task)",
+    )
     ap.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by this much")
-    ap.add_argument("--time-limit-s", type=float, default=None, help="episode limit (default: the task's own)")
-    ap.add_argument("--no-progress-frac", type=float, default=0.25,
-                    help="operator takes over after no new sub-task for this fraction of the time limit")
-    ap.add_argument("--stall-window-s", type=float, default=1.0,
-                    help="... or after the arms barely moved for this long")
+    ap.add_argument(
+        "--time-limit-s", type=float, default=None, help="episode limit (default: the task's own)"
+    )
+    ap.add_argument(
+        "--no-progress-frac",
+        type=float,
+        default=0.25,
+        help="operator takes over after no new sub-task for this fraction of the time limit",
+    )
+    ap.add_argument(
+        "--stall-window-s", type=float, default=1.0, help="... or after the arms barely moved for this long"
+    )
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if args.nice:
@@ -125,21 +160,37 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(1.0)
             continue
         if latest.version != version:  # swap only here, at an episode boundary
-            policy, version = OnnxChunkPolicy(policies.path_of(latest.version), seed=int(rng.integers(2**31))), \
-                latest.version
+            policy, version = (
+                OnnxChunkPolicy(policies.path_of(latest.version), seed=int(rng.integers(2**31))),
+                latest.version,
+            )
             if env is None or env.image_shape[1:3] != policy.image_size:
                 env = LwdSimEnv(args.task, policy.image_size, seed=args.seed, time_limit_s=args.time_limit_s)
                 limit_s = env.time_limit_steps / CONTROL_HZ  # the env truncates there; the brain agrees
-                brain = OperatorBrain(OperatorRules(
-                    stall_window_s=args.stall_window_s, no_progress_s=args.no_progress_frac * limit_s,
-                    time_limit_s=limit_s, release_after_subtasks=args.release_after_subtasks))
-        ep = run_episode(env, policy, version, brain, rng, args.robot_id, args.execute_steps, args.jpeg_quality)
+                brain = OperatorBrain(
+                    OperatorRules(
+                        stall_window_s=args.stall_window_s,
+                        no_progress_s=args.no_progress_frac * limit_s,
+                        time_limit_s=limit_s,
+                        release_after_subtasks=args.release_after_subtasks,
+                    )
+                )
+        ep = run_episode(
+            env, policy, version, brain, rng, args.robot_id, args.execute_steps, args.jpeg_quality
+        )
         store.put(ep)
         store.commit_snapshot()
         done += 1
-        line = {"episode": ep.meta.episode_id, "task": args.task, "policy": version, "success": ep.success,
-                "interventions": ep.meta.extra["interventions"], "steps": ep.num_steps,
-                "teleop_steps": int(ep.intervention_mask.sum()), "time": time.time()}
+        line = {
+            "episode": ep.meta.episode_id,
+            "task": args.task,
+            "policy": version,
+            "success": ep.success,
+            "interventions": ep.meta.extra["interventions"],
+            "steps": ep.num_steps,
+            "teleop_steps": int(ep.intervention_mask.sum()),
+            "time": time.time(),
+        }
         print(json.dumps(line), flush=True)
         if args.log:
             with args.log.open("a") as f:

@@ -19,8 +19,12 @@ import numpy as np
 from lwd_sim.env import LwdSimEnv
 from lwd_sim.evaluate_policy import OnnxChunkPolicy
 
-RL_POLICIES = {"LWD offline": "offline0/policy.onnx", "Expectile + QAM": "offline1/policy.onnx",
-               "Constant tau + QAM": "offline2/policy.onnx", "LWD online": "online_policy.onnx"}
+RL_POLICIES = {
+    "LWD offline": "offline0/policy.onnx",
+    "Expectile + QAM": "offline1/policy.onnx",
+    "Constant tau + QAM": "offline2/policy.onnx",
+    "LWD online": "online_policy.onnx",
+}
 
 
 def initial_observations(tasks: list[str], per_task: int, image_size: int) -> dict[str, np.ndarray]:
@@ -37,8 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--tasks", nargs="+", default=["can_to_bin", "drawer_restock"])
-    ap.add_argument("--extra", nargs="*", default=[], metavar="NAME=RUN_DIR",
-                    help="more runs (with policy.onnx) compared against the first seed's SFT policy")
+    ap.add_argument(
+        "--extra",
+        nargs="*",
+        default=[],
+        metavar="NAME=RUN_DIR",
+        help="more runs (with policy.onnx) compared against the first seed's SFT policy",
+    )
     args = ap.parse_args(argv)
     for seed in args.seeds:
         w = args.work / f"seed{seed}"

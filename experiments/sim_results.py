@@ -90,9 +90,17 @@ def run(argv: list[str], log_file: Path) -> None:
 
 
 def learner_args(scale: Scale, seed: int) -> list[str]:
-    return ["--train.batch-size", str(scale.batch_size), "--model.encoder.image-size", str(scale.image_size),
-            str(scale.image_size), "--train.seed", str(seed), "--no-progress",
-            *[a for kv in scale.learner_set for a in ("--set", kv)]]
+    return [
+        "--train.batch-size",
+        str(scale.batch_size),
+        "--model.encoder.image-size",
+        str(scale.image_size),
+        str(scale.image_size),
+        "--train.seed",
+        str(seed),
+        "--no-progress",
+        *[a for kv in scale.learner_set for a in ("--set", kv)],
+    ]
 
 
 def train_seed(seed: int, tasks: list[str], scale: Scale, work: Path) -> dict[str, Path]:
@@ -101,18 +109,51 @@ def train_seed(seed: int, tasks: list[str], scale: Scale, work: Path) -> dict[st
     store = w / "offline_store"
     if EpisodeStore(store).latest_snapshot() is None:
         log(f"seed {seed}: generating {scale.episodes} offline episodes")
-        run([PY, "-m", "lwd_sim.generate_offline", "--out", str(store), "--episodes", str(scale.episodes),
-             "--tasks", *tasks, "--seed", str(seed), "--image-size", str(scale.image_size), "--no-progress"],
-            w / "logs" / "generate.log")
+        run(
+            [
+                PY,
+                "-m",
+                "lwd_sim.generate_offline",
+                "--out",
+                str(store),
+                "--episodes",
+                str(scale.episodes),
+                "--tasks",
+                *tasks,
+                "--seed",
+                str(seed),
+                "--image-size",
+                str(scale.image_size),
+                "--no-progress",
+            ],
+            w / "logs" / "generate.log",
+        )
     policies: dict[str, Path] = {}
     sft = w / "sft"
     if not (sft / "policy.onnx").exists():
         # BC with the value model learning alongside (method lwd, no RL steps): the policy is plain BC,
         # and every RL continuation starts from a critic trained on the same data, not from scratch.
         log(f"seed {seed}: SFT (behaviour cloning, {scale.bc_steps} steps; the critic learns alongside)")
-        run([PY, "-m", "lwd_learner.cli", "offline", "--store", str(store), "--out", str(sft),
-             "--train.method", "lwd", "--train.bc-steps", str(scale.bc_steps), "--train.rl-steps", "0",
-             *learner_args(scale, seed)], w / "logs" / "sft.log")
+        run(
+            [
+                PY,
+                "-m",
+                "lwd_learner.cli",
+                "offline",
+                "--store",
+                str(store),
+                "--out",
+                str(sft),
+                "--train.method",
+                "lwd",
+                "--train.bc-steps",
+                str(scale.bc_steps),
+                "--train.rl-steps",
+                "0",
+                *learner_args(scale, seed),
+            ],
+            w / "logs" / "sft.log",
+        )
     policies["SFT (BC reference)"] = sft / "policy.onnx"
     for i, (name, extra) in enumerate(METHODS.items()):
         out = w / f"offline{i}"
@@ -120,18 +161,37 @@ def train_seed(seed: int, tasks: list[str], scale: Scale, work: Path) -> dict[st
             log(f"seed {seed}: {name} ({scale.rl_steps} RL steps from the SFT checkpoint)")
             shutil.rmtree(out, ignore_errors=True)
             shutil.copytree(sft / "checkpoints", out / "checkpoints")  # the frozen reference = the SFT policy
-            run([PY, "-m", "lwd_learner.cli", "offline", "--store", str(store), "--out", str(out),
-                 "--train.bc-steps", str(scale.bc_steps), "--train.rl-steps", str(scale.rl_steps), *extra,
-                 *learner_args(scale, seed)], w / "logs" / f"offline{i}.log")
+            run(
+                [
+                    PY,
+                    "-m",
+                    "lwd_learner.cli",
+                    "offline",
+                    "--store",
+                    str(store),
+                    "--out",
+                    str(out),
+                    "--train.bc-steps",
+                    str(scale.bc_steps),
+                    "--train.rl-steps",
+                    str(scale.rl_steps),
+                    *extra,
+                    *learner_args(scale, seed),
+                ],
+                w / "logs" / f"offline{i}.log",
+            )
         policies[name] = out / "policy.onnx"
     for j, (name, (start, method)) in enumerate(ONLINE.items()):
         start_run = sft if start == "sft" else w / f"offline{start}"
-        policies[name] = run_online(seed, tasks, scale, w, start_run, method, "online" if j == 0 else f"online{j}")
+        policies[name] = run_online(
+            seed, tasks, scale, w, start_run, method, "online" if j == 0 else f"online{j}"
+        )
     return policies
 
 
-def run_online(seed: int, tasks: list[str], scale: Scale, w: Path, offline_run: Path, method: str,
-               tag: str) -> Path:
+def run_online(
+    seed: int, tasks: list[str], scale: Scale, w: Path, offline_run: Path, method: str, tag: str
+) -> Path:
     """Online learner (`method`, from `offline_run`) and a simulated fleet side by side; returns the
     last published policy."""
     final = w / f"{tag}_policy.onnx"
@@ -143,21 +203,60 @@ def run_online(seed: int, tasks: list[str], scale: Scale, w: Path, offline_run: 
     policies = PolicyStore(bridge / "policies")
     policies.publish((offline_run / "policy.onnx").read_bytes(), 0, {"source": str(offline_run)})
     robot_tasks = [tasks[k % len(tasks)] for k in range(scale.online_robots)]
-    log(f"seed {seed}: {method} online ({scale.online_steps} learner steps, {len(robot_tasks)}-robot simulated fleet)")
+    log(
+        f"seed {seed}: {method} online ({scale.online_steps} learner steps, {len(robot_tasks)}-robot simulated fleet)"
+    )
     (w / "logs").mkdir(parents=True, exist_ok=True)
     learner_log = (w / "logs" / f"{tag}.log").open("ab")
     learner = subprocess.Popen(
-        [PY, "-m", "lwd_learner.cli", "online", "--bridge-root", str(bridge), "--init", str(offline_run),
-         "--out", str(w / tag), "--max-new-steps", str(scale.online_steps), "--train.publish-every", "50",
-         "--train.method", method, "--train.recap-relabel-every", "100",
-         *learner_args(scale, seed)], stdout=learner_log, stderr=subprocess.STDOUT)
-    robots = [subprocess.Popen(
-        [PY, str(HERE / "online_collector.py"), "--bridge-root", str(bridge), "--task", task,
-         "--robot-id", f"sim{k}", "--seed", str(1000 * seed + k), "--execute-steps", str(scale.execute_steps),
-         "--log", str(w / f"{tag}_episodes.jsonl"),
-         *(["--time-limit-s", str(scale.time_limit(task))] if scale.time_limit(task) else [])],
-        stdout=subprocess.DEVNULL, stderr=(w / "logs" / f"collector{k}.log").open("ab"))
-        for k, task in enumerate(robot_tasks)]
+        [
+            PY,
+            "-m",
+            "lwd_learner.cli",
+            "online",
+            "--bridge-root",
+            str(bridge),
+            "--init",
+            str(offline_run),
+            "--out",
+            str(w / tag),
+            "--max-new-steps",
+            str(scale.online_steps),
+            "--train.publish-every",
+            "50",
+            "--train.method",
+            method,
+            "--train.recap-relabel-every",
+            "100",
+            *learner_args(scale, seed),
+        ],
+        stdout=learner_log,
+        stderr=subprocess.STDOUT,
+    )
+    robots = [
+        subprocess.Popen(
+            [
+                PY,
+                str(HERE / "online_collector.py"),
+                "--bridge-root",
+                str(bridge),
+                "--task",
+                task,
+                "--robot-id",
+                f"sim{k}",
+                "--seed",
+                str(1000 * seed + k),
+                "--execute-steps",
+                str(scale.execute_steps),
+                "--log",
+                str(w / f"{tag}_episodes.jsonl"),
+                *(["--time-limit-s", str(scale.time_limit(task))] if scale.time_limit(task) else []),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=(w / "logs" / f"collector{k}.log").open("ab"),
+        )
+        for k, task in enumerate(robot_tasks)
+    ]
     # The robots run at normal priority: at nice 19 beside three learners on the frozen encoder
     # they finished 1-2 episodes per 500-step phase, so the online data never reached the learner.
     try:
@@ -181,16 +280,32 @@ def run_online(seed: int, tasks: list[str], scale: Scale, w: Path, offline_run: 
 def evaluate(policy: Path, tasks: list[str], scale: Scale) -> dict[str, dict]:
     """Success, sub-task score and cycle time per task; cached next to the policy for resumed runs."""
     cache = policy.with_suffix(".eval.json")
-    key = {"tasks": tasks, "episodes": scale.eval_episodes, "execute_steps": scale.execute_steps,
-           "time_limits": [list(t) for t in scale.time_limits], "policy_mtime": policy.stat().st_mtime}
+    key = {
+        "tasks": tasks,
+        "episodes": scale.eval_episodes,
+        "execute_steps": scale.execute_steps,
+        "time_limits": [list(t) for t in scale.time_limits],
+        "policy_mtime": policy.stat().st_mtime,
+    }
     if cache.exists() and json.loads(cache.read_text()).get("key") == key:
         return json.loads(cache.read_text())["results"]
     out = {}
     for task in tasks:
-        r = evaluate_policy(str(policy), task, scale.eval_episodes, num_envs=4,
-                            execute_steps=scale.execute_steps, seed=12345, time_limit_s=scale.time_limit(task))
-        out[task] = {"success": r.success_rate, "score": r.mean_score, "cycle_s": r.mean_cycle_time_s,
-                     "episodes": r.episodes}
+        r = evaluate_policy(
+            str(policy),
+            task,
+            scale.eval_episodes,
+            num_envs=4,
+            execute_steps=scale.execute_steps,
+            seed=12345,
+            time_limit_s=scale.time_limit(task),
+        )
+        out[task] = {
+            "success": r.success_rate,
+            "score": r.mean_score,
+            "cycle_s": r.mean_cycle_time_s,
+            "episodes": r.episodes,
+        }
     cache.write_text(json.dumps({"key": key, "results": out}))
     return out
 
@@ -202,29 +317,42 @@ def mean_ci(values: list[float]) -> tuple[float, float]:
     return float(v.mean()), float(T95.get(len(v) - 1, 1.96) * v.std(ddof=1) / np.sqrt(len(v)))
 
 
-def write_report(results: dict, tasks: list[str], scale: Scale, out: Path, argv: list[str], elapsed_s: float,
-                 work: Path) -> None:
+def write_report(
+    results: dict, tasks: list[str], scale: Scale, out: Path, argv: list[str], elapsed_s: float, work: Path
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     methods = list(next(iter(results.values())).keys())
     seeds = sorted(results)
     lines = [
-        "# Simulated results (analogue of the paper's Tables I-III)", "",
+        "# Simulated results (analogue of the paper's Tables I-III)",
+        "",
         f"Generated by `{' '.join(['python', 'experiments/sim_results.py', *argv])}`; this invocation took "
         f"{elapsed_s / 60:.0f} min on a 2-core CPU machine (stages already in `--work` are reused, not rerun); "
         f"seeds {seeds}; "
-        f"{scale.eval_episodes} evaluation episodes per task, policy and seed (held-out simulator seeds).", "",
+        f"{scale.eval_episodes} evaluation episodes per task, policy and seed (held-out simulator seeds).",
+        "",
         f"Scale: {scale.episodes} offline episodes per seed, BC {scale.bc_steps} steps, offline RL "
         f"{scale.rl_steps} steps, online {scale.online_steps} learner steps with a simulated fleet of "
         f"{scale.online_robots} robot(s) and operator interventions, batch {scale.batch_size}, images "
         f"{scale.image_size}x{scale.image_size}, chunks executed {scale.execute_steps} of 30 rows. Time limits: "
-        + ", ".join(f"{t} {scale.time_limit(t) or get_task(t).time_limit_s:.0f} s"
-                    + (f" (the task's own: {get_task(t).time_limit_s:.0f} s)" if scale.time_limit(t) else "")
-                    for t in tasks) + ".", "",
-        "Mean over seeds ± 95% confidence half-width (Student t).", "",
+        + ", ".join(
+            f"{t} {scale.time_limit(t) or get_task(t).time_limit_s:.0f} s"
+            + (f" (the task's own: {get_task(t).time_limit_s:.0f} s)" if scale.time_limit(t) else "")
+            for t in tasks
+        )
+        + ".",
+        "",
+        "Mean over seeds ± 95% confidence half-width (Student t).",
+        "",
     ]
-    header = "| method | " + " | ".join(f"{t} success" for t in tasks) + " | average success | average sub-task score | " \
-        + " | ".join(f"{t} cycle time (s)" for t in tasks) + " |"
+    header = (
+        "| method | "
+        + " | ".join(f"{t} success" for t in tasks)
+        + " | average success | average sub-task score | "
+        + " | ".join(f"{t} cycle time (s)" for t in tasks)
+        + " |"
+    )
     lines += [header, "|" + "---|" * (2 * len(tasks) + 3)]
     for m in methods:
         cells = []
@@ -234,16 +362,27 @@ def write_report(results: dict, tasks: list[str], scale: Scale, out: Path, argv:
         avg = mean_ci([np.mean([results[s][m][t]["success"] for t in tasks]) for s in seeds])
         score = mean_ci([np.mean([results[s][m][t]["score"] for t in tasks]) for s in seeds])
         cycles = [mean_ci([results[s][m][t]["cycle_s"] for s in seeds]) for t in tasks]
-        lines.append(f"| {m} | " + " | ".join(cells) + f" | {avg[0]:.2f} ± {avg[1]:.2f} | "
-                     f"{score[0]:.2f} ± {score[1]:.2f} | " + " | ".join(f"{c[0]:.1f} ± {c[1]:.1f}" for c in cycles) + " |")
-    online_log = [json.loads(x) for s in seeds
-                  for x in (work / f"seed{s}" / "online_episodes.jsonl").read_text().splitlines()
-                  if (work / f"seed{s}" / "online_episodes.jsonl").exists()]
+        lines.append(
+            f"| {m} | " + " | ".join(cells) + f" | {avg[0]:.2f} ± {avg[1]:.2f} | "
+            f"{score[0]:.2f} ± {score[1]:.2f} | "
+            + " | ".join(f"{c[0]:.1f} ± {c[1]:.1f}" for c in cycles)
+            + " |"
+        )
+    online_log = [
+        json.loads(x)
+        for s in seeds
+        for x in (work / f"seed{s}" / "online_episodes.jsonl").read_text().splitlines()
+        if (work / f"seed{s}" / "online_episodes.jsonl").exists()
+    ]
     if online_log:
+
         def online_stats(eps: list[dict]) -> str:
-            return (f"{len(eps)} episodes, {np.mean([e['success'] for e in eps]):.2f} success with the operator's help, "
-                    f"{np.mean([e['interventions'] for e in eps]):.2f} interventions per episode, "
-                    f"{np.mean([e['teleop_steps'] / max(1, e['steps']) for e in eps]):.2f} of steps teleoperated")
+            return (
+                f"{len(eps)} episodes, {np.mean([e['success'] for e in eps]):.2f} success with the operator's help, "
+                f"{np.mean([e['interventions'] for e in eps]):.2f} interventions per episode, "
+                f"{np.mean([e['teleop_steps'] / max(1, e['steps']) for e in eps]):.2f} of steps teleoperated"
+            )
+
         lines += ["", f"Online phase (all seeds): {online_stats(online_log)}."]
         for t in tasks:
             mine = [e for e in online_log if e.get("task") == t]
@@ -265,8 +404,14 @@ def _plot(results: dict, tasks: list[str], seeds: list[int], methods: list[str],
     width = 0.8 / len(tasks)
     for j, t in enumerate(tasks):
         stats = [mean_ci([results[s][m][t]["success"] for s in seeds]) for m in methods]
-        ax.bar(x + j * width, [s[0] for s in stats], width, yerr=[0 if np.isnan(s[1]) else s[1] for s in stats],
-               capsize=4, label=t)
+        ax.bar(
+            x + j * width,
+            [s[0] for s in stats],
+            width,
+            yerr=[0 if np.isnan(s[1]) else s[1] for s in stats],
+            capsize=4,
+            label=t,
+        )
     ax.set_xticks(x + width * (len(tasks) - 1) / 2, [m.replace(" (", "\n(") for m in methods], fontsize=8)
     ax.set_ylabel("success rate")
     ax.set_ylim(0, 1.05)
@@ -292,10 +437,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--execute-steps", type=int, default=15)
     ap.add_argument("--online-robots", type=int, default=0, help="default: one simulated robot per task")
-    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                    help="learner config override passed to every learner run (e.g. model.encoder.pool=spatial)")
-    ap.add_argument("--time-limit", action="append", default=[], metavar="TASK=SECONDS",
-                    help="override a task's episode time limit (evaluation and online episodes); repeatable")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="learner config override passed to every learner run (e.g. model.encoder.pool=spatial)",
+    )
+    ap.add_argument(
+        "--time-limit",
+        action="append",
+        default=[],
+        metavar="TASK=SECONDS",
+        help="override a task's episode time limit (evaluation and online episodes); repeatable",
+    )
     args = ap.parse_args(argv)
     limits = []
     for item in args.time_limit:
@@ -307,9 +462,19 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--time-limit {item!r}: {e}")
         if limits[-1][1] <= 0:
             ap.error(f"--time-limit {item!r}: seconds must be > 0")
-    scale = Scale(args.episodes, args.bc_steps, args.rl_steps, args.online_steps, args.eval_episodes,
-                  args.batch_size, args.image_size, args.execute_steps, args.online_robots or len(args.tasks),
-                  tuple(limits), tuple(args.set))
+    scale = Scale(
+        args.episodes,
+        args.bc_steps,
+        args.rl_steps,
+        args.online_steps,
+        args.eval_episodes,
+        args.batch_size,
+        args.image_size,
+        args.execute_steps,
+        args.online_robots or len(args.tasks),
+        tuple(limits),
+        tuple(args.set),
+    )
     start = time.monotonic()
     results: dict[int, dict[str, dict]] = {}
     for seed in args.seeds:
@@ -317,8 +482,13 @@ def main(argv: list[str] | None = None) -> int:
         results[seed] = {}
         for name, path in policies.items():
             results[seed][name] = evaluate(path, args.tasks, scale)
-            log(f"seed {seed}: {name}: " + ", ".join(
-                f"{t} success {v['success']:.2f} score {v['score']:.2f}" for t, v in results[seed][name].items()))
+            log(
+                f"seed {seed}: {name}: "
+                + ", ".join(
+                    f"{t} success {v['success']:.2f} score {v['score']:.2f}"
+                    for t, v in results[seed][name].items()
+                )
+            )
     write_report(results, args.tasks, scale, args.out, argv, time.monotonic() - start, args.work)
     return 0
 

@@ -39,6 +39,7 @@ class AgentState:
     rng: jnp.ndarray
 
     if TYPE_CHECKING:  # added by flax.struct.dataclass at runtime, where type checkers do not see it
+
         def replace(self, **updates: Any) -> AgentState: ...
 
 
@@ -59,26 +60,37 @@ class Agent:
         self.support = divl.atoms(m.critic.num_atoms, m.critic.v_min, m.critic.v_max)
         t = cfg.train
         self.bc_tx = optax.adam(optax.cosine_decay_schedule(cfg.qam.bc_lr, t.decay_steps))
-        self.policy_tx = optax.adamw(optax.cosine_decay_schedule(cfg.qam.lr, t.decay_steps),
-                                     weight_decay=cfg.qam.weight_decay)
+        self.policy_tx = optax.adamw(
+            optax.cosine_decay_schedule(cfg.qam.lr, t.decay_steps), weight_decay=cfg.qam.weight_decay
+        )
         self.critic_tx = optax.adam(optax.cosine_decay_schedule(cfg.divl.lr, t.decay_steps))
         self.bc_update = jax.jit(self._bc_update, donate_argnums=0)
         self.rl_update = jax.jit(self._rl_update, donate_argnums=0)
-        self.batch_sharding: Sharding | None = None  # set by a multi-device run: how a device-drawn batch is split
+        self.batch_sharding: Sharding | None = (
+            None  # set by a multi-device run: how a device-drawn batch is split
+        )
         # The same updates drawing their minibatch from a device-resident replay (device_replay).
-        self.bc_update_on_device = jax.jit(lambda s, d: self._sampled(self._bc_update, True, s, d), donate_argnums=0)
-        self.rl_update_on_device = jax.jit(lambda s, d: self._sampled(self._rl_update, False, s, d), donate_argnums=0)
+        self.bc_update_on_device = jax.jit(
+            lambda s, d: self._sampled(self._bc_update, True, s, d), donate_argnums=0
+        )
+        self.rl_update_on_device = jax.jit(
+            lambda s, d: self._sampled(self._rl_update, False, s, d), donate_argnums=0
+        )
         # RECAP: the BC(+critic) update on all replay (its advantage-labelled policy task ids).
-        self.recap_update_on_device = jax.jit(lambda s, d: self._sampled(self._bc_update, False, s, d),
-                                              donate_argnums=0)
+        self.recap_update_on_device = jax.jit(
+            lambda s, d: self._sampled(self._bc_update, False, s, d), donate_argnums=0
+        )
         self.state_values = jax.jit(self._state_values)
         self.sample_actions = jax.jit(self._sample_actions, static_argnames="steps")
 
     # ---- construction -------------------------------------------------------------------
     def dummy_obs(self, batch: int = 1):
         e = self.cfg.model.encoder
-        return (jnp.zeros((batch, self.cfg.model.num_cameras, *e.image_size, 3), jnp.uint8),
-                jnp.zeros((batch, self.cfg.model.num_joints)), jnp.zeros((batch,), jnp.int32))
+        return (
+            jnp.zeros((batch, self.cfg.model.num_cameras, *e.image_size, 3), jnp.uint8),
+            jnp.zeros((batch, self.cfg.model.num_joints)),
+            jnp.zeros((batch,), jnp.int32),
+        )
 
     def init(self, stats: NormStats, seed: int = 0) -> AgentState:
         rng = jax.random.PRNGKey(seed)
@@ -88,9 +100,16 @@ class Agent:
         policy = self.policy.init(k_pol, *obs, a, jnp.zeros((1,)))
         critic = self.critic.init(k_crit, *obs, a)
         return AgentState(
-            step=jnp.zeros((), jnp.int32), policy=policy, ref_policy=jax.tree.map(jnp.copy, policy),
-            critic=critic, target_critic=jax.tree.map(jnp.copy, critic), policy_opt=self.bc_tx.init(policy),
-            critic_opt=self.critic_tx.init(critic), norm=_norm_dict(stats), rng=rng)
+            step=jnp.zeros((), jnp.int32),
+            policy=policy,
+            ref_policy=jax.tree.map(jnp.copy, policy),
+            critic=critic,
+            target_critic=jax.tree.map(jnp.copy, critic),
+            policy_opt=self.bc_tx.init(policy),
+            critic_opt=self.critic_tx.init(critic),
+            norm=_norm_dict(stats),
+            rng=rng,
+        )
 
     def start_rl(self, state: AgentState) -> AgentState:
         """Freeze the behaviour-cloned policy as the QAM reference f_beta; it also initialises f_theta."""
@@ -102,8 +121,11 @@ class Agent:
         (reference, critic, target); updates on cached features then leave it untouched."""
         src = state.policy
         copy = lambda: jax.tree.map(jnp.copy, src)  # noqa: E731  (own buffers: the update donates its state)
-        return state.replace(ref_policy=_with_backbone(state.ref_policy, copy()), critic=_with_backbone(state.critic, copy()),
-                             target_critic=_with_backbone(state.target_critic, copy()))
+        return state.replace(
+            ref_policy=_with_backbone(state.ref_policy, copy()),
+            critic=_with_backbone(state.critic, copy()),
+            target_critic=_with_backbone(state.target_critic, copy()),
+        )
 
     def image_features(self, params, images):
         """Backbone features of uint8 frames [B, cams, H, W, 3] -> [B, cams * image_feature_dim]."""
@@ -152,8 +174,11 @@ class Agent:
         if not shift or uses_cached_features(batch):
             return batch
         k1, k2 = jax.random.split(jax.random.fold_in(rng, 1))
-        return {**batch, "images": random_shift(k1, batch["images"], shift),
-                "next_images": random_shift(k2, batch["next_images"], shift)}
+        return {
+            **batch,
+            "images": random_shift(k1, batch["images"], shift),
+            "next_images": random_shift(k2, batch["next_images"], shift),
+        }
 
     def _bc_update(self, state: AgentState, batch):
         """BC step; with method 'lwd' also a DIVL step: value learning is in-sample (dataset actions
@@ -172,7 +197,8 @@ class Agent:
 
     def _critic_step(self, state: AgentState, batch):
         (_, cm), cg = jax.value_and_grad(self.critic_loss, has_aux=True)(
-            state.critic, state.target_critic, state.norm, batch)
+            state.critic, state.target_critic, state.norm, batch
+        )
         cu, copt = self.critic_tx.update(cg, state.critic_opt, state.critic)
         critic = _frozen_aware(optax.apply_updates(state.critic, cu), state.critic, batch)
         ema = self.cfg.divl.ema
@@ -187,7 +213,9 @@ class Agent:
         a = self._norm_actions(norm, batch["actions"], batch["joint_pos"])
         z = c.apply(params, *obs, method=CriticValue.encode)
         q = c.apply(params, z, a, method=CriticValue.q_from_z)  # [2, B]
-        z_next = jax.lax.stop_gradient(c.apply(params, *self._obs(norm, batch, "next_"), method=CriticValue.encode))
+        z_next = jax.lax.stop_gradient(
+            c.apply(params, *self._obs(norm, batch, "next_"), method=CriticValue.encode)
+        )
         metrics = {}
         if d.value_kind == "divl":
             p_next = jax.nn.softmax(c.apply(params, z_next, method=CriticValue.value_logits))
@@ -213,8 +241,14 @@ class Agent:
             v = c.apply(params, z, method=CriticValue.value_scalar)
             value_l = jnp.mean(divl.expectile_loss(qbar - v, d.expectile))
             metrics["v_mean"] = jnp.mean(v)
-        metrics.update(critic_loss=critic_l, value_loss=value_l, q_mean=jnp.mean(q), q_min=jnp.min(q),
-                       q_max=jnp.max(q), target_mean=jnp.mean(y))
+        metrics.update(
+            critic_loss=critic_l,
+            value_loss=value_l,
+            q_mean=jnp.mean(q),
+            q_min=jnp.min(q),
+            q_max=jnp.max(q),
+            target_mean=jnp.mean(y),
+        )
         return critic_l + value_l, metrics
 
     # ---- QAM ----------------------------------------------------------------------------
@@ -223,10 +257,14 @@ class Agent:
         pobs = self._policy_obs(norm, batch)
         z = self.policy.apply(params, *pobs, method=FlowPolicy.encode)
         z_ref = jax.lax.stop_gradient(self.policy.apply(ref, *pobs, method=FlowPolicy.encode))
-        zc = jax.lax.stop_gradient(self.critic.apply(critic, *self._obs(norm, batch), method=CriticValue.encode))
+        zc = jax.lax.stop_gradient(
+            self.critic.apply(critic, *self._obs(norm, batch), method=CriticValue.encode)
+        )
 
         def q_grad(a):
-            qmin = lambda x: jnp.sum(jnp.min(self.critic.apply(critic, zc, x, method=CriticValue.q_from_z), 0))  # noqa: E731
+            def qmin(x):
+                return jnp.sum(jnp.min(self.critic.apply(critic, zc, x, method=CriticValue.q_from_z), 0))
+
             return jax.grad(qmin)(a)
 
         lam: float | jax.Array = q.lam
@@ -236,8 +274,20 @@ class Agent:
             lam = q.lam * jax.lax.stop_gradient(jnp.std(q_data) + 1e-4)
         field = lambda p, o, a, w: self._field(p, o[0], a, w)  # noqa: E731
         ref_field = lambda p, o, a, w: self._field(p, o[1], a, w)  # noqa: E731
-        per, stats = qam_loss(field, params, ref_field, ref, (z, z_ref), self.action_shape, z.shape[0], q_grad,
-                              lam, q.flow_steps, rng, q.rollout == "reference")
+        per, stats = qam_loss(
+            field,
+            params,
+            ref_field,
+            ref,
+            (z, z_ref),
+            self.action_shape,
+            z.shape[0],
+            q_grad,
+            lam,
+            q.flow_steps,
+            rng,
+            q.rollout == "reference",
+        )
         return jnp.mean(per), {**stats, "lam_effective": jnp.asarray(lam)}
 
     def _rl_update(self, state: AgentState, batch):
@@ -245,7 +295,8 @@ class Agent:
         batch = self._augment(batch, k)
         state, cm = self._critic_step(state, batch)
         (pl, pm), pg = jax.value_and_grad(self.policy_loss, has_aux=True)(
-            state.policy, state.ref_policy, state.critic, state.norm, batch, k)
+            state.policy, state.ref_policy, state.critic, state.norm, batch, k
+        )
         pu, popt = self.policy_tx.update(pg, state.policy_opt, state.policy)
         policy = _frozen_aware(optax.apply_updates(state.policy, pu), state.policy, batch)
         metrics = {**cm, **pm, "policy_loss": pl}
@@ -253,8 +304,11 @@ class Agent:
 
     def _state_values(self, critic, norm, images, joint_pos, task_id):
         """V(s) of the value model: the mean of the categorical value (DIVL) or the scalar head."""
-        z = self.critic.apply(critic, *self._obs(norm, {"images": images, "joint_pos": joint_pos,
-                                                        "task_id": task_id}), method=CriticValue.encode)
+        z = self.critic.apply(
+            critic,
+            *self._obs(norm, {"images": images, "joint_pos": joint_pos, "task_id": task_id}),
+            method=CriticValue.encode,
+        )
         if self.cfg.divl.value_kind == "divl":
             p = jax.nn.softmax(self.critic.apply(critic, z, method=CriticValue.value_logits))
             return jnp.sum(p * self.support, axis=-1)
@@ -269,12 +323,13 @@ class Agent:
         a = euler_sample(lambda p, o, x, w: self._field(p, o, x, w), params, z, noise, steps)
         return self._denorm_actions(norm, a, joint_pos)
 
-    def act(self, state: AgentState, images, joint_pos, task_id, noise, steps: int | None = None) -> np.ndarray:
+    def act(
+        self, state: AgentState, images, joint_pos, task_id, noise, steps: int | None = None
+    ) -> np.ndarray:
         steps = steps or self.cfg.qam.flow_steps
-        return np.asarray(self.sample_actions(state.policy, state.norm, images, joint_pos, task_id, noise,
-                                              steps=steps))
-
-
+        return np.asarray(
+            self.sample_actions(state.policy, state.norm, images, joint_pos, task_id, noise, steps=steps)
+        )
 
 
 def random_shift(key, images, pad: int):

@@ -39,8 +39,13 @@ class Batches:
         self.frozen = False
         self._featurize: Callable[[np.ndarray], np.ndarray] | None = None
         if self.on_device:
-            self.replay = DeviceReplay(cfg.model.horizon, d.nstep, d.gamma, bc_rule(t),
-                                       sharding=NamedSharding(mesh, P()) if mesh.devices.size > 1 else None)
+            self.replay = DeviceReplay(
+                cfg.model.horizon,
+                d.nstep,
+                d.gamma,
+                bc_rule(t),
+                sharding=NamedSharding(mesh, P()) if mesh.devices.size > 1 else None,
+            )
             if mesh.devices.size > 1:
                 agent.batch_sharding = NamedSharding(mesh, P("data"))
         else:
@@ -78,7 +83,9 @@ class Batches:
         feats = jax.jit(lambda x: self.agent.image_features(params, x))
 
         def featurize(frames: np.ndarray, chunk: int = 512) -> np.ndarray:
-            return np.concatenate([np.asarray(feats(frames[i:i + chunk])) for i in range(0, len(frames), chunk)])
+            return np.concatenate(
+                [np.asarray(feats(frames[i : i + chunk])) for i in range(0, len(frames), chunk)]
+            )
 
         self._featurize = featurize
         if self.on_device:
@@ -95,8 +102,11 @@ class Batches:
         """One update of `kind`: 'bc' (BC pool, BC update), 'rl' (mixed replay, DIVL + QAM) or
         'recap' (mixed replay, BC update on its advantage-labelled policy task ids)."""
         if self.on_device:
-            fn = {"bc": self.agent.bc_update_on_device, "rl": self.agent.rl_update_on_device,
-                  "recap": self.agent.recap_update_on_device}[kind]
+            fn = {
+                "bc": self.agent.bc_update_on_device,
+                "rl": self.agent.rl_update_on_device,
+                "recap": self.agent.recap_update_on_device,
+            }[kind]
             return fn(state, self.replay.arrays())
         batch = shard_batch(self._host_sample(kind == "bc"), self.mesh)
         return (self.agent.rl_update if kind == "rl" else self.agent.bc_update)(state, batch)
@@ -107,36 +117,55 @@ class Batches:
         critic, norm = jax.device_get(state.critic), jax.device_get(state.norm)
 
         def values(images, q, task, chunk: int = 512) -> np.ndarray:
-            return np.concatenate([np.asarray(self.agent.state_values(critic, norm, images[i:i + chunk], q[i:i + chunk],
-                                                                      task[i:i + chunk]))
-                                   for i in range(0, len(q), chunk)])
+            return np.concatenate(
+                [
+                    np.asarray(
+                        self.agent.state_values(
+                            critic, norm, images[i : i + chunk], q[i : i + chunk], task[i : i + chunk]
+                        )
+                    )
+                    for i in range(0, len(q), chunk)
+                ]
+            )
 
         d = self.cfg.divl
         discount = d.gamma ** (d.nstep * self.cfg.model.horizon)
         if self.on_device:
-            ret, done, next_idx, task, interv, q = self.replay.frames("ret", "done", "next_idx", "task_id",
-                                                                        "intervention", "joint_pos")
+            ret, done, next_idx, task, interv, q = self.replay.frames(
+                "ret", "done", "next_idx", "task_id", "intervention", "joint_pos"
+            )
             v = values(self.replay.column("images"), q, task)
             interv = interv * self.replay.rollout_frames()  # corrections, not demonstrations or play
-            adv, pos = recap.advantage_labels(v, v[next_idx], ret, done, discount, task, interv,
-                                              self.cfg.train.recap_positive_fraction)
+            adv, pos = recap.advantage_labels(
+                v, v[next_idx], ret, done, discount, task, interv, self.cfg.train.recap_positive_fraction
+            )
             self.replay.set_policy_task_ids(_conditioned_ids(vocab, task, pos))
         else:
-            eps = [(e, tr) for buf in (self.offline, self.online)
-                   for e, tr in zip(buf.episodes, buf._transitions, strict=True)]
+            eps = [
+                (e, tr)
+                for buf in (self.offline, self.online)
+                for e, tr in zip(buf.episodes, buf._transitions, strict=True)
+            ]
             vs = [values(e.images, e.joint_pos, np.full(len(e.actions), e.task_id, np.int32)) for e, _ in eps]
             cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)  # noqa: E731
             task = cat([np.full(len(v), e.task_id) for v, (e, _) in zip(vs, eps, strict=True)])
             adv, pos = recap.advantage_labels(
-                cat(vs), cat([v[tr.next_t] for v, (_, tr) in zip(vs, eps, strict=True)]),
-                cat([tr.ret for _, tr in eps]), cat([tr.done for _, tr in eps]), discount, task,
+                cat(vs),
+                cat([v[tr.next_t] for v, (_, tr) in zip(vs, eps, strict=True)]),
+                cat([tr.ret for _, tr in eps]),
+                cat([tr.done for _, tr in eps]),
+                discount,
+                task,
                 cat([tr.intervention * (e.kind == EpisodeKind.ROLLOUT) for e, tr in eps]),
-                self.cfg.train.recap_positive_fraction)
+                self.cfg.train.recap_positive_fraction,
+            )
             ids = np.split(_conditioned_ids(vocab, task, pos), np.cumsum([len(v) for v in vs])[:-1])
             for (e, _), e_ids in zip(eps, ids, strict=True):
                 e.policy_task_id = e_ids
-        return {"recap_positive": float(np.mean(pos)) if len(pos) else 0.0,
-                "recap_adv_mean": float(np.mean(adv)) if len(adv) else 0.0}
+        return {
+            "recap_positive": float(np.mean(pos)) if len(pos) else 0.0,
+            "recap_adv_mean": float(np.mean(adv)) if len(adv) else 0.0,
+        }
 
     def _host_sample(self, bc: bool) -> dict:
         n = self.local_batch
@@ -147,7 +176,9 @@ class Batches:
         if sizes.sum() == 0:
             raise ValueError("replay buffer has no transitions to sample for BC")
         n_on = int(self.rng.binomial(n, sizes[1] / sizes.sum()))
-        parts = [b.sample(self.rng, k, bc=True) for b, k in ((self.offline, n - n_on), (self.online, n_on)) if k]
+        parts = [
+            b.sample(self.rng, k, bc=True) for b, k in ((self.offline, n - n_on), (self.online, n_on)) if k
+        ]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 

@@ -20,8 +20,11 @@ class Checkpointer:
         return self.mngr.latest_step()
 
     def save(self, step: int, state, meta: dict) -> None:
-        self.mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                     meta=ocp.args.JsonSave(meta)), force=True)
+        self.mngr.save(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+            force=True,
+        )
         self.mngr.wait_until_finished()
 
     def read_meta(self, step: int | None = None) -> dict:
@@ -34,8 +37,9 @@ class Checkpointer:
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
-        return self.mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))[
-            "state"]
+        return self.mngr.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+        )["state"]
 
     def close(self) -> None:
         self.mngr.close()

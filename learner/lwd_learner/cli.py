@@ -27,8 +27,10 @@ from lwd_learner.config import PRESETS, LearnerConfig, from_dict, merge, online_
 log = logging.getLogger("lwd_learner.cli")
 
 PresetName = tyro.extras.literal_type_from_choices(tuple(PRESETS))
-_PRESET_HELP = ("Named config whose values are the defaults of the flags below (read before them):\n"
-                + "\n".join(f"  {name}: {what}." for name, (what, _) in PRESETS.items()))
+_PRESET_HELP = (
+    "Named config whose values are the defaults of the flags below (read before them):\n"
+    + "\n".join(f"  {name}: {what}." for name, (what, _) in PRESETS.items())
+)
 # The config's sections are flags of their own (`--train.bc-steps`), not `--cfg.train.bc-steps`.
 _Sections = Annotated[LearnerConfig, tyro.conf.arg(name="")]
 
@@ -226,7 +228,9 @@ def _online_base(preset: str | None, init: str | None, out: str | None) -> tuple
 def changed_fields(a: Any, b: Any, prefix: str = "") -> list[str]:
     """Dotted paths of the config fields that differ between a and b."""
     da, db = to_dict(a), to_dict(b)
-    return [p for (p, va), (_, vb) in zip(_flatten(da, prefix), _flatten(db, prefix), strict=True) if va != vb]
+    return [
+        p for (p, va), (_, vb) in zip(_flatten(da, prefix), _flatten(db, prefix), strict=True) if va != vb
+    ]
 
 
 def _commands(offline: LearnerConfig, online: LearnerConfig, preset: str = "default") -> Any:
@@ -246,8 +250,10 @@ DESCRIPTION = (
     "The learner: offline and online training, ONNX export, value plots (docs/learner.md). The training "
     "commands take every field of lwd_learner/config.py as a typed flag --section.field (`offline --help` "
     "lists them with their defaults); --preset NAME picks the defaults (" + ", ".join(PRESETS) + "). "
-    "Older spellings still accepted: " + ", ".join(f"{k} = {' '.join(v)}" for k, v in LEGACY_FLAGS.items())
-    + ", --set section.field=value.")
+    "Older spellings still accepted: "
+    + ", ".join(f"{k} = {' '.join(v)}" for k, v in LEGACY_FLAGS.items())
+    + ", --set section.field=value."
+)
 
 
 @dataclass(frozen=True)
@@ -265,8 +271,14 @@ def parse(argv: list[str]) -> Parsed:
     FileNotFoundError)."""
     cmd = argv[0] if argv else ""
     if cmd not in ("offline", "online"):
-        return Parsed(tyro.cli(_commands(LearnerConfig(), LearnerConfig()), args=argv, prog="lwd_learner",
-                               description=DESCRIPTION))
+        return Parsed(
+            tyro.cli(
+                _commands(LearnerConfig(), LearnerConfig()),
+                args=argv,
+                prog="lwd_learner",
+                description=DESCRIPTION,
+            )
+        )
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     for flag in ("--preset", "--config", "--init", "--out"):
         pre.add_argument(flag)
@@ -284,9 +296,12 @@ def parse(argv: list[str]) -> Parsed:
         flags += _config_file_flags(Path(known.config), base)
     flags += _legacy_to_flags(argv[1:]) + _set_flags(known.set)
     name = preset or "default"
-    commands = (_commands(base, LearnerConfig(), name) if cmd == "offline"
-                else _commands(LearnerConfig(), base, name))
-    return Parsed(tyro.cli(commands, args=flags, prog="lwd_learner", description=DESCRIPTION), resumed, online_base)
+    commands = (
+        _commands(base, LearnerConfig(), name) if cmd == "offline" else _commands(LearnerConfig(), base, name)
+    )
+    return Parsed(
+        tyro.cli(commands, args=flags, prog="lwd_learner", description=DESCRIPTION), resumed, online_base
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -311,10 +326,19 @@ def _main(argv: list[str]) -> int:
     if isinstance(args, Online) and parsed.online_base is not None:
         changed = changed_fields(parsed.online_base, args.cfg)
         if parsed.resumed_online and changed:
-            log.warning("resuming %s: its checkpoint's config is kept; ignored: %s", args.out, ", ".join(changed))
-        elif not parsed.resumed_online and args.init and (bad := [p for p in changed if p.startswith("model.")]):
-            print(f"lwd_learner: error: online continues the --init checkpoint, whose weights fix the model; "
-                  f"cannot change {', '.join(bad)}", file=sys.stderr)
+            log.warning(
+                "resuming %s: its checkpoint's config is kept; ignored: %s", args.out, ", ".join(changed)
+            )
+        elif (
+            not parsed.resumed_online
+            and args.init
+            and (bad := [p for p in changed if p.startswith("model.")])
+        ):
+            print(
+                f"lwd_learner: error: online continues the --init checkpoint, whose weights fix the model; "
+                f"cannot change {', '.join(bad)}",
+                file=sys.stderr,
+            )
             return 2
 
     from lwd_learner import train
@@ -338,13 +362,21 @@ def _main(argv: list[str]) -> int:
     initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     try:
         if isinstance(args, Offline):
-            session = train.run_offline(args.store, args.out, args.cfg, progress=args.progress,
-                                        max_new_steps=args.max_new_steps)
+            session = train.run_offline(
+                args.store, args.out, args.cfg, progress=args.progress, max_new_steps=args.max_new_steps
+            )
         else:
             cfg = args.cfg
-            session = train.run_online(args.bridge_root, args.out, args.init, cfg_override=lambda _: cfg,
-                                       offline_store=args.offline_store, max_new_steps=args.max_new_steps,
-                                       poll_every=args.poll_every, progress=args.progress)
+            session = train.run_online(
+                args.bridge_root,
+                args.out,
+                args.init,
+                cfg_override=lambda _: cfg,
+                offline_store=args.offline_store,
+                max_new_steps=args.max_new_steps,
+                poll_every=args.poll_every,
+                progress=args.progress,
+            )
     except (ValueError, FileNotFoundError) as exc:
         print(f"lwd_learner: error: {exc}", file=sys.stderr)
         return 2

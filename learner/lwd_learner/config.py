@@ -287,8 +287,9 @@ def from_dict(d: dict) -> LearnerConfig:
             if f.name not in data:
                 continue
             v = data[f.name]
-            if dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING
-                                        else None):
+            if dataclasses.is_dataclass(
+                f.default_factory if f.default_factory is not dataclasses.MISSING else None
+            ):
                 v = build(f.default_factory, v)
             elif isinstance(v, list):
                 v = tuple(v)
@@ -308,31 +309,69 @@ def _with(cfg: LearnerConfig, **sections: dict[str, Any]) -> LearnerConfig:
 
 
 _DEFAULT = LearnerConfig()
-_TINY_MODEL = {"encoder": {"image_size": (16, 16), "conv_channels": (4,), "joint_hidden": 16, "task_dim": 4,
-                           "out_dim": 16},
-               "policy": {"hidden": (32,)}, "critic": {"hidden": (16,), "action_dim": 16}}
+_TINY_MODEL = {
+    "encoder": {
+        "image_size": (16, 16),
+        "conv_channels": (4,),
+        "joint_hidden": 16,
+        "task_dim": 4,
+        "out_dim": 16,
+    },
+    "policy": {"hidden": (32,)},
+    "critic": {"hidden": (16,), "action_dim": 16},
+}
 
 # Named configs (as openpi names its training configs): `lwd_learner.cli offline --preset NAME`.
 # name -> (what it is for, the config). Flags given with a preset override its fields.
 PRESETS: dict[str, tuple[str, LearnerConfig]] = {
-    "default": ("the dataclass defaults: METHOD.md's hyperparameters, a CPU-sized model and batch 64, "
-                "2000 BC + 2000 DIVL+QAM steps, the image encoder trained throughout", _DEFAULT),
-    "cpu": ("a 2-core CPU: batch 64, the encoder trained end to end for 500 steps then frozen (the heads "
-            "train on cached features, BC ~20x faster), 20000 BC + 2000 DIVL+QAM steps (~6 min idle)",
-            _with(_DEFAULT, train={"encoder_steps": 500, "bc_steps": 20_000, "rl_steps": 2_000})),
-    "gpu": ("one H200 (../shared/GPU.md): the paper's batch 256, encoder trained throughout, 15000 BC + "
-            "10000 DIVL+QAM steps (GPU.md's run), a checkpoint every 2000 steps, an online policy every "
-            "1000 (~4 s at ~260 updates/s)",
-            _with(_DEFAULT, train={"batch_size": 256, "bc_steps": 15_000, "rl_steps": 10_000, "log_every": 100,
-                                   "ckpt_every": 2_000, "publish_every": 1_000})),
-    "fleet": ("the fleet bootstrap's offline pretraining (`./lwd fleet`, lwd_bringup.bootstrap): 500 encoder "
-              "steps, then frozen, 8000 BC + 1000 DIVL+QAM steps",
-              _with(_DEFAULT, train={"encoder_steps": 500, "bc_steps": 8_000, "rl_steps": 1_000})),
-    "smoke": ("a dry run of a script at toy scale (seconds on a CPU, as ../shared/GPU.md asks before a GPU "
-              "run): a tiny model at 16x16, 3 flow steps, batch 8, 20 BC + 10 DIVL+QAM steps",
-              _with(_DEFAULT, model=_TINY_MODEL, qam={"flow_steps": 3},
-                    train={"batch_size": 8, "bc_steps": 20, "rl_steps": 10, "log_every": 5, "ckpt_every": 10,
-                           "publish_every": 5})),
+    "default": (
+        "the dataclass defaults: METHOD.md's hyperparameters, a CPU-sized model and batch 64, "
+        "2000 BC + 2000 DIVL+QAM steps, the image encoder trained throughout",
+        _DEFAULT,
+    ),
+    "cpu": (
+        "a 2-core CPU: batch 64, the encoder trained end to end for 500 steps then frozen (the heads "
+        "train on cached features, BC ~20x faster), 20000 BC + 2000 DIVL+QAM steps (~6 min idle)",
+        _with(_DEFAULT, train={"encoder_steps": 500, "bc_steps": 20_000, "rl_steps": 2_000}),
+    ),
+    "gpu": (
+        "one H200 (../shared/GPU.md): the paper's batch 256, encoder trained throughout, 15000 BC + "
+        "10000 DIVL+QAM steps (GPU.md's run), a checkpoint every 2000 steps, an online policy every "
+        "1000 (~4 s at ~260 updates/s)",
+        _with(
+            _DEFAULT,
+            train={
+                "batch_size": 256,
+                "bc_steps": 15_000,
+                "rl_steps": 10_000,
+                "log_every": 100,
+                "ckpt_every": 2_000,
+                "publish_every": 1_000,
+            },
+        ),
+    ),
+    "fleet": (
+        "the fleet bootstrap's offline pretraining (`./lwd fleet`, lwd_bringup.bootstrap): 500 encoder "
+        "steps, then frozen, 8000 BC + 1000 DIVL+QAM steps",
+        _with(_DEFAULT, train={"encoder_steps": 500, "bc_steps": 8_000, "rl_steps": 1_000}),
+    ),
+    "smoke": (
+        "a dry run of a script at toy scale (seconds on a CPU, as ../shared/GPU.md asks before a GPU "
+        "run): a tiny model at 16x16, 3 flow steps, batch 8, 20 BC + 10 DIVL+QAM steps",
+        _with(
+            _DEFAULT,
+            model=_TINY_MODEL,
+            qam={"flow_steps": 3},
+            train={
+                "batch_size": 8,
+                "bc_steps": 20,
+                "rl_steps": 10,
+                "log_every": 5,
+                "ckpt_every": 10,
+                "publish_every": 5,
+            },
+        ),
+    ),
 }
 
 

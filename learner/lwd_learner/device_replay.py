@@ -22,8 +22,19 @@ import numpy as np
 from lwd_common.episode import EpisodeKind
 from lwd_learner.replay import EpisodeArrays, bc_frames, bookkeeping, episode_transitions, info_of
 
-_FRAME_FIELDS = ("images", "joint_pos", "actions", "task_id", "policy_task_id", "last", "next_idx", "ret", "done", "success",
-                 "intervention")
+_FRAME_FIELDS = (
+    "images",
+    "joint_pos",
+    "actions",
+    "task_id",
+    "policy_task_id",
+    "last",
+    "next_idx",
+    "ret",
+    "done",
+    "success",
+    "intervention",
+)
 
 
 @flax.struct.dataclass
@@ -55,7 +66,9 @@ def _draw(key, pool, count, n: int):
     return pool[jax.random.randint(key, (n,), 0, jnp.maximum(count, 1))]
 
 
-def sample_batch(data: ReplayArrays, key, batch_size: int, bc: bool = False, online_ratio: float = 0.5) -> dict:
+def sample_batch(
+    data: ReplayArrays, key, batch_size: int, bc: bool = False, online_ratio: float = 0.5
+) -> dict:
     """A minibatch with the keys of `ReplayBuffer.gather`, drawn on the device."""
     return gather(data, draw_indices(data, key, batch_size, bc, online_ratio))
 
@@ -80,12 +93,19 @@ def gather(data: ReplayArrays, idx) -> dict:
     chunk = jnp.minimum(idx[:, None] + jnp.arange(data.horizon)[None], data.last[idx][:, None])
     nxt = data.next_idx[idx]
     return {
-        "images": data.images[idx], "joint_pos": data.joint_pos[idx], "task_id": data.task_id[idx],
+        "images": data.images[idx],
+        "joint_pos": data.joint_pos[idx],
+        "task_id": data.task_id[idx],
         "policy_task_id": data.policy_task_id[idx],
-        "actions": data.actions[chunk], "ret": data.ret[idx], "done": data.done[idx],
+        "actions": data.actions[chunk],
+        "ret": data.ret[idx],
+        "done": data.done[idx],
         "discount": jnp.full(idx.shape, data.discount, jnp.float32),
-        "next_images": data.images[nxt], "next_joint_pos": data.joint_pos[nxt], "next_task_id": data.task_id[nxt],
-        "success": data.success[idx], "intervention": data.intervention[idx],
+        "next_images": data.images[nxt],
+        "next_joint_pos": data.joint_pos[nxt],
+        "next_task_id": data.task_id[nxt],
+        "success": data.success[idx],
+        "intervention": data.intervention[idx],
     }
 
 
@@ -103,8 +123,15 @@ class DeviceReplay:
     they are stored; `to_features` converts what is already stored.
     """
 
-    def __init__(self, horizon: int, nstep: int, gamma: float, bc_data: str = "demos", min_capacity: int = 1024,
-                 sharding=None):
+    def __init__(
+        self,
+        horizon: int,
+        nstep: int,
+        gamma: float,
+        bc_data: str = "demos",
+        min_capacity: int = 1024,
+        sharding=None,
+    ):
         self.horizon, self.nstep, self.gamma, self.bc_data = horizon, nstep, gamma, bc_data
         self.min_capacity = min_capacity
         self.sharding = sharding
@@ -138,8 +165,11 @@ class DeviceReplay:
             cols["joint_pos"].append(ep.joint_pos.astype(np.float32))
             cols["actions"].append(ep.actions.astype(np.float32))
             cols["task_id"].append(np.full(big_t, ep.task_id, np.int32))
-            cols["policy_task_id"].append(np.full(big_t, ep.task_id, np.int32) if ep.policy_task_id is None
-                                          else ep.policy_task_id.astype(np.int32))
+            cols["policy_task_id"].append(
+                np.full(big_t, ep.task_id, np.int32)
+                if ep.policy_task_id is None
+                else ep.policy_task_id.astype(np.int32)
+            )
             cols["last"].append(np.full(big_t, base + big_t - 1, np.int32))
             cols["next_idx"].append((base + tr.next_t).astype(np.int32))
             cols["ret"].append(tr.ret)
@@ -162,12 +192,14 @@ class DeviceReplay:
             cap *= 2
         fresh = {k: jnp.zeros((cap, *v.shape[1:]), v.dtype) for k, v in example.items()}
         if self._arrays is not None and self.size:
-            fresh = _write_donated(fresh, jnp.int32(0), {k: v[:self.size] for k, v in self._arrays.items()})
+            fresh = _write_donated(fresh, jnp.int32(0), {k: v[: self.size] for k, v in self._arrays.items()})
         self._arrays, self.capacity = self._place(fresh), cap
 
     def _compatible(self, example: dict) -> bool:
         return self._arrays is not None and all(
-            self._arrays[k].shape[1:] == v.shape[1:] and self._arrays[k].dtype == v.dtype for k, v in example.items())
+            self._arrays[k].shape[1:] == v.shape[1:] and self._arrays[k].dtype == v.dtype
+            for k, v in example.items()
+        )
 
     def _place(self, arrays: dict) -> dict:
         return arrays if self.sharding is None else jax.device_put(arrays, self.sharding)
@@ -177,11 +209,11 @@ class DeviceReplay:
         if self._arrays is None:
             return
         images = self._arrays["images"]
-        feats = [np.asarray(fn(images[i:min(i + chunk, self.size)])) for i in range(0, self.size, chunk)]
+        feats = [np.asarray(fn(images[i : min(i + chunk, self.size)])) for i in range(0, self.size, chunk)]
         dim = feats[0].shape[1:] if feats else ()
         out = np.zeros((self.capacity, *dim), np.float32)
         if feats:
-            out[:self.size] = np.concatenate(feats)
+            out[: self.size] = np.concatenate(feats)
         self._arrays = self._place({**self._arrays, "images": jnp.asarray(out)})
         self._data = None
 
@@ -192,24 +224,24 @@ class DeviceReplay:
 
     def frames(self, *names: str) -> list[np.ndarray]:
         """Host copies of per-frame fields over the stored frames (e.g. for relabelling)."""
-        return [np.asarray(self._stored()[n][:self.size]) for n in names]
+        return [np.asarray(self._stored()[n][: self.size]) for n in names]
 
     def column(self, name: str) -> jnp.ndarray:
         """A per-frame field over the stored frames, where it lies (on device)."""
-        return self._stored()[name][:self.size]
+        return self._stored()[name][: self.size]
 
     def rollout_frames(self) -> np.ndarray:
         """bool [size]: the frame belongs to an autonomous rollout (not a demonstration or play)."""
         out = np.zeros(self.size, bool)
         for name in ("offline", "online"):
             for base, info in self._meta[name]:
-                out[base:base + info.steps] = info.kind == EpisodeKind.ROLLOUT
+                out[base : base + info.steps] = info.kind == EpisodeKind.ROLLOUT
         return out
 
     def set_policy_task_ids(self, ids: np.ndarray) -> None:
         """Replace the policy's task id of every stored frame (RECAP's advantage labels)."""
         full = np.zeros(self.capacity, np.int32)
-        full[:self.size] = ids
+        full[: self.size] = ids
         self._arrays = self._place({**self._stored(), "policy_task_id": jnp.asarray(full)})
         self._data = None
 
@@ -225,15 +257,24 @@ class DeviceReplay:
             for name in ("offline", "online"):
                 entries = self._meta[name]
                 masks = bc_frames([e for _, e in entries], self.bc_data, online=name == "online")
-                bc += [np.arange(b, b + e.steps, dtype=np.int32)[m] for (b, e), m in zip(entries, masks, strict=True)]
+                bc += [
+                    np.arange(b, b + e.steps, dtype=np.int32)[m]
+                    for (b, e), m in zip(entries, masks, strict=True)
+                ]
             bc.append(np.zeros(0, np.int32))
             pools["bc"] = np.concatenate(bc)
             padded = {k: jnp.asarray(np.pad(v, (0, self.capacity - len(v)))) for k, v in pools.items()}
             self._data = ReplayArrays(
-                **self._arrays, pool_offline=padded["offline"], pool_online=padded["online"], pool_bc=padded["bc"],
-                n_offline=jnp.int32(len(pools["offline"])), n_online=jnp.int32(len(pools["online"])),
-                n_bc=jnp.int32(len(pools["bc"])), horizon=self.horizon,
-                discount=float(self.gamma ** (self.nstep * self.horizon)))
+                **self._arrays,
+                pool_offline=padded["offline"],
+                pool_online=padded["online"],
+                pool_bc=padded["bc"],
+                n_offline=jnp.int32(len(pools["offline"])),
+                n_online=jnp.int32(len(pools["online"])),
+                n_bc=jnp.int32(len(pools["bc"])),
+                horizon=self.horizon,
+                discount=float(self.gamma ** (self.nstep * self.horizon)),
+            )
             if self.sharding is not None:
                 self._data = jax.device_put(self._data, self.sharding)
         return self._data

@@ -37,7 +37,9 @@ def c51_project(values: jnp.ndarray, support: jnp.ndarray) -> jnp.ndarray:
     return w_lower[..., None] * onehot_l + w_upper[..., None] * onehot_u
 
 
-def categorical_value_loss(logits: jnp.ndarray, target_values: jnp.ndarray, support: jnp.ndarray) -> jnp.ndarray:
+def categorical_value_loss(
+    logits: jnp.ndarray, target_values: jnp.ndarray, support: jnp.ndarray
+) -> jnp.ndarray:
     """Cross-entropy of the value logits [B, K] against the projected targets [B] (eq. 12, 21)."""
     m = jax.lax.stop_gradient(c51_project(target_values, support))
     return -jnp.sum(m * jax.nn.log_softmax(logits, axis=-1), axis=-1)

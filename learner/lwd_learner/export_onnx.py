@@ -36,8 +36,9 @@ def policy_inputs(cfg: ModelConfig, noise_horizon: int | None = None) -> list[Gr
     ]
 
 
-def write_metadata(model: onnx.ModelProto, instructions: list[str] | tuple[str, ...], flow_steps: int,
-                   version: str) -> None:
+def write_metadata(
+    model: onnx.ModelProto, instructions: list[str] | tuple[str, ...], flow_steps: int, version: str
+) -> None:
     """The metadata_props an actor reads (policy_io.META_*)."""
     meta = {
         policy_io.META_VERSION: version,
@@ -65,12 +66,20 @@ def policy_sampler(params: dict, norm: dict, cfg: ModelConfig, flow_steps: int) 
     return sampler
 
 
-def sampler_to_onnx(sampler: Callable, cfg: ModelConfig, instructions: list[str] | tuple[str, ...],
-                    flow_steps: int, version: str, noise_horizon: int | None = None,
-                    check: bool = True) -> onnx.ModelProto:
+def sampler_to_onnx(
+    sampler: Callable,
+    cfg: ModelConfig,
+    instructions: list[str] | tuple[str, ...],
+    flow_steps: int,
+    version: str,
+    noise_horizon: int | None = None,
+    check: bool = True,
+) -> onnx.ModelProto:
     """Trace `sampler` over the contract's inputs into a policy with its metadata. `check=False` and
     `noise_horizon` exist for lwd_testing.models, which builds contract-breaking policies on purpose."""
-    model = jax_to_onnx(sampler, policy_inputs(cfg, noise_horizon), [policy_io.OUTPUT_ACTIONS], "lwd_flow_policy")
+    model = jax_to_onnx(
+        sampler, policy_inputs(cfg, noise_horizon), [policy_io.OUTPUT_ACTIONS], "lwd_flow_policy"
+    )
     model.producer_name = "lwd_learner"
     write_metadata(model, instructions, flow_steps, version)
     onnx.checker.check_model(model)
@@ -89,4 +98,6 @@ def export_policy(
 ) -> onnx.ModelProto:
     """ONNX sampler of FlowPolicy params (`{'params': {...}}`) and the NormStats dict, by tracing
     `Agent.sample_actions` with these values baked in as initialisers."""
-    return sampler_to_onnx(policy_sampler(params, norm, cfg, flow_steps), cfg, instructions, flow_steps, version)
+    return sampler_to_onnx(
+        policy_sampler(params, norm, cfg, flow_steps), cfg, instructions, flow_steps, version
+    )

@@ -36,19 +36,66 @@ OPSET = 17
 
 # Elementwise JAX primitives and the ONNX op of the same meaning (batch-constants fold through them).
 _ELEMENTWISE = {
-    "add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "max": "Max", "min": "Min", "pow": "Pow",
-    "neg": "Neg", "exp": "Exp", "log": "Log", "sin": "Sin", "cos": "Cos", "tanh": "Tanh", "abs": "Abs",
-    "logistic": "Sigmoid", "sqrt": "Sqrt", "erf": "Erf", "sign": "Sign", "floor": "Floor", "ceil": "Ceil",
-    "lt": "Less", "gt": "Greater", "le": "LessOrEqual", "ge": "GreaterOrEqual", "eq": "Equal",
-    "and": "And", "or": "Or", "not": "Not",
+    "add": "Add",
+    "sub": "Sub",
+    "mul": "Mul",
+    "div": "Div",
+    "max": "Max",
+    "min": "Min",
+    "pow": "Pow",
+    "neg": "Neg",
+    "exp": "Exp",
+    "log": "Log",
+    "sin": "Sin",
+    "cos": "Cos",
+    "tanh": "Tanh",
+    "abs": "Abs",
+    "logistic": "Sigmoid",
+    "sqrt": "Sqrt",
+    "erf": "Erf",
+    "sign": "Sign",
+    "floor": "Floor",
+    "ceil": "Ceil",
+    "lt": "Less",
+    "gt": "Greater",
+    "le": "LessOrEqual",
+    "ge": "GreaterOrEqual",
+    "eq": "Equal",
+    "and": "And",
+    "or": "Or",
+    "not": "Not",
 }
 # ONNX ops that broadcast their inputs (numpy rules), so a batch-constant needs no Expand.
-_BROADCASTING = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Less", "Greater", "LessOrEqual",
-                 "GreaterOrEqual", "Equal", "And", "Or", "Where"}
+_BROADCASTING = {
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Max",
+    "Min",
+    "Pow",
+    "Less",
+    "Greater",
+    "LessOrEqual",
+    "GreaterOrEqual",
+    "Equal",
+    "And",
+    "Or",
+    "Where",
+}
 _PASS_THROUGH = {"stop_gradient", "copy", "optimization_barrier"}  # identities at inference
 # Primitives that only wrap a sub-jaxpr: inlined.
-_CALLS = {"jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call", "remat", "checkpoint",
-          "custom_vjp_call_jaxpr"}
+_CALLS = {
+    "jit",
+    "pjit",
+    "closed_call",
+    "core_call",
+    "custom_jvp_call",
+    "custom_vjp_call",
+    "remat",
+    "checkpoint",
+    "custom_vjp_call_jaxpr",
+}
 
 
 @dataclass(frozen=True)
@@ -79,8 +126,11 @@ def _einsum_equation(lhs_rank: int, rhs_rank: int, dimension_numbers) -> str:
     rs = [next(letters) for _ in range(rhs_rank)]
     for i, j in zip([*lc, *lb], [*rc, *rb], strict=True):
         rs[j] = ls[i]
-    out = ([ls[i] for i in lb] + [c for i, c in enumerate(ls) if i not in lc and i not in lb]
-           + [c for j, c in enumerate(rs) if j not in rc and j not in rb])
+    out = (
+        [ls[i] for i in lb]
+        + [c for i, c in enumerate(ls) if i not in lc and i not in lb]
+        + [c for j, c in enumerate(rs) if j not in rc and j not in rb]
+    )
     return f"{''.join(ls)},{''.join(rs)}->{''.join(out)}"
 
 
@@ -96,25 +146,46 @@ def _ew(f: Callable) -> Callable:
 
 
 _NUMPY_ELEMENTWISE: dict[str, Callable] = {
-    "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "max": np.maximum,
-    "min": np.minimum, "neg": np.negative, "exp": np.exp, "log": np.log, "sin": np.sin, "cos": np.cos,
-    "tanh": np.tanh, "abs": np.abs, "sqrt": np.sqrt, "lt": np.less, "gt": np.greater, "le": np.less_equal,
-    "ge": np.greater_equal, "eq": np.equal, "ne": np.not_equal, "square": np.square,
-    "logistic": lambda x: 1.0 / (1.0 + np.exp(-x)), "rsqrt": lambda x: 1.0 / np.sqrt(x),
-    "select_n": lambda p, *cases: np.where(p, cases[1], cases[0]) if len(cases) == 2 else None}
+    "add": np.add,
+    "sub": np.subtract,
+    "mul": np.multiply,
+    "div": np.divide,
+    "max": np.maximum,
+    "min": np.minimum,
+    "neg": np.negative,
+    "exp": np.exp,
+    "log": np.log,
+    "sin": np.sin,
+    "cos": np.cos,
+    "tanh": np.tanh,
+    "abs": np.abs,
+    "sqrt": np.sqrt,
+    "lt": np.less,
+    "gt": np.greater,
+    "le": np.less_equal,
+    "ge": np.greater_equal,
+    "eq": np.equal,
+    "ne": np.not_equal,
+    "square": np.square,
+    "logistic": lambda x: 1.0 / (1.0 + np.exp(-x)),
+    "rsqrt": lambda x: 1.0 / np.sqrt(x),
+    "select_n": lambda p, *cases: np.where(p, cases[1], cases[0]) if len(cases) == 2 else None,
+}
 
 _NUMPY: dict[str, Callable] = {
     **{k: _ew(f) for k, f in _NUMPY_ELEMENTWISE.items()},
-    "integer_pow": lambda x, y, **_: x ** y,
+    "integer_pow": lambda x, y, **_: x**y,
     "convert_element_type": lambda x, new_dtype, **_: x.astype(new_dtype),
     "reshape": lambda x, new_sizes, dimensions=None, **_: None if dimensions else x.reshape(new_sizes),
     "broadcast_in_dim": _np_broadcast_in_dim,
     "transpose": lambda x, permutation, **_: np.transpose(x, permutation),
     "concatenate": lambda *xs, dimension, **_: np.concatenate(xs, axis=dimension),
-    "reduce_sum": lambda x, axes, **_: np.sum(x, axis=axes), "reduce_max": lambda x, axes, **_: np.max(x, axis=axes),
+    "reduce_sum": lambda x, axes, **_: np.sum(x, axis=axes),
+    "reduce_max": lambda x, axes, **_: np.max(x, axis=axes),
     "reduce_min": lambda x, axes, **_: np.min(x, axis=axes),
     "dot_general": lambda a, b, dimension_numbers, **_: np.einsum(
-        _einsum_equation(a.ndim, b.ndim, dimension_numbers), a, b),
+        _einsum_equation(a.ndim, b.ndim, dimension_numbers), a, b
+    ),
 }
 
 
@@ -230,7 +301,9 @@ class _Converter:
                 return folded
         rule = getattr(self, f"_{name}", None)
         if rule is None and name not in _ELEMENTWISE:
-            raise NotImplementedError(f"no ONNX rule for JAX primitive {name!r} (add one to lwd_learner.jaxpr_onnx)")
+            raise NotImplementedError(
+                f"no ONNX rule for JAX primitive {name!r} (add one to lwd_learner.jaxpr_onnx)"
+            )
         if rule is None:
             return [self.elementwise(_ELEMENTWISE[name], vals, in_avals)]
         out = rule(vals, in_avals, out_avals[0], **eqn.params)
@@ -245,13 +318,30 @@ class _Converter:
         name = eqn.primitive.name
         if symbolic:
             sym_axes = [i for i, d in enumerate(in_avals[0].shape) if _is_sym(d)] if in_avals else []
-            ok = (name in _ELEMENTWISE or name in ("broadcast_in_dim", "convert_element_type", "transpose",
-                                                    "select_n", "integer_pow", "square", "rsqrt")
-                  or (name == "concatenate" and p["dimension"] not in sym_axes)
-                  or (name in ("reduce_sum", "reduce_max", "reduce_min") and not set(p["axes"]) & set(sym_axes))
-                  or (name == "dot_general" and not any(  # the batch must not be contracted or batched
-                      _is_sym(a.shape[i]) for group in p["dimension_numbers"] for a, dims in zip(in_avals, group, strict=True)
-                      for i in dims)))
+            ok = (
+                name in _ELEMENTWISE
+                or name
+                in (
+                    "broadcast_in_dim",
+                    "convert_element_type",
+                    "transpose",
+                    "select_n",
+                    "integer_pow",
+                    "square",
+                    "rsqrt",
+                )
+                or (name == "concatenate" and p["dimension"] not in sym_axes)
+                or (name in ("reduce_sum", "reduce_max", "reduce_min") and not set(p["axes"]) & set(sym_axes))
+                or (
+                    name == "dot_general"
+                    and not any(  # the batch must not be contracted or batched
+                        _is_sym(a.shape[i])
+                        for group in p["dimension_numbers"]
+                        for a, dims in zip(in_avals, group, strict=True)
+                        for i in dims
+                    )
+                )
+            )
             if not ok:
                 return None
             if name == "broadcast_in_dim":
@@ -298,8 +388,10 @@ class _Converter:
         pred = self.operand(vals[0], in_avals[0], True)
         if np.dtype(in_avals[0].dtype) != np.bool_:
             pred = self.op("Cast", [pred], to=onnx.TensorProto.BOOL)
-        return self.op("Where", [pred, self.operand(vals[2], in_avals[2], True),
-                                 self.operand(vals[1], in_avals[1], True)])
+        return self.op(
+            "Where",
+            [pred, self.operand(vals[2], in_avals[2], True), self.operand(vals[1], in_avals[1], True)],
+        )
 
     def _reshape(self, vals, in_avals, out_aval, new_sizes, dimensions=None, **_):
         if dimensions is not None:
@@ -307,7 +399,9 @@ class _Converter:
         x = self.runtime(vals[0], in_avals[0])
         syms = [d for d in new_sizes if _is_sym(d)]
         if len(syms) == 1:  # let ONNX infer the one dynamic dimension
-            return self.op("Reshape", [x, self.const(np.array([-1 if _is_sym(d) else d for d in new_sizes], np.int64))])
+            return self.op(
+                "Reshape", [x, self.const(np.array([-1 if _is_sym(d) else d for d in new_sizes], np.int64))]
+            )
         return self.op("Reshape", [x, self.shape(new_sizes)])
 
     def _broadcast_in_dim(self, vals, in_avals, out_aval, shape, broadcast_dimensions, **_):
@@ -316,7 +410,9 @@ class _Converter:
         if missing:
             x = self.op("Unsqueeze", [x, self.const(np.array(missing, np.int64))])
         src = list(in_avals[0].shape)
-        full = [src[broadcast_dimensions.index(i)] if i in broadcast_dimensions else 1 for i in range(len(shape))]
+        full = [
+            src[broadcast_dimensions.index(i)] if i in broadcast_dimensions else 1 for i in range(len(shape))
+        ]
         if all(a is b or a == b for a, b in zip(full, shape, strict=True)):
             return x
         return self.op("Expand", [x, self.shape(shape)])
@@ -325,10 +421,14 @@ class _Converter:
         return self.op("Transpose", [self.runtime(vals[0], in_avals[0])], perm=list(permutation))
 
     def _squeeze(self, vals, in_avals, out_aval, dimensions, **_):
-        return self.op("Squeeze", [self.runtime(vals[0], in_avals[0]), self.const(np.array(dimensions, np.int64))])
+        return self.op(
+            "Squeeze", [self.runtime(vals[0], in_avals[0]), self.const(np.array(dimensions, np.int64))]
+        )
 
     def _concatenate(self, vals, in_avals, out_aval, dimension, **_):
-        out = self.op("Concat", [self.runtime(v, a) for v, a in zip(vals, in_avals, strict=True)], axis=dimension)
+        out = self.op(
+            "Concat", [self.runtime(v, a) for v, a in zip(vals, in_avals, strict=True)], axis=dimension
+        )
         self._concats[out] = (dimension, list(zip(vals, in_avals, strict=True)))
         return out
 
@@ -349,8 +449,12 @@ class _Converter:
 
     def _slice(self, vals, in_avals, out_aval, start_indices, limit_indices, strides=None, **_):
         axes = list(range(len(start_indices)))
-        ins = [self.runtime(vals[0], in_avals[0]), self.const(np.array(start_indices, np.int64)),
-               self.const(np.array(limit_indices, np.int64)), self.const(np.array(axes, np.int64))]
+        ins = [
+            self.runtime(vals[0], in_avals[0]),
+            self.const(np.array(start_indices, np.int64)),
+            self.const(np.array(limit_indices, np.int64)),
+            self.const(np.array(axes, np.int64)),
+        ]
         if strides is not None:
             ins.append(self.const(np.array(strides, np.int64)))
         return self.op("Slice", ins)
@@ -361,23 +465,43 @@ class _Converter:
         la, ra = in_avals
         # concat(x_1..x_n) @ W along the contracted axis -> sum_i x_i @ W_i (constant parts fold,
         # repeated parts are shared by the node cache).
-        if (isinstance(lhs, str) and not isinstance(rhs, str) and len(lc) == 1 and not lb
-                and self._concats.get(lhs, (None,))[0] == lc[0]):
+        if (
+            isinstance(lhs, str)
+            and not isinstance(rhs, str)
+            and len(lc) == 1
+            and not lb
+            and self._concats.get(lhs, (None,))[0] == lc[0]
+        ):
             parts, start, acc = self._concats[lhs][1], 0, None
             for v, a in parts:
                 width = int(a.shape[lc[0]])
                 w = np.take(rhs, np.arange(start, start + width), axis=rc[0])
                 start += width
                 if isinstance(v, str):
-                    term = self._dot_general([v, w], [a, _Aval(w.shape, w.dtype)], out_aval, dimension_numbers)
+                    term = self._dot_general(
+                        [v, w], [a, _Aval(w.shape, w.dtype)], out_aval, dimension_numbers
+                    )
                 else:
                     term = np.einsum(_einsum_equation(v.ndim, w.ndim, dimension_numbers), v, w)
                 acc = term if acc is None else (self._add_folded(acc, term, out_aval))
             return self.runtime(acc, out_aval)
-        if (not lb and not rb and len(lc) == 1 and lc[0] == len(la.shape) - 1 and len(rc) == 1
-                and rc[0] == 0 and len(ra.shape) == 2):
+        if (
+            not lb
+            and not rb
+            and len(lc) == 1
+            and lc[0] == len(la.shape) - 1
+            and len(rc) == 1
+            and rc[0] == 0
+            and len(ra.shape) == 2
+        ):
             return self.op("MatMul", [self.runtime(lhs, la), self.runtime(rhs, ra)])
-        if not isinstance(rhs, str) and not lb and len(lc) == 1 and lc[0] == len(la.shape) - 1 and len(rc) == 1:
+        if (
+            not isinstance(rhs, str)
+            and not lb
+            and len(lc) == 1
+            and lc[0] == len(la.shape) - 1
+            and len(rc) == 1
+        ):
             w = np.moveaxis(rhs, rc[0], 0)  # constant right side: put its contracted axis first
             if w.ndim == 2:
                 return self.op("MatMul", [self.runtime(lhs, la), self.const(w)])
@@ -389,8 +513,20 @@ class _Converter:
             return np.asarray(a) + np.asarray(b)
         return self.op("Add", [self.operand(a, aval, True), self.operand(b, aval, True)])
 
-    def _conv_general_dilated(self, vals, in_avals, out_aval, window_strides, padding, lhs_dilation,
-                              rhs_dilation, dimension_numbers, feature_group_count, batch_group_count, **_):
+    def _conv_general_dilated(
+        self,
+        vals,
+        in_avals,
+        out_aval,
+        window_strides,
+        padding,
+        lhs_dilation,
+        rhs_dilation,
+        dimension_numbers,
+        feature_group_count,
+        batch_group_count,
+        **_,
+    ):
         if any(d != 1 for d in lhs_dilation) or batch_group_count != 1:
             raise NotImplementedError("transposed or batch-grouped convolution")
         lhs_spec, rhs_spec, out_spec = dimension_numbers
@@ -399,9 +535,15 @@ class _Converter:
             k = self.op("Transpose", [vals[1]], perm=list(rhs_spec))
         else:
             k = self.const(np.transpose(vals[1], rhs_spec))  # -> OIHW
-        y = self.op("Conv", [x, k], strides=list(window_strides), dilations=list(rhs_dilation),
-                    pads=[p[0] for p in padding] + [p[1] for p in padding], group=feature_group_count,
-                    kernel_shape=[int(in_avals[1].shape[i]) for i in rhs_spec[2:]])
+        y = self.op(
+            "Conv",
+            [x, k],
+            strides=list(window_strides),
+            dilations=list(rhs_dilation),
+            pads=[p[0] for p in padding] + [p[1] for p in padding],
+            group=feature_group_count,
+            kernel_shape=[int(in_avals[1].shape[i]) for i in rhs_spec[2:]],
+        )
         return self.op("Transpose", [y], perm=[int(i) for i in np.argsort(out_spec)])
 
     def _gather(self, vals, in_avals, out_aval, dimension_numbers, slice_sizes, **_):
@@ -410,18 +552,36 @@ class _Converter:
         dn = dimension_numbers
         operand, idx = in_avals
         axis = dn.start_index_map[0] if len(dn.start_index_map) == 1 else None
-        if (axis is not None and not dn.collapsed_slice_dims and not isinstance(vals[1], str) and idx.shape == (1,)
-                and tuple(dn.offset_dims) == tuple(range(len(operand.shape)))):
+        if (
+            axis is not None
+            and not dn.collapsed_slice_dims
+            and not isinstance(vals[1], str)
+            and idx.shape == (1,)
+            and tuple(dn.offset_dims) == tuple(range(len(operand.shape)))
+        ):
             size, start, dim = int(slice_sizes[axis]), int(vals[1][0]), operand.shape[axis]
             if _is_sym(dim) and start != 0:
                 raise NotImplementedError("a window at a nonzero start along the dynamic batch")
-            start = start if _is_sym(dim) else int(np.clip(start, 0, int(dim) - size))  # JAX clamps the window
-            return self.op("Slice", [self.runtime(vals[0], operand), self.const(np.array([start], np.int64)),
-                                     self.const(np.array([start + size], np.int64)),
-                                     self.const(np.array([axis], np.int64))])
-        if not (axis is not None and tuple(dn.collapsed_slice_dims) == (axis,) and not dn.operand_batching_dims
-                and idx.shape[-1] == 1 and slice_sizes[axis] == 1
-                and all(s == operand.shape[i] for i, s in enumerate(slice_sizes) if i != axis)):
+            start = (
+                start if _is_sym(dim) else int(np.clip(start, 0, int(dim) - size))
+            )  # JAX clamps the window
+            return self.op(
+                "Slice",
+                [
+                    self.runtime(vals[0], operand),
+                    self.const(np.array([start], np.int64)),
+                    self.const(np.array([start + size], np.int64)),
+                    self.const(np.array([axis], np.int64)),
+                ],
+            )
+        if not (
+            axis is not None
+            and tuple(dn.collapsed_slice_dims) == (axis,)
+            and not dn.operand_batching_dims
+            and idx.shape[-1] == 1
+            and slice_sizes[axis] == 1
+            and all(s == operand.shape[i] for i, s in enumerate(slice_sizes) if i != axis)
+        ):
             raise NotImplementedError(f"gather with dimension numbers {dn}")
         nb = len(idx.shape) - 1
         indices = self.op("Squeeze", [self.runtime(vals[1], idx), self.const(np.array([nb], np.int64))])
@@ -447,13 +607,22 @@ class _Converter:
         self.inits = {k: v for k, v in self.inits.items() if k in live}
 
 
-def jax_to_onnx(fn: Callable, inputs: Sequence[GraphInput], output_names: Sequence[str],
-                graph_name: str = "jax_graph", opset: int = OPSET) -> onnx.ModelProto:
+def jax_to_onnx(
+    fn: Callable,
+    inputs: Sequence[GraphInput],
+    output_names: Sequence[str],
+    graph_name: str = "jax_graph",
+    opset: int = OPSET,
+) -> onnx.ModelProto:
     """ONNX model of `fn(*inputs) -> output(s)`; what `fn` closes over (parameters) becomes initialisers."""
     names = sorted({d for i in inputs for d in i.shape if isinstance(d, str)})
     syms = dict(zip(names, jax.export.symbolic_shape(", ".join(names)), strict=True)) if names else {}
-    specs = [jax.ShapeDtypeStruct(tuple(syms[d] if isinstance(d, str) else d for d in i.shape),
-                                  i.jax_dtype or i.onnx_dtype) for i in inputs]
+    specs = [
+        jax.ShapeDtypeStruct(
+            tuple(syms[d] if isinstance(d, str) else d for d in i.shape), i.jax_dtype or i.onnx_dtype
+        )
+        for i in inputs
+    ]
     closed = jax.make_jaxpr(fn)(*specs)
     conv = _Converter(opset)
     args = []
@@ -477,9 +646,13 @@ def jax_to_onnx(fn: Callable, inputs: Sequence[GraphInput], output_names: Sequen
         dims = [str(d) if _is_sym(d) else int(d) for d in shape]
         return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), dims)
 
-    graph = helper.make_graph(conv.nodes, graph_name, [info(i.name, i.onnx_dtype, i.shape) for i in inputs],
-                              [info(n, a.dtype, a.shape) for n, a in zip(output_names, out_avals, strict=True)],
-                              list(conv.inits.values()))
+    graph = helper.make_graph(
+        conv.nodes,
+        graph_name,
+        [info(i.name, i.onnx_dtype, i.shape) for i in inputs],
+        [info(n, a.dtype, a.shape) for n, a in zip(output_names, out_avals, strict=True)],
+        list(conv.inits.values()),
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8  # what the robots' ONNX Runtime builds read, as the hand-built exporter wrote
     return model

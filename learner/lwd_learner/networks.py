@@ -135,6 +135,7 @@ class FlowPolicy(nn.Module):
     cfg: ModelConfig
 
     if TYPE_CHECKING:  # applied without `mutable` here, so apply returns the method's output alone
+
         def apply(self, variables: Any, *args: Any, **kwargs: Any) -> Any: ...
 
     def setup(self):
@@ -186,6 +187,7 @@ class CriticValue(nn.Module):
     cfg: ModelConfig
 
     if TYPE_CHECKING:  # applied without `mutable` here, so apply returns the method's output alone
+
         def apply(self, variables: Any, *args: Any, **kwargs: Any) -> Any: ...
 
     def setup(self):

@@ -25,9 +25,16 @@ def conditioned(instruction: str, positive: bool) -> str:
     return instruction + (POSITIVE if positive else NEGATIVE)
 
 
-def advantage_labels(values: np.ndarray, next_values: np.ndarray, ret: np.ndarray, done: np.ndarray,
-                     discount: float, task_id: np.ndarray, intervention: np.ndarray,
-                     positive_fraction: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+def advantage_labels(
+    values: np.ndarray,
+    next_values: np.ndarray,
+    ret: np.ndarray,
+    done: np.ndarray,
+    discount: float,
+    task_id: np.ndarray,
+    intervention: np.ndarray,
+    positive_fraction: float = 0.3,
+) -> tuple[np.ndarray, np.ndarray]:
     """(advantages [N], positive [N] bool) for N steps; thresholds per task."""
     adv = ret + discount * (1.0 - done) * next_values - values
     positive = intervention > 0

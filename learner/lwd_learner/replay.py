@@ -61,8 +61,13 @@ class NormStats:
     action_std: np.ndarray
 
     @classmethod
-    def from_episodes(cls, episodes: list[Episode], floor: float = 1e-2, relative_mask: np.ndarray | None = None,
-                      horizon: int = 30) -> NormStats:
+    def from_episodes(
+        cls,
+        episodes: list[Episode],
+        floor: float = 1e-2,
+        relative_mask: np.ndarray | None = None,
+        horizon: int = 30,
+    ) -> NormStats:
         """Joint statistics over all steps; action statistics over what the policy predicts: the
         chunk targets, minus the chunk's starting joint position where `relative_mask` is 1."""
         if not episodes:
@@ -75,7 +80,9 @@ class NormStats:
             for e in episodes:
                 big_t = len(e.action)
                 idx = np.minimum(np.arange(big_t)[:, None] + np.arange(horizon)[None], big_t - 1)
-                parts.append((e.action[idx] - relative_mask * e.joint_pos[:, None]).reshape(-1, e.action.shape[1]))
+                parts.append(
+                    (e.action[idx] - relative_mask * e.joint_pos[:, None]).reshape(-1, e.action.shape[1])
+                )
             a = np.concatenate(parts)
         return cls(q.mean(0), np.maximum(q.std(0), floor), a.mean(0), np.maximum(a.std(0), floor))
 
@@ -105,7 +112,9 @@ class EpisodeArrays:
     policy_task_id: np.ndarray | None = None
 
 
-def episode_arrays(ep: Episode, vocab: Vocab, image_size: tuple[int, int], cameras: tuple[str, ...]) -> EpisodeArrays:
+def episode_arrays(
+    ep: Episode, vocab: Vocab, image_size: tuple[int, int], cameras: tuple[str, ...]
+) -> EpisodeArrays:
     """One episode decoded for training; frames as the deployed policy sees them (`frames_from_jpeg`)."""
     if ep.num_steps == 0:
         raise ValueError(f"episode {ep.meta.episode_id} has no steps")
@@ -148,8 +157,12 @@ def episode_transitions(ep: EpisodeArrays, horizon: int, nstep: int, gamma: floa
     ret = g[t] - gamma ** (end - t) * g[end]
     teleop = np.concatenate([[0], np.cumsum(ep.intervention.astype(np.int64))])
     window = teleop[np.minimum(t + horizon, big_t)] - teleop[t]
-    return Transitions(ret.astype(np.float32), (t + nstep * horizon >= big_t).astype(np.float32),
-                       np.minimum(t + nstep * horizon, big_t - 1), (window > 0).astype(np.float32))
+    return Transitions(
+        ret.astype(np.float32),
+        (t + nstep * horizon >= big_t).astype(np.float32),
+        np.minimum(t + nstep * horizon, big_t - 1),
+        (window > 0).astype(np.float32),
+    )
 
 
 @dataclass(frozen=True)
@@ -171,8 +184,13 @@ def info_of(ep: EpisodeArrays) -> EpisodeInfo:
 
 def bookkeeping(episodes: list[EpisodeInfo]) -> dict:
     """Counts by kind and label, and intervention steps."""
-    out = {"episodes": len(episodes), "steps": sum(e.steps for e in episodes), "success": 0, "failure": 0,
-           "intervention_steps": 0}
+    out = {
+        "episodes": len(episodes),
+        "steps": sum(e.steps for e in episodes),
+        "success": 0,
+        "failure": 0,
+        "intervention_steps": 0,
+    }
     for e in episodes:
         out[e.kind.value] = out.get(e.kind.value, 0) + 1
         out["success" if e.success else "failure"] += 1
@@ -199,7 +217,13 @@ class ReplayBuffer:
     """Chunk transitions of a set of episodes, sampled uniformly over steps."""
 
     def __init__(self, horizon: int, nstep: int, gamma: float, bc_data: str = "demos", online: bool = False):
-        self.horizon, self.nstep, self.gamma, self.bc_data, self.online = horizon, nstep, gamma, bc_data, online
+        self.horizon, self.nstep, self.gamma, self.bc_data, self.online = (
+            horizon,
+            nstep,
+            gamma,
+            bc_data,
+            online,
+        )
         self.episodes: list[EpisodeArrays] = []
         self._index: list[np.ndarray] = []  # per episode: [T, 2] (episode index, t)
         self._transitions: list[Transitions] = []
@@ -247,9 +271,23 @@ class ReplayBuffer:
 
     def gather(self, index: np.ndarray) -> dict[str, np.ndarray]:
         h = self.horizon
-        cols: dict[str, list] = {k: [] for k in (
-            "images", "joint_pos", "task_id", "policy_task_id", "actions", "ret", "done", "next_images",
-            "next_joint_pos", "next_task_id", "success", "intervention")}
+        cols: dict[str, list] = {
+            k: []
+            for k in (
+                "images",
+                "joint_pos",
+                "task_id",
+                "policy_task_id",
+                "actions",
+                "ret",
+                "done",
+                "next_images",
+                "next_joint_pos",
+                "next_task_id",
+                "success",
+                "intervention",
+            )
+        }
         for ei, t in index:
             e = self.episodes[int(ei)]
             tr = self._transitions[int(ei)]

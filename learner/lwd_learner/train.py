@@ -50,14 +50,24 @@ class Session:
     frozen: bool = False  # the image backbone is frozen (frozen-encoder path)
 
     def meta(self) -> dict:
-        return {"config": to_dict(self.cfg), "vocab": self.vocab.to_json(), "stats": self.stats.to_dict(),
-                "phase": self.phase, "step": int(self.state.step), "frozen": self.frozen, **self.extra}
+        return {
+            "config": to_dict(self.cfg),
+            "vocab": self.vocab.to_json(),
+            "stats": self.stats.to_dict(),
+            "phase": self.phase,
+            "step": int(self.state.step),
+            "frozen": self.frozen,
+            **self.extra,
+        }
 
     def export_bytes(self, version: str = "unversioned") -> bytes:
         params = jax.device_get(self.state.policy)
-        items = deployed_instructions(self.vocab.items) if self.cfg.train.method == "recap" else self.vocab.items
-        model = export_policy(params, jax.device_get(self.state.norm), self.cfg.model, items,
-                              self.cfg.qam.flow_steps, version)
+        items = (
+            deployed_instructions(self.vocab.items) if self.cfg.train.method == "recap" else self.vocab.items
+        )
+        model = export_policy(
+            params, jax.device_get(self.state.norm), self.cfg.model, items, self.cfg.qam.flow_steps, version
+        )
         return model.SerializeToString()
 
 
@@ -78,9 +88,19 @@ def restore_session(ckpt_dir: str | Path, cfg: LearnerConfig | None = None) -> S
     if saved_policy_tx != _uses_policy_tx(cfg, meta["phase"]):  # another method continues: its own optimiser
         tx = agent.policy_tx if _uses_policy_tx(cfg, meta["phase"]) else agent.bc_tx
         state = state.replace(policy_opt=tx.init(state.policy))
-    extra = {k: v for k, v in meta.items() if k not in ("config", "vocab", "stats", "phase", "step", "frozen")}
-    return Session(cfg, agent, state, Vocab.from_json(meta["vocab"]), stats, meta["phase"], extra,
-                   bool(meta.get("frozen", False)))
+    extra = {
+        k: v for k, v in meta.items() if k not in ("config", "vocab", "stats", "phase", "step", "frozen")
+    }
+    return Session(
+        cfg,
+        agent,
+        state,
+        Vocab.from_json(meta["vocab"]),
+        stats,
+        meta["phase"],
+        extra,
+        bool(meta.get("frozen", False)),
+    )
 
 
 def _uses_policy_tx(cfg: LearnerConfig, phase: str) -> bool:
@@ -128,8 +148,15 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
-def _run(session: Session, batches: Batches, total_steps: int, out_dir: Path, progress: bool,
-         on_step: Callable[[Session], None] | None = None, max_new_steps: int | None = None) -> Session:
+def _run(
+    session: Session,
+    batches: Batches,
+    total_steps: int,
+    out_dir: Path,
+    progress: bool,
+    on_step: Callable[[Session], None] | None = None,
+    max_new_steps: int | None = None,
+) -> Session:
     """Shared loop: BC until cfg.train.bc_steps, then RL (unless SFT); the backbone freezes at
     cfg.train.encoder_steps; checkpoints (every process, orbax coordinates) and metrics (process 0)."""
     cfg, agent = session.cfg, session.agent
@@ -145,8 +172,13 @@ def _run(session: Session, batches: Batches, total_steps: int, out_dir: Path, pr
     stop = _Stop()
     start = int(session.state.step)
     end = total_steps if max_new_steps is None else min(total_steps, start + max_new_steps)
-    bar = tqdm(total=end if end < 10**11 else None, initial=start, disable=not (progress and primary),
-               desc=f"{cfg.train.method}", dynamic_ncols=True)
+    bar = tqdm(
+        total=end if end < 10**11 else None,
+        initial=start,
+        disable=not (progress and primary),
+        desc=f"{cfg.train.method}",
+        dynamic_ncols=True,
+    )
     freeze_at, method = cfg.train.encoder_steps, cfg.train.method
     labelled_at, label_stats = None, {}
     try:
@@ -159,7 +191,9 @@ def _run(session: Session, batches: Batches, total_steps: int, out_dir: Path, pr
                 session.state = batches.freeze(session.state)
                 session.frozen = True
             kind = "bc" if session.phase == "bc" else ("recap" if method == "recap" else "rl")
-            if kind == "recap" and (labelled_at is None or step - labelled_at >= cfg.train.recap_relabel_every):
+            if kind == "recap" and (
+                labelled_at is None or step - labelled_at >= cfg.train.recap_relabel_every
+            ):
                 label_stats = batches.relabel(session.state, session.vocab)
                 labelled_at = step
                 log.info("RECAP labels at step %d: %s", step, label_stats)
@@ -168,9 +202,25 @@ def _run(session: Session, batches: Batches, total_steps: int, out_dir: Path, pr
             bar.update(1)
             if metrics_file is not None and (step % cfg.train.log_every == 0 or step == end):
                 m = {**_scalars(metrics), **label_stats}
-                bar.set_postfix({k: f"{v:.3g}" for k, v in m.items() if k in (
-                    "bc_loss", "critic_loss", "value_loss", "policy_loss", "tau_mean", "value_entropy", "q_mean")})
-                metrics_file.write(json.dumps({"step": step, "phase": session.phase, "time": time.time(), **m}) + "\n")
+                bar.set_postfix(
+                    {
+                        k: f"{v:.3g}"
+                        for k, v in m.items()
+                        if k
+                        in (
+                            "bc_loss",
+                            "critic_loss",
+                            "value_loss",
+                            "policy_loss",
+                            "tau_mean",
+                            "value_entropy",
+                            "q_mean",
+                        )
+                    }
+                )
+                metrics_file.write(
+                    json.dumps({"step": step, "phase": session.phase, "time": time.time(), **m}) + "\n"
+                )
                 metrics_file.flush()
             if on_step is not None:
                 on_step(session)
@@ -187,8 +237,13 @@ def _run(session: Session, batches: Batches, total_steps: int, out_dir: Path, pr
     return session
 
 
-def run_offline(store_dir: str | Path, out_dir: str | Path, cfg: LearnerConfig, progress: bool = True,
-                max_new_steps: int | None = None) -> Session:
+def run_offline(
+    store_dir: str | Path,
+    out_dir: str | Path,
+    cfg: LearnerConfig,
+    progress: bool = True,
+    max_new_steps: int | None = None,
+) -> Session:
     """BC then DIVL + QAM on the episodes of `store_dir`'s latest snapshot; resumes from out_dir."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -200,11 +255,19 @@ def run_offline(store_dir: str | Path, out_dir: str | Path, cfg: LearnerConfig, 
         log.info("resuming offline training at step %d", int(session.state.step))
     else:
         vocab = Vocab([e.meta.instruction for e in episodes], cfg.model.encoder.vocab_capacity)
-        stats = NormStats.from_episodes(episodes, relative_mask=relative_action_mask(cfg.model),
-                                        horizon=cfg.model.horizon)
+        stats = NormStats.from_episodes(
+            episodes, relative_mask=relative_action_mask(cfg.model), horizon=cfg.model.horizon
+        )
         agent = Agent(cfg)
-        session = Session(cfg, agent, agent.init(stats, cfg.train.seed), vocab, stats, "bc",
-                          {"store_dir": str(Path(store_dir).absolute())})
+        session = Session(
+            cfg,
+            agent,
+            agent.init(stats, cfg.train.seed),
+            vocab,
+            stats,
+            "bc",
+            {"store_dir": str(Path(store_dir).absolute())},
+        )
     batches = Batches(session.cfg, session.agent, data_mesh(), int(session.state.step))
     batches.add(decode_episodes(episodes, session.vocab, session.cfg))
     log.info("offline buffer: %s", batches.bookkeeping())
@@ -215,10 +278,17 @@ def run_offline(store_dir: str | Path, out_dir: str | Path, cfg: LearnerConfig, 
     return session
 
 
-def run_online(bridge_root: str | Path, out_dir: str | Path, init_from: str | Path | None = None,
-               cfg_override: Callable[[LearnerConfig], LearnerConfig] | None = None,
-               offline_store: str | Path | None = None, max_new_steps: int | None = None,
-               poll_every: int = 20, progress: bool = True, idle_sleep_s: float = 1.0) -> Session:
+def run_online(
+    bridge_root: str | Path,
+    out_dir: str | Path,
+    init_from: str | Path | None = None,
+    cfg_override: Callable[[LearnerConfig], LearnerConfig] | None = None,
+    offline_store: str | Path | None = None,
+    max_new_steps: int | None = None,
+    poll_every: int = 20,
+    progress: bool = True,
+    idle_sleep_s: float = 1.0,
+) -> Session:
     """Continue training on 1:1 offline/online replay; publish a policy every publish_every steps."""
     from lwd_common.policy_store import PolicyStore, format_version, version_number
 
@@ -230,16 +300,21 @@ def run_online(bridge_root: str | Path, out_dir: str | Path, init_from: str | Pa
     else:
         if init_from is None:
             raise ValueError("online needs --init (an offline checkpoint directory) on its first run")
-        base = restore_session(Path(init_from) / "checkpoints" if (Path(init_from) / "checkpoints").exists()
-                               else init_from)
+        base = restore_session(
+            Path(init_from) / "checkpoints" if (Path(init_from) / "checkpoints").exists() else init_from
+        )
         cfg = online_config(base.cfg)
         cfg = cfg_override(cfg) if cfg_override else cfg
         agent = Agent(cfg)
-        session = Session(cfg, agent, base.state, base.vocab, base.stats, base.phase, dict(base.extra), base.frozen)
+        session = Session(
+            cfg, agent, base.state, base.vocab, base.stats, base.phase, dict(base.extra), base.frozen
+        )
         if session.phase == "bc" and trains_critic(cfg.train):
             session.state = agent.start_rl(session.state) if cfg.train.method == "lwd" else session.state
             session.phase = "rl"
-    cfg = session.cfg = dataclasses.replace(session.cfg, train=dataclasses.replace(session.cfg.train, bc_steps=0))
+    cfg = session.cfg = dataclasses.replace(
+        session.cfg, train=dataclasses.replace(session.cfg.train, bc_steps=0)
+    )
     offline_store = offline_store or session.extra.get("store_dir")
     batches = Batches(cfg, session.agent, data_mesh(), int(session.state.step))
     if offline_store and Path(offline_store).exists():
@@ -265,8 +340,11 @@ def run_online(bridge_root: str | Path, out_dir: str | Path, init_from: str | Pa
         if primary and step % cfg.train.publish_every == 0:
             latest = policies.latest()
             version = format_version(version_number(latest.version) + 1 if latest else 1)
-            info = policies.publish(s.export_bytes(version), step, {"method": cfg.train.method,
-                                                                    **batches.bookkeeping(online=True)})
+            info = policies.publish(
+                s.export_bytes(version),
+                step,
+                {"method": cfg.train.method, **batches.bookkeeping(online=True)},
+            )
             log.info("published policy %s at step %d", info.version, step)
         if step % poll_every == 0:
             poll()

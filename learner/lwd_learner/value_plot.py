@@ -59,10 +59,13 @@ def plot(run: str | Path, store: str | Path, episode_ids: list[str], out: str | 
     for ax, eid in zip(axes[0], episode_ids, strict=True):
         ep = st.get(eid)
         p = value_distributions(session, ep)
-        ax.imshow(p.T, origin="lower", aspect="auto", cmap="viridis",
-                  extent=(0, len(p), support[0], support[-1]))
+        ax.imshow(
+            p.T, origin="lower", aspect="auto", cmap="viridis", extent=(0, len(p), support[0], support[-1])
+        )
         ax.plot(np.arange(len(p)) + 0.5, support[p.argmax(1)], "w-", lw=1, label="mode")
-        ax.set_title(f"{'success' if ep.success else 'failure'}: {ep.meta.task} ({ep.num_steps} steps)", fontsize=9)
+        ax.set_title(
+            f"{'success' if ep.success else 'failure'}: {ep.meta.task} ({ep.num_steps} steps)", fontsize=9
+        )
         ax.set_xlabel("control step")
         ax.set_ylabel("value atoms")
         ax.legend(loc="lower right", fontsize=8)

@@ -28,8 +28,11 @@ def write_urdf(path: Path) -> Path:
             f'<limit lower="{lo}" upper="{hi}" velocity="{vel}" effort="10"/></joint>\n'
             f'  <link name="{name}_link"/>\n'
         )
-    path.write_text('<?xml version="1.0"?>\n<robot name="test_g1">\n  <link name="base"/>\n'
-                    + "".join(joints) + "</robot>\n")
+    path.write_text(
+        '<?xml version="1.0"?>\n<robot name="test_g1">\n  <link name="base"/>\n'
+        + "".join(joints)
+        + "</robot>\n"
+    )
     return path
 
 

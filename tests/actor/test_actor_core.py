@@ -243,7 +243,9 @@ def test_recorded_episode_holds_every_step_with_sources_images_and_label(rig):
     assert rig.recorder.flush()
     ep = rig.store.get("robot0-ep1")
     assert ep.num_steps == 20 and ep.success and ep.outcome.note == "cube lifted"
-    assert ep.meta.task == "pick" and ep.meta.instruction == "pick up the cube" and ep.meta.robot_id == "robot0"
+    assert (
+        ep.meta.task == "pick" and ep.meta.instruction == "pick up the cube" and ep.meta.robot_id == "robot0"
+    )
     assert ep.policy_versions == ["test-v1"]
     assert list(ep.source[10:15]) == [ActionSource.TELEOP] * 5
     assert ep.source[0] == ActionSource.HOLD and ep.source[15] == ActionSource.HOLD

@@ -57,8 +57,14 @@ def test_jpeg_quality_rate_and_camera_size_reach_the_policy_runtime(context):
 
 def configure(context, tmp_path, **params) -> tuple[ActorNode, bool]:
     policy = build_policy(tmp_path / "p.onnx", image_size=32)
-    n = node(context, "/robot0", autostart=False, policy_path=str(policy), store_dir=str(tmp_path / "store"),
-             **params)
+    n = node(
+        context,
+        "/robot0",
+        autostart=False,
+        policy_path=str(policy),
+        store_dir=str(tmp_path / "store"),
+        **params,
+    )
     ok = n.on_configure(None).name == "SUCCESS"
     return n, ok
 
@@ -71,22 +77,41 @@ def test_configure_refuses_a_policy_that_does_not_fit_the_configured_cameras(con
         n.destroy_node()
 
 
-@pytest.mark.parametrize(("params", "ok"), [
-    ({"curve_secret_key_file": "robot0.key_secret"}, False),  # half a key pair
-    ({"label_deadline_outcome": "success"}, False),
-    ({"label_deadline_s": 5.0, "label_deadline_outcome": "unlabelled", "estop_hold_s": 0.1,
-      "watchdog_control_stall_s": 0.5, "watchdog_inference_stall_s": 2.0}, True),
-])
+@pytest.mark.parametrize(
+    ("params", "ok"),
+    [
+        ({"curve_secret_key_file": "robot0.key_secret"}, False),  # half a key pair
+        ({"label_deadline_outcome": "success"}, False),
+        (
+            {
+                "label_deadline_s": 5.0,
+                "label_deadline_outcome": "unlabelled",
+                "estop_hold_s": 0.1,
+                "watchdog_control_stall_s": 0.5,
+                "watchdog_inference_stall_s": 2.0,
+            },
+            True,
+        ),
+    ],
+)
 def test_safety_and_label_parameters_are_checked_and_reach_the_core(context, tmp_path, params, ok):
-    n, configured = configure(context, tmp_path, sink="bridge" if "curve_secret_key_file" in params else "directory",
-                              spool_dir=str(tmp_path / "spool"), **params)
+    n, configured = configure(
+        context,
+        tmp_path,
+        sink="bridge" if "curve_secret_key_file" in params else "directory",
+        spool_dir=str(tmp_path / "spool"),
+        **params,
+    )
     try:
         assert configured is ok
         if ok:
             core = n._core
             assert core.fsm.label_deadline_s == 5.0 and core.fsm.label_timeout_reason == "unlabelled"
             assert core.estop.hold_s == 0.1
-            assert (core.watchdog.config.control_stall_s, core.watchdog.config.inference_stall_s) == (0.5, 2.0)
+            assert (core.watchdog.config.control_stall_s, core.watchdog.config.inference_stall_s) == (
+                0.5,
+                2.0,
+            )
             n._teardown()
     finally:
         n.destroy_node()
@@ -114,7 +139,9 @@ def test_a_latched_estop_published_before_the_actor_started_engages_it(context, 
     from std_msgs.msg import Bool
 
     button = Node("estop_button", namespace="/robot0", context=context)
-    pub = button.create_publisher(Bool, "estop", QoSProfile(depth=1, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL))
+    pub = button.create_publisher(
+        Bool, "estop", QoSProfile(depth=1, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+    )
     pub.publish(Bool(data=True))  # pressed (and latched) before the actor exists
     n, ok = configure(context, tmp_path)
     executor = SingleThreadedExecutor(context=context)

@@ -28,9 +28,21 @@ CONFIG = str(REPO / "ros2_ws/src/lwd_bringup/config/actor.yaml")
 
 def start_actor(procs, tmp_path: Path, policy: Path, *params: str):
     urdf = write_urdf(tmp_path / "robot.urdf")
-    return procs.python("actor", "-m", "lwd_actor.actor_node", *NS, "--params-file", CONFIG,
-                        "-p", f"policy_path:={policy}", "-p", f"urdf_path:={urdf}",
-                        "-p", f"store_dir:={tmp_path / 'store'}", *[a for p in params for a in ("-p", p)])
+    return procs.python(
+        "actor",
+        "-m",
+        "lwd_actor.actor_node",
+        *NS,
+        "--params-file",
+        CONFIG,
+        "-p",
+        f"policy_path:={policy}",
+        "-p",
+        f"urdf_path:={urdf}",
+        "-p",
+        f"store_dir:={tmp_path / 'store'}",
+        *[a for p in params for a in ("-p", p)],
+    )
 
 
 def episode_cli(procs, name: str, *args: str, timeout: float = 60) -> dict:
@@ -54,8 +66,9 @@ def test_commands_flow_pedal_takes_over_and_a_labelled_episode_is_recorded(tmp_p
         procs.python("robot", "-m", "lwd_testing.fake_robot_node", *NS, "-p", "shuffle_joints:=true")
         start_actor(procs, tmp_path, policy)
         procs.python("probe", "-m", "lwd_testing.probe_node", *NS, "-p", f"out:={probe_out}")
-        started = episode_cli(procs, "start", "--retry-s", "40", "start", "--task", "pick",
-                              "--instruction", "pick up the cube")
+        started = episode_cli(
+            procs, "start", "--retry-s", "40", "start", "--task", "pick", "--instruction", "pick up the cube"
+        )
         assert started["accepted"], started["message"] + procs.log("actor")
 
         def commands() -> list[dict]:
@@ -68,11 +81,23 @@ def test_commands_flow_pedal_takes_over_and_a_labelled_episode_is_recorded(tmp_p
         # 30 Hz = 90 in 3 s; the lower bound leaves room for a heavily shared 2-core machine
         assert 50 <= len(window) <= 99, f"{len(window)} commands in 3 s\n" + procs.log("actor")
 
-        procs.python("teleop", "-m", "lwd_testing.teleop_helper_node", *NS, "-p", "press_after_s:=0.3",
-                     "-p", "hold_s:=1.5", "-p", "offset:=0.2")
+        procs.python(
+            "teleop",
+            "-m",
+            "lwd_testing.teleop_helper_node",
+            *NS,
+            "-p",
+            "press_after_s:=0.3",
+            "-p",
+            "hold_s:=1.5",
+            "-p",
+            "offset:=0.2",
+        )
 
         def engaged(value: bool) -> bool:
-            return any(m["topic"] == "intervention_state" and m["engaged"] is value for m in probe_lines(probe_out))
+            return any(
+                m["topic"] == "intervention_state" and m["engaged"] is value for m in probe_lines(probe_out)
+            )
 
         assert wait_for(lambda: engaged(True), 30), procs.log("teleop") + procs.log("actor")
         assert wait_for(lambda: engaged(False), 30)
@@ -92,11 +117,13 @@ def test_commands_flow_pedal_takes_over_and_a_labelled_episode_is_recorded(tmp_p
         counts = Counter(sources)
         assert counts[ActionSource.TELEOP] >= 20 and counts[ActionSource.POLICY] >= 60
         last_teleop = max(i for i, s in enumerate(sources) if s == ActionSource.TELEOP)
-        assert ActionSource.POLICY in sources[last_teleop + 1:]  # policy resumed after the release
+        assert ActionSource.POLICY in sources[last_teleop + 1 :]  # policy resumed after the release
         statuses = [m for m in probe_lines(probe_out) if m["topic"] == "episode_status"]
         assert any(m["interventions"] == 1 for m in statuses)
         assert any(m["topic"] == "action_chunk" and m["n"] == 30 * 16 for m in probe_lines(probe_out))
-        diags = [m for m in probe_lines(probe_out) if m["topic"] == "diagnostics" and m["name"] == "robot0/actor"]
+        diags = [
+            m for m in probe_lines(probe_out) if m["topic"] == "diagnostics" and m["name"] == "robot0/actor"
+        ]
         assert diags and int(diags[-1]["values"]["teleop_steps"]) >= 20
         assert diags[-1]["values"]["timeline_dry_events"] == "0"
         policy_status = [m for m in probe_lines(probe_out) if m["topic"] == "policy_status"]
@@ -115,11 +142,17 @@ def test_model_with_wrong_shapes_is_refused_at_configure_and_the_node_stays_up(t
         assert actor.poll() is None
 
 
-@pytest.mark.parametrize(("fault", "log_text", "reason"), [
-    ("bad_encoding:=true", "unsupported image encoding 'mono8'",
-     "camera/head: messages refused: unsupported image encoding 'mono8'"),
-    ("drop_camera:=left_wrist", None, "camera/left_wrist: nothing received"),
-])
+@pytest.mark.parametrize(
+    ("fault", "log_text", "reason"),
+    [
+        (
+            "bad_encoding:=true",
+            "unsupported image encoding 'mono8'",
+            "camera/head: messages refused: unsupported image encoding 'mono8'",
+        ),
+        ("drop_camera:=left_wrist", None, "camera/left_wrist: nothing received"),
+    ],
+)
 def test_broken_camera_input_is_logged_and_no_episode_can_start(tmp_path, fault, log_text, reason):
     policy = build_policy(tmp_path / "policy.onnx")
     probe_out = tmp_path / "probe.jsonl"
@@ -153,24 +186,38 @@ def test_bridge_sink_streams_the_episode_and_a_published_policy_is_swapped_in_at
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     initial = build_policy(tmp_path / "initial.onnx", version="initial")
     published = PolicyStore(root / "policies").publish(
-        build_policy(tmp_path / "next.onnx", version="exported").read_bytes(), training_step=100)
+        build_policy(tmp_path / "next.onnx", version="exported").read_bytes(), training_step=100
+    )
     probe_out = tmp_path / "probe.jsonl"
     with ros_processes(tmp_path) as procs:
         procs.python("bridge", "-m", "lwd_learner_bridge.server", "--root", str(root), "--bind", endpoint)
         procs.python("robot", "-m", "lwd_testing.fake_robot_node", *NS)
-        start_actor(procs, tmp_path, initial, "sink:=bridge", f"bridge_endpoint:={endpoint}",
-                    f"spool_dir:={tmp_path / 'spool'}", "command_interface:=joint_trajectory")
+        start_actor(
+            procs,
+            tmp_path,
+            initial,
+            "sink:=bridge",
+            f"bridge_endpoint:={endpoint}",
+            f"spool_dir:={tmp_path / 'spool'}",
+            "command_interface:=joint_trajectory",
+        )
         procs.python("probe", "-m", "lwd_testing.probe_node", *NS, "-p", f"out:={probe_out}")
         # fetched in the background after activation, swapped in at the next episode start
-        assert wait_for(lambda: f"policy {published.version} ready" in procs.log("actor"), 30), procs.log("actor")
+        assert wait_for(lambda: f"policy {published.version} ready" in procs.log("actor"), 30), procs.log(
+            "actor"
+        )
         started = episode_cli(procs, "start", "--retry-s", "40", "start", "--task", "pick")
         assert started["accepted"], started["message"] + procs.log("actor")
-        assert wait_for(lambda: sum(m["topic"] == "joint_trajectory" for m in probe_lines(probe_out)) > 30, 30)
+        assert wait_for(
+            lambda: sum(m["topic"] == "joint_trajectory" for m in probe_lines(probe_out)) > 30, 30
+        )
         traj = next(m for m in probe_lines(probe_out) if m["topic"] == "joint_trajectory")
         assert traj["names"][0] == "left_arm_joint1" and len(traj["q"]) == 16
         assert episode_cli(procs, "stop", "stop", "--abort", "--reason", "test")["accepted"]
         store = EpisodeStore(root / "store")
-        assert wait_for(lambda: started["episode_id"] in store.ids(), 30), procs.log("actor") + procs.log("bridge")
+        assert wait_for(lambda: started["episode_id"] in store.ids(), 30), procs.log("actor") + procs.log(
+            "bridge"
+        )
         ep = store.get(started["episode_id"])
         assert ep.policy_versions == [published.version] and ep.outcome.reason == "abort"
         versions = [m["version"] for m in probe_lines(probe_out) if m["topic"] == "policy_status"]
@@ -181,8 +228,16 @@ def test_with_use_sim_time_the_control_rate_follows_the_simulated_clock(tmp_path
     policy = build_policy(tmp_path / "policy.onnx")
     probe_out = tmp_path / "probe.jsonl"
     with ros_processes(tmp_path) as procs:
-        procs.python("robot", "-m", "lwd_testing.fake_robot_node", *NS, "-p", "publish_clock:=true",
-                     "-p", "sim_speed:=0.5")
+        procs.python(
+            "robot",
+            "-m",
+            "lwd_testing.fake_robot_node",
+            *NS,
+            "-p",
+            "publish_clock:=true",
+            "-p",
+            "sim_speed:=0.5",
+        )
         start_actor(procs, tmp_path, policy, "use_sim_time:=true")
         procs.python("probe", "-m", "lwd_testing.probe_node", *NS, "-p", f"out:={probe_out}")
         started = episode_cli(procs, "start", "--retry-s", "40", "start", "--task", "pick")
@@ -218,7 +273,9 @@ def test_deactivating_mid_episode_stores_it_as_aborted_and_reactivation_allows_a
         assert ep.outcome.reason == "abort" and ep.outcome.note == "actor deactivated" and ep.num_steps > 10
         n = sum(m["topic"] == "joint_commands" for m in probe_lines(probe_out))
         time.sleep(1.0)
-        assert sum(m["topic"] == "joint_commands" for m in probe_lines(probe_out)) == n  # inactive: no commands
+        assert (
+            sum(m["topic"] == "joint_commands" for m in probe_lines(probe_out)) == n
+        )  # inactive: no commands
         assert episode_cli(procs, "activate", "lifecycle", "activate")["accepted"]
         second = episode_cli(procs, "start2", "--retry-s", "20", "start", "--task", "pick")
         assert second["accepted"] and second["episode_id"] != first["episode_id"]

@@ -20,8 +20,12 @@ def awaiting(deadline: float, reason: str = "label_timeout") -> EpisodeStateMach
 
 def test_waiting_state_and_time_left_are_reported_and_a_start_says_when_it_clears():
     fsm = awaiting(30.0)
-    assert fsm.label_wait_s(12.0) == pytest.approx(7.0) and fsm.label_deadline_in_s(12.0) == pytest.approx(23.0)
-    with pytest.raises(TransitionError, match=r"label it first, or in 23 s it is stored as a failure \(label_timeout\)"):
+    assert fsm.label_wait_s(12.0) == pytest.approx(7.0) and fsm.label_deadline_in_s(12.0) == pytest.approx(
+        23.0
+    )
+    with pytest.raises(
+        TransitionError, match=r"label it first, or in 23 s it is stored as a failure \(label_timeout\)"
+    ):
         fsm.start("ep2", "pick", "", now=12.0)
 
 

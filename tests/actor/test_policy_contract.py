@@ -36,10 +36,16 @@ def test_a_fitting_policy_loads(tmp_path):
     assert policy.metadata[META_CONTROL_HZ] == "30"
 
 
-@pytest.mark.parametrize(("drop", "match"), [
-    ((policy_io.META_JOINT_NAMES,), "no 'joint_names' metadata: nothing says its inputs are in this robot's order"),
-    ((policy_io.META_CAMERAS,), "no 'cameras' metadata"),
-])
+@pytest.mark.parametrize(
+    ("drop", "match"),
+    [
+        (
+            (policy_io.META_JOINT_NAMES,),
+            "no 'joint_names' metadata: nothing says its inputs are in this robot's order",
+        ),
+        ((policy_io.META_CAMERAS,), "no 'cameras' metadata"),
+    ],
+)
 def test_a_policy_without_joint_or_camera_metadata_is_refused(tmp_path, drop, match):
     path = with_metadata(build_policy(tmp_path / "p.onnx"), drop=drop)
     with pytest.raises(PolicyError, match=match):
@@ -47,9 +53,12 @@ def test_a_policy_without_joint_or_camera_metadata_is_refused(tmp_path, drop, ma
 
 
 def test_a_policy_with_cameras_in_another_order_is_refused(tmp_path):
-    path = with_metadata(build_policy(tmp_path / "p.onnx"),
-                         cameras=json.dumps(["left_wrist", "head", "right_wrist"]))
-    with pytest.raises(PolicyError, match="'cameras' metadata \\['left_wrist', 'head', 'right_wrist'\\] differs"):
+    path = with_metadata(
+        build_policy(tmp_path / "p.onnx"), cameras=json.dumps(["left_wrist", "head", "right_wrist"])
+    )
+    with pytest.raises(
+        PolicyError, match="'cameras' metadata \\['left_wrist', 'head', 'right_wrist'\\] differs"
+    ):
         OnnxPolicy(path, ACTOR)
 
 
@@ -62,8 +71,11 @@ def test_a_policy_trained_for_another_control_rate_is_refused(tmp_path):
 
 def test_policy_input_of_another_aspect_ratio_than_the_configured_cameras_is_refused(tmp_path):
     path = build_policy(tmp_path / "p.onnx", image_size=32)  # 1:1
-    with pytest.raises(PolicyError, match=r"configured frame size: camera frames 480x640 .* do not have the "
-                                          r"aspect ratio of the policy input 32x32"):
+    with pytest.raises(
+        PolicyError,
+        match=r"configured frame size: camera frames 480x640 .* do not have the "
+        r"aspect ratio of the policy input 32x32",
+    ):
         OnnxPolicy(path, RuntimeConfig(camera_hw=(480, 640)))
     OnnxPolicy(path, RuntimeConfig(camera_hw=(64, 64)))  # larger, same shape: resized, fine
 

@@ -40,7 +40,10 @@ class FileSource:
 @pytest.fixture
 def good(tmp_path):
     def make(version: str) -> PolicyUpdate:
-        return PolicyUpdate(str(build_policy(tmp_path / f"{version}.onnx", version=f"exported-{version}")), version)
+        return PolicyUpdate(
+            str(build_policy(tmp_path / f"{version}.onnx", version=f"exported-{version}")), version
+        )
+
     return make
 
 

@@ -48,8 +48,11 @@ def test_a_source_that_falls_silent_makes_its_joints_stale_by_name():
     with pytest.raises(JointsIncomplete):
         merger.add(GRIPPERS, [0.0] * 2, 10.0)
     merger.add(ARM, [0.0] * len(ARM), 10.0)
-    with pytest.raises(InputError, match=r"joints \['left_gripper_joint', 'right_gripper_joint'\] are more "
-                                         r"than 0.5 s older") as info:
+    with pytest.raises(
+        InputError,
+        match=r"joints \['left_gripper_joint', 'right_gripper_joint'\] are more "
+        r"than 0.5 s older",
+    ) as info:
         merger.add(ARM, [0.0] * len(ARM), 10.6)
     assert not isinstance(info.value, JointsIncomplete)
 
@@ -78,8 +81,10 @@ def test_a_message_heard_on_both_subscriptions_passes_once_and_never_out_of_orde
 
 
 # --- robot_id from the namespace --------------------------------------------------------------------
-@pytest.mark.parametrize(("ns", "want"), [("/robot1", "robot1"), ("/site_a/robot1/", "site_a_robot1"),
-                                          ("/", "g1-host"), ("", "g1-host")])
+@pytest.mark.parametrize(
+    ("ns", "want"),
+    [("/robot1", "robot1"), ("/site_a/robot1/", "site_a_robot1"), ("/", "g1-host"), ("", "g1-host")],
+)
 def test_robot_id_defaults_to_the_namespace_else_the_host(ns, want):
     assert default_robot_id(ns, "g1-host") == want
 
@@ -103,11 +108,14 @@ def test_compressed_jpeg_and_png_frames_decode_to_rgb():
     np.testing.assert_array_equal(compressed_image("png", png), rgb)
 
 
-@pytest.mark.parametrize(("fmt", "data", "match"), [
-    ("16UC1; compressedDepth", b"x", "unsupported compressed image format"),
-    ("theora", b"x", "unsupported compressed image format"),
-    ("jpeg", b"not a jpeg", "does not decode"),
-])
+@pytest.mark.parametrize(
+    ("fmt", "data", "match"),
+    [
+        ("16UC1; compressedDepth", b"x", "unsupported compressed image format"),
+        ("theora", b"x", "unsupported compressed image format"),
+        ("jpeg", b"not a jpeg", "does not decode"),
+    ],
+)
 def test_bad_compressed_frames_are_refused_with_a_reason(fmt, data, match):
     with pytest.raises(InputError, match=match):
         compressed_image(fmt, data)
@@ -145,8 +153,11 @@ def test_sync_explains_which_input_is_missing_refused_or_old():
 def test_sync_explains_stamps_that_never_line_up():
     sync = ApproximateSync(slop_s=0.05)
     for name in (*CAMERA_NAMES, JOINTS_INPUT):
-        sync.add(name, 1.0 if name != JOINTS_INPUT else 1.2, np.zeros(16) if name == JOINTS_INPUT else
-                 np.zeros((4, 4, 3), np.uint8))
+        sync.add(
+            name,
+            1.0 if name != JOINTS_INPUT else 1.2,
+            np.zeros(16) if name == JOINTS_INPUT else np.zeros((4, 4, 3), np.uint8),
+        )
     assert sync.latest() is None
     assert "span 0.200 s, more than sync_slop_s 0.05 s" in sync.explain(now=1.2, max_age_s=0.5)
 
@@ -162,8 +173,11 @@ def test_a_refused_start_says_why_there_is_no_observation(rig):
     sync = ApproximateSync()
     sync.reject("head", "unsupported image encoding 'mono8' (want rgb8)")
     rig.core.input_report = lambda now: sync.explain(now, 0.5)
-    with pytest.raises(TransitionError, match="no synchronised camera \\+ joint observation yet: "
-                                              "camera/head: messages refused: unsupported image encoding 'mono8'"):
+    with pytest.raises(
+        TransitionError,
+        match="no synchronised camera \\+ joint observation yet: "
+        "camera/head: messages refused: unsupported image encoding 'mono8'",
+    ):
         rig.core.start_episode("e", "pick", "", 0.0)
 
 

@@ -30,9 +30,23 @@ def start_actor(procs, tmp_path: Path, ns: str, *params: str, name: str = "actor
     if not policy.exists():
         build_policy(policy)
     urdf = write_urdf(tmp_path / "robot.urdf")
-    return procs.python(name, "-m", "lwd_actor.actor_node", "--ros-args", "-r", f"__ns:={ns}",
-                        "--params-file", CONFIG, "-p", f"policy_path:={policy}", "-p", f"urdf_path:={urdf}",
-                        "-p", f"store_dir:={tmp_path / 'store'}", *[a for p in params for a in ("-p", p)])
+    return procs.python(
+        name,
+        "-m",
+        "lwd_actor.actor_node",
+        "--ros-args",
+        "-r",
+        f"__ns:={ns}",
+        "--params-file",
+        CONFIG,
+        "-p",
+        f"policy_path:={policy}",
+        "-p",
+        f"urdf_path:={urdf}",
+        "-p",
+        f"store_dir:={tmp_path / 'store'}",
+        *[a for p in params for a in ("-p", p)],
+    )
 
 
 def cli(procs, name: str, ns: str, *args: str, timeout: float = 60) -> dict:
@@ -54,8 +68,16 @@ def test_estop_by_topic_and_service_holds_then_silences_commands_until_an_explic
     with ros_processes(tmp_path) as procs:
         procs.python("robot", "-m", "lwd_testing.fake_robot_node", "--ros-args", "-r", f"__ns:={ns}")
         start_actor(procs, tmp_path, ns, "estop_hold_s:=0.3")
-        procs.python("probe", "-m", "lwd_testing.probe_node", "--ros-args", "-r", f"__ns:={ns}",
-                     "-p", f"out:={probe_out}")
+        procs.python(
+            "probe",
+            "-m",
+            "lwd_testing.probe_node",
+            "--ros-args",
+            "-r",
+            f"__ns:={ns}",
+            "-p",
+            f"out:={probe_out}",
+        )
         first = cli(procs, "start", ns, "--retry-s", "40", "start", "--task", "pick")
         assert first["accepted"], first["message"] + procs.log("actor")
 
@@ -63,7 +85,11 @@ def test_estop_by_topic_and_service_holds_then_silences_commands_until_an_explic
             return [m for m in probe_lines(probe_out) if m["topic"] == "joint_commands"]
 
         def diagnostics() -> list[dict]:
-            return [m for m in probe_lines(probe_out) if m["topic"] == "diagnostics" and m["name"] == "robot0/actor"]
+            return [
+                m
+                for m in probe_lines(probe_out)
+                if m["topic"] == "diagnostics" and m["name"] == "robot0/actor"
+            ]
 
         assert wait_for(lambda: len(commands()) > 15, 30), procs.log("actor")
         # An e-stop bridge publishing best-effort: heard, latched, the episode aborted.
@@ -75,7 +101,9 @@ def test_estop_by_topic_and_service_holds_then_silences_commands_until_an_explic
         assert len(after) <= 20, f"{len(after)} commands after the e-stop"
         time.sleep(1.0)
         assert len(commands()) == n + len(after), "commands kept coming after the e-stop hold"
-        assert wait_for(lambda: any(d["values"]["estop"] == "True" and d["level"] == 2 for d in diagnostics()), 10)
+        assert wait_for(
+            lambda: any(d["values"]["estop"] == "True" and d["level"] == 2 for d in diagnostics()), 10
+        )
         store = EpisodeStore(tmp_path / "store")
         assert wait_for(lambda: first["episode_id"] in store.ids(), 20), procs.log("actor")
         assert store.get(first["episode_id"]).outcome.reason == "estop"
@@ -101,18 +129,48 @@ def test_estop_by_topic_and_service_holds_then_silences_commands_until_an_explic
 def test_joint_states_from_two_controllers_and_a_best_effort_pedal_drive_an_episode(tmp_path):
     ns, probe_out = "/robot0", tmp_path / "probe.jsonl"
     with ros_processes(tmp_path) as procs:
-        procs.python("robot", "-m", "lwd_testing.fake_robot_node", "--ros-args", "-r", f"__ns:={ns}",
-                     "-p", "split_joint_states:=true")
+        procs.python(
+            "robot",
+            "-m",
+            "lwd_testing.fake_robot_node",
+            "--ros-args",
+            "-r",
+            f"__ns:={ns}",
+            "-p",
+            "split_joint_states:=true",
+        )
         start_actor(procs, tmp_path, ns)
-        procs.python("probe", "-m", "lwd_testing.probe_node", "--ros-args", "-r", f"__ns:={ns}",
-                     "-p", f"out:={probe_out}")
+        procs.python(
+            "probe",
+            "-m",
+            "lwd_testing.probe_node",
+            "--ros-args",
+            "-r",
+            f"__ns:={ns}",
+            "-p",
+            f"out:={probe_out}",
+        )
         started = cli(procs, "start", ns, "--retry-s", "40", "start", "--task", "pick")
         assert started["accepted"], started["message"] + procs.log("actor")
-        procs.python("teleop", "-m", "lwd_testing.teleop_helper_node", "--ros-args", "-r", f"__ns:={ns}",
-                     "-p", "qos:=best_effort", "-p", "press_after_s:=0.5", "-p", "hold_s:=1.5")
+        procs.python(
+            "teleop",
+            "-m",
+            "lwd_testing.teleop_helper_node",
+            "--ros-args",
+            "-r",
+            f"__ns:={ns}",
+            "-p",
+            "qos:=best_effort",
+            "-p",
+            "press_after_s:=0.5",
+            "-p",
+            "hold_s:=1.5",
+        )
 
         def engaged(value: bool) -> bool:
-            return any(m["topic"] == "intervention_state" and m["engaged"] is value for m in probe_lines(probe_out))
+            return any(
+                m["topic"] == "intervention_state" and m["engaged"] is value for m in probe_lines(probe_out)
+            )
 
         assert wait_for(lambda: engaged(True), 30), procs.log("teleop") + procs.log("actor")
         assert wait_for(lambda: engaged(False), 30)
@@ -125,14 +183,20 @@ def test_joint_states_from_two_controllers_and_a_best_effort_pedal_drive_an_epis
         assert "dropping joint_states" not in procs.log("actor")
 
 
-def test_two_robots_in_two_namespaces_get_their_own_ids_and_an_unlabelled_stop_clears_at_the_deadline(tmp_path):
+def test_two_robots_in_two_namespaces_get_their_own_ids_and_an_unlabelled_stop_clears_at_the_deadline(
+    tmp_path,
+):
     with ros_processes(tmp_path) as procs:
         for ns in ("/robot_a", "/robot_b"):
             name = ns.strip("/")
-            procs.python(f"robot_{name}", "-m", "lwd_testing.fake_robot_node", "--ros-args", "-r", f"__ns:={ns}")
+            procs.python(
+                f"robot_{name}", "-m", "lwd_testing.fake_robot_node", "--ros-args", "-r", f"__ns:={ns}"
+            )
             start_actor(procs, tmp_path, ns, "label_deadline_s:=2.0", name=f"actor_{name}")
-        started = {ns: cli(procs, f"start{ns[-1]}", ns, "--retry-s", "40", "start", "--task", "pick")
-                   for ns in ("/robot_a", "/robot_b")}
+        started = {
+            ns: cli(procs, f"start{ns[-1]}", ns, "--retry-s", "40", "start", "--task", "pick")
+            for ns in ("/robot_a", "/robot_b")
+        }
         assert all(s["accepted"] for s in started.values()), started
         time.sleep(0.5)
         stopped = cli(procs, "stop_a", "/robot_a", "stop")
@@ -153,8 +217,18 @@ def test_two_robots_in_two_namespaces_get_their_own_ids_and_an_unlabelled_stop_c
 def test_compressed_cameras_are_decoded_resized_on_receipt_and_recorded_at_the_configured_size(tmp_path):
     ns = "/robot0"
     with ros_processes(tmp_path) as procs:
-        procs.python("robot", "-m", "lwd_testing.fake_robot_node", "--ros-args", "-r", f"__ns:={ns}",
-                     "-p", "compressed:=true", "-p", "image_size:=64")
+        procs.python(
+            "robot",
+            "-m",
+            "lwd_testing.fake_robot_node",
+            "--ros-args",
+            "-r",
+            f"__ns:={ns}",
+            "-p",
+            "compressed:=true",
+            "-p",
+            "image_size:=64",
+        )
         start_actor(procs, tmp_path, ns, "compressed_cameras:=all", "record_height:=40", "record_width:=40")
         started = cli(procs, "start", ns, "--retry-s", "40", "start", "--task", "pick")
         assert started["accepted"], started["message"] + procs.log("actor")

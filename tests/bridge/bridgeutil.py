@@ -25,31 +25,42 @@ def free_endpoint() -> str:
 
 def fake_jpeg(rng: np.random.Generator, size: int = 600) -> bytes:
     """JPEG-framed bytes of varying size (the transport treats frames as opaque bytes)."""
-    return b"\xff\xd8" + rng.integers(0, 256, size + int(rng.integers(0, 200)), np.uint8).tobytes() + b"\xff\xd9"
+    return (
+        b"\xff\xd8" + rng.integers(0, 256, size + int(rng.integers(0, 200)), np.uint8).tobytes() + b"\xff\xd9"
+    )
 
 
 def make_steps(n: int, seed: int) -> list[StepRecord]:
     rng = np.random.default_rng(seed)
     return [
         StepRecord(
-            step=i, stamp=1000.0 + i / 30.0,
+            step=i,
+            stamp=1000.0 + i / 30.0,
             images={c: fake_jpeg(rng) for c in CAMERA_NAMES},
-            joint_pos=rng.standard_normal(NUM_JOINTS), action=rng.standard_normal(NUM_JOINTS),
+            joint_pos=rng.standard_normal(NUM_JOINTS),
+            action=rng.standard_normal(NUM_JOINTS),
             source=ActionSource.TELEOP if i % 7 == 0 else ActionSource.POLICY,
-            chunk_id=i // 30, policy_version="v000001",
+            chunk_id=i // 30,
+            policy_version="v000001",
         )
         for i in range(n)
     ]
 
 
 def make_meta(robot_id: str, index: int) -> EpisodeMeta:
-    return EpisodeMeta(episode_id=f"{robot_id}-ep{index:04d}", robot_id=robot_id, task="stack_cubes",
-                       instruction="stack the red cube on the blue cube", started_at=1.7e9 + index)
+    return EpisodeMeta(
+        episode_id=f"{robot_id}-ep{index:04d}",
+        robot_id=robot_id,
+        task="stack_cubes",
+        instruction="stack the red cube on the blue cube",
+        started_at=1.7e9 + index,
+    )
 
 
 def outcome(n: int, index: int) -> EpisodeOutcome:
-    return EpisodeOutcome(label=Label.SUCCESS if index % 2 == 0 else Label.FAILURE, num_steps=n,
-                          ended_at=1.7e9 + index + 10)
+    return EpisodeOutcome(
+        label=Label.SUCCESS if index % 2 == 0 else Label.FAILURE, num_steps=n, ended_at=1.7e9 + index + 10
+    )
 
 
 def stored_hashes(root: Path) -> dict[str, str]:
@@ -66,16 +77,28 @@ def snapshot_ids(root: Path) -> set[str]:
 # --- frames as a robot sends them (for tests that talk to BridgeCore or a raw socket) ---------------------
 
 
-def hello_frame(robot_id: str = "robot0", role: str = "stream", config_hash: str | None = None,
-                open_episodes: list[str] | None = None, policy_version: str = "") -> bytes:
+def hello_frame(
+    robot_id: str = "robot0",
+    role: str = "stream",
+    config_hash: str | None = None,
+    open_episodes: list[str] | None = None,
+    policy_version: str = "",
+) -> bytes:
     from lwd_common.transport import protocol
 
-    return protocol.encode("hello", robot_id=robot_id, policy_version=policy_version, role=role,
-                           open_episodes=open_episodes or [], config_hash=config_hash or protocol.config_hash())
+    return protocol.encode(
+        "hello",
+        robot_id=robot_id,
+        policy_version=policy_version,
+        role=role,
+        open_episodes=open_episodes or [],
+        config_hash=config_hash or protocol.config_hash(),
+    )
 
 
-def episode_frames(robot_id: str = "robot0", index: int = 0, n: int = 25, per_chunk: int = 10,
-                   ended_at: float = 0.0) -> tuple[list[bytes], str]:
+def episode_frames(
+    robot_id: str = "robot0", index: int = 0, n: int = 25, per_chunk: int = 10, ended_at: float = 0.0
+) -> tuple[list[bytes], str]:
     """All frames of one deterministic episode (ep_begin, ep_chunk..., ep_end) and its content hash."""
     from lwd_common.episode import Episode, content_hash, meta_to_dict, outcome_to_dict
     from lwd_common.transport import protocol
@@ -83,11 +106,26 @@ def episode_frames(robot_id: str = "robot0", index: int = 0, n: int = 25, per_ch
     meta, steps, out = make_meta(robot_id, index), make_steps(n, seed=index), outcome(n, index)
     frames = [protocol.encode("ep_begin", episode_id=meta.episode_id, seq=0, meta=meta_to_dict(meta))]
     for i in range(0, n, per_chunk):
-        frames.append(protocol.encode("ep_chunk", episode_id=meta.episode_id, seq=len(frames),
-                                      steps=protocol.steps_to_chunk(steps[i:i + per_chunk], CAMERA_NAMES)))
+        frames.append(
+            protocol.encode(
+                "ep_chunk",
+                episode_id=meta.episode_id,
+                seq=len(frames),
+                steps=protocol.steps_to_chunk(steps[i : i + per_chunk], CAMERA_NAMES),
+            )
+        )
     digest = content_hash(Episode.from_steps(meta, steps, out))
-    frames.append(protocol.encode("ep_end", episode_id=meta.episode_id, seq=len(frames),
-                                  outcome=outcome_to_dict(out), num_steps=n, content_hash=digest, ended_at=ended_at))
+    frames.append(
+        protocol.encode(
+            "ep_end",
+            episode_id=meta.episode_id,
+            seq=len(frames),
+            outcome=outcome_to_dict(out),
+            num_steps=n,
+            content_hash=digest,
+            ended_at=ended_at,
+        )
+    )
     return frames, digest
 
 

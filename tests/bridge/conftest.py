@@ -20,8 +20,9 @@ runpy.run_module("lwd_learner_bridge.server", run_name="__main__")
 """
 
 
-def start_bridge(procs: Procs, root: Path, endpoint: str, *extra: str, name: str = "bridge",
-                 mem_limit_mb: int = 0):
+def start_bridge(
+    procs: Procs, root: Path, endpoint: str, *extra: str, name: str = "bridge", mem_limit_mb: int = 0
+):
     """Start `python -m lwd_learner_bridge.server` and wait until it listens (address space capped if asked)."""
     args = ("--root", str(root), "--bind", endpoint, *extra)
     if mem_limit_mb:
@@ -34,8 +35,17 @@ def start_bridge(procs: Procs, root: Path, endpoint: str, *extra: str, name: str
 
 
 def start_robot(procs: Procs, name: str, endpoint: str, robot_id: str, spool: Path, *extra: str):
-    return procs.python(name, str(HERE / "robot_proc.py"), "--endpoint", endpoint, "--robot-id", robot_id,
-                        "--spool", str(spool), *extra)
+    return procs.python(
+        name,
+        str(HERE / "robot_proc.py"),
+        "--endpoint",
+        endpoint,
+        "--robot-id",
+        robot_id,
+        "--spool",
+        str(spool),
+        *extra,
+    )
 
 
 @pytest.fixture

@@ -35,9 +35,17 @@ def main() -> None:
     p.add_argument("--wait-idle", type=float, default=60.0)
     args = p.parse_args()
     done_log = Path(args.spool).parent / f"{args.robot_id}.done.jsonl"
-    client = BridgeClient(ClientConfig(endpoint=args.endpoint, robot_id=args.robot_id, spool_dir=args.spool,
-                                       steps_per_chunk=10, ack_timeout_s=args.ack_timeout, max_backoff_s=1.0,
-                                       stats_every_s=0.2))
+    client = BridgeClient(
+        ClientConfig(
+            endpoint=args.endpoint,
+            robot_id=args.robot_id,
+            spool_dir=args.spool,
+            steps_per_chunk=10,
+            ack_timeout_s=args.ack_timeout,
+            max_backoff_s=1.0,
+            stats_every_s=0.2,
+        )
+    )
     for k in range(args.first, args.first + args.episodes):
         meta, steps = make_meta(args.robot_id, k), make_steps(args.steps, seed=k)
         client.begin(meta)

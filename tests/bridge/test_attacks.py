@@ -79,9 +79,18 @@ def send_all(core: BridgeCore, frames: list[bytes], peer: bytes = PEER, **kw) ->
 
 
 def _end(seq: int, eid: str = "robot0-ep0009") -> bytes:
-    return msgpack.packb({"v": 1, "t": "ep_end", "episode_id": eid, "seq": seq, "num_steps": 1,
-                          "outcome": {"label": "success", "num_steps": 1}, "content_hash": "0" * 64,
-                          "ended_at": 1.0})
+    return msgpack.packb(
+        {
+            "v": 1,
+            "t": "ep_end",
+            "episode_id": eid,
+            "seq": seq,
+            "num_steps": 1,
+            "outcome": {"label": "success", "num_steps": 1},
+            "content_hash": "0" * 64,
+            "ended_at": 1.0,
+        }
+    )
 
 
 def test_ep_end_with_a_huge_seq_is_refused_at_once(core):
@@ -152,7 +161,9 @@ def test_a_dead_writer_is_restarted_its_episode_retried_and_health_turns_red(tmp
         status = core.status()
         assert status["health"]["level"] == "error" and "died" in status["health"]["problems"][0]
         assert status["counters"]["writer_restarts"] == 1 and fleet_health(status)[0][0] == ERROR
-        assert first(core.handle(PEER, frames[-1]))["t"] == "missing"  # the robot resends; the new writer works
+        assert (
+            first(core.handle(PEER, frames[-1]))["t"] == "missing"
+        )  # the robot resends; the new writer works
         send_all(core, frames)
         committed = [m for m in wait_committed(core, "robot0-ep0002") if m["t"] == "committed"]
         assert committed[0]["content_hash"] == digest
@@ -173,8 +184,9 @@ def _hog(core: BridgeCore, episodes: int = 4, n: int = 150) -> list[str | None]:
 
 
 def test_one_robot_cannot_take_more_than_its_share_and_the_others_still_commit(tmp_path):
-    core = new_core(tmp_path, max_episode_bytes=600_000, max_robot_buffered_bytes=700_000,
-                    max_buffered_bytes=1_200_000)
+    core = new_core(
+        tmp_path, max_episode_bytes=600_000, max_robot_buffered_bytes=700_000, max_buffered_bytes=1_200_000
+    )
     assert "busy" in _hog(core)
     assert core.assembly._robot_bytes["hog"] <= 700_000
     frames, digest = episode_frames(index=3)
@@ -192,10 +204,16 @@ def test_a_robot_under_its_fair_share_evicts_the_hog(tmp_path):
 
 
 def _tiny_steps_chunk(n: int) -> dict:
-    return {"step": np.arange(n, dtype=np.int64), "stamp": np.zeros(n), "source": np.zeros(n, np.int8),
-            "joint_pos": np.zeros((n, NUM_JOINTS), np.float32), "action": np.zeros((n, NUM_JOINTS), np.float32),
-            "chunk_id": np.zeros(n, np.int64), "policy_version": [f"v{i % 7}" for i in range(n)],
-            "images": {c: [b"\xff"] * n for c in CAMERA_NAMES}}
+    return {
+        "step": np.arange(n, dtype=np.int64),
+        "stamp": np.zeros(n),
+        "source": np.zeros(n, np.int8),
+        "joint_pos": np.zeros((n, NUM_JOINTS), np.float32),
+        "action": np.zeros((n, NUM_JOINTS), np.float32),
+        "chunk_id": np.zeros(n, np.int64),
+        "policy_version": [f"v{i % 7}" for i in range(n)],
+        "images": {c: [b"\xff"] * n for c in CAMERA_NAMES},
+    }
 
 
 def test_buffer_limits_count_decoded_memory_not_wire_bytes(core):
@@ -229,8 +247,9 @@ def test_frames_of_empty_arrays_or_lists_are_refused_fast_and_small(core):
     empty = msgpack.ExtType(codec.NDARRAY_EXT, msgpack.packb(("<f4", [0])))
     bombs = [[empty] * 150_000, [[[]] * 100] * 15_000, [[empty] * 50] * 3000]
     for bomb in bombs:
-        frame = msgpack.packb({"v": 1, "t": "ep_chunk", "episode_id": "robot0-ep0001", "seq": 1,
-                               "steps": {"step": bomb}})
+        frame = msgpack.packb(
+            {"v": 1, "t": "ep_chunk", "episode_id": "robot0-ep0001", "seq": 1, "steps": {"step": bomb}}
+        )
         t0 = time.monotonic()
         msg = first(core.handle(PEER, frame))
         assert (msg["t"], msg["code"]) == ("error", "malformed") and time.monotonic() - t0 < 1.0
@@ -278,7 +297,9 @@ def test_unterminated_multipart_message_is_cut_and_logged(procs, tmp_path, endpo
     growth = proc_memory(bridge.pid)["VmHWM"] - base
     assert sent < 160 and growth < 80 << 20, (sent, growth)
     assert wait_for(lambda: "closing connection" in procs.log("bridge"), 10)
-    assert wait_for(lambda: json.loads((root / "status.json").read_text())["counters"]["connections_cut"] >= 1, 5)
+    assert wait_for(
+        lambda: json.loads((root / "status.json").read_text())["counters"]["connections_cut"] >= 1, 5
+    )
 
 
 def test_unread_policy_replies_do_not_pile_up_in_the_bridge(procs, tmp_path, endpoint):
@@ -301,7 +322,9 @@ def test_unread_policy_replies_do_not_pile_up_in_the_bridge(procs, tmp_path, end
         assert growth < 64 << 20, growth
     finally:
         sock.close(0)
-    assert wait_for(lambda: json.loads((root / "status.json").read_text())["counters"]["replies_dropped"] > 0, 5)
+    assert wait_for(
+        lambda: json.loads((root / "status.json").read_text())["counters"]["replies_dropped"] > 0, 5
+    )
 
 
 # --- 6. unbounded state --------------------------------------------------------------------------------------
@@ -345,7 +368,9 @@ def test_frames_do_not_walk_every_partial_episode(tmp_path):
         core.handle(peer, hello_frame(f"bot{r}"))
         for i in range(4):
             meta = make_meta(f"bot{r}", i)
-            core.handle(peer, protocol.encode("ep_begin", episode_id=meta.episode_id, seq=0, meta=meta_to_dict(meta)))
+            core.handle(
+                peer, protocol.encode("ep_begin", episode_id=meta.episode_id, seq=0, meta=meta_to_dict(meta))
+            )
     assert len(core.assembly.partials) == 1000
     core.assembly.partials = _CountingDict(core.assembly.partials)
     _CountingDict.walked = 0
@@ -367,9 +392,20 @@ def test_refusals_are_logged_clipped_and_rate_limited(core, caplog):
     assert core.stats.counters["log_suppressed"] >= 60 and core.stats.counters["rejected"] == 100
 
 
-@pytest.mark.parametrize("v, t", [(1, [1]), (1, {"a": 1}), (1, None), (1, 1.5), (1.0, "status_query"),
-                                  (True, "status_query"), ([1], "status_query"), ("1", "status_query"),
-                                  (np.array([1]), "status_query")])
+@pytest.mark.parametrize(
+    "v, t",
+    [
+        (1, [1]),
+        (1, {"a": 1}),
+        (1, None),
+        (1, 1.5),
+        (1.0, "status_query"),
+        (True, "status_query"),
+        ([1], "status_query"),
+        ("1", "status_query"),
+        (np.array([1]), "status_query"),
+    ],
+)
 def test_malformed_t_and_v_are_refused_without_an_internal_error(core, caplog, v, t):
     caplog.set_level(logging.INFO, logger="lwd.bridge")
     msg = first(core.handle(PEER, codec.packb({"v": v, "t": t})))
@@ -397,8 +433,16 @@ def test_unknown_curve_keys_do_not_flood_the_log(procs, tmp_path, endpoint):
     generate(keys, "stranger")
     allow.mkdir()
     root = tmp_path / "bridge"
-    start_bridge(procs, root, endpoint, "--curve-secret-key", str(keys / "bridge.key_secret"),
-                 "--allow-keys", str(allow), mem_limit_mb=2000)
+    start_bridge(
+        procs,
+        root,
+        endpoint,
+        "--curve-secret-key",
+        str(keys / "bridge.key_secret"),
+        "--allow-keys",
+        str(allow),
+        mem_limit_mb=2000,
+    )
     public, secret = zmq.auth.load_certificate(keys / "stranger.key_secret")
     server_public = zmq.auth.load_certificate(keys / "bridge.key")[0]
     ctx = zmq.Context.instance()
@@ -415,7 +459,11 @@ def test_unknown_curve_keys_do_not_flood_the_log(procs, tmp_path, endpoint):
         return json.loads((root / "status.json").read_text())["counters"]["auth_denied"]
 
     assert wait_for(lambda: denied() >= 60, 20)
-    lines = [line for line in procs.log("bridge").splitlines() if "refused connection with unknown CURVE key" in line]
+    lines = [
+        line
+        for line in procs.log("bridge").splitlines()
+        if "refused connection with unknown CURVE key" in line
+    ]
     assert 1 <= len(lines) <= 40, len(lines)
 
 
@@ -434,7 +482,9 @@ def test_a_monitor_session_cannot_write_episodes(tmp_path):
 def test_plain_tcp_bridge_refuses_a_reachable_address_unless_told(tmp_path):
     from lwd_learner_bridge.server import BridgeServer, InsecureBind, is_loopback, main
 
-    assert is_loopback("tcp://127.0.0.1:5555") and is_loopback("tcp://[::1]:5") and is_loopback("ipc:///tmp/x")
+    assert (
+        is_loopback("tcp://127.0.0.1:5555") and is_loopback("tcp://[::1]:5") and is_loopback("ipc:///tmp/x")
+    )
     assert not is_loopback("tcp://0.0.0.0:5555") and not is_loopback("tcp://*:5555")
     config = BridgeConfig(root=str(tmp_path / "bridge"))
     with pytest.raises(InsecureBind, match="--allow-insecure"):
@@ -457,7 +507,9 @@ def test_another_origin_claiming_a_robot_id_cannot_drop_its_partials(tmp_path):
 
 
 def test_with_curve_only_the_same_key_drops_a_robots_partials(tmp_path):
-    core = BridgeCore(BridgeConfig(root=str(tmp_path / "bridge")), key_names={"KEY0": "robot0", "KEY1": "robot1"})
+    core = BridgeCore(
+        BridgeConfig(root=str(tmp_path / "bridge")), key_names={"KEY0": "robot0", "KEY1": "robot1"}
+    )
     frames, _ = episode_frames(index=0)
     core.handle(b"robot", hello_frame("robot0"), user_id="KEY0")
     core.handle(b"robot", frames[0], user_id="KEY0")
@@ -471,8 +523,11 @@ def test_a_robot_cannot_claim_episode_ids_of_another(core):
     core.handle(b"evil", hello_frame("evil0"))
     meta = make_meta("evil0", 0)
     meta.episode_id = "robot0-ep0001"  # robot0's next episode
-    msg = first(core.handle(b"evil", protocol.encode("ep_begin", episode_id=meta.episode_id, seq=0,
-                                                     meta=meta_to_dict(meta))))
+    msg = first(
+        core.handle(
+            b"evil", protocol.encode("ep_begin", episode_id=meta.episode_id, seq=0, meta=meta_to_dict(meta))
+        )
+    )
     assert (msg["t"], msg["code"]) == ("error", "not_owner") and core.assembly.partials == {}
     frames, digest = episode_frames(index=1)
     send_all(core, frames)
@@ -484,8 +539,12 @@ def test_a_robot_cannot_claim_episode_ids_of_another(core):
 
 def test_a_forged_first_copy_is_refused_and_the_owner_still_gets_its_episode_stored(core):
     frames, digest = episode_frames(index=3, n=30)
-    forged = protocol.encode("ep_chunk", episode_id="robot0-ep0003", seq=1,
-                             steps=protocol.steps_to_chunk(make_steps(10, seed=99), CAMERA_NAMES))
+    forged = protocol.encode(
+        "ep_chunk",
+        episode_id="robot0-ep0003",
+        seq=1,
+        steps=protocol.steps_to_chunk(make_steps(10, seed=99), CAMERA_NAMES),
+    )
     assert codes(core.handle(b"forger", hello_frame("robot0"))) == ["welcome"]
     assert codes(core.handle(b"forger", forged)) == ["ack"]  # it arrives first
     assert codes(send_all(core, frames[:2])) == ["ack", "conflicting_frame"]
@@ -517,8 +576,11 @@ def test_episode_id_with_a_trailing_newline_is_refused(core, tmp_path):
         EpisodeStore(tmp_path / "s").path_of("robot0-x\n")
     meta = make_meta("robot0", 0)
     meta.episode_id = "robot0-evil\n"
-    msg = first(core.handle(PEER, protocol.encode("ep_begin", episode_id=meta.episode_id, seq=0,
-                                                  meta=meta_to_dict(meta))))
+    msg = first(
+        core.handle(
+            PEER, protocol.encode("ep_begin", episode_id=meta.episode_id, seq=0, meta=meta_to_dict(meta))
+        )
+    )
     assert (msg["t"], msg["code"]) == ("error", "bad_field")
 
 
@@ -540,14 +602,20 @@ def test_a_good_robot_meanwhile_is_served(core):
 
 
 def test_a_monitor_key_reads_the_status_and_nothing_else(tmp_path):
-    core = BridgeCore(BridgeConfig(root=str(tmp_path / "bridge")), key_names={"KEY0": "robot0"},
-                      monitor_keys={"MKEY": "ops"})
+    core = BridgeCore(
+        BridgeConfig(root=str(tmp_path / "bridge")),
+        key_names={"KEY0": "robot0"},
+        monitor_keys={"MKEY": "ops"},
+    )
     assert first(core.handle(b"m", hello_frame("ops", role="monitor"), user_id="MKEY"))["t"] == "welcome"
     assert first(core.handle(b"m", protocol.encode("status_query")))["t"] == "status"
     frames, _ = episode_frames("ops", 0)
     assert set(codes(send_all(core, frames, peer=b"m"))) == {"forbidden"}
     assert first(core.handle(b"m2", hello_frame("ops"), user_id="MKEY"))["code"] == "key_mismatch"
-    assert first(core.handle(b"m3", hello_frame("robot0", role="monitor"), user_id="MKEY"))["code"] == "key_mismatch"
+    assert (
+        first(core.handle(b"m3", hello_frame("robot0", role="monitor"), user_id="MKEY"))["code"]
+        == "key_mismatch"
+    )
     assert first(core.handle(b"r", hello_frame("robot0", role="monitor"), user_id="KEY0"))["t"] == "welcome"
 
 
@@ -557,6 +625,7 @@ def test_connections_over_the_cap_are_closed(procs, tmp_path, endpoint):
     host, port = endpoint.removeprefix("tcp://").rsplit(":", 1)
     conns = [socket.create_connection((host, int(port))) for _ in range(12)]
     try:
+
         def closed_by_bridge(s: socket.socket) -> bool:
             s.settimeout(3)
             try:
@@ -570,7 +639,9 @@ def test_connections_over_the_cap_are_closed(procs, tmp_path, endpoint):
     finally:
         for s in conns:
             s.close()
-    assert wait_for(lambda: json.loads((root / "status.json").read_text())["counters"]["connections_refused"] >= 6, 5)
+    assert wait_for(
+        lambda: json.loads((root / "status.json").read_text())["counters"]["connections_refused"] >= 6, 5
+    )
 
 
 def test_one_remote_address_cannot_take_every_connection(tmp_path, monkeypatch):
@@ -580,7 +651,9 @@ def test_one_remote_address_cannot_take_every_connection(tmp_path, monkeypatch):
     monkeypatch.setattr(connections, "_peer_address", lambda fd: "10.1.2.3")
     stats = FleetStats(time.time())
     router = zmq.Context.instance().socket(zmq.ROUTER)
-    guard = connections.ConnectionGuard(router, BridgeConfig(root=str(tmp_path), max_connections_per_address=5), stats)
+    guard = connections.ConnectionGuard(
+        router, BridgeConfig(root=str(tmp_path), max_connections_per_address=5), stats
+    )
     pairs = [socket.socketpair() for _ in range(7)]
     try:
         for ours, _ in pairs:

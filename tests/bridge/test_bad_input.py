@@ -15,12 +15,19 @@ MAX_FRAME = 200_000
 
 
 def _hello() -> bytes:
-    return protocol.encode("hello", robot_id="evil0", policy_version="", config_hash=protocol.config_hash(),
-                           role="stream", open_episodes=[])
+    return protocol.encode(
+        "hello",
+        robot_id="evil0",
+        policy_version="",
+        config_hash=protocol.config_hash(),
+        role="stream",
+        open_episodes=[],
+    )
 
 
 def _begin() -> bytes:
     from lwd_common.episode import meta_to_dict
+
     meta = make_meta("evil0", 0)
     return protocol.encode("ep_begin", episode_id=meta.episode_id, seq=0, meta=meta_to_dict(meta))
 
@@ -28,16 +35,26 @@ def _begin() -> bytes:
 BAD_FRAMES = {
     "truncated msgpack": (lambda: _begin()[:-7], "malformed"),
     "not msgpack at all": (lambda: b"\xc1\xc1\xc1garbage", "malformed"),
-    "wrong field types": (lambda: msgpack.packb({"v": 1, "t": "ep_begin", "episode_id": ["x"], "seq": "0",
-                                                 "meta": {}}), "bad_field"),
+    "wrong field types": (
+        lambda: msgpack.packb({"v": 1, "t": "ep_begin", "episode_id": ["x"], "seq": "0", "meta": {}}),
+        "bad_field",
+    ),
     "unknown message type": (lambda: msgpack.packb({"v": 1, "t": "format_disk"}), "unknown_type"),
     "wrong schema version": (lambda: msgpack.packb({"v": 2, "t": "hello"}), "schema_version"),
-    "oversized frame": (lambda: protocol.encode("policy_query", current_version="x" * (MAX_FRAME + 10)),
-                        "frame_too_large"),
-    "bad episode meta": (lambda: protocol.encode("ep_begin", episode_id="evil0-ep0000", seq=0,
-                                                 meta={"schema_version": 1, "nonsense": True}), "bad_meta"),
-    "path traversal id": (lambda: protocol.encode("ep_begin", episode_id="../../etc/passwd", seq=0, meta={}),
-                          "bad_field"),
+    "oversized frame": (
+        lambda: protocol.encode("policy_query", current_version="x" * (MAX_FRAME + 10)),
+        "frame_too_large",
+    ),
+    "bad episode meta": (
+        lambda: protocol.encode(
+            "ep_begin", episode_id="evil0-ep0000", seq=0, meta={"schema_version": 1, "nonsense": True}
+        ),
+        "bad_meta",
+    ),
+    "path traversal id": (
+        lambda: protocol.encode("ep_begin", episode_id="../../etc/passwd", seq=0, meta={}),
+        "bad_field",
+    ),
 }
 
 
@@ -78,8 +95,15 @@ def test_bad_frame_gets_a_clear_error_and_nothing_is_stored(bridge, endpoint, ca
 
 def test_bridge_keeps_serving_a_good_robot_while_another_sends_garbage(bridge, endpoint, tmp_path):
     evil = raw_socket(endpoint)
-    good = BridgeClient(ClientConfig(endpoint=endpoint, robot_id="robot0", spool_dir=str(tmp_path / "spool"),
-                                     steps_per_chunk=10, ack_timeout_s=0.3))
+    good = BridgeClient(
+        ClientConfig(
+            endpoint=endpoint,
+            robot_id="robot0",
+            spool_dir=str(tmp_path / "spool"),
+            steps_per_chunk=10,
+            ack_timeout_s=0.3,
+        )
+    )
     try:
         evil.send(_hello())
         meta, steps = make_meta("robot0", 1), make_steps(30, seed=1)
@@ -94,7 +118,9 @@ def test_bridge_keeps_serving_a_good_robot_while_another_sends_garbage(bridge, e
     finally:
         good.close()
         evil.close(0)
-    assert stored_hashes(bridge) == {meta.episode_id: content_hash(Episode.from_steps(meta, steps, outcome(30, 1)))}
+    assert stored_hashes(bridge) == {
+        meta.episode_id: content_hash(Episode.from_steps(meta, steps, outcome(30, 1)))
+    }
 
 
 @pytest.fixture
@@ -105,16 +131,29 @@ def curve_bridge(procs, tmp_path, endpoint):
     allow.mkdir()
     (allow / "robot0.key").write_bytes((keys / "robot0.key").read_bytes())  # robot1 is not allowed
     root = tmp_path / "bridge"
-    start_bridge(procs, root, endpoint, "--curve-secret-key", str(keys / "bridge.key_secret"),
-                 "--allow-keys", str(allow))
+    start_bridge(
+        procs,
+        root,
+        endpoint,
+        "--curve-secret-key",
+        str(keys / "bridge.key_secret"),
+        "--allow-keys",
+        str(allow),
+    )
     return root, keys
 
 
 def curve_client(tmp_path, endpoint, keys, key_name: str, robot_id: str) -> BridgeClient:
-    return BridgeClient(ClientConfig(
-        endpoint=endpoint, robot_id=robot_id, spool_dir=str(tmp_path / f"spool-{key_name}-{robot_id}"),
-        steps_per_chunk=10, curve_secret_key_file=str(keys / f"{key_name}.key_secret"),
-        server_public_key_file=str(keys / "bridge.key")))
+    return BridgeClient(
+        ClientConfig(
+            endpoint=endpoint,
+            robot_id=robot_id,
+            spool_dir=str(tmp_path / f"spool-{key_name}-{robot_id}"),
+            steps_per_chunk=10,
+            curve_secret_key_file=str(keys / f"{key_name}.key_secret"),
+            server_public_key_file=str(keys / "bridge.key"),
+        )
+    )
 
 
 def test_allowlisted_curve_robot_streams_encrypted(curve_bridge, tmp_path, endpoint):

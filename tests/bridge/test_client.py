@@ -13,8 +13,11 @@ from lwd_common.transport import ClientConfig, EpisodeStream, PolicyCache, Polic
 
 @pytest.fixture
 def client(tmp_path):
-    c = EpisodeStream(ClientConfig(endpoint=free_endpoint(), robot_id="robot0", spool_dir=str(tmp_path / "spool"),
-                                   steps_per_chunk=10))
+    c = EpisodeStream(
+        ClientConfig(
+            endpoint=free_endpoint(), robot_id="robot0", spool_dir=str(tmp_path / "spool"), steps_per_chunk=10
+        )
+    )
     yield c
     c.close()
 
@@ -65,8 +68,13 @@ def test_spool_failure_makes_end_raise_instead_of_pretending(client, monkeypatch
 
 
 def _info(version: str, data: bytes) -> PolicyInfo:
-    return PolicyInfo(version=version, sha256=hashlib.sha256(data).hexdigest(), created_at=0.0,
-                      training_step=1, size=len(data))
+    return PolicyInfo(
+        version=version,
+        sha256=hashlib.sha256(data).hexdigest(),
+        created_at=0.0,
+        training_step=1,
+        size=len(data),
+    )
 
 
 def test_policy_cache_keeps_two_versions_and_refuses_bad_hashes(tmp_path):
@@ -82,8 +90,15 @@ def test_policy_cache_keeps_two_versions_and_refuses_bad_hashes(tmp_path):
 
 
 def test_chunks_are_cut_early_when_their_images_get_big(tmp_path):
-    c = EpisodeStream(ClientConfig(endpoint=free_endpoint(), robot_id="robot0", spool_dir=str(tmp_path / "spool"),
-                                   steps_per_chunk=15, max_chunk_bytes=5000))
+    c = EpisodeStream(
+        ClientConfig(
+            endpoint=free_endpoint(),
+            robot_id="robot0",
+            spool_dir=str(tmp_path / "spool"),
+            steps_per_chunk=15,
+            max_chunk_bytes=5000,
+        )
+    )
     try:
         meta = make_meta("robot0", 0)
         c.begin(meta)
@@ -97,8 +112,14 @@ def test_chunks_are_cut_early_when_their_images_get_big(tmp_path):
 
 
 def test_without_a_bridge_policy_calls_give_nothing_and_reports_never_block(tmp_path):
-    f = PolicyFetcher(ClientConfig(endpoint=free_endpoint(), robot_id="robot0", spool_dir=str(tmp_path / "spool"),
-                                   policy_timeout_s=0.2))
+    f = PolicyFetcher(
+        ClientConfig(
+            endpoint=free_endpoint(),
+            robot_id="robot0",
+            spool_dir=str(tmp_path / "spool"),
+            policy_timeout_s=0.2,
+        )
+    )
     try:
         handed = []
         t0 = time.monotonic()

@@ -40,7 +40,7 @@ def test_in_order_stream_is_committed_with_the_robots_hash(core):
     frames, digest = episode_frames()
     for f in frames:
         core.handle(PEER, f)
-    (peer, reply), = core.flush()
+    ((peer, reply),) = core.flush()
     msg = protocol.decode(reply)
     assert (peer, msg["t"], msg["content_hash"], msg["duplicate"]) == (PEER, "committed", digest, False)
     assert stored(core) == {"robot0-ep0000": digest}
@@ -116,7 +116,7 @@ def test_content_hash_mismatch_is_rejected(core):
     end["content_hash"] = "f" * 64
     for f in frames[:-1] + [codec.packb(end)]:
         core.handle(PEER, f)
-    (peer, reply), = core.flush()
+    ((peer, reply),) = core.flush()
     assert protocol.decode(reply)["code"] == "hash_mismatch"
     assert stored(core) == {} and core.status()["buffered_bytes"] == 0
     assert protocol.decode(core.handle(PEER, frames[1])[0])["code"] == "hash_mismatch"  # stays refused
@@ -190,8 +190,10 @@ def test_policy_latency_counts_only_policies_published_while_this_bridge_ran(tmp
     core.handle(PEER, hello())
 
     def loaded(version: str) -> None:
-        core.handle(PEER, protocol.encode("policy_loaded", version=version, ok=True, loaded_at=time.time(),
-                                          message=""))
+        core.handle(
+            PEER,
+            protocol.encode("policy_loaded", version=version, ok=True, loaded_at=time.time(), message=""),
+        )
 
     loaded(old.version)  # a restart: measures how long the fleet was down, not delivery
     assert core.status()["policy_latency_s"]["p50"] is None
@@ -211,8 +213,16 @@ def test_columns_join_into_the_same_bytes_as_steps():
     meta, steps, out = make_meta("robot0", 5), make_steps(37, seed=5), outcome(37, 5)
     for i, s in enumerate(steps):
         s.policy_version = ["v000002", "v000001", "v000003"][(i // 9) % 3]
-    chunks = [protocol.check_chunk(codec.unpackb(codec.packb(protocol.steps_to_chunk(steps[i:i + 8], CAMERA_NAMES))))
-              for i in range(0, 37, 8)]
-    assert encode_episode(Episode.from_columns(meta, chunks, out)) == encode_episode(Episode.from_steps(meta, steps, out))
+    chunks = [
+        protocol.check_chunk(
+            codec.unpackb(codec.packb(protocol.steps_to_chunk(steps[i : i + 8], CAMERA_NAMES)))
+        )
+        for i in range(0, 37, 8)
+    ]
+    assert encode_episode(Episode.from_columns(meta, chunks, out)) == encode_episode(
+        Episode.from_steps(meta, steps, out)
+    )
     empty = outcome(0, 5)
-    assert encode_episode(Episode.from_columns(meta, [], empty)) == encode_episode(Episode.from_steps(meta, [], empty))
+    assert encode_episode(Episode.from_columns(meta, [], empty)) == encode_episode(
+        Episode.from_steps(meta, [], empty)
+    )

@@ -31,8 +31,9 @@ def assert_store_holds_exactly(root: Path, expected: dict[str, str]) -> None:
 def test_bridge_killed_mid_stream_and_restarted_loses_and_doubles_nothing(procs, tmp_path, endpoint):
     root, spool = tmp_path / "bridge", tmp_path / "r0" / "spool"
     bridge = start_bridge(procs, root, endpoint)
-    robot = start_robot(procs, "robot", endpoint, "robot0", spool, "--episodes", "4", "--steps", "60",
-                        "--step-delay", "0.01")
+    robot = start_robot(
+        procs, "robot", endpoint, "robot0", spool, "--episodes", "4", "--steps", "60", "--step-delay", "0.01"
+    )
     assert wait_for(lambda: len(stored_hashes(root)) >= 1, 30), procs.log("robot")
     os.kill(bridge.pid, signal.SIGKILL)  # mid-stream: episode 2 is being sent
     bridge.wait(5)
@@ -47,8 +48,9 @@ def test_bridge_killed_mid_stream_and_restarted_loses_and_doubles_nothing(procs,
 def test_robot_killed_mid_episode_resends_its_spool_after_restart(procs, tmp_path, endpoint):
     root, spool = tmp_path / "bridge", tmp_path / "r0" / "spool"
     # No bridge yet: everything stays in the spool when the robot dies.
-    robot = start_robot(procs, "robot", endpoint, "robot0", spool, "--episodes", "5", "--steps", "40",
-                        "--step-delay", "0.01")
+    robot = start_robot(
+        procs, "robot", endpoint, "robot0", spool, "--episodes", "5", "--steps", "40", "--step-delay", "0.01"
+    )
 
     def mid_episode() -> bool:
         n = len(completed(spool, "robot0"))
@@ -61,8 +63,9 @@ def test_robot_killed_mid_episode_resends_its_spool_after_restart(procs, tmp_pat
     first_run = completed(spool, "robot0")
     assert 2 <= len(first_run) < 5
     start_bridge(procs, root, endpoint)
-    robot2 = start_robot(procs, "robot2", endpoint, "robot0", spool, "--episodes", "1", "--first", "10",
-                         "--steps", "20")
+    robot2 = start_robot(
+        procs, "robot2", endpoint, "robot0", spool, "--episodes", "1", "--first", "10", "--steps", "20"
+    )
     assert procs.wait(robot2, 60) == 0, procs.log("robot2")
     expected = completed(spool, "robot0")
     assert len(expected) == len(first_run) + 1
@@ -74,14 +77,32 @@ def test_dropped_duplicated_and_reordered_frames_still_store_each_episode_once(p
     root = tmp_path / "bridge"
     start_bridge(procs, root, endpoint)
     front = free_endpoint()
-    procs.python("proxy", str(HERE / "chaos_proxy.py"), "--front", front, "--back", endpoint,
-                 "--drop", "0.15", "--dup", "0.15", "--reorder", "0.2", "--seed", "7")
+    procs.python(
+        "proxy",
+        str(HERE / "chaos_proxy.py"),
+        "--front",
+        front,
+        "--back",
+        endpoint,
+        "--drop",
+        "0.15",
+        "--dup",
+        "0.15",
+        "--reorder",
+        "0.2",
+        "--seed",
+        "7",
+    )
     assert wait_for(lambda: "proxy up" in procs.log("proxy"), 20)
     robots = {}
     for rid in ("robot0", "robot1"):
         spool = tmp_path / rid / "spool"
-        robots[rid] = (start_robot(procs, rid, front, rid, spool, "--episodes", "3", "--steps", "50",
-                                   "--ack-timeout", "0.2"), spool)
+        robots[rid] = (
+            start_robot(
+                procs, rid, front, rid, spool, "--episodes", "3", "--steps", "50", "--ack-timeout", "0.2"
+            ),
+            spool,
+        )
     expected = {}
     for rid, (proc, spool) in robots.items():
         assert procs.wait(proc, 90) == 0, procs.log(rid)
@@ -99,11 +120,12 @@ def test_dropped_duplicated_and_reordered_frames_still_store_each_episode_once(p
     assert counts["dropped"] > 0 and counts["duplicated"] > 0 and counts["reordered"] > 0, counts
 
 
-
 def test_policy_fetch_works_at_the_first_boundary_after_a_bridge_restart(procs, tmp_path, endpoint):
     root = tmp_path / "bridge"
     bridge = start_bridge(procs, root, endpoint)
-    client = BridgeClient(ClientConfig(endpoint=endpoint, robot_id="robot0", spool_dir=str(tmp_path / "spool")))
+    client = BridgeClient(
+        ClientConfig(endpoint=endpoint, robot_id="robot0", spool_dir=str(tmp_path / "spool"))
+    )
     try:
         PolicyStore(root / "policies").publish(b"first" * 100, training_step=1)
         assert client.fetch_policy_if_newer("").version == "v000001"

@@ -22,8 +22,19 @@ def test_bridge_survives_fuzzing_while_a_good_robot_streams(tmp_path, endpoint):
     root, log_path = tmp_path / "bridge", tmp_path / "bridge.log"
     proc = start_server(root, endpoint, log_path, 2000, *FUZZ_LIMITS)
     try:
-        result = run_fuzz(root, endpoint, proc.pid, log_path, frames=FRAMES, seed=1234, episodes=6, steps=40,
-                          duration_s=20, zmtp_bytes=64 << 20, time_limit_s=120)
+        result = run_fuzz(
+            root,
+            endpoint,
+            proc.pid,
+            log_path,
+            frames=FRAMES,
+            seed=1234,
+            episodes=6,
+            steps=40,
+            duration_s=20,
+            zmtp_bytes=64 << 20,
+            time_limit_s=120,
+        )
         alive = proc.poll() is None
     finally:
         proc.terminate()

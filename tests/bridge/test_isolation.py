@@ -25,8 +25,14 @@ def test_stalled_and_flooding_peers_do_not_block_a_good_robot(procs, tmp_path, e
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, 100_000)
         sock.connect(endpoint)
-    hello = protocol.encode("hello", robot_id="ghost", policy_version="", config_hash=protocol.config_hash(),
-                            role="stream", open_episodes=[])
+    hello = protocol.encode(
+        "hello",
+        robot_id="ghost",
+        policy_version="",
+        config_hash=protocol.config_hash(),
+        role="stream",
+        open_episodes=[],
+    )
     silent.send(hello)
     for i in range(3):  # the third is refused: too_many_open
         meta = make_meta("ghost", i)
@@ -34,8 +40,15 @@ def test_stalled_and_flooding_peers_do_not_block_a_good_robot(procs, tmp_path, e
     flood.send(hello.replace(b"ghost", b"flood"))
     for _ in range(6000):
         flood.send(protocol.encode("policy_query", current_version=""))
-    good = BridgeClient(ClientConfig(endpoint=endpoint, robot_id="robot0", spool_dir=str(tmp_path / "spool"),
-                                     steps_per_chunk=10, ack_timeout_s=0.5))
+    good = BridgeClient(
+        ClientConfig(
+            endpoint=endpoint,
+            robot_id="robot0",
+            spool_dir=str(tmp_path / "spool"),
+            steps_per_chunk=10,
+            ack_timeout_s=0.5,
+        )
+    )
     try:
         meta, steps = make_meta("robot0", 0), make_steps(40, seed=0)
         good.begin(meta)

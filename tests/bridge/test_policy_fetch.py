@@ -27,13 +27,18 @@ def root(tmp_path) -> Path:
 
 @pytest.fixture
 def fetcher(tmp_path, endpoint):
-    f = PolicyFetcher(ClientConfig(endpoint=endpoint, robot_id="robot0", spool_dir=str(tmp_path / "spool"),
-                                   policy_timeout_s=1.0))
+    f = PolicyFetcher(
+        ClientConfig(
+            endpoint=endpoint, robot_id="robot0", spool_dir=str(tmp_path / "spool"), policy_timeout_s=1.0
+        )
+    )
     yield f
     f.close()
 
 
-def test_prefetch_downloads_in_the_background_and_hands_over_the_verified_file(procs, root, endpoint, fetcher):
+def test_prefetch_downloads_in_the_background_and_hands_over_the_verified_file(
+    procs, root, endpoint, fetcher
+):
     start_bridge(procs, root, endpoint)
     blob = bytes(range(256)) * 9000  # several 1 MiB chunks
     info = PolicyStore(root / "policies").publish(blob, training_step=3)
@@ -57,7 +62,9 @@ def test_prefetch_hands_over_only_a_version_newer_than_asked(procs, root, endpoi
     assert [p.version for p in ready] == [second.version]
 
 
-def test_rollback_marks_the_version_bad_for_good_and_tells_the_bridge(procs, root, endpoint, fetcher, tmp_path):
+def test_rollback_marks_the_version_bad_for_good_and_tells_the_bridge(
+    procs, root, endpoint, fetcher, tmp_path
+):
     start_bridge(procs, root, endpoint)
     store = PolicyStore(root / "policies")
     first = store.publish(b"a" * 100, training_step=1)
@@ -71,7 +78,9 @@ def test_rollback_marks_the_version_bad_for_good_and_tells_the_bridge(procs, roo
     assert wait_for(lambda: robot_status(root).get("policy_ok") is False, 10), robot_status(root)
     assert fetcher.fetch_policy_if_newer(first.version) is None
     # a restarted robot (new fetcher, same policy directory) does not fetch it again either
-    again = PolicyFetcher(ClientConfig(endpoint=endpoint, robot_id="robot0", spool_dir=str(tmp_path / "spool")))
+    again = PolicyFetcher(
+        ClientConfig(endpoint=endpoint, robot_id="robot0", spool_dir=str(tmp_path / "spool"))
+    )
     try:
         assert again.fetch_policy_if_newer(first.version) is None
         assert again.counters["policy_downloads"] == 0
@@ -86,11 +95,14 @@ def test_a_load_report_made_while_the_bridge_is_down_arrives_once_it_is_up(procs
     assert wait_for(lambda: robot_status(root).get("policy_version") == "v000007", 15), robot_status(root)
 
 
-def test_actor_switch_and_fetcher_swap_a_good_policy_and_roll_back_a_broken_one(procs, root, endpoint, fetcher,
-                                                                                  tmp_path):
+def test_actor_switch_and_fetcher_swap_a_good_policy_and_roll_back_a_broken_one(
+    procs, root, endpoint, fetcher, tmp_path
+):
     start_bridge(procs, root, endpoint)
     store = PolicyStore(root / "policies")
-    good = store.publish(build_policy(tmp_path / "good.onnx", version="exported").read_bytes(), training_step=1)
+    good = store.publish(
+        build_policy(tmp_path / "good.onnx", version="exported").read_bytes(), training_step=1
+    )
     errors = []
     switch = PolicySwitch("initial", fetcher, error=errors.append)
     switch.request()  # as at activation
@@ -105,7 +117,9 @@ def test_actor_switch_and_fetcher_swap_a_good_policy_and_roll_back_a_broken_one(
     assert wait_for(lambda: bad.version in fetcher.cache.bad_versions(), 20), errors
     assert wait_for(lambda: robot_status(root).get("policy_ok") is False, 10), robot_status(root)
     assert len(errors) == 1 and f"refusing new policy {bad.version}, keeping {good.version}" in errors[0]
-    assert switch.at_boundary(can_swap=True, takeover=False) is None and switch.current_version == good.version
+    assert (
+        switch.at_boundary(can_swap=True, takeover=False) is None and switch.current_version == good.version
+    )
     downloads = fetcher.counters["policy_downloads"]
     switch.request()
     assert fetcher.fetch_policy_if_newer(good.version) is None  # the broken one is never fetched again
@@ -115,8 +129,9 @@ def test_actor_switch_and_fetcher_swap_a_good_policy_and_roll_back_a_broken_one(
 def test_bridge_client_sends_the_fetchers_counters_with_the_streams(procs, root, endpoint, tmp_path):
     start_bridge(procs, root, endpoint)
     PolicyStore(root / "policies").publish(b"x" * 1000, training_step=1)
-    client = BridgeClient(ClientConfig(endpoint=endpoint, robot_id="robot0", spool_dir=str(tmp_path / "s"),
-                                       stats_every_s=0.2))
+    client = BridgeClient(
+        ClientConfig(endpoint=endpoint, robot_id="robot0", spool_dir=str(tmp_path / "s"), stats_every_s=0.2)
+    )
     try:
         assert client.fetch_policy_if_newer("") is not None
         assert client.stats()["policy_downloads"] == 1 and client.stats()["frames_sent"] == 0

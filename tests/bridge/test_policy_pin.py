@@ -23,8 +23,12 @@ BLOBS = [b"policy one" * 300, b"policy two" * 300, b"policy three" * 300]
 
 
 def admin(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lwd_learner_bridge.policy_admin", "--root", str(root), *args],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "lwd_learner_bridge.policy_admin", "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def publish_three(root: Path) -> PolicyStore:
@@ -48,7 +52,9 @@ def bridge(procs, root, endpoint) -> Path:
 
 @pytest.fixture
 def robot(tmp_path, endpoint):
-    client = BridgeClient(ClientConfig(endpoint=endpoint, robot_id="robot0", spool_dir=str(tmp_path / "spool")))
+    client = BridgeClient(
+        ClientConfig(endpoint=endpoint, robot_id="robot0", spool_dir=str(tmp_path / "spool"))
+    )
     yield client
     client.close()
 
@@ -62,7 +68,12 @@ def test_pin_writes_the_pin_file_with_who_when_and_why(root):
     out = admin(root, "pin", "v000002", "--why", "v000003 drops cubes", "--by", "alice")
     assert out.returncode == 0, out.stderr
     pin = json.loads((root / "policies" / "pin.json").read_text())
-    assert (pin["pinned"], pin["action"], pin["by"], pin["why"]) == ("v000002", "pin", "alice", "v000003 drops cubes")
+    assert (pin["pinned"], pin["action"], pin["by"], pin["why"]) == (
+        "v000002",
+        "pin",
+        "alice",
+        "v000003 drops cubes",
+    )
     assert before <= pin["at"] <= time.time()
 
 
@@ -76,14 +87,19 @@ def test_every_pin_change_is_appended_to_the_log_and_earlier_lines_stay(root):
     assert text.startswith(first_line)
     entries = [json.loads(line) for line in text.splitlines()]
     assert [(e["action"], e["by"], e["why"], e["pinned"]) for e in entries] == [
-        ("pin", "alice", "first", "v000001"), ("unpin", "bob", "fixed", None), ("revert", "carol", "again", "v000002")]
+        ("pin", "alice", "first", "v000001"),
+        ("unpin", "bob", "fixed", None),
+        ("revert", "carol", "again", "v000002"),
+    ]
 
 
 def test_pin_of_an_unpublished_version_is_refused_and_changes_nothing(root):
     publish_three(root)
     out = admin(root, "pin", "v000009", "-m", "typo")
     assert out.returncode == 1 and "no policy version v000009" in out.stderr
-    assert not (root / "policies" / "pin.json").exists() and not (root / "policies" / "pin_log.jsonl").exists()
+    assert (
+        not (root / "policies" / "pin.json").exists() and not (root / "policies" / "pin_log.jsonl").exists()
+    )
 
 
 def test_pin_needs_a_reason(root):
@@ -131,7 +147,9 @@ def test_served_names_only_ever_increase_across_pins_unpins_and_publishes(root):
     admin(root, "unpin", "-m", "done")
     served.append(store_served(root))
     numbers = [int(v[1:]) for v in served]
-    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers) - 1  # pin v000003 == unpinned v000003
+    assert (
+        numbers == sorted(numbers) and len(set(numbers)) == len(numbers) - 1
+    )  # pin v000003 == unpinned v000003
     assert [v[-6:] for v in served] == ["000003", "000002", "000001", "000003", "000003", "000001", "000004"]
 
 
@@ -191,9 +209,16 @@ def test_status_shows_newest_pinned_and_the_version_each_robot_loaded(bridge, ro
     assert wait_for(lambda: robot0_loaded() == "v000002", 10)
     view = json.loads(admin(bridge, "status", "--json").stdout)
     assert (view["newest"], view["pinned"], view["serving"]) == ("v000003", "v000002", "v000002")
-    assert view["robots"]["robot0"] == {**view["robots"]["robot0"], "loaded": "v000002", "served_as": got.version,
-                                        "on_target": True}
+    assert view["robots"]["robot0"] == {
+        **view["robots"]["robot0"],
+        "loaded": "v000002",
+        "served_as": got.version,
+        "on_target": True,
+    }
     text = admin(bridge, "status").stdout
     assert "pinned   v000002" in text and "alice" in text
     assert next(line for line in text.splitlines() if line.startswith("robot0")).split()[1:4] == [
-        "v000002", got.version, "yes"]
+        "v000002",
+        got.version,
+        "yes",
+    ]

@@ -12,8 +12,9 @@ from lwd_description.robot import CAMERA_NAMES
 
 def test_frame_round_trips_fields_and_arrays():
     steps = make_steps(5, seed=1)
-    frame = protocol.encode("ep_chunk", episode_id="r0-e1", seq=3,
-                            steps=protocol.steps_to_chunk(steps, CAMERA_NAMES))
+    frame = protocol.encode(
+        "ep_chunk", episode_id="r0-e1", seq=3, steps=protocol.steps_to_chunk(steps, CAMERA_NAMES)
+    )
     msg = protocol.decode(frame)
     assert (msg["t"], msg["v"], msg["seq"]) == ("ep_chunk", protocol.SCHEMA_VERSION, 3)
     back = protocol.chunk_to_steps(msg["steps"], CAMERA_NAMES)
@@ -29,7 +30,9 @@ def test_truncated_frame_is_refused_as_malformed():
 
 
 def test_field_of_wrong_type_is_refused_naming_the_field():
-    bad = msgpack.packb({"v": protocol.SCHEMA_VERSION, "t": "ep_begin", "episode_id": 7, "seq": 0, "meta": {}})
+    bad = msgpack.packb(
+        {"v": protocol.SCHEMA_VERSION, "t": "ep_begin", "episode_id": 7, "seq": 0, "meta": {}}
+    )
     with pytest.raises(ProtocolError, match="'episode_id' must be str"):
         protocol.decode(bad)
 

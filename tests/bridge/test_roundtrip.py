@@ -23,8 +23,15 @@ def bridge(procs, tmp_path, endpoint):
 
 @pytest.fixture
 def client(tmp_path, endpoint):
-    c = BridgeClient(ClientConfig(endpoint=endpoint, robot_id="robot0", spool_dir=str(tmp_path / "spool"),
-                                  steps_per_chunk=8, ack_timeout_s=0.5))
+    c = BridgeClient(
+        ClientConfig(
+            endpoint=endpoint,
+            robot_id="robot0",
+            spool_dir=str(tmp_path / "spool"),
+            steps_per_chunk=8,
+            ack_timeout_s=0.5,
+        )
+    )
     yield c
     c.close()
 
@@ -92,8 +99,12 @@ def test_loaded_policy_shows_in_fleet_status(bridge, client, endpoint):
         return robots.get("robot0", {}).get("policy_version", "")
 
     assert wait_for(lambda: robot0_policy() == info.version, 10)
-    out = subprocess.run([sys.executable, "-m", "lwd_learner_bridge.status", "--endpoint", endpoint],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "lwd_learner_bridge.status", "--endpoint", endpoint],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     row = next(line for line in out.stdout.splitlines() if line.startswith("robot0"))
     assert info.version in row and " 1 " in row
@@ -101,8 +112,14 @@ def test_loaded_policy_shows_in_fleet_status(bridge, client, endpoint):
 
 
 def test_client_with_other_robot_config_is_refused_clearly(bridge, tmp_path, endpoint):
-    c = BridgeClient(ClientConfig(endpoint=endpoint, robot_id="robot9", spool_dir=str(tmp_path / "s9"),
-                                  config_hash="deadbeefdeadbeef"))
+    c = BridgeClient(
+        ClientConfig(
+            endpoint=endpoint,
+            robot_id="robot9",
+            spool_dir=str(tmp_path / "s9"),
+            config_hash="deadbeefdeadbeef",
+        )
+    )
     try:
         with pytest.raises(BridgeError, match="config hash deadbeefdeadbeef"):
             c.wait_connected(10)
@@ -111,8 +128,11 @@ def test_client_with_other_robot_config_is_refused_clearly(bridge, tmp_path, end
 
 
 def test_prefetching_client_has_the_new_policy_ready_before_the_boundary(bridge, tmp_path, endpoint):
-    c = BridgeClient(ClientConfig(endpoint=endpoint, robot_id="robot3", spool_dir=str(tmp_path / "s3"),
-                                  policy_prefetch_s=0.1))
+    c = BridgeClient(
+        ClientConfig(
+            endpoint=endpoint, robot_id="robot3", spool_dir=str(tmp_path / "s3"), policy_prefetch_s=0.1
+        )
+    )
     try:
         info = PolicyStore(bridge / "policies").publish(b"p" * 5000, training_step=9)
         assert wait_for(lambda: info.version in c.policy_ready_at, 10)

@@ -14,13 +14,29 @@ from rosutil import wait_for
 
 def status_dict(now: float, robot_seen: float, policy_ok: bool = True) -> dict:
     return {
-        "time": now, "started_at": now - 100, "snapshot_version": 3, "episodes_in_store": 3,
-        "latest_policy": "v000002", "buffered_bytes": 0, "sessions": 1,
+        "time": now,
+        "started_at": now - 100,
+        "snapshot_version": 3,
+        "episodes_in_store": 3,
+        "latest_policy": "v000002",
+        "buffered_bytes": 0,
+        "sessions": 1,
         "counters": {"frames": 10, "rejected": 0},
-        "commit_latency_s": {"p50": 0.01, "p99": 0.03}, "policy_latency_s": {"p50": None, "p99": None},
-        "robots": {"robot0": {"last_seen": robot_seen, "episodes_committed": 3, "open_episodes": 0,
-                              "duplicates_dropped": 0, "rejected": 0, "policy_version": "v000002",
-                              "policy_loaded_at": now, "policy_ok": policy_ok, "last_commit_latency_s": 0.02}},
+        "commit_latency_s": {"p50": 0.01, "p99": 0.03},
+        "policy_latency_s": {"p50": None, "p99": None},
+        "robots": {
+            "robot0": {
+                "last_seen": robot_seen,
+                "episodes_committed": 3,
+                "open_episodes": 0,
+                "duplicates_dropped": 0,
+                "rejected": 0,
+                "policy_version": "v000002",
+                "policy_loaded_at": now,
+                "policy_ok": policy_ok,
+                "last_commit_latency_s": 0.02,
+            }
+        },
     }
 
 
@@ -48,16 +64,28 @@ def test_status_command_reads_the_bridge_root(procs, tmp_path, endpoint):
     root = tmp_path / "bridge"
     start_bridge(procs, root, endpoint)
     assert wait_for(lambda: (root / "status.json").exists(), 10)
-    out = subprocess.run([sys.executable, "-m", "lwd_learner_bridge.status", "--root", str(root)],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "lwd_learner_bridge.status", "--root", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0 and "episodes in store 0" in out.stdout, out.stderr
 
 
 @pytest.mark.ros
 def test_status_node_publishes_fleet_on_diagnostics(procs, tmp_path):
     (tmp_path / "status.json").write_text(json.dumps(status_dict(time.time() + 3600, time.time() + 3600)))
-    procs.python("node", "-m", "lwd_learner_bridge.status_node", "--ros-args", "-p", f"root:={tmp_path}",
-                 "-p", "period_s:=0.2")
+    procs.python(
+        "node",
+        "-m",
+        "lwd_learner_bridge.status_node",
+        "--ros-args",
+        "-p",
+        f"root:={tmp_path}",
+        "-p",
+        "period_s:=0.2",
+    )
     listener = procs.python("listener", "-c", LISTENER)
     assert listener.wait(timeout=60) == 0, procs.log("listener") + procs.log("node")
     names = json.loads(procs.log("listener").strip().splitlines()[-1])
@@ -85,9 +113,31 @@ def test_status_command_asks_a_curve_bridge_with_a_monitor_key(procs, tmp_path, 
     allow.mkdir()
     monitors.mkdir()
     (monitors / "ops.key").write_bytes((keys / "ops.key").read_bytes())
-    start_bridge(procs, tmp_path / "bridge", endpoint, "--curve-secret-key", str(keys / "bridge.key_secret"),
-                 "--allow-keys", str(allow), "--monitor-keys", str(monitors))
-    out = subprocess.run([sys.executable, "-m", "lwd_learner_bridge.status", "--endpoint", endpoint,
-                          "--curve-secret-key", str(keys / "ops.key_secret"), "--server-key", str(keys / "bridge.key")],
-                         capture_output=True, text=True, timeout=30)
+    start_bridge(
+        procs,
+        tmp_path / "bridge",
+        endpoint,
+        "--curve-secret-key",
+        str(keys / "bridge.key_secret"),
+        "--allow-keys",
+        str(allow),
+        "--monitor-keys",
+        str(monitors),
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lwd_learner_bridge.status",
+            "--endpoint",
+            endpoint,
+            "--curve-secret-key",
+            str(keys / "ops.key_secret"),
+            "--server-key",
+            str(keys / "bridge.key"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0 and "health OK" in out.stdout, out.stdout + out.stderr

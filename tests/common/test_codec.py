@@ -63,12 +63,15 @@ def _empty_array():
     return msgpack.ExtType(codec.NDARRAY_EXT, msgpack.packb(("<f4", [0])))
 
 
-@pytest.mark.parametrize("bomb", [
-    lambda: [_empty_array()] * 300_000,  # one container longer than any frame holds
-    lambda: [[_empty_array()] * 40] * 5_000,  # many arrays
-    lambda: [[[]] * 100] * 20_000,  # many small containers
-    lambda: [["ab"] * 10_000] * 200,  # many small strings
-])
+@pytest.mark.parametrize(
+    "bomb",
+    [
+        lambda: [_empty_array()] * 300_000,  # one container longer than any frame holds
+        lambda: [[_empty_array()] * 40] * 5_000,  # many arrays
+        lambda: [[[]] * 100] * 20_000,  # many small containers
+        lambda: [["ab"] * 10_000] * 200,  # many small strings
+    ],
+)
 def test_wire_limits_refuse_decoding_bombs_quickly(bomb):
     import time
 
@@ -82,14 +85,26 @@ def test_wire_limits_refuse_decoding_bombs_quickly(bomb):
 
 
 def test_wire_limits_let_ordinary_messages_through():
-    msg = {"steps": {"a": np.zeros((15, 16), np.float32), "images": {"head": [b"x" * 9000] * 15}},
-           "open_episodes": [f"robot0-{i}" for i in range(20_000)]}
+    msg = {
+        "steps": {"a": np.zeros((15, 16), np.float32), "images": {"head": [b"x" * 9000] * 15}},
+        "open_episodes": [f"robot0-{i}" for i in range(20_000)],
+    }
     out = codec.unpackb(codec.packb(msg), limits=codec.WIRE_LIMITS)
     assert out["open_episodes"][-1] == "robot0-19999" and out["steps"]["a"].shape == (15, 16)
 
 
-@pytest.mark.parametrize("header", [("<f4", [-1, -4]), ("<f4", [2**62, 4]), ("(4,)f4", [1]), ("i4,i4", [1]),
-                                    (7, [1]), ("<f4", "4"), ("<f4", [True])])
+@pytest.mark.parametrize(
+    "header",
+    [
+        ("<f4", [-1, -4]),
+        ("<f4", [2**62, 4]),
+        ("(4,)f4", [1]),
+        ("i4,i4", [1]),
+        (7, [1]),
+        ("<f4", "4"),
+        ("<f4", [True]),
+    ],
+)
 def test_malformed_array_headers_are_codec_errors(header):
     import msgpack
 

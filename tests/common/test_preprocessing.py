@@ -30,21 +30,36 @@ MODEL = 24
 def camera_frame(h: int, w: int, seed: int = 0) -> np.ndarray:
     """A frame with gradients and hard colour edges, so JPEG and resizing both change it."""
     y, x = np.mgrid[0:h, 0:w]
-    img = np.stack([x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1), (x + y) % 7 * 30], -1).astype(np.uint8)
+    img = np.stack([x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1), (x + y) % 7 * 30], -1).astype(
+        np.uint8
+    )
     rng = np.random.default_rng(seed)
     r, c = rng.integers(0, h // 2), rng.integers(0, w // 2)
-    img[r:r + h // 3, c:c + w // 3] = (230, 20, 40)
+    img[r : r + h // 3, c : c + w // 3] = (230, 20, 40)
     return img
 
 
 def recorded_episode(frames: list[dict[str, np.ndarray]]) -> fmt.Episode:
     """An episode recorded as the actor's recorder records: each camera frame as JPEG."""
-    meta = fmt.EpisodeMeta(episode_id="pre-0", robot_id="r", task="t", instruction="i", kind=fmt.EpisodeKind.ROLLOUT)
-    steps = [fmt.StepRecord(step=t, stamp=t / 30.0, images={c: encode_jpeg(f[c], JPEG_QUALITY) for c in CAMERA_NAMES},
-                            joint_pos=np.zeros(NUM_JOINTS, np.float32), action=np.zeros(NUM_JOINTS, np.float32),
-                            source=fmt.ActionSource.POLICY, chunk_id=0, policy_version="v0")
-             for t, f in enumerate(frames)]
-    return fmt.Episode.from_steps(meta, steps, fmt.EpisodeOutcome(label=fmt.Label.FAILURE, num_steps=len(steps)))
+    meta = fmt.EpisodeMeta(
+        episode_id="pre-0", robot_id="r", task="t", instruction="i", kind=fmt.EpisodeKind.ROLLOUT
+    )
+    steps = [
+        fmt.StepRecord(
+            step=t,
+            stamp=t / 30.0,
+            images={c: encode_jpeg(f[c], JPEG_QUALITY) for c in CAMERA_NAMES},
+            joint_pos=np.zeros(NUM_JOINTS, np.float32),
+            action=np.zeros(NUM_JOINTS, np.float32),
+            source=fmt.ActionSource.POLICY,
+            chunk_id=0,
+            policy_version="v0",
+        )
+        for t, f in enumerate(frames)
+    ]
+    return fmt.Episode.from_steps(
+        meta, steps, fmt.EpisodeOutcome(label=fmt.Label.FAILURE, num_steps=len(steps))
+    )
 
 
 def learner_pixels(frames: list[dict[str, np.ndarray]]) -> np.ndarray:
@@ -60,13 +75,16 @@ def policy_path(tmp_path):
 def test_actor_feeds_the_pixels_the_learner_decodes_from_its_recording(policy_path):
     frames = [{c: camera_frame(40, 52, seed=t * 3 + k) for k, c in enumerate(CAMERA_NAMES)} for t in range(3)]
     actor = OnnxPolicy(policy_path)
-    fed = np.stack([actor.prepare_images(Observation(f, np.zeros(NUM_JOINTS), {JOINTS_INPUT: 0.0}))[0]
-                    for f in frames])
+    fed = np.stack(
+        [actor.prepare_images(Observation(f, np.zeros(NUM_JOINTS), {JOINTS_INPUT: 0.0}))[0] for f in frames]
+    )
     np.testing.assert_array_equal(fed, learner_pixels(frames))
 
 
 def test_sim_evaluation_feeds_the_pixels_the_learner_decodes(policy_path):
-    frames = [{c: camera_frame(MODEL, MODEL, seed=t * 3 + k) for k, c in enumerate(CAMERA_NAMES)} for t in range(2)]
+    frames = [
+        {c: camera_frame(MODEL, MODEL, seed=t * 3 + k) for k, c in enumerate(CAMERA_NAMES)} for t in range(2)
+    ]
     policy = OnnxChunkPolicy(policy_path)
     fed = {}
     run = policy.session.run

@@ -47,6 +47,14 @@ def test_child_in_its_own_session_is_terminated_when_its_parent_is_sigkilled():
 
 
 def test_the_wrapped_command_runs_with_its_arguments_environment_and_exit_code(tmp_path):
-    argv = [sys.executable, "-c", "import os, sys; print(os.environ['LWD_X'], sys.argv[1:]); sys.exit(3)", "a b", "c"]
-    out = subprocess.run(die_with_parent(argv), env={**os.environ, "LWD_X": "42"}, capture_output=True, text=True)
+    argv = [
+        sys.executable,
+        "-c",
+        "import os, sys; print(os.environ['LWD_X'], sys.argv[1:]); sys.exit(3)",
+        "a b",
+        "c",
+    ]
+    out = subprocess.run(
+        die_with_parent(argv), env={**os.environ, "LWD_X": "42"}, capture_output=True, text=True
+    )
     assert out.returncode == 3 and out.stdout.strip() == "42 ['a b', 'c']"

@@ -28,7 +28,7 @@ def pip_installs(dockerfile: str) -> list[tuple[list[str], bool]]:
             words = [w.strip("\"'") for w in command.replace("RUN ", " ", 1).split()]
             if "install" not in words or not any(w.startswith("pip") for w in words[:1]):
                 continue
-            args = words[words.index("install") + 1:]
+            args = words[words.index("install") + 1 :]
             constrained = "-c" in args
             names, skip = [], False
             for word in args:
@@ -57,7 +57,8 @@ def pinned() -> dict[str, str]:
 
 def copied_packages(dockerfile: str) -> set[str]:
     return set(re.findall(r"^COPY ros2_ws/src/(lwd_\w+) src/", dockerfile, flags=re.M)) | set(
-        re.findall(r"^COPY ros2_ws/src/(lwd_\w+) ros2_ws/src/", dockerfile, flags=re.M))
+        re.findall(r"^COPY ros2_ws/src/(lwd_\w+) ros2_ws/src/", dockerfile, flags=re.M)
+    )
 
 
 def lwd_imports(package_dir: Path) -> set[str]:
@@ -112,6 +113,8 @@ def test_robot_image_starts_the_actor_bring_up_from_a_launch_file_it_holds():
 
 
 def test_learner_image_holds_every_lwd_package_the_learner_imports():
-    used = {m for m in lwd_imports(REPO / "learner" / "lwd_learner") if m.startswith("lwd_")} - {"lwd_learner"}
+    used = {m for m in lwd_imports(REPO / "learner" / "lwd_learner") if m.startswith("lwd_")} - {
+        "lwd_learner"
+    }
     assert used <= copied_packages(LEARNER), sorted(used - copied_packages(LEARNER))
     assert "jax[cuda12]" in LEARNER

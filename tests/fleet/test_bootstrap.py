@@ -24,12 +24,17 @@ def test_default_plan_trains_with_the_learners_fleet_preset():
     cfg = learner_config(BootstrapPlan())
     fleet = PRESETS["fleet"][1]
     assert (cfg.train.encoder_steps, cfg.train.bc_steps, cfg.train.rl_steps) == (
-        fleet.train.encoder_steps, fleet.train.bc_steps, fleet.train.rl_steps)
+        fleet.train.encoder_steps,
+        fleet.train.bc_steps,
+        fleet.train.rl_steps,
+    )
     assert cfg.model.encoder.image_size == (64, 64)
 
 
 def test_plan_budgets_override_the_preset():
-    cfg = learner_config(BootstrapPlan(image_size=32, seed=3, encoder_steps=7, bc_steps=20, offline_rl_steps=5))
+    cfg = learner_config(
+        BootstrapPlan(image_size=32, seed=3, encoder_steps=7, bc_steps=20, offline_rl_steps=5)
+    )
     assert (cfg.train.encoder_steps, cfg.train.bc_steps, cfg.train.rl_steps, cfg.train.seed) == (7, 20, 5, 3)
     assert cfg.model.encoder.image_size == (32, 32)
 

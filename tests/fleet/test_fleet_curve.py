@@ -9,8 +9,9 @@ from lwd_bringup.fleet_keys import ensure_fleet_keys
 
 
 def fleet(tmp_path, **bridge):
-    return expand_fleet({"mode": "real", "num_robots": 2, "run_dir": str(tmp_path),
-                         "bridge": {"enabled": True, **bridge}})
+    return expand_fleet(
+        {"mode": "real", "num_robots": 2, "run_dir": str(tmp_path), "bridge": {"enabled": True, **bridge}}
+    )
 
 
 def test_a_loopback_bridge_stays_plain_tcp(tmp_path):
@@ -52,9 +53,17 @@ def test_curve_can_be_forced_on_for_a_loopback_bridge_or_off(tmp_path):
 
 
 def test_robots_of_a_bridge_elsewhere_need_its_public_key(tmp_path):
-    f = expand_fleet({"mode": "real", "num_robots": 1, "run_dir": str(tmp_path),
-                      "actor_params": {"sink": "bridge", "bridge_endpoint": "tcp://10.0.0.5:5555"},
-                      "bridge": {"enabled": False, "endpoint": "tcp://10.0.0.5:5555"}})
-    assert f.by_name("robot0.actor").parameters["bridge_public_key_file"] == str(tmp_path / "keys" / "bridge.key")
+    f = expand_fleet(
+        {
+            "mode": "real",
+            "num_robots": 1,
+            "run_dir": str(tmp_path),
+            "actor_params": {"sink": "bridge", "bridge_endpoint": "tcp://10.0.0.5:5555"},
+            "bridge": {"enabled": False, "endpoint": "tcp://10.0.0.5:5555"},
+        }
+    )
+    assert f.by_name("robot0.actor").parameters["bridge_public_key_file"] == str(
+        tmp_path / "keys" / "bridge.key"
+    )
     with pytest.raises(FleetConfigError, match="copy its public key"):
         ensure_fleet_keys(f)

@@ -30,10 +30,12 @@ def test_each_robot_gets_its_own_namespace_and_robot_id():
 
 
 def test_per_robot_parameters_override_fleet_defaults():
-    fleet = expand_fleet({
-        "robots": [{"id": "a", "params": {"actor": {"jpeg_quality": 95}}}, {"id": "b"}],
-        "actor_params": {"jpeg_quality": 80, "episode_time_limit_s": 20.0},
-    })
+    fleet = expand_fleet(
+        {
+            "robots": [{"id": "a", "params": {"actor": {"jpeg_quality": 95}}}, {"id": "b"}],
+            "actor_params": {"jpeg_quality": 80, "episode_time_limit_s": 20.0},
+        }
+    )
     a, b = fleet.by_name("a.actor"), fleet.by_name("b.actor")
     assert a.parameters["jpeg_quality"] == 95 and b.parameters["jpeg_quality"] == 80
     assert a.parameters["episode_time_limit_s"] == 20.0
@@ -69,9 +71,18 @@ def test_command_line_carries_namespace_node_name_remaps_and_params_file():
     fleet = expand_fleet({"robots": [{"id": "r7", "remappings": {"joint_commands": "/ctrl/commands"}}]})
     argv = command_line(fleet.by_name("r7.actor"), "python", "/tmp/p.yaml")
     assert argv[:3] == ["python", "-m", "lwd_actor.actor_node"]
-    tail = argv[argv.index("--ros-args"):]
-    assert tail == ["--ros-args", "-r", "__node:=actor", "-r", "__ns:=/r7", "-r",
-                    "joint_commands:=/ctrl/commands", "--params-file", "/tmp/p.yaml"]
+    tail = argv[argv.index("--ros-args") :]
+    assert tail == [
+        "--ros-args",
+        "-r",
+        "__node:=actor",
+        "-r",
+        "__ns:=/r7",
+        "-r",
+        "joint_commands:=/ctrl/commands",
+        "--params-file",
+        "/tmp/p.yaml",
+    ]
 
 
 def test_params_file_is_keyed_by_fully_qualified_node_name():
@@ -81,12 +92,15 @@ def test_params_file_is_keyed_by_fully_qualified_node_name():
     assert content["/robot0/sim_robot"]["ros__parameters"]["robot_id"] == "robot0"
 
 
-@pytest.mark.parametrize("cfg, match", [
-    ({"num_robots": 0}, "positive"),
-    ({"robots": [{"id": "a"}, {"id": "a"}]}, "twice"),
-    ({"robots": [{"id": "bad id!"}]}, "must match"),
-    ({"mode": "hybrid"}, "mode"),
-])
+@pytest.mark.parametrize(
+    "cfg, match",
+    [
+        ({"num_robots": 0}, "positive"),
+        ({"robots": [{"id": "a"}, {"id": "a"}]}, "twice"),
+        ({"robots": [{"id": "bad id!"}]}, "must match"),
+        ({"mode": "hybrid"}, "mode"),
+    ],
+)
 def test_invalid_descriptions_are_refused_with_a_clear_message(cfg, match):
     with pytest.raises(FleetConfigError, match=match):
         expand_fleet(cfg)
@@ -101,4 +115,6 @@ def test_fleet_file_without_fleet_section_is_refused(tmp_path):
 
 def test_set_overrides_parse_nested_yaml_values():
     assert parse_set(["actor_params.jpeg_quality=90", "use_sim_time=true"]) == {
-        "actor_params": {"jpeg_quality": 90}, "use_sim_time": True}
+        "actor_params": {"jpeg_quality": 90},
+        "use_sim_time": True,
+    }

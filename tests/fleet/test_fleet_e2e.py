@@ -40,12 +40,36 @@ def bridge_status(run_dir) -> dict:
 def test_fleet_learns_online_and_robots_load_the_new_policy(tmp_path):
     run_dir = tmp_path / "fleet"
     port = free_port()
-    argv = [sys.executable, "-m", "lwd_bringup.main", "--run-dir", str(run_dir), "--num-robots", "2",
-            "--offline-episodes", "4", "--bc-steps", "20", "--offline-rl-steps", "10", "--publish-every", "10",
-            "--status-every", "15", "--set", f"bridge.bind=tcp://127.0.0.1:{port}"]
+    argv = [
+        sys.executable,
+        "-m",
+        "lwd_bringup.main",
+        "--run-dir",
+        str(run_dir),
+        "--num-robots",
+        "2",
+        "--offline-episodes",
+        "4",
+        "--bc-steps",
+        "20",
+        "--offline-rl-steps",
+        "10",
+        "--publish-every",
+        "10",
+        "--status-every",
+        "15",
+        "--set",
+        f"bridge.bind=tcp://127.0.0.1:{port}",
+    ]
     log = (tmp_path / "main.log").open("wb")
-    proc = subprocess.Popen(die_with_parent(argv), env=ros_env(), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        die_with_parent(argv),
+        env=ros_env(),
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     policies = PolicyStore(run_dir / "bridge" / "policies")
 
     def robots_on_new_policy() -> bool:

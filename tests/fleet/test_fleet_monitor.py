@@ -19,19 +19,33 @@ from lwd_description.robot import CAMERA_NAMES, NUM_JOINTS
 
 def episode(eid: str, robot: str, version: str, success: bool, teleop_steps: int, n: int = 10) -> Episode:
     img = encode_jpeg(np.zeros((8, 8, 3), np.uint8))
-    steps = [StepRecord(i, i / 30, {c: img for c in CAMERA_NAMES}, np.zeros(NUM_JOINTS, np.float32),
-                        np.zeros(NUM_JOINTS, np.float32),
-                        ActionSource.TELEOP if i >= n - teleop_steps else ActionSource.POLICY, 0,
-                        "teleop" if i >= n - teleop_steps else version) for i in range(n)]
+    steps = [
+        StepRecord(
+            i,
+            i / 30,
+            {c: img for c in CAMERA_NAMES},
+            np.zeros(NUM_JOINTS, np.float32),
+            np.zeros(NUM_JOINTS, np.float32),
+            ActionSource.TELEOP if i >= n - teleop_steps else ActionSource.POLICY,
+            0,
+            "teleop" if i >= n - teleop_steps else version,
+        )
+        for i in range(n)
+    ]
     meta = EpisodeMeta(eid, robot, "can_to_bin", "put the red can in the left bin", EpisodeKind.ROLLOUT)
     return Episode.from_steps(meta, steps, EpisodeOutcome(Label.SUCCESS if success else Label.FAILURE, n))
 
 
 def make_monitor(tmp_path) -> FleetMonitor:
     store = EpisodeStore(tmp_path / "bridge" / "store")
-    for k, (robot, version, success, teleop) in enumerate([
-            ("robot0", "v000001", False, 5), ("robot1", "v000001", False, 5),
-            ("robot0", "v000002", True, 2), ("robot1", "v000002", True, 0)]):
+    for k, (robot, version, success, teleop) in enumerate(
+        [
+            ("robot0", "v000001", False, 5),
+            ("robot1", "v000001", False, 5),
+            ("robot0", "v000002", True, 2),
+            ("robot1", "v000002", True, 0),
+        ]
+    ):
         store.put(episode(f"{robot}-ep{k}", robot, version, success, teleop))
     store.commit_snapshot()
     return FleetMonitor(tmp_path / "bridge", tmp_path / "learner", ("robot0", "robot1"))

@@ -12,15 +12,25 @@ def fleet_of(tmp_path: Path, *specs: ProcessSpec) -> FleetDescription:
     return FleetDescription("sim", (), tmp_path, False, None, specs)
 
 
-CRASHER = ProcessSpec(name="crasher", package="x", executable="x", module="json.tool",
-                      args=("/nonexistent/file.json",), ros=False)
-SLEEPER = ProcessSpec(name="sleeper", package="x", executable="x", module="timeit",
-                      args=("-n", "1000000000", "pass"), ros=False)
+CRASHER = ProcessSpec(
+    name="crasher",
+    package="x",
+    executable="x",
+    module="json.tool",
+    args=("/nonexistent/file.json",),
+    ros=False,
+)
+SLEEPER = ProcessSpec(
+    name="sleeper", package="x", executable="x", module="timeit", args=("-n", "1000000000", "pass"), ros=False
+)
 
 
 def test_crashing_process_is_restarted_then_given_up(tmp_path):
-    sup = Supervisor(fleet_of(tmp_path, CRASHER), config=SupervisorConfig(
-        max_restarts=2, restart_backoff_s=0.05, max_backoff_s=0.1), log=lambda m: None)
+    sup = Supervisor(
+        fleet_of(tmp_path, CRASHER),
+        config=SupervisorConfig(max_restarts=2, restart_backoff_s=0.05, max_backoff_s=0.1),
+        log=lambda m: None,
+    )
     sup.start()
     r = sup.running["crasher"]
     assert wait_for(lambda: (sup.poll(), r.given_up)[1], timeout=30, interval=0.05)
@@ -45,9 +55,15 @@ def test_run_with_duration_returns_and_cleans_up(tmp_path):
 
 
 def test_ros_processes_get_a_params_file_with_their_parameters(tmp_path):
-    spec = ProcessSpec(name="r0.actor", package="lwd_actor", executable="actor_node",
-                       module="lwd_actor.actor_node", namespace="/r0", node_name="actor",
-                       parameters={"robot_id": "r0"})
+    spec = ProcessSpec(
+        name="r0.actor",
+        package="lwd_actor",
+        executable="actor_node",
+        module="lwd_actor.actor_node",
+        namespace="/r0",
+        node_name="actor",
+        parameters={"robot_id": "r0"},
+    )
     sup = Supervisor(fleet_of(tmp_path, spec), log=lambda m: None)
     argv = sup.running["r0.actor"].argv
     params_file = Path(argv[argv.index("--params-file") + 1])
@@ -55,19 +71,31 @@ def test_ros_processes_get_a_params_file_with_their_parameters(tmp_path):
 
 
 def test_run_stops_the_fleet_and_reports_a_process_that_keeps_crashing(tmp_path):
-    sup = Supervisor(fleet_of(tmp_path, CRASHER, SLEEPER), config=SupervisorConfig(
-        max_restarts=1, restart_backoff_s=0.05, max_backoff_s=0.1), log=lambda m: None)
+    sup = Supervisor(
+        fleet_of(tmp_path, CRASHER, SLEEPER),
+        config=SupervisorConfig(max_restarts=1, restart_backoff_s=0.05, max_backoff_s=0.1),
+        log=lambda m: None,
+    )
     failure = sup.run(duration_s=60)
-    assert failure is not None and failure.startswith("crasher exited 2 times (last exit code 2): python -m json.tool: error")
+    assert failure is not None and failure.startswith(
+        "crasher exited 2 times (last exit code 2): python -m json.tool: error"
+    )
     assert "\n" not in failure and "crasher.log" in failure
     assert sup.alive() == {"crasher": False, "sleeper": False}
 
 
 def test_run_stops_the_fleet_when_a_process_logs_its_fatal_marker(tmp_path):
-    unconfigured = ProcessSpec(name="r0.actor", package="x", executable="x", module="this",
-                               ros=False, fatal_log_marker="Beautiful is better")  # `python -m this` prints the Zen
+    unconfigured = ProcessSpec(
+        name="r0.actor",
+        package="x",
+        executable="x",
+        module="this",
+        ros=False,
+        fatal_log_marker="Beautiful is better",
+    )  # `python -m this` prints the Zen
     failure = Supervisor(fleet_of(tmp_path, unconfigured, SLEEPER), log=lambda m: None).run(
-        duration_s=60, log_scan_interval_s=0.1)
+        duration_s=60, log_scan_interval_s=0.1
+    )
     assert failure == "r0.actor: Beautiful is better than ugly."
 
 

@@ -8,8 +8,10 @@ import importlib
 
 import pytest
 
-REASON = ("the ROS 2 launch stack (launch, launch_ros, launch_pytest) is not installed in this venv; "
-          "scripts/setup.sh installs it when ../shared/vendor sits beside the checkout")
+REASON = (
+    "the ROS 2 launch stack (launch, launch_ros, launch_pytest) is not installed in this venv; "
+    "scripts/setup.sh installs it when ../shared/vendor sits beside the checkout"
+)
 
 launch = pytest.importorskip("launch", reason=REASON)
 launch_ros = pytest.importorskip("launch_ros", reason=REASON)

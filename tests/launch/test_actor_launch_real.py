@@ -33,8 +33,15 @@ def domain_id():
 @pytest.fixture
 def params_file(tmp_path):
     policy = build_policy(tmp_path / "policy.onnx", version="real-v1")
-    params = {"/**": {"ros__parameters": {"policy_path": str(policy), "sink": "directory",
-                                          "store_dir": str(tmp_path / "store")}}}
+    params = {
+        "/**": {
+            "ros__parameters": {
+                "policy_path": str(policy),
+                "sink": "directory",
+                "store_dir": str(tmp_path / "store"),
+            }
+        }
+    }
     path = tmp_path / "actor_params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
@@ -42,25 +49,45 @@ def params_file(tmp_path):
 
 @launch_pytest.fixture
 def real_fleet(params_file, tmp_path, domain_id):
-    return launch.LaunchDescription([
-        launch.actions.SetEnvironmentVariable("ROS_DOMAIN_ID", str(domain_id)),
-        launch.actions.SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"),
-        launch_ros.actions.Node(package="lwd_testing", executable="fake_robot_node", name="fake_robot", namespace="/robot0",
-             output="screen"),
-        launch.actions.IncludeLaunchDescription(
-            launch.launch_description_sources.PythonLaunchDescriptionSource(launch_file("lwd_actor", "fleet.launch.py")),
-            launch_arguments={"mode": "real", "num_robots": "1", "with_bridge": "false",
-                              "with_learner": "false", "params_file": str(params_file),
-                              "run_dir": str(tmp_path / "run")}.items(),
-        ),
-        launch_pytest.actions.ReadyToTest(),
-    ])
+    return launch.LaunchDescription(
+        [
+            launch.actions.SetEnvironmentVariable("ROS_DOMAIN_ID", str(domain_id)),
+            launch.actions.SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"),
+            launch_ros.actions.Node(
+                package="lwd_testing",
+                executable="fake_robot_node",
+                name="fake_robot",
+                namespace="/robot0",
+                output="screen",
+            ),
+            launch.actions.IncludeLaunchDescription(
+                launch.launch_description_sources.PythonLaunchDescriptionSource(
+                    launch_file("lwd_actor", "fleet.launch.py")
+                ),
+                launch_arguments={
+                    "mode": "real",
+                    "num_robots": "1",
+                    "with_bridge": "false",
+                    "with_learner": "false",
+                    "params_file": str(params_file),
+                    "run_dir": str(tmp_path / "run"),
+                }.items(),
+            ),
+            launch_pytest.actions.ReadyToTest(),
+        ]
+    )
 
 
 def episode_cli(domain_id: int, *args: str) -> dict:
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
-    out = subprocess.run([sys.executable, "-m", "lwd_actor.episode_cli", "--ns", "/robot0", *args],
-                         env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "lwd_actor.episode_cli", "--ns", "/robot0", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = out.stdout.strip().splitlines()
     assert lines, out.stderr
     return json.loads(lines[-1])

@@ -28,20 +28,24 @@ def run_dir(tmp_path):
 
 
 def fleet_launch(run_dir, tmp_path, host: str):
-    return launch.LaunchDescription([
-        launch.actions.SetEnvironmentVariable("ROS_DOMAIN_ID", str(unique_domain_id())),
-        launch.actions.SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"),
-        launch.actions.IncludeLaunchDescription(
-            launch.launch_description_sources.PythonLaunchDescriptionSource(launch_file("lwd_actor", "fleet.launch.py")),
-            launch_arguments={
-                "fleet_file": str(fleet_file(tmp_path, free_port(), host)),
-                "num_robots": "1",
-                "run_dir": str(run_dir),
-                "with_learner": "false",
-            }.items(),
-        ),
-        launch_pytest.actions.ReadyToTest(),
-    ])
+    return launch.LaunchDescription(
+        [
+            launch.actions.SetEnvironmentVariable("ROS_DOMAIN_ID", str(unique_domain_id())),
+            launch.actions.SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"),
+            launch.actions.IncludeLaunchDescription(
+                launch.launch_description_sources.PythonLaunchDescriptionSource(
+                    launch_file("lwd_actor", "fleet.launch.py")
+                ),
+                launch_arguments={
+                    "fleet_file": str(fleet_file(tmp_path, free_port(), host)),
+                    "num_robots": "1",
+                    "run_dir": str(run_dir),
+                    "with_learner": "false",
+                }.items(),
+            ),
+            launch_pytest.actions.ReadyToTest(),
+        ]
+    )
 
 
 @launch_pytest.fixture
@@ -57,7 +61,9 @@ def fleet_on_all_interfaces(run_dir, tmp_path):
 
 def _robot_status(run_dir) -> dict:
     try:
-        return json.loads((run_dir / "bridge" / "status.json").read_text()).get("robots", {}).get("robot0", {})
+        return (
+            json.loads((run_dir / "bridge" / "status.json").read_text()).get("robots", {}).get("robot0", {})
+        )
     except (OSError, ValueError):
         return {}
 
@@ -70,8 +76,9 @@ def _committed_episodes(run_dir) -> list:
 
 def _wait_for_episodes_and_policy(run_dir) -> list:
     deadline = time.monotonic() + 600  # a bound for a loaded 2-core machine, not a timing assertion
-    while time.monotonic() < deadline and not (_committed_episodes(run_dir)
-                                               and _robot_status(run_dir).get("policy_version")):
+    while time.monotonic() < deadline and not (
+        _committed_episodes(run_dir) and _robot_status(run_dir).get("policy_version")
+    ):
         time.sleep(2)
     episodes = _committed_episodes(run_dir)
     assert episodes, f"no episode reached the bridge store in 600 s; robot status {_robot_status(run_dir)}"

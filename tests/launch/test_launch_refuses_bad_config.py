@@ -17,9 +17,19 @@ pytestmark = pytest.mark.ros
 
 def ros2_launch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     ros2 = Path(sys.executable).parent / "ros2"
-    env = {**os.environ, "ROS_DOMAIN_ID": str(unique_domain_id()), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
-    return subprocess.run([str(ros2), "launch", "lwd_actor", "fleet.launch.py", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "ROS_DOMAIN_ID": str(unique_domain_id()),
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+    }
+    return subprocess.run(
+        [str(ros2), "launch", "lwd_actor", "fleet.launch.py", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_fleet_launch_without_a_policy_stops_and_names_the_bootstrap_command(tmp_path):

@@ -30,7 +30,9 @@ def main() -> None:
     if pid == 0:
         _store(store, toytask.mixed_dataset(0, n_demo=2, n_rollout=3, n_play=1))
     cfg = tiny_config()
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, bc_steps=3, rl_steps=2, ckpt_every=100))
+    cfg = dataclasses.replace(
+        cfg, train=dataclasses.replace(cfg.train, bc_steps=3, rl_steps=2, ckpt_every=100)
+    )
     from jax.experimental import multihost_utils
 
     multihost_utils.sync_global_devices("store written")
@@ -40,9 +42,18 @@ def main() -> None:
     first = agent_batches._host_sample(bc=False)
     digest = hashlib.sha256(first["joint_pos"].tobytes() + first["actions"].tobytes()).hexdigest()
     session = train.run_offline(store, work / "run", cfg, progress=False)
-    print(json.dumps({"process": jax.process_index(), "processes": jax.process_count(),
-                      "on_device": agent_batches.on_device, "local_rows": len(first["joint_pos"]),
-                      "batch_digest": digest, "step": int(session.state.step)}))
+    print(
+        json.dumps(
+            {
+                "process": jax.process_index(),
+                "processes": jax.process_count(),
+                "on_device": agent_batches.on_device,
+                "local_rows": len(first["joint_pos"]),
+                "batch_digest": digest,
+                "step": int(session.state.step),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -54,8 +54,16 @@ def test_recap_labels_the_top_30_percent_per_task_and_every_intervention_positiv
 
 
 def test_recap_advantage_bootstraps_from_the_next_value_unless_done():
-    adv, _ = recap.advantage_labels(np.array([0.5, 0.5]), np.array([0.8, 0.8]), np.array([0.0, 0.0]),
-                                    np.array([0.0, 1.0]), 0.5, np.zeros(2, int), np.zeros(2), 0.5)
+    adv, _ = recap.advantage_labels(
+        np.array([0.5, 0.5]),
+        np.array([0.8, 0.8]),
+        np.array([0.0, 0.0]),
+        np.array([0.0, 1.0]),
+        0.5,
+        np.zeros(2, int),
+        np.zeros(2),
+        0.5,
+    )
     np.testing.assert_allclose(adv, [0.5 * 0.8 - 0.5, -0.5])
 
 
@@ -75,8 +83,9 @@ def store(tmp_path_factory):
 @pytest.mark.parametrize("replay", ["device", "host"])
 def test_recap_offline_run_labels_steps_and_exports_the_positive_policy(store, tmp_path, replay):
     cfg = tiny_config()
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, method="recap", replay=replay,
-                                                             recap_relabel_every=2))
+    cfg = dataclasses.replace(
+        cfg, train=dataclasses.replace(cfg.train, method="recap", replay=replay, recap_relabel_every=2)
+    )
     run_offline(store, tmp_path / "run", cfg, progress=False)
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     rl = [m for m in lines if m["phase"] == "rl"]
@@ -104,20 +113,33 @@ def _agent_and_batch(cfg, n=8):
     rng = np.random.default_rng(0)
     h, w = cfg.model.encoder.image_size
     img = lambda: rng.integers(0, 256, (n, 3, h, w, 3), dtype=np.uint8)  # noqa: E731
-    batch = {"images": img(), "next_images": img(), "joint_pos": rng.normal(size=(n, 16)).astype(np.float32),
-             "next_joint_pos": rng.normal(size=(n, 16)).astype(np.float32), "task_id": np.ones(n, np.int32),
-             "next_task_id": np.ones(n, np.int32), "actions": rng.normal(size=(n, 30, 16)).astype(np.float32),
-             "ret": np.zeros(n, np.float32), "done": np.zeros(n, np.float32), "discount": np.ones(n, np.float32)}
+    batch = {
+        "images": img(),
+        "next_images": img(),
+        "joint_pos": rng.normal(size=(n, 16)).astype(np.float32),
+        "next_joint_pos": rng.normal(size=(n, 16)).astype(np.float32),
+        "task_id": np.ones(n, np.int32),
+        "next_task_id": np.ones(n, np.int32),
+        "actions": rng.normal(size=(n, 30, 16)).astype(np.float32),
+        "ret": np.zeros(n, np.float32),
+        "done": np.zeros(n, np.float32),
+        "discount": np.ones(n, np.float32),
+    }
     return agent, state, batch
 
 
 def test_features_path_encodes_exactly_like_the_image_path():
-    cfg = dataclasses.replace(tiny_config(), model=dataclasses.replace(
-        tiny_config().model, encoder=dataclasses.replace(tiny_config().model.encoder, pool="spatial")))
+    cfg = dataclasses.replace(
+        tiny_config(),
+        model=dataclasses.replace(
+            tiny_config().model, encoder=dataclasses.replace(tiny_config().model.encoder, pool="spatial")
+        ),
+    )
     agent, state, batch = _agent_and_batch(cfg)
     obs = agent._obs(state.norm, batch)
     feats = agent.image_features(state.policy, batch["images"])
     from lwd_learner.networks import FlowPolicy
+
     z_img = agent.policy.apply(state.policy, *obs, method=FlowPolicy.encode)
     z_feat = agent.policy.apply(state.policy, feats, obs[1], obs[2], method=FlowPolicy.encode)
     np.testing.assert_allclose(z_feat, z_img, rtol=1e-5, atol=1e-6)
@@ -129,8 +151,11 @@ def test_updates_on_cached_features_leave_the_shared_backbone_unchanged():
     conv = lambda p: p["params"]["encoder"]["conv0"]["kernel"]  # noqa: E731
     np.testing.assert_array_equal(conv(state.critic), conv(state.policy))  # one backbone for every network
     before = jax.device_get(state)
-    fb = {**batch, "images": np.asarray(agent.image_features(state.policy, batch["images"])),
-          "next_images": np.asarray(agent.image_features(state.policy, batch["next_images"]))}
+    fb = {
+        **batch,
+        "images": np.asarray(agent.image_features(state.policy, batch["images"])),
+        "next_images": np.asarray(agent.image_features(state.policy, batch["next_images"])),
+    }
     for _ in range(3):  # BC, then RL: momentum and weight decay must not move the frozen backbone either
         state, _ = agent.bc_update(state, fb)
     state = agent.start_rl(state)
@@ -166,8 +191,10 @@ def test_relative_action_statistics_are_taken_from_the_chunk_start():
 
 
 def test_set_overrides_any_config_field_and_refuses_unknown_ones():
-    cfg = apply_overrides(tiny_config(), ["train.encoder_steps=7", "model.encoder.pool=spatial",
-                                          "model.encoder.image_size=[16, 16]"])
+    cfg = apply_overrides(
+        tiny_config(),
+        ["train.encoder_steps=7", "model.encoder.pool=spatial", "model.encoder.image_size=[16, 16]"],
+    )
     assert cfg.train.encoder_steps == 7 and cfg.model.encoder.pool == "spatial"
     assert cfg.model.encoder.image_size == (16, 16)
     with pytest.raises(ValueError, match="unknown config key"):
@@ -183,11 +210,14 @@ def test_q_std_temperature_is_lambda_times_the_critics_spread_on_the_batch():
     # A critic whose values differ across the batch: perturb the Q heads' output layers.
     state = agent.start_rl(state.replace(critic=jax.tree.map(lambda x: x + 0.3, state.critic)))
     from lwd_learner.networks import CriticValue
+
     obs = agent._obs(state.norm, batch)
     zc = agent.critic.apply(state.critic, *obs, method=CriticValue.encode)
     a = agent._norm_actions(state.norm, batch["actions"], batch["joint_pos"])
     q = np.min(np.asarray(agent.critic.apply(state.critic, zc, a, method=CriticValue.q_from_z)), 0)
-    _, stats = agent.policy_loss(state.policy, state.ref_policy, state.critic, state.norm, batch, jax.random.PRNGKey(0))
+    _, stats = agent.policy_loss(
+        state.policy, state.ref_policy, state.critic, state.norm, batch, jax.random.PRNGKey(0)
+    )
     assert q.std() > 1e-3
     np.testing.assert_allclose(float(stats["lam_effective"]), 3.0 * (q.std() + 1e-4), rtol=1e-4)
 
@@ -203,7 +233,7 @@ def test_random_shift_crops_each_frame_from_its_edge_padded_self():
     for b in range(4):
         for c in range(3):
             padded = np.pad(images[b, c], ((2, 2), (2, 2), (0, 0)), mode="edge")
-            crops = [padded[i:i + 8, j:j + 8] for i in range(5) for j in range(5)]
+            crops = [padded[i : i + 8, j : j + 8] for i in range(5) for j in range(5)]
             assert any(np.array_equal(out[b, c], x) for x in crops)
             moved += not np.array_equal(out[b, c], images[b, c])
     assert moved > 0
@@ -216,7 +246,11 @@ def test_cli_offers_every_training_method_of_the_config():
 
     from lwd_learner.config import TrainConfig
 
-    out = subprocess.run([sys.executable, "-m", "lwd_learner.cli", "offline", "--help"], capture_output=True,
-                         text=True, timeout=120).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "lwd_learner.cli", "offline", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     for method in typing.get_args(typing.get_type_hints(TrainConfig)["method"]):
         assert method in out

@@ -47,28 +47,101 @@ def test_presets_set_what_they_are_for():
 
 
 def test_flags_override_the_preset_and_the_config_file(tmp_path: Path):
-    (tmp_path / "c.json").write_text(json.dumps({"train": {"bc_steps": 5, "seed": 3},
-                                                 "model": {"encoder": {"pool": "spatial"}}}))
-    cfg = offline_cfg("--preset", "cpu", "--config", str(tmp_path / "c.json"), "--train.seed", "4",
-                      "--model.encoder.image-size", "32", "48", "--divl.no-adaptive-tau")
+    (tmp_path / "c.json").write_text(
+        json.dumps({"train": {"bc_steps": 5, "seed": 3}, "model": {"encoder": {"pool": "spatial"}}})
+    )
+    cfg = offline_cfg(
+        "--preset",
+        "cpu",
+        "--config",
+        str(tmp_path / "c.json"),
+        "--train.seed",
+        "4",
+        "--model.encoder.image-size",
+        "32",
+        "48",
+        "--divl.no-adaptive-tau",
+    )
     assert cfg.train.encoder_steps == 500 and cfg.train.bc_steps == 5 and cfg.train.seed == 4
     assert cfg.model.encoder.pool == "spatial" and cfg.model.encoder.image_size == (32, 48)
     assert cfg.divl.adaptive_tau is False
     assert offline_cfg("--train.encoder-steps", "None", "--preset", "cpu").train.encoder_steps is None
 
 
-@pytest.mark.parametrize("legacy,new", [
-    (["--bc-steps", "3", "--rl-steps", "2", "--batch-size", "4", "--seed", "1", "--method", "sft"],
-     ["--train.bc-steps", "3", "--train.rl-steps", "2", "--train.batch-size", "4", "--train.seed", "1",
-      "--train.method", "sft"]),
-    (["--value", "expectile", "--constant-tau=0.4", "--nstep", "10", "--lam", "1.5", "--qam-rollout", "reference"],
-     ["--divl.value-kind", "expectile", "--divl.no-adaptive-tau", "--divl.constant-tau", "0.4",
-      "--divl.nstep", "10", "--qam.lam", "1.5", "--qam.rollout", "reference"]),
-    (["--image-size", "32", "32", "--set", "train.encoder_steps=500", "--set", "model.encoder.conv_channels=[4, 8]",
-      "--set", "model.relative_actions=true", "--set", "model.encoder.pool=spatial"],
-     ["--model.encoder.image-size", "32", "32", "--train.encoder-steps", "500",
-      "--model.encoder.conv-channels", "4", "8", "--model.relative-actions", "--model.encoder.pool", "spatial"]),
-])
+@pytest.mark.parametrize(
+    "legacy,new",
+    [
+        (
+            ["--bc-steps", "3", "--rl-steps", "2", "--batch-size", "4", "--seed", "1", "--method", "sft"],
+            [
+                "--train.bc-steps",
+                "3",
+                "--train.rl-steps",
+                "2",
+                "--train.batch-size",
+                "4",
+                "--train.seed",
+                "1",
+                "--train.method",
+                "sft",
+            ],
+        ),
+        (
+            [
+                "--value",
+                "expectile",
+                "--constant-tau=0.4",
+                "--nstep",
+                "10",
+                "--lam",
+                "1.5",
+                "--qam-rollout",
+                "reference",
+            ],
+            [
+                "--divl.value-kind",
+                "expectile",
+                "--divl.no-adaptive-tau",
+                "--divl.constant-tau",
+                "0.4",
+                "--divl.nstep",
+                "10",
+                "--qam.lam",
+                "1.5",
+                "--qam.rollout",
+                "reference",
+            ],
+        ),
+        (
+            [
+                "--image-size",
+                "32",
+                "32",
+                "--set",
+                "train.encoder_steps=500",
+                "--set",
+                "model.encoder.conv_channels=[4, 8]",
+                "--set",
+                "model.relative_actions=true",
+                "--set",
+                "model.encoder.pool=spatial",
+            ],
+            [
+                "--model.encoder.image-size",
+                "32",
+                "32",
+                "--train.encoder-steps",
+                "500",
+                "--model.encoder.conv-channels",
+                "4",
+                "8",
+                "--model.relative-actions",
+                "--model.encoder.pool",
+                "spatial",
+            ],
+        ),
+    ],
+)
 def test_the_older_flag_spellings_mean_the_config_flags(legacy: list[str], new: list[str]):
     """What lwd_bringup.bootstrap and older scripts pass keeps meaning the same config."""
     assert offline_cfg(*legacy) == offline_cfg(*new) != LearnerConfig()
@@ -82,8 +155,11 @@ def test_unknown_field_is_a_clear_error(capsys):
 
 
 def test_bad_value_is_a_clear_error(capsys):
-    for flags, named in ((["--train.method", "foo"], "--train.method"), (["--train.bc-steps", "x"], "--train.bc-steps"),
-                         (["--preset", "huge"], "--preset")):
+    for flags, named in (
+        (["--train.method", "foo"], "--train.method"),
+        (["--train.bc-steps", "x"], "--train.bc-steps"),
+        (["--preset", "huge"], "--preset"),
+    ):
         with pytest.raises(SystemExit) as e:
             main(["offline", *RUN, *flags])
         err = capsys.readouterr().err
@@ -117,7 +193,9 @@ def test_help_lists_every_field_with_its_default(capsys, monkeypatch):
         help_text = blocks.get("--" + path.replace("_", "-"), "")
         default = help_text.rpartition("(default: ")[2]
         assert default and len(help_text.split()) > 4, (path, help_text)  # a default and a description
-    assert "(default: 256)" in blocks["--train.batch-size"] and "gpu:" in out  # the preset's values, the presets
+    assert (
+        "(default: 256)" in blocks["--train.batch-size"] and "gpu:" in out
+    )  # the preset's values, the presets
 
 
 def test_every_config_field_has_a_docstring():
@@ -129,7 +207,10 @@ def test_every_config_field_has_a_docstring():
         for i, node in enumerate(body):
             if isinstance(node, ast.AnnAssign):
                 nxt = body[i + 1] if i + 1 < len(body) else None
-                if not (isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
-                        and isinstance(nxt.value.value, str)):
+                if not (
+                    isinstance(nxt, ast.Expr)
+                    and isinstance(nxt.value, ast.Constant)
+                    and isinstance(nxt.value.value, str)
+                ):
                     missing.append(f"{cls.name}.{node.target.id}")
     assert not missing

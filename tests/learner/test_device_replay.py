@@ -87,7 +87,9 @@ def test_growing_past_capacity_keeps_every_stored_frame():
     total = sum(len(e.actions) for e in arrays)
     assert dev.size == total and dev.capacity >= total and dev.capacity & (dev.capacity - 1) == 0
     data = dev.arrays()
-    np.testing.assert_array_equal(np.asarray(data.joint_pos[:total]), np.concatenate([e.joint_pos for e in arrays]))
+    np.testing.assert_array_equal(
+        np.asarray(data.joint_pos[:total]), np.concatenate([e.joint_pos for e in arrays])
+    )
     assert int(data.n_online) == total and int(data.n_offline) == 0
 
 
@@ -105,4 +107,4 @@ def test_to_features_replaces_frames_and_featurizes_later_episodes():
     data = dev.arrays()
     assert data.images.dtype == jnp.float32 and data.images.shape[1:] == (3 * 3,)
     all_frames = np.concatenate([e.images for e in arrays])
-    np.testing.assert_allclose(np.asarray(data.images[:len(all_frames)]), mean_colour(all_frames), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(data.images[: len(all_frames)]), mean_colour(all_frames), rtol=1e-6)

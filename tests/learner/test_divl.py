@@ -52,7 +52,9 @@ def test_adaptive_tau_follows_entropy_and_is_clipped():
 
 
 def test_adaptive_tau_has_no_gradient():
-    g = jax.grad(lambda logits: divl.adaptive_tau(jax.nn.softmax(logits), 0.6, 0.3, 0.0, 1.0))(jnp.ones(4) * 0.3)
+    g = jax.grad(lambda logits: divl.adaptive_tau(jax.nn.softmax(logits), 0.6, 0.3, 0.0, 1.0))(
+        jnp.ones(4) * 0.3
+    )
     np.testing.assert_array_equal(g, 0.0)
 
 
@@ -65,7 +67,8 @@ def test_categorical_loss_is_minimised_by_the_projected_target():
     logits = jnp.log(divl.c51_project(jnp.array([0.42]), SUPPORT) + 1e-9)
     other = jnp.zeros_like(logits)
     assert float(divl.categorical_value_loss(logits, jnp.array([0.42]), SUPPORT)[0]) < float(
-        divl.categorical_value_loss(other, jnp.array([0.42]), SUPPORT)[0])
+        divl.categorical_value_loss(other, jnp.array([0.42]), SUPPORT)[0]
+    )
 
 
 @pytest.mark.parametrize("tau", [0.3, 0.5, 0.75, 0.9])
@@ -82,7 +85,9 @@ def test_proposition_1_fitted_quantile_equals_pinball_minimiser(tau):
     @jax.jit
     def step(logits, state):
         loss, g = jax.value_and_grad(
-            lambda lg: jnp.mean(divl.categorical_value_loss(jnp.broadcast_to(lg, (x.shape[0], 201)), x, SUPPORT))
+            lambda lg: jnp.mean(
+                divl.categorical_value_loss(jnp.broadcast_to(lg, (x.shape[0], 201)), x, SUPPORT)
+            )
         )(logits)
         u, state = opt.update(g, state)
         return optax.apply_updates(logits, u), state

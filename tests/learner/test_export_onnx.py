@@ -22,33 +22,51 @@ from lwd_learner.replay import NormStats
 
 
 def _agent_state(image_size=(16, 20), pool="mean", relative=False, noise_scale=1.0):
-    cfg = LearnerConfig(model=ModelConfig(encoder=EncoderConfig(image_size=image_size, conv_channels=(8, 16), pool=pool),
-                                          relative_actions=relative,
-                                          policy=PolicyConfig(hidden=(64, 64), noise_scale=noise_scale)))
+    cfg = LearnerConfig(
+        model=ModelConfig(
+            encoder=EncoderConfig(image_size=image_size, conv_channels=(8, 16), pool=pool),
+            relative_actions=relative,
+            policy=PolicyConfig(hidden=(64, 64), noise_scale=noise_scale),
+        )
+    )
     agent = Agent(cfg)
     rng = np.random.default_rng(0)
-    stats = NormStats(rng.normal(size=16).astype(np.float32), rng.uniform(0.5, 2, 16).astype(np.float32),
-                      rng.normal(size=16).astype(np.float32), rng.uniform(0.1, 1, 16).astype(np.float32))
+    stats = NormStats(
+        rng.normal(size=16).astype(np.float32),
+        rng.uniform(0.5, 2, 16).astype(np.float32),
+        rng.normal(size=16).astype(np.float32),
+        rng.uniform(0.1, 1, 16).astype(np.float32),
+    )
     state = agent.init(stats, seed=1)
     # Random (non-zero) output layer so the field is not trivially zero.
-    state = state.replace(policy=jax.tree.map(
-        lambda x: x + 0.05 * np.asarray(jax.random.normal(jax.random.PRNGKey(2), x.shape)), state.policy))
+    state = state.replace(
+        policy=jax.tree.map(
+            lambda x: x + 0.05 * np.asarray(jax.random.normal(jax.random.PRNGKey(2), x.shape)), state.policy
+        )
+    )
     return cfg, agent, state
 
 
 def _inputs(cfg, batch=3, seed=0):
     rng = np.random.default_rng(seed)
     h, w = cfg.model.encoder.image_size
-    return (rng.integers(0, 256, (batch, 3, h, w, 3), dtype=np.uint8),
-            rng.normal(size=(batch, 16)).astype(np.float32),
-            np.array([0, 1, 2][:batch], np.int64),
-            rng.normal(size=(batch, 30, 16)).astype(np.float32))
+    return (
+        rng.integers(0, 256, (batch, 3, h, w, 3), dtype=np.uint8),
+        rng.normal(size=(batch, 16)).astype(np.float32),
+        np.array([0, 1, 2][:batch], np.int64),
+        rng.normal(size=(batch, 30, 16)).astype(np.float32),
+    )
 
 
-@pytest.fixture(scope="module", params=[("mean", False, 1.0), ("spatial", True, 0.5)],
-                ids=["mean-absolute-noise1", "spatial-relative-noise0.5"])
+@pytest.fixture(
+    scope="module",
+    params=[("mean", False, 1.0), ("spatial", True, 0.5)],
+    ids=["mean-absolute-noise1", "spatial-relative-noise0.5"],
+)
 def exported(request):
-    cfg, agent, state = _agent_state(pool=request.param[0], relative=request.param[1], noise_scale=request.param[2])
+    cfg, agent, state = _agent_state(
+        pool=request.param[0], relative=request.param[1], noise_scale=request.param[2]
+    )
     model = export_policy(state.policy, state.norm, cfg.model, ["<unknown>", "pick", "place"], 10, "v000007")
     return cfg, agent, state, model
 
@@ -57,12 +75,21 @@ def test_exported_policy_matches_jax_sampler_on_same_noise(exported):
     cfg, agent, state, model = exported
     images, q, task, noise = _inputs(cfg)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    got = sess.run([policy_io.OUTPUT_ACTIONS], {policy_io.INPUT_IMAGES: images, policy_io.INPUT_JOINT_POS: q,
-                                                  policy_io.INPUT_TASK_ID: task, policy_io.INPUT_NOISE: noise})[0]
+    got = sess.run(
+        [policy_io.OUTPUT_ACTIONS],
+        {
+            policy_io.INPUT_IMAGES: images,
+            policy_io.INPUT_JOINT_POS: q,
+            policy_io.INPUT_TASK_ID: task,
+            policy_io.INPUT_NOISE: noise,
+        },
+    )[0]
     want = agent.act(state, images, q, task.astype(np.int32), noise, steps=10)
     assert got.shape == (3, 30, 16)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-    assert np.abs(want - (noise * np.asarray(state.norm["action_std"]))).max() > 0.01  # the field did something
+    assert (
+        np.abs(want - (noise * np.asarray(state.norm["action_std"]))).max() > 0.01
+    )  # the field did something
 
 
 def test_zero_noise_scale_gives_the_same_chunk_for_any_noise():
@@ -126,13 +153,20 @@ class _CumsumEncoder(nn.Module):
 
 def _custom_encoder_state(monkeypatch, kind, module):
     monkeypatch.setitem(networks.ENCODERS, kind, module)
-    cfg = LearnerConfig(model=ModelConfig(encoder=EncoderConfig(kind=kind, image_size=(8, 8)),
-                                          policy=PolicyConfig(hidden=(32,), noise_scale=1.0)))
+    cfg = LearnerConfig(
+        model=ModelConfig(
+            encoder=EncoderConfig(kind=kind, image_size=(8, 8)),
+            policy=PolicyConfig(hidden=(32,), noise_scale=1.0),
+        )
+    )
     agent = Agent(cfg)
     z = np.zeros(16, np.float32)
     state = agent.init(NormStats(z, z + 1, z, z + 1), seed=3)
-    state = state.replace(policy=jax.tree.map(
-        lambda x: x + 0.05 * np.asarray(jax.random.normal(jax.random.PRNGKey(4), x.shape)), state.policy))
+    state = state.replace(
+        policy=jax.tree.map(
+            lambda x: x + 0.05 * np.asarray(jax.random.normal(jax.random.PRNGKey(4), x.shape)), state.policy
+        )
+    )
     return cfg, agent, state
 
 
@@ -142,8 +176,9 @@ def test_any_encoder_of_supported_primitives_exports_with_parity(monkeypatch):
     images, q, task, noise = _inputs(cfg)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     got = sess.run(None, {"images": images, "joint_pos": q, "task_id": task, "noise": noise})[0]
-    np.testing.assert_allclose(got, agent.act(state, images, q, task.astype(np.int32), noise, steps=4),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        got, agent.act(state, images, q, task.astype(np.int32), noise, steps=4), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_a_primitive_without_an_onnx_rule_fails_at_export_naming_it(monkeypatch):
@@ -157,13 +192,23 @@ def test_a_primitive_without_an_onnx_rule_fails_at_export_naming_it(monkeypatch)
 _W = np.random.default_rng(5).normal(size=(4, 6)).astype(np.float32)
 
 
-@pytest.mark.parametrize("fn", [
-    lambda x: jnp.where(x > 0, jnp.exp(-x), jnp.tanh(x)) * 2 + jnp.sqrt(jnp.abs(x)) - jax.nn.gelu(x) / 3,
-    lambda x: jax.nn.softmax(x @ _W, axis=-1) + jnp.max(x, axis=-1, keepdims=True) - jnp.min(x),
-    lambda x: jnp.concatenate([x, jnp.full((x.shape[0], 2), 0.5), jnp.sin(x[:, 1:3] ** 3)], axis=-1),
-    lambda x: jnp.einsum("bi,bj->bij", x, x).reshape(-1, 4) @ _W[:, :2] + jnp.mean(x.reshape(-1, 2, 2), axis=1)[:1],
-    lambda x: jnp.take(jnp.asarray(_W), (x[:, 0] > 0).astype(jnp.int32), axis=0) * jax.lax.rsqrt(1.0 + x[:, :1] ** 2),
-], ids=["elementwise", "dense-softmax-reduce", "concat-constant-slice", "einsum-reshape-mean", "take-rsqrt"])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: jnp.where(x > 0, jnp.exp(-x), jnp.tanh(x)) * 2 + jnp.sqrt(jnp.abs(x)) - jax.nn.gelu(x) / 3,
+        lambda x: jax.nn.softmax(x @ _W, axis=-1) + jnp.max(x, axis=-1, keepdims=True) - jnp.min(x),
+        lambda x: jnp.concatenate([x, jnp.full((x.shape[0], 2), 0.5), jnp.sin(x[:, 1:3] ** 3)], axis=-1),
+        lambda x: (
+            jnp.einsum("bi,bj->bij", x, x).reshape(-1, 4) @ _W[:, :2]
+            + jnp.mean(x.reshape(-1, 2, 2), axis=1)[:1]
+        ),
+        lambda x: (
+            jnp.take(jnp.asarray(_W), (x[:, 0] > 0).astype(jnp.int32), axis=0)
+            * jax.lax.rsqrt(1.0 + x[:, :1] ** 2)
+        ),
+    ],
+    ids=["elementwise", "dense-softmax-reduce", "concat-constant-slice", "einsum-reshape-mean", "take-rsqrt"],
+)
 @pytest.mark.parametrize("batch", [1, 5])
 def test_converter_matches_jax_for_any_batch(fn, batch):
     from lwd_learner.jaxpr_onnx import GraphInput, jax_to_onnx
@@ -171,5 +216,7 @@ def test_converter_matches_jax_for_any_batch(fn, batch):
     model = jax_to_onnx(fn, [GraphInput("x", ("B", 4), np.float32)], ["y"])
     onnx.checker.check_model(model)
     x = np.random.default_rng(batch).normal(size=(batch, 4)).astype(np.float32)
-    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x}
+    )[0]
     np.testing.assert_allclose(got, np.asarray(fn(x)), rtol=1e-5, atol=1e-5)

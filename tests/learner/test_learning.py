@@ -34,13 +34,24 @@ BC_STEPS, RL_STEPS = 2000, 400
 
 def small_config(seed: int) -> LearnerConfig:
     return LearnerConfig(
-        model=ModelConfig(encoder=EncoderConfig(image_size=(8, 8), conv_channels=(4,), out_dim=32, joint_hidden=32,
-                                                task_dim=8),
-                          # noise 1: the test measures the tilt of the sampled distribution, not its mode
-                          policy=PolicyConfig(hidden=(512, 512), noise_scale=1.0), critic=CriticConfig(hidden=(64, 64), action_dim=32)),
+        model=ModelConfig(
+            encoder=EncoderConfig(
+                image_size=(8, 8), conv_channels=(4,), out_dim=32, joint_hidden=32, task_dim=8
+            ),
+            # noise 1: the test measures the tilt of the sampled distribution, not its mode
+            policy=PolicyConfig(hidden=(512, 512), noise_scale=1.0),
+            critic=CriticConfig(hidden=(64, 64), action_dim=32),
+        ),
         qam=QAMConfig(lam=0.05, lr=1e-3, bc_lr=3e-3),
-        train=TrainConfig(batch_size=128, bc_steps=BC_STEPS, rl_steps=RL_STEPS, bc_data="all", log_every=50,
-                          ckpt_every=10_000, seed=seed),
+        train=TrainConfig(
+            batch_size=128,
+            bc_steps=BC_STEPS,
+            rl_steps=RL_STEPS,
+            bc_data="all",
+            log_every=50,
+            ckpt_every=10_000,
+            seed=seed,
+        ),
     )
 
 

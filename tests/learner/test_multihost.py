@@ -25,9 +25,17 @@ def two_process_run(tmp_path_factory):
     here = Path(__file__).parent
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
     port = _free_port()
-    procs = [subprocess.Popen([sys.executable, str(here / "multihost_run.py"), str(port), str(i), str(work)],
-                              cwd=here, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(here / "multihost_run.py"), str(port), str(i), str(work)],
+            cwd=here,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     try:
         outs = [p.communicate(timeout=600) for p in procs]
     finally:

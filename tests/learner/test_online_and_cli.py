@@ -28,10 +28,13 @@ from lwd_learner.train import run_offline, run_online
 def tiny_config():
     cfg = small_config(0)
     return dataclasses.replace(
-        cfg, model=dataclasses.replace(cfg.model, policy=PolicyConfig(hidden=(32,))),
+        cfg,
+        model=dataclasses.replace(cfg.model, policy=PolicyConfig(hidden=(32,))),
         qam=dataclasses.replace(cfg.qam, flow_steps=3),  # plumbing tests: fewer unrolled steps compile faster
-        train=dataclasses.replace(cfg.train, batch_size=8, bc_steps=6, rl_steps=4, log_every=2, ckpt_every=5,
-                                  publish_every=5))
+        train=dataclasses.replace(
+            cfg.train, batch_size=8, bc_steps=6, rl_steps=4, log_every=2, ckpt_every=5, publish_every=5
+        ),
+    )
 
 
 def _store(path, episodes):
@@ -53,17 +56,26 @@ def offline_run(tmp_path_factory):
 def test_offline_run_writes_checkpoint_metrics_and_contract_policy(offline_run):
     run = offline_run / "run"
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    assert {"bc_loss"} <= set(lines[0]) and {"critic_loss", "tau_mean", "value_entropy", "q_mean"} <= set(lines[-1])
+    assert {"bc_loss"} <= set(lines[0]) and {"critic_loss", "tau_mean", "value_entropy", "q_mean"} <= set(
+        lines[-1]
+    )
     sig = policy_io.read_signature(onnx.load(run / "policy.onnx"))
-    assert sig.instructions == ("<unknown>", toytask.INSTRUCTION) and (sig.image_height, sig.image_width) == (8, 8)
+    assert sig.instructions == ("<unknown>", toytask.INSTRUCTION) and (sig.image_height, sig.image_width) == (
+        8,
+        8,
+    )
 
 
 def test_online_publishes_policies_from_bridge_store_and_resumes(offline_run, tmp_path):
     rng = np.random.default_rng(3)
     bridge = tmp_path / "bridge"
-    _store(bridge / "store", [toytask.make_episode(rng, EpisodeKind.ROLLOUT, toytask.GOAL, i, teleop_from=10)
-                              for i in range(3)])
-    s = run_online(bridge, tmp_path / "online", init_from=offline_run / "run", max_new_steps=10, progress=False)
+    _store(
+        bridge / "store",
+        [toytask.make_episode(rng, EpisodeKind.ROLLOUT, toytask.GOAL, i, teleop_from=10) for i in range(3)],
+    )
+    s = run_online(
+        bridge, tmp_path / "online", init_from=offline_run / "run", max_new_steps=10, progress=False
+    )
     assert int(s.state.step) == 20 and s.phase == "rl"
     assert s.cfg.divl.tau_base == 0.9 and s.cfg.divl.nstep == 1  # the paper's online settings
     policies = PolicyStore(bridge / "policies")
@@ -87,16 +99,50 @@ def test_cli_offline_and_export(tmp_path):
     _store(tmp_path / "store", toytask.mixed_dataset(1, n_demo=2, n_rollout=2, n_play=1))
     (tmp_path / "cfg.json").write_text(json.dumps({"model": {"encoder": {"image_size": [8, 8]}}}))
     base = [sys.executable, "-m", "lwd_learner.cli"]
-    r = subprocess.run(base + ["offline", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "run"),
-                               "--preset", "smoke", "--config", str(tmp_path / "cfg.json"), "--train.bc-steps", "3",
-                               "--train.rl-steps", "2", "--train.batch-size", "4", "--divl.value-kind", "expectile",
-                               "--no-progress"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        base
+        + [
+            "offline",
+            "--store",
+            str(tmp_path / "store"),
+            "--out",
+            str(tmp_path / "run"),
+            "--preset",
+            "smoke",
+            "--config",
+            str(tmp_path / "cfg.json"),
+            "--train.bc-steps",
+            "3",
+            "--train.rl-steps",
+            "2",
+            "--train.batch-size",
+            "4",
+            "--divl.value-kind",
+            "expectile",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["step"] == 5 and "tau_mean" not in last  # expectile baseline: scalar value, no tau
-    r = subprocess.run(base + ["export", "--run", str(tmp_path / "run"), "--onnx", str(tmp_path / "p.onnx"),
-                               "--version", "v000009"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        base
+        + [
+            "export",
+            "--run",
+            str(tmp_path / "run"),
+            "--onnx",
+            str(tmp_path / "p.onnx"),
+            "--version",
+            "v000009",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     sig = policy_io.read_signature(onnx.load(tmp_path / "p.onnx"))
     assert sig.version == "v000009" and (sig.image_height, sig.image_width) == (8, 8)
@@ -109,8 +155,15 @@ def test_cli_online_defaults_are_the_init_checkpoints_config(offline_run, tmp_pa
     from lwd_learner.config import PRESETS, online_config
 
     saved = tiny_config()  # what offline_run trained with
-    common = ["online", "--bridge-root", str(tmp_path / "bridge"), "--out", str(tmp_path / "on"),
-              "--init", str(offline_run / "run")]
+    common = [
+        "online",
+        "--bridge-root",
+        str(tmp_path / "bridge"),
+        "--out",
+        str(tmp_path / "on"),
+        "--init",
+        str(offline_run / "run"),
+    ]
     assert parse(common).args.cfg == online_config(saved)
     cfg = parse([*common, "--preset", "fleet", "--train.publish-every", "7"]).args.cfg
     assert cfg.model == saved.model and cfg.train.encoder_steps == PRESETS["fleet"][1].train.encoder_steps
@@ -121,16 +174,41 @@ def test_cli_online_defaults_are_the_init_checkpoints_config(offline_run, tmp_pa
 
 def test_cli_reports_missing_store_snapshot(tmp_path):
     EpisodeStore(tmp_path / "empty")
-    r = subprocess.run([sys.executable, "-m", "lwd_learner.cli", "offline", "--store", str(tmp_path / "empty"),
-                        "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lwd_learner.cli",
+            "offline",
+            "--store",
+            str(tmp_path / "empty"),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "no episodes in a snapshot" in r.stderr
 
 
 def test_ctrl_c_while_the_learner_starts_up_stops_it_quietly(tmp_path):
     """SIGINT before the training loop (JAX import, data loading) exits 0 with one line, no traceback."""
-    proc = subprocess.Popen([sys.executable, "-m", "lwd_learner.cli", "online", "--bridge-root",
-                             str(tmp_path / "bridge"), "--out", str(tmp_path / "out")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lwd_learner.cli",
+            "online",
+            "--bridge-root",
+            str(tmp_path / "bridge"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.0)  # inside start-up: importing JAX alone takes longer on 2 cores
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)

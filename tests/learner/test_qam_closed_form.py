@@ -76,8 +76,20 @@ def _bc_then_qam(sample_ref, dim, c, seed=0, rollout_with_reference=False, bc_st
     c = jnp.asarray(c, jnp.float32)
 
     def am_loss(p, rng):
-        per, _ = qam_loss(field, p, field, ref, None, (dim,), 256, lambda a: jnp.broadcast_to(c, a.shape),
-                          LAM, STEPS, rng, rollout_with_reference)
+        per, _ = qam_loss(
+            field,
+            p,
+            field,
+            ref,
+            None,
+            (dim,),
+            256,
+            lambda a: jnp.broadcast_to(c, a.shape),
+            LAM,
+            STEPS,
+            rng,
+            rollout_with_reference,
+        )
         return jnp.mean(per)
 
     tuned = _train(am_loss, ref, qam_steps, 1e-3, seed + 1)

@@ -84,8 +84,11 @@ def test_vocab_index_zero_is_unknown_and_capacity_is_respected():
 
 def test_bookkeeping_counts_kinds_labels_and_interventions():
     rng = np.random.default_rng(0)
-    eps = [_success_episode(), toytask.make_episode(rng, EpisodeKind.ROLLOUT, toytask.DECOY, 1, teleop_from=20),
-           toytask.make_episode(rng, EpisodeKind.PLAY, toytask.GOAL, 2)]
+    eps = [
+        _success_episode(),
+        toytask.make_episode(rng, EpisodeKind.ROLLOUT, toytask.DECOY, 1, teleop_from=20),
+        toytask.make_episode(rng, EpisodeKind.PLAY, toytask.GOAL, 2),
+    ]
     buf, _ = _buffer(eps)
     bk = buf.bookkeeping()
     assert bk["demo"] == 1 and bk["rollout"] == 1 and bk["play"] == 1

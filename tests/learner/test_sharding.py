@@ -14,8 +14,14 @@ import numpy as np
 def test_sharded_update_equals_single_device():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     here = Path(__file__).parent
-    out = subprocess.run([sys.executable, str(here / "sharded_step.py")], cwd=here, env=env, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, str(here / "sharded_step.py")],
+        cwd=here,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     r = json.loads(out.stdout)
     assert r["device_count"] == 4

@@ -47,20 +47,37 @@ def trajectory(rng: np.random.Generator, end: np.ndarray) -> tuple[np.ndarray, n
     return joints.astype(np.float32), actions.astype(np.float32)
 
 
-def make_episode(rng: np.random.Generator, kind: EpisodeKind, end: np.ndarray, idx: int,
-                 image_size: int = 8, teleop_from: int | None = None) -> Episode:
+def make_episode(
+    rng: np.random.Generator,
+    kind: EpisodeKind,
+    end: np.ndarray,
+    idx: int,
+    image_size: int = 8,
+    teleop_from: int | None = None,
+) -> Episode:
     joints, actions = trajectory(rng, end.astype(np.float32))
     ok = success_of(actions) and kind != EpisodeKind.PLAY
     frame = encode_jpeg(np.full((image_size, image_size, 3), 128, np.uint8))
-    meta = EpisodeMeta(episode_id=f"toy-{kind.value}-{idx:05d}", robot_id="toy", task="reach",
-                       instruction=INSTRUCTION, kind=kind)
+    meta = EpisodeMeta(
+        episode_id=f"toy-{kind.value}-{idx:05d}",
+        robot_id="toy",
+        task="reach",
+        instruction=INSTRUCTION,
+        kind=kind,
+    )
     steps = [
-        StepRecord(step=t, stamp=t / 30.0, images={c: frame for c in CAMERA_NAMES}, joint_pos=joints[t],
-                   action=actions[t],
-                   source=ActionSource.TELEOP if (kind == EpisodeKind.DEMO or (teleop_from is not None
-                                                                                 and t >= teleop_from))
-                   else ActionSource.POLICY,
-                   chunk_id=0, policy_version="v0")
+        StepRecord(
+            step=t,
+            stamp=t / 30.0,
+            images={c: frame for c in CAMERA_NAMES},
+            joint_pos=joints[t],
+            action=actions[t],
+            source=ActionSource.TELEOP
+            if (kind == EpisodeKind.DEMO or (teleop_from is not None and t >= teleop_from))
+            else ActionSource.POLICY,
+            chunk_id=0,
+            policy_version="v0",
+        )
         for t in range(T)
     ]
     outcome = EpisodeOutcome(label=Label.SUCCESS if ok else Label.FAILURE, num_steps=T)

@@ -12,8 +12,9 @@ pytestmark = pytest.mark.ros
 def test_action_chunk_and_image_reach_a_separate_process(tmp_path):
     with ros_processes(tmp_path) as procs:
         procs.python("publisher", "-m", "lwd_testing.ros_smoke", "publish", "--rate", "50")
-        receiver = procs.python("receiver", "-m", "lwd_testing.ros_smoke", "receive", "--count", "15",
-                                "--timeout", "40")
+        receiver = procs.python(
+            "receiver", "-m", "lwd_testing.ros_smoke", "receive", "--count", "15", "--timeout", "40"
+        )
         rc = receiver.wait(timeout=60)
         out = procs.log("receiver").strip().splitlines()
         assert rc == 0, procs.log("receiver") + procs.log("publisher")
@@ -25,8 +26,17 @@ def test_action_chunk_and_image_reach_a_separate_process(tmp_path):
 def test_label_episode_service_round_trip(tmp_path):
     with ros_processes(tmp_path) as procs:
         procs.python("server", "-m", "lwd_testing.ros_smoke", "label-server")
-        client = procs.python("client", "-m", "lwd_testing.ros_smoke", "label-client", "--success",
-                              "--note", "cup on shelf", "--timeout", "40")
+        client = procs.python(
+            "client",
+            "-m",
+            "lwd_testing.ros_smoke",
+            "label-client",
+            "--success",
+            "--note",
+            "cup on shelf",
+            "--timeout",
+            "40",
+        )
         assert client.wait(timeout=60) == 0, procs.log("client") + procs.log("server")
         result = json.loads(procs.log("client").strip().splitlines()[-1])
         assert result["accepted"] is True
@@ -36,7 +46,8 @@ def test_label_episode_service_round_trip(tmp_path):
 
 def test_receiver_reports_failure_when_nobody_publishes(tmp_path):
     with ros_processes(tmp_path) as procs:
-        receiver = procs.python("receiver", "-m", "lwd_testing.ros_smoke", "receive", "--count", "1",
-                                "--timeout", "2")
+        receiver = procs.python(
+            "receiver", "-m", "lwd_testing.ros_smoke", "receive", "--count", "1", "--timeout", "2"
+        )
         assert receiver.wait(timeout=30) == 1
         assert json.loads(procs.log("receiver").strip().splitlines()[-1])["ok"] is False

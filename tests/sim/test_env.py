@@ -57,7 +57,9 @@ def test_expert_chunk_policy_succeeds_and_a_still_policy_fails():
     try:
         policy, on_reset = expert_chunk_policy(vec)
         good = evaluate(vec, policy, episodes_per_env=2, on_reset=on_reset)
-        still = evaluate(vec, lambda obs: np.repeat(obs["joint_pos"][:, None, :], 30, axis=1), episodes_per_env=1)
+        still = evaluate(
+            vec, lambda obs: np.repeat(obs["joint_pos"][:, None, :], 30, axis=1), episodes_per_env=1
+        )
     finally:
         vec.close()
     assert good.episodes == 4 and good.success_rate >= 0.75

@@ -11,14 +11,21 @@ from lwd_testing.models import build_policy
 
 @pytest.fixture
 def still_policy(tmp_path):
-    return build_policy(tmp_path / "p.onnx", image_size=24, drift=0.0,
-                        instructions=("<unknown>", "put the red can in the left bin"))
+    return build_policy(
+        tmp_path / "p.onnx",
+        image_size=24,
+        drift=0.0,
+        instructions=("<unknown>", "put the red can in the left bin"),
+    )
 
 
 def test_onnx_policy_runs_on_env_observations_at_its_image_size(still_policy):
     policy = OnnxChunkPolicy(still_policy)
-    obs = {"images": np.zeros((2, 3, 24, 24, 3), np.uint8), "joint_pos": np.zeros((2, 16), np.float32),
-           "task_id": np.array([0, 1])}
+    obs = {
+        "images": np.zeros((2, 3, 24, 24, 3), np.uint8),
+        "joint_pos": np.zeros((2, 16), np.float32),
+        "task_id": np.array([0, 1]),
+    }
     assert policy(obs).shape == (2, 30, 16)
     with pytest.raises(ValueError, match="policy wants"):
         policy({**obs, "images": np.zeros((2, 3, 16, 16, 3), np.uint8)})
@@ -32,7 +39,10 @@ def test_a_still_policy_scores_zero_and_the_expert_scores_high(still_policy):
 
 
 def test_cli_prints_a_json_summary(capsys):
-    assert main(["--policy", "expert", "--task", "grocery_pick_place", "--episodes", "2", "--num-envs", "2"]) == 0
+    assert (
+        main(["--policy", "expert", "--task", "grocery_pick_place", "--episodes", "2", "--num-envs", "2"])
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["episodes"] == 2 and 0.0 <= summary["success_rate"] <= 1.0
 

@@ -10,7 +10,10 @@ from lwd_sim.generate_offline import COMPOSITION, main, pick_kind
 
 def test_generator_writes_readable_episodes_of_every_kind(tmp_path, capsys):
     out = tmp_path / "buf"
-    assert main(["--out", str(out), "--episodes", "10", "--seed", "1", "--image-size", "16", "--no-progress"]) == 0
+    assert (
+        main(["--out", str(out), "--episodes", "10", "--seed", "1", "--image-size", "16", "--no-progress"])
+        == 0
+    )
     store = EpisodeStore(out)
     snap = store.latest_snapshot()
     assert snap is not None and len(snap.episode_ids) == 10
@@ -33,4 +36,6 @@ def test_generator_writes_readable_episodes_of_every_kind(tmp_path, capsys):
 def test_next_kind_is_the_one_furthest_below_its_share():
     assert pick_kind(dict.fromkeys(COMPOSITION, 0.0)) == "demo"
     assert pick_kind({"demo": 100, "rollout_success": 0, "rollout_failure": 0, "play": 0}) == "play"
-    assert pick_kind({"demo": 52, "rollout_success": 0, "rollout_failure": 6, "play": 29}) == "rollout_success"
+    assert (
+        pick_kind({"demo": 52, "rollout_success": 0, "rollout_failure": 6, "play": 29}) == "rollout_success"
+    )

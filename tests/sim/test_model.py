@@ -84,7 +84,9 @@ def test_a_mirror_reproduces_another_sims_scene(sim):
     try:
         mirror.mirror(sim.data.qpos.copy(), sim.command, {"left": "red_can"})
         assert mirror.tcp_pose("left")[0] == pytest.approx(sim.tcp_pose("left")[0], abs=1e-4)
-        assert mirror.body_pos(inst.target_items[0]) == pytest.approx(sim.body_pos(inst.target_items[0]), abs=1e-4)
+        assert mirror.body_pos(inst.target_items[0]) == pytest.approx(
+            sim.body_pos(inst.target_items[0]), abs=1e-4
+        )
         assert mirror.held == {"left": "red_can", "right": None}
         with pytest.raises(ValueError, match="nq"):
             mirror.mirror(np.zeros(3), sim.command, {})

@@ -5,9 +5,18 @@ import pytest
 
 from lwd_sim.operator_core import Decision, OperatorBrain, OperatorRules, Progress
 
-RULES = OperatorRules(startup_grace_s=1.0, stall_window_s=2.0, stall_motion_rad=0.03, no_progress_s=6.0,
-                      engage_min_s=1.0, release_after_subtasks=1, max_engaged_s=10.0, max_interventions=2,
-                      settle_s=0.3, time_limit_s=30.0)
+RULES = OperatorRules(
+    startup_grace_s=1.0,
+    stall_window_s=2.0,
+    stall_motion_rad=0.03,
+    no_progress_s=6.0,
+    engage_min_s=1.0,
+    release_after_subtasks=1,
+    max_engaged_s=10.0,
+    max_interventions=2,
+    settle_s=0.3,
+    time_limit_s=30.0,
+)
 Q = np.zeros(16)
 NOTHING = Progress(False, False, 0)
 
@@ -42,8 +51,13 @@ def test_a_moving_robot_without_progress_is_taken_over_after_no_progress_timeout
 def test_a_robot_making_progress_is_left_alone():
     brain = OperatorBrain(RULES)
     brain.start_episode(0.0)
-    decisions = run(brain, 0.0, 20.0, q_of_t=lambda t: Q + np.sin(3 * t),
-                    progress_of_t=lambda t: Progress(False, False, int(t // 5)))
+    decisions = run(
+        brain,
+        0.0,
+        20.0,
+        q_of_t=lambda t: Q + np.sin(3 * t),
+        progress_of_t=lambda t: Progress(False, False, int(t // 5)),
+    )
     assert decisions == []
 
 
@@ -52,7 +66,9 @@ def test_release_comes_after_a_new_subtask_and_the_minimum_engagement():
     brain.start_episode(0.0)
     run(brain, 0.0, 2.5)
     assert brain.engaged
-    decisions = run(brain, 2.5, 6.0, q_of_t=lambda t: Q + t, progress_of_t=lambda t: Progress(False, False, 1))
+    decisions = run(
+        brain, 2.5, 6.0, q_of_t=lambda t: Q + t, progress_of_t=lambda t: Progress(False, False, 1)
+    )
     assert [d for _, d in decisions] == [Decision.RELEASE] and not brain.engaged
 
 
@@ -66,7 +82,9 @@ def test_interventions_are_capped_per_episode():
 def test_success_stops_after_settling_and_failure_stops_at_once():
     brain = OperatorBrain(RULES)
     brain.start_episode(0.0)
-    decisions = run(brain, 0.0, 1.0, q_of_t=lambda t: Q + t, progress_of_t=lambda t: Progress(t > 0.5, False, 4))
+    decisions = run(
+        brain, 0.0, 1.0, q_of_t=lambda t: Q + t, progress_of_t=lambda t: Progress(t > 0.5, False, 4)
+    )
     assert decisions[0][1] == Decision.STOP_SUCCESS and decisions[0][0] >= 0.8
     brain.start_episode(0.0)
     assert brain.observe(0.1, Q, Progress(False, True, 1)) == Decision.STOP_FAILURE

@@ -22,14 +22,50 @@ def test_operator_takes_over_a_stalling_policy_and_labels_success(tmp_path):
     policy = build_policy(tmp_path / "policy.onnx", version="stall-v1", drift=0.0)
     store = tmp_path / "store"
     with ros_processes(tmp_path) as procs:
-        procs.python("sim", "-m", "lwd_sim.sim_robot_node", *NS, "-p", "image_width:=32", "-p", "image_height:=32",
-                     "-p", "task:=can_to_bin", "-p", "seed:=4")
-        procs.python("actor", "-m", "lwd_actor.actor_node", *NS, "--params-file",
-                     str(REPO / "ros2_ws/src/lwd_bringup/config/actor.yaml"), "-p", f"policy_path:={policy}",
-                     "-p", f"store_dir:={store}", "-p", "episode_time_limit_s:=60.0")
-        op = procs.python("operator", "-m", "lwd_sim.sim_operator_node", *NS, "-p", "task:=can_to_bin",
-                          "-p", "episodes:=1", "-p", "release_after_subtasks:=4", "-p", "stall_window_s:=1.5",
-                          "-p", "time_limit_s:=40.0")
+        procs.python(
+            "sim",
+            "-m",
+            "lwd_sim.sim_robot_node",
+            *NS,
+            "-p",
+            "image_width:=32",
+            "-p",
+            "image_height:=32",
+            "-p",
+            "task:=can_to_bin",
+            "-p",
+            "seed:=4",
+        )
+        procs.python(
+            "actor",
+            "-m",
+            "lwd_actor.actor_node",
+            *NS,
+            "--params-file",
+            str(REPO / "ros2_ws/src/lwd_bringup/config/actor.yaml"),
+            "-p",
+            f"policy_path:={policy}",
+            "-p",
+            f"store_dir:={store}",
+            "-p",
+            "episode_time_limit_s:=60.0",
+        )
+        op = procs.python(
+            "operator",
+            "-m",
+            "lwd_sim.sim_operator_node",
+            *NS,
+            "-p",
+            "task:=can_to_bin",
+            "-p",
+            "episodes:=1",
+            "-p",
+            "release_after_subtasks:=4",
+            "-p",
+            "stall_window_s:=1.5",
+            "-p",
+            "time_limit_s:=40.0",
+        )
         rc = op.wait(timeout=120)
         logs = procs.log("operator") + procs.log("actor") + procs.log("sim")
         assert rc == 0, logs
@@ -49,13 +85,42 @@ def test_without_interventions_a_stalling_policy_is_labelled_failure_at_the_task
     policy = build_policy(tmp_path / "policy.onnx", version="stall-v1", drift=0.0)
     store = tmp_path / "store"
     with ros_processes(tmp_path) as procs:
-        procs.python("sim", "-m", "lwd_sim.sim_robot_node", *NS, "-p", "image_width:=32", "-p", "image_height:=32",
-                     "-p", "task:=can_to_bin")
-        procs.python("actor", "-m", "lwd_actor.actor_node", *NS, "--params-file",
-                     str(REPO / "ros2_ws/src/lwd_bringup/config/actor.yaml"), "-p", f"policy_path:={policy}",
-                     "-p", f"store_dir:={store}")
-        op = procs.python("operator", "-m", "lwd_sim.sim_operator_node", *NS, "-p", "task:=can_to_bin",
-                          "-p", "episodes:=1", "-p", "intervene:=false")
+        procs.python(
+            "sim",
+            "-m",
+            "lwd_sim.sim_robot_node",
+            *NS,
+            "-p",
+            "image_width:=32",
+            "-p",
+            "image_height:=32",
+            "-p",
+            "task:=can_to_bin",
+        )
+        procs.python(
+            "actor",
+            "-m",
+            "lwd_actor.actor_node",
+            *NS,
+            "--params-file",
+            str(REPO / "ros2_ws/src/lwd_bringup/config/actor.yaml"),
+            "-p",
+            f"policy_path:={policy}",
+            "-p",
+            f"store_dir:={store}",
+        )
+        op = procs.python(
+            "operator",
+            "-m",
+            "lwd_sim.sim_operator_node",
+            *NS,
+            "-p",
+            "task:=can_to_bin",
+            "-p",
+            "episodes:=1",
+            "-p",
+            "intervene:=false",
+        )
         rc = op.wait(timeout=120)
         logs = procs.log("operator") + procs.log("actor") + procs.log("sim")
         assert rc == 0, logs

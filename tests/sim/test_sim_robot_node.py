@@ -8,8 +8,21 @@ from rosutil import ros_processes
 
 pytestmark = pytest.mark.ros
 
-SIM_ARGS = ("-m", "lwd_sim.sim_robot_node", "--ros-args", "-r", "__ns:=/robot0", "-p", "image_width:=32",
-            "-p", "image_height:=24", "-p", "publish_clock:=true", "-p", "task:=grocery_pick_place")
+SIM_ARGS = (
+    "-m",
+    "lwd_sim.sim_robot_node",
+    "--ros-args",
+    "-r",
+    "__ns:=/robot0",
+    "-p",
+    "image_width:=32",
+    "-p",
+    "image_height:=24",
+    "-p",
+    "publish_clock:=true",
+    "-p",
+    "task:=grocery_pick_place",
+)
 
 
 def _probe(procs, *extra):
@@ -46,10 +59,30 @@ def test_sim_robot_refuses_an_unknown_instruction(tmp_path):
 
 def test_sim_robot_steps_on_sim_clock_time_when_use_sim_time(tmp_path):
     with ros_processes(tmp_path) as procs:
-        procs.python("clock", "-m", "lwd_sim.sim_clock", "--ros-args", "-p", "real_time_factor:=0.5",
-                     "-p", "publish_rate_hz:=300.0")
-        procs.python("sim", "-m", "lwd_sim.sim_robot_node", "--ros-args", "-r", "__ns:=/robot0",
-                     "-p", "use_sim_time:=true", "-p", "image_width:=16", "-p", "image_height:=16")
+        procs.python(
+            "clock",
+            "-m",
+            "lwd_sim.sim_clock",
+            "--ros-args",
+            "-p",
+            "real_time_factor:=0.5",
+            "-p",
+            "publish_rate_hz:=300.0",
+        )
+        procs.python(
+            "sim",
+            "-m",
+            "lwd_sim.sim_robot_node",
+            "--ros-args",
+            "-r",
+            "__ns:=/robot0",
+            "-p",
+            "use_sim_time:=true",
+            "-p",
+            "image_width:=16",
+            "-p",
+            "image_height:=16",
+        )
         r = _probe(procs)
     assert r["stamp_dt_median"] == pytest.approx(1 / 30, abs=0.005)
     assert r["clock_increasing"]
@@ -58,8 +91,9 @@ def test_sim_robot_steps_on_sim_clock_time_when_use_sim_time(tmp_path):
     assert abs(r["final_q0"] - r["target_q0"]) < abs(r["start_q0"] - r["target_q0"])
 
 
-@pytest.mark.parametrize("param,message", [("task:=juggling", "unknown task"),
-                                           ("camera_rate_hz:=0.0", "must be > 0")])
+@pytest.mark.parametrize(
+    "param,message", [("task:=juggling", "unknown task"), ("camera_rate_hz:=0.0", "must be > 0")]
+)
 def test_sim_robot_exits_with_a_clear_message_on_bad_parameters(tmp_path, param, message):
     with ros_processes(tmp_path) as procs:
         proc = procs.python("sim", "-m", "lwd_sim.sim_robot_node", "--ros-args", "-p", param)

@@ -21,8 +21,17 @@ def _run(sim, task, seed, config=DEMO, instruction=None):
     return inst, status
 
 
-@pytest.mark.parametrize("task,seeds", [("can_to_bin", 6), ("bottle_to_plate", 5), ("box_to_right_bin", 5),
-                                        ("grocery_pick_place", 8), ("drawer_restock", 3), ("sort_groceries", 3)])
+@pytest.mark.parametrize(
+    "task,seeds",
+    [
+        ("can_to_bin", 6),
+        ("bottle_to_plate", 5),
+        ("box_to_right_bin", 5),
+        ("grocery_pick_place", 8),
+        ("drawer_restock", 3),
+        ("sort_groceries", 3),
+    ],
+)
 def test_expert_succeeds_on_most_seeds(sim, task, seeds):
     results = [_run(sim, task, seed)[1] for seed in range(seeds)]
     assert sum(r.success for r in results) >= 0.8 * seeds

@@ -25,13 +25,16 @@ def test_nothing_to_follow_until_set_and_after_clear():
     assert f.sample(1.0) is None
 
 
-@pytest.mark.parametrize("names,times,points,match", [
-    (["elbow"], [1.0], [[0.0]], "unknown joints"),
-    (["left_arm_joint1"], [], [], "no points"),
-    (["left_arm_joint1"], [1.0, 0.5], [[0.0], [1.0]], "increase"),
-    (["left_arm_joint1"], [1.0], [[0.0, 1.0]], "positions"),
-    (["left_arm_joint1"], [1.0], [[float("nan")]], "NaN"),
-])
+@pytest.mark.parametrize(
+    "names,times,points,match",
+    [
+        (["elbow"], [1.0], [[0.0]], "unknown joints"),
+        (["left_arm_joint1"], [], [], "no points"),
+        (["left_arm_joint1"], [1.0, 0.5], [[0.0], [1.0]], "increase"),
+        (["left_arm_joint1"], [1.0], [[0.0, 1.0]], "positions"),
+        (["left_arm_joint1"], [1.0], [[float("nan")]], "NaN"),
+    ],
+)
 def test_bad_trajectories_are_refused(names, times, points, match):
     with pytest.raises(ValueError, match=match):
         TrajectoryFollower(JOINT_NAMES).set(names, times, points, 0.0, np.zeros(16))

@@ -1,4 +1,3 @@
-
 from setuptools import find_packages, setup
 
 package_name = "lwd_common"
@@ -17,8 +16,5 @@ setup(
     maintainer_email="maintainers@lwd-robotics.dev",
     description="ROS-free pieces shared by robot, bridge and learner: the episode format and store, the msgpack-numpy codec, the ZeroMQ transport, the ONNX policy contract; plus the shared main of our rclpy nodes.",
     license="Apache-2.0",
-    entry_points={
-        "console_scripts": [
-        ]
-    },
+    entry_points={"console_scripts": []},
 )

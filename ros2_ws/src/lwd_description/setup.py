@@ -19,8 +19,5 @@ setup(
     maintainer_email="maintainers@lwd-robotics.dev",
     description="The G1-class dual-arm robot description: URDF (joint limits), joint and camera names, rates, and the kinematic tables the URDF and the simulator come from.",
     license="Apache-2.0",
-    entry_points={
-        "console_scripts": [
-        ]
-    },
+    entry_points={"console_scripts": []},
 )

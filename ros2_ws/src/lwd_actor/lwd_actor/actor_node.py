@@ -88,8 +88,11 @@ assert set(LABEL_OUTCOMES.values()) == set(LABEL_TIMEOUT_REASONS)
 
 # name -> (default, description). Types follow the defaults.
 PARAMETERS: dict[str, tuple[object, str]] = {
-    "robot_id": ("", "robot name recorded in every episode; empty: the node's namespace (/robot1 -> robot1), "
-                     "in the root namespace the host name"),
+    "robot_id": (
+        "",
+        "robot name recorded in every episode; empty: the node's namespace (/robot1 -> robot1), "
+        "in the root namespace the host name",
+    ),
     "autostart": (True, "configure and activate at start-up"),
     "policy_path": ("", "ONNX policy file (lwd_common/policy_io.py contract)"),
     "prefer_cuda": (False, "use the CUDA provider if a session really comes up on it"),
@@ -107,28 +110,48 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "sync_slop_s": (0.05, "max stamp spread of a synchronised camera+joint set"),
     "image_height": (0, "expected camera image height; 0: any"),
     "image_width": (0, "expected camera image width; 0: any"),
-    "compressed_cameras": ("", "cameras read as sensor_msgs/CompressedImage (jpeg, png) on "
-                               "camera/<name>/image_raw/compressed: comma-separated names or 'all'; "
-                               "the others as Image on camera/<name>/image_raw"),
-    "record_height": (0, "frames are resized to record_height x record_width on receipt, recorded and "
-                         "prepared for the policy at it; 0: as received"),
+    "compressed_cameras": (
+        "",
+        "cameras read as sensor_msgs/CompressedImage (jpeg, png) on "
+        "camera/<name>/image_raw/compressed: comma-separated names or 'all'; "
+        "the others as Image on camera/<name>/image_raw",
+    ),
+    "record_height": (
+        0,
+        "frames are resized to record_height x record_width on receipt, recorded and "
+        "prepared for the policy at it; 0: as received",
+    ),
     "record_width": (0, "see record_height"),
     "episode_time_limit_s": (60.0, "a running episode ends as failure after this long"),
-    "label_deadline_s": (120.0, "an episode awaiting its label this long is stored without one; 0: wait forever"),
-    "label_deadline_outcome": ("failure", "what the deadline stores: 'failure' (reason label_timeout) or "
-                                          "'unlabelled' (label failure, reason unlabelled: for learners to skip)"),
+    "label_deadline_s": (
+        120.0,
+        "an episode awaiting its label this long is stored without one; 0: wait forever",
+    ),
+    "label_deadline_outcome": (
+        "failure",
+        "what the deadline stores: 'failure' (reason label_timeout) or "
+        "'unlabelled' (label failure, reason unlabelled: for learners to skip)",
+    ),
     "estop_hold_s": (0.5, "after an e-stop repeat the last command this long, then send nothing until reset"),
     "watchdog_control_stall_s": (0.25, "a control tick later than this: hold and re-plan; 0: off"),
-    "watchdog_inference_stall_s": (1.0, "an inference in flight longer than this: hold and ask again; 0: off"),
+    "watchdog_inference_stall_s": (
+        1.0,
+        "an inference in flight longer than this: hold and ask again; 0: off",
+    ),
     "episode_kind": ("rollout", "kind recorded in episode metadata: rollout | demo | play"),
     "hold_when_idle": (False, "repeat the last command outside episodes (else send nothing)"),
     "sink": ("directory", "'directory' (local EpisodeStore) or 'bridge' (ZeroMQ to the learner bridge)"),
     "store_dir": ("episodes", "directory sink: EpisodeStore root"),
     "bridge_endpoint": ("tcp://127.0.0.1:5555", "bridge sink: ZeroMQ endpoint of the bridge"),
     "spool_dir": ("spool", "bridge sink: on-disk spool of unacknowledged episodes"),
-    "curve_secret_key_file": ("", "bridge sink: this robot's CURVE secret cert (<robot_id>.key_secret); "
-                                  "empty: unencrypted"),
-    "bridge_public_key_file": ("", "bridge sink: the bridge's CURVE public cert (bridge.key); with the above"),
+    "curve_secret_key_file": (
+        "",
+        "bridge sink: this robot's CURVE secret cert (<robot_id>.key_secret); empty: unencrypted",
+    ),
+    "bridge_public_key_file": (
+        "",
+        "bridge sink: the bridge's CURVE public cert (bridge.key); with the above",
+    ),
     "jpeg_quality": (80, "JPEG quality of recorded frames, 1..100"),
     "recorder_max_pending": (300, "steps the recorder may queue before it drops (and reports)"),
 }
@@ -197,8 +220,10 @@ class ActorNode(LifecycleNode):
         names = set(CAMERA_NAMES) if text == "all" else {n.strip() for n in text.split(",") if n.strip()}
         unknown = names - set(CAMERA_NAMES)
         if unknown:
-            raise ValueError(f"compressed_cameras: unknown cameras {sorted(unknown)} (cameras: {list(CAMERA_NAMES)} "
-                             "or 'all')")
+            raise ValueError(
+                f"compressed_cameras: unknown cameras {sorted(unknown)} (cameras: {list(CAMERA_NAMES)} "
+                "or 'all')"
+            )
         return names
 
     def _frame_sizes(self) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
@@ -222,7 +247,9 @@ class ActorNode(LifecycleNode):
             self._compressed = self._compressed_cameras()
             outcome = str(self.p("label_deadline_outcome"))
             if outcome not in LABEL_OUTCOMES:
-                raise ValueError(f"label_deadline_outcome must be one of {sorted(LABEL_OUTCOMES)}, not {outcome!r}")
+                raise ValueError(
+                    f"label_deadline_outcome must be one of {sorted(LABEL_OUTCOMES)}, not {outcome!r}"
+                )
             urdf = self.p("urdf_path") or None
             limits = load_joint_limits(urdf)
             if not self.p("policy_path"):
@@ -235,27 +262,43 @@ class ActorNode(LifecycleNode):
                 stale_input_timeout_s=float(self.p("stale_input_timeout_s")),
                 hold_when_idle=bool(self.p("hold_when_idle")),
                 episode_kind=EpisodeKind(self.p("episode_kind")),
-                scheduler=SchedulerConfig(int(self.p("request_threshold")), MergeMode(self.p("merge")),
-                                          int(self.p("blend_steps"))),
+                scheduler=SchedulerConfig(
+                    int(self.p("request_threshold")), MergeMode(self.p("merge")), int(self.p("blend_steps"))
+                ),
                 safety=SafetyConfig(control_hz=hz, velocity_scale=float(self.p("velocity_scale"))),
-                watchdog=WatchdogConfig(float(self.p("watchdog_control_stall_s")),
-                                        float(self.p("watchdog_inference_stall_s"))),
+                watchdog=WatchdogConfig(
+                    float(self.p("watchdog_control_stall_s")), float(self.p("watchdog_inference_stall_s"))
+                ),
                 estop_hold_s=float(self.p("estop_hold_s")),
                 label_deadline_s=float(self.p("label_deadline_s")),
                 label_timeout_reason=LABEL_OUTCOMES[outcome],
             )
-            sinks = make_sink(str(self.p("sink")), robot_id, str(self.p("store_dir")),
-                              str(self.p("bridge_endpoint")), str(self.p("spool_dir")),
-                              str(self.p("curve_secret_key_file")), str(self.p("bridge_public_key_file")))
+            sinks = make_sink(
+                str(self.p("sink")),
+                robot_id,
+                str(self.p("store_dir")),
+                str(self.p("bridge_endpoint")),
+                str(self.p("spool_dir")),
+                str(self.p("curve_secret_key_file")),
+                str(self.p("bridge_public_key_file")),
+            )
         except (PolicyError, ValueError, OSError) as exc:
             log.error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
         self._sinks = sinks
-        self._switch = PolicySwitch(policy.version, self.policy_source or sinks.policy_source,
-                                    self._runtime_config(), info=lambda m: self.get_logger().info(m),
-                                    error=lambda m: self.get_logger().error(m))
-        self._recorder = EpisodeRecorder(sinks.sink, int(self.p("jpeg_quality")), int(self.p("recorder_max_pending")),
-                                         on_error=lambda m: self.get_logger().error(m))
+        self._switch = PolicySwitch(
+            policy.version,
+            self.policy_source or sinks.policy_source,
+            self._runtime_config(),
+            info=lambda m: self.get_logger().info(m),
+            error=lambda m: self.get_logger().error(m),
+        )
+        self._recorder = EpisodeRecorder(
+            sinks.sink,
+            int(self.p("jpeg_quality")),
+            int(self.p("recorder_max_pending")),
+            on_error=lambda m: self.get_logger().error(m),
+        )
         self._policy = policy
         self._worker = InferenceWorker(policy)
         self._core = ActorCore(config, limits, self._recorder, policy.version)
@@ -270,9 +313,11 @@ class ActorNode(LifecycleNode):
         self._period = 1.0 / hz
         self._robot_id = robot_id
         self._create_entities()
-        log.info(f"configured: robot {robot_id}, policy {policy.version} ({policy.provider}, "
-                 f"{policy.signature.image_height}x{policy.signature.image_width}), sink {sinks.describe}, "
-                 f"{hz:g} Hz, commands as {self.p('command_interface')}")
+        log.info(
+            f"configured: robot {robot_id}, policy {policy.version} ({policy.provider}, "
+            f"{policy.signature.image_height}x{policy.signature.image_width}), sink {sinks.describe}, "
+            f"{hz:g} Hz, commands as {self.p('command_interface')}"
+        )
         self._publish_policy_status()
         return TransitionCallbackReturn.SUCCESS
 
@@ -280,13 +325,18 @@ class ActorNode(LifecycleNode):
         hz = float(self.p("control_hz"))
         self._active = True
         if self.get_parameter("use_sim_time").value:
-            self._sim_thread = threading.Thread(target=self._sim_time_loop, args=(hz,), name="lwd-control-sim",
-                                                daemon=True)
+            self._sim_thread = threading.Thread(
+                target=self._sim_time_loop, args=(hz,), name="lwd-control-sim", daemon=True
+            )
             self._sim_thread.start()
             how = "control thread on /clock"
         else:
-            self._loop = ControlLoop(hz, self._tick, realtime_priority=int(self.p("realtime_priority")),
-                                     on_error=lambda e: self.get_logger().error(f"control tick failed: {e!r}"))
+            self._loop = ControlLoop(
+                hz,
+                self._tick,
+                realtime_priority=int(self.p("realtime_priority")),
+                on_error=lambda e: self.get_logger().error(f"control tick failed: {e!r}"),
+            )
             self._loop.start()
             how = "control thread on wall time"
         self.get_logger().info(f"active: control loop running ({how})")
@@ -301,9 +351,13 @@ class ActorNode(LifecycleNode):
         clock = self.get_clock()
         wake = threading.Event()
         handle = clock.create_jump_callback(
-            JumpThreshold(min_forward=RosDuration(nanoseconds=1), min_backward=RosDuration(nanoseconds=-1),
-                          on_clock_change=True),
-            post_callback=lambda jump: wake.set())
+            JumpThreshold(
+                min_forward=RosDuration(nanoseconds=1),
+                min_backward=RosDuration(nanoseconds=-1),
+                on_clock_change=True,
+            ),
+            post_callback=lambda jump: wake.set(),
+        )
         period = int(round(1e9 / hz))
         next_ns: int | None = None
         try:
@@ -358,8 +412,12 @@ class ActorNode(LifecycleNode):
         if self._sinks is not None and self._sinks.closer is not None:
             self._sinks.closer()
         for entity in self._entities:
-            for destroy in (self.destroy_publisher, self.destroy_subscription, self.destroy_service,
-                            self.destroy_timer):
+            for destroy in (
+                self.destroy_publisher,
+                self.destroy_subscription,
+                self.destroy_service,
+                self.destroy_timer,
+            ):
                 try:
                     if destroy(entity):
                         break
@@ -387,31 +445,60 @@ class ActorNode(LifecycleNode):
         self._policy_pub = self.create_publisher(PolicyStatus, "policy_status", latched)
         self._intervention_pub = self.create_publisher(InterventionState, "intervention_state", latched)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        e += [self._cmd_pub, self._chunk_pub, self._episode_pub, self._policy_pub, self._intervention_pub,
-              self._diag_pub]
+        e += [
+            self._cmd_pub,
+            self._chunk_pub,
+            self._episode_pub,
+            self._policy_pub,
+            self._intervention_pub,
+            self._diag_pub,
+        ]
         for cam in CAMERA_NAMES:
             if cam in self._compressed:  # image_transport's topic name for the compressed plugin
-                e.append(self.create_subscription(CompressedImage, f"camera/{cam}/image_raw/compressed",
-                                                  lambda msg, cam=cam: self._on_compressed(cam, msg),
-                                                  qos_profile_sensor_data, callback_group=sensors))
+                e.append(
+                    self.create_subscription(
+                        CompressedImage,
+                        f"camera/{cam}/image_raw/compressed",
+                        lambda msg, cam=cam: self._on_compressed(cam, msg),
+                        qos_profile_sensor_data,
+                        callback_group=sensors,
+                    )
+                )
             else:
-                e.append(self.create_subscription(Image, f"camera/{cam}/image_raw",
-                                                  lambda msg, cam=cam: self._on_image(cam, msg),
-                                                  qos_profile_sensor_data, callback_group=sensors))
-        e.append(self.create_subscription(JointState, "joint_states", self._on_joints, qos_profile_sensor_data,
-                                          callback_group=sensors))
+                e.append(
+                    self.create_subscription(
+                        Image,
+                        f"camera/{cam}/image_raw",
+                        lambda msg, cam=cam: self._on_image(cam, msg),
+                        qos_profile_sensor_data,
+                        callback_group=sensors,
+                    )
+                )
+        e.append(
+            self.create_subscription(
+                JointState, "joint_states", self._on_joints, qos_profile_sensor_data, callback_group=sensors
+            )
+        )
         e += self._subscribe_any_qos(Bool, "pedal", self._on_pedal, sensors)
         e += self._subscribe_any_qos(JointState, "teleop/joint_targets", self._on_teleop, sensors)
         e += self._subscribe_any_qos(Bool, "estop", self._on_estop, sensors, latched=True)
-        e.append(self.create_service(StartEpisode, "~/start_episode", self._srv_start, callback_group=services))
+        e.append(
+            self.create_service(StartEpisode, "~/start_episode", self._srv_start, callback_group=services)
+        )
         e.append(self.create_service(StopEpisode, "~/stop_episode", self._srv_stop, callback_group=services))
-        e.append(self.create_service(LabelEpisode, "~/label_episode", self._srv_label, callback_group=services))
+        e.append(
+            self.create_service(LabelEpisode, "~/label_episode", self._srv_label, callback_group=services)
+        )
         # No std_srvs in this install: StopEpisode's `reason` says why (engage) or who reset; `abort` is ignored.
         e.append(self.create_service(StopEpisode, "~/estop", self._srv_estop, callback_group=services))
-        e.append(self.create_service(StopEpisode, "~/reset_estop", self._srv_reset_estop, callback_group=services))
+        e.append(
+            self.create_service(StopEpisode, "~/reset_estop", self._srv_reset_estop, callback_group=services)
+        )
         e.append(self.create_timer(1.0, self._status_tick, callback_group=status))
 
-    def _subscribe_any_qos(self, msg_type, topic: str, callback: Callable, group, latched: bool = False) -> list:
+    def _subscribe_any_qos(
+        self, msg_type, topic: str, callback: Callable, group, latched: bool = False
+    ) -> list:
         """Reliable and best-effort subscriptions feeding `callback` once per message: publishers of
         either QoS are heard (a reliable-only subscription ignores best-effort publishers silently).
         `latched` adds a transient-local one, so a latching publisher's last value arrives even when
@@ -427,21 +514,41 @@ class ActorNode(LifecycleNode):
                 callback(msg)
 
         def best_effort_publisher(info) -> None:  # instead of rclpy's "no messages will be received" warning
-            self.get_logger().info(f"best-effort publisher on '{topic}': heard on the best-effort subscription")
+            self.get_logger().info(
+                f"best-effort publisher on '{topic}': heard on the best-effort subscription"
+            )
 
         reliable, best_effort = (
             QoSProfile(depth=10, reliability=r, durability=QoSDurabilityPolicy.VOLATILE)
-            for r in (QoSReliabilityPolicy.RELIABLE, QoSReliabilityPolicy.BEST_EFFORT))
-        subs = [self.create_subscription(msg_type, topic, on_message, reliable, callback_group=group,
-                                         event_callbacks=SubscriptionEventCallbacks(
-                                             incompatible_qos=best_effort_publisher)),
-                self.create_subscription(msg_type, topic, on_message, best_effort, callback_group=group)]
+            for r in (QoSReliabilityPolicy.RELIABLE, QoSReliabilityPolicy.BEST_EFFORT)
+        )
+        subs = [
+            self.create_subscription(
+                msg_type,
+                topic,
+                on_message,
+                reliable,
+                callback_group=group,
+                event_callbacks=SubscriptionEventCallbacks(incompatible_qos=best_effort_publisher),
+            ),
+            self.create_subscription(msg_type, topic, on_message, best_effort, callback_group=group),
+        ]
         if latched:  # volatile publishers do not match it; they are heard on the two above
-            history = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
-                                 durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
-            subs.append(self.create_subscription(msg_type, topic, on_message, history, callback_group=group,
-                                                 event_callbacks=SubscriptionEventCallbacks(
-                                                     incompatible_qos=lambda info: None)))
+            history = QoSProfile(
+                depth=1,
+                reliability=QoSReliabilityPolicy.RELIABLE,
+                durability=QoSDurabilityPolicy.TRANSIENT_LOCAL,
+            )
+            subs.append(
+                self.create_subscription(
+                    msg_type,
+                    topic,
+                    on_message,
+                    history,
+                    callback_group=group,
+                    event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda info: None),
+                )
+            )
         return subs
 
     # --- inputs ----------------------------------------------------------------------
@@ -452,8 +559,11 @@ class ActorNode(LifecycleNode):
         self.get_logger().warning(f"dropping {what}: {exc}", throttle_duration_sec=2.0)
 
     def _on_image(self, cam: str, msg: Image) -> None:
-        self._take_frame(cam, msg, lambda: rgb_image(msg.encoding, msg.height, msg.width, msg.step, msg.data,
-                                                     self._expected_hw))
+        self._take_frame(
+            cam,
+            msg,
+            lambda: rgb_image(msg.encoding, msg.height, msg.width, msg.step, msg.data, self._expected_hw),
+        )
 
     def _on_compressed(self, cam: str, msg: CompressedImage) -> None:
         self._take_frame(cam, msg, lambda: compressed_image(msg.format, msg.data, self._expected_hw))
@@ -461,7 +571,9 @@ class ActorNode(LifecycleNode):
     def _take_frame(self, cam: str, msg, convert: Callable[[], np.ndarray]) -> None:
         """Convert (decode), resize to the recording size, refuse squashing; then into the sync."""
         policy = self._policy
-        policy_hw = (policy.signature.image_height, policy.signature.image_width) if policy is not None else None
+        policy_hw = (
+            (policy.signature.image_height, policy.signature.image_width) if policy is not None else None
+        )
         try:
             img = fit_frame(convert(), self._record_size, policy_hw)
         except InputError as exc:
@@ -498,8 +610,10 @@ class ActorNode(LifecycleNode):
         if core is None:
             return
         aborted = f"; episode {core.fsm.episode_id} aborted (failure, estop)" if ending is not None else ""
-        self.get_logger().error(f"E-STOP engaged: {core.estop.reason}{aborted}; holding "
-                                f"{core.estop.hold_s:g} s, then no commands until actor/reset_estop")
+        self.get_logger().error(
+            f"E-STOP engaged: {core.estop.reason}{aborted}; holding "
+            f"{core.estop.hold_s:g} s, then no commands until actor/reset_estop"
+        )
         if ending is not None:
             self._request_policy()
         self._publish_episode_status(force=True)
@@ -539,17 +653,23 @@ class ActorNode(LifecycleNode):
             self._publish_chunk(chunk)
         if res.stale_inputs:
             why = self._sync.explain(now, core.stale_guard.max_age_s)
-            self.get_logger().warning(f"holding: stale inputs {list(res.stale_inputs)}" + (f" ({why})" if why else ""),
-                                      throttle_duration_sec=2.0)
+            self.get_logger().warning(
+                f"holding: stale inputs {list(res.stale_inputs)}" + (f" ({why})" if why else ""),
+                throttle_duration_sec=2.0,
+            )
         if res.watchdog:
-            self.get_logger().error(f"watchdog: {res.watchdog}; holding, re-planning from a fresh chunk",
-                                    throttle_duration_sec=2.0)
+            self.get_logger().error(
+                f"watchdog: {res.watchdog}; holding, re-planning from a fresh chunk",
+                throttle_duration_sec=2.0,
+            )
         if res.intervention_changed:
             self._engaged_since = now
             self._publish_intervention(core.pedal)
         if res.ended is not None:
             self._request_policy()
-            self.get_logger().warning(f"episode {core.fsm.episode_id} ended: {res.ended.reason} ({res.ended.note})")
+            self.get_logger().warning(
+                f"episode {core.fsm.episode_id} ended: {res.ended.reason} ({res.ended.note})"
+            )
         self._publish_episode_status(res)
         if time.perf_counter() - t0 > self._period:
             self._tick_overruns += 1
@@ -559,8 +679,9 @@ class ActorNode(LifecycleNode):
             self._cmd_pub.publish(Float64MultiArray(data=q.tolist()))
             return
         dt = 1.0 / float(self.p("control_hz"))
-        point = JointTrajectoryPoint(positions=q.tolist(),
-                                     time_from_start=Duration(sec=int(dt), nanosec=int((dt % 1) * 1e9)))
+        point = JointTrajectoryPoint(
+            positions=q.tolist(), time_from_start=Duration(sec=int(dt), nanosec=int((dt % 1) * 1e9))
+        )
         self._cmd_pub.publish(JointTrajectory(joint_names=list(JOINT_NAMES), points=[point]))
 
     def _publish_chunk(self, r: InferenceResult) -> None:
@@ -583,14 +704,25 @@ class ActorNode(LifecycleNode):
         fsm = core.fsm
         label = EpisodeStatus.LABEL_NONE
         if fsm.ending is not None:
-            label = EpisodeStatus.LABEL_SUCCESS if fsm.ending.label is Label.SUCCESS else EpisodeStatus.LABEL_FAILURE
+            label = (
+                EpisodeStatus.LABEL_SUCCESS
+                if fsm.ending.label is Label.SUCCESS
+                else EpisodeStatus.LABEL_FAILURE
+            )
         key = (fsm.state, fsm.episode_id, label, core.counters.interventions)
         if not force and key == self._last_status:
             return
         self._last_status = key
-        msg = EpisodeStatus(robot_id=core.config.robot_id, episode_id=fsm.episode_id, state=int(fsm.state),
-                            task=fsm.task, instruction=fsm.instruction, step=core.episode_steps, label=label,
-                            interventions=core.counters.interventions)
+        msg = EpisodeStatus(
+            robot_id=core.config.robot_id,
+            episode_id=fsm.episode_id,
+            state=int(fsm.state),
+            task=fsm.task,
+            instruction=fsm.instruction,
+            step=core.episode_steps,
+            label=label,
+            interventions=core.counters.interventions,
+        )
         msg.header.stamp = self.get_clock().now().to_msg()
         self._episode_pub.publish(msg)
 
@@ -598,14 +730,20 @@ class ActorNode(LifecycleNode):
         policy, core = self._policy, self._core
         if policy is None or core is None:
             return
-        msg = PolicyStatus(robot_id=core.config.robot_id, version=policy.version, sha256=policy.sha256,
-                           loaded_at=time_msg(policy.loaded_at), execution_provider=policy.provider)
+        msg = PolicyStatus(
+            robot_id=core.config.robot_id,
+            version=policy.version,
+            sha256=policy.sha256,
+            loaded_at=time_msg(policy.loaded_at),
+            execution_provider=policy.provider,
+        )
         msg.header.stamp = self.get_clock().now().to_msg()
         self._policy_pub.publish(msg)
 
     def _publish_intervention(self, engaged: bool) -> None:
-        self._intervention_pub.publish(InterventionState(engaged=engaged, source="pedal",
-                                                         since=time_msg(self._engaged_since)))
+        self._intervention_pub.publish(
+            InterventionState(engaged=engaged, source="pedal", since=time_msg(self._engaged_since))
+        )
 
     def _status_tick(self) -> None:
         self._publish_episode_status(force=True)
@@ -626,17 +764,33 @@ class ActorNode(LifecycleNode):
         c = core.counters
         lat = np.asarray(worker.latencies_ms) if worker.latencies_ms else np.zeros(1)
         values = {
-            "state": core.state.name.lower(), "active": self._active, "policy_version": core.policy_version,
-            "ticks": c.ticks, "missed_ticks": c.missed_ticks, "policy_steps": c.policy_steps, "teleop_steps": c.teleop_steps,
-            "hold_steps": sum(c.hold_steps.values()), **{f"hold_{k}": v for k, v in c.hold_steps.items()},
-            "timeline_dry_events": core.scheduler.dry_events, "stale_chunks_discarded": c.stale_chunks,
-            "failed_inferences": c.failed_inferences, "stale_events": c.stale_events, "inference_superseded": worker.superseded,
-            "inference_p50_ms": float(np.percentile(lat, 50)), "inference_p99_ms": float(np.percentile(lat, 99)),
-            "position_clamps": core.safety.position_clamps, "velocity_clamps": core.safety.velocity_clamps,
-            "nonfinite_holds": core.safety.nonfinite_holds, "input_errors": self._input_errors,
-            "unsynced_sets": self._sync.unsynced_sets, "recorder_dropped_steps": rec.dropped_steps,
-            "recorder_pending": rec.pending, "recorder_errors": rec.errors, "tick_overruns": self._tick_overruns,
-            **self.tick_stats(), **self._safety_values(),
+            "state": core.state.name.lower(),
+            "active": self._active,
+            "policy_version": core.policy_version,
+            "ticks": c.ticks,
+            "missed_ticks": c.missed_ticks,
+            "policy_steps": c.policy_steps,
+            "teleop_steps": c.teleop_steps,
+            "hold_steps": sum(c.hold_steps.values()),
+            **{f"hold_{k}": v for k, v in c.hold_steps.items()},
+            "timeline_dry_events": core.scheduler.dry_events,
+            "stale_chunks_discarded": c.stale_chunks,
+            "failed_inferences": c.failed_inferences,
+            "stale_events": c.stale_events,
+            "inference_superseded": worker.superseded,
+            "inference_p50_ms": float(np.percentile(lat, 50)),
+            "inference_p99_ms": float(np.percentile(lat, 99)),
+            "position_clamps": core.safety.position_clamps,
+            "velocity_clamps": core.safety.velocity_clamps,
+            "nonfinite_holds": core.safety.nonfinite_holds,
+            "input_errors": self._input_errors,
+            "unsynced_sets": self._sync.unsynced_sets,
+            "recorder_dropped_steps": rec.dropped_steps,
+            "recorder_pending": rec.pending,
+            "recorder_errors": rec.errors,
+            "tick_overruns": self._tick_overruns,
+            **self.tick_stats(),
+            **self._safety_values(),
         }
         errors = self._safety_errors(values)
         problems = []
@@ -649,11 +803,19 @@ class ActorNode(LifecycleNode):
         if any(core.watchdog.trips.values()):
             problems.append(f"watchdog tripped ({core.watchdog.last_trip})")
         if values.get("awaiting_label_s") is not None:
-            problems.append(f"episode {core.fsm.episode_id} awaiting its label for {values['awaiting_label_s']} s")
-        level = DiagnosticStatus.ERROR if errors else DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
-        status = DiagnosticStatus(level=level, name=f"{core.config.robot_id}/actor", hardware_id=core.config.robot_id,
-                                  message="; ".join(errors + problems) or "ok",
-                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+            problems.append(
+                f"episode {core.fsm.episode_id} awaiting its label for {values['awaiting_label_s']} s"
+            )
+        level = (
+            DiagnosticStatus.ERROR if errors else DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
+        )
+        status = DiagnosticStatus(
+            level=level,
+            name=f"{core.config.robot_id}/actor",
+            hardware_id=core.config.robot_id,
+            message="; ".join(errors + problems) or "ok",
+            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
+        )
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(msg)
@@ -668,9 +830,12 @@ class ActorNode(LifecycleNode):
         tick_age = time.monotonic() - self._last_tick_mono if self._last_tick_mono is not None else None
         wait, left = fsm.label_wait_s(now), fsm.label_deadline_in_s(now)
         return {
-            "estop": stop.engaged, "estop_reason": stop.reason, "estop_engagements": stop.engagements,
+            "estop": stop.engaged,
+            "estop_reason": stop.reason,
+            "estop_engagements": stop.engagements,
             "estop_input_engaged": stop.input_engaged,
-            "watchdog_control_trips": dog.trips["control"], "watchdog_inference_trips": dog.trips["inference"],
+            "watchdog_control_trips": dog.trips["control"],
+            "watchdog_inference_trips": dog.trips["inference"],
             "watchdog_last_trip": dog.last_trip,
             "last_tick_age_ms": None if tick_age is None else round(tick_age * 1e3, 1),
             "awaiting_label_s": None if wait is None else round(wait, 1),
@@ -715,9 +880,13 @@ class ActorNode(LifecycleNode):
 
     def _runtime_config(self) -> RuntimeConfig:
         """How policies are loaded and checked: here and for every downloaded one (PolicySwitch)."""
-        return RuntimeConfig(prefer_cuda=bool(self.p("prefer_cuda")), intra_op_threads=int(self.p("inference_threads")),
-                             jpeg_quality=int(self.p("jpeg_quality")), control_hz=float(self.p("control_hz")),
-                             camera_hw=self._record_hw() or self._camera_hw())
+        return RuntimeConfig(
+            prefer_cuda=bool(self.p("prefer_cuda")),
+            intra_op_threads=int(self.p("inference_threads")),
+            jpeg_quality=int(self.p("jpeg_quality")),
+            control_hz=float(self.p("control_hz")),
+            camera_hw=self._record_hw() or self._camera_hw(),
+        )
 
     def _srv_start(self, req: StartEpisode.Request, resp: StartEpisode.Response) -> StartEpisode.Response:
         core = self._core
@@ -756,7 +925,9 @@ class ActorNode(LifecycleNode):
 
     def _srv_stop(self, req: StopEpisode.Request, resp: StopEpisode.Response) -> StopEpisode.Response:
         now = self.now_s()
-        ok, ending = self._episode_transition(resp, lambda core: core.stop_episode(req.abort, req.reason, now))
+        ok, ending = self._episode_transition(
+            resp, lambda core: core.stop_episode(req.abort, req.reason, now)
+        )
         if not ok:
             return resp
         resp.message = "aborted (failure)" if ending is not None else "stopped; awaiting label"
@@ -780,8 +951,11 @@ class ActorNode(LifecycleNode):
             was = core.estop.engaged
             ending = core.engage_estop(req.reason or "estop service", self.now_s())
         resp.accepted, resp.episode_id = True, episode_id if ending is not None else ""
-        resp.message = (f"e-stop already engaged ({core.estop.reason})" if was else
-                        "e-stop engaged" + (f"; episode {episode_id} aborted" if ending is not None else ""))
+        resp.message = (
+            f"e-stop already engaged ({core.estop.reason})"
+            if was
+            else "e-stop engaged" + (f"; episode {episode_id} aborted" if ending is not None else "")
+        )
         if not was:
             self._after_estop(ending)
         return resp
@@ -792,7 +966,9 @@ class ActorNode(LifecycleNode):
         resp.episode_id = ""
         if ok:
             resp.message = f"e-stop reset (it was: {reason})"
-            self.get_logger().warning(f"e-stop reset{f' by {req.reason}' if req.reason else ''} (it was: {reason})")
+            self.get_logger().warning(
+                f"e-stop reset{f' by {req.reason}' if req.reason else ''} (it was: {reason})"
+            )
             self._publish_diagnostics()
         return resp
 

@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_parser(name).add_argument("--reason", default="")
     et = sub.add_parser("estop-topic")
     et.add_argument("value", choices=["on", "off"])
-    et.add_argument("--best-effort", action="store_true", help="publish best-effort (like some e-stop bridges)")
+    et.add_argument(
+        "--best-effort", action="store_true", help="publish best-effort (like some e-stop bridges)"
+    )
     a = p.parse_args(argv)
     base = f"{a.ns.rstrip('/')}/{a.node}"
     rclpy.init()
@@ -95,23 +97,43 @@ def main(argv: list[str] | None = None) -> int:
             req = ChangeState.Request(transition=Transition(id=TRANSITIONS[a.transition]))
             resp = call(node, ChangeState, f"{base}/change_state", req, a.timeout)
             ok = resp is not None and resp.success
-            print(json.dumps({"accepted": ok, "episode_id": "", "message": a.transition + (" ok" if ok else " failed")}),
-                  flush=True)
+            print(
+                json.dumps(
+                    {"accepted": ok, "episode_id": "", "message": a.transition + (" ok" if ok else " failed")}
+                ),
+                flush=True,
+            )
             return 0 if ok else 1
         if a.cmd == "estop-topic":
             ok = publish_estop(node, f"{a.ns.rstrip('/')}/estop", a.value == "on", a.best_effort, a.timeout)
-            print(json.dumps({"accepted": ok, "episode_id": "",
-                              "message": f"estop {a.value} published" if ok else "no estop subscriber"}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "accepted": ok,
+                        "episode_id": "",
+                        "message": f"estop {a.value} published" if ok else "no estop subscriber",
+                    }
+                ),
+                flush=True,
+            )
             return 0 if ok else 1
         if a.cmd in ("estop", "reset-estop"):
             srv, name = StopEpisode, a.cmd.replace("-", "_")
             req = StopEpisode.Request(abort=True, reason=a.reason)
         elif a.cmd == "start":
-            srv, name, req = StartEpisode, "start_episode", StartEpisode.Request(task=a.task, instruction=a.instruction)
+            srv, name, req = (
+                StartEpisode,
+                "start_episode",
+                StartEpisode.Request(task=a.task, instruction=a.instruction),
+            )
         elif a.cmd == "stop":
             srv, name, req = StopEpisode, "stop_episode", StopEpisode.Request(abort=a.abort, reason=a.reason)
         else:
-            srv, name, req = LabelEpisode, "label_episode", LabelEpisode.Request(success=a.success, note=a.note)
+            srv, name, req = (
+                LabelEpisode,
+                "label_episode",
+                LabelEpisode.Request(success=a.success, note=a.note),
+            )
         deadline = time.monotonic() + a.retry_s
         while True:
             resp = call(node, srv, f"{base}/{name}", req, a.timeout)
@@ -123,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         if resp is None:
             print(json.dumps({"accepted": False, "message": f"no response from {base}/{name}"}), flush=True)
             return 1
-        print(json.dumps({"accepted": resp.accepted, "episode_id": resp.episode_id, "message": resp.message}),
-              flush=True)
+        print(
+            json.dumps({"accepted": resp.accepted, "episode_id": resp.episode_id, "message": resp.message}),
+            flush=True,
+        )
         return 0 if resp.accepted else 1
     finally:
         node.destroy_node()

@@ -54,8 +54,10 @@ def markdown_table(params: Params) -> str:
     def cell(text: str) -> str:
         return text.replace("|", "\\|")
 
-    rows = [f"| {name} | {cell(yaml_scalar(default))} | {cell(description)} |"
-            for name, (default, description) in params.items()]
+    rows = [
+        f"| {name} | {cell(yaml_scalar(default))} | {cell(description)} |"
+        for name, (default, description) in params.items()
+    ]
     return "\n".join([TABLE_HEADER, *rows]) + "\n"
 
 
@@ -63,8 +65,10 @@ def defaults_yaml(params: Params) -> str:
     """config/actor.yaml: every parameter at its default, its description as a comment."""
     values = [f"{name}: {yaml_scalar(default)}" for name, (default, _) in params.items()]
     width = max(len(v) for v in values) + 2
-    lines = [f"    {v.ljust(width)}# {description}" for v, (_, description) in zip(values, params.values(),
-                                                                                 strict=True)]
+    lines = [
+        f"    {v.ljust(width)}# {description}"
+        for v, (_, description) in zip(values, params.values(), strict=True)
+    ]
     return YAML_HEADER + "/**:\n  ros__parameters:\n" + "\n".join(lines) + "\n"
 
 
@@ -115,11 +119,16 @@ def disagreements(params: Params, root: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lwd_actor.params_doc", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m lwd_actor.params_doc",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help="regenerate the docs table and config/actor.yaml")
-    mode.add_argument("--check", action="store_true", help="exit 1 if either file disagrees with the declaration")
+    mode.add_argument(
+        "--check", action="store_true", help="exit 1 if either file disagrees with the declaration"
+    )
     ap.add_argument("--root", type=Path, default=None, help="repository root (default: this checkout)")
     args = ap.parse_args(argv)
     params = declared()

@@ -33,16 +33,28 @@ class SinkBundle:
 def curve_files(secret_key_file: str, bridge_public_key_file: str) -> tuple[str, str]:
     """Both CURVE key files or neither; each must exist. ValueError says what is wrong."""
     if bool(secret_key_file) != bool(bridge_public_key_file):
-        raise ValueError("CURVE needs both curve_secret_key_file (this robot's <robot_id>.key_secret) and "
-                         "bridge_public_key_file (the bridge's public .key), or neither")
-    for name, path in (("curve_secret_key_file", secret_key_file), ("bridge_public_key_file", bridge_public_key_file)):
+        raise ValueError(
+            "CURVE needs both curve_secret_key_file (this robot's <robot_id>.key_secret) and "
+            "bridge_public_key_file (the bridge's public .key), or neither"
+        )
+    for name, path in (
+        ("curve_secret_key_file", secret_key_file),
+        ("bridge_public_key_file", bridge_public_key_file),
+    ):
         if path and not Path(path).is_file():
             raise ValueError(f"{name} {path} does not exist")
     return secret_key_file, bridge_public_key_file
 
 
-def make_sink(kind: str, robot_id: str, store_dir: str, bridge_endpoint: str, spool_dir: str,
-              curve_secret_key_file: str = "", bridge_public_key_file: str = "") -> SinkBundle:
+def make_sink(
+    kind: str,
+    robot_id: str,
+    store_dir: str,
+    bridge_endpoint: str,
+    spool_dir: str,
+    curve_secret_key_file: str = "",
+    bridge_public_key_file: str = "",
+) -> SinkBundle:
     """The sink (and policy source) of kind `directory` or `bridge`; CURVE keys apply to `bridge`."""
     if kind == "directory":
         if not store_dir:
@@ -56,9 +68,21 @@ def make_sink(kind: str, robot_id: str, store_dir: str, bridge_endpoint: str, sp
         except ImportError as exc:  # the transport is a separate component; say what is missing
             raise ValueError(f"sink 'bridge' unavailable: {exc}") from exc
         secret, public = curve_files(curve_secret_key_file, bridge_public_key_file)
-        client = BridgeClient(ClientConfig(endpoint=bridge_endpoint, robot_id=robot_id, spool_dir=spool_dir,
-                                           curve_secret_key_file=secret, server_public_key_file=public))
+        client = BridgeClient(
+            ClientConfig(
+                endpoint=bridge_endpoint,
+                robot_id=robot_id,
+                spool_dir=spool_dir,
+                curve_secret_key_file=secret,
+                server_public_key_file=public,
+            )
+        )
         security = f", CURVE with {secret}" if secret else ", unencrypted"
-        return SinkBundle(client, client.fetcher, client.close,
-                          describe=f"bridge {bridge_endpoint} (spool {spool_dir}{security})", stats=client.stats)
+        return SinkBundle(
+            client,
+            client.fetcher,
+            client.close,
+            describe=f"bridge {bridge_endpoint} (spool {spool_dir}{security})",
+            stats=client.stats,
+        )
     raise ValueError(f"unknown sink {kind!r} (want 'directory' or 'bridge')")

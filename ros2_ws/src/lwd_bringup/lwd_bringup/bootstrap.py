@@ -76,10 +76,20 @@ class BootstrapPlan:
 
     def learner_flags(self) -> list[str]:
         """`lwd_learner.cli offline` flags: the fleet preset plus what this plan overrides."""
-        flags = ["--preset", "fleet", "--model.encoder.image-size", str(self.image_size), str(self.image_size),
-                 "--train.seed", str(self.seed)]
-        for flag, value in (("--train.encoder-steps", self.encoder_steps), ("--train.bc-steps", self.bc_steps),
-                            ("--train.rl-steps", self.offline_rl_steps)):
+        flags = [
+            "--preset",
+            "fleet",
+            "--model.encoder.image-size",
+            str(self.image_size),
+            str(self.image_size),
+            "--train.seed",
+            str(self.seed),
+        ]
+        for flag, value in (
+            ("--train.encoder-steps", self.encoder_steps),
+            ("--train.bc-steps", self.bc_steps),
+            ("--train.rl-steps", self.offline_rl_steps),
+        ):
             if value is not None:
                 flags += [flag, str(value)]
         return flags
@@ -99,30 +109,68 @@ def bootstrap(plan: BootstrapPlan, layout: RunDirLayout) -> None:
     """Make sure an offline buffer, an offline checkpoint and a published policy exist (resumable)."""
     py = sys.executable
     if EpisodeStore(layout.offline_store).latest_snapshot() is None:
-        run_step("generating offline data", [
-            py, "-m", "lwd_sim.generate_offline", "--out", str(layout.offline_store),
-            "--episodes", str(plan.offline_episodes), "--image-size", str(plan.image_size),
-            "--seed", str(plan.seed), "--tasks", *plan.tasks])
+        run_step(
+            "generating offline data",
+            [
+                py,
+                "-m",
+                "lwd_sim.generate_offline",
+                "--out",
+                str(layout.offline_store),
+                "--episodes",
+                str(plan.offline_episodes),
+                "--image-size",
+                str(plan.image_size),
+                "--seed",
+                str(plan.seed),
+                "--tasks",
+                *plan.tasks,
+            ],
+        )
     if not layout.offline_policy.exists():
-        run_step("offline pretraining (BC, then DIVL + QAM)", [
-            py, "-m", "lwd_learner.cli", "offline", "--store", str(layout.offline_store),
-            "--out", str(layout.offline_learner), *plan.learner_flags()])
+        run_step(
+            "offline pretraining (BC, then DIVL + QAM)",
+            [
+                py,
+                "-m",
+                "lwd_learner.cli",
+                "offline",
+                "--store",
+                str(layout.offline_store),
+                "--out",
+                str(layout.offline_learner),
+                *plan.learner_flags(),
+            ],
+        )
     policies = PolicyStore(layout.bridge_root / "policies")
     if policies.latest() is None:
-        info = policies.publish(layout.offline_policy.read_bytes(), training_step=0,
-                                extra={"source": "offline pretraining"})
+        info = policies.publish(
+            layout.offline_policy.read_bytes(), training_step=0, extra={"source": "offline pretraining"}
+        )
         log(f"published the offline policy as {info.version} (sha256 {info.sha256[:12]})")
 
 
 def learner_args(layout: RunDirLayout, image_size: int = 64, publish_every: int = 50) -> list[str]:
     """The online learner's arguments: continue from the offline checkpoint, 1:1 with its buffer."""
-    return ["--out", str(layout.online_learner), "--init", str(layout.offline_learner),
-            "--offline-store", str(layout.offline_store), "--publish-every", str(publish_every),
-            "--image-size", str(image_size), str(image_size), "--no-progress"]
+    return [
+        "--out",
+        str(layout.online_learner),
+        "--init",
+        str(layout.offline_learner),
+        "--offline-store",
+        str(layout.offline_store),
+        "--publish-every",
+        str(publish_every),
+        "--image-size",
+        str(image_size),
+        str(image_size),
+        "--no-progress",
+    ]
 
 
-def fleet_run_overrides(layout: RunDirLayout, learner_enabled: bool, image_size: int = 64,
-                        publish_every: int = 50) -> dict[str, Any]:
+def fleet_run_overrides(
+    layout: RunDirLayout, learner_enabled: bool, image_size: int = 64, publish_every: int = 50
+) -> dict[str, Any]:
     """Fleet overrides that start actors on the run's policy and the learner on its checkpoint.
 
     Raises NotBootstrapped, naming the command to run, when the run directory has no policy.
@@ -131,7 +179,8 @@ def fleet_run_overrides(layout: RunDirLayout, learner_enabled: bool, image_size:
         raise NotBootstrapped(
             f"no policy in {layout.run_dir} yet: run `python -m lwd_bringup.bootstrap --run-dir "
             f"{layout.run_dir}` (or `./lwd fleet --run-dir {layout.run_dir}`) first, or give the actors "
-            "a policy with params_file:=<yaml with policy_path> with_learner:=false")
+            "a policy with params_file:=<yaml with policy_path> with_learner:=false"
+        )
     overrides: dict[str, Any] = {
         "run_dir": str(layout.run_dir),
         "actor_params": {"policy_path": str(layout.offline_policy)},
@@ -160,19 +209,34 @@ def with_run_dir_defaults(cfg: dict[str, Any], overrides: dict[str, Any]) -> dic
 
 def add_budget_flags(p: argparse.ArgumentParser) -> None:
     """The pretraining budget flags shared by `./lwd fleet` and this module's CLI."""
-    p.add_argument("--encoder-steps", type=int, default=None,
-                   help="BC steps that train the image encoder; later steps train the heads on cached "
-                        "features (default: the learner's `fleet` preset)")
-    p.add_argument("--bc-steps", type=int, default=None,
-                   help="BC steps in all, encoder steps included (default: the `fleet` preset)")
-    p.add_argument("--offline-rl-steps", type=int, default=None,
-                   help="DIVL + QAM steps after BC (default: the `fleet` preset)")
+    p.add_argument(
+        "--encoder-steps",
+        type=int,
+        default=None,
+        help="BC steps that train the image encoder; later steps train the heads on cached "
+        "features (default: the learner's `fleet` preset)",
+    )
+    p.add_argument(
+        "--bc-steps",
+        type=int,
+        default=None,
+        help="BC steps in all, encoder steps included (default: the `fleet` preset)",
+    )
+    p.add_argument(
+        "--offline-rl-steps",
+        type=int,
+        default=None,
+        help="DIVL + QAM steps after BC (default: the `fleet` preset)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     defaults = BootstrapPlan()
-    p = argparse.ArgumentParser(prog="python -m lwd_bringup.bootstrap", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m lwd_bringup.bootstrap",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--run-dir", type=Path, default=Path("runs/fleet"))
     p.add_argument("--tasks", nargs="+", default=list(defaults.tasks))
     p.add_argument("--image-size", type=int, default=defaults.image_size)
@@ -180,8 +244,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--offline-episodes", type=int, default=defaults.offline_episodes)
     add_budget_flags(p)
     a = p.parse_args(argv)
-    plan = BootstrapPlan(tuple(a.tasks), a.image_size, a.seed, a.offline_episodes, a.encoder_steps,
-                         a.bc_steps, a.offline_rl_steps)
+    plan = BootstrapPlan(
+        tuple(a.tasks),
+        a.image_size,
+        a.seed,
+        a.offline_episodes,
+        a.encoder_steps,
+        a.bc_steps,
+        a.offline_rl_steps,
+    )
     bootstrap(plan, run_dir_layout(a.run_dir))
     return 0
 

@@ -145,7 +145,12 @@ def expand_fleet(cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -
     keys_dir = _curve_keys_dir(bridge, endpoint, run_dir)
     curve_args: tuple[str, ...] = ()
     if keys_dir is not None:
-        curve_args = ("--curve-secret-key", str(keys_dir / "bridge.key_secret"), "--allow-keys", str(keys_dir / "allow"))
+        curve_args = (
+            "--curve-secret-key",
+            str(keys_dir / "bridge.key_secret"),
+            "--allow-keys",
+            str(keys_dir / "allow"),
+        )
 
     common = {"use_sim_time": use_sim_time}
     procs: list[ProcessSpec] = []
@@ -156,8 +161,14 @@ def expand_fleet(cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -
                 package="lwd_learner_bridge",
                 executable="bridge_server",
                 module="lwd_learner_bridge.server",
-                args=("--root", str(bridge_root), "--bind", bridge.get("bind", endpoint), *curve_args,
-                      *bridge.get("args", [])),
+                args=(
+                    "--root",
+                    str(bridge_root),
+                    "--bind",
+                    bridge.get("bind", endpoint),
+                    *curve_args,
+                    *bridge.get("args", []),
+                ),
                 ros=False,
             )
         )

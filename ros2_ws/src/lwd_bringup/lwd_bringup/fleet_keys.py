@@ -21,7 +21,9 @@ def ensure_fleet_keys(fleet: FleetDescription) -> str | None:
         return None
     bridge_here = any(p.name == "bridge" for p in fleet.processes)
     if not bridge_here and not (keys / "bridge.key").exists():
-        raise FleetConfigError(f"CURVE: the bridge runs elsewhere; copy its public key (bridge.key) to {keys}/")
+        raise FleetConfigError(
+            f"CURVE: the bridge runs elsewhere; copy its public key (bridge.key) to {keys}/"
+        )
     made = []
     for name in ("bridge", *fleet.robot_ids) if bridge_here else fleet.robot_ids:
         if not (keys / f"{name}.key_secret").exists():

@@ -35,12 +35,20 @@ from lwd_bringup.venv_launch import default_fleet_file, parse_set
 
 
 def make_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="./lwd fleet", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--fleet", type=Path, default=None, help="fleet description YAML (default: lwd_bringup's config/fleet.yaml)")
+    p = argparse.ArgumentParser(
+        prog="./lwd fleet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--fleet",
+        type=Path,
+        default=None,
+        help="fleet description YAML (default: lwd_bringup's config/fleet.yaml)",
+    )
     p.add_argument("--num-robots", type=int, default=2)
     p.add_argument("--run-dir", type=Path, default=Path("runs/fleet"))
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
+    p.add_argument(
+        "--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)"
+    )
     p.add_argument("--tasks", nargs="+", default=["can_to_bin"], help="simulated tasks the fleet works on")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
@@ -48,30 +56,55 @@ def make_parser() -> argparse.ArgumentParser:
     add_budget_flags(p)
     p.add_argument("--publish-every", type=int, default=50, help="online learner steps between policies")
     p.add_argument("--status-every", type=float, default=10.0, help="seconds between progress reports")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a fleet field, e.g. actor_params.jpeg_quality=90")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a fleet field, e.g. actor_params.jpeg_quality=90",
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     layout = run_dir_layout(args.run_dir)
-    plan = BootstrapPlan(tuple(args.tasks), args.image_size, args.seed, args.offline_episodes,
-                         args.encoder_steps, args.bc_steps, args.offline_rl_steps)
+    plan = BootstrapPlan(
+        tuple(args.tasks),
+        args.image_size,
+        args.seed,
+        args.offline_episodes,
+        args.encoder_steps,
+        args.bc_steps,
+        args.offline_rl_steps,
+    )
     bootstrap(plan, layout)
     overrides = deep_merge(
-        fleet_run_overrides(layout, learner_enabled=True, image_size=args.image_size,
-                            publish_every=args.publish_every),
-        parse_set(args.set))
+        fleet_run_overrides(
+            layout, learner_enabled=True, image_size=args.image_size, publish_every=args.publish_every
+        ),
+        parse_set(args.set),
+    )
     robots = []
     for i in range(args.num_robots):  # robots cycle through the tasks
         task = args.tasks[i % len(args.tasks)]
-        robots.append({"id": f"robot{i}", "params": {
-            "sim_robot": {"task": task, "image_width": args.image_size, "image_height": args.image_size},
-            "sim_operator": {"task": task}}})
+        robots.append(
+            {
+                "id": f"robot{i}",
+                "params": {
+                    "sim_robot": {
+                        "task": task,
+                        "image_width": args.image_size,
+                        "image_height": args.image_size,
+                    },
+                    "sim_operator": {"task": task},
+                },
+            }
+        )
     # Robots start on the offline policy and fetch newer ones from the bridge at episode boundaries.
-    overrides = deep_merge(overrides, {"robots": robots, "bridge": {"enabled": True},
-                                        "learner": {"enabled": True}})
+    overrides = deep_merge(
+        overrides, {"robots": robots, "bridge": {"enabled": True}, "learner": {"enabled": True}}
+    )
     try:
         fleet = expand_fleet(load_fleet_yaml(args.fleet or default_fleet_file()), overrides)
     except (FleetConfigError, FileNotFoundError) as exc:
@@ -80,11 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     if note := ensure_fleet_keys(fleet):
         log(note)
     monitor = FleetMonitor(layout.bridge_root, layout.online_learner, fleet.robot_ids)
-    log(f"starting {len(fleet.processes)} processes for {len(fleet.robot_ids)} simulated robots; "
-        f"Ctrl-C stops; logs in {layout.run_dir / 'logs'}")
-    failure = Supervisor(fleet).run(duration_s=args.duration,
-                                    on_tick=lambda: print(monitor.report(), flush=True),
-                                    tick_interval_s=args.status_every)
+    log(
+        f"starting {len(fleet.processes)} processes for {len(fleet.robot_ids)} simulated robots; "
+        f"Ctrl-C stops; logs in {layout.run_dir / 'logs'}"
+    )
+    failure = Supervisor(fleet).run(
+        duration_s=args.duration,
+        on_tick=lambda: print(monitor.report(), flush=True),
+        tick_interval_s=args.status_every,
+    )
     print(monitor.report(), flush=True)
     for path in monitor.write_plots(layout.run_dir / "plots"):
         log(f"wrote {path}")

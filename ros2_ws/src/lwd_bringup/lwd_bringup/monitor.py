@@ -39,8 +39,16 @@ def summarise(store: EpisodeStore, episode_id: str) -> EpisodeSummary:
     teleop = ep.source == ActionSource.TELEOP
     segments = int(np.count_nonzero(np.diff(teleop.astype(np.int8), prepend=0) == 1))
     return EpisodeSummary(
-        episode_id, ep.meta.robot_id, ep.meta.task, ep.success, ep.outcome.ended_at, ep.num_steps,
-        int(teleop.sum()), segments, tuple(_published(v) for v in ep.policy_versions if v != "teleop"))
+        episode_id,
+        ep.meta.robot_id,
+        ep.meta.task,
+        ep.success,
+        ep.outcome.ended_at,
+        ep.num_steps,
+        int(teleop.sum()),
+        segments,
+        tuple(_published(v) for v in ep.policy_versions if v != "teleop"),
+    )
 
 
 def _published(version: str) -> str:
@@ -100,12 +108,17 @@ class FleetMonitor:
             lines.append(
                 f"task {task:<22} episodes {len(items):>4}  success {np.mean([e.success for e in items]):5.0%}"
                 f"  (last 10: {np.mean([e.success for e in last]):4.0%})"
-                f"  interventions/episode {np.mean([e.interventions for e in items]):.2f}")
+                f"  interventions/episode {np.mean([e.interventions for e in items]):.2f}"
+            )
         by_version = _by_policy_version(eps)
         if by_version:
-            lines.append("by policy version (success, share of steps teleoperated): " + "  ".join(
-                f"{v} {np.mean([e.success for e in items]):.0%} {_teleop_share(items):.0%} (n={len(items)})"
-                for v, items in list(by_version.items())[-4:]))
+            lines.append(
+                "by policy version (success, share of steps teleoperated): "
+                + "  ".join(
+                    f"{v} {np.mean([e.success for e in items]):.0%} {_teleop_share(items):.0%} (n={len(items)})"
+                    for v, items in list(by_version.items())[-4:]
+                )
+            )
         status = self.bridge_status()
         robots = (status or {}).get("robots", {})
         for rid in self.robot_ids:
@@ -113,17 +126,22 @@ class FleetMonitor:
             r = robots.get(rid, {})
             lines.append(
                 f"robot {rid:<10} episodes {len(mine):>4}  success {np.mean([e.success for e in mine]) if mine else 0:5.0%}"
-                f"  policy {r.get('policy_version') or '-'}")
+                f"  policy {r.get('policy_version') or '-'}"
+            )
         if status:
             c, p = status.get("commit_latency_s", {}), status.get("policy_latency_s", {})
             lines.append(
                 f"bridge: latest policy {status.get('latest_policy') or '-'}; episode end->learner p50 "
                 f"{_ms(c.get('p50'))} p99 {_ms(c.get('p99'))}; policy published->loaded p50 {_ms(p.get('p50'))}"
-                f" p99 {_ms(p.get('p99'))}")
+                f" p99 {_ms(p.get('p99'))}"
+            )
         progress = self.learner_progress()
         if progress:
-            keys = [k for k in ("step", "critic_loss", "value_loss", "policy_loss", "tau_mean", "value_entropy")
-                    if k in progress]
+            keys = [
+                k
+                for k in ("step", "critic_loss", "value_loss", "policy_loss", "tau_mean", "value_entropy")
+                if k in progress
+            ]
             lines.append("learner: " + "  ".join(f"{k} {_num(progress[k])}" for k in keys))
         else:
             lines.append("learner: starting (JIT compilation takes a minute on first start)")
@@ -148,7 +166,9 @@ class FleetMonitor:
             items = [e for e in eps if e.task == task]
             t = [(e.ended_at - t0) / 60 for e in items]
             window = max(1, min(25, len(items) // 3))
-            ax1.plot(t, _rolling([float(e.success) for e in items], window), label=f"{task} (rolling {window})")
+            ax1.plot(
+                t, _rolling([float(e.success) for e in items], window), label=f"{task} (rolling {window})"
+            )
             ax2.plot(t, _rolling([e.interventions for e in items], window), label=task)
         ax1.set_ylabel("success rate")
         ax1.set_ylim(-0.05, 1.05)
@@ -179,14 +199,31 @@ class FleetMonitor:
     def _value_plots(self, out_dir: Path, eps: list[EpisodeSummary]) -> list[Path]:
         """Value distribution along one success and one failure (paper Fig. 6/9), via the learner."""
         ckpt = self.learner_run / "checkpoints"
-        chosen = [e for e in (next((e for e in reversed(eps) if e.success), None),
-                              next((e for e in reversed(eps) if not e.success), None)) if e]
+        chosen = [
+            e
+            for e in (
+                next((e for e in reversed(eps) if e.success), None),
+                next((e for e in reversed(eps) if not e.success), None),
+            )
+            if e
+        ]
         if not ckpt.exists() or not chosen:
             return []
         out = out_dir / "value_along_episode.png"
-        argv = [sys.executable, "-m", "lwd_learner.cli", "value-plot", "--run", str(self.learner_run),
-                "--store", str(self.bridge_root / "store"), "--out", str(out),
-                "--episodes", *[e.episode_id for e in chosen]]
+        argv = [
+            sys.executable,
+            "-m",
+            "lwd_learner.cli",
+            "value-plot",
+            "--run",
+            str(self.learner_run),
+            "--store",
+            str(self.bridge_root / "store"),
+            "--out",
+            str(out),
+            "--episodes",
+            *[e.episode_id for e in chosen],
+        ]
         rc = subprocess.call(argv, stdout=subprocess.DEVNULL)
         return [out] if rc == 0 and out.exists() else []
 

@@ -78,24 +78,31 @@ def _fleet_actions(context, *_, **__):
     actions: list[Action] = [LogInfo(msg=f"lwd: {note}")] if note else []
     for spec in fleet.processes:
         if spec.ros:
-            actions.append(Node(
-                package=spec.package,
-                executable=spec.executable,
-                name=spec.node_name,
-                namespace=spec.namespace,
-                parameters=[spec.parameters],
-                remappings=list(spec.remappings),
-                arguments=["--ros-args", "--log-level", arg["log_level"]],
-                output="screen",
-                respawn=spec.restart,
-                respawn_delay=2.0,
-            ))
+            actions.append(
+                Node(
+                    package=spec.package,
+                    executable=spec.executable,
+                    name=spec.node_name,
+                    namespace=spec.namespace,
+                    parameters=[spec.parameters],
+                    remappings=list(spec.remappings),
+                    arguments=["--ros-args", "--log-level", arg["log_level"]],
+                    output="screen",
+                    respawn=spec.restart,
+                    respawn_delay=2.0,
+                )
+            )
         else:
             # This interpreter, not whatever `python3` is on PATH: the venv's has our packages.
-            actions.append(ExecuteProcess(
-                cmd=[sys.executable, "-m", spec.module, *spec.args], name=spec.name, output="screen",
-                respawn=spec.restart, respawn_delay=2.0,
-            ))
+            actions.append(
+                ExecuteProcess(
+                    cmd=[sys.executable, "-m", spec.module, *spec.args],
+                    name=spec.name,
+                    output="screen",
+                    respawn=spec.restart,
+                    respawn_delay=2.0,
+                )
+            )
     return actions
 
 
@@ -105,8 +112,10 @@ def fleet_launch_description(defaults: dict[str, str] | None = None) -> LaunchDe
     `defaults` replaces argument defaults (the whole-system launch turns the bridge and learner on).
     """
     defaults = defaults or {}
-    declared = [DeclareLaunchArgument(k, default_value=defaults.get(k, v), description=d)
-                for k, (v, d) in FLEET_ARGS.items()]
+    declared = [
+        DeclareLaunchArgument(k, default_value=defaults.get(k, v), description=d)
+        for k, (v, d) in FLEET_ARGS.items()
+    ]
     return LaunchDescription([*declared, OpaqueFunction(function=_fleet_actions)])
 
 
@@ -122,23 +131,25 @@ ACTOR_ARGS: dict[str, tuple[str, str]] = {
 
 def _actor_actions(context, *_, **__):
     arg = {k: LaunchConfiguration(k).perform(context) for k in ACTOR_ARGS}
-    return [LifecycleNode(
-        package="lwd_actor",
-        executable="actor_node",
-        name="actor",
-        namespace=arg["namespace"],
-        output="screen",
-        parameters=[
-            arg["params_file"] or _share("config", "actor.yaml"),
-            {
-                "robot_id": arg["namespace"].strip("/"),
-                "policy_path": arg["policy_path"],
-                "use_sim_time": _flag(arg["use_sim_time"]),
-                "autostart": _flag(arg["autostart"]),
-            },
-        ],
-        arguments=["--ros-args", "--log-level", arg["log_level"]],
-    )]
+    return [
+        LifecycleNode(
+            package="lwd_actor",
+            executable="actor_node",
+            name="actor",
+            namespace=arg["namespace"],
+            output="screen",
+            parameters=[
+                arg["params_file"] or _share("config", "actor.yaml"),
+                {
+                    "robot_id": arg["namespace"].strip("/"),
+                    "policy_path": arg["policy_path"],
+                    "use_sim_time": _flag(arg["use_sim_time"]),
+                    "autostart": _flag(arg["autostart"]),
+                },
+            ],
+            arguments=["--ros-args", "--log-level", arg["log_level"]],
+        )
+    ]
 
 
 def actor_launch_description() -> LaunchDescription:

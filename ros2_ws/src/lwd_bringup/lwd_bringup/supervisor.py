@@ -80,7 +80,10 @@ class Supervisor:
         log_file.flush()
         r.proc = subprocess.Popen(
             # die_with_parent: a hard-killed launcher must not leave its fleet running.
-            die_with_parent(r.argv), env=self.env, stdout=log_file, stderr=subprocess.STDOUT,
+            die_with_parent(r.argv),
+            env=self.env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         log_file.close()
@@ -104,8 +107,10 @@ class Supervisor:
                 if not r.spec.restart or r.restarts >= self.config.max_restarts:
                     r.given_up = True
                     times = f"{len(r.exit_codes)} times" if len(r.exit_codes) > 1 else "once"
-                    self._fail(f"{r.spec.name} exited {times} (last exit code {code}): "
-                               f"{self._last_log_line(r)} (log: {self.log_dir}/{r.spec.name}.log)")
+                    self._fail(
+                        f"{r.spec.name} exited {times} (last exit code {code}): "
+                        f"{self._last_log_line(r)} (log: {self.log_dir}/{r.spec.name}.log)"
+                    )
                     continue
                 delay = min(self.config.restart_backoff_s * 2**r.restarts, self.config.max_backoff_s)
                 r.next_start = now + delay
@@ -168,8 +173,13 @@ class Supervisor:
                 p.wait(timeout=5)
         self.log("all processes stopped")
 
-    def run(self, duration_s: float | None = None, on_tick: Callable[[], None] | None = None,
-            tick_interval_s: float = 5.0, log_scan_interval_s: float = 1.0) -> str | None:
+    def run(
+        self,
+        duration_s: float | None = None,
+        on_tick: Callable[[], None] | None = None,
+        tick_interval_s: float = 5.0,
+        log_scan_interval_s: float = 1.0,
+    ) -> str | None:
         """Start, supervise until `duration_s` passes, Ctrl-C/SIGTERM or a failure, then stop cleanly.
 
         Returns None after a normal stop, else the one-line reason the fleet failed.

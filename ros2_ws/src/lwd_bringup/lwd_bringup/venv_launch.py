@@ -76,8 +76,13 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--no-bridge", action="store_true")
     p.add_argument("--no-learner", action="store_true")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a fleet field, e.g. actor_params.jpeg_quality=90")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a fleet field, e.g. actor_params.jpeg_quality=90",
+    )
     p.add_argument("--print", action="store_true", help="print the expanded processes and exit")
     return p
 
@@ -92,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.print:
         for spec in fleet.processes:
-            print(f"{spec.name:24s} {spec.fully_qualified_name:24s} python -m {spec.module} {' '.join(spec.args)}")
+            print(
+                f"{spec.name:24s} {spec.fully_qualified_name:24s} python -m {spec.module} {' '.join(spec.args)}"
+            )
         return 0
     try:
         if note := ensure_fleet_keys(fleet):

@@ -64,16 +64,27 @@ def _default(obj: Any) -> Any:
 def _ext_hook(code: int, data: bytes) -> Any:
     if code != NDARRAY_EXT:
         raise CodecError(f"unknown msgpack extension type {code}")
-    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=len(data), max_array_len=_MAX_NDIM + 2,
-                                max_str_len=64, max_map_len=0, max_bin_len=0, max_ext_len=0)
+    unpacker = msgpack.Unpacker(
+        raw=False,
+        max_buffer_size=len(data),
+        max_array_len=_MAX_NDIM + 2,
+        max_str_len=64,
+        max_map_len=0,
+        max_bin_len=0,
+        max_ext_len=0,
+    )
     unpacker.feed(data)
     try:
         dtype_str, shape = unpacker.unpack()
     except Exception as exc:  # noqa: BLE001 - any malformed header is a codec error
         raise CodecError(f"bad ndarray header: {exc}") from exc
     offset = unpacker.tell()
-    if not isinstance(dtype_str, str) or not isinstance(shape, list) or len(shape) > _MAX_NDIM or not all(
-            type(d) is int and d >= 0 for d in shape):
+    if (
+        not isinstance(dtype_str, str)
+        or not isinstance(shape, list)
+        or len(shape) > _MAX_NDIM
+        or not all(type(d) is int and d >= 0 for d in shape)
+    ):
         raise CodecError("bad ndarray header: want (dtype str, list of non-negative ints)")
     try:
         dtype = np.dtype(dtype_str)
@@ -137,9 +148,17 @@ def unpackb(data: bytes, max_size: int | None = None, limits: DecodeLimits | Non
             return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
         budget = _Budget(limits)
         n = limits.max_container_len
-        return msgpack.unpackb(data, ext_hook=budget.ext_hook, list_hook=budget.list_hook,
-                               object_hook=budget.object_hook, raw=False, strict_map_key=False,
-                               max_array_len=n, max_map_len=n, max_str_len=limits.max_str_len)
+        return msgpack.unpackb(
+            data,
+            ext_hook=budget.ext_hook,
+            list_hook=budget.list_hook,
+            object_hook=budget.object_hook,
+            raw=False,
+            strict_map_key=False,
+            max_array_len=n,
+            max_map_len=n,
+            max_str_len=limits.max_str_len,
+        )
     except CodecError:
         raise
     except Exception as exc:  # noqa: BLE001 - msgpack raises many types on bad input

@@ -127,9 +127,7 @@ class Episode:
         return self.policy_versions[int(self.policy_index[i])]
 
     @classmethod
-    def from_steps(
-        cls, meta: EpisodeMeta, steps: Iterable[StepRecord], outcome: EpisodeOutcome
-    ) -> Episode:
+    def from_steps(cls, meta: EpisodeMeta, steps: Iterable[StepRecord], outcome: EpisodeOutcome) -> Episode:
         steps = list(steps)
         versions: list[str] = []
         index: dict[str, int] = {}
@@ -267,7 +265,9 @@ def _want(d: dict[str, Any], name: str, types: tuple[type, ...], optional: bool 
         raise ValueError(f"missing field {name!r}")
     v = d[name]
     if not isinstance(v, types) or (isinstance(v, bool) and bool not in types):
-        raise ValueError(f"field {name!r} must be {'/'.join(t.__name__ for t in types)}, got {type(v).__name__}")
+        raise ValueError(
+            f"field {name!r} must be {'/'.join(t.__name__ for t in types)}, got {type(v).__name__}"
+        )
 
 
 def meta_from_dict(d: dict[str, Any]) -> EpisodeMeta:
@@ -277,7 +277,9 @@ def meta_from_dict(d: dict[str, Any]) -> EpisodeMeta:
     d = dict(d)
     version = d.get("schema_version")
     if type(version) is not int or version != EPISODE_SCHEMA_VERSION:
-        raise ValueError(f"episode schema version {str(version)[:20]}, this code reads {EPISODE_SCHEMA_VERSION}")
+        raise ValueError(
+            f"episode schema version {str(version)[:20]}, this code reads {EPISODE_SCHEMA_VERSION}"
+        )
     for name in ("episode_id", "robot_id", "task", "instruction", "kind"):
         _want(d, name, (str,))
     _want(d, "started_at", (int, float), optional=True)

@@ -10,8 +10,12 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 
-def run_node(name: str, make: Callable[[], Node], args: list[str] | None = None,
-             spin: Callable[[Node], None] = rclpy.spin) -> int:
+def run_node(
+    name: str,
+    make: Callable[[], Node],
+    args: list[str] | None = None,
+    spin: Callable[[Node], None] = rclpy.spin,
+) -> int:
     """Create the node with `make`, `spin` it, shut down cleanly; exit code 2 on bad parameters."""
     rclpy.init(args=args if args is not None else sys.argv)
     node = None

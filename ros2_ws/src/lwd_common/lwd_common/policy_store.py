@@ -134,9 +134,15 @@ class PinState:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PinState:
         try:
-            state = cls(pinned=None if d["pinned"] is None else str(d["pinned"]), epoch=int(d["epoch"]),
-                        epoch_at=float(d["epoch_at"]), action=str(d["action"]), by=str(d["by"]),
-                        at=float(d["at"]), why=str(d["why"]))
+            state = cls(
+                pinned=None if d["pinned"] is None else str(d["pinned"]),
+                epoch=int(d["epoch"]),
+                epoch_at=float(d["epoch_at"]),
+                action=str(d["action"]),
+                by=str(d["by"]),
+                at=float(d["at"]),
+                why=str(d["why"]),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"bad pin state {d!r}: {exc}") from exc
         if state.pinned is not None:
@@ -256,8 +262,9 @@ class PolicyStore:
 
         return self._change_pin("revert", previous, by, why)
 
-    def _change_pin(self, action: str, target: Callable[[PinState, list[str]], str | None],
-                    by: str, why: str) -> PinState:
+    def _change_pin(
+        self, action: str, target: Callable[[PinState, list[str]], str | None], by: str, why: str
+    ) -> PinState:
         with self._locked():
             old = self.pin_state()
             versions = self.versions()
@@ -273,10 +280,17 @@ class PolicyStore:
             epoch, epoch_at = old.epoch, old.epoch_at
             if before and after and version_number(after) < version_number(before):
                 epoch, epoch_at = epoch + 1, now  # going back: names above everything served so far
-            state = PinState(pinned=pinned, epoch=epoch, epoch_at=epoch_at, action=action, by=by, at=now, why=why)
+            state = PinState(
+                pinned=pinned, epoch=epoch, epoch_at=epoch_at, action=action, by=by, at=now, why=why
+            )
             atomic_write(self.root / PIN_FILE, json.dumps(state.to_dict(), sort_keys=True).encode())
-            entry = {**state.to_dict(), "previous": old.pinned, "newest": versions[-1] if versions else None,
-                     "serving": after, "served_as": served_version(after, epoch) if after else None}
+            entry = {
+                **state.to_dict(),
+                "previous": old.pinned,
+                "newest": versions[-1] if versions else None,
+                "serving": after,
+                "served_as": served_version(after, epoch) if after else None,
+            }
             with open(self.root / PIN_LOG, "a") as log:
                 log.write(json.dumps(entry, sort_keys=True) + "\n")
                 log.flush()

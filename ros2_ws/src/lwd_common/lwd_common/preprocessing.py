@@ -86,7 +86,9 @@ def policy_frame(rgb: np.ndarray, size: tuple[int, int], quality: int = JPEG_QUA
     return frame_from_jpeg(encode_jpeg(rgb, quality), size)
 
 
-def policy_images(frames: Sequence[np.ndarray], size: tuple[int, int], quality: int = JPEG_QUALITY) -> np.ndarray:
+def policy_images(
+    frames: Sequence[np.ndarray], size: tuple[int, int], quality: int = JPEG_QUALITY
+) -> np.ndarray:
     """One observation's live frames (CAMERA_NAMES order) as policy input: uint8 [cameras, H, W, 3]."""
     return np.stack([policy_frame(f, size, quality) for f in frames])
 

@@ -119,7 +119,11 @@ class EpisodeStore:
         latest = self.latest_snapshot()
         version = (latest.version if latest else 0) + 1
         snap = Snapshot(version, tuple(self.ids()), time.time())
-        payload = {"version": snap.version, "episode_ids": list(snap.episode_ids), "created_at": snap.created_at}
+        payload = {
+            "version": snap.version,
+            "episode_ids": list(snap.episode_ids),
+            "created_at": snap.created_at,
+        }
         atomic_write(self.snapshots_dir / f"{version:010d}.json", json.dumps(payload).encode())
         return snap
 

@@ -50,8 +50,10 @@ def default_urdf_path() -> Path:
     env = os.environ.get("LWD_URDF")
     if env:
         return Path(env)
-    candidates = [PACKAGE_URDF_DIR / URDF_FILENAME,
-                  Path(sys.prefix) / "share" / "lwd_description" / "urdf" / URDF_FILENAME]
+    candidates = [
+        PACKAGE_URDF_DIR / URDF_FILENAME,
+        Path(sys.prefix) / "share" / "lwd_description" / "urdf" / URDF_FILENAME,
+    ]
     for candidate in candidates:
         if candidate.is_file():
             return candidate

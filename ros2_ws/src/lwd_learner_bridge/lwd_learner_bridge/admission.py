@@ -46,8 +46,13 @@ class Session:
 
 
 class Admission:
-    def __init__(self, config: BridgeConfig, stats: FleetStats, key_names: dict[str, str] | None,
-                 monitor_keys: dict[str, str] | None = None):
+    def __init__(
+        self,
+        config: BridgeConfig,
+        stats: FleetStats,
+        key_names: dict[str, str] | None,
+        monitor_keys: dict[str, str] | None = None,
+    ):
         self.config = config
         self.stats = stats
         self.key_names = key_names  # z85 public key -> robot id; None: no CURVE, no binding
@@ -55,8 +60,9 @@ class Admission:
         self.sessions: OrderedDict[bytes, Session] = OrderedDict()
         self._robot_sessions: dict[str, int] = {}  # robot id -> sessions it holds
 
-    def hello(self, peer: bytes, msg: dict[str, Any], user_id: str | None, now: float,
-              address: str | None = None) -> tuple[Session | None, bytes]:
+    def hello(
+        self, peer: bytes, msg: dict[str, Any], user_id: str | None, now: float, address: str | None = None
+    ) -> tuple[Session | None, bytes]:
         """Open a session for `peer`: (session, `welcome`), or (None, a fatal `error` saying why not)."""
         robot_id = msg["robot_id"]
         refusal = self._refusal(msg, user_id)
@@ -71,7 +77,9 @@ class Admission:
             self._remove(next(iter(self.sessions)))
         self.stats.seen(robot_id, now)
         self.stats.note(logging.INFO, "hello", "hello from %s (%s)", robot_id, msg["role"])
-        return session, protocol.encode("welcome", bridge_time=now, max_frame_bytes=self.config.max_frame_bytes)
+        return session, protocol.encode(
+            "welcome", bridge_time=now, max_frame_bytes=self.config.max_frame_bytes
+        )
 
     def _refusal(self, msg: dict[str, Any], user_id: str | None) -> tuple[str, str] | None:
         robot_id = msg["robot_id"]
@@ -83,18 +91,25 @@ class Admission:
         if role not in protocol.ROLES:
             return "bad_hello", f"unknown role {protocol.clip(repr(role), 40)}"
         if role != "monitor" and msg["config_hash"] != self.config.config_hash:  # a monitor only reads status
-            return "config_mismatch", (f"robot config hash {msg['config_hash']} != bridge {self.config.config_hash} "
-                                       "(joint names, cameras, rates or episode schema differ)")
+            return "config_mismatch", (
+                f"robot config hash {msg['config_hash']} != bridge {self.config.config_hash} "
+                "(joint names, cameras, rates or episode schema differ)"
+            )
         if self.key_names is not None:
             key = user_id or ""
             if key in self.monitor_keys:
                 if role != "monitor" or self.monitor_keys[key] != robot_id:
-                    return "key_mismatch", (f"this CURVE key is the monitor key of {self.monitor_keys[key]!r}: "
-                                            f"role monitor as {self.monitor_keys[key]!r} only")
+                    return "key_mismatch", (
+                        f"this CURVE key is the monitor key of {self.monitor_keys[key]!r}: "
+                        f"role monitor as {self.monitor_keys[key]!r} only"
+                    )
                 return None
             owner = self.key_names.get(key)
             if owner != robot_id:
-                return "key_mismatch", f"this CURVE key belongs to {owner!r}, not {protocol.clip(robot_id, 80)!r}"
+                return (
+                    "key_mismatch",
+                    f"this CURVE key belongs to {owner!r}, not {protocol.clip(robot_id, 80)!r}",
+                )
         return None
 
     def session(self, peer: bytes, now: float) -> Session | None:

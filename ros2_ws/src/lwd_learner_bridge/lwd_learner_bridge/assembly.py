@@ -102,17 +102,28 @@ class EpisodeAssembly:
 
     # --- one episode frame -------------------------------------------------------------------------------
 
-    def frame(self, peer: bytes, rid: str, msg: dict[str, Any], data: bytes, now: float,
-              origin: str | None = None) -> list[bytes]:
+    def frame(
+        self, peer: bytes, rid: str, msg: dict[str, Any], data: bytes, now: float, origin: str | None = None
+    ) -> list[bytes]:
         """Take one episode frame (raw bytes `data`) from robot `rid`; return `ack`/`missing`/`committed`/`error`."""
         eid, seq, t = msg["episode_id"], msg["seq"], msg["t"]
         try:
             check_episode_id(eid)
         except ValueError:
-            return [self.stats.refuse("bad_field", f"invalid episode id {protocol.clip(repr(eid), 80)}", robot_id=rid)]
+            return [
+                self.stats.refuse(
+                    "bad_field", f"invalid episode id {protocol.clip(repr(eid), 80)}", robot_id=rid
+                )
+            ]
         if self.config.require_episode_prefix and not eid.startswith(rid + "-"):
-            return [self.stats.refuse("not_owner", f"episode ids of robot {rid} start with '{rid}-', not {eid!r}",
-                                      episode_id=eid, robot_id=rid)]
+            return [
+                self.stats.refuse(
+                    "not_owner",
+                    f"episode ids of robot {rid} start with '{rid}-', not {eid!r}",
+                    episode_id=eid,
+                    robot_id=rid,
+                )
+            ]
         if eid in self._finishing or eid in self._to_commit:
             self.stats.duplicate(None)  # being written; `committed` follows from flush()
             return [] if t == "ep_end" else [protocol.encode("ack", episode_id=eid, seq=seq)]
@@ -126,11 +137,24 @@ class EpisodeAssembly:
                 return [digest_or_busy]
             if digest_or_busy is not None:
                 self.stats.duplicate(rid)
-                return [protocol.encode("committed", episode_id=eid, content_hash=digest_or_busy,
-                                        snapshot=self.snapshot_version, duplicate=True)]
+                return [
+                    protocol.encode(
+                        "committed",
+                        episode_id=eid,
+                        content_hash=digest_or_busy,
+                        snapshot=self.snapshot_version,
+                        duplicate=True,
+                    )
+                ]
         elif p.robot_id != rid:
-            return [self.stats.refuse("not_owner", f"episode {eid} is being sent by robot {p.robot_id}",
-                                      episode_id=eid, robot_id=rid)]
+            return [
+                self.stats.refuse(
+                    "not_owner",
+                    f"episode {eid} is being sent by robot {p.robot_id}",
+                    episode_id=eid,
+                    robot_id=rid,
+                )
+            ]
         digest = hashlib.blake2b(data, digest_size=16).digest()
         if p is not None and seq in p.digests:
             return self._repeat(peer, eid, p, seq, t, digest)
@@ -145,8 +169,14 @@ class EpisodeAssembly:
             p = self.partials[eid] = Partial(robot_id=rid, origin=origin, last_update=now)
             self._robot_partials.setdefault(rid, set()).add(eid)
         if p.nbytes + cost > self.config.episode_cap:
-            return [self._reject(eid, "episode_too_large",
-                                 f"episode {eid} exceeds {self.config.episode_cap} bytes in memory", rid)]
+            return [
+                self._reject(
+                    eid,
+                    "episode_too_large",
+                    f"episode {eid} exceeds {self.config.episode_cap} bytes in memory",
+                    rid,
+                )
+            ]
         refusal = self._make_room(eid, rid, cost)
         if refusal is not None:
             if not p.digests:  # opened for this frame only
@@ -170,8 +200,15 @@ class EpisodeAssembly:
         if p.digests[seq] != digest:
             p.conflicts += 1
             self.stats.counters["conflicting_frames"] += 1
-            return [self.stats.refuse("conflicting_frame", f"episode {eid} seq {seq}: a different copy of this frame "
-                                      "arrived first; keeping that one", episode_id=eid, robot_id=p.robot_id)]
+            return [
+                self.stats.refuse(
+                    "conflicting_frame",
+                    f"episode {eid} seq {seq}: a different copy of this frame "
+                    "arrived first; keeping that one",
+                    episode_id=eid,
+                    robot_id=p.robot_id,
+                )
+            ]
         self.stats.duplicate(p.robot_id)  # no refresh of last_update: replays must not keep a partial alive
         if t == "ep_end":
             return self._try_finish(peer, eid, p, answer_missing=True)
@@ -181,21 +218,32 @@ class EpisodeAssembly:
         """The refusal for a new episode of `rid` over the open-episode limits, else None (bytes: `_make_room`)."""
         open_here = len(self._robot_partials.get(rid, ()))
         if open_here >= self.config.max_open_episodes_per_robot:
-            return self.stats.refuse("too_many_open", f"robot {rid} already has {open_here} open episodes",
-                                     episode_id=eid, robot_id=rid)
+            return self.stats.refuse(
+                "too_many_open",
+                f"robot {rid} already has {open_here} open episodes",
+                episode_id=eid,
+                robot_id=rid,
+            )
         if len(self.partials) >= self.config.max_partials and not self._evict_for(rid, count=True):
-            return self.stats.refuse("busy", "bridge holds too many partial episodes; retry later",
-                                     episode_id=eid, robot_id=rid)
+            return self.stats.refuse(
+                "busy", "bridge holds too many partial episodes; retry later", episode_id=eid, robot_id=rid
+            )
         return None
 
     def _make_room(self, eid: str, rid: str, cost: int) -> bytes | None:
         """Fit `cost` more bytes for `rid` under its own and the bridge-wide budget, evicting a hog if fair."""
         if self._robot_bytes.get(rid, 0) + cost > self.config.robot_cap:
-            return self.stats.refuse("busy", f"robot {rid} holds {self._robot_bytes.get(rid, 0)} bytes of partial "
-                                     "episodes; retry later", episode_id=eid, robot_id=rid)
+            return self.stats.refuse(
+                "busy",
+                f"robot {rid} holds {self._robot_bytes.get(rid, 0)} bytes of partial episodes; retry later",
+                episode_id=eid,
+                robot_id=rid,
+            )
         while self.buffered + cost > self.config.max_buffered_bytes:
             if not self._evict_for(rid, count=False, cost=cost):
-                return self.stats.refuse("busy", "bridge buffers are full; retry later", episode_id=eid, robot_id=rid)
+                return self.stats.refuse(
+                    "busy", "bridge buffers are full; retry later", episode_id=eid, robot_id=rid
+                )
         return None
 
     def _evict_for(self, rid: str, count: bool, cost: int = 0) -> bool:
@@ -215,8 +263,15 @@ class EpisodeAssembly:
         if victim == rid or mine > share or usage[victim] <= mine:
             return False
         eid = max(self._robot_partials[victim], key=lambda e: self.partials[e].nbytes)
-        self.stats.note(logging.WARNING, "evict", "evicting partial episode %s of %s (%s bytes) to make room for %s",
-                        eid, victim, self.partials[eid].nbytes, rid)
+        self.stats.note(
+            logging.WARNING,
+            "evict",
+            "evicting partial episode %s of %s (%s bytes) to make room for %s",
+            eid,
+            victim,
+            self.partials[eid].nbytes,
+            rid,
+        )
         self._drop(eid)
         self.stats.counters["partials_evicted"] += 1
         return True
@@ -247,20 +302,45 @@ class EpisodeAssembly:
             if r.digest is not None:
                 assert p.end is not None
                 self._remember(r.episode_id, r.digest)
-                self._to_commit[r.episode_id] = _Written(r.peer, r.episode_id, r.digest, float(p.end["ended_at"]),
-                                                         p.robot_id)
+                self._to_commit[r.episode_id] = _Written(
+                    r.peer, r.episode_id, r.digest, float(p.end["ended_at"]), p.robot_id
+                )
             elif r.code in ("store_error", "internal"):  # not the robot's fault: it resends and we try again
-                out.append((r.peer, self.stats.refuse(r.code, r.message or "", episode_id=r.episode_id,
-                                                      robot_id=p.robot_id)))
+                out.append(
+                    (
+                        r.peer,
+                        self.stats.refuse(
+                            r.code, r.message or "", episode_id=r.episode_id, robot_id=p.robot_id
+                        ),
+                    )
+                )
             elif r.code == "hash_mismatch" and p.conflicts:
                 # a forged first copy may be what broke it: forget it all, the owner resends (`missing`)
-                self.stats.note(logging.WARNING, "conflict", "episode %s of %s fails its hash after %s conflicting "
-                                "copies; dropped so its owner resends it", r.episode_id, p.robot_id, p.conflicts)
-                out.append((r.peer, self.stats.refuse("conflicting_frame", f"episode {r.episode_id}: frames with "
-                                                      "conflicting copies did not assemble; send them again",
-                                                      episode_id=r.episode_id, robot_id=p.robot_id)))
+                self.stats.note(
+                    logging.WARNING,
+                    "conflict",
+                    "episode %s of %s fails its hash after %s conflicting "
+                    "copies; dropped so its owner resends it",
+                    r.episode_id,
+                    p.robot_id,
+                    p.conflicts,
+                )
+                out.append(
+                    (
+                        r.peer,
+                        self.stats.refuse(
+                            "conflicting_frame",
+                            f"episode {r.episode_id}: frames with "
+                            "conflicting copies did not assemble; send them again",
+                            episode_id=r.episode_id,
+                            robot_id=p.robot_id,
+                        ),
+                    )
+                )
             else:
-                out.append((r.peer, self._reject(r.episode_id, r.code or "bad_episode", r.message or "", p.robot_id)))
+                out.append(
+                    (r.peer, self._reject(r.episode_id, r.code or "bad_episode", r.message or "", p.robot_id))
+                )
         if not self._to_commit:
             return out
         snap = self.store.commit_snapshot()
@@ -269,8 +349,18 @@ class EpisodeAssembly:
         for w in self._to_commit.values():
             self.stored_count += 1
             self.stats.episode_committed(w.robot_id, w.ended_at, now)
-            out.append((w.peer, protocol.encode("committed", episode_id=w.episode_id, content_hash=w.digest,
-                                                snapshot=snap.version, duplicate=False)))
+            out.append(
+                (
+                    w.peer,
+                    protocol.encode(
+                        "committed",
+                        episode_id=w.episode_id,
+                        content_hash=w.digest,
+                        snapshot=snap.version,
+                        duplicate=False,
+                    ),
+                )
+            )
         self._to_commit = {}
         return out
 
@@ -285,7 +375,9 @@ class EpisodeAssembly:
         self._rehash_tokens = min(rate, self._rehash_tokens + (now - self._rehash_at) * rate)
         self._rehash_at = now
         if self._rehash_tokens <= 0:  # duplicates of many old episodes: do not let them eat the loop
-            return self.stats.refuse("busy", "bridge is re-reading stored episodes; retry later", episode_id=eid)
+            return self.stats.refuse(
+                "busy", "bridge is re-reading stored episodes; retry later", episode_id=eid
+            )
         data = self.store.read_bytes(eid)
         self._rehash_tokens -= len(data)
         digest = hashlib.sha256(data).hexdigest()
@@ -345,16 +437,27 @@ class EpisodeAssembly:
         for eid in list(self._robot_partials.get(robot_id, ())):
             p = self.partials[eid]
             if eid not in keep and p.origin == origin:
-                self.stats.note(logging.INFO, "restart", "robot %s restarted without episode %s; dropping its "
-                                "partial", robot_id, eid)
+                self.stats.note(
+                    logging.INFO,
+                    "restart",
+                    "robot %s restarted without episode %s; dropping its partial",
+                    robot_id,
+                    eid,
+                )
                 self._drop(eid)
 
     def expire(self, now: float) -> None:
         """Drop partial episodes nobody sent a new frame to for `partial_timeout_s` (dead robots pin no memory)."""
         for eid, p in list(self.partials.items()):
             if now - p.last_update > self.config.partial_timeout_s:
-                self.stats.note(logging.WARNING, "expire", "dropping partial episode %s of %s: idle %s s", eid,
-                                p.robot_id, round(now - p.last_update))
+                self.stats.note(
+                    logging.WARNING,
+                    "expire",
+                    "dropping partial episode %s of %s: idle %s s",
+                    eid,
+                    p.robot_id,
+                    round(now - p.last_update),
+                )
                 self._drop(eid)
                 self.stats.counters["partials_expired"] += 1
 
@@ -384,8 +487,9 @@ def _missing(p: Partial) -> list[int]:
     return out
 
 
-def _check_frame(t: str, seq: int, msg: dict[str, Any], eid: str, rid: str, p: Partial | None
-                 ) -> tuple[Any, int]:
+def _check_frame(
+    t: str, seq: int, msg: dict[str, Any], eid: str, rid: str, p: Partial | None
+) -> tuple[Any, int]:
     """Check one new frame against the episode so far: (what to keep, its decoded bytes); ProtocolError if bad."""
     if t == "ep_begin":
         if seq != 0:
@@ -395,8 +499,11 @@ def _check_frame(t: str, seq: int, msg: dict[str, Any], eid: str, rid: str, p: P
         except (ValueError, TypeError, KeyError, RecursionError) as exc:
             raise protocol.ProtocolError("bad_meta", f"bad episode meta: {protocol.clip(str(exc))}") from exc
         if meta.episode_id != eid or meta.robot_id != rid:
-            raise protocol.ProtocolError("bad_meta", f"meta names episode {protocol.clip(meta.episode_id, 80)!r} of "
-                                         f"robot {protocol.clip(meta.robot_id, 80)!r}, frame says {eid!r} from {rid!r}")
+            raise protocol.ProtocolError(
+                "bad_meta",
+                f"meta names episode {protocol.clip(meta.episode_id, 80)!r} of "
+                f"robot {protocol.clip(meta.robot_id, 80)!r}, frame says {eid!r} from {rid!r}",
+            )
         return meta, FRAME_OVERHEAD + _size_of_meta(msg["meta"])
     if t == "ep_chunk":
         if seq < 1 or (p is not None and p.end_seq is not None and seq >= p.end_seq):

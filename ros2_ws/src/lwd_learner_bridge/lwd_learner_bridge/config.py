@@ -28,12 +28,16 @@ class BridgeConfig:
     robot_forget_s: float = 7 * 86400.0  # an idle robot unseen this long leaves the fleet status
     policy_chunk_max: int = 4 << 20
     writer_threads: int = 2  # with background_writes (the server)
-    require_episode_prefix: bool = True  # episode ids must start with "<robot_id>-" (no squatting on others' ids)
+    require_episode_prefix: bool = (
+        True  # episode ids must start with "<robot_id>-" (no squatting on others' ids)
+    )
     status_cache_s: float = 0.5  # status_query answers are rebuilt at most this often
     rehash_bytes_per_s: float = 256e6  # re-reading stored episodes to answer duplicates of old ones
     max_connections: int = 1024  # TCP connections (server)
     max_connections_per_address: int = 128
-    max_connection_pending_bytes: int = 0  # 0: 4 * max_frame_bytes + 1 MiB; bytes libzmq may hold per connection
+    max_connection_pending_bytes: int = (
+        0  # 0: 4 * max_frame_bytes + 1 MiB; bytes libzmq may hold per connection
+    )
     max_pending_bytes: int = 1 << 30  # ...and for all connections together
     config_hash: str = field(default_factory=protocol.config_hash)
 

@@ -77,8 +77,13 @@ def _fd_socket(fd: int) -> socket.socket:
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_libc.getsockopt.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
-                             ctypes.POINTER(ctypes.c_uint32)]
+_libc.getsockopt.argtypes = [
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_void_p,
+    ctypes.POINTER(ctypes.c_uint32),
+]
 
 
 def _tcp_counters(fd: int) -> tuple[int, int] | None:
@@ -124,7 +129,9 @@ class ConnectionGuard:
         self.stats = stats
         self.enabled = sys.platform.startswith("linux")
         if not self.enabled:
-            log.warning("not Linux: what libzmq holds per connection is not bounded (no TCP_INFO / SRCFD checks)")
+            log.warning(
+                "not Linux: what libzmq holds per connection is not bounded (no TCP_INFO / SRCFD checks)"
+            )
         self.monitor = sock.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED)
         self.conns: dict[int, Conn] = {}
         self.peer_fd: dict[bytes, int] = {}
@@ -162,9 +169,14 @@ class ConnectionGuard:
         self._per_address[address] = self._per_address.get(address, 0) + 1
         if len(self.conns) > self.config.max_connections:
             self._cut(conn, f"more than {self.config.max_connections} connections", refused=True)
-        elif self._per_address[address] > self.config.max_connections_per_address and not _is_loopback(address):
-            self._cut(conn, f"more than {self.config.max_connections_per_address} connections from {address}",
-                      refused=True)
+        elif self._per_address[address] > self.config.max_connections_per_address and not _is_loopback(
+            address
+        ):
+            self._cut(
+                conn,
+                f"more than {self.config.max_connections_per_address} connections from {address}",
+                refused=True,
+            )
 
     def _closed(self, fd: int) -> None:
         conn = self.conns.pop(fd, None)
@@ -224,8 +236,9 @@ class ConnectionGuard:
                 continue
             conn.pending = pending
             if pending > self.config.connection_pending_bytes:
-                self._cut(conn, f"{pending} bytes received but not delivered (an unterminated multipart "
-                                "message?)")
+                self._cut(
+                    conn, f"{pending} bytes received but not delivered (an unterminated multipart message?)"
+                )
             else:
                 total += pending
         while total > self.config.max_pending_bytes:
@@ -271,8 +284,11 @@ class ConnectionGuard:
         return queued < min(LARGE_REPLY, max(4096, sndbuf // 4))
 
     def status(self) -> dict[str, Any]:
-        return {"open": len(self.conns), "addresses": len(self._per_address),
-                "pending_bytes": sum(c.pending for c in self.conns.values())}
+        return {
+            "open": len(self.conns),
+            "addresses": len(self._per_address),
+            "pending_bytes": sum(c.pending for c in self.conns.values()),
+        }
 
     def close(self) -> None:
         self.monitor.close(0)

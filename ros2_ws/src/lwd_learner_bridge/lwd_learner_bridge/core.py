@@ -47,8 +47,13 @@ __all__ = ["BridgeConfig", "BridgeCore"]
 
 
 class BridgeCore:
-    def __init__(self, config: BridgeConfig, key_names: dict[str, str] | None = None,
-                 background_writes: bool = False, monitor_keys: dict[str, str] | None = None):
+    def __init__(
+        self,
+        config: BridgeConfig,
+        key_names: dict[str, str] | None = None,
+        background_writes: bool = False,
+        monitor_keys: dict[str, str] | None = None,
+    ):
         self.config = config
         self.root = Path(config.root)
         self.started_at = time.time()
@@ -66,8 +71,9 @@ class BridgeCore:
         self._status_cache: tuple[float, bytes] | None = None
         self._counted_at = time.time()
 
-    def handle(self, peer: bytes, data: bytes, user_id: str | None = None, address: str | None = None
-               ) -> list[bytes]:
+    def handle(
+        self, peer: bytes, data: bytes, user_id: str | None = None, address: str | None = None
+    ) -> list[bytes]:
         """Process one frame from `peer` (CURVE key `user_id`, IP `address`); return the frames to send back."""
         try:
             return self._handle(peer, data, user_id, address)
@@ -76,8 +82,13 @@ class BridgeCore:
             if self.stats.logs.allow("traceback") is not None:  # a few full tracebacks, then one-liners
                 log.error("internal error on a frame from %s:\n%s", peer.hex()[:32], short_traceback(exc))
             else:
-                self.stats.note(logging.ERROR, "internal", "internal error on a frame from %s: %s", peer.hex(),
-                                type(exc).__name__)
+                self.stats.note(
+                    logging.ERROR,
+                    "internal",
+                    "internal error on a frame from %s: %s",
+                    peer.hex(),
+                    type(exc).__name__,
+                )
             return [self.stats.refuse("internal", f"bridge internal error: {type(exc).__name__}", peer=peer)]
 
     def _handle(self, peer: bytes, data: bytes, user_id: str | None, address: str | None) -> list[bytes]:
@@ -98,12 +109,21 @@ class BridgeCore:
             return [reply]
         session = self.admission.session(peer, now)
         if session is None:
-            return [self.stats.refuse("no_session", f"send hello before {t}", episode_id=msg.get("episode_id"),
-                                      peer=peer)]
+            return [
+                self.stats.refuse(
+                    "no_session", f"send hello before {t}", episode_id=msg.get("episode_id"), peer=peer
+                )
+            ]
         if not self.admission.permits(session, t):
             self.stats.counters["forbidden"] += 1
-            return [self.stats.refuse("forbidden", f"a {session.role} session may not send {t}",
-                                      episode_id=msg.get("episode_id"), robot_id=session.robot_id)]
+            return [
+                self.stats.refuse(
+                    "forbidden",
+                    f"a {session.role} session may not send {t}",
+                    episode_id=msg.get("episode_id"),
+                    robot_id=session.robot_id,
+                )
+            ]
         if t in protocol.EPISODE_TYPES:
             return self.assembly.frame(peer, session.robot_id, msg, data, now, session.origin)
         if t == "status_query":
@@ -113,8 +133,11 @@ class BridgeCore:
         if t == "policy_fetch":
             if not self.large_reply_ok(peer):  # it does not read what we send: do not queue more for it
                 self.stats.counters["replies_dropped"] += 1
-                return [self.stats.refuse("busy", "earlier replies are still unread; retry later",
-                                          robot_id=session.robot_id)]
+                return [
+                    self.stats.refuse(
+                        "busy", "earlier replies are still unread; retry later", robot_id=session.robot_id
+                    )
+                ]
             return [self.policy.fetch(msg)]
         if t == "policy_loaded":
             self.policy.loaded(session.robot_id, msg)
@@ -164,7 +187,7 @@ class BridgeCore:
         self.writer.close()
 
     def health(self) -> dict[str, Any]:
-        """"ok", or "error" with the problems: a writer died recently or is not running."""
+        """ "ok", or "error" with the problems: a writer died recently or is not running."""
         writers = self.writer.health()
         problems = [f"episode writer died: {why}" for why in writers["recent_deaths"]]
         if writers["alive"] < writers["writers"]:

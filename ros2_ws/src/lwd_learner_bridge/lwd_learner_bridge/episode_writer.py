@@ -54,16 +54,27 @@ def write_episode(store: EpisodeStore, peer: bytes, eid: str, p: Partial) -> Wri
         episode = Episode.from_columns(p.meta, chunks, outcome_from_dict(end["outcome"]))
         data = encode_episode(episode)
     except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
-        return WriteResult(peer, eid, None, "bad_episode", f"episode {eid} does not assemble: {safe(str(exc))}")
+        return WriteResult(
+            peer, eid, None, "bad_episode", f"episode {eid} does not assemble: {safe(str(exc))}"
+        )
     digest = hashlib.sha256(data).hexdigest()
     if digest != end["content_hash"] or episode.num_steps != end["num_steps"]:
-        return WriteResult(peer, eid, None, "hash_mismatch", (
-            f"episode {eid}: assembled {episode.num_steps} steps with hash {digest[:12]}.., robot sent "
-            f"{end['num_steps']} steps {safe(end['content_hash'][:12])}.."))
+        return WriteResult(
+            peer,
+            eid,
+            None,
+            "hash_mismatch",
+            (
+                f"episode {eid}: assembled {episode.num_steps} steps with hash {digest[:12]}.., robot sent "
+                f"{end['num_steps']} steps {safe(end['content_hash'][:12])}.."
+            ),
+        )
     try:
         store.put_encoded(eid, data)
     except OSError as exc:
-        return WriteResult(peer, eid, None, "store_error", f"bridge could not store {eid}: {exc}; retry later")
+        return WriteResult(
+            peer, eid, None, "store_error", f"bridge could not store {eid}: {exc}; retry later"
+        )
     return WriteResult(peer, eid, digest)
 
 
@@ -128,8 +139,11 @@ class EpisodeWriter:
             job = self._current[slot]
             self._current[slot] = None
             if job is not None:
-                self._done.put(WriteResult(job[0], job[1], None, "internal",
-                                           f"bridge writer died writing {job[1]}; retry"))
+                self._done.put(
+                    WriteResult(
+                        job[0], job[1], None, "internal", f"bridge writer died writing {job[1]}; retry"
+                    )
+                )
             if not self.deaths or time.time() - self.deaths[-1][0] > 1.0:
                 self.deaths = [*self.deaths[-9:], (time.time(), "thread ended")]
             log.error("episode writer %d died (%s); restarting it", slot, self.deaths[-1][1])
@@ -141,8 +155,12 @@ class EpisodeWriter:
         """Writers alive, restarts, and the deaths of the last HEALTH_WINDOW_S (any: the bridge is not healthy)."""
         now = time.time() if now is None else now
         recent = [why for t, why in self.deaths if now - t < HEALTH_WINDOW_S]
-        return {"writers": self.size, "alive": sum(t.is_alive() for t in self._threads),
-                "restarts": self.restarts, "recent_deaths": recent}
+        return {
+            "writers": self.size,
+            "alive": sum(t.is_alive() for t in self._threads),
+            "restarts": self.restarts,
+            "recent_deaths": recent,
+        }
 
     def close(self) -> None:
         self._closing = True

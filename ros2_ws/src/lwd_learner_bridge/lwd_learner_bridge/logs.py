@@ -41,8 +41,15 @@ class _Bucket:
 class LogLimiter:
     """Token buckets per category and overall; `log` returns False when a line was suppressed."""
 
-    def __init__(self, logger: logging.Logger, per_category_per_s: float = 2.0, per_category_burst: float = 20,
-                 total_per_s: float = 10.0, total_burst: float = 60, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        logger: logging.Logger,
+        per_category_per_s: float = 2.0,
+        per_category_burst: float = 20,
+        total_per_s: float = 10.0,
+        total_burst: float = 60,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.logger = logger
         self.rate, self.burst = per_category_per_s, per_category_burst
         self.total_rate, self.total_burst = total_per_s, total_burst
@@ -67,8 +74,10 @@ class LogLimiter:
             category = "other"  # categories come from our own code names, but never let them grow
         rate, burst = self.special.get(category, (self.rate, self.burst))
         bucket = self._buckets.setdefault(category, _Bucket(burst, now))
-        if not (self._take(bucket, rate, burst, now)
-                and self._take(self._total, self.total_rate, self.total_burst, now)):
+        if not (
+            self._take(bucket, rate, burst, now)
+            and self._take(self._total, self.total_rate, self.total_burst, now)
+        ):
             bucket.suppressed += 1
             self.suppressed += 1
             return None
@@ -95,5 +104,5 @@ def short_traceback(exc: BaseException, max_lines: int = 30, max_line_chars: int
     """The traceback of `exc`, each line clipped and escaped (its message may quote a peer's data)."""
     lines = "".join(traceback.format_exception(exc)).splitlines()
     if len(lines) > max_lines:
-        lines = lines[:5] + [f"  ... {len(lines) - max_lines} lines ..."] + lines[-(max_lines - 6):]
+        lines = lines[:5] + [f"  ... {len(lines) - max_lines} lines ..."] + lines[-(max_lines - 6) :]
     return "\n".join(safe(line, max_line_chars) for line in lines)

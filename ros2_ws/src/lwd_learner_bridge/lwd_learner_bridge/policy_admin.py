@@ -58,10 +58,13 @@ def fleet_view(root: Path) -> dict[str, Any]:
         status = json.loads(status_path.read_text())
         out["status_time"] = status.get("time")
         for rid, r in status.get("robots", {}).items():
-            out["robots"][rid] = {"loaded": r.get("policy_version") or None,
-                                  "served_as": r.get("policy_served_as") or None,
-                                  "ok": r.get("policy_ok", True), "last_seen": r.get("last_seen", 0.0),
-                                  "on_target": bool(target) and r.get("policy_version") == target}
+            out["robots"][rid] = {
+                "loaded": r.get("policy_version") or None,
+                "served_as": r.get("policy_served_as") or None,
+                "ok": r.get("policy_ok", True),
+                "last_seen": r.get("last_seen", 0.0),
+                "on_target": bool(target) and r.get("policy_version") == target,
+            }
     return out
 
 
@@ -69,10 +72,14 @@ def format_view(v: dict[str, Any], now: float) -> str:
     lines = [f"newest   {v['newest'] or '-'}"]
     pin = v["pin"]
     if v["pinned"]:
-        lines.append(f"pinned   {v['pinned']}  ({pin['action']} by {pin['by']} at {_when(pin['at'])}: {pin['why']})")
+        lines.append(
+            f"pinned   {v['pinned']}  ({pin['action']} by {pin['by']} at {_when(pin['at'])}: {pin['why']})"
+        )
     else:
-        lines.append("pinned   -  (serving the newest)" + (
-            f"  last change: {pin['action']} by {pin['by']} at {_when(pin['at'])}" if pin else ""))
+        lines.append(
+            "pinned   -  (serving the newest)"
+            + (f"  last change: {pin['action']} by {pin['by']} at {_when(pin['at'])}" if pin else "")
+        )
     served_as = f"  (robots see it as {v['serving_as']})" if v["serving_as"] != v["serving"] else ""
     lines.append(f"serving  {v['serving'] or '-'}{served_as}")
     if v["status_time"] is None:
@@ -83,7 +90,9 @@ def format_view(v: dict[str, Any], now: float) -> str:
     for rid, r in sorted(v["robots"].items()):
         loaded = (r["loaded"] or "-") + ("" if r["ok"] else " (last load FAILED)")
         seen = f"{now - r['last_seen']:.0f} s ago" if r["last_seen"] else "never"
-        lines.append(f"{rid:<16}{loaded:<10}{r['served_as'] or '-':<14}{'yes' if r['on_target'] else 'NO':<8}{seen}")
+        lines.append(
+            f"{rid:<16}{loaded:<10}{r['served_as'] or '-':<14}{'yes' if r['on_target'] else 'NO':<8}{seen}"
+        )
     return "\n".join(lines)
 
 
@@ -92,15 +101,19 @@ def _when(t: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lwd_learner_bridge.policy_admin",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lwd_learner_bridge.policy_admin", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--root", required=True, help="bridge root (holds policies/ and status.json)")
     sub = parser.add_subparsers(dest="command", required=True)
     status = sub.add_parser("status", help="newest, pinned, served, and each robot's loaded version")
     status.add_argument("--json", action="store_true")
     sub.add_parser("log", help="every pin change, oldest first (JSON lines)")
-    for name, what in (("pin", "hold the fleet at VERSION"), ("revert", "pin the version before the served one"),
-                       ("unpin", "serve the newest version again")):
+    for name, what in (
+        ("pin", "hold the fleet at VERSION"),
+        ("revert", "pin the version before the served one"),
+        ("unpin", "serve the newest version again"),
+    ):
         p = sub.add_parser(name, help=what)
         if name == "pin":
             p.add_argument("version", help="a published version, e.g. v000003")
@@ -131,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.command} failed: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1
     target = state.pinned or (store.latest().version if store.latest() else None)
-    print(f"{args.command}: fleet now served {target or '-'}"
-          + (f" (pinned, as {served_version(target, state.epoch)})" if state.pinned and target else " (newest)"))
+    print(
+        f"{args.command}: fleet now served {target or '-'}"
+        + (f" (pinned, as {served_version(target, state.epoch)})" if state.pinned and target else " (newest)")
+    )
     return 0
 
 

@@ -44,9 +44,16 @@ class PolicyServing:
         info, pin = serving
         if pin.pinned is None and pin.epoch == 0:
             return info  # never pinned: exactly what the learner published
-        return dataclasses.replace(info, version=served_version(info.version, pin.epoch), extra={
-            **info.extra, "published_version": info.version, "pinned": pin.pinned is not None,
-            "pin_epoch": pin.epoch})
+        return dataclasses.replace(
+            info,
+            version=served_version(info.version, pin.epoch),
+            extra={
+                **info.extra,
+                "published_version": info.version,
+                "pinned": pin.pinned is not None,
+                "pin_epoch": pin.epoch,
+            },
+        )
 
     def query(self) -> bytes:
         """Answer `policy_query` with the served policy's info."""
@@ -65,7 +72,9 @@ class PolicyServing:
         except (KeyError, ValueError) as exc:
             return self.stats.refuse("unknown_policy", protocol.clip(str(exc)))
         if offset < 0 or offset > info.size or msg["length"] <= 0:
-            return self.stats.refuse("bad_field", f"offset {offset} / length {msg['length']} outside policy {version}")
+            return self.stats.refuse(
+                "bad_field", f"offset {offset} / length {msg['length']} outside policy {version}"
+            )
         length = min(msg["length"], self.config.policy_chunk_max)
         try:
             with open(self.policies.path_of(info.version), "rb") as f:
@@ -90,8 +99,14 @@ class PolicyServing:
         robot = self.stats.robot(robot_id)
         robot.policy_ok = msg["ok"]
         if not msg["ok"]:
-            self.stats.note(logging.WARNING, "policy_load", "robot %s failed to load policy %s: %s", robot_id,
-                            msg["version"], msg["message"])
+            self.stats.note(
+                logging.WARNING,
+                "policy_load",
+                "robot %s failed to load policy %s: %s",
+                robot_id,
+                msg["version"],
+                msg["message"],
+            )
             return
         self.robot_runs(robot_id, msg["version"])
         robot.policy_loaded_at = float(msg["loaded_at"])
@@ -118,9 +133,18 @@ class PolicyServing:
             pin = self.policies.pin_state()
             served = self.served_info()
         except (KeyError, ValueError, OSError) as exc:
-            return {**out, "pinned_policy": None, "serving_policy": None, "serving_as": None,
-                    "pin_epoch": None, "pin_error": str(exc)}
-        return {**out, "pinned_policy": pin.pinned,
-                "serving_policy": published_version(served.version) if served else None,
-                "serving_as": served.version if served else None, "pin_epoch": pin.epoch}
-
+            return {
+                **out,
+                "pinned_policy": None,
+                "serving_policy": None,
+                "serving_as": None,
+                "pin_epoch": None,
+                "pin_error": str(exc),
+            }
+        return {
+            **out,
+            "pinned_policy": pin.pinned,
+            "serving_policy": published_version(served.version) if served else None,
+            "serving_as": served.version if served else None,
+            "pin_epoch": pin.epoch,
+        }

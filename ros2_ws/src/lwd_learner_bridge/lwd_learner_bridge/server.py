@@ -69,21 +69,35 @@ class _Allowlist:
         monitors = load_allowlist(self.monitor_directory) if self.monitor_directory else {}
         self.core.admission.key_names = keys
         self.core.admission.monitor_keys = monitors
-        log.info("allowlist: %d robot keys from %s, %d monitor keys", len(keys), self.directory, len(monitors))
+        log.info(
+            "allowlist: %d robot keys from %s, %d monitor keys", len(keys), self.directory, len(monitors)
+        )
 
     def callback(self, domain: str, key: bytes | str) -> bool:
         z85 = key.decode() if isinstance(key, bytes) else key
         if z85 in (self.core.admission.key_names or {}) or z85 in self.core.admission.monitor_keys:
             return True
         self.core.stats.counters["auth_denied"] += 1
-        self.core.stats.note(logging.WARNING, "auth", "refused connection with unknown CURVE key %s (not in %s)",
-                             z85, str(self.directory))
+        self.core.stats.note(
+            logging.WARNING,
+            "auth",
+            "refused connection with unknown CURVE key %s (not in %s)",
+            z85,
+            str(self.directory),
+        )
         return False
 
 
 class BridgeServer:
-    def __init__(self, config: BridgeConfig, bind: str, curve_secret_key: str = "", allow_keys: str = "",
-                 allow_insecure: bool = False, monitor_keys: str = ""):
+    def __init__(
+        self,
+        config: BridgeConfig,
+        bind: str,
+        curve_secret_key: str = "",
+        allow_keys: str = "",
+        allow_insecure: bool = False,
+        monitor_keys: str = "",
+    ):
         if bool(curve_secret_key) != bool(allow_keys):
             raise ValueError("--curve-secret-key and --allow-keys go together")
         if monitor_keys and not allow_keys:
@@ -92,7 +106,8 @@ class BridgeServer:
             raise InsecureBind(
                 f"refusing to serve {bind} without CURVE: anyone who can reach it could store episodes as any "
                 "robot and download every policy. Use --curve-secret-key/--allow-keys (python -m "
-                "lwd_learner_bridge.keys), bind to 127.0.0.1, or pass --allow-insecure on a trusted network.")
+                "lwd_learner_bridge.keys), bind to 127.0.0.1, or pass --allow-insecure on a trusted network."
+            )
         self.core = BridgeCore(config, key_names={} if allow_keys else None, background_writes=True)
         self.ctx = zmq.Context()
         self.stop_event = threading.Event()
@@ -162,8 +177,13 @@ class BridgeServer:
             fd = self.guard.delivered(peer, frames)
             if len(frames) != 2:
                 self.core.stats.counters["rejected"] += 1
-                self.core.stats.note(logging.WARNING, "multipart", "dropped a %s-part message from %s (robots "
-                                     "send one frame)", len(frames), peer.hex())
+                self.core.stats.note(
+                    logging.WARNING,
+                    "multipart",
+                    "dropped a %s-part message from %s (robots send one frame)",
+                    len(frames),
+                    peer.hex(),
+                )
                 continue  # not a DEALER single-frame message; nothing sensible to answer
             user_id = str(frames[1].get("User-Id")) if self.core.admission.key_names is not None else None
             conn = self.guard.conns.get(fd)
@@ -215,15 +235,25 @@ def _peer_address(frame: zmq.Frame) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lwd_learner_bridge.server", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lwd_learner_bridge.server", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--root", required=True, help="bridge root: <root>/store, <root>/policies")
     parser.add_argument("--bind", default="tcp://127.0.0.1:5555")
     parser.add_argument("--curve-secret-key", default="", help="bridge secret certificate (keys gen)")
-    parser.add_argument("--allow-keys", default="", help="directory of allowed robot public certs <robot_id>.key")
-    parser.add_argument("--monitor-keys", default="", help="directory of status readers' public certs <name>.key "
-                        "(role monitor only)")
-    parser.add_argument("--allow-insecure", action="store_true",
-                        help="serve plain TCP (no CURVE) on a non-loopback address: no authentication at all")
+    parser.add_argument(
+        "--allow-keys", default="", help="directory of allowed robot public certs <robot_id>.key"
+    )
+    parser.add_argument(
+        "--monitor-keys",
+        default="",
+        help="directory of status readers' public certs <name>.key (role monitor only)",
+    )
+    parser.add_argument(
+        "--allow-insecure",
+        action="store_true",
+        help="serve plain TCP (no CURVE) on a non-loopback address: no authentication at all",
+    )
     parser.add_argument("--max-frame-bytes", type=int, default=BridgeConfig.max_frame_bytes)
     parser.add_argument("--max-episode-bytes", type=int, default=BridgeConfig.max_episode_bytes)
     parser.add_argument("--max-robot-buffered-bytes", type=int, default=BridgeConfig.max_robot_buffered_bytes)
@@ -233,23 +263,36 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--partial-timeout", type=float, default=BridgeConfig.partial_timeout_s)
     parser.add_argument("--max-robots", type=int, default=BridgeConfig.max_robots)
     parser.add_argument("--max-connections", type=int, default=BridgeConfig.max_connections)
-    parser.add_argument("--max-connections-per-address", type=int,
-                        default=BridgeConfig.max_connections_per_address)
-    parser.add_argument("--max-pending-bytes", type=int, default=BridgeConfig.max_pending_bytes,
-                        help="bytes libzmq may hold for all connections together")
+    parser.add_argument(
+        "--max-connections-per-address", type=int, default=BridgeConfig.max_connections_per_address
+    )
+    parser.add_argument(
+        "--max-pending-bytes",
+        type=int,
+        default=BridgeConfig.max_pending_bytes,
+        help="bytes libzmq may hold for all connections together",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config = BridgeConfig(
-        root=args.root, max_frame_bytes=args.max_frame_bytes, max_episode_bytes=args.max_episode_bytes,
+        root=args.root,
+        max_frame_bytes=args.max_frame_bytes,
+        max_episode_bytes=args.max_episode_bytes,
         max_robot_buffered_bytes=args.max_robot_buffered_bytes,
-        max_open_episodes_per_robot=args.max_open_episodes, max_buffered_bytes=args.max_buffered_bytes,
-        max_partials=args.max_partials, partial_timeout_s=args.partial_timeout, max_robots=args.max_robots,
-        max_connections=args.max_connections, max_connections_per_address=args.max_connections_per_address,
-        max_pending_bytes=args.max_pending_bytes)
+        max_open_episodes_per_robot=args.max_open_episodes,
+        max_buffered_bytes=args.max_buffered_bytes,
+        max_partials=args.max_partials,
+        partial_timeout_s=args.partial_timeout,
+        max_robots=args.max_robots,
+        max_connections=args.max_connections,
+        max_connections_per_address=args.max_connections_per_address,
+        max_pending_bytes=args.max_pending_bytes,
+    )
     try:
-        server = BridgeServer(config, args.bind, args.curve_secret_key, args.allow_keys, args.allow_insecure,
-                              args.monitor_keys)
+        server = BridgeServer(
+            config, args.bind, args.curve_secret_key, args.allow_keys, args.allow_insecure, args.monitor_keys
+        )
     except InsecureBind as exc:
         raise SystemExit(f"lwd bridge: {exc}") from None
     signal.signal(signal.SIGTERM, lambda *_: server.stop_event.set())

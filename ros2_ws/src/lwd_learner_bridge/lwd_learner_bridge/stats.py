@@ -27,10 +27,29 @@ from lwd_learner_bridge.logs import LogLimiter
 
 log = logging.getLogger("lwd.bridge")
 
-COUNTERS = ("frames", "bytes", "rejected", "duplicates_dropped", "episodes_committed", "episodes_rejected",
-            "missing_requests", "partials_expired", "partials_evicted", "conflicting_frames", "forbidden",
-            "policy_chunks_served", "auth_denied", "replies_dropped", "backlog_committed", "internal_errors",
-            "writer_restarts", "connections_cut", "connections_refused", "robots_forgotten", "log_suppressed")
+COUNTERS = (
+    "frames",
+    "bytes",
+    "rejected",
+    "duplicates_dropped",
+    "episodes_committed",
+    "episodes_rejected",
+    "missing_requests",
+    "partials_expired",
+    "partials_evicted",
+    "conflicting_frames",
+    "forbidden",
+    "policy_chunks_served",
+    "auth_denied",
+    "replies_dropped",
+    "backlog_committed",
+    "internal_errors",
+    "writer_restarts",
+    "connections_cut",
+    "connections_refused",
+    "robots_forgotten",
+    "log_suppressed",
+)
 MAX_REPLY_MESSAGE = 512  # characters of an error message sent back to a robot
 MAX_REPORTED = 50  # robot_stats counters kept per robot
 MAX_COUNTER_NAME = 64
@@ -66,7 +85,9 @@ class FleetStats:
         self.commit_latencies: deque[float] = deque(maxlen=10000)  # robot end -> committed (wall clock)
         self.policy_latencies: deque[float] = deque(maxlen=10000)  # served -> robot reports loaded
         self.logs = LogLimiter(log)
-        self.is_active: Callable[[str], bool] = lambda robot_id: False  # has a session or partials (core sets it)
+        self.is_active: Callable[[str], bool] = lambda robot_id: (
+            False
+        )  # has a session or partials (core sets it)
 
     def robot(self, robot_id: str) -> RobotState:
         state = self.robots.get(robot_id)
@@ -107,17 +128,31 @@ class FleetStats:
         self.counters["frames"] += 1
         self.counters["bytes"] += size
 
-    def refuse(self, code: str, message: str, episode_id: str | None = None, fatal: bool = False,
-               peer: bytes | None = None, robot_id: str | None = None) -> bytes:
+    def refuse(
+        self,
+        code: str,
+        message: str,
+        episode_id: str | None = None,
+        fatal: bool = False,
+        peer: bytes | None = None,
+        robot_id: str | None = None,
+    ) -> bytes:
         """Count and log a refused frame and return the `error` frame that tells the robot why."""
         self.counters["rejected"] += 1
         if robot_id and robot_id in self.robots:
             self.robots[robot_id].rejected += 1
         who = robot_id or (peer.hex() if peer else "?")
-        if not self.logs.log(logging.WARNING, f"refuse:{code}", "rejected frame from %s: %s: %s", who, code, message):
+        if not self.logs.log(
+            logging.WARNING, f"refuse:{code}", "rejected frame from %s: %s: %s", who, code, message
+        ):
             self.counters["log_suppressed"] += 1
-        return protocol.encode("error", code=code, message=protocol.clip(message, MAX_REPLY_MESSAGE),
-                               episode_id=episode_id, fatal=fatal)
+        return protocol.encode(
+            "error",
+            code=code,
+            message=protocol.clip(message, MAX_REPLY_MESSAGE),
+            episode_id=episode_id,
+            fatal=fatal,
+        )
 
     def note(self, level: int, category: str, fmt: str, *args: object) -> None:
         """A rate-limited log line (args escaped and clipped)."""
@@ -132,9 +167,14 @@ class FleetStats:
     def robot_reported(self, robot_id: str, msg: dict[str, Any]) -> None:
         """A `robot_stats` frame: keep the robot's own counters (bounded) for the fleet status."""
         robot = self.robot(robot_id)
-        robot.reported = {k: v for k, v in list(msg["counters"].items())[:MAX_REPORTED]
-                          if isinstance(k, str) and len(k) <= MAX_COUNTER_NAME and type(v) is int
-                          and -(1 << 62) < v < (1 << 62)}
+        robot.reported = {
+            k: v
+            for k, v in list(msg["counters"].items())[:MAX_REPORTED]
+            if isinstance(k, str)
+            and len(k) <= MAX_COUNTER_NAME
+            and type(v) is int
+            and -(1 << 62) < v < (1 << 62)
+        }
         robot.spooled_episodes = msg["spooled_episodes"]
 
     def episode_committed(self, robot_id: str, ended_at: float, now: float) -> None:
@@ -150,24 +190,33 @@ class FleetStats:
         self.counters["episodes_committed"] += 1
 
     def latencies(self) -> dict[str, dict[str, float | None]]:
-        return {"commit_latency_s": {"p50": percentile(self.commit_latencies, 50),
-                                     "p99": percentile(self.commit_latencies, 99)},
-                "policy_latency_s": {"p50": percentile(self.policy_latencies, 50),
-                                     "p99": percentile(self.policy_latencies, 99)}}
+        return {
+            "commit_latency_s": {
+                "p50": percentile(self.commit_latencies, 50),
+                "p99": percentile(self.commit_latencies, 99),
+            },
+            "policy_latency_s": {
+                "p50": percentile(self.policy_latencies, 50),
+                "p99": percentile(self.policy_latencies, 99),
+            },
+        }
 
     def robots_status(self, open_episodes: dict[str, int]) -> dict[str, Any]:
-        return {rid: {
-            "last_seen": r.last_seen,
-            "episodes_committed": r.episodes_committed,
-            "open_episodes": open_episodes.get(rid, 0),
-            "duplicates_dropped": r.duplicates_dropped,
-            "rejected": r.rejected,
-            "policy_version": r.policy_version,
-            "policy_served_as": r.policy_served_as,
-            "policy_loaded_at": r.policy_loaded_at,
-            "policy_ok": r.policy_ok,
-            "last_commit_latency_s": r.last_commit_latency_s,
-            "retries": r.reported.get("retries", 0),
-            "spooled_episodes": r.spooled_episodes,
-            "robot_counters": dict(r.reported),
-        } for rid, r in sorted(self.robots.items())}
+        return {
+            rid: {
+                "last_seen": r.last_seen,
+                "episodes_committed": r.episodes_committed,
+                "open_episodes": open_episodes.get(rid, 0),
+                "duplicates_dropped": r.duplicates_dropped,
+                "rejected": r.rejected,
+                "policy_version": r.policy_version,
+                "policy_served_as": r.policy_served_as,
+                "policy_loaded_at": r.policy_loaded_at,
+                "policy_ok": r.policy_ok,
+                "last_commit_latency_s": r.last_commit_latency_s,
+                "retries": r.reported.get("retries", 0),
+                "spooled_episodes": r.spooled_episodes,
+                "robot_counters": dict(r.reported),
+            }
+            for rid, r in sorted(self.robots.items())
+        }

@@ -25,8 +25,9 @@ import zmq.auth
 from lwd_common.transport import protocol
 
 
-def query(endpoint: str, timeout_s: float = 3.0, secret_key: str = "", server_key: str = "",
-          monitor_id: str = "") -> dict[str, Any]:
+def query(
+    endpoint: str, timeout_s: float = 3.0, secret_key: str = "", server_key: str = "", monitor_id: str = ""
+) -> dict[str, Any]:
     """The fleet status from a running bridge, asked as a `monitor` session named `monitor_id`."""
     monitor_id = monitor_id or (Path(secret_key).name.split(".")[0] if secret_key else "monitor")
     ctx: zmq.Context = zmq.Context.instance()
@@ -38,8 +39,14 @@ def query(endpoint: str, timeout_s: float = 3.0, secret_key: str = "", server_ke
         sock.curve_serverkey = zmq.auth.load_certificate(server_key)[0]
     try:
         sock.connect(endpoint)
-        hello = protocol.encode("hello", robot_id=monitor_id, policy_version="", config_hash=protocol.config_hash(),
-                                role="monitor", open_episodes=[])
+        hello = protocol.encode(
+            "hello",
+            robot_id=monitor_id,
+            policy_version="",
+            config_hash=protocol.config_hash(),
+            role="monitor",
+            open_episodes=[],
+        )
         for request in (hello, protocol.encode("status_query")):
             sock.send(request)
             if not sock.poll(int(timeout_s * 1000)):
@@ -70,7 +77,8 @@ def format_status(s: dict[str, Any]) -> str:
     health = s.get("health") or {"level": "ok", "problems": []}
     lines = [
         f"bridge up {now - s['started_at']:.0f} s  health {health['level'].upper()}"
-        + "".join(f"  ({p})" for p in health["problems"]) + f"  snapshot v{s['snapshot_version']}  "
+        + "".join(f"  ({p})" for p in health["problems"])
+        + f"  snapshot v{s['snapshot_version']}  "
         f"episodes in store {s['episodes_in_store']}  latest policy {s['latest_policy'] or '-'}{_pin(s)}  "
         f"sessions {s['sessions']}  buffered {s['buffered_bytes'] / 1e6:.1f} MB",
         f"episode end->committed p50 {_fmt_s(s['commit_latency_s']['p50'])} p99 {_fmt_s(s['commit_latency_s']['p99'])}"
@@ -83,17 +91,20 @@ def format_status(s: dict[str, Any]) -> str:
     for rid, r in s["robots"].items():
         ago = f"{now - r['last_seen']:.1f}s ago" if r["last_seen"] else "never"
         policy = (r["policy_version"] or "-") + ("" if r["policy_ok"] else " (load FAILED)")
-        lines.append(f"{rid:<16}{ago:>11}{r['episodes_committed']:>10}{r['open_episodes']:>6}"
-                     f"{r.get('spooled_episodes', 0):>9}{r.get('retries', 0):>9}"
-                     f"{r['duplicates_dropped']:>6}{r['rejected']:>10}  {policy}")
+        lines.append(
+            f"{rid:<16}{ago:>11}{r['episodes_committed']:>10}{r['open_episodes']:>6}"
+            f"{r.get('spooled_episodes', 0):>9}{r.get('retries', 0):>9}"
+            f"{r['duplicates_dropped']:>6}{r['rejected']:>10}  {policy}"
+        )
     return "\n".join(lines)
 
 
 OK, WARN, ERROR = 0, 1, 2  # diagnostic_msgs/DiagnosticStatus levels
 
 
-def fleet_health(s: dict[str, Any], stale_s: float = 10.0, now: float | None = None
-                 ) -> list[tuple[int, str, str, dict[str, str]]]:
+def fleet_health(
+    s: dict[str, Any], stale_s: float = 10.0, now: float | None = None
+) -> list[tuple[int, str, str, dict[str, str]]]:
     """(level, name, message, key values) for the bridge and each robot, for /diagnostics."""
     now = time.time() if now is None else now
     age = now - s["time"]
@@ -104,13 +115,23 @@ def fleet_health(s: dict[str, Any], stale_s: float = 10.0, now: float | None = N
         bridge_level, bridge_msg = ERROR, "; ".join(problems)
     else:
         bridge_level, bridge_msg = OK, "ok"
-    out = [(bridge_level, "lwd_bridge", bridge_msg, {
-        "snapshot_version": str(s["snapshot_version"]), "episodes_in_store": str(s["episodes_in_store"]),
-        "latest_policy": str(s["latest_policy"]), "pinned_policy": str(s.get("pinned_policy")),
-        "sessions": str(s["sessions"]),
-        "commit_latency_p99_s": str(s["commit_latency_s"]["p99"]),
-        "policy_latency_p99_s": str(s["policy_latency_s"]["p99"]),
-        **{k: str(v) for k, v in s["counters"].items()}})]
+    out = [
+        (
+            bridge_level,
+            "lwd_bridge",
+            bridge_msg,
+            {
+                "snapshot_version": str(s["snapshot_version"]),
+                "episodes_in_store": str(s["episodes_in_store"]),
+                "latest_policy": str(s["latest_policy"]),
+                "pinned_policy": str(s.get("pinned_policy")),
+                "sessions": str(s["sessions"]),
+                "commit_latency_p99_s": str(s["commit_latency_s"]["p99"]),
+                "policy_latency_p99_s": str(s["policy_latency_s"]["p99"]),
+                **{k: str(v) for k, v in s["counters"].items()},
+            },
+        )
+    ]
     for rid, r in s["robots"].items():
         silent = now - r["last_seen"]
         if not r["policy_ok"]:
@@ -139,8 +160,9 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"{path} does not exist (has the bridge run with --root {args.root}?)")
         status = json.loads(path.read_text())
     else:
-        status = query(args.endpoint, secret_key=args.curve_secret_key, server_key=args.server_key,
-                       monitor_id=args.id)
+        status = query(
+            args.endpoint, secret_key=args.curve_secret_key, server_key=args.server_key, monitor_id=args.id
+        )
     print(json.dumps(status, indent=1) if args.json else format_status(status))
 
 

@@ -39,9 +39,15 @@ class BridgeStatusNode(Node):
         except (OSError, ValueError, KeyError) as exc:
             entries = [(ERROR, "lwd_bridge", f"no readable {path}: {exc}", {})]
         for level, name, text, values in entries:
-            msg.status.append(DiagnosticStatus(
-                level=bytes([level]), name=name, message=text, hardware_id="lwd_bridge",
-                values=[KeyValue(key=k, value=v) for k, v in values.items()]))
+            msg.status.append(
+                DiagnosticStatus(
+                    level=bytes([level]),
+                    name=name,
+                    message=text,
+                    hardware_id="lwd_bridge",
+                    values=[KeyValue(key=k, value=v) for k, v in values.items()],
+                )
+            )
         self.pub.publish(msg)
 
 

@@ -30,8 +30,15 @@ ChunkPolicy = Callable[[dict[str, np.ndarray]], np.ndarray]
 class LwdSimEnv:
     """One simulated robot doing one task family."""
 
-    def __init__(self, task: str, image_size: int | tuple[int, int] = 64, seed: int | None = None,
-                 render: bool = True, cameras: tuple[str, ...] = CAMERA_NAMES, time_limit_s: float | None = None):
+    def __init__(
+        self,
+        task: str,
+        image_size: int | tuple[int, int] = 64,
+        seed: int | None = None,
+        render: bool = True,
+        cameras: tuple[str, ...] = CAMERA_NAMES,
+        time_limit_s: float | None = None,
+    ):
         if time_limit_s is not None and time_limit_s <= 0:
             raise ValueError(f"time_limit_s must be > 0, got {time_limit_s}")
         h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
@@ -111,12 +118,21 @@ class LwdSimEnv:
 class VecEnv:
     """N independent envs stepped in lock-step in this process (no auto-reset)."""
 
-    def __init__(self, task: str, num_envs: int, image_size: int | tuple[int, int] = 64, seed: int = 0,
-                 render: bool = True, time_limit_s: float | None = None):
+    def __init__(
+        self,
+        task: str,
+        num_envs: int,
+        image_size: int | tuple[int, int] = 64,
+        seed: int = 0,
+        render: bool = True,
+        time_limit_s: float | None = None,
+    ):
         if num_envs < 1:
             raise ValueError("num_envs must be >= 1")
-        self.envs = [LwdSimEnv(task, image_size, seed + 1000 * i, render, time_limit_s=time_limit_s)
-                     for i in range(num_envs)]
+        self.envs = [
+            LwdSimEnv(task, image_size, seed + 1000 * i, render, time_limit_s=time_limit_s)
+            for i in range(num_envs)
+        ]
 
     @property
     def num_envs(self) -> int:
@@ -132,8 +148,13 @@ class VecEnv:
             raise ValueError(f"expected actions of shape {(self.num_envs, NUM_JOINTS)}, got {actions.shape}")
         out = [e.step(a) for e, a in zip(self.envs, actions, strict=True)]
         obs = stack_obs([o[0] for o in out])
-        return (obs, np.array([o[1] for o in out], np.float32), np.array([o[2] for o in out]),
-                np.array([o[3] for o in out]), [o[4] for o in out])
+        return (
+            obs,
+            np.array([o[1] for o in out], np.float32),
+            np.array([o[2] for o in out]),
+            np.array([o[3] for o in out]),
+            [o[4] for o in out],
+        )
 
     def close(self) -> None:
         for e in self.envs:
@@ -154,8 +175,13 @@ class EvalResult:
     mean_cycle_time_s: float = 0.0  # successes: their duration; failures: clipped to the time limit
 
 
-def evaluate(vec: VecEnv, policy: ChunkPolicy, episodes_per_env: int = 1, execute_steps: int = CHUNK_HORIZON,
-             on_reset: Callable[[VecEnv], None] | None = None) -> EvalResult:
+def evaluate(
+    vec: VecEnv,
+    policy: ChunkPolicy,
+    episodes_per_env: int = 1,
+    execute_steps: int = CHUNK_HORIZON,
+    on_reset: Callable[[VecEnv], None] | None = None,
+) -> EvalResult:
     """Run `episodes_per_env` episodes per env, executing the first `execute_steps` rows of each chunk."""
     results: list[dict] = []
     for _ in range(episodes_per_env):
@@ -166,7 +192,9 @@ def evaluate(vec: VecEnv, policy: ChunkPolicy, episodes_per_env: int = 1, execut
         while not done.all():
             chunk = np.asarray(policy(obs), dtype=np.float64)
             if chunk.ndim != 3 or chunk.shape[0] != vec.num_envs or chunk.shape[2] != NUM_JOINTS:
-                raise ValueError(f"policy returned shape {chunk.shape}, want [{vec.num_envs}, H, {NUM_JOINTS}]")
+                raise ValueError(
+                    f"policy returned shape {chunk.shape}, want [{vec.num_envs}, H, {NUM_JOINTS}]"
+                )
             for k in range(min(execute_steps, chunk.shape[1])):
                 per_env = []
                 for i, env in enumerate(vec.envs):
@@ -184,8 +212,14 @@ def evaluate(vec: VecEnv, policy: ChunkPolicy, episodes_per_env: int = 1, execut
                     break
     n = len(results)
     cycle = [(r["step"] if r["success"] else r["time_limit_steps"]) / CONTROL_HZ for r in results]
-    return EvalResult(n, float(np.mean([r["success"] for r in results])), float(np.mean([r["score"] for r in results])),
-                      float(np.mean([r["step"] for r in results])), tuple(results), float(np.mean(cycle)))
+    return EvalResult(
+        n,
+        float(np.mean([r["success"] for r in results])),
+        float(np.mean([r["score"] for r in results])),
+        float(np.mean([r["step"] for r in results])),
+        tuple(results),
+        float(np.mean(cycle)),
+    )
 
 
 def _merge_obs(prev: Obs, new: list[Obs | None]) -> Obs:
@@ -197,9 +231,13 @@ def _merge_obs(prev: Obs, new: list[Obs | None]) -> Obs:
     return out
 
 
-def expert_chunk_policy(vec: VecEnv, config: ExpertConfig = DEMO, horizon: int = CHUNK_HORIZON,
-                        seed: int = 0, execute_steps: int = CHUNK_HORIZON
-                        ) -> tuple[ChunkPolicy, Callable[[VecEnv], None]]:
+def expert_chunk_policy(
+    vec: VecEnv,
+    config: ExpertConfig = DEMO,
+    horizon: int = CHUNK_HORIZON,
+    seed: int = 0,
+    execute_steps: int = CHUNK_HORIZON,
+) -> tuple[ChunkPolicy, Callable[[VecEnv], None]]:
     """The scripted expert as a chunk policy; pass the second value as `evaluate(..., on_reset=...)`.
 
     `execute_steps` must match `evaluate`'s: each call first consumes what the previous chunk

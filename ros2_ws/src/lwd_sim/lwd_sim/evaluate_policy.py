@@ -61,7 +61,9 @@ class OnnxChunkPolicy:
         if images.shape[2:4] != self.image_size:
             raise ValueError(f"images are {images.shape[2:4]}, the policy wants {self.image_size}")
         batch = images.shape[0]
-        task_ids = np.array([self.signature.task_id(ALL_INSTRUCTIONS[int(t)]) for t in obs["task_id"]], np.int64)
+        task_ids = np.array(
+            [self.signature.task_id(ALL_INSTRUCTIONS[int(t)]) for t in obs["task_id"]], np.int64
+        )
         feeds = {
             INPUT_IMAGES: policy_batch(images, self.image_size, self.jpeg_quality),
             INPUT_JOINT_POS: obs["joint_pos"].astype(np.float32),
@@ -74,9 +76,16 @@ class OnnxChunkPolicy:
         return actions
 
 
-def evaluate_policy(policy: str, task: str, episodes: int, num_envs: int = 4, image_size: int = 64,
-                    execute_steps: int = CHUNK_HORIZON, seed: int = 0, time_limit_s: float | None = None
-                    ) -> EvalResult:
+def evaluate_policy(
+    policy: str,
+    task: str,
+    episodes: int,
+    num_envs: int = 4,
+    image_size: int = 64,
+    execute_steps: int = CHUNK_HORIZON,
+    seed: int = 0,
+    time_limit_s: float | None = None,
+) -> EvalResult:
     """`policy` is an ONNX path, 'expert' or 'expert-historical'; `time_limit_s` overrides the task's limit."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; known: {sorted(TASKS)}")
@@ -85,8 +94,9 @@ def evaluate_policy(policy: str, task: str, episodes: int, num_envs: int = 4, im
     if policy in ("expert", "expert-historical"):
         vec = VecEnv(task, num_envs, image_size, seed=seed, render=False, time_limit_s=time_limit_s)
         try:
-            fn, on_reset = expert_chunk_policy(vec, DEMO if policy == "expert" else HISTORICAL, seed=seed,
-                                               execute_steps=execute_steps)
+            fn, on_reset = expert_chunk_policy(
+                vec, DEMO if policy == "expert" else HISTORICAL, seed=seed, execute_steps=execute_steps
+            )
             return evaluate(vec, fn, per_env, execute_steps, on_reset)
         finally:
             vec.close()
@@ -106,8 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num-envs", type=int, default=4)
     ap.add_argument("--image-size", type=int, default=64, help="expert only; ONNX policies set their own")
     ap.add_argument("--execute-steps", type=int, default=CHUNK_HORIZON, help="rows of each chunk executed")
-    ap.add_argument("--seed", type=int, default=12345, help="evaluation seed (keep it apart from training seeds)")
-    ap.add_argument("--time-limit-s", type=float, default=None, help="episode limit (default: each task's own)")
+    ap.add_argument(
+        "--seed", type=int, default=12345, help="evaluation seed (keep it apart from training seeds)"
+    )
+    ap.add_argument(
+        "--time-limit-s", type=float, default=None, help="episode limit (default: each task's own)"
+    )
     args = ap.parse_args(argv)
     if args.episodes < 1 or not 1 <= args.execute_steps <= CHUNK_HORIZON:
         ap.error("--episodes must be >= 1 and --execute-steps in 1..30")
@@ -119,13 +133,27 @@ def main(argv: list[str] | None = None) -> int:
     successes, scores, total = 0.0, 0.0, 0
     for task in args.task:
         t0 = time.perf_counter()
-        r = evaluate_policy(args.policy, task, args.episodes, args.num_envs, args.image_size, args.execute_steps,
-                            args.seed, args.time_limit_s)
-        print(f"{task:20s} success {r.success_rate:.2f}  score {r.mean_score:.2f}  cycle {r.mean_cycle_time_s:5.1f} s  "
-              f"episodes {r.episodes}  ({time.perf_counter() - t0:.1f} s)")
-        summary["tasks"][task] = {"success_rate": r.success_rate, "mean_score": r.mean_score,
-                                  "episodes": r.episodes, "mean_steps": r.mean_steps,
-                                  "mean_cycle_time_s": r.mean_cycle_time_s}
+        r = evaluate_policy(
+            args.policy,
+            task,
+            args.episodes,
+            args.num_envs,
+            args.image_size,
+            args.execute_steps,
+            args.seed,
+            args.time_limit_s,
+        )
+        print(
+            f"{task:20s} success {r.success_rate:.2f}  score {r.mean_score:.2f}  cycle {r.mean_cycle_time_s:5.1f} s  "
+            f"episodes {r.episodes}  ({time.perf_counter() - t0:.1f} s)"
+        )
+        summary["tasks"][task] = {
+            "success_rate": r.success_rate,
+            "mean_score": r.mean_score,
+            "episodes": r.episodes,
+            "mean_steps": r.mean_steps,
+            "mean_cycle_time_s": r.mean_cycle_time_s,
+        }
         successes += r.success_rate * r.episodes
         scores += r.mean_score * r.episodes
         total += r.episodes

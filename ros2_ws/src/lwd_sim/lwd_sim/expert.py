@@ -54,8 +54,15 @@ class ExpertConfig:
 
 
 DEMO = ExpertConfig()
-HISTORICAL = ExpertConfig(waypoint_noise=0.01, action_noise=0.01, p_wrong_item=0.1, p_miss=0.15, p_drop=0.1,
-                          p_stall=0.03, max_grasp_attempts=2)
+HISTORICAL = ExpertConfig(
+    waypoint_noise=0.01,
+    action_noise=0.01,
+    p_wrong_item=0.1,
+    p_miss=0.15,
+    p_drop=0.1,
+    p_stall=0.03,
+    max_grasp_attempts=2,
+)
 
 
 @dataclass(frozen=True)
@@ -70,8 +77,13 @@ class Waypoint:
 class ScriptedExpert:
     """Produces joint targets for one `TaskInstance` on one `G1Sim`."""
 
-    def __init__(self, sim: G1Sim, inst: TaskInstance, config: ExpertConfig = DEMO,
-                 rng: np.random.Generator | None = None):
+    def __init__(
+        self,
+        sim: G1Sim,
+        inst: TaskInstance,
+        config: ExpertConfig = DEMO,
+        rng: np.random.Generator | None = None,
+    ):
         self.sim = sim
         self.inst = inst
         self.config = config
@@ -183,8 +195,12 @@ class ScriptedExpert:
         above = goal + [0, 0, HOVER]
         if self.config.p_drop > 0 and self.rng.random() < self.config.p_drop:
             mid = (lift + above) / 2
-            return [Waypoint(side, lift, yaw, CLOSED), Waypoint(side, mid, yaw, CLOSED),
-                    Waypoint(side, mid, yaw, OPEN, min_steps=8), self._home_wp(side)]
+            return [
+                Waypoint(side, lift, yaw, CLOSED),
+                Waypoint(side, mid, yaw, CLOSED),
+                Waypoint(side, mid, yaw, OPEN, min_steps=8),
+                self._home_wp(side),
+            ]
         return [
             Waypoint(side, lift, yaw, CLOSED),
             Waypoint(side, above, yaw, CLOSED),
@@ -217,7 +233,9 @@ class ScriptedExpert:
                 others = [n for n in self.inst.items if n not in goals]
                 if others:
                     item = others[int(self.rng.integers(len(others)))]
-            side = self._side_for(s.xy[1]) if abs(s.xy[1]) > 0.1 else self._side_for(self.sim.body_pos(item)[1])
+            side = (
+                self._side_for(s.xy[1]) if abs(s.xy[1]) > 0.1 else self._side_for(self.sim.body_pos(item)[1])
+            )
             return self._grasp_or_give_up(side, item)
         return []  # done: hold still
 
@@ -230,15 +248,21 @@ class ScriptedExpert:
         for side, h in held.items():
             if h == "drawer":
                 hp = self.sim.handle_pos()
-                want_open = opening < DRAWER_OPEN_ENOUGH and not (in_drawer(self.sim, a) and in_drawer(self.sim, b))
+                want_open = opening < DRAWER_OPEN_ENOUGH and not (
+                    in_drawer(self.sim, a) and in_drawer(self.sim, b)
+                )
                 x = closed_x - scene.DRAWER_TRAVEL + 0.01 if want_open else closed_x + 0.005
-                return [Waypoint(side, np.array([x, hp[1], hp[2]]), handle_yaw, CLOSED, min_steps=10),
-                        Waypoint(side, np.array([x, hp[1], hp[2]]), handle_yaw, OPEN, min_steps=8),
-                        Waypoint(side, np.array([x, hp[1], hp[2] + HOVER]), handle_yaw, OPEN),
-                        self._home_wp(side)]
+                return [
+                    Waypoint(side, np.array([x, hp[1], hp[2]]), handle_yaw, CLOSED, min_steps=10),
+                    Waypoint(side, np.array([x, hp[1], hp[2]]), handle_yaw, OPEN, min_steps=8),
+                    Waypoint(side, np.array([x, hp[1], hp[2] + HOVER]), handle_yaw, OPEN),
+                    self._home_wp(side),
+                ]
             tray = self.sim.body_pos("drawer")
             dy = 0.05 if h == a else -0.05
-            return self._place_wps(side, h, np.array([tray[0], tray[1] + dy]), tray[2] + rest_z(h) - scene.TABLE_TOP_Z + 0.02)
+            return self._place_wps(
+                side, h, np.array([tray[0], tray[1] + dy]), tray[2] + rest_z(h) - scene.TABLE_TOP_Z + 0.02
+            )
         both_in = in_drawer(self.sim, a) and in_drawer(self.sim, b)
         if opening < DRAWER_OPEN_ENOUGH and not both_in:
             return self._handle_wps("right", handle_yaw)
@@ -251,8 +275,11 @@ class ScriptedExpert:
 
     def _handle_wps(self, side: str, yaw: float) -> list[Waypoint]:
         hp = self.sim.handle_pos()
-        return [Waypoint(side, hp + [0, 0, HOVER], yaw, OPEN), Waypoint(side, hp, yaw, OPEN, min_steps=8),
-                Waypoint(side, hp, yaw, CLOSED, min_steps=8)]
+        return [
+            Waypoint(side, hp + [0, 0, HOVER], yaw, OPEN),
+            Waypoint(side, hp, yaw, OPEN, min_steps=8),
+            Waypoint(side, hp, yaw, CLOSED, min_steps=8),
+        ]
 
     # -- waypoints -> joint targets -----------------------------------------------
     def _enqueue(self, wps: list[Waypoint]) -> None:

@@ -41,7 +41,9 @@ from lwd_sim.expert import DEMO, HISTORICAL, ExpertConfig, ScriptedExpert, Waypo
 from lwd_sim.tasks import TASKS
 
 COMPOSITION = {"demo": 0.52, "rollout_success": 0.14, "rollout_failure": 0.06, "play": 0.29}
-FAILURE_PRONE = replace(HISTORICAL, p_miss=0.35, p_drop=0.25, p_wrong_item=0.2, p_stall=0.08, max_grasp_attempts=1)
+FAILURE_PRONE = replace(
+    HISTORICAL, p_miss=0.35, p_drop=0.25, p_wrong_item=0.2, p_stall=0.08, max_grasp_attempts=1
+)
 HISTORICAL_VERSION = "historical-v0"
 STALL_ABORT_STEPS = 90  # 3 s of a frozen rollout
 TELEOP_VERSION = "teleop"
@@ -74,16 +76,37 @@ class _Recorder:
         self.quality = quality
         self.steps: list[StepRecord] = []
 
-    def record(self, obs: dict, action: np.ndarray, source: ActionSource, chunk_id: int, version: str) -> None:
+    def record(
+        self, obs: dict, action: np.ndarray, source: ActionSource, chunk_id: int, version: str
+    ) -> None:
         images = {cam: encode_jpeg(obs["images"][k], self.quality) for k, cam in enumerate(CAMERA_NAMES)}
         n = len(self.steps)
-        self.steps.append(StepRecord(n, n / CONTROL_HZ, images, obs["joint_pos"].copy(), np.asarray(action, np.float32),
-                                     source, chunk_id, version))
+        self.steps.append(
+            StepRecord(
+                n,
+                n / CONTROL_HZ,
+                images,
+                obs["joint_pos"].copy(),
+                np.asarray(action, np.float32),
+                source,
+                chunk_id,
+                version,
+            )
+        )
 
 
-def _run_expert(env: LwdSimEnv, obs: dict, rec: _Recorder, expert: ScriptedExpert, source: ActionSource,
-                version: str, max_steps: int, correction: ScriptedExpert | None = None,
-                correction_window: tuple[int, int] = (0, 0), settle_steps: int = 6) -> tuple[dict, dict, str]:
+def _run_expert(
+    env: LwdSimEnv,
+    obs: dict,
+    rec: _Recorder,
+    expert: ScriptedExpert,
+    source: ActionSource,
+    version: str,
+    max_steps: int,
+    correction: ScriptedExpert | None = None,
+    correction_window: tuple[int, int] = (0, 0),
+    settle_steps: int = 6,
+) -> tuple[dict, dict, str]:
     """Drive the env with `expert` (and `correction` inside the window); returns last obs, info, reason."""
     info = env._info()
     settle = 0
@@ -124,8 +147,11 @@ def _play(env: LwdSimEnv, obs: dict, rec: _Recorder, rng: np.random.Generator) -
         if rng.random() < 0.5 and env.instance.items:
             name = list(env.instance.items)[int(rng.integers(len(env.instance.items)))]
             p = env.sim.body_pos(name) + rng.normal(0, 0.01, 3)
-            wps = [Waypoint(side, p + [0, 0, 0.1], 0.0, 0.08), Waypoint(side, p, 0.0, 0.08, 6),
-                   Waypoint(side, p, 0.0, 0.0, 6)]
+            wps = [
+                Waypoint(side, p + [0, 0, 0.1], 0.0, 0.08),
+                Waypoint(side, p, 0.0, 0.08, 6),
+                Waypoint(side, p, 0.0, 0.0, 6),
+            ]
         else:
             p = np.array([rng.uniform(0.3, 0.55), sign * rng.uniform(-0.05, 0.35), rng.uniform(0.8, 1.0)])
             wps = [Waypoint(side, p, float(rng.uniform(-0.5, 0.5)), float(rng.choice([0.0, 0.08])))]
@@ -145,8 +171,16 @@ def generate_one(env: LwdSimEnv, kind: str, rng: np.random.Generator, cfg: Gener
     rec = _Recorder(env, cfg.jpeg_quality)
     limit = env.instance.time_limit_steps
     if kind == "demo":
-        obs, info, reason = _run_expert(env, obs, rec, env.expert(DEMO, rng), ActionSource.TELEOP, TELEOP_VERSION,
-                                        limit, settle_steps=cfg.settle_steps)
+        obs, info, reason = _run_expert(
+            env,
+            obs,
+            rec,
+            env.expert(DEMO, rng),
+            ActionSource.TELEOP,
+            TELEOP_VERSION,
+            limit,
+            settle_steps=cfg.settle_steps,
+        )
         if not info["success"]:
             return None
         ep_kind, label = EpisodeKind.DEMO, Label.SUCCESS
@@ -156,16 +190,32 @@ def generate_one(env: LwdSimEnv, kind: str, rng: np.random.Generator, cfg: Gener
         if rng.random() < cfg.p_correction:
             start = int(rng.integers(20, max(21, limit // 2)))
             correction, window = env.expert(DEMO, rng), (start, start + int(rng.integers(30, 90)))
-        obs, info, reason = _run_expert(env, obs, rec, env.expert(config, rng), ActionSource.POLICY,
-                                        HISTORICAL_VERSION, limit, correction, window, cfg.settle_steps)
+        obs, info, reason = _run_expert(
+            env,
+            obs,
+            rec,
+            env.expert(config, rng),
+            ActionSource.POLICY,
+            HISTORICAL_VERSION,
+            limit,
+            correction,
+            window,
+            cfg.settle_steps,
+        )
         ep_kind, label = EpisodeKind.ROLLOUT, Label.SUCCESS if info["success"] else Label.FAILURE
     elif kind == "play":
         obs, info, reason = _play(env, obs, rec, rng)
         ep_kind, label = EpisodeKind.PLAY, Label.FAILURE
     else:
         raise ValueError(f"unknown kind {kind!r}")
-    meta = EpisodeMeta(new_episode_id(cfg.robot_id), cfg.robot_id, env.task.name, env.instance.instruction,
-                       ep_kind, extra={"generator": "lwd_sim.generate_offline", "image_size": cfg.image_size})
+    meta = EpisodeMeta(
+        new_episode_id(cfg.robot_id),
+        cfg.robot_id,
+        env.task.name,
+        env.instance.instruction,
+        ep_kind,
+        extra={"generator": "lwd_sim.generate_offline", "image_size": cfg.image_size},
+    )
     outcome = EpisodeOutcome(label, len(rec.steps), reason=reason, subtask_score=float(info["score"]))
     return Episode.from_steps(meta, rec.steps, outcome)
 
@@ -188,13 +238,18 @@ def generate(out: Path, episodes: int, cfg: GeneratorConfig, progress: bool = Tr
                 ep = generate_one(env, "rollout_failure" if kind == "rollout_failure" else kind, rng, cfg)
                 if ep is None:
                     continue
-                bucket = kind if not kind.startswith("rollout") else (
-                    "rollout_success" if ep.success else "rollout_failure")
+                bucket = (
+                    kind
+                    if not kind.startswith("rollout")
+                    else ("rollout_success" if ep.success else "rollout_failure")
+                )
                 durations[bucket] += ep.num_steps
                 store.put(ep)
                 made += 1
                 bar.update(1)
-                bar.set_postfix({k: f"{v / max(sum(durations.values()), 1):.2f}" for k, v in durations.items()})
+                bar.set_postfix(
+                    {k: f"{v / max(sum(durations.values()), 1):.2f}" for k, v in durations.items()}
+                )
                 yield ep
     finally:
         for env in envs.values():
@@ -203,7 +258,9 @@ def generate(out: Path, episodes: int, cfg: GeneratorConfig, progress: bool = Tr
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Generate an offline buffer (Table IV composition) from the simulator.")
+    p = argparse.ArgumentParser(
+        description="Generate an offline buffer (Table IV composition) from the simulator."
+    )
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--episodes", required=True, type=int)
     p.add_argument("--tasks", nargs="+", default=list(GeneratorConfig.tasks), choices=sorted(TASKS))
@@ -225,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     total = sum(steps.values())
     for key in sorted(counts):
         print(f"{key:18s} episodes {counts[key]:5d}  steps {steps[key]:7d}  share {steps[key] / total:.2f}")
-    print(f"wrote {sum(counts.values())} episodes ({total} steps) to {args.out} in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"wrote {sum(counts.values())} episodes ({total} steps) to {args.out} in {time.perf_counter() - t0:.1f} s"
+    )
     return 0
 
 

@@ -36,7 +36,10 @@ class OperatorRules:
     # The policy drifts if a tool centre point leaves this box (x, y, z ranges in metres, world frame):
     # off the reachable table area, or down into the table top (0.75 m).
     workspace: tuple[tuple[float, float], tuple[float, float], tuple[float, float]] = (
-        (0.15, 0.85), (-0.6, 0.6), (0.76, 1.4))
+        (0.15, 0.85),
+        (-0.6, 0.6),
+        (0.76, 1.4),
+    )
 
     def __post_init__(self) -> None:
         for name in ("stall_window_s", "time_limit_s"):
@@ -48,8 +51,18 @@ class OperatorRules:
             object.__setattr__(self, "no_progress_s", 0.25 * self.time_limit_s)
 
 
-PARAMETER_NAMES = ("startup_grace_s", "stall_window_s", "stall_motion_rad", "no_progress_s", "engage_min_s",
-                   "release_after_subtasks", "max_engaged_s", "max_interventions", "settle_s", "intervene")
+PARAMETER_NAMES = (
+    "startup_grace_s",
+    "stall_window_s",
+    "stall_motion_rad",
+    "no_progress_s",
+    "engage_min_s",
+    "release_after_subtasks",
+    "max_engaged_s",
+    "max_interventions",
+    "settle_s",
+    "intervene",
+)
 
 
 def default_parameters() -> dict:
@@ -103,7 +116,10 @@ class OperatorBrain:
         self.history.append((t, np.asarray(q, float)[:14].copy()))
         while self.history and self.history[0][0] < t - self.rules.stall_window_s:
             self.history.popleft()
-        if len(self.history) < 2 or self.history[-1][0] - self.history[0][0] < 0.9 * self.rules.stall_window_s:
+        if (
+            len(self.history) < 2
+            or self.history[-1][0] - self.history[0][0] < 0.9 * self.rules.stall_window_s
+        ):
             return False
         qs = np.stack([h[1] for h in self.history])
         return float(np.max(qs.max(0) - qs.min(0))) < self.rules.stall_motion_rad
@@ -115,7 +131,9 @@ class OperatorBrain:
         pts = np.atleast_2d(np.asarray(tcp, float))
         return bool(((pts < box[:, 0]) | (pts > box[:, 1])).any())
 
-    def observe(self, t: float, joint_pos: np.ndarray, p: Progress, tcp: np.ndarray | None = None) -> Decision:
+    def observe(
+        self, t: float, joint_pos: np.ndarray, p: Progress, tcp: np.ndarray | None = None
+    ) -> Decision:
         """One decision per control tick; `tcp` ([2, 3] tool centre points) enables the drift rule."""
         r = self.rules
         stalled = self._stalled(t, joint_pos)

@@ -1,6 +1,6 @@
 """A separate-process ROS client that exercises `sim_robot` and prints what it saw as JSON (used by tests).
 
-    python -m lwd_sim.ros_probe --ns /robot0 --duration 3
+python -m lwd_sim.ros_probe --ns /robot0 --duration 3
 """
 
 from __future__ import annotations
@@ -39,15 +39,27 @@ def main(argv: list[str] | None = None) -> int:
     images: dict[str, list[tuple[int, int, str]]] = {c: [] for c in CAMERA_NAMES}
     statuses: list[TaskStatus] = []
     clocks: list[float] = []
-    node.create_subscription(JointState, f"{ns}/joint_states", lambda m: states.append(
-        (time.monotonic(), m.header.stamp.sec + m.header.stamp.nanosec * 1e-9, list(m.position))
-        if list(m.name) == list(JOINT_NAMES) else None), 10)
+    node.create_subscription(
+        JointState,
+        f"{ns}/joint_states",
+        lambda m: states.append(
+            (time.monotonic(), m.header.stamp.sec + m.header.stamp.nanosec * 1e-9, list(m.position))
+            if list(m.name) == list(JOINT_NAMES)
+            else None
+        ),
+        10,
+    )
     for cam in CAMERA_NAMES:
-        node.create_subscription(Image, f"{ns}/camera/{cam}/image_raw",
-                                 lambda m, c=cam: images[c].append((m.height, m.width, m.encoding)),
-                                 qos_profile_sensor_data)
+        node.create_subscription(
+            Image,
+            f"{ns}/camera/{cam}/image_raw",
+            lambda m, c=cam: images[c].append((m.height, m.width, m.encoding)),
+            qos_profile_sensor_data,
+        )
     node.create_subscription(TaskStatus, f"{ns}/task_status", statuses.append, 10)
-    node.create_subscription(ClockMsg, "/clock", lambda m: clocks.append(m.clock.sec + m.clock.nanosec * 1e-9), 10)
+    node.create_subscription(
+        ClockMsg, "/clock", lambda m: clocks.append(m.clock.sec + m.clock.nanosec * 1e-9), 10
+    )
     pub = node.create_publisher(Float64MultiArray, f"{ns}/joint_commands", 10)
     traj_pub = node.create_publisher(JointTrajectory, f"{ns}/joint_trajectory", 10)
     client = node.create_client(StartEpisode, f"{ns}/sim_robot/reset")
@@ -96,14 +108,18 @@ def main(argv: list[str] | None = None) -> int:
             start_q0=float(start_q[0]),
             final_q0=float(states[-1][2][0]) if states else None,
             target_q0=float(target[0]),
-            other_joints_moved=float(np.max(np.abs(np.array(states[-1][2])[1:14] - start_q[1:14]))) if states else None,
+            other_joints_moved=float(np.max(np.abs(np.array(states[-1][2])[1:14] - start_q[1:14])))
+            if states
+            else None,
             images={c: {"count": len(v), "shape": list(v[-1]) if v else None} for c, v in images.items()},
             status_count=len(statuses),
             status_task=statuses[-1].task if statuses else None,
             status_instruction=statuses[-1].instruction if statuses else None,
             status_subtasks_total=int(statuses[-1].subtasks_total) if statuses else None,
             clock_count=len(clocks),
-            clock_increasing=bool(len(clocks) > 2 and all(b >= a for a, b in zip(clocks, clocks[1:], strict=False))),
+            clock_increasing=bool(
+                len(clocks) > 2 and all(b >= a for a, b in zip(clocks, clocks[1:], strict=False))
+            ),
         )
         return 0
     finally:

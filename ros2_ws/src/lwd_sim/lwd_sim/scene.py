@@ -98,27 +98,37 @@ def _robot_arm(side: str) -> str:
                 f'rgba="0.75 0.75 0.78 1" contype="0" conaffinity="0"/>'
             )
         else:
-            out.append(f'<geom type="sphere" size="0.05" mass="{mass:g}" rgba="0.3 0.3 0.33 1" '
-                       f'contype="0" conaffinity="0"/>')
+            out.append(
+                f'<geom type="sphere" size="0.05" mass="{mass:g}" rgba="0.3 0.3 0.33 1" '
+                f'contype="0" conaffinity="0"/>'
+            )
         opened += 1
     half_open = rd.GRIPPER_MAX_OPENING / 2
     out.append(f'<body name="{side}_gripper" pos="0 0 {-rd.FLANGE_OFFSET:g}" gravcomp="1">')
-    out.append('<geom type="box" pos="0 0 -0.02" size="0.025 0.06 0.02" mass="0.5" rgba="0.2 0.2 0.22 1" '
-               'contype="0" conaffinity="0"/>')
+    out.append(
+        '<geom type="box" pos="0 0 -0.02" size="0.025 0.06 0.02" mass="0.5" rgba="0.2 0.2 0.22 1" '
+        'contype="0" conaffinity="0"/>'
+    )
     cam_t = 0.35
     out.append(
         f'<camera name="{side}_wrist" pos="{_fmt(rd.WRIST_CAMERA_XYZ)}" '
         f'xyaxes="0 -1 0 {math.cos(cam_t):.5f} 0 {-math.sin(cam_t):.5f}" fovy="80"/>'
     )
-    out.append(f'<site name="{side}_tcp" pos="0 0 {-(rd.TCP_OFFSET - rd.FLANGE_OFFSET):g}" size="0.008" '
-               'rgba="1 0 0 0"/>')
+    out.append(
+        f'<site name="{side}_tcp" pos="0 0 {-(rd.TCP_OFFSET - rd.FLANGE_OFFSET):g}" size="0.008" '
+        'rgba="1 0 0 0"/>'
+    )
     for finger, sign in (("a", 1), ("b", -1)):
         out.append(f'<body name="{side}_finger_{finger}" pos="0 0 -0.04" gravcomp="1">')
-        out.append(f'<joint name="{side}_gripper_finger_{finger}_joint" type="slide" axis="0 {sign} 0" '
-                   f'range="0 {half_open:g}" damping="5" armature="0.01"/>')
-        out.append(f'<geom type="box" pos="0 {sign * 0.008} {-rd.FINGER_LENGTH / 2:g}" '
-                   f'size="0.01 0.006 {rd.FINGER_LENGTH / 2:g}" mass="0.05" rgba="0.15 0.15 0.15 1" '
-                   'contype="0" conaffinity="0"/>')
+        out.append(
+            f'<joint name="{side}_gripper_finger_{finger}_joint" type="slide" axis="0 {sign} 0" '
+            f'range="0 {half_open:g}" damping="5" armature="0.01"/>'
+        )
+        out.append(
+            f'<geom type="box" pos="0 {sign * 0.008} {-rd.FINGER_LENGTH / 2:g}" '
+            f'size="0.01 0.006 {rd.FINGER_LENGTH / 2:g}" mass="0.05" rgba="0.15 0.15 0.15 1" '
+            'contype="0" conaffinity="0"/>'
+        )
         out.append("</body>")
     out.append("</body>")
     out.append("</body>" * opened)

@@ -45,7 +45,9 @@ class G1Sim:
 
     def __init__(self, config: SimConfig = SimConfig()):
         if config.image_height < 8 or config.image_width < 8:
-            raise ValueError(f"image size must be at least 8x8, got {config.image_height}x{config.image_width}")
+            raise ValueError(
+                f"image size must be at least 8x8, got {config.image_height}x{config.image_width}"
+            )
         unknown = set(config.cameras) - set(CAMERA_NAMES)
         if unknown:
             raise ValueError(f"unknown cameras {sorted(unknown)}; known: {CAMERA_NAMES}")

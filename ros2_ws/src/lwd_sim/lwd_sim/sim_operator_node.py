@@ -121,23 +121,32 @@ class SimOperatorNode(Node):
         if self.phase == Phase.RESETTING:
             if time.monotonic() - self.phase_since < self.start_delay_s and self.done_episodes == 0:
                 return
-            self._step_service(self.reset_cli, StartEpisode.Request(task=self.task, instruction=self.instruction),
-                               self._after_reset)
+            self._step_service(
+                self.reset_cli,
+                StartEpisode.Request(task=self.task, instruction=self.instruction),
+                self._after_reset,
+            )
         elif self.phase == Phase.STARTING:
             if time.monotonic() < self.retry_at:
                 return
-            self._step_service(self.start_cli, StartEpisode.Request(task=self.task,
-                                                                    instruction=self.current_instruction),
-                               self._after_start)
+            self._step_service(
+                self.start_cli,
+                StartEpisode.Request(task=self.task, instruction=self.current_instruction),
+                self._after_start,
+            )
         elif self.phase == Phase.RUNNING:
             self._run()
         elif self.phase == Phase.STOPPING:
-            self._step_service(self.stop_cli, StopEpisode.Request(abort=False, reason=self.brain.reason),
-                               lambda r: self._enter(Phase.LABELLING))
+            self._step_service(
+                self.stop_cli,
+                StopEpisode.Request(abort=False, reason=self.brain.reason),
+                lambda r: self._enter(Phase.LABELLING),
+            )
         elif self.phase == Phase.LABELLING:
             note = f"sim_operator: {self.brain.reason}; interventions {self.brain.interventions}"
-            self._step_service(self.label_cli, LabelEpisode.Request(success=self.label_success, note=note),
-                               self._after_label)
+            self._step_service(
+                self.label_cli, LabelEpisode.Request(success=self.label_success, note=note), self._after_label
+            )
 
     def _step_service(self, client, request, on_done) -> None:
         if self.pending is None:
@@ -174,11 +183,21 @@ class SimOperatorNode(Node):
         self._enter(Phase.RUNNING)
 
     def _after_label(self, response) -> None:
-        self.results.append({"episode_id": self.episode_id, "success": self.label_success,
-                             "interventions": self.brain.interventions, "accepted": bool(response.accepted)})
-        self.get_logger().info(f"labelled {self.episode_id}: success={self.label_success} ({response.message})")
+        self.results.append(
+            {
+                "episode_id": self.episode_id,
+                "success": self.label_success,
+                "interventions": self.brain.interventions,
+                "accepted": bool(response.accepted),
+            }
+        )
+        self.get_logger().info(
+            f"labelled {self.episode_id}: success={self.label_success} ({response.message})"
+        )
         self.done_episodes += 1
-        self._enter(Phase.FINISHED if self.episodes and self.done_episodes >= self.episodes else Phase.RESETTING)
+        self._enter(
+            Phase.FINISHED if self.episodes and self.done_episodes >= self.episodes else Phase.RESETTING
+        )
 
     def _set_pedal(self, engaged: bool) -> None:
         self.pedal_pub.publish(Bool(data=engaged))
@@ -198,8 +217,12 @@ class SimOperatorNode(Node):
         if self.scene is not None:
             self.mirror.mirror(self.scene["qpos"], self.scene["command"], self.scene["held"])
             tcp = np.stack([self.mirror.tcp_pose(s)[0] for s in ("left", "right")])
-        decision = self.brain.observe(self.now(), self.joints, Progress(self.status.success, self.status.failed,
-                                                                         int(self.status.subtasks_done)), tcp)
+        decision = self.brain.observe(
+            self.now(),
+            self.joints,
+            Progress(self.status.success, self.status.failed, int(self.status.subtasks_done)),
+            tcp,
+        )
         if decision in (Decision.STOP_SUCCESS, Decision.STOP_FAILURE):
             self.label_success = decision == Decision.STOP_SUCCESS
             self._set_pedal(False)

@@ -71,7 +71,8 @@ class SimRobotNode(Node):
         self._warned: set[str] = set()
 
         self.image_pubs = {
-            c: self.create_publisher(Image, f"camera/{c}/image_raw", qos_profile_sensor_data) for c in CAMERA_NAMES
+            c: self.create_publisher(Image, f"camera/{c}/image_raw", qos_profile_sensor_data)
+            for c in CAMERA_NAMES
         }
         self.joint_pub = self.create_publisher(JointState, "joint_states", 10)
         self.status_pub = self.create_publisher(TaskStatus, "task_status", 10)
@@ -109,12 +110,19 @@ class SimRobotNode(Node):
     def _on_trajectory(self, msg: JointTrajectory) -> None:
         try:
             times = [pt.time_from_start.sec + pt.time_from_start.nanosec * 1e-9 for pt in msg.points]
-            self.trajectory.set(list(msg.joint_names), times, [list(pt.positions) for pt in msg.points],
-                                self.sim.time, self.sim.command)
+            self.trajectory.set(
+                list(msg.joint_names),
+                times,
+                [list(pt.positions) for pt in msg.points],
+                self.sim.time,
+                self.sim.command,
+            )
         except ValueError as e:
             self._warn_once("traj", f"joint_trajectory refused: {e}")
 
-    def _on_reset(self, request: StartEpisode.Request, response: StartEpisode.Response) -> StartEpisode.Response:
+    def _on_reset(
+        self, request: StartEpisode.Request, response: StartEpisode.Response
+    ) -> StartEpisode.Response:
         task = request.task or self.task_name
         try:
             if not request.task and request.instruction:
@@ -170,14 +178,33 @@ class SimRobotNode(Node):
                 img.data = images[k].tobytes()
                 self.image_pubs[cam].publish(img)
         st = self.instance.evaluate(self.sim)
-        self.status_pub.publish(TaskStatus(
-            header=js.header, robot_id=self.robot_id, task=self.task_name, instruction=self.instance.instruction,
-            success=bool(st.success), failed=bool(st.failed), subtasks_done=int(st.subtasks_done),
-            subtasks_total=int(st.subtasks_total), score=float(st.score)))
-        self.scene_pub.publish(String(data=json.dumps({
-            "task": self.task_name, "instruction": self.instance.instruction, "time": self.sim.time,
-            "qpos": self.sim.data.qpos.tolist(), "command": self.sim.command.tolist(),
-            "held": self.sim.held})))
+        self.status_pub.publish(
+            TaskStatus(
+                header=js.header,
+                robot_id=self.robot_id,
+                task=self.task_name,
+                instruction=self.instance.instruction,
+                success=bool(st.success),
+                failed=bool(st.failed),
+                subtasks_done=int(st.subtasks_done),
+                subtasks_total=int(st.subtasks_total),
+                score=float(st.score),
+            )
+        )
+        self.scene_pub.publish(
+            String(
+                data=json.dumps(
+                    {
+                        "task": self.task_name,
+                        "instruction": self.instance.instruction,
+                        "time": self.sim.time,
+                        "qpos": self.sim.data.qpos.tolist(),
+                        "command": self.sim.command.tolist(),
+                        "held": self.sim.held,
+                    }
+                )
+            )
+        )
         self.tick += 1
 
     def destroy_node(self) -> None:

@@ -79,8 +79,14 @@ def rest_z(item: str) -> float:
     return TABLE_TOP_Z + item_spec(item).half_height
 
 
-def _sample_positions(rng: np.random.Generator, n: int, x: tuple, y: tuple, min_sep: float,
-                      first_region: tuple[tuple, tuple] | None = None) -> list[np.ndarray]:
+def _sample_positions(
+    rng: np.random.Generator,
+    n: int,
+    x: tuple,
+    y: tuple,
+    min_sep: float,
+    first_region: tuple[tuple, tuple] | None = None,
+) -> list[np.ndarray]:
     """n points at least min_sep apart; the first one inside `first_region` if given."""
     for _ in range(1000):
         pts = [np.array([rng.uniform(*x), rng.uniform(*y)]) for _ in range(n)]
@@ -122,8 +128,15 @@ class TaskInstance:
         if success:
             self._latched = [1.0] * len(self._latched)
         flags = tuple(v >= 1.0 for v in self._latched)
-        return TaskStatus(bool(success), bool(failed and not success), int(sum(flags)), len(self._latched),
-                          self.task.subtasks, flags, tuple(self._latched))
+        return TaskStatus(
+            bool(success),
+            bool(failed and not success),
+            int(sum(flags)),
+            len(self._latched),
+            self.task.subtasks,
+            flags,
+            tuple(self._latched),
+        )
 
 
 def held_by(sim: G1Sim, item: str) -> str | None:
@@ -155,7 +168,9 @@ def in_drawer(sim: G1Sim, item: str) -> bool:
     d = sim.body_pos("drawer")
     p = sim.body_pos(item)
     hx, hy, _ = scene.DRAWER_HALF
-    return bool(abs(p[0] - d[0]) < hx and abs(p[1] - d[1]) < hy and p[2] < d[2] + item_spec(item).half_height + 0.03)
+    return bool(
+        abs(p[0] - d[0]) < hx and abs(p[1] - d[1]) < hy and p[2] < d[2] + item_spec(item).half_height + 0.03
+    )
 
 
 class Task:
@@ -193,9 +208,16 @@ class PickPlaceTask(Task):
 
     subtasks = ("grasp", "lift", "carry_to_spot", "release_in_spot")
 
-    def __init__(self, name: str, items: tuple[str, ...], targets: tuple[str, ...], spots: tuple[str, ...],
-                 time_limit_s: float = 10.0, min_items: int | None = None,
-                 target_region: tuple[tuple[float, float], tuple[float, float]] | None = None):
+    def __init__(
+        self,
+        name: str,
+        items: tuple[str, ...],
+        targets: tuple[str, ...],
+        spots: tuple[str, ...],
+        time_limit_s: float = 10.0,
+        min_items: int | None = None,
+        target_region: tuple[tuple[float, float], tuple[float, float]] | None = None,
+    ):
         self.name = name
         self.items = items
         self.target_region = target_region  # (x range, y range) of the instructed item; None: anywhere
@@ -215,8 +237,9 @@ class PickPlaceTask(Task):
         others = [n for n in self.items if n != target]
         k = int(rng.integers(self.min_items, len(self.items) + 1)) - 1
         present = [target] + [others[i] for i in sorted(rng.choice(len(others), size=k, replace=False))]
-        xy = _sample_positions(rng, len(present), (0.37, 0.52), (-0.2, 0.2), 0.095,
-                               first_region=self.target_region)
+        xy = _sample_positions(
+            rng, len(present), (0.37, 0.52), (-0.2, 0.2), 0.095, first_region=self.target_region
+        )
         items = {
             name: np.array([p[0], p[1], rest_z(name) + 0.002, rng.uniform(-0.6, 0.6)])
             for name, p in zip(present, xy, strict=True)
@@ -231,8 +254,12 @@ class PickPlaceTask(Task):
         over_spot = bool(np.linalg.norm(p[:2] - np.array(s.xy)) < s.radius)
         placed = in_spot(sim, target, spot) and not held
         lifted = held and p[2] > rest_z(target) + 0.04
-        now = [1.0 if held else 0.5 * near_tcp(sim, target), float(lifted), float(over_spot and (held or placed)),
-               float(placed)]
+        now = [
+            1.0 if held else 0.5 * near_tcp(sim, target),
+            float(lifted),
+            float(over_spot and (held or placed)),
+            float(placed),
+        ]
         failed = bool(p[2] < OFF_TABLE_Z)
         return now, placed, failed
 
@@ -247,7 +274,10 @@ class DrawerRestockTask(Task):
         self.time_limit_s = time_limit_s
         names = [i.name for i in ITEMS]
         self._goals = {
-            f"open the drawer, put the {item_spec(a).words} and the {item_spec(b).words} in it, and close it": (a, b)
+            f"open the drawer, put the {item_spec(a).words} and the {item_spec(b).words} in it, and close it": (
+                a,
+                b,
+            )
             for a in names
             for b in names
             if a < b
@@ -260,8 +290,14 @@ class DrawerRestockTask(Task):
         sides = (1.0, -1.0) if rng.random() < 0.5 else (-1.0, 1.0)
         items = {}
         for name, sign in zip((a, b), sides, strict=True):
-            items[name] = np.array([rng.uniform(0.36, 0.48), sign * rng.uniform(0.24, 0.3),
-                                    rest_z(name) + 0.002, rng.uniform(-0.6, 0.6)])
+            items[name] = np.array(
+                [
+                    rng.uniform(0.36, 0.48),
+                    sign * rng.uniform(0.24, 0.3),
+                    rest_z(name) + 0.002,
+                    rng.uniform(-0.6, 0.6),
+                ]
+            )
         return TaskInstance(self, text, items, _arm_start(rng), float(rng.uniform(0.0, 0.015)), (a, b))
 
     def judge(self, inst: TaskInstance, sim: G1Sim) -> tuple[list[float], bool, bool]:
@@ -271,15 +307,21 @@ class DrawerRestockTask(Task):
         b_in = in_drawer(sim, b) and held_by(sim, b) is None
         closed = opening < DRAWER_CLOSED_BELOW
         success = a_in and b_in and closed and held_by(sim, "drawer") is None
+
         def grasp(item: str, inside: bool) -> float:
             return 1.0 if held_by(sim, item) is not None or inside else 0.5 * near_tcp(sim, item)
 
         def place(item: str, inside: bool) -> float:
             return 1.0 if inside else 0.5 * (held_by(sim, item) is not None and over_drawer(sim, item))
 
-        now = [1.0 if opening > DRAWER_OPEN_ENOUGH else 0.5 * (opening > DRAWER_OPEN_ENOUGH / 2),
-               grasp(a, a_in), place(a, a_in), grasp(b, b_in), place(b, b_in),
-               1.0 if success else 0.5 * (a_in and b_in and opening < DRAWER_TRAVEL_HALF)]
+        now = [
+            1.0 if opening > DRAWER_OPEN_ENOUGH else 0.5 * (opening > DRAWER_OPEN_ENOUGH / 2),
+            grasp(a, a_in),
+            place(a, a_in),
+            grasp(b, b_in),
+            place(b, b_in),
+            1.0 if success else 0.5 * (a_in and b_in and opening < DRAWER_TRAVEL_HALF),
+        ]
         failed = any(sim.body_pos(n)[2] < OFF_TABLE_Z for n in (a, b))
         return now, success, failed
 
@@ -290,7 +332,9 @@ class SortTask(Task):
     def __init__(self, name: str = "sort_groceries", time_limit_s: float = 120.0):
         self.name = name
         self.time_limit_s = time_limit_s
-        self.subtasks = tuple(f"{verb}_{k}" for k in ("first", "second", "third") for verb in ("grasp", "place"))
+        self.subtasks = tuple(
+            f"{verb}_{k}" for k in ("first", "second", "third") for verb in ("grasp", "place")
+        )
         spots = [s.name for s in SPOTS]
         preposition = {"left_bin": "in", "right_bin": "in", "plate": "on"}
         self._goals: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
@@ -298,8 +342,10 @@ class SortTask(Task):
         for skip in names:  # three of the four items, each to one of the three spots
             chosen = [n for n in names if n != skip]
             for perm in itertools.permutations(spots):
-                parts = [f"the {item_spec(i).words} {preposition[p]} the {spot_spec(p).words}"
-                         for i, p in zip(chosen, perm, strict=True)]
+                parts = [
+                    f"the {item_spec(i).words} {preposition[p]} the {spot_spec(p).words}"
+                    for i, p in zip(chosen, perm, strict=True)
+                ]
                 text = f"put {parts[0]}, {parts[1]} and {parts[2]}"
                 self._goals[text] = (tuple(chosen), tuple(perm))
         self.instructions = tuple(self._goals)
@@ -308,8 +354,10 @@ class SortTask(Task):
         text = self._check_instruction(instruction, rng)
         chosen, spots = self._goals[text]
         xy = _sample_positions(rng, len(chosen), (0.38, 0.52), (-0.2, 0.2), 0.1)
-        items = {name: np.array([p[0], p[1], rest_z(name) + 0.002, rng.uniform(-0.6, 0.6)])
-                 for name, p in zip(chosen, xy, strict=True)}
+        items = {
+            name: np.array([p[0], p[1], rest_z(name) + 0.002, rng.uniform(-0.6, 0.6)])
+            for name, p in zip(chosen, xy, strict=True)
+        }
         return TaskInstance(self, text, items, _arm_start(rng), 0.0, chosen, None, spots)
 
     def judge(self, inst: TaskInstance, sim: G1Sim) -> tuple[list[float], bool, bool]:
@@ -332,14 +380,40 @@ TASKS: dict[str, Task] = {
     t.name: t
     for t in (
         # The easy task: one instruction, the can on the left arm's side, two distractors anywhere.
-        PickPlaceTask("can_to_bin", _ALL_ITEMS[:3], ("red_can",), ("left_bin",), time_limit_s=8.0,
-                      target_region=((0.40, 0.50), (0.04, 0.20))),
-        PickPlaceTask("bottle_to_plate", _ALL_ITEMS, ("blue_bottle",), ("plate",), time_limit_s=8.0, min_items=3,
-                      target_region=((0.40, 0.50), (-0.12, 0.12))),
-        PickPlaceTask("box_to_right_bin", _ALL_ITEMS, ("green_box",), ("right_bin",), time_limit_s=8.0,
-                      min_items=3, target_region=((0.40, 0.50), (-0.20, -0.04))),
-        PickPlaceTask("grocery_pick_place", _ALL_ITEMS, _ALL_ITEMS, tuple(s.name for s in SPOTS),
-                      time_limit_s=10.0, min_items=2),
+        PickPlaceTask(
+            "can_to_bin",
+            _ALL_ITEMS[:3],
+            ("red_can",),
+            ("left_bin",),
+            time_limit_s=8.0,
+            target_region=((0.40, 0.50), (0.04, 0.20)),
+        ),
+        PickPlaceTask(
+            "bottle_to_plate",
+            _ALL_ITEMS,
+            ("blue_bottle",),
+            ("plate",),
+            time_limit_s=8.0,
+            min_items=3,
+            target_region=((0.40, 0.50), (-0.12, 0.12)),
+        ),
+        PickPlaceTask(
+            "box_to_right_bin",
+            _ALL_ITEMS,
+            ("green_box",),
+            ("right_bin",),
+            time_limit_s=8.0,
+            min_items=3,
+            target_region=((0.40, 0.50), (-0.20, -0.04)),
+        ),
+        PickPlaceTask(
+            "grocery_pick_place",
+            _ALL_ITEMS,
+            _ALL_ITEMS,
+            tuple(s.name for s in SPOTS),
+            time_limit_s=10.0,
+            min_items=2,
+        ),
         DrawerRestockTask(),
         SortTask(),
     )

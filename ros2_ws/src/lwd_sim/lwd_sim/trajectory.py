@@ -22,8 +22,14 @@ class TrajectoryFollower:
     def clear(self) -> None:
         self._times = self._points = None
 
-    def set(self, names: Sequence[str], times: Sequence[float], positions: Sequence[Sequence[float]],
-            now: float, current: np.ndarray) -> None:
+    def set(
+        self,
+        names: Sequence[str],
+        times: Sequence[float],
+        positions: Sequence[Sequence[float]],
+        now: float,
+        current: np.ndarray,
+    ) -> None:
         """Start following from `now`; `current` fills joints the trajectory does not name."""
         unknown = [n for n in names if n not in self.joint_names]
         if unknown:

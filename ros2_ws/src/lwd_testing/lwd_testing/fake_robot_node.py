@@ -51,11 +51,17 @@ class FakeRobot(Node):
         self.target = self.q.copy()
         self.k = 0
         if self.compressed:
-            self.cams = {c: self.create_publisher(CompressedImage, f"camera/{c}/image_raw/compressed",
-                                                  qos_profile_sensor_data) for c in CAMERA_NAMES}
+            self.cams = {
+                c: self.create_publisher(
+                    CompressedImage, f"camera/{c}/image_raw/compressed", qos_profile_sensor_data
+                )
+                for c in CAMERA_NAMES
+            }
         else:
-            self.cams = {c: self.create_publisher(Image, f"camera/{c}/image_raw", qos_profile_sensor_data)
-                         for c in CAMERA_NAMES}
+            self.cams = {
+                c: self.create_publisher(Image, f"camera/{c}/image_raw", qos_profile_sensor_data)
+                for c in CAMERA_NAMES
+            }
         self.joints = self.create_publisher(JointState, "joint_states", qos_profile_sensor_data)
         self.create_subscription(Float64MultiArray, "joint_commands", self.on_command, 10)
         self.create_timer(1.0 / self.rate, self.tick)

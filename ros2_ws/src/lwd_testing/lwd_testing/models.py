@@ -38,9 +38,19 @@ def _init_leaf(rng: np.random.Generator, name: str, shape: tuple[int, ...]) -> n
 
 
 @lru_cache(maxsize=32)
-def _policy_bytes(version: str, image_size: int, conv_channels: int, drift: float, noise_scale: float,
-                  image_gain: float, instructions: tuple[str, ...], noise_horizon: int, action_joints: int,
-                  nan_actions: bool, seed: int) -> bytes:
+def _policy_bytes(
+    version: str,
+    image_size: int,
+    conv_channels: int,
+    drift: float,
+    noise_scale: float,
+    image_gain: float,
+    instructions: tuple[str, ...],
+    noise_horizon: int,
+    action_joints: int,
+    nan_actions: bool,
+    seed: int,
+) -> bytes:
     """The serialised model (cached: the actor's tests build the same few policies many times)."""
     import jax  # imported here so that importing this module stays cheap
     import jax.numpy as jnp
@@ -50,18 +60,36 @@ def _policy_bytes(version: str, image_size: int, conv_channels: int, drift: floa
     from lwd_learner.networks import FlowPolicy
 
     cfg = ModelConfig(
-        encoder=EncoderConfig(image_size=(image_size, image_size), conv_channels=(conv_channels, conv_channels),
-                              joint_hidden=8, task_dim=4, vocab_capacity=max(8, len(instructions)), out_dim=16),
-        policy=PolicyConfig(hidden=(16,), time_features=4, noise_scale=noise_scale), relative_actions=True)
+        encoder=EncoderConfig(
+            image_size=(image_size, image_size),
+            conv_channels=(conv_channels, conv_channels),
+            joint_hidden=8,
+            task_dim=4,
+            vocab_capacity=max(8, len(instructions)),
+            out_dim=16,
+        ),
+        policy=PolicyConfig(hidden=(16,), time_features=4, noise_scale=noise_scale),
+        relative_actions=True,
+    )
     e = cfg.encoder
     rng = np.random.default_rng(seed)
     spec = jax.ShapeDtypeStruct
-    shapes = jax.eval_shape(FlowPolicy(cfg).init, spec((2,), jnp.uint32), spec((1, cfg.num_cameras, *e.image_size, 3),
-                            jnp.uint8), spec((1, cfg.num_joints), jnp.float32), spec((1,), jnp.int32),
-                            spec((1, cfg.horizon, cfg.num_joints), jnp.float32), spec((1,), jnp.float32))
-    params = jax.tree_util.tree_map_with_path(lambda path, leaf: _init_leaf(rng, path[-1].key, leaf.shape), shapes)
+    shapes = jax.eval_shape(
+        FlowPolicy(cfg).init,
+        spec((2,), jnp.uint32),
+        spec((1, cfg.num_cameras, *e.image_size, 3), jnp.uint8),
+        spec((1, cfg.num_joints), jnp.float32),
+        spec((1,), jnp.int32),
+        spec((1, cfg.horizon, cfg.num_joints), jnp.float32),
+        spec((1,), jnp.float32),
+    )
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, leaf: _init_leaf(rng, path[-1].key, leaf.shape), shapes
+    )
     out = params["params"]["head"]["out"]
-    ramp = np.arange(1, cfg.horizon + 1, dtype=np.float32)[:, None] * drift * np.ones(cfg.num_joints, np.float32)
+    ramp = (
+        np.arange(1, cfg.horizon + 1, dtype=np.float32)[:, None] * drift * np.ones(cfg.num_joints, np.float32)
+    )
     out["kernel"] = (image_gain * rng.standard_normal(out["kernel"].shape)).astype(np.float32)
     out["bias"] = ramp.reshape(-1)
     zero, one = np.zeros(cfg.num_joints, np.float32), np.ones(cfg.num_joints, np.float32)
@@ -70,7 +98,7 @@ def _policy_bytes(version: str, image_size: int, conv_channels: int, drift: floa
 
     def sampler(images, joint_pos, task_id, noise):
         if noise_horizon != cfg.horizon:  # contract-breaking: a noise input the flow cannot take as is
-            noise = jnp.concatenate([noise] * -(-cfg.horizon // noise_horizon), axis=1)[:, :cfg.horizon]
+            noise = jnp.concatenate([noise] * -(-cfg.horizon // noise_horizon), axis=1)[:, : cfg.horizon]
         actions = sample(images, joint_pos, task_id, noise)[..., :action_joints]
         return actions * jnp.nan if nan_actions else actions
 
@@ -93,8 +121,19 @@ def build_policy(
     seed: int = 0,
 ) -> Path:
     """Write a contract-obeying policy (or, with odd shapes/nan, a broken one) to `path`."""
-    data = _policy_bytes(version, image_size, conv_channels, float(drift), float(noise_scale), float(image_gain),
-                         tuple(instructions), noise_horizon, action_joints, nan_actions, seed)
+    data = _policy_bytes(
+        version,
+        image_size,
+        conv_channels,
+        float(drift),
+        float(noise_scale),
+        float(image_gain),
+        tuple(instructions),
+        noise_horizon,
+        action_joints,
+        nan_actions,
+        seed,
+    )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
@@ -114,8 +153,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--channels", type=int, default=64)
     p.add_argument("--drift", type=float, default=0.001)
     a = p.parse_args(argv)
-    build_policy(a.out, version=a.version, image_size=a.image_size, conv_channels=a.channels,
-                 drift=a.drift, noise_scale=1e-3)
+    build_policy(
+        a.out,
+        version=a.version,
+        image_size=a.image_size,
+        conv_channels=a.channels,
+        drift=a.drift,
+        noise_scale=1e-3,
+    )
     print(a.out)
     return 0
 

@@ -137,8 +137,12 @@ def label_client(success: bool, note: str, timeout: float) -> int:
     if resp is None:
         print(json.dumps({"ok": False, "error": "no response"}), flush=True)
         return 1
-    print(json.dumps({"ok": True, "accepted": resp.accepted, "episode_id": resp.episode_id,
-                      "message": resp.message}), flush=True)
+    print(
+        json.dumps(
+            {"ok": True, "accepted": resp.accepted, "episode_id": resp.episode_id, "message": resp.message}
+        ),
+        flush=True,
+    )
     return 0
 
 
@@ -150,8 +154,9 @@ def demo(timeout: float) -> int:
     bg = [subprocess.Popen(me + ["publish"]), subprocess.Popen(me + ["label-server"])]
     try:
         rc_recv = subprocess.run(me + ["receive", "--count", "30", "--timeout", str(timeout)]).returncode
-        rc_label = subprocess.run(me + ["label-client", "--success", "--note", "demo",
-                                        "--timeout", str(timeout)]).returncode
+        rc_label = subprocess.run(
+            me + ["label-client", "--success", "--note", "demo", "--timeout", str(timeout)]
+        ).returncode
     finally:
         for p in bg:
             p.terminate()
@@ -162,9 +167,13 @@ def demo(timeout: float) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("role", choices=["publish", "receive", "label-server", "label-client", "demo"])
-    parser.add_argument("--count", type=int, default=0, help="messages to receive, or to publish (0: until stopped)")
+    parser.add_argument(
+        "--count", type=int, default=0, help="messages to receive, or to publish (0: until stopped)"
+    )
     parser.add_argument("--rate", type=float, default=30.0, help="publish rate, Hz")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait")
     parser.add_argument("--success", action="store_true", help="label-client: label success")

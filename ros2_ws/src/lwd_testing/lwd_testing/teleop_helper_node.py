@@ -47,8 +47,12 @@ class TeleopHelper(Node):
         qos = str(self.declare_parameter("qos", "reliable").value)
         if qos not in ("reliable", "best_effort"):
             raise SystemExit(f"qos must be 'reliable' or 'best_effort', not {qos!r}")
-        profile = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.BEST_EFFORT if qos == "best_effort"
-                             else QoSReliabilityPolicy.RELIABLE)
+        profile = QoSProfile(
+            depth=10,
+            reliability=QoSReliabilityPolicy.BEST_EFFORT
+            if qos == "best_effort"
+            else QoSReliabilityPolicy.RELIABLE,
+        )
         self.pedal_pub = self.create_publisher(Bool, "pedal", profile)
         self.target_pub = self.create_publisher(JointState, "teleop/joint_targets", profile)
         self.create_subscription(JointState, "joint_states", self.on_joints, qos_profile_sensor_data)

@@ -70,7 +70,9 @@ class BridgeClient:
     def prefetch(self, current_version: str | None, on_ready: OnReady | None = None) -> None:
         self.fetcher.prefetch(current_version, on_ready)
 
-    def rollback_policy(self, bad_version: str, message: str = "load failed; rolled back") -> LocalPolicy | None:
+    def rollback_policy(
+        self, bad_version: str, message: str = "load failed; rolled back"
+    ) -> LocalPolicy | None:
         return self.fetcher.rollback_policy(bad_version, message)
 
     def report_policy_loaded(self, version: str, ok: bool = True, message: str = "") -> None:

@@ -80,8 +80,14 @@ def new_socket(ctx: zmq.Context, config: ClientConfig) -> zmq.Socket:
 
 def hello(config: ClientConfig, role: str, open_episodes: Iterable[str] = ()) -> bytes:
     """The first frame of every session: who we are, which config we speak, what this socket is for."""
-    return protocol.encode("hello", robot_id=config.robot_id, policy_version="", config_hash=config.config_hash,
-                           role=role, open_episodes=list(open_episodes))
+    return protocol.encode(
+        "hello",
+        robot_id=config.robot_id,
+        policy_version="",
+        config_hash=config.config_hash,
+        role=role,
+        open_episodes=list(open_episodes),
+    )
 
 
 def decode_reply(config: ClientConfig, data: bytes) -> dict[str, Any]:
@@ -91,8 +97,10 @@ def decode_reply(config: ClientConfig, data: bytes) -> dict[str, Any]:
 
 def auth_failure(config: ClientConfig, status: int) -> str:
     """What to tell the operator when the bridge's ZAP handler refused our CURVE key."""
-    return (f"bridge {config.endpoint} refused our CURVE key (status {status}): "
-            "is this robot's public key in the bridge allowlist?")
+    return (
+        f"bridge {config.endpoint} refused our CURVE key (status {status}): "
+        "is this robot's public key in the bridge allowlist?"
+    )
 
 
 class RequestChannel:

@@ -48,8 +48,19 @@ from lwd_common.transport.spool import Spool
 log = logging.getLogger("lwd.transport")
 
 # Episode-level refusals: resending cannot help, the episode is set aside in rejected/.
-REJECT_CODES = frozenset({"bad_chunk", "bad_meta", "hash_mismatch", "episode_too_large", "bad_episode",
-                          "not_owner", "malformed", "bad_field", "frame_too_large"})
+REJECT_CODES = frozenset(
+    {
+        "bad_chunk",
+        "bad_meta",
+        "hash_mismatch",
+        "episode_too_large",
+        "bad_episode",
+        "not_owner",
+        "malformed",
+        "bad_field",
+        "frame_too_large",
+    }
+)
 
 
 class _Done(threading.Event):
@@ -74,17 +85,33 @@ class _Outgoing:
 class EpisodeStream:
     """EpisodeSink that streams each episode to the bridge while it is recorded, spooled until committed."""
 
-    def __init__(self, config: ClientConfig, ctx: zmq.Context | None = None,
-                 extra_counters: Callable[[], dict[str, int]] | None = None):
+    def __init__(
+        self,
+        config: ClientConfig,
+        ctx: zmq.Context | None = None,
+        extra_counters: Callable[[], dict[str, int]] | None = None,
+    ):
         """`extra_counters`: more robot counters (the policy fetcher's) to report in `robot_stats`."""
         check_episode_id(config.robot_id)
         self.config = config
         self._ctx = ctx or zmq.Context.instance()
         self.spool = Spool(config.spool_dir, fsync=config.fsync)
         self.error: str | None = None  # last refusal from the bridge, for the actor's diagnostics
-        self.counters: dict[str, int] = {k: 0 for k in (
-            "frames_sent", "retries", "acks", "missing", "committed", "duplicates_acked", "episodes_rejected",
-            "errors", "orphaned", "spool_errors")}
+        self.counters: dict[str, int] = {
+            k: 0
+            for k in (
+                "frames_sent",
+                "retries",
+                "acks",
+                "missing",
+                "committed",
+                "duplicates_acked",
+                "episodes_rejected",
+                "errors",
+                "orphaned",
+                "spool_errors",
+            )
+        }
         self.commit_latencies: deque[float] = deque(maxlen=10000)  # end() -> committed, seconds
         self._lock = threading.Lock()
         self._commands: queue.Queue = queue.Queue()
@@ -103,7 +130,9 @@ class EpisodeStream:
         self._extra_counters = extra_counters
         self._broken: set[str] = set()  # episodes with a frame that could not be spooled
         self._recover_spool()
-        self._thread = threading.Thread(target=self._run, name=f"episode-stream-{config.robot_id}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"episode-stream-{config.robot_id}", daemon=True
+        )
         self._thread.start()
 
     # --- EpisodeSink -------------------------------------------------------------------------------------
@@ -113,7 +142,9 @@ class EpisodeStream:
             raise RuntimeError(f"episode {self._meta.episode_id} is still open")
         check_episode_id(meta.episode_id)
         if meta.robot_id != self.config.robot_id:
-            raise ValueError(f"episode robot_id {meta.robot_id!r} != client robot_id {self.config.robot_id!r}")
+            raise ValueError(
+                f"episode robot_id {meta.robot_id!r} != client robot_id {self.config.robot_id!r}"
+            )
         self._meta, self._steps, self._chunk_start, self._chunk_bytes, self._seq = meta, [], 0, 0, 0
         frame = protocol.encode("ep_begin", episode_id=meta.episode_id, seq=0, meta=meta_to_dict(meta))
         self._put(("frame", meta.episode_id, 0, frame, False))
@@ -126,8 +157,10 @@ class EpisodeStream:
             raise ValueError(f"step {step.step} lacks camera frames {missing}")
         self._steps.append(step)
         self._chunk_bytes += sum(len(f) for f in step.images.values())
-        if (len(self._steps) - self._chunk_start >= self.config.steps_per_chunk
-                or self._chunk_bytes >= self.config.max_chunk_bytes):
+        if (
+            len(self._steps) - self._chunk_start >= self.config.steps_per_chunk
+            or self._chunk_bytes >= self.config.max_chunk_bytes
+        ):
             self._cut_chunk()
 
     def end(self, outcome: EpisodeOutcome) -> None:
@@ -150,7 +183,7 @@ class EpisodeStream:
 
     def _cut_chunk(self) -> None:
         assert self._meta is not None
-        steps = self._steps[self._chunk_start:]
+        steps = self._steps[self._chunk_start :]
         self._chunk_start, self._chunk_bytes = len(self._steps), 0
         self._seq += 1
         self._put(("chunk", self._meta.episode_id, self._seq, steps, tuple(self._meta.cameras)))
@@ -214,7 +247,9 @@ class EpisodeStream:
             except protocol.ProtocolError as exc:
                 self.spool.set_aside(ep.episode_id, "orphaned")
                 self.counters["orphaned"] += 1
-                log.error("episode %s has an unreadable end frame (%s); moved to orphaned/", ep.episode_id, exc)
+                log.error(
+                    "episode %s has an unreadable end frame (%s); moved to orphaned/", ep.episode_id, exc
+                )
                 continue
             out = _Outgoing(end_seq=ep.end_seq, content_hash=end["content_hash"], ended_mono=time.monotonic())
             out.frames = {s: _Frame() for s in ep.seqs}
@@ -275,8 +310,9 @@ class EpisodeStream:
             if kind == "frame":
                 self._spool_frame(eid, seq, cmd[3], cmd[4])
             else:
-                frame = protocol.encode("ep_chunk", episode_id=eid, seq=seq,
-                                        steps=protocol.steps_to_chunk(cmd[3], cmd[4]))
+                frame = protocol.encode(
+                    "ep_chunk", episode_id=eid, seq=seq, steps=protocol.steps_to_chunk(cmd[3], cmd[4])
+                )
                 self._spool_frame(eid, seq, frame, False)
         except OSError as exc:  # disk full, read-only spool: the episode cannot be delivered whole
             self._broken.add(eid)
@@ -284,16 +320,23 @@ class EpisodeStream:
             self.error = f"spool write failed for episode {eid}: {exc}"
             log.error(self.error)
 
-    def _close_episode(self, meta: EpisodeMeta, steps: list[StepRecord], outcome: EpisodeOutcome, seq: int,
-                       done: _Done) -> None:
+    def _close_episode(
+        self, meta: EpisodeMeta, steps: list[StepRecord], outcome: EpisodeOutcome, seq: int, done: _Done
+    ) -> None:
         eid = meta.episode_id
         try:
             if eid in self._broken:
                 raise OSError(self.error or "spool write failed")
             digest = content_hash(Episode.from_steps(meta, steps, outcome))
             frame = protocol.encode(
-                "ep_end", episode_id=eid, seq=seq, outcome=outcome_to_dict(outcome),
-                num_steps=len(steps), content_hash=digest, ended_at=time.time())
+                "ep_end",
+                episode_id=eid,
+                seq=seq,
+                outcome=outcome_to_dict(outcome),
+                num_steps=len(steps),
+                content_hash=digest,
+                ended_at=time.time(),
+            )
             self._spool_frame(eid, seq, frame, True)
             with self._lock:
                 out = self._outgoing[eid]
@@ -346,10 +389,15 @@ class EpisodeStream:
                 break
             self._notices.pop(0)
         with self._lock:
-            in_flight = sum(1 for o in self._outgoing.values() for f in o.frames.values()
-                            if f.attempts and not f.acked)
-            due = [(eid, seq, f) for eid, o in self._outgoing.items() for seq, f in sorted(o.frames.items())
-                   if not f.acked and f.next_send <= now]
+            in_flight = sum(
+                1 for o in self._outgoing.values() for f in o.frames.values() if f.attempts and not f.acked
+            )
+            due = [
+                (eid, seq, f)
+                for eid, o in self._outgoing.items()
+                for seq, f in sorted(o.frames.items())
+                if not f.acked and f.next_send <= now
+            ]
         for eid, seq, f in due:
             if f.attempts == 0 and in_flight >= self.config.max_in_flight:
                 break
@@ -402,8 +450,12 @@ class EpisodeStream:
                     self.counters["duplicates_acked"] += 1
                     return
                 if out.content_hash and msg["content_hash"] != out.content_hash:
-                    log.error("bridge committed %s with hash %s, ours is %s", msg["episode_id"],
-                              msg["content_hash"], out.content_hash)
+                    log.error(
+                        "bridge committed %s with hash %s, ours is %s",
+                        msg["episode_id"],
+                        msg["content_hash"],
+                        out.content_hash,
+                    )
                     self.error = f"bridge stored a different episode under id {msg['episode_id']}"
                     self.counters["errors"] += 1
                 del self._outgoing[msg["episode_id"]]

@@ -83,7 +83,9 @@ class PolicyFetcher:
             self._wanted = (current_version, on_ready)
         self._wake.set()
 
-    def rollback_policy(self, bad_version: str, message: str = "load failed; rolled back") -> LocalPolicy | None:
+    def rollback_policy(
+        self, bad_version: str, message: str = "load failed; rolled back"
+    ) -> LocalPolicy | None:
         """The actor could not load `bad_version`: never fetch or offer it again; return the previous policy."""
         self.report_policy_loaded(bad_version, ok=False, message=message)
         with self._lock:
@@ -157,8 +159,9 @@ class PolicyFetcher:
     # --- network + cache (caller holds self._lock) -------------------------------------------------------
 
     def _latest_info(self) -> PolicyInfo | None:
-        reply = self._channel.request(protocol.encode("policy_query", current_version=""),
-                                      self.config.policy_timeout_s)
+        reply = self._channel.request(
+            protocol.encode("policy_query", current_version=""), self.config.policy_timeout_s
+        )
         if reply["t"] != "policy_info":
             raise BridgeError(f"expected policy_info, got {reply['t']}")
         return PolicyInfo.from_dict(reply["info"]) if reply["info"] else None
@@ -169,7 +172,11 @@ class PolicyFetcher:
         except (BridgeError, ValueError) as exc:
             log.warning("policy query failed: %s", exc)
             return None
-        if info is None or not is_newer(info.version, current_version) or info.version in self.cache.bad_versions():
+        if (
+            info is None
+            or not is_newer(info.version, current_version)
+            or info.version in self.cache.bad_versions()
+        ):
             return None
         have = self.cache.get(info.version)
         if have is not None:
@@ -194,10 +201,15 @@ class PolicyFetcher:
         with open(self.cache.tmp_path, "wb") as f:
             offset = 0
             while offset < info.size:
-                msg = protocol.encode("policy_fetch", version=info.version, offset=offset,
-                                      length=self.config.policy_chunk_bytes)
+                msg = protocol.encode(
+                    "policy_fetch", version=info.version, offset=offset, length=self.config.policy_chunk_bytes
+                )
                 reply: dict[str, Any] = self._channel.request(msg, self.config.policy_timeout_s)
-                if reply["t"] != "policy_data" or reply["version"] != info.version or reply["offset"] != offset:
+                if (
+                    reply["t"] != "policy_data"
+                    or reply["version"] != info.version
+                    or reply["offset"] != offset
+                ):
                     raise BridgeError(f"unexpected reply to policy_fetch: {reply['t']}")
                 if not reply["data"]:
                     raise BridgeError(f"bridge sent no data at offset {offset} of {info.size}")

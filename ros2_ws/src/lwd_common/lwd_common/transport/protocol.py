@@ -66,12 +66,23 @@ _NUM = (int, float)
 _OPT_STR = (str, type(None))
 FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     # robot -> bridge
-    "hello": {"robot_id": (str,), "policy_version": (str,), "config_hash": (str,), "role": (str,),
-              "open_episodes": (list,)},
+    "hello": {
+        "robot_id": (str,),
+        "policy_version": (str,),
+        "config_hash": (str,),
+        "role": (str,),
+        "open_episodes": (list,),
+    },
     "ep_begin": {"episode_id": (str,), "seq": (int,), "meta": (dict,)},
     "ep_chunk": {"episode_id": (str,), "seq": (int,), "steps": (dict,)},
-    "ep_end": {"episode_id": (str,), "seq": (int,), "outcome": (dict,), "num_steps": (int,),
-               "content_hash": (str,), "ended_at": _NUM},
+    "ep_end": {
+        "episode_id": (str,),
+        "seq": (int,),
+        "outcome": (dict,),
+        "num_steps": (int,),
+        "content_hash": (str,),
+        "ended_at": _NUM,
+    },
     "policy_query": {"current_version": (str,)},
     "policy_fetch": {"version": (str,), "offset": (int,), "length": (int,)},
     "policy_loaded": {"version": (str,), "ok": (bool,), "loaded_at": _NUM, "message": (str,)},
@@ -87,16 +98,37 @@ FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "policy_data": {"version": (str,), "offset": (int,), "total": (int,), "data": (bytes,)},
     "status": {"fleet": (dict,)},
 }
-ROBOT_TYPES = frozenset({"hello", "ep_begin", "ep_chunk", "ep_end", "policy_query", "policy_fetch",
-                         "policy_loaded", "status_query", "robot_stats"})
+ROBOT_TYPES = frozenset(
+    {
+        "hello",
+        "ep_begin",
+        "ep_chunk",
+        "ep_end",
+        "policy_query",
+        "policy_fetch",
+        "policy_loaded",
+        "status_query",
+        "robot_stats",
+    }
+)
 BRIDGE_TYPES = frozenset(FIELDS) - ROBOT_TYPES
 EPISODE_TYPES = frozenset({"ep_begin", "ep_chunk", "ep_end"})
 ROLES = frozenset({"stream", "policy", "monitor"})
 
 # Stricter than "any string": ids become file names, versions and hashes are short; a message
 # (a robot's policy load failure) may be long but not unbounded. Other strings: DEFAULT_MAX_STR.
-MAX_STR = {"robot_id": 200, "episode_id": 200, "policy_version": 256, "current_version": 256, "version": 256,
-           "config_hash": 64, "role": 16, "content_hash": 128, "code": 64, "message": 65536}
+MAX_STR = {
+    "robot_id": 200,
+    "episode_id": 200,
+    "policy_version": 256,
+    "current_version": 256,
+    "version": 256,
+    "config_hash": 64,
+    "role": 16,
+    "content_hash": 128,
+    "code": 64,
+    "message": 65536,
+}
 DEFAULT_MAX_STR = 4096
 # Highest frame number of an episode: 2^20 chunks is ~9.7 h at one step per chunk and 30 Hz (a robot
 # cuts a chunk every 15 steps by default). Bounds the bridge's gap bookkeeping.
@@ -111,8 +143,12 @@ def encode(msg_type: str, **fields: Any) -> bytes:
     return codec.packb(msg)
 
 
-def decode(data: bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES, allowed: frozenset[str] | None = None,
-           limits: codec.DecodeLimits | None = codec.WIRE_LIMITS) -> dict[str, Any]:
+def decode(
+    data: bytes,
+    max_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    allowed: frozenset[str] | None = None,
+    limits: codec.DecodeLimits | None = codec.WIRE_LIMITS,
+) -> dict[str, Any]:
     """Parse and validate one frame; raise ProtocolError saying why it is refused.
 
     `limits` bounds the decoded memory of the frame (`codec.WIRE_LIMITS` unless the peer is trusted).
@@ -128,8 +164,11 @@ def decode(data: bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES, allowed: froze
     version = msg.get("v")
     # exactly the int 1: not 1.0, True or an array that compares equal (those used to pass)
     if type(version) is not int or version != SCHEMA_VERSION:
-        raise ProtocolError("schema_version", f"wire schema version {clip(repr(version), 40)} not supported "
-                            f"(this side speaks {SCHEMA_VERSION})")
+        raise ProtocolError(
+            "schema_version",
+            f"wire schema version {clip(repr(version), 40)} not supported "
+            f"(this side speaks {SCHEMA_VERSION})",
+        )
     msg_type = msg.get("t")
     if not isinstance(msg_type, str):
         raise ProtocolError("unknown_type", f"message type must be a string, got {type(msg_type).__name__}")
@@ -163,8 +202,10 @@ def _check_fields(msg: dict[str, Any], strict: bool = False) -> None:
         if not strict:
             continue
         if isinstance(value, str) and len(value) > MAX_STR.get(name, DEFAULT_MAX_STR):
-            raise ProtocolError("bad_field", f"{msg_type}: field {name!r} longer than "
-                                f"{MAX_STR.get(name, DEFAULT_MAX_STR)} characters")
+            raise ProtocolError(
+                "bad_field",
+                f"{msg_type}: field {name!r} longer than {MAX_STR.get(name, DEFAULT_MAX_STR)} characters",
+            )
         if isinstance(value, float) and not math.isfinite(value):
             raise ProtocolError("bad_field", f"{msg_type}: field {name!r} must be finite")
     if "seq" in spec and (msg["seq"] < 0 or (strict and msg["seq"] > MAX_SEQ)):
@@ -212,8 +253,12 @@ def check_chunk(chunk: dict[str, Any]) -> dict[str, Any]:
     n = -1
     for name, (dtype, tail) in CHUNK_COLUMNS.items():
         a = chunk.get(name)
-        if not isinstance(a, np.ndarray) or a.dtype != np.dtype(dtype) or a.ndim != 1 + len(tail) \
-                or a.shape[1:] != tail:
+        if (
+            not isinstance(a, np.ndarray)
+            or a.dtype != np.dtype(dtype)
+            or a.ndim != 1 + len(tail)
+            or a.shape[1:] != tail
+        ):
             got = f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
             raise ProtocolError("bad_chunk", f"chunk column {name!r} must be {dtype} [n,{tail}], got {got}")
         if n == -1:
@@ -222,12 +267,17 @@ def check_chunk(chunk: dict[str, Any]) -> dict[str, Any]:
             raise ProtocolError("bad_chunk", f"chunk column {name!r} has {a.shape[0]} rows, want {n}")
         out[name] = a
     versions = chunk.get("policy_version")
-    if not isinstance(versions, list) or len(versions) != n or not all(
-            isinstance(v, str) and len(v) <= MAX_STR["policy_version"] for v in versions):
+    if (
+        not isinstance(versions, list)
+        or len(versions) != n
+        or not all(isinstance(v, str) and len(v) <= MAX_STR["policy_version"] for v in versions)
+    ):
         raise ProtocolError("bad_chunk", f"chunk policy_version must be a list of {n} short strings")
     images = chunk.get("images")
     if not isinstance(images, dict) or len(images) > MAX_CAMERAS:
-        raise ProtocolError("bad_chunk", f"chunk images must be a map camera -> frames (at most {MAX_CAMERAS})")
+        raise ProtocolError(
+            "bad_chunk", f"chunk images must be a map camera -> frames (at most {MAX_CAMERAS})"
+        )
     for c, frames in images.items():
         if not isinstance(c, str) or len(c) > 64:
             raise ProtocolError("bad_chunk", "chunk camera names must be short strings")
