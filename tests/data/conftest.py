@@ -38,26 +38,50 @@ def frame(step: int, cam_index: int, size: int = 16) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def build_episode(eid: str, n: int, label: Label, sources: list[ActionSource], instruction: str,
-                  robot: str = "g1a", extra: dict | None = None, seed: int = 0) -> Episode:
+def build_episode(
+    eid: str,
+    n: int,
+    label: Label,
+    sources: list[ActionSource],
+    instruction: str,
+    robot: str = "g1a",
+    extra: dict | None = None,
+    seed: int = 0,
+) -> Episode:
     rng = np.random.default_rng(seed)
     steps = []
     for i in range(n):
-        steps.append(StepRecord(
-            step=100 + i,
-            stamp=T0 + seed + i / 30.0 + float(rng.uniform(-0.004, 0.004)),
-            images={c: encode_jpeg(frame(i, k)) for k, c in enumerate(CAMERA_NAMES)},
-            joint_pos=rng.normal(size=NUM_JOINTS).astype(np.float32),
-            action=rng.normal(size=NUM_JOINTS).astype(np.float32),
-            source=sources[i],
-            chunk_id=i // 4,
-            policy_version="teleop" if sources[i] == ActionSource.TELEOP else ("v000001" if i < n // 2 else "v000002"),
-        ))
-    meta = EpisodeMeta(eid, robot, "pick_cup", instruction, EpisodeKind.ROLLOUT, started_at=T0 + seed - 0.5,
-                       extra=extra or {})
-    outcome = EpisodeOutcome(label, n, reason="labelled" if label == Label.SUCCESS else "time_limit",
-                             note="from the test", ended_at=T0 + seed + n / 30.0 + 0.2,
-                             subtask_score=0.5 if label == Label.FAILURE else None)
+        steps.append(
+            StepRecord(
+                step=100 + i,
+                stamp=T0 + seed + i / 30.0 + float(rng.uniform(-0.004, 0.004)),
+                images={c: encode_jpeg(frame(i, k)) for k, c in enumerate(CAMERA_NAMES)},
+                joint_pos=rng.normal(size=NUM_JOINTS).astype(np.float32),
+                action=rng.normal(size=NUM_JOINTS).astype(np.float32),
+                source=sources[i],
+                chunk_id=i // 4,
+                policy_version="teleop"
+                if sources[i] == ActionSource.TELEOP
+                else ("v000001" if i < n // 2 else "v000002"),
+            )
+        )
+    meta = EpisodeMeta(
+        eid,
+        robot,
+        "pick_cup",
+        instruction,
+        EpisodeKind.ROLLOUT,
+        started_at=T0 + seed - 0.5,
+        extra=extra or {},
+    )
+    outcome = EpisodeOutcome(
+        label,
+        n,
+        reason="labelled" if label == Label.SUCCESS else "time_limit",
+        note="from the test",
+        ended_at=T0 + seed + n / 30.0 + 0.2,
+        subtask_score=0.5 if label == Label.FAILURE else None,
+    )
     return Episode.from_steps(meta, steps, outcome)
 
 
@@ -65,9 +89,15 @@ P, TEL, H = ActionSource.POLICY, ActionSource.TELEOP, ActionSource.HOLD
 
 
 def episodes() -> list[Episode]:
-    a = build_episode("g1a-ep-a", 12, Label.SUCCESS, [P] * 3 + [TEL] * 4 + [P] * 3 + [H] * 2,
-                      "put the cup on the shelf", extra={"operator": "ana", "nested": {"k": [1, 2]}, "raw": b"\x00\x01"},
-                      seed=0)
+    a = build_episode(
+        "g1a-ep-a",
+        12,
+        Label.SUCCESS,
+        [P] * 3 + [TEL] * 4 + [P] * 3 + [H] * 2,
+        "put the cup on the shelf",
+        extra={"operator": "ana", "nested": {"k": [1, 2]}, "raw": b"\x00\x01"},
+        seed=0,
+    )
     b = build_episode("g1a-ep-b", 9, Label.FAILURE, [TEL] * 2 + [P] * 7, "hand over the cup", seed=1)
     c = build_episode("g1b-ep-c", 5, Label.SUCCESS, [P] * 5, "put the cup on the shelf", robot="g1b", seed=2)
     return [a, b, c]

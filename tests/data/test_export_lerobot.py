@@ -31,8 +31,13 @@ def exported(store, tmp_path):
 def test_layout_and_info_follow_v3(exported):
     out, eps = exported
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert files == ["data/chunk-000/file-000.parquet", "meta/episodes/chunk-000/file-000.parquet",
-                     "meta/info.json", "meta/stats.json", "meta/tasks.parquet"]
+    assert files == [
+        "data/chunk-000/file-000.parquet",
+        "meta/episodes/chunk-000/file-000.parquet",
+        "meta/info.json",
+        "meta/stats.json",
+        "meta/tasks.parquet",
+    ]
     info = json.loads((out / "meta/info.json").read_text())
     assert info["codebase_version"] == "v3.0" and info["fps"] == 30 and info["video_path"] is None
     assert (info["total_episodes"], info["total_frames"], info["total_tasks"]) == (3, 26, 2)
@@ -42,8 +47,11 @@ def test_layout_and_info_follow_v3(exported):
     assert feats["observation.state"] == {"dtype": "float32", "shape": [16], "names": list(JOINT_NAMES)}
     assert feats["action"]["names"] == list(JOINT_NAMES)
     for cam in CAMERA_NAMES:
-        assert feats[f"observation.images.{cam}"] == {"dtype": "image", "shape": [16, 16, 3],
-                                                      "names": ["height", "width", "channels"]}
+        assert feats[f"observation.images.{cam}"] == {
+            "dtype": "image",
+            "shape": [16, 16, 3],
+            "names": ["height", "width", "channels"],
+        }
     for key in DEFAULTS + ["next.reward", "next.done", "next.success", "intervention", "action_source"]:
         assert feats[key]["shape"] == [1]
     assert all("/" not in k for k in feats)  # LeRobot refuses feature names with '/'
@@ -55,10 +63,16 @@ def test_data_file_columns_types_and_values(exported):
     info = json.loads((out / "meta/info.json").read_text())
     assert t.column_names == list(info["features"])  # every feature is a column (no videos here)
     assert t.schema.field("observation.state").type == pa.list_(pa.float32(), NUM_JOINTS)
-    assert t.schema.field("observation.images.head").type == pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    assert t.schema.field("observation.images.head").type == pa.struct(
+        [("bytes", pa.binary()), ("path", pa.string())]
+    )
     hf = json.loads(t.schema.metadata[b"huggingface"])["info"]["features"]
     assert hf["observation.images.head"] == {"_type": "Image"}
-    assert hf["action"] == {"feature": {"dtype": "float32", "_type": "Value"}, "length": 16, "_type": "Sequence"}
+    assert hf["action"] == {
+        "feature": {"dtype": "float32", "_type": "Value"},
+        "length": 16,
+        "_type": "Sequence",
+    }
     d = t.to_pydict()
     assert d["index"] == list(range(26)) and d["episode_index"] == [0] * 12 + [1] * 9 + [2] * 5
     assert d["frame_index"][:13] == list(range(12)) + [0]
@@ -81,8 +95,9 @@ def test_tasks_and_episodes_tables_read_like_lerobot(exported):
     assert int(tasks.loc["put the cup on the shelf"].task_index) == 0
     assert int(tasks.loc["hand over the cup"].task_index) == 1
     ep = pq.read_table(out / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
-    assert [(r["episode_index"], r["length"], r["dataset_from_index"], r["dataset_to_index"]) for r in ep] == [
-        (0, 12, 0, 12), (1, 9, 12, 21), (2, 5, 21, 26)]
+    assert [
+        (r["episode_index"], r["length"], r["dataset_from_index"], r["dataset_to_index"]) for r in ep
+    ] == [(0, 12, 0, 12), (1, 9, 12, 21), (2, 5, 21, 26)]
     assert ep[1]["tasks"] == ["hand over the cup"] and ep[0]["data/file_index"] == 0
     assert [r["lwd/success"] for r in ep] == [True, False, True]
     assert [r["lwd/interventions"] for r in ep] == [1, 1, 0]
@@ -99,8 +114,9 @@ def test_stats_cover_all_frames(exported):
     np.testing.assert_allclose(stats["observation.state"]["std"], state.std(axis=0), rtol=1e-9)
     assert stats["observation.state"]["count"] == [26]
     head = np.stack([decode_jpeg(f) for e in eps for f in e.images["head"]]) / 255.0
-    np.testing.assert_allclose(np.array(stats["observation.images.head"]["mean"]).ravel(),
-                               head.mean(axis=(0, 1, 2)), rtol=1e-9)
+    np.testing.assert_allclose(
+        np.array(stats["observation.images.head"]["mean"]).ravel(), head.mean(axis=(0, 1, 2)), rtol=1e-9
+    )
     assert "policy_version" not in stats  # strings have no stats (as in LeRobot)
 
 
@@ -136,17 +152,25 @@ def test_video_export_round_trip_within_tolerance(store, tmp_path):
     rows = pq.read_table(out / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
     k = "videos/observation.images.head/"
     assert [t for r in rows for t in (r[k + "from_timestamp"], r[k + "to_timestamp"])] == pytest.approx(
-        [0, 12 / 30, 12 / 30, 21 / 30, 21 / 30, 26 / 30])
+        [0, 12 / 30, 12 / 30, 21 / 30, 21 / 30, 26 / 30]
+    )
     back = list(iter_lerobot_episodes(out, ImportMapping()))
     for got, ep in zip(back, eps, strict=True):
         np.testing.assert_array_equal(got.joint_pos, ep.joint_pos)
         np.testing.assert_array_equal(got.action, ep.action)
         np.testing.assert_array_equal(got.source, ep.source)
-        assert (got.success, got.meta.instruction, got.meta.episode_id) == (ep.success, ep.meta.instruction,
-                                                                            ep.meta.episode_id)
+        assert (got.success, got.meta.instruction, got.meta.episode_id) == (
+            ep.success,
+            ep.meta.instruction,
+            ep.meta.episode_id,
+        )
         for cam in CAMERA_NAMES:
-            diff = np.stack([np.abs(decode_jpeg(x).astype(int) - decode_jpeg(y).astype(int)).mean()
-                             for x, y in zip(got.images[cam], ep.images[cam], strict=True)])
+            diff = np.stack(
+                [
+                    np.abs(decode_jpeg(x).astype(int) - decode_jpeg(y).astype(int)).mean()
+                    for x, y in zip(got.images[cam], ep.images[cam], strict=True)
+                ]
+            )
             assert diff.max() < VIDEO_TOLERANCE, (cam, diff)
 
 

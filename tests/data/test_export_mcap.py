@@ -70,16 +70,31 @@ def test_episode_reads_back_with_rosbags(store, tmp_path, capsys):
     assert [(t, m.engaged) for t, m in iv] == [(stamps[0], False), (stamps[3], True), (stamps[7], False)]
     assert iv[1][1].since.sec * 10**9 + iv[1][1].since.nanosec == stamps[3]
     status = msgs[f"/{r}/episode_status"]
-    assert [(m.state, m.step, m.interventions, m.label) for _, m in status] == [(1, 0, 0, 0), (1, 3, 1, 0), (3, 12, 1, 1)]
+    assert [(m.state, m.step, m.interventions, m.label) for _, m in status] == [
+        (1, 0, 0, 0),
+        (1, 3, 1, 0),
+        (3, 12, 1, 1),
+    ]
     assert status[-1][1].episode_id == ep.meta.episode_id and status[-1][1].instruction == ep.meta.instruction
     assert status[-1][0] > stamps[-1]  # the label comes after the last step
-    (label_t, label_msg), = msgs[f"/{r}/episode_label"]
+    ((label_t, label_msg),) = msgs[f"/{r}/episode_label"]
     label = json.loads(label_msg.data)
     assert label_t == status[-1][0]
     assert label | {"policy_versions": None} == {
-        "episode_id": "g1a-ep-a", "robot_id": "g1a", "label": "success", "success": True, "reason": "labelled",
-        "note": "from the test", "subtask_score": None, "num_steps": 12, "task": "pick_cup",
-        "instruction": "put the cup on the shelf", "kind": "rollout", "interventions": 1, "policy_versions": None}
+        "episode_id": "g1a-ep-a",
+        "robot_id": "g1a",
+        "label": "success",
+        "success": True,
+        "reason": "labelled",
+        "note": "from the test",
+        "subtask_score": None,
+        "num_steps": 12,
+        "task": "pick_cup",
+        "instruction": "put the cup on the shelf",
+        "kind": "rollout",
+        "interventions": 1,
+        "policy_versions": None,
+    }
     info = [json.loads(m.data) for _, m in msgs[f"/{r}/step_info"]]
     assert [d["source"] for d in info] == [ActionSource(int(s)).name.lower() for s in ep.source]
     assert info[-1] == {"step": 111, "source": "hold", "chunk_id": 2, "policy_version": "v000002"}
@@ -100,7 +115,9 @@ def test_failure_episode_counts_and_label(store, tmp_path):
     assert json.loads(msgs[f"/{r}/episode_label"][0][1].data)["subtask_score"] == 0.5
 
 
-@pytest.mark.parametrize("datatype", sorted(f"{k.split('/')[0]}/msg/{k.split('/')[1]}" for k in STANDARD_MSGDEFS))
+@pytest.mark.parametrize(
+    "datatype", sorted(f"{k.split('/')[0]}/msg/{k.split('/')[1]}" for k in STANDARD_MSGDEFS)
+)
 def test_standard_schemas_equal_rosbags_kilted_definitions(datatype):
     """Our schema of each standard type (and its dependencies) parses to rosbags' ROS 2 Kilted definitions."""
     kilted = get_typestore(Stores.ROS2_KILTED).fielddefs

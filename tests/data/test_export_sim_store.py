@@ -14,7 +14,10 @@ from lwd_common.store import EpisodeStore
 def sim_store(tmp_path_factory):
     generate_offline = pytest.importorskip("lwd_sim.generate_offline")
     root = tmp_path_factory.mktemp("sim") / "store"
-    assert generate_offline.main(["--out", str(root), "--episodes", "2", "--image-size", "16", "--no-progress"]) == 0
+    assert (
+        generate_offline.main(["--out", str(root), "--episodes", "2", "--image-size", "16", "--no-progress"])
+        == 0
+    )
     return EpisodeStore(root)
 
 
@@ -26,7 +29,9 @@ def test_sim_store_exports_to_mcap_and_lerobot_and_back(sim_store, tmp_path):
         with AnyReader([tmp_path / "mcap" / f"{eid}.mcap"]) as reader:
             counts = {c.topic: c.msgcount for c in reader.connections}
         r = ep.meta.robot_id
-        assert counts[f"/{r}/joint_states"] == counts[f"/{r}/camera/head/image_raw/compressed"] == ep.num_steps
+        assert (
+            counts[f"/{r}/joint_states"] == counts[f"/{r}/camera/head/image_raw/compressed"] == ep.num_steps
+        )
     assert main(["lerobot", str(sim_store.root), str(tmp_path / "lr"), "-q"]) == 0
     assert main(["import", str(tmp_path / "lr"), str(tmp_path / "back"), "-q"]) == 0
     back = EpisodeStore(tmp_path / "back")

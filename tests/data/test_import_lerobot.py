@@ -37,12 +37,32 @@ def top_frame(ep: int, i: int) -> np.ndarray:
     return np.stack([60 + 8 * x + ep * 20, 100 + 5 * y + i * 3, 90 + 0 * x], axis=-1).astype(np.uint8)
 
 
-def write_foreign(root: Path, *, state_width: int = 16, info_state_shape: int = 16, names: list[str] | None = NAMES,
-                  drop_column: str | None = None, version: str = "v3.0", success: list[bool] | None = None) -> Path:
+def write_foreign(
+    root: Path,
+    *,
+    state_width: int = 16,
+    info_state_shape: int = 16,
+    names: list[str] | None = NAMES,
+    drop_column: str | None = None,
+    version: str = "v3.0",
+    success: list[bool] | None = None,
+) -> Path:
     """A two-episode LeRobot v3 dataset (state/action named j00..j15, camera observation.images.top)."""
     root.mkdir(parents=True)
-    rows: dict[str, list] = {k: [] for k in ["observation.state", "action", "observation.images.top", "timestamp",
-                                             "frame_index", "episode_index", "index", "task_index", "next.success"]}
+    rows: dict[str, list] = {
+        k: []
+        for k in [
+            "observation.state",
+            "action",
+            "observation.images.top",
+            "timestamp",
+            "frame_index",
+            "episode_index",
+            "index",
+            "task_index",
+            "next.success",
+        ]
+    }
     index = 0
     for e, n in enumerate(LENGTHS):
         for i in range(n):
@@ -64,34 +84,66 @@ def write_foreign(root: Path, *, state_width: int = 16, info_state_shape: int = 
     (root / "data/chunk-000").mkdir(parents=True)
     pq.write_table(pa.table(rows), root / "data/chunk-000/file-000.parquet")
     (root / "meta/episodes/chunk-000").mkdir(parents=True)
-    pq.write_table(pa.table({
-        "episode_index": [0, 1], "tasks": [["stack the blocks"], ["open the drawer"]], "length": LENGTHS,
-        "data/chunk_index": [0, 0], "data/file_index": [0, 0], "dataset_from_index": [0, 6],
-        "dataset_to_index": [6, 10], "meta/episodes/chunk_index": [0, 0], "meta/episodes/file_index": [0, 0],
-    }), root / "meta/episodes/chunk-000/file-000.parquet")
-    pd.DataFrame({"task_index": [0, 1]}, index=pd.Index(["stack the blocks", "open the drawer"], name="task")
-                 ).to_parquet(root / "meta/tasks.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "episode_index": [0, 1],
+                "tasks": [["stack the blocks"], ["open the drawer"]],
+                "length": LENGTHS,
+                "data/chunk_index": [0, 0],
+                "data/file_index": [0, 0],
+                "dataset_from_index": [0, 6],
+                "dataset_to_index": [6, 10],
+                "meta/episodes/chunk_index": [0, 0],
+                "meta/episodes/file_index": [0, 0],
+            }
+        ),
+        root / "meta/episodes/chunk-000/file-000.parquet",
+    )
+    pd.DataFrame(
+        {"task_index": [0, 1]}, index=pd.Index(["stack the blocks", "open the drawer"], name="task")
+    ).to_parquet(root / "meta/tasks.parquet")
     vec = {"dtype": "float32", "shape": [info_state_shape], "names": names}
     features = {
-        "observation.state": vec, "action": {"dtype": "float32", "shape": [16], "names": NAMES},
-        "observation.images.top": {"dtype": "image", "shape": [16, 16, 3], "names": ["height", "width", "channels"]},
-        **{k: {"dtype": "int64", "shape": [1], "names": None} for k in ["frame_index", "episode_index", "index",
-                                                                         "task_index"]},
+        "observation.state": vec,
+        "action": {"dtype": "float32", "shape": [16], "names": NAMES},
+        "observation.images.top": {
+            "dtype": "image",
+            "shape": [16, 16, 3],
+            "names": ["height", "width", "channels"],
+        },
+        **{
+            k: {"dtype": "int64", "shape": [1], "names": None}
+            for k in ["frame_index", "episode_index", "index", "task_index"]
+        },
         "timestamp": {"dtype": "float32", "shape": [1], "names": None},
     }
     if success is not None:
         features["next.success"] = {"dtype": "bool", "shape": [1], "names": None}
-    info = {"codebase_version": version, "robot_type": "so100_bimanual", "total_episodes": 2, "total_frames": 10,
-            "total_tasks": 2, "chunks_size": 1000, "fps": 10, "splits": {"train": "0:2"},
-            "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet", "video_path": None,
-            "features": features}
+    info = {
+        "codebase_version": version,
+        "robot_type": "so100_bimanual",
+        "total_episodes": 2,
+        "total_frames": 10,
+        "total_tasks": 2,
+        "chunks_size": 1000,
+        "fps": 10,
+        "splits": {"train": "0:2"},
+        "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
+        "video_path": None,
+        "features": features,
+    }
     (root / "meta/info.json").write_text(json.dumps(info))
     return root
 
 
 def mapping_file(tmp_path: Path, **overrides) -> Path:
-    raw = {"joints": {j: NAMES[ORDER[k]] for k, j in enumerate(JOINT_NAMES)},
-           "cameras": {"head": "observation.images.top"}, "robot_id": "so100", "kind": "demo"}
+    raw = {
+        "joints": {j: NAMES[ORDER[k]] for k, j in enumerate(JOINT_NAMES)},
+        "cameras": {"head": "observation.images.top"},
+        "robot_id": "so100",
+        "kind": "demo",
+    }
     raw.update(overrides)
     path = tmp_path / "mapping.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -111,7 +163,11 @@ def test_foreign_dataset_imports_with_a_name_mapping(tmp_path, capsys):
     np.testing.assert_array_equal(ep.action, -state[:, ORDER])
     assert ep.meta.cameras == ("head",) and ep.meta.instruction == "stack the blocks"
     assert ep.meta.kind == EpisodeKind.DEMO and ep.meta.robot_id == "so100"
-    assert ep.meta.extra["lerobot"] == {"dataset": "blocks", "episode_index": 0, "robot_type": "so100_bimanual"}
+    assert ep.meta.extra["lerobot"] == {
+        "dataset": "blocks",
+        "episode_index": 0,
+        "robot_type": "so100_bimanual",
+    }
     assert ep.success and not store.get("so100-blocks-ep000001").success  # from next.success
     assert (ep.source == ActionSource.TELEOP).all() and ep.policy_versions == ["teleop"]
     np.testing.assert_allclose(ep.stamp, np.arange(6) / 10, atol=1e-6)
@@ -150,13 +206,17 @@ def test_rows_of_another_width_than_info_says(tmp_path):
 
 def test_joints_the_dataset_does_not_name(tmp_path):
     msg = error_of(write_foreign(tmp_path / "ds"), ImportMapping())  # default G1 names vs j00..j15
-    assert "observation.state has 16 values named ['j00'" in msg and "16 mapped joints are not among them" in msg
+    assert (
+        "observation.state has 16 values named ['j00'" in msg and "16 mapped joints are not among them" in msg
+    )
     assert "left_arm_joint1 -> 'left_arm_joint1'" in msg
 
 
 def test_vector_without_names_of_the_wrong_size(tmp_path):
-    msg = error_of(write_foreign(tmp_path / "ds", state_width=14, info_state_shape=14, names=None),
-                   default_mapping(tmp_path))
+    msg = error_of(
+        write_foreign(tmp_path / "ds", state_width=14, info_state_shape=14, names=None),
+        default_mapping(tmp_path),
+    )
     assert "observation.state has 14 values per frame and no names; lwd needs 16" in msg
 
 

@@ -95,14 +95,16 @@ class Counters:
 class ActorCore:
     """Single-threaded: call everything from the control thread (the node serialises services)."""
 
-    def __init__(self, config: ActorConfig, limits: JointLimits, recorder: EpisodeRecorder | None,
-                 policy_version: str):
+    def __init__(
+        self, config: ActorConfig, limits: JointLimits, recorder: EpisodeRecorder | None, policy_version: str
+    ):
         self.config = config
         self.scheduler = ChunkScheduler(config.scheduler)
         self.safety = SafetyFilter(limits, config.safety)
         self.stale_guard = StaleGuard(config.stale_input_timeout_s)
-        self.fsm = EpisodeStateMachine(config.episode_time_limit_s, config.label_deadline_s,
-                                       config.label_timeout_reason)
+        self.fsm = EpisodeStateMachine(
+            config.episode_time_limit_s, config.label_deadline_s, config.label_timeout_reason
+        )
         self.estop = EStop(config.estop_hold_s)
         self.watchdog = Watchdog(config.watchdog)
         # Says why no (fresh) synchronised observation exists, for refused starts (the node sets it).
@@ -138,8 +140,9 @@ class ActorCore:
 
     def set_policy_version(self, version: str) -> None:
         if not self.fsm.can_swap_policy:
-            raise TransitionError(f"policy swap refused: episode {self.fsm.episode_id} is "
-                                  f"{self.fsm.state.name.lower()}")
+            raise TransitionError(
+                f"policy swap refused: episode {self.fsm.episode_id} is {self.fsm.state.name.lower()}"
+            )
         self.policy_version = version
 
     @property
@@ -193,8 +196,9 @@ class ActorCore:
             raise TransitionError(f"cannot start: e-stop engaged ({self.estop.reason}); reset it first")
         obs = self._obs
         if obs is None:
-            raise TransitionError("cannot start: no synchronised camera + joint observation yet"
-                                  + self._why_no_input(now))
+            raise TransitionError(
+                "cannot start: no synchronised camera + joint observation yet" + self._why_no_input(now)
+            )
         stale = self.stale_guard.stale_inputs(now, dict(obs.stamps))
         if stale:
             raise TransitionError(f"cannot start: stale inputs {stale}" + self._why_no_input(now))
@@ -206,11 +210,17 @@ class ActorCore:
         self._episode_steps = 0
         self._pedal_was = False  # a pedal already held at start counts as a takeover on the first tick
         if self.recorder is not None:
-            self.recorder.begin(EpisodeMeta(
-                episode_id=episode_id, robot_id=self.config.robot_id, task=task, instruction=instruction,
-                kind=self.config.episode_kind, started_at=now,
-                extra={"policy_version": self.policy_version, "control_hz": self.config.control_hz},
-            ))
+            self.recorder.begin(
+                EpisodeMeta(
+                    episode_id=episode_id,
+                    robot_id=self.config.robot_id,
+                    task=task,
+                    instruction=instruction,
+                    kind=self.config.episode_kind,
+                    started_at=now,
+                    extra={"policy_version": self.policy_version, "control_hz": self.config.control_hz},
+                )
+            )
 
     def _why_no_input(self, now: float) -> str:
         why = self.input_report(now) if self.input_report is not None else ""
@@ -231,8 +241,13 @@ class ActorCore:
         return ending
 
     # --- the control step ---------------------------------------------------------
-    def tick(self, now: float, obs: Observation | None, results: Iterable[InferenceResult] = (),
-             input_stamps: Mapping[str, float | None] | None = None) -> TickResult:
+    def tick(
+        self,
+        now: float,
+        obs: Observation | None,
+        results: Iterable[InferenceResult] = (),
+        input_stamps: Mapping[str, float | None] | None = None,
+    ) -> TickResult:
         """One control step at clock time `now`. `input_stamps` (newest stamp of every input,
         synchronised or not) only sharpens which inputs a stale hold names."""
         gap = now - self._last_now
@@ -255,19 +270,37 @@ class ActorCore:
                 self._finish(ended, self._episode_steps)
         if self.estop.engaged:
             cmd = self.estop.command(now)
-            return TickResult(step, cmd, ActionSource.HOLD if cmd is not None else None,
-                              hold_reason=HoldReason.ESTOP, new_chunks=new_chunks, ended=ended, estop=True)
+            return TickResult(
+                step,
+                cmd,
+                ActionSource.HOLD if cmd is not None else None,
+                hold_reason=HoldReason.ESTOP,
+                new_chunks=new_chunks,
+                ended=ended,
+                estop=True,
+            )
         if self.fsm.state is not EpisodeState.RUNNING:
-            cmd = self.last_command if (self.config.hold_when_idle and self.last_command is not None) else None
-            return TickResult(step, cmd, ActionSource.HOLD if cmd is not None else None,
-                              new_chunks=new_chunks, ended=ended)
+            cmd = (
+                self.last_command if (self.config.hold_when_idle and self.last_command is not None) else None
+            )
+            return TickResult(
+                step, cmd, ActionSource.HOLD if cmd is not None else None, new_chunks=new_chunks, ended=ended
+            )
+        # An episode runs: start_episode required an observation and set the first command, and
+        # neither is ever cleared.
+        assert obs is not None, "a running episode always has an observation"
+        last = self.last_command
+        assert last is not None, "a running episode always has a last command"
 
         watchdog = ""
         if 0.0 <= gap < float("inf") and self.watchdog.control_gap(gap, now):
             watchdog = self.watchdog.last_trip
             self._reset_plan()  # the plan was made for a moment long past: resume from a fresh chunk
-        if (self._inflight is not None and self._inflight_since is not None
-                and self.watchdog.inference_age(now - self._inflight_since, now)):
+        if (
+            self._inflight is not None
+            and self._inflight_since is not None
+            and self.watchdog.inference_age(now - self._inflight_since, now)
+        ):
             watchdog = self.watchdog.last_trip
             self._reset_plan()  # ask again; whatever the stuck inference returns is discarded
             self._inference_stalled = True
@@ -293,23 +326,23 @@ class ActorCore:
         if stale:
             if not was_stale:
                 self._reset_plan()  # the plan moved on in time while we hold: resume from a fresh chunk
-            res = self.safety.hold(self.last_command, HoldReason.STALE)
+            res = self.safety.hold(last, HoldReason.STALE)
             source = ActionSource.HOLD
         elif self.pedal:
             if self.teleop_target is None or now - self.teleop_stamp > self.stale_guard.max_age_s:
-                res = self.safety.hold(self.last_command, HoldReason.NO_TELEOP)
+                res = self.safety.hold(last, HoldReason.NO_TELEOP)
                 source = ActionSource.HOLD
             else:
-                res = self.safety.apply(self.teleop_target, self.last_command)
+                res = self.safety.apply(self.teleop_target, last)
                 source = ActionSource.HOLD if res.held else ActionSource.TELEOP
         else:
             scheduled = self.scheduler.pop(step)
             if scheduled is None:
                 stalled = bool(watchdog) or self._inference_stalled
-                res = self.safety.hold(self.last_command, HoldReason.WATCHDOG if stalled else HoldReason.DRY)
+                res = self.safety.hold(last, HoldReason.WATCHDOG if stalled else HoldReason.DRY)
                 source = ActionSource.HOLD
             else:
-                res = self.safety.apply(scheduled.target, self.last_command)
+                res = self.safety.apply(scheduled.target, last)
                 source = ActionSource.HOLD if res.held else ActionSource.POLICY
                 chunk_id = scheduled.chunk_id if not res.held else NO_CHUNK
             if self._inflight is None and self.scheduler.needs_chunk(step + 1):
@@ -320,11 +353,32 @@ class ActorCore:
         self.last_command = res.command
         self._count(source, res.reason)
         if self.recorder is not None:
-            self.recorder.add(RawStep(step, obs.stamp, obs.images, obs.joint_pos, res.command, source,
-                                      chunk_id, self.policy_version))
+            self.recorder.add(
+                RawStep(
+                    step,
+                    obs.stamp,
+                    obs.images,
+                    obs.joint_pos,
+                    res.command,
+                    source,
+                    chunk_id,
+                    self.policy_version,
+                )
+            )
         self._episode_steps += 1
-        return TickResult(step, res.command, source, chunk_id, res.reason, named, request, new_chunks,
-                          None, engaged_now or released_now, watchdog=watchdog)
+        return TickResult(
+            step,
+            res.command,
+            source,
+            chunk_id,
+            res.reason,
+            named,
+            request,
+            new_chunks,
+            None,
+            engaged_now or released_now,
+            watchdog=watchdog,
+        )
 
     # --- internals ----------------------------------------------------------------
     def _step_at(self, now: float) -> int:
@@ -374,5 +428,6 @@ class ActorCore:
 
     def _finish(self, ending: Ending, steps: int) -> None:
         if self.recorder is not None:
-            self.recorder.end(EpisodeOutcome(label=ending.label, num_steps=steps, reason=ending.reason,
-                                             note=ending.note))
+            self.recorder.end(
+                EpisodeOutcome(label=ending.label, num_steps=steps, reason=ending.reason, note=ending.note)
+            )

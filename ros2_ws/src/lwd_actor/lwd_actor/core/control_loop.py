@@ -38,9 +38,16 @@ def set_fifo_priority(priority: int) -> str:
 
 
 class ControlLoop:
-    def __init__(self, rate_hz: float, fn: Callable[[], None], name: str = "lwd-control",
-                 realtime_priority: int = 0, on_error: Callable[[BaseException], None] | None = None,
-                 keep: int = 100_000, spin_s: float = 0.001):
+    def __init__(
+        self,
+        rate_hz: float,
+        fn: Callable[[], None],
+        name: str = "lwd-control",
+        realtime_priority: int = 0,
+        on_error: Callable[[BaseException], None] | None = None,
+        keep: int = 100_000,
+        spin_s: float = 0.001,
+    ):
         if rate_hz <= 0:
             raise ValueError("rate_hz must be > 0")
         self.period = 1.0 / rate_hz

@@ -44,8 +44,12 @@ LABEL_TIMEOUT_REASONS = ("label_timeout", "unlabelled")  # `Ending.reason` of an
 
 
 class EpisodeStateMachine:
-    def __init__(self, time_limit_s: float = 60.0, label_deadline_s: float = 0.0,
-                 label_timeout_reason: str = "label_timeout"):
+    def __init__(
+        self,
+        time_limit_s: float = 60.0,
+        label_deadline_s: float = 0.0,
+        label_timeout_reason: str = "label_timeout",
+    ):
         """`label_deadline_s`: an episode awaiting its label this long is stored as a failure with
         reason `label_timeout_reason`; 0 waits for the label forever."""
         if time_limit_s <= 0:
@@ -87,10 +91,15 @@ class EpisodeStateMachine:
             hint = ""
             if self.state is EpisodeState.AWAITING_LABEL:
                 left = self.label_deadline_in_s(now)
-                hint = (" (label it first)" if left is None else
-                        f" (label it first, or in {left:.0f} s it is stored as a failure"
-                        f" ({self.label_timeout_reason}))")
-            raise TransitionError(f"cannot start: episode {self.episode_id} is {self.state.name.lower()}{hint}")
+                hint = (
+                    " (label it first)"
+                    if left is None
+                    else f" (label it first, or in {left:.0f} s it is stored as a failure"
+                    f" ({self.label_timeout_reason}))"
+                )
+            raise TransitionError(
+                f"cannot start: episode {self.episode_id} is {self.state.name.lower()}{hint}"
+            )
         if not task:
             raise TransitionError("cannot start: task is empty")
         self.state = EpisodeState.RUNNING
@@ -123,8 +132,11 @@ class EpisodeStateMachine:
         if self.stopped_at is None:
             self.stopped_at = now
         if now - self.stopped_at >= self.label_deadline_s - 1e-9:
-            return self._finish(Ending(Label.FAILURE, self.label_timeout_reason,
-                                       f"no label within {self.label_deadline_s:g} s"))
+            return self._finish(
+                Ending(
+                    Label.FAILURE, self.label_timeout_reason, f"no label within {self.label_deadline_s:g} s"
+                )
+            )
         return None
 
     def label(self, success: bool, note: str = "") -> Ending:
@@ -138,7 +150,9 @@ class EpisodeStateMachine:
         """End a running episode that has run out of time (failure)."""
         if self.state is EpisodeState.RUNNING and self.started_at is not None:
             if now - self.started_at >= self.time_limit_s - 1e-9:  # float-safe at exact multiples
-                return self._finish(Ending(Label.FAILURE, "time_limit", f"time limit {self.time_limit_s:g} s"))
+                return self._finish(
+                    Ending(Label.FAILURE, "time_limit", f"time limit {self.time_limit_s:g} s")
+                )
         return None
 
     def _finish(self, ending: Ending) -> Ending:

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -40,7 +41,7 @@ class InferenceResult:
     error: str = ""
 
 
-class Policy:  # the part of OnnxPolicy the worker needs (structural)
+class Policy(Protocol):  # the part of OnnxPolicy the worker needs (structural)
     version: str
 
     def infer(self, obs: Observation, instruction: str) -> np.ndarray: ...
@@ -113,6 +114,7 @@ class InferenceWorker:
                 if self._stop:
                     return
                 request, self._pending = self._pending, None
+                assert request is not None, "the wait above ends only on a request or on stop"
                 policy = self._policy
                 self._busy = True
             t0 = time.perf_counter()

@@ -12,6 +12,7 @@ joints stale instead of freezing them at their last value.
 
 from __future__ import annotations
 
+import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,6 +23,8 @@ from lwd_description.robot import CAMERA_NAMES, JOINT_NAMES
 
 JOINTS_INPUT = "joint_states"
 ASPECT_TOLERANCE = 0.02  # relative H:W difference between camera and policy input still accepted
+# Image data `np.frombuffer` reads without a copy; any other sequence of ints is converted.
+_BUFFERS = (bytes, bytearray, memoryview, array.array, np.ndarray)
 
 
 class InputError(ValueError):
@@ -47,7 +50,11 @@ class Observation:
 
 
 def rgb_image(
-    encoding: str, height: int, width: int, step: int, data: bytes | Sequence[int],
+    encoding: str,
+    height: int,
+    width: int,
+    step: int,
+    data: bytes | Sequence[int],
     expected_hw: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """HxWx3 uint8 RGB view of an rgb8 (or bgr8, converted) image message; InputError otherwise.
@@ -62,9 +69,9 @@ def rgb_image(
         raise InputError(f"image is {height}x{width}, expected {expected_hw[0]}x{expected_hw[1]}")
     if step < width * 3:
         raise InputError(f"image row step {step} < width*3 = {width * 3}")
-    try:
+    if isinstance(data, _BUFFERS):
         buf = np.frombuffer(data, np.uint8)  # zero-copy for bytes / array.array (rclpy uint8[])
-    except TypeError:
+    else:  # a plain sequence of ints (e.g. a list)
         buf = np.asarray(data, np.uint8).ravel()
     if buf.size != height * step:
         raise InputError(f"image data has {buf.size} bytes, want height*step = {height * step}")
@@ -94,7 +101,9 @@ def input_label(name: str) -> str:
     return JOINTS_INPUT if name == JOINTS_INPUT else f"camera/{name}"
 
 
-def aspect_mismatch(frame_hw: tuple[int, int], target_hw: tuple[int, int], target: str = "the policy input") -> str:
+def aspect_mismatch(
+    frame_hw: tuple[int, int], target_hw: tuple[int, int], target: str = "the policy input"
+) -> str:
     """Why frames of `frame_hw` cannot be resized to `target_hw` ("" if they can).
 
     Resizing to the policy's size is what preprocessing is for; squashing is not: a frame whose
@@ -105,11 +114,15 @@ def aspect_mismatch(frame_hw: tuple[int, int], target_hw: tuple[int, int], targe
     th, tw = target_hw
     if abs((fh / fw) / (th / tw) - 1.0) <= ASPECT_TOLERANCE:
         return ""
-    return (f"camera frames {fh}x{fw} (H:W {fh / fw:.3f}) do not have the aspect ratio of {target} "
-            f"{th}x{tw} (H:W {th / tw:.3f}); resizing would squash them")
+    return (
+        f"camera frames {fh}x{fw} (H:W {fh / fw:.3f}) do not have the aspect ratio of {target} "
+        f"{th}x{tw} (H:W {th / tw:.3f}); resizing would squash them"
+    )
 
 
-def compressed_image(fmt: str, data: bytes | Sequence[int], expected_hw: tuple[int, int] | None = None) -> np.ndarray:
+def compressed_image(
+    fmt: str, data: bytes | Sequence[int], expected_hw: tuple[int, int] | None = None
+) -> np.ndarray:
     """HxWx3 uint8 RGB from a sensor_msgs/CompressedImage (jpeg or png, as image_transport's
     `compressed` plugin sends them: colour encoded BGR); InputError otherwise."""
     kind = fmt.lower()
@@ -120,11 +133,15 @@ def compressed_image(fmt: str, data: bytes | Sequence[int], expected_hw: tuple[i
     except ValueError as exc:
         raise InputError(f"compressed image ({fmt}) does not decode: {exc}") from exc
     if expected_hw is not None and img.shape[:2] != tuple(expected_hw):
-        raise InputError(f"image is {img.shape[0]}x{img.shape[1]}, expected {expected_hw[0]}x{expected_hw[1]}")
+        raise InputError(
+            f"image is {img.shape[0]}x{img.shape[1]}, expected {expected_hw[0]}x{expected_hw[1]}"
+        )
     return img
 
 
-def fit_frame(img: np.ndarray, record_hw: tuple[int, int] | None, policy_hw: tuple[int, int] | None) -> np.ndarray:
+def fit_frame(
+    img: np.ndarray, record_hw: tuple[int, int] | None, policy_hw: tuple[int, int] | None
+) -> np.ndarray:
     """A received frame as the actor keeps it: resized to the recording size if one is configured
     (`lwd_common.preprocessing.resize`, so recorded frames are what the policy is prepared from),
     never squashed: InputError if its aspect ratio differs from the recording size's or the policy's."""
@@ -160,15 +177,18 @@ class JointStateMerger:
         self._values = np.zeros(len(self.names), np.float64)
         self._stamps = np.full(len(self.names), -np.inf)
 
-    def add(self, names: Sequence[str], values: Sequence[float], stamp: float,
-            what: str = JOINTS_INPUT) -> tuple[np.ndarray, float]:
+    def add(
+        self, names: Sequence[str], values: Sequence[float], stamp: float, what: str = JOINTS_INPUT
+    ) -> tuple[np.ndarray, float]:
         names = list(names)
         if len(names) != len(values):
             raise InputError(f"{what}: {len(names)} names but {len(values)} positions")
         pos = [(self._index[n], i) for i, n in enumerate(names) if n in self._index]
         if not pos:
-            raise InputError(f"{what}: none of its joints {names[:4]}{'...' if len(names) > 4 else ''} "
-                             f"is one of this robot's")
+            raise InputError(
+                f"{what}: none of its joints {names[:4]}{'...' if len(names) > 4 else ''} "
+                f"is one of this robot's"
+            )
         arr = np.asarray(values, np.float64)
         mine, theirs = (list(t) for t in zip(*pos, strict=True))
         if not np.isfinite(arr[theirs]).all():
@@ -185,6 +205,8 @@ class JointStateMerger:
             raise JointsIncomplete(f"{what}: missing joints {missing} (no source has published them yet)")
         stale = [n for n, t in zip(self.names, self._stamps, strict=True) if newest - t > self.max_age_s]
         if stale:
-            raise InputError(f"{what}: joints {stale} are more than {self.max_age_s:g} s older than the "
-                             f"newest joint state (their source stopped publishing?)")
+            raise InputError(
+                f"{what}: joints {stale} are more than {self.max_age_s:g} s older than the "
+                f"newest joint state (their source stopped publishing?)"
+            )
         return self._values.copy(), newest

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,12 +51,16 @@ class RuntimeConfig:
     camera_hw: tuple[int, int] | None = None  # configured frame size (recording, else camera): H:W must match
 
 
-def check_deployment(signature: policy_io.PolicySignature, metadata: dict[str, str], config: RuntimeConfig) -> None:
+def check_deployment(
+    signature: policy_io.PolicySignature, metadata: dict[str, str], config: RuntimeConfig
+) -> None:
     """Raise PolicyError if a contract-obeying model does not fit this actor (see the module doc)."""
     problems = []
     for key, want in ((policy_io.META_JOINT_NAMES, JOINT_NAMES), (policy_io.META_CAMERAS, CAMERA_NAMES)):
         if key not in metadata:
-            problems.append(f"no '{key}' metadata: nothing says its inputs are in this robot's order {list(want)}")
+            problems.append(
+                f"no '{key}' metadata: nothing says its inputs are in this robot's order {list(want)}"
+            )
             continue
         try:
             got = tuple(json.loads(metadata[key]))
@@ -70,8 +75,10 @@ def check_deployment(signature: policy_io.PolicySignature, metadata: dict[str, s
         except ValueError:
             hz = math.nan
         if not math.isclose(hz, config.control_hz, rel_tol=1e-6):
-            problems.append(f"trained for control_hz {metadata[policy_io.META_CONTROL_HZ]}, the actor runs at "
-                            f"{config.control_hz:g} Hz (its chunks would play at the wrong speed)")
+            problems.append(
+                f"trained for control_hz {metadata[policy_io.META_CONTROL_HZ]}, the actor runs at "
+                f"{config.control_hz:g} Hz (its chunks would play at the wrong speed)"
+            )
     if config.camera_hw is not None:
         why = aspect_mismatch(config.camera_hw, (signature.image_height, signature.image_width))
         if why:
@@ -80,7 +87,7 @@ def check_deployment(signature: policy_io.PolicySignature, metadata: dict[str, s
         raise PolicyError("policy does not fit this actor: " + "; ".join(problems))
 
 
-def sha256_of(path: str | Path) -> str:
+def sha256_of(path: str | os.PathLike[str]) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -101,7 +108,12 @@ def _session(path: Path, providers: list[str], threads: int):
 class OnnxPolicy:
     """One loaded policy. `infer` is called from the inference worker thread only."""
 
-    def __init__(self, path: str | Path, config: RuntimeConfig = RuntimeConfig(), version: str | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        config: RuntimeConfig = RuntimeConfig(),
+        version: str | None = None,
+    ):
         """`version` overrides the model's metadata version (e.g. the PolicyStore version it came under)."""
         import onnx
         import onnxruntime as ort
@@ -165,6 +177,8 @@ class OnnxPolicy:
             policy_io.INPUT_IMAGES: self.prepare_images(obs),
             policy_io.INPUT_JOINT_POS: obs.joint_pos.astype(np.float32)[None],
             policy_io.INPUT_TASK_ID: np.array([self.signature.task_id(instruction)], np.int64),
-            policy_io.INPUT_NOISE: self._rng.standard_normal((1, CHUNK_HORIZON, NUM_JOINTS)).astype(np.float32),
+            policy_io.INPUT_NOISE: self._rng.standard_normal((1, CHUNK_HORIZON, NUM_JOINTS)).astype(
+                np.float32
+            ),
         }
         return self.session.run([policy_io.OUTPUT_ACTIONS], feeds)[0][0].astype(np.float64)

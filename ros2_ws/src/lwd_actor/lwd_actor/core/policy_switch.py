@@ -27,7 +27,7 @@ class PolicyFile(Protocol):
     """A verified policy file and the version it was published under (`LocalPolicy`, `PolicyUpdate`)."""
 
     @property
-    def path(self) -> str | os.PathLike: ...
+    def path(self) -> str | os.PathLike[str]: ...
 
     @property
     def version(self) -> str: ...
@@ -44,7 +44,9 @@ class PolicyUpdate:
 class PolicySource(Protocol):
     """Where newer policies come from: the transport's `PolicyFetcher` fits as is."""
 
-    def prefetch(self, current_version: str | None, on_ready: Callable[[PolicyFile], None] | None = None) -> None:
+    def prefetch(
+        self, current_version: str | None, on_ready: Callable[[PolicyFile], None] | None = None
+    ) -> None:
         """Look for a policy newer than `current_version` in the background; call `on_ready` with it."""
 
     def rollback_policy(self, bad_version: str, message: str = ...) -> object:
@@ -64,8 +66,14 @@ def _newer(candidate: str, current: str) -> bool:
 class PolicySwitch:
     """Decides whether and when the actor swaps policies; `actor_node.py` only wires it."""
 
-    def __init__(self, current_version: str, source: PolicySource | None, runtime: RuntimeConfig | None = None,
-                 info: Callable[[str], None] | None = None, error: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        current_version: str,
+        source: PolicySource | None,
+        runtime: RuntimeConfig | None = None,
+        info: Callable[[str], None] | None = None,
+        error: Callable[[str], None] | None = None,
+    ):
         self.current_version = current_version  # the policy running now
         self.source = source
         self.runtime = runtime or RuntimeConfig()
@@ -85,9 +93,13 @@ class PolicySwitch:
         if self.source is None:
             return
         try:
-            self.source.prefetch(self.ready_version or self.current_version, self.offer)
+            self.source.prefetch(self.ready_version or self.current_version, self._on_ready)
         except Exception as exc:  # noqa: BLE001 - a failing source must not disturb the episode
             self.error(f"policy prefetch request failed: {exc}")
+
+    def _on_ready(self, update: PolicyFile) -> None:
+        """The source's callback: `offer`, whose result the source has no use for."""
+        self.offer(update)
 
     def offer(self, update: PolicyFile) -> OnnxPolicy | None:
         """A newer verified file arrived: load and check it now, keep it for the next boundary.

@@ -33,6 +33,17 @@ class RawStep:
     policy_version: str
 
 
+# What the worker hands to the sink, in order: an episode's start, its steps, its end.
+_Item = EpisodeMeta | RawStep | EpisodeOutcome
+
+
+def _kind(item: _Item) -> str:
+    """The sink call `item` is for, as error messages name it."""
+    if isinstance(item, EpisodeMeta):
+        return "begin"
+    return "step" if isinstance(item, RawStep) else "end"
+
+
 class EpisodeRecorder:
     def __init__(
         self,
@@ -47,7 +58,7 @@ class EpisodeRecorder:
         self.jpeg_quality = jpeg_quality
         self.max_pending_steps = max_pending_steps
         self._on_error = on_error or (lambda msg: None)
-        self._items: deque[tuple[str, object]] = deque()
+        self._items: deque[_Item] = deque()
         self._pending_steps = 0
         self._cond = threading.Condition()
         self._busy = False
@@ -70,7 +81,7 @@ class EpisodeRecorder:
     def begin(self, meta: EpisodeMeta) -> None:
         self._dropped_this_episode = 0
         self._open = True
-        self._put("begin", meta)
+        self._put(meta)
 
     def add(self, step: RawStep) -> bool:
         """Queue one step; False (and counted) if the queue is full or no episode is open."""
@@ -82,7 +93,7 @@ class EpisodeRecorder:
                 self._dropped_this_episode += 1
                 return False
             self._pending_steps += 1
-            self._items.append(("step", step))
+            self._items.append(step)
             self._cond.notify_all()
         return True
 
@@ -91,7 +102,7 @@ class EpisodeRecorder:
             note = f"{outcome.note} [recorder dropped {self._dropped_this_episode} steps]".strip()
             outcome = replace(outcome, note=note)
         self._open = False
-        self._put("end", outcome)
+        self._put(outcome)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Block until everything queued has reached the sink."""
@@ -105,9 +116,9 @@ class EpisodeRecorder:
             self._cond.notify_all()
         self._thread.join(timeout=timeout)
 
-    def _put(self, kind: str, item: object) -> None:
+    def _put(self, item: EpisodeMeta | EpisodeOutcome) -> None:
         with self._cond:
-            self._items.append((kind, item))
+            self._items.append(item)
             self._cond.notify_all()
 
     def _encode(self, raw: RawStep) -> StepRecord:
@@ -128,15 +139,15 @@ class EpisodeRecorder:
                 self._cond.wait_for(lambda: self._items or self._stop)
                 if not self._items:
                     return
-                kind, item = self._items.popleft()
-                if kind == "step":
+                item = self._items.popleft()
+                if isinstance(item, RawStep):
                     self._pending_steps -= 1
                 self._busy = True
             try:
-                if kind == "begin":
+                if isinstance(item, EpisodeMeta):
                     self._delivered_this_episode = 0
                     self.sink.begin(item)
-                elif kind == "step":
+                elif isinstance(item, RawStep):
                     self.sink.add_step(self._encode(item))
                     self.recorded_steps += 1
                     self._delivered_this_episode += 1
@@ -146,7 +157,7 @@ class EpisodeRecorder:
                     self.episodes_ended += 1
             except Exception as exc:  # noqa: BLE001 - a sink failure must not kill recording or control
                 self.errors += 1
-                self._on_error(f"recorder: sink {kind} failed: {type(exc).__name__}: {exc}")
+                self._on_error(f"recorder: sink {_kind(item)} failed: {type(exc).__name__}: {exc}")
             finally:
                 with self._cond:
                     self._busy = False

@@ -57,7 +57,9 @@ class SafetyFilter:
 
     def hold(self, last_command: np.ndarray, reason: HoldReason) -> FilterResult:
         """Repeat the last command (itself already safe) and say why."""
-        return FilterResult(self.limits.clip(np.asarray(last_command, np.float64)), True, False, False, reason)
+        return FilterResult(
+            self.limits.clip(np.asarray(last_command, np.float64)), True, False, False, reason
+        )
 
     def apply(self, target: np.ndarray, last_command: np.ndarray) -> FilterResult:
         """Make `target` safe to send given the previously sent `last_command`."""

@@ -26,13 +26,14 @@ class ApproximateSync:
             raise ValueError("slop_s must be > 0 and depth >= 1")
         self.slop_s = slop_s
         self.inputs = inputs
-        self._buf: dict[str, deque[tuple[float, object]]] = {n: deque(maxlen=depth) for n in inputs}
+        # input -> (stamp, value): an HxWx3 RGB frame for a camera, the (16,) joint positions for JOINTS_INPUT
+        self._buf: dict[str, deque[tuple[float, np.ndarray]]] = {n: deque(maxlen=depth) for n in inputs}
         self._lock = threading.Lock()
         self._last: Observation | None = None
         self._refused: dict[str, str] = {}  # input -> why its newest message was refused
         self.unsynced_sets = 0  # times a newest set existed but spanned more than the slop
 
-    def add(self, name: str, stamp: float, value: object) -> None:
+    def add(self, name: str, stamp: float, value: np.ndarray) -> None:
         with self._lock:
             buf = self._buf[name]
             if buf and stamp < buf[-1][0]:
@@ -68,8 +69,10 @@ class ApproximateSync:
             return "; ".join(parts)
         stamps = [t for t in newest.values() if t is not None]
         if stamps and max(stamps) - min(stamps) > self.slop_s:
-            return (f"newest stamps of the inputs span {max(stamps) - min(stamps):.3f} s, more than "
-                    f"sync_slop_s {self.slop_s:g} s")
+            return (
+                f"newest stamps of the inputs span {max(stamps) - min(stamps):.3f} s, more than "
+                f"sync_slop_s {self.slop_s:g} s"
+            )
         return ""
 
     def newest_stamps(self) -> dict[str, float | None]:
@@ -82,7 +85,7 @@ class ApproximateSync:
             if any(not b for b in self._buf.values()):
                 return self._last
             pivot = min(b[-1][0] for b in self._buf.values())
-            chosen = {n: min(b, key=lambda e, p=pivot: abs(e[0] - p)) for n, b in self._buf.items()}
+            chosen = {n: min(b, key=lambda e: abs(e[0] - pivot)) for n, b in self._buf.items()}
         stamps = {n: e[0] for n, e in chosen.items()}
         if max(stamps.values()) - min(stamps.values()) > self.slop_s:
             self.unsynced_sets += 1

@@ -81,7 +81,9 @@ def select_episode_ids(
     snap = store.read_snapshot(snapshot)
     absent = [e for e in snap.episode_ids if not store.has(e)]
     if absent:
-        raise ExportError(f"snapshot {snapshot} lists episodes missing from episodes/: {', '.join(absent[:5])}")
+        raise ExportError(
+            f"snapshot {snapshot} lists episodes missing from episodes/: {', '.join(absent[:5])}"
+        )
     return list(snap.episode_ids)
 
 
@@ -110,7 +112,9 @@ def _ranges(values: Sequence[int]) -> str:
 class Progress:
     """One line per episode on stderr (`[2/5] <id>: 340 steps, 0.41 s`), so long exports show they move."""
 
-    def __init__(self, total: int | None, verb: str = "exported", stream: TextIO | None = None, quiet: bool = False):
+    def __init__(
+        self, total: int | None, verb: str = "exported", stream: TextIO | None = None, quiet: bool = False
+    ):
         self.total, self.verb, self.quiet = total, verb, quiet
         self.stream = stream if stream is not None else sys.stderr
         self.done = 0
@@ -124,10 +128,15 @@ class Progress:
         if not self.quiet:
             extra = f" ({note})" if note else ""
             count = f"{self.done}/{self.total}" if self.total else f"{self.done}"
-            print(f"[{count}] {episode_id}: {steps} steps {self.verb} in {now - self._last:.2f} s{extra}",
-                  file=self.stream, flush=True)
+            print(
+                f"[{count}] {episode_id}: {steps} steps {self.verb} in {now - self._last:.2f} s{extra}",
+                file=self.stream,
+                flush=True,
+            )
         self._last = now
 
     def summary(self, where: Path) -> str:
-        return (f"{self.verb} {self.done} episodes ({self.steps} steps) to {where} "
-                f"in {time.perf_counter() - self._t0:.1f} s")
+        return (
+            f"{self.verb} {self.done} episodes ({self.steps} steps) to {where} "
+            f"in {time.perf_counter() - self._t0:.1f} s"
+        )

@@ -21,31 +21,47 @@ def _selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("store", type=Path, help="episode store directory (episodes/ + snapshots/)")
     p.add_argument("out", type=Path, help="output directory")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--snapshot", type=int, help="export the episodes of this snapshot version (default: the latest)")
+    g.add_argument(
+        "--snapshot", type=int, help="export the episodes of this snapshot version (default: the latest)"
+    )
     g.add_argument("--episodes", nargs="+", metavar="ID", help="export these episode ids (committed or not)")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-episode progress lines")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lwd_common.export", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m lwd_common.export",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    m = sub.add_parser("mcap", help="one <episode_id>.mcap per episode, ROS 2 schemas (Foxglove, ros2 bag, rosbags)")
+    m = sub.add_parser(
+        "mcap", help="one <episode_id>.mcap per episode, ROS 2 schemas (Foxglove, ros2 bag, rosbags)"
+    )
     _selection(m)
     lr = sub.add_parser("lerobot", help="a LeRobotDataset v3.0 directory")
     _selection(lr)
-    lr.add_argument("--video", action="store_true",
-                    help="cameras as mp4 videos (MPEG-4 Part 2, lossy) instead of the recorded JPEGs in parquet")
+    lr.add_argument(
+        "--video",
+        action="store_true",
+        help="cameras as mp4 videos (MPEG-4 Part 2, lossy) instead of the recorded JPEGs in parquet",
+    )
     lr.add_argument("--fps", type=int, default=None, help="dataset fps (default: the control rate, 30)")
     lr.add_argument("--robot-type", default=None, help="info.json robot_type (default: lwd_g1_dual_arm)")
     lr.add_argument("--overwrite", action="store_true", help="replace OUT if it exists and is not empty")
     im = sub.add_parser("import", help="a local LeRobot v3 dataset into an episode store")
     im.add_argument("dataset", type=Path, help="LeRobot v3 dataset directory (meta/info.json, data/, ...)")
     im.add_argument("store", type=Path, help="episode store directory (created if absent)")
-    im.add_argument("--mapping", type=Path, default=None,
-                    help="YAML/JSON joint and camera mapping (default: lwd's G1 names; docs/data.md)")
+    im.add_argument(
+        "--mapping",
+        type=Path,
+        default=None,
+        help="YAML/JSON joint and camera mapping (default: lwd's G1 names; docs/data.md)",
+    )
     im.add_argument("--episodes", nargs="+", type=int, metavar="INDEX", help="only these episode indices")
-    im.add_argument("--no-commit", action="store_true", help="store the episodes without committing a snapshot")
+    im.add_argument(
+        "--no-commit", action="store_true", help="store the episodes without committing a snapshot"
+    )
     im.add_argument("-q", "--quiet", action="store_true", help="no per-episode progress lines")
     return parser
 
@@ -57,7 +73,9 @@ def run(args: argparse.Namespace) -> str:
 
         mapping = load_mapping(args.mapping)
         progress = Progress(total=None, verb="imported", quiet=args.quiet)
-        ids = import_lerobot(args.dataset, args.store, progress, mapping, args.episodes, commit=not args.no_commit)
+        ids = import_lerobot(
+            args.dataset, args.store, progress, mapping, args.episodes, commit=not args.no_commit
+        )
         if not ids:
             raise ExportError(f"{args.dataset} holds no episodes to import")
         return progress.summary(args.store)
@@ -73,8 +91,16 @@ def run(args: argparse.Namespace) -> str:
     else:
         from lwd_common.export.lerobot_v3 import CONTROL_HZ, ROBOT_TYPE, export_lerobot
 
-        export_lerobot(store, ids, args.out, progress, fps=args.fps or int(CONTROL_HZ), video=args.video,
-                       robot_type=args.robot_type or ROBOT_TYPE, overwrite=args.overwrite)
+        export_lerobot(
+            store,
+            ids,
+            args.out,
+            progress,
+            fps=args.fps or int(CONTROL_HZ),
+            video=args.video,
+            robot_type=args.robot_type or ROBOT_TYPE,
+            overwrite=args.overwrite,
+        )
     return progress.summary(args.out)
 
 

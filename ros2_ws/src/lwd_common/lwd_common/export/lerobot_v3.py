@@ -100,8 +100,15 @@ LWD_FEATURES: dict[str, dict[str, Any]] = {
     "lwd.stamp": {"dtype": "float64", "shape": [1], "names": None},
 }
 _ARROW = {
-    "float32": pa.float32(), "float64": pa.float64(), "int64": pa.int64(), "int32": pa.int32(),
-    "int16": pa.int16(), "int8": pa.int8(), "uint8": pa.uint8(), "bool": pa.bool_(), "string": pa.string(),
+    "float32": pa.float32(),
+    "float64": pa.float64(),
+    "int64": pa.int64(),
+    "int32": pa.int32(),
+    "int16": pa.int16(),
+    "int8": pa.int8(),
+    "uint8": pa.uint8(),
+    "bool": pa.bool_(),
+    "string": pa.string(),
 }
 IMAGE_STRUCT = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # datasets.Image() storage
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -109,17 +116,31 @@ _JPEG_MAGIC = b"\xff\xd8\xff"
 
 # --- features ---------------------------------------------------------------------------------------
 
-def lwd_features(cameras: Sequence[str], shapes: dict[str, tuple[int, int]], video: bool, fps: int) -> dict[str, Any]:
+
+def lwd_features(
+    cameras: Sequence[str], shapes: dict[str, tuple[int, int]], video: bool, fps: int
+) -> dict[str, Any]:
     """info.json `features` of an lwd export: state, action, cameras, lwd columns, LeRobot defaults."""
     vec = {"dtype": "float32", "shape": [NUM_JOINTS], "names": list(JOINT_NAMES)}
     feats: dict[str, Any] = {STATE: dict(vec), ACTION: dict(vec)}
     for cam in cameras:
         h, w = shapes[cam]
-        ft: dict[str, Any] = {"dtype": "video" if video else "image", "shape": [h, w, 3],
-                              "names": ["height", "width", "channels"]}
+        ft: dict[str, Any] = {
+            "dtype": "video" if video else "image",
+            "shape": [h, w, 3],
+            "names": ["height", "width", "channels"],
+        }
         if video:
-            ft["info"] = {"video.height": h, "video.width": w, "video.codec": VIDEO_CODEC, "video.pix_fmt": "yuv420p",
-                          "video.is_depth_map": False, "video.fps": fps, "video.channels": 3, "has_audio": False}
+            ft["info"] = {
+                "video.height": h,
+                "video.width": w,
+                "video.codec": VIDEO_CODEC,
+                "video.pix_fmt": "yuv420p",
+                "video.is_depth_map": False,
+                "video.fps": fps,
+                "video.channels": 3,
+                "has_audio": False,
+            }
         feats[IMAGE_PREFIX + cam] = ft
     feats.update({k: dict(v) for k, v in LWD_FEATURES.items()})
     feats.update({k: dict(v) for k, v in DEFAULT_FEATURES.items()})
@@ -148,17 +169,23 @@ def data_schema(features: dict[str, Any]) -> Any:
     """Arrow schema of the data files: every non-video feature, with Hugging Face feature metadata."""
     cols = {k: ft for k, ft in features.items() if ft["dtype"] != "video"}
     hf = {"info": {"features": {k: _hf_feature(ft) for k, ft in cols.items()}}}
-    return pa.schema([pa.field(k, _arrow_type(ft)) for k, ft in cols.items()],
-                     metadata={"huggingface": json.dumps(hf)})
+    return pa.schema(
+        [pa.field(k, _arrow_type(ft)) for k, ft in cols.items()], metadata={"huggingface": json.dumps(hf)}
+    )
 
 
 # --- stats --------------------------------------------------------------------------------------------
 
+
 def _stats(x: np.ndarray, axis: int | tuple[int, ...], keepdims: bool) -> dict[str, np.ndarray]:
     x = x.astype(np.float64)
-    return {"min": np.min(x, axis=axis, keepdims=keepdims), "max": np.max(x, axis=axis, keepdims=keepdims),
-            "mean": np.mean(x, axis=axis, keepdims=keepdims), "std": np.std(x, axis=axis, keepdims=keepdims),
-            "count": np.array([x.shape[0]])}
+    return {
+        "min": np.min(x, axis=axis, keepdims=keepdims),
+        "max": np.max(x, axis=axis, keepdims=keepdims),
+        "mean": np.mean(x, axis=axis, keepdims=keepdims),
+        "std": np.std(x, axis=axis, keepdims=keepdims),
+        "count": np.array([x.shape[0]]),
+    }
 
 
 def _image_stats(frames: Sequence[bytes]) -> dict[str, np.ndarray]:
@@ -173,7 +200,9 @@ def _image_stats(frames: Sequence[bytes]) -> dict[str, np.ndarray]:
     return out
 
 
-def aggregate_stats(per_episode: Sequence[dict[str, dict[str, np.ndarray]]]) -> dict[str, dict[str, np.ndarray]]:
+def aggregate_stats(
+    per_episode: Sequence[dict[str, dict[str, np.ndarray]]],
+) -> dict[str, dict[str, np.ndarray]]:
     """Dataset stats from episode stats (count-weighted mean, pooled variance: LeRobot's aggregate_stats)."""
     out: dict[str, dict[str, np.ndarray]] = {}
     for key in per_episode[0] if per_episode else []:
@@ -185,9 +214,13 @@ def aggregate_stats(per_episode: Sequence[dict[str, dict[str, np.ndarray]]]) -> 
         w = counts.reshape(-1, *([1] * (means.ndim - 1)))
         mean = (means * w).sum(axis=0) / total
         pooled = ((var + (means - mean) ** 2) * w).sum(axis=0) / total
-        out[key] = {"min": np.min(np.stack([p["min"] for p in parts]), axis=0),
-                    "max": np.max(np.stack([p["max"] for p in parts]), axis=0),
-                    "mean": mean, "std": np.sqrt(pooled), "count": total.astype(np.int64)}
+        out[key] = {
+            "min": np.min(np.stack([p["min"] for p in parts]), axis=0),
+            "max": np.max(np.stack([p["max"] for p in parts]), axis=0),
+            "mean": mean,
+            "std": np.sqrt(pooled),
+            "count": total.astype(np.int64),
+        }
     return out
 
 
@@ -196,6 +229,7 @@ def _jsonable(stats: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, An
 
 
 # --- export -------------------------------------------------------------------------------------------
+
 
 class _RollingParquet:
     """Appends tables to chunk-XXX/file-YYY parquet files, starting a new file past `max_mb` (LeRobot's rule)."""
@@ -244,11 +278,14 @@ class _RollingVideo:
             if self.file == CHUNKS_SIZE:
                 self.chunk, self.file = self.chunk + 1, 0
         if self.writer is None:
-            self.path = self.root / VIDEO_PATH.format(video_key=self.key, chunk_index=self.chunk, file_index=self.file)
+            self.path = self.root / VIDEO_PATH.format(
+                video_key=self.key, chunk_index=self.chunk, file_index=self.file
+            )
             self.path.parent.mkdir(parents=True, exist_ok=True)
             h, w = self.size
-            self.writer = cv2.VideoWriter(str(self.path), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*VIDEO_FOURCC),
-                                          float(self.fps), (w, h))
+            self.writer = cv2.VideoWriter(
+                str(self.path), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*VIDEO_FOURCC), float(self.fps), (w, h)
+            )
             if not self.writer.isOpened():
                 raise ExportError(f"OpenCV cannot write {VIDEO_FOURCC} video to {self.path}")
             self.frames = 0
@@ -256,13 +293,19 @@ class _RollingVideo:
         for jpeg in frames:
             rgb = decode_jpeg(jpeg)
             if rgb.shape[:2] != self.size:
-                raise ExportError(f"{self.key}: frame of {rgb.shape[1]}x{rgb.shape[0]} in a video of "
-                                  f"{self.size[1]}x{self.size[0]}; a camera's frames must keep one size")
+                raise ExportError(
+                    f"{self.key}: frame of {rgb.shape[1]}x{rgb.shape[0]} in a video of "
+                    f"{self.size[1]}x{self.size[0]}; a camera's frames must keep one size"
+                )
             self.writer.write(bgr_to_rgb(rgb))
         self.frames += len(frames)
         k = f"videos/{self.key}/"
-        return {k + "chunk_index": self.chunk, k + "file_index": self.file,
-                k + "from_timestamp": start / self.fps, k + "to_timestamp": self.frames / self.fps}
+        return {
+            k + "chunk_index": self.chunk,
+            k + "file_index": self.file,
+            k + "from_timestamp": start / self.fps,
+            k + "to_timestamp": self.frames / self.fps,
+        }
 
     def close(self) -> None:
         if self.writer is not None:
@@ -275,8 +318,15 @@ def _fixed_list(values: np.ndarray, dtype: Any) -> Any:
     return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1), dtype), n)
 
 
-def _frame_table(ep: Episode, features: dict[str, Any], episode_index: int, first_index: int,
-                 task_index: int, fps: int, video: bool) -> Any:
+def _frame_table(
+    ep: Episode,
+    features: dict[str, Any],
+    episode_index: int,
+    first_index: int,
+    task_index: int,
+    fps: int,
+    video: bool,
+) -> Any:
     t = ep.num_steps
     last = np.zeros(t, bool)
     if t:
@@ -287,23 +337,27 @@ def _frame_table(ep: Episode, features: dict[str, Any], episode_index: int, firs
     }
     if not video:
         for cam in ep.meta.cameras:
-            cols[IMAGE_PREFIX + cam] = pa.array([{"bytes": f, "path": None} for f in ep.images[cam]], IMAGE_STRUCT)
-    cols.update({
-        "next.reward": pa.array(ep.rewards(), pa.float32()),
-        "next.done": pa.array(last),
-        "next.success": pa.array(last & ep.success),
-        "intervention": pa.array(ep.intervention_mask),
-        "action_source": pa.array(ep.source.astype(np.int64)),
-        "chunk_id": pa.array(ep.chunk_id.astype(np.int64)),
-        "policy_version": pa.array([ep.policy_versions[int(i)] for i in ep.policy_index], pa.string()),
-        "lwd.step": pa.array(ep.step.astype(np.int64)),
-        "lwd.stamp": pa.array(ep.stamp.astype(np.float64)),
-        "timestamp": pa.array((np.arange(t) / fps).astype(np.float32)),
-        "frame_index": pa.array(np.arange(t, dtype=np.int64)),
-        "episode_index": pa.array(np.full(t, episode_index, np.int64)),
-        "index": pa.array(np.arange(first_index, first_index + t, dtype=np.int64)),
-        "task_index": pa.array(np.full(t, task_index, np.int64)),
-    })
+            cols[IMAGE_PREFIX + cam] = pa.array(
+                [{"bytes": f, "path": None} for f in ep.images[cam]], IMAGE_STRUCT
+            )
+    cols.update(
+        {
+            "next.reward": pa.array(ep.rewards(), pa.float32()),
+            "next.done": pa.array(last),
+            "next.success": pa.array(last & ep.success),
+            "intervention": pa.array(ep.intervention_mask),
+            "action_source": pa.array(ep.source.astype(np.int64)),
+            "chunk_id": pa.array(ep.chunk_id.astype(np.int64)),
+            "policy_version": pa.array([ep.policy_versions[int(i)] for i in ep.policy_index], pa.string()),
+            "lwd.step": pa.array(ep.step.astype(np.int64)),
+            "lwd.stamp": pa.array(ep.stamp.astype(np.float64)),
+            "timestamp": pa.array((np.arange(t) / fps).astype(np.float32)),
+            "frame_index": pa.array(np.arange(t, dtype=np.int64)),
+            "episode_index": pa.array(np.full(t, episode_index, np.int64)),
+            "index": pa.array(np.arange(first_index, first_index + t, dtype=np.int64)),
+            "task_index": pa.array(np.full(t, task_index, np.int64)),
+        }
+    )
     schema = data_schema(features)
     return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
 
@@ -314,7 +368,7 @@ def _episode_stats(ep: Episode, table: Any, features: dict[str, Any]) -> dict[st
         if ft["dtype"] == "string":
             continue  # LeRobot keeps no stats of strings
         if ft["dtype"] in ("image", "video"):
-            out[key] = _image_stats(ep.images[key[len(IMAGE_PREFIX):]])
+            out[key] = _image_stats(ep.images[key[len(IMAGE_PREFIX) :]])
             continue
         col = table.column(key).combine_chunks()
         if list(ft["shape"]) == [1]:
@@ -330,7 +384,9 @@ def _json_extra(value: Any) -> str:
 
 
 def _extra_from_json(text: str) -> Any:
-    return json.loads(text, object_hook=lambda d: bytes.fromhex(d["__bytes_hex__"]) if set(d) == {"__bytes_hex__"} else d)
+    return json.loads(
+        text, object_hook=lambda d: bytes.fromhex(d["__bytes_hex__"]) if set(d) == {"__bytes_hex__"} else d
+    )
 
 
 def _count_segments(mask: np.ndarray) -> int:
@@ -343,24 +399,50 @@ def _tasks_table(tasks: dict[str, int]) -> Any:
     ordered = sorted(tasks.items(), key=lambda kv: kv[1])
     pandas_meta = {
         "index_columns": ["task"],
-        "column_indexes": [{"name": None, "field_name": None, "pandas_type": "unicode", "numpy_type": "object",
-                            "metadata": {"encoding": "UTF-8"}}],
+        "column_indexes": [
+            {
+                "name": None,
+                "field_name": None,
+                "pandas_type": "unicode",
+                "numpy_type": "object",
+                "metadata": {"encoding": "UTF-8"},
+            }
+        ],
         "columns": [
-            {"name": "task_index", "field_name": "task_index", "pandas_type": "int64", "numpy_type": "int64",
-             "metadata": None},
-            {"name": "task", "field_name": "task", "pandas_type": "unicode", "numpy_type": "object", "metadata": None},
+            {
+                "name": "task_index",
+                "field_name": "task_index",
+                "pandas_type": "int64",
+                "numpy_type": "int64",
+                "metadata": None,
+            },
+            {
+                "name": "task",
+                "field_name": "task",
+                "pandas_type": "unicode",
+                "numpy_type": "object",
+                "metadata": None,
+            },
         ],
         "creator": {"library": "pyarrow", "version": pa.__version__},
         "pandas_version": "2.2.3",
     }
-    schema = pa.schema([("task_index", pa.int64()), ("task", pa.string())],
-                       metadata={"pandas": json.dumps(pandas_meta)})
+    schema = pa.schema(
+        [("task_index", pa.int64()), ("task", pa.string())], metadata={"pandas": json.dumps(pandas_meta)}
+    )
     return pa.table({"task_index": [i for _, i in ordered], "task": [t for t, _ in ordered]}, schema=schema)
 
 
-def export_lerobot(store: EpisodeStore, episode_ids: Sequence[str], out_dir: Path, progress: Progress,
-                   fps: int = int(CONTROL_HZ), video: bool = False, robot_type: str = ROBOT_TYPE,
-                   overwrite: bool = False) -> dict[str, Any]:
+def export_lerobot(
+    store: EpisodeStore,
+    episode_ids: Sequence[str],
+    out_dir: Path,
+    progress: Progress,
+    fps: int = int(CONTROL_HZ),
+    video: bool = False,
+    robot_type: str = ROBOT_TYPE,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Write the episodes as a LeRobot v3.0 dataset at `out_dir`; returns info.json's content.
 
     The instruction is LeRobot's `task` (language-conditioned policies read it); lwd's task name,
@@ -382,8 +464,14 @@ def export_lerobot(store: EpisodeStore, episode_ids: Sequence[str], out_dir: Pat
         shapes[cam] = (h, w)
     features = lwd_features(cameras, shapes, video, fps)
     data = _RollingParquet(out_dir, DATA_PATH, data_schema(features), DATA_FILES_SIZE_IN_MB)
-    videos = {cam: _RollingVideo(out_dir, IMAGE_PREFIX + cam, fps, shapes[cam], VIDEO_FILES_SIZE_IN_MB)
-              for cam in cameras} if video else {}
+    videos = (
+        {
+            cam: _RollingVideo(out_dir, IMAGE_PREFIX + cam, fps, shapes[cam], VIDEO_FILES_SIZE_IN_MB)
+            for cam in cameras
+        }
+        if video
+        else {}
+    )
     tasks: dict[str, int] = {}
     rows: list[dict[str, Any]] = []
     all_stats: list[dict[str, dict[str, np.ndarray]]] = []
@@ -392,21 +480,29 @@ def export_lerobot(store: EpisodeStore, episode_ids: Sequence[str], out_dir: Pat
         for index, eid in enumerate(episode_ids):
             ep = first if index == 0 else load_episode(store, eid)
             if tuple(ep.meta.cameras) != cameras:
-                raise ExportError(f"episode {eid} has cameras {list(ep.meta.cameras)}, the dataset {list(cameras)}")
+                raise ExportError(
+                    f"episode {eid} has cameras {list(ep.meta.cameras)}, the dataset {list(cameras)}"
+                )
             if ep.num_steps == 0:
                 raise ExportError(f"episode {eid} has no steps")
             for cam in cameras:
                 h, w = decode_jpeg(ep.images[cam][0]).shape[:2]
                 if (h, w) != shapes[cam]:
-                    raise ExportError(f"episode {eid}: camera {cam} is {w}x{h}, earlier episodes "
-                                      f"{shapes[cam][1]}x{shapes[cam][0]}; one dataset has one image size per camera")
+                    raise ExportError(
+                        f"episode {eid}: camera {cam} is {w}x{h}, earlier episodes "
+                        f"{shapes[cam][1]}x{shapes[cam][0]}; one dataset has one image size per camera"
+                    )
             task_index = tasks.setdefault(ep.meta.instruction, len(tasks))
             table = _frame_table(ep, features, index, total, task_index, fps, video)
             chunk, file = data.write(table)
             row: dict[str, Any] = {
-                "episode_index": index, "tasks": [ep.meta.instruction], "length": ep.num_steps,
-                "data/chunk_index": chunk, "data/file_index": file,
-                "dataset_from_index": total, "dataset_to_index": total + ep.num_steps,
+                "episode_index": index,
+                "tasks": [ep.meta.instruction],
+                "length": ep.num_steps,
+                "data/chunk_index": chunk,
+                "data/file_index": file,
+                "dataset_from_index": total,
+                "dataset_to_index": total + ep.num_steps,
             }
             for cam, vw in videos.items():
                 row.update(vw.write(ep.images[cam]))
@@ -417,16 +513,27 @@ def export_lerobot(store: EpisodeStore, episode_ids: Sequence[str], out_dir: Pat
                 for name, value in st.items():
                     row[f"stats/{key}/{name}"] = value.tolist()
             m, o = ep.meta, ep.outcome
-            row.update({
-                LWD + "episode_id": m.episode_id, LWD + "robot_id": m.robot_id, LWD + "task": m.task,
-                LWD + "instruction": m.instruction, LWD + "kind": m.kind.value, LWD + "label": o.label.value,
-                LWD + "success": ep.success, LWD + "reason": o.reason, LWD + "note": o.note,
-                LWD + "subtask_score": o.subtask_score, LWD + "started_at": float(m.started_at),
-                LWD + "ended_at": float(o.ended_at), LWD + "interventions": _count_segments(ep.intervention_mask),
-                LWD + "intervention_steps": int(ep.intervention_mask.sum()),
-                LWD + "policy_versions": list(ep.policy_versions), LWD + "extra": _json_extra(m.extra),
-                LWD + "schema_version": m.schema_version,
-            })
+            row.update(
+                {
+                    LWD + "episode_id": m.episode_id,
+                    LWD + "robot_id": m.robot_id,
+                    LWD + "task": m.task,
+                    LWD + "instruction": m.instruction,
+                    LWD + "kind": m.kind.value,
+                    LWD + "label": o.label.value,
+                    LWD + "success": ep.success,
+                    LWD + "reason": o.reason,
+                    LWD + "note": o.note,
+                    LWD + "subtask_score": o.subtask_score,
+                    LWD + "started_at": float(m.started_at),
+                    LWD + "ended_at": float(o.ended_at),
+                    LWD + "interventions": _count_segments(ep.intervention_mask),
+                    LWD + "intervention_steps": int(ep.intervention_mask.sum()),
+                    LWD + "policy_versions": list(ep.policy_versions),
+                    LWD + "extra": _json_extra(m.extra),
+                    LWD + "schema_version": m.schema_version,
+                }
+            )
             rows.append(row)
             total += ep.num_steps
             progress.episode(eid, ep.num_steps)
@@ -441,12 +548,19 @@ def export_lerobot(store: EpisodeStore, episode_ids: Sequence[str], out_dir: Pat
     pq.write_table(episodes, path, compression="snappy")
     pq.write_table(_tasks_table(tasks), out_dir / TASKS_PATH)
     info = {
-        "codebase_version": CODEBASE_VERSION, "robot_type": robot_type,
-        "total_episodes": len(rows), "total_frames": total, "total_tasks": len(tasks),
-        "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": DATA_FILES_SIZE_IN_MB,
-        "video_files_size_in_mb": VIDEO_FILES_SIZE_IN_MB, "fps": fps,
-        "splits": {"train": f"0:{len(rows)}"}, "data_path": DATA_PATH,
-        "video_path": VIDEO_PATH if video else None, "features": features,
+        "codebase_version": CODEBASE_VERSION,
+        "robot_type": robot_type,
+        "total_episodes": len(rows),
+        "total_frames": total,
+        "total_tasks": len(tasks),
+        "chunks_size": CHUNKS_SIZE,
+        "data_files_size_in_mb": DATA_FILES_SIZE_IN_MB,
+        "video_files_size_in_mb": VIDEO_FILES_SIZE_IN_MB,
+        "fps": fps,
+        "splits": {"train": f"0:{len(rows)}"},
+        "data_path": DATA_PATH,
+        "video_path": VIDEO_PATH if video else None,
+        "features": features,
     }
     (out_dir / INFO_PATH).write_text(json.dumps(info, indent=4, ensure_ascii=False))
     (out_dir / STATS_PATH).write_text(json.dumps(_jsonable(aggregate_stats(all_stats)), indent=4))
@@ -454,6 +568,7 @@ def export_lerobot(store: EpisodeStore, episode_ids: Sequence[str], out_dir: Pat
 
 
 # --- import -------------------------------------------------------------------------------------------
+
 
 @dataclass
 class ImportMapping:
@@ -552,8 +667,10 @@ def _read_info(root: Path) -> dict[str, Any]:
     info = json.loads(info_path.read_text())
     version = str(info.get("codebase_version", "?"))
     if not version.startswith("v3."):
-        raise ExportError(f"{root} is a LeRobot {version} dataset; this importer reads v3.x "
-                          "(LeRobot converts v2.1 with lerobot.datasets.v30.convert_dataset_v21_to_v30)")
+        raise ExportError(
+            f"{root} is a LeRobot {version} dataset; this importer reads v3.x "
+            "(LeRobot converts v2.1 with lerobot.datasets.v30.convert_dataset_v21_to_v30)"
+        )
     for key in ("features", "fps"):
         if key not in info:
             raise ExportError(f"{info_path} has no {key!r}")
@@ -576,8 +693,10 @@ def _plan(info: dict[str, Any], mapping: ImportMapping) -> _Plan:
     def vector(key: str, what: str) -> list[int]:
         if key not in feats:
             vecs = sorted(k for k, f in feats.items() if f.get("dtype") not in ("image", "video", "string"))
-            raise ExportError(f"the dataset has no {what} feature {key!r} (mapping {what}_key); "
-                              f"its numeric features: {vecs}")
+            raise ExportError(
+                f"the dataset has no {what} feature {key!r} (mapping {what}_key); "
+                f"its numeric features: {vecs}"
+            )
         ft = feats[key]
         shape = list(ft.get("shape", []))
         if len(shape) != 1:
@@ -585,17 +704,21 @@ def _plan(info: dict[str, Any], mapping: ImportMapping) -> _Plan:
         names = _names(ft)
         if names is None:
             if shape[0] != NUM_JOINTS:
-                raise ExportError(f"{key} has {shape[0]} values per frame and no names; lwd needs {NUM_JOINTS} "
-                                  "(give the dataset names, or map joints)")
+                raise ExportError(
+                    f"{key} has {shape[0]} values per frame and no names; lwd needs {NUM_JOINTS} "
+                    "(give the dataset names, or map joints)"
+                )
             return list(range(NUM_JOINTS))
         if len(names) != shape[0]:
             raise ExportError(f"{key}: info.json gives shape {shape} but {len(names)} names")
         missing = [(j, d) for j, d in mapping.joints.items() if d not in names]
         if missing:
             shown = ", ".join(f"{j} -> {d!r}" for j, d in missing[:4])
-            raise ExportError(f"{key} has {shape[0]} values named {names[:8]}{'...' if len(names) > 8 else ''}; "
-                              f"{len(missing)} mapped joints are not among them ({shown}); map them in the "
-                              "mapping's `joints`")
+            raise ExportError(
+                f"{key} has {shape[0]} values named {names[:8]}{'...' if len(names) > 8 else ''}; "
+                f"{len(missing)} mapped joints are not among them ({shown}); map them in the "
+                "mapping's `joints`"
+            )
         return [names.index(mapping.joints[j]) for j in JOINT_NAMES]
 
     state_idx = vector(mapping.state_key, "state")
@@ -608,8 +731,10 @@ def _plan(info: dict[str, Any], mapping: ImportMapping) -> _Plan:
     unknown = {c: k for c, k in cameras.items() if k not in visual}
     if unknown:
         shown = ", ".join(f"{c} -> {k!r}" for c, k in unknown.items())
-        raise ExportError(f"unknown cameras: the dataset has no image/video feature for {shown}; "
-                          f"its cameras: {sorted(visual) or 'none'} (map them in the mapping's `cameras`)")
+        raise ExportError(
+            f"unknown cameras: the dataset has no image/video feature for {shown}; "
+            f"its cameras: {sorted(visual) or 'none'} (map them in the mapping's `cameras`)"
+        )
     return _Plan(state_idx, action_idx, dict(cameras), {k: visual[k] for k in cameras.values()})
 
 
@@ -620,11 +745,16 @@ def _read_tasks(root: Path) -> dict[int, str]:
     t = pq.read_table(path)
     if "task_index" not in t.column_names:
         raise ExportError(f"{path} has no task_index column (columns: {t.column_names})")
-    text_cols = [c for c in t.column_names if c != "task_index" and pa.types.is_string(t.schema.field(c).type)]
+    text_cols = [
+        c for c in t.column_names if c != "task_index" and pa.types.is_string(t.schema.field(c).type)
+    ]
     col = "task" if "task" in t.column_names else (text_cols[0] if text_cols else None)
     if col is None:
         raise ExportError(f"{path} has no task text column (columns: {t.column_names})")
-    return {int(i): str(s) for i, s in zip(t.column("task_index").to_pylist(), t.column(col).to_pylist(), strict=True)}
+    return {
+        int(i): str(s)
+        for i, s in zip(t.column("task_index").to_pylist(), t.column(col).to_pylist(), strict=True)
+    }
 
 
 def _read_episodes(root: Path) -> list[dict[str, Any]]:
@@ -671,7 +801,9 @@ class _Videos:
                 raise ExportError(f"video file {path} is missing")
             self.cap, self.path, self.pos = cv2.VideoCapture(str(path)), path, 0
             if not self.cap.isOpened():
-                raise ExportError(f"OpenCV cannot open {path} (codec {_fourcc(path)}; its FFmpeg may lack a decoder)")
+                raise ExportError(
+                    f"OpenCV cannot open {path} (codec {_fourcc(path)}; its FFmpeg may lack a decoder)"
+                )
             if start:
                 self.cap.set(cv2.CAP_PROP_POS_FRAMES, start)
                 self.pos = start
@@ -724,8 +856,11 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-") or "dataset"
 
 
-def iter_lerobot_episodes(dataset_dir: str | os.PathLike, mapping: ImportMapping | None = None,
-                          episodes: Sequence[int] | None = None) -> Iterator[Episode]:
+def iter_lerobot_episodes(
+    dataset_dir: str | os.PathLike,
+    mapping: ImportMapping | None = None,
+    episodes: Sequence[int] | None = None,
+) -> Iterator[Episode]:
     """lwd Episodes from a local LeRobot v3 dataset, in episode order (checked, see ImportMapping)."""
     root = Path(dataset_dir)
     mapping = mapping or ImportMapping()
@@ -744,16 +879,27 @@ def iter_lerobot_episodes(dataset_dir: str | os.PathLike, mapping: ImportMapping
     data_path = str(info.get("data_path") or DATA_PATH)
     video_path = str(info.get("video_path") or VIDEO_PATH)
     image_keys = [k for k, d in plan.camera_dtype.items() if d == "image"]
-    needed = [mapping.state_key, mapping.action_key, "episode_index", "frame_index", "timestamp", "task_index",
-              *image_keys]
+    needed = [
+        mapping.state_key,
+        mapping.action_key,
+        "episode_index",
+        "frame_index",
+        "timestamp",
+        "task_index",
+        *image_keys,
+    ]
     optional = [k for k in LWD_FEATURES if k in feats]
     videos = _Videos()
     cache: tuple[Path, Any] | None = None
     try:
         for row in rows:
             idx = int(row["episode_index"])
-            rel = data_path.format(chunk_index=int(row["data/chunk_index"]), file_index=int(row["data/file_index"]),
-                                   episode_chunk=0, episode_index=idx)
+            rel = data_path.format(
+                chunk_index=int(row["data/chunk_index"]),
+                file_index=int(row["data/file_index"]),
+                episode_chunk=0,
+                episode_index=idx,
+            )
             path = root / rel
             if cache is None or cache[0] != path:
                 if not path.is_file():
@@ -772,8 +918,19 @@ def iter_lerobot_episodes(dataset_dir: str | os.PathLike, mapping: ImportMapping
         videos.close()
 
 
-def _episode(t: Any, row: dict[str, Any], root: Path, info: dict[str, Any], plan: _Plan, mapping: ImportMapping,
-             tasks: dict[int, str], fps: float, video_path: str, videos: _Videos, feats: dict[str, Any]) -> Episode:
+def _episode(
+    t: Any,
+    row: dict[str, Any],
+    root: Path,
+    info: dict[str, Any],
+    plan: _Plan,
+    mapping: ImportMapping,
+    tasks: dict[int, str],
+    fps: float,
+    video_path: str,
+    videos: _Videos,
+    feats: dict[str, Any],
+) -> Episode:
     idx = int(row["episode_index"])
     n = t.num_rows
     where = f"episode {idx}"
@@ -781,18 +938,25 @@ def _episode(t: Any, row: dict[str, Any], root: Path, info: dict[str, Any], plan
         raise ExportError(f"{where}: no frames in its data file")
     if int(row["length"]) != n:
         raise ExportError(f"{where}: the episodes table says {row['length']} frames, the data file has {n}")
-    joint_pos = _vectors(t, mapping.state_key, plan.state_idx, int(feats[mapping.state_key]["shape"][0]), where)
-    action = _vectors(t, mapping.action_key, plan.action_idx, int(feats[mapping.action_key]["shape"][0]), where)
+    joint_pos = _vectors(
+        t, mapping.state_key, plan.state_idx, int(feats[mapping.state_key]["shape"][0]), where
+    )
+    action = _vectors(
+        t, mapping.action_key, plan.action_idx, int(feats[mapping.action_key]["shape"][0]), where
+    )
     images: dict[str, list[bytes]] = {}
     for cam, key in plan.cameras.items():
         if plan.camera_dtype[key] == "image":
-            images[cam] = _image_bytes(t.column(key).to_pylist(), root, mapping.jpeg_quality, f"{where} {key}")
+            images[cam] = _image_bytes(
+                t.column(key).to_pylist(), root, mapping.jpeg_quality, f"{where} {key}"
+            )
         else:
             k = f"videos/{key}/"
             if k + "chunk_index" not in row:
                 raise ExportError(f"{where}: the episodes table has no {k}chunk_index for video {key}")
-            vpath = root / video_path.format(video_key=key, chunk_index=int(row[k + "chunk_index"]),
-                                             file_index=int(row[k + "file_index"]))
+            vpath = root / video_path.format(
+                video_key=key, chunk_index=int(row[k + "chunk_index"]), file_index=int(row[k + "file_index"])
+            )
             start = int(round(float(row.get(k + "from_timestamp") or 0.0) * fps))
             images[cam] = videos.frames(vpath, start, n, mapping.jpeg_quality)
     cols = set(t.column_names)
@@ -804,7 +968,9 @@ def _episode(t: Any, row: dict[str, Any], root: Path, info: dict[str, Any], plan
     if "action_source" in cols:
         source = col("action_source").astype(np.int8)
     elif "intervention" in cols:
-        source = np.where(col("intervention").astype(bool), ActionSource.TELEOP, ActionSource.POLICY).astype(np.int8)
+        source = np.where(col("intervention").astype(bool), ActionSource.TELEOP, ActionSource.POLICY).astype(
+            np.int8
+        )
     else:
         source = np.full(n, int(mapping.source), np.int8)
     if "policy_version" in cols:
@@ -815,38 +981,66 @@ def _episode(t: Any, row: dict[str, Any], root: Path, info: dict[str, Any], plan
     lookup = {v: i for i, v in enumerate(versions)}
     frame_index = col("frame_index").astype(np.int64)
     step = col("lwd.step").astype(np.int64) if "lwd.step" in cols else frame_index
-    stamp = col("lwd.stamp").astype(np.float64) if "lwd.stamp" in cols else col("timestamp").astype(np.float64)
+    stamp = (
+        col("lwd.stamp").astype(np.float64) if "lwd.stamp" in cols else col("timestamp").astype(np.float64)
+    )
     chunk_id = col("chunk_id").astype(np.int64) if "chunk_id" in cols else frame_index // CHUNK_HORIZON
     task_text = tasks.get(int(col("task_index")[0]), "")
     if own:
         meta = EpisodeMeta(
-            episode_id=check_episode_id(str(row[LWD + "episode_id"])), robot_id=str(row[LWD + "robot_id"]),
-            task=str(row[LWD + "task"]), instruction=str(row.get(LWD + "instruction", task_text)),
-            kind=EpisodeKind(row[LWD + "kind"]), started_at=float(row[LWD + "started_at"]),
-            cameras=tuple(plan.cameras), extra=_extra_from_json(str(row.get(LWD + "extra") or "{}")),
+            episode_id=check_episode_id(str(row[LWD + "episode_id"])),
+            robot_id=str(row[LWD + "robot_id"]),
+            task=str(row[LWD + "task"]),
+            instruction=str(row.get(LWD + "instruction", task_text)),
+            kind=EpisodeKind(row[LWD + "kind"]),
+            started_at=float(row[LWD + "started_at"]),
+            cameras=tuple(plan.cameras),
+            extra=_extra_from_json(str(row.get(LWD + "extra") or "{}")),
         )
         score = row.get(LWD + "subtask_score")
-        outcome = EpisodeOutcome(label=Label(row[LWD + "label"]), num_steps=n, reason=str(row[LWD + "reason"]),
-                                 note=str(row.get(LWD + "note") or ""), ended_at=float(row[LWD + "ended_at"]),
-                                 subtask_score=None if score is None or (isinstance(score, float) and math.isnan(score))
-                                 else float(score))
+        outcome = EpisodeOutcome(
+            label=Label(row[LWD + "label"]),
+            num_steps=n,
+            reason=str(row[LWD + "reason"]),
+            note=str(row.get(LWD + "note") or ""),
+            ended_at=float(row[LWD + "ended_at"]),
+            subtask_score=None
+            if score is None or (isinstance(score, float) and math.isnan(score))
+            else float(score),
+        )
     else:
         name = _slug(root.name)
         started = time.time()
         meta = EpisodeMeta(
             episode_id=check_episode_id(f"{_slug(mapping.robot_id)}-{name}-ep{idx:06d}"[:200]),
-            robot_id=mapping.robot_id, task=name, instruction=task_text, kind=mapping.kind, started_at=started,
+            robot_id=mapping.robot_id,
+            task=name,
+            instruction=task_text,
+            kind=mapping.kind,
+            started_at=started,
             cameras=tuple(plan.cameras),
-            extra={"lerobot": {"dataset": root.name, "episode_index": idx, "robot_type": info.get("robot_type")}},
+            extra={
+                "lerobot": {"dataset": root.name, "episode_index": idx, "robot_type": info.get("robot_type")}
+            },
         )
         if "next.success" in cols:
             label = Label.SUCCESS if bool(col("next.success").astype(bool).any()) else Label.FAILURE
         else:
             label = mapping.label
         outcome = EpisodeOutcome(label=label, num_steps=n, reason="imported", ended_at=started + n / fps)
-    ep = Episode(meta=meta, outcome=outcome, step=step, stamp=stamp, joint_pos=joint_pos, action=action,
-                 source=source, chunk_id=chunk_id, policy_index=np.array([lookup[v] for v in per_step], np.int16),
-                 policy_versions=versions, images=images)
+    ep = Episode(
+        meta=meta,
+        outcome=outcome,
+        step=step,
+        stamp=stamp,
+        joint_pos=joint_pos,
+        action=action,
+        source=source,
+        chunk_id=chunk_id,
+        policy_index=np.array([lookup[v] for v in per_step], np.int16),
+        policy_versions=versions,
+        images=images,
+    )
     try:
         ep.validate()
     except ValueError as exc:
@@ -854,9 +1048,14 @@ def _episode(t: Any, row: dict[str, Any], root: Path, info: dict[str, Any], plan
     return ep
 
 
-def import_lerobot(dataset_dir: str | os.PathLike, store_dir: str | os.PathLike, progress: Progress,
-                   mapping: ImportMapping | None = None, episodes: Sequence[int] | None = None,
-                   commit: bool = True) -> list[str]:
+def import_lerobot(
+    dataset_dir: str | os.PathLike,
+    store_dir: str | os.PathLike,
+    progress: Progress,
+    mapping: ImportMapping | None = None,
+    episodes: Sequence[int] | None = None,
+    commit: bool = True,
+) -> list[str]:
     """Put the dataset's episodes into the lwd store at `store_dir` (created if absent); returns their ids.
 
     Episodes already in the store (same id) are skipped, so a re-run is idempotent; with `commit` a

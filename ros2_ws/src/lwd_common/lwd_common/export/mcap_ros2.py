@@ -51,8 +51,21 @@ LWD_MSGS = "lwd_msgs"
 _SEPARATOR = "=" * 80
 _CONSTANT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\s*=")
 _PRIMITIVES = {
-    "bool", "byte", "char", "float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32",
-    "int64", "uint64", "string", "wstring",
+    "bool",
+    "byte",
+    "char",
+    "float32",
+    "float64",
+    "int8",
+    "uint8",
+    "int16",
+    "uint16",
+    "int32",
+    "uint32",
+    "int64",
+    "uint64",
+    "string",
+    "wstring",
 }
 
 # Topic suffix under /<robot_id>/ -> ROS 2 type; `{camera}` is filled per camera.
@@ -101,7 +114,9 @@ def _msg_text(name: str) -> str:
             f = d / f"{typ}.msg"
             if f.is_file():
                 return f.read_text()
-        raise ExportError(f"cannot find {typ}.msg of lwd_msgs (looked in {', '.join(map(str, lwd_msgs_dirs()))})")
+        raise ExportError(
+            f"cannot find {typ}.msg of lwd_msgs (looked in {', '.join(map(str, lwd_msgs_dirs()))})"
+        )
     raise ExportError(f"no message definition for {name}")
 
 
@@ -160,12 +175,23 @@ def _header(ns: int, frame_id: str = "") -> dict[str, Any]:
 def label_json(ep: Episode) -> str:
     """The `episode_label` payload: what the operator decided and what the episode was."""
     o, m = ep.outcome, ep.meta
-    return json.dumps({
-        "episode_id": m.episode_id, "robot_id": m.robot_id, "label": o.label.value, "success": ep.success,
-        "reason": o.reason, "note": o.note, "subtask_score": o.subtask_score, "num_steps": ep.num_steps,
-        "task": m.task, "instruction": m.instruction, "kind": m.kind.value,
-        "interventions": intervention_segments(ep), "policy_versions": list(ep.policy_versions),
-    })
+    return json.dumps(
+        {
+            "episode_id": m.episode_id,
+            "robot_id": m.robot_id,
+            "label": o.label.value,
+            "success": ep.success,
+            "reason": o.reason,
+            "note": o.note,
+            "subtask_score": o.subtask_score,
+            "num_steps": ep.num_steps,
+            "task": m.task,
+            "instruction": m.instruction,
+            "kind": m.kind.value,
+            "interventions": intervention_segments(ep),
+            "policy_versions": list(ep.policy_versions),
+        }
+    )
 
 
 def intervention_segments(ep: Episode) -> int:
@@ -188,8 +214,9 @@ def write_episode(ep: Episode, path: Path) -> dict[str, int]:
             def put(topic: str, datatype: str, msg: dict[str, Any], ns: int) -> None:
                 if datatype not in schemas:
                     schemas[datatype] = w.register_msgdef(datatype, msgdef(datatype))
-                w.write_message(topic, schemas[datatype], msg, log_time=ns, publish_time=ns,
-                                sequence=counts.get(topic, 0))
+                w.write_message(
+                    topic, schemas[datatype], msg, log_time=ns, publish_time=ns, sequence=counts.get(topic, 0)
+                )
                 counts[topic] = counts.get(topic, 0) + 1
 
             meta = {k: json.dumps(v, default=_jsonable) for k, v in meta_to_dict(ep.meta).items()}
@@ -220,15 +247,30 @@ def _write_steps(ep: Episode, robot: str, put: Callable[[str, str, dict[str, Any
     iv_topic, st_topic = topic_name(robot, "intervention_state"), topic_name(robot, "episode_status")
     info_topic, label_topic = topic_name(robot, "step_info"), topic_name(robot, "episode_label")
     joint_names = list(JOINT_NAMES)
-    layout = {"dim": [{"label": "joints", "size": len(joint_names), "stride": len(joint_names)}], "data_offset": 0}
+    layout = {
+        "dim": [{"label": "joints", "size": len(joint_names), "stride": len(joint_names)}],
+        "data_offset": 0,
+    }
     teleop = ep.intervention_mask
     interventions = 0
 
     def status(state: int, step: int, label: int, at: int) -> None:
-        put(st_topic, TOPICS["episode_status"], {
-            "header": _header(at), "robot_id": robot, "episode_id": ep.meta.episode_id, "state": state,
-            "task": ep.meta.task, "instruction": ep.meta.instruction, "step": step, "label": label,
-            "interventions": interventions}, at)
+        put(
+            st_topic,
+            TOPICS["episode_status"],
+            {
+                "header": _header(at),
+                "robot_id": robot,
+                "episode_id": ep.meta.episode_id,
+                "state": state,
+                "task": ep.meta.task,
+                "instruction": ep.meta.instruction,
+                "step": step,
+                "label": label,
+                "interventions": interventions,
+            },
+            at,
+        )
 
     for i in range(t):
         at = ns[i]
@@ -236,27 +278,63 @@ def _write_steps(ep: Episode, robot: str, put: Callable[[str, str, dict[str, Any
         if i == 0 or engaged != bool(teleop[i - 1]):
             if engaged:
                 interventions += 1
-            put(iv_topic, TOPICS["intervention_state"],
-                {"engaged": engaged, "source": "pedal", "since": _time(at)}, at)
+            put(
+                iv_topic,
+                TOPICS["intervention_state"],
+                {"engaged": engaged, "source": "pedal", "since": _time(at)},
+                at,
+            )
             if i == 0 or engaged:
                 status(STATUS_RUNNING, i, 0, at)
         for c in cams:
-            put(cam_topics[c], TOPICS["camera/{camera}/image_raw/compressed"], {
-                "header": _header(at, f"{c}_camera_link"), "format": IMAGE_FORMAT, "data": ep.images[c][i]}, at)
-        put(js_topic, TOPICS["joint_states"], {
-            "header": _header(at), "name": joint_names, "position": ep.joint_pos[i].astype(float).tolist(),
-            "velocity": [], "effort": []}, at)
-        put(cmd_topic, TOPICS["joint_commands"], {"layout": layout, "data": ep.action[i].astype(float).tolist()}, at)
-        put(info_topic, TOPICS["step_info"], {"data": json.dumps({
-            "step": int(ep.step[i]), "source": ActionSource(int(ep.source[i])).name.lower(),
-            "chunk_id": int(ep.chunk_id[i]), "policy_version": ep.policy_version_at(i)})}, at)
+            put(
+                cam_topics[c],
+                TOPICS["camera/{camera}/image_raw/compressed"],
+                {"header": _header(at, f"{c}_camera_link"), "format": IMAGE_FORMAT, "data": ep.images[c][i]},
+                at,
+            )
+        put(
+            js_topic,
+            TOPICS["joint_states"],
+            {
+                "header": _header(at),
+                "name": joint_names,
+                "position": ep.joint_pos[i].astype(float).tolist(),
+                "velocity": [],
+                "effort": [],
+            },
+            at,
+        )
+        put(
+            cmd_topic,
+            TOPICS["joint_commands"],
+            {"layout": layout, "data": ep.action[i].astype(float).tolist()},
+            at,
+        )
+        put(
+            info_topic,
+            TOPICS["step_info"],
+            {
+                "data": json.dumps(
+                    {
+                        "step": int(ep.step[i]),
+                        "source": ActionSource(int(ep.source[i])).name.lower(),
+                        "chunk_id": int(ep.chunk_id[i]),
+                        "policy_version": ep.policy_version_at(i),
+                    }
+                )
+            },
+            at,
+        )
     # The label comes after the last step: one control period later on the same clock.
     end = (ns[-1] if t else _ns(ep.meta.started_at)) + _ns(1.0 / CONTROL_HZ)
     status(STATUS_DONE, t, LABEL_CODES[ep.outcome.label], end)
     put(label_topic, TOPICS["episode_label"], {"data": label_json(ep)}, end)
 
 
-def export_mcap(store: EpisodeStore, episode_ids: Sequence[str], out_dir: Path, progress: Progress) -> list[Path]:
+def export_mcap(
+    store: EpisodeStore, episode_ids: Sequence[str], out_dir: Path, progress: Progress
+) -> list[Path]:
     """Write `<out_dir>/<episode_id>.mcap` for each episode; returns the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
