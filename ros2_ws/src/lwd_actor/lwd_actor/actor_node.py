@@ -97,7 +97,7 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "policy_path": ("", "ONNX policy file (lwd_common/policy_io.py contract)"),
     "prefer_cuda": (False, "use the CUDA provider if a session really comes up on it"),
     "inference_threads": (1, "ONNX Runtime intra-op threads"),
-    "urdf_path": ("", "URDF with joint limits; empty: $LWD_URDF or urdf/g1_dual_arm.urdf"),
+    "urdf_path": ("", "URDF with joint limits; empty: $LWD_URDF or lwd_description's urdf/g1_dual_arm.urdf"),
     "control_hz": (30.0, "control rate (node clock: wall or /clock)"),
     "realtime_priority": (0, "SCHED_FIFO priority of the control thread (0: normal scheduling)"),
     "process_realtime_priority": (0, "SCHED_FIFO priority of every other thread of the process (0: normal)"),
