@@ -5,7 +5,16 @@ import pytest
 from conftest import make_obs
 
 from lwd_actor.core.inference_worker import InferenceRequest, InferenceWorker
-from lwd_actor.core.policy_runtime import CPU, OnnxPolicy, PolicyError, RuntimeConfig
+from lwd_actor.core.policy_runtime import (
+    CPU,
+    CUDA,
+    OnnxPolicy,
+    PolicyError,
+    RuntimeConfig,
+    choose_provider,
+    cuda_libraries,
+    providers_to_request,
+)
 from lwd_testing.models import build_policy
 
 
@@ -76,3 +85,52 @@ def test_worker_survives_a_failing_policy_and_reports_the_error():
         assert res.actions is None and "kaput" in res.error and worker.failures == 1
     finally:
         worker.close()
+
+
+GPU_ORT = ["TensorrtExecutionProvider", CUDA, CPU]  # what onnxruntime-gpu lists, GPU or not
+
+
+def test_provider_choice_cpu_when_cuda_is_not_preferred_even_where_it_is_available():
+    choice = choose_provider(False, GPU_ORT, [], [CPU])
+    assert choice.requested == (CPU,) and choice.active == CPU and not choice.fallback
+    assert choice.describe() == CPU
+
+
+def test_provider_choice_cuda_when_preferred_listed_loadable_and_the_session_runs_on_it():
+    assert providers_to_request(True, GPU_ORT, []) == (CUDA, CPU)
+    choice = choose_provider(True, GPU_ORT, [], [CUDA, CPU], "13.0")
+    assert choice.active == CUDA and not choice.fallback and choice.why == ""
+
+
+def test_provider_choice_says_why_cuda_is_not_used():
+    # the CPU-only onnxruntime package: no CUDA provider at all
+    cpu_only = choose_provider(True, [CPU], [], [CPU])
+    assert cpu_only.fallback and "no CUDA provider" in cpu_only.why and "onnxruntime-gpu" in cpu_only.why
+    # onnxruntime-gpu without the CUDA libraries (this machine): CUDA not even asked for
+    missing = ["libcublasLt.so.13", "libcudnn.so.9"]
+    assert providers_to_request(True, GPU_ORT, missing) == (CPU,)
+    no_libs = choose_provider(True, GPU_ORT, missing, [CPU], "13.0")
+    assert no_libs.requested == (CPU,) and no_libs.active == CPU
+    assert (
+        "CUDA 13.0 / cuDNN 9" in no_libs.why and "libcublasLt.so.13, libcudnn.so.9 not found" in no_libs.why
+    )
+    assert "lwd_actor[cuda]" in no_libs.why
+    # asked for CUDA, libraries there, but ONNX Runtime fell back (no GPU, old driver)
+    silent = choose_provider(True, GPU_ORT, [], [CPU], "13.0")
+    assert silent.requested == (CUDA, CPU) and silent.fallback and "did not start" in silent.why
+    assert silent.describe().startswith(f"{CPU} ({CUDA} preferred, not used: ")
+
+
+def test_cuda_libraries_follow_the_cuda_version_onnx_runtime_was_built_with():
+    assert cuda_libraries("13.0")[:3] == ("libcudart.so.13", "libcublasLt.so.13", "libcublas.so.13")
+    assert "libcudnn.so.9" in cuda_libraries("12.8") and cuda_libraries("") == ()
+
+
+def test_a_policy_with_prefer_cuda_reports_what_really_runs_and_why(tmp_path):
+    p = OnnxPolicy(build_policy(tmp_path / "p.onnx"), RuntimeConfig(prefer_cuda=True))
+    choice = p.provider_choice
+    assert p.provider == choice.active == p.session.get_providers()[0]
+    if choice.active == CUDA:  # a machine with a GPU and the CUDA wheels
+        assert choice.why == ""
+    else:  # here: onnxruntime-gpu without the CUDA libraries
+        assert choice.fallback and choice.why and choice.requested == (CPU,)

@@ -1,6 +1,7 @@
 """Episode recorder: order preserved, JPEG off-thread, overflow counted and reported, sink errors survived."""
 
 import threading
+import time
 
 import numpy as np
 from conftest import make_obs
@@ -83,3 +84,22 @@ def test_a_failing_sink_is_reported_and_recording_continues():
     rec.close()
     assert rec.errors == 1 and "disk full" in errors[0]
     assert [c[0] for c in sink.calls] == ["step", "end"]
+
+
+def test_close_is_bounded_drops_the_steps_it_cannot_encode_in_time_and_still_ends_the_episode():
+    gate = threading.Event()  # the sink hangs in its first step until the gate opens
+    sink = ListSink(gate)
+    rec = EpisodeRecorder(sink)
+    rec.begin(meta())
+    for k in range(50):
+        assert rec.add(raw(k))
+    rec.end(EpisodeOutcome(Label.FAILURE, 50, reason="abort", note="actor deactivated"))
+    t0 = time.monotonic()
+    finished = rec.close(timeout=1.0, end_reserve_s=0.4)
+    assert not finished and time.monotonic() - t0 < 1.5  # close does not wait for a stuck sink call
+    gate.set()
+    rec._thread.join(5)
+    assert [c[0] for c in sink.calls] == ["begin", "step", "end"]
+    outcome = sink.calls[-1][1]
+    assert outcome.num_steps == 1 and rec.dropped_steps == 49
+    assert outcome.note == "actor deactivated [49 steps not recorded: the actor was shutting down]"

@@ -14,6 +14,19 @@ setup(
         ("share/" + package_name + "/launch", glob("launch/*")),
     ],
     install_requires=["setuptools"],
+    # Onboard GPU inference: the CUDA 13 / cuDNN 9 runtime that onnxruntime-gpu 1.31 is built
+    # against, from NVIDIA's wheels (what `onnxruntime-gpu[cuda,cudnn]` pulls in, plus cuBLAS,
+    # which cuDNN needs). Not installed in the dev venv; docs/actor.md, "GPU inference".
+    extras_require={
+        "cuda": [
+            "nvidia-cuda-runtime~=13.0",
+            "nvidia-cuda-nvrtc~=13.0",
+            "nvidia-cublas~=13.0",
+            "nvidia-cufft~=12.0",
+            "nvidia-curand~=10.0",
+            "nvidia-cudnn-cu13~=9.0",
+        ]
+    },
     zip_safe=True,
     maintainer="lwd maintainers",
     maintainer_email="maintainers@lwd-robotics.dev",

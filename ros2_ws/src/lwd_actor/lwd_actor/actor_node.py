@@ -9,7 +9,10 @@ activate: start the control loop (wall time: a thread on absolute deadlines; wit
 use_sim_time: a thread woken by /clock that ticks every simulated period).
 deactivate: stop the timer; a running episode is aborted (recorded as failure).
 cleanup: close worker, recorder and sink. With `autostart: true` the node
-configures and activates itself.
+configures and activates itself. SIGINT/SIGTERM (`StopSignal`, not rclpy's handlers) stop it
+in order within `shutdown_timeout_s`: executor, episode (aborted), recorder, sink, node,
+context. Episodes a killed run left unfinished are stored at configure (the sink's journal or
+spool; docs/actor.md "Stopping, and surviving a kill").
 
 Safety inputs: `estop` (std_msgs/Bool, True latches the e-stop) and the `~/estop` /
 `~/reset_estop` services; the core's watchdog holds when the control thread or the
@@ -27,6 +30,8 @@ the core between the control tick and the services.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import sys
 import threading
@@ -47,6 +52,7 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -56,6 +62,7 @@ from lwd_actor.core.control_loop import ControlLoop, set_fifo_priority
 from lwd_actor.core.dedupe import PublisherDedupe
 from lwd_actor.core.episode_fsm import LABEL_TIMEOUT_REASONS, Ending, EpisodeState, TransitionError
 from lwd_actor.core.inference_worker import InferenceResult, InferenceWorker
+from lwd_actor.core.instructions import UnknownInstructions
 from lwd_actor.core.observation import (
     JOINTS_INPUT,
     InputError,
@@ -138,6 +145,11 @@ PARAMETERS: dict[str, tuple[object, str]] = {
         1.0,
         "an inference in flight longer than this: hold and ask again; 0: off",
     ),
+    "unknown_instruction": (
+        "warn",
+        "an instruction the policy was not trained on (it gets the untrained index-0 embedding): "
+        "'warn' (run it, log each new one once, count it in diagnostics) or 'refuse' (turn the start down)",
+    ),
     "episode_kind": ("rollout", "kind recorded in episode metadata: rollout | demo | play"),
     "hold_when_idle": (False, "repeat the last command outside episodes (else send nothing)"),
     "sink": ("directory", "'directory' (local EpisodeStore) or 'bridge' (ZeroMQ to the learner bridge)"),
@@ -154,6 +166,11 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     ),
     "jpeg_quality": (80, "JPEG quality of recorded frames, 1..100"),
     "recorder_max_pending": (300, "steps the recorder may queue before it drops (and reports)"),
+    "shutdown_timeout_s": (
+        3.0,
+        "SIGINT/SIGTERM: the process exits within this long; a running episode is aborted and "
+        "stored (what cannot be stored in time stays in the journal/spool for the next start)",
+    ),
 }
 
 
@@ -184,6 +201,7 @@ class ActorNode(LifecycleNode):
         self._active = False
         self._tick_overruns = 0
         self._input_errors = 0
+        self._frames_received = dict.fromkeys(CAMERA_NAMES, 0)  # frames taken into the sync, per camera
         self._last_status: tuple | None = None
         self._engaged_since = 0.0
         self._switch: PolicySwitch | None = None
@@ -193,6 +211,9 @@ class ActorNode(LifecycleNode):
         self._compressed: set[str] = set()  # cameras read as CompressedImage
         self._kept_estop: EStop | None = None  # an engaged e-stop carried across cleanup -> configure
         self._robot_id = ""
+        self._provider_logged: tuple[str, str, str] | None = None
+        self._instructions = UnknownInstructions()
+        self._unknown_running = ""  # the running episode's instruction, if its policy does not know it
 
     # --- helpers ---------------------------------------------------------------------
     def p(self, name: str):
@@ -245,6 +266,7 @@ class ActorNode(LifecycleNode):
                 raise ValueError(f"command_interface must be {COMMAND_ARRAY!r} or {COMMAND_TRAJECTORY!r}")
             self._expected_hw, self._record_size = self._frame_sizes()
             self._compressed = self._compressed_cameras()
+            instructions = UnknownInstructions(str(self.p("unknown_instruction")))
             outcome = str(self.p("label_deadline_outcome"))
             if outcome not in LABEL_OUTCOMES:
                 raise ValueError(
@@ -286,6 +308,7 @@ class ActorNode(LifecycleNode):
             log.error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
         self._sinks = sinks
+        self._instructions = instructions
         self._switch = PolicySwitch(
             policy.version,
             self.policy_source or sinks.policy_source,
@@ -313,13 +336,47 @@ class ActorNode(LifecycleNode):
         self._period = 1.0 / hz
         self._robot_id = robot_id
         self._create_entities()
+        for line in sinks.recovered:
+            log.warning(f"recovered an unfinished episode of an earlier run: {line}")
         log.info(
             f"configured: robot {robot_id}, policy {policy.version} ({policy.provider}, "
             f"{policy.signature.image_height}x{policy.signature.image_width}), sink {sinks.describe}, "
             f"{hz:g} Hz, commands as {self.p('command_interface')}"
         )
+        self._log_provider(policy)
         self._publish_policy_status()
         return TransitionCallbackReturn.SUCCESS
+
+    def _log_provider(self, policy: OnnxPolicy) -> None:
+        """Say once which execution provider runs the policy and, if not the preferred one, why
+        (again only when that changes, e.g. a swapped-in policy lands on another provider)."""
+        choice = policy.provider_choice
+        key = (choice.active, choice.preferred, choice.why)
+        if key == self._provider_logged:
+            return
+        self._provider_logged = key
+        if choice.fallback:
+            self.get_logger().warning(
+                f"inference runs on {choice.active}: {choice.preferred} was preferred (prefer_cuda) "
+                f"but is not used: {choice.why}"
+            )
+        else:
+            self.get_logger().info(
+                f"inference runs on {choice.active}"
+                + ("" if self.p("prefer_cuda") else " (prefer_cuda false)")
+            )
+
+    def provider_values(self) -> dict[str, object]:
+        """The policy's execution provider for diagnostics: what runs, what was preferred, why not."""
+        policy = self._policy
+        if policy is None:
+            return {}
+        choice = policy.provider_choice
+        return {
+            "inference_provider": choice.active,
+            "inference_provider_preferred": choice.preferred,
+            "inference_provider_why": choice.why,
+        }
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         hz = float(self.p("control_hz"))
@@ -395,22 +452,52 @@ class ActorNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._teardown()
+        for what in self._teardown():
+            self.get_logger().error(f"cleanup: {what} did not finish")
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        if self._active:
-            self.on_deactivate(state)
-        self._teardown()
+        self.shutdown_within(float(self.p("shutdown_timeout_s")))
         return TransitionCallbackReturn.SUCCESS
 
-    def _teardown(self) -> None:
-        if self._worker is not None:
-            self._worker.close()
+    def shutdown_within(self, timeout: float) -> list[str]:
+        """Stop within `timeout` s (SIGINT/SIGTERM): deactivate (a running episode is aborted and
+        recorded as failure), hand the recorder's queue to the sink (steps it cannot encode in time are
+        dropped and noted, the episode's end is not), close worker and sink. Returns what was still
+        unfinished at the deadline (left to daemon threads: the journal/spool keeps the episode)."""
+        deadline = time.monotonic() + timeout
+        if self._active:
+            self.on_deactivate(None)
+        return self._teardown(max(0.0, deadline - time.monotonic()))
+
+    def _teardown(self, timeout: float = 20.0) -> list[str]:
+        """Close worker, recorder and sink within `timeout` s; returns what did not finish."""
+        deadline = time.monotonic() + timeout
+
+        def left(reserve: float = 0.0) -> float:
+            return max(0.0, deadline - time.monotonic() - reserve)
+
+        unfinished = []
+        recorder_done = True
+        if self._worker is not None and not self._worker.close(min(0.5, left())):
+            unfinished.append("an inference")
         if self._recorder is not None:
-            self._recorder.close()
-        if self._sinks is not None and self._sinks.closer is not None:
-            self._sinks.closer()
+            rec = self._recorder
+            # the end of the episode needs little time (the journal's end record; the spool's end frame)
+            recorder_done = rec.close(left(reserve=0.2), end_reserve_s=0.5)
+            if not recorder_done:
+                unfinished.append(
+                    f"the recorder (writing an episode to the sink; {rec.pending} steps queued)"
+                )
+            elif rec.errors:
+                unfinished.append(f"the recorder ({rec.errors} sink errors)")
+        # A sink still in use by the recorder's thread is left open (its files close with the process).
+        if recorder_done and self._sinks is not None and self._sinks.closer is not None:
+            closer = threading.Thread(target=self._sinks.closer, name="lwd-sink-close", daemon=True)
+            closer.start()
+            closer.join(left())
+            if closer.is_alive():
+                unfinished.append(f"closing the sink ({self._sinks.describe})")
         for entity in self._entities:
             for destroy in (
                 self.destroy_publisher,
@@ -427,6 +514,7 @@ class ActorNode(LifecycleNode):
         if self._core is not None and self._core.estop.engaged:
             self._kept_estop = self._core.estop
         self._worker = self._recorder = self._sinks = self._core = self._policy = self._switch = None
+        return unfinished
 
     # --- ROS entities ----------------------------------------------------------------
     def _create_entities(self) -> None:
@@ -580,6 +668,7 @@ class ActorNode(LifecycleNode):
             self._bad_input(f"camera/{cam} image", exc, cam)
             return
         self._sync.add(cam, stamp_s(msg.header.stamp), img)
+        self._frames_received[cam] += 1
 
     def _on_joints(self, msg: JointState) -> None:
         """One JointState of possibly several sources (arm, gripper controllers): merged by name."""
@@ -784,6 +873,7 @@ class ActorNode(LifecycleNode):
             "velocity_clamps": core.safety.velocity_clamps,
             "nonfinite_holds": core.safety.nonfinite_holds,
             "input_errors": self._input_errors,
+            **{f"frames_received_{cam}": n for cam, n in self._frames_received.items()},
             "unsynced_sets": self._sync.unsynced_sets,
             "recorder_dropped_steps": rec.dropped_steps,
             "recorder_pending": rec.pending,
@@ -791,6 +881,11 @@ class ActorNode(LifecycleNode):
             "tick_overruns": self._tick_overruns,
             **self.tick_stats(),
             **self._safety_values(),
+            **self.provider_values(),
+            "unknown_instruction_episodes": self._instructions.episodes,
+            "unknown_instruction_refused": self._instructions.refused,
+            "unknown_instructions": self._instructions.distinct,
+            "unknown_instruction_last": self._instructions.last,
         }
         errors = self._safety_errors(values)
         problems = []
@@ -800,6 +895,11 @@ class ActorNode(LifecycleNode):
             problems.append("timeline ran dry")
         if c.hold_steps.get("stale_input"):
             problems.append("stale inputs")
+        if self._policy is not None and self._policy.provider_choice.fallback:
+            choice = self._policy.provider_choice
+            problems.append(f"inference on {choice.active}, not the preferred {choice.preferred}")
+        if self._unknown_running and core.state is EpisodeState.RUNNING:
+            problems.append(f"episode runs instruction {self._unknown_running!r} unknown to its policy")
         if any(core.watchdog.trips.values()):
             problems.append(f"watchdog tripped ({core.watchdog.last_trip})")
         if values.get("awaiting_label_s") is not None:
@@ -874,6 +974,7 @@ class ActorNode(LifecycleNode):
             core.set_policy_version(policy.version)
             self._policy = policy
         self.get_logger().info(f"policy swapped to {policy.version} ({policy.provider})")
+        self._log_provider(policy)
         self._publish_policy_status()
         switch.swapped(policy)
         return f"; policy {policy.version}"
@@ -894,6 +995,16 @@ class ActorNode(LifecycleNode):
             resp.accepted, resp.message = False, "actor is not active"
             return resp
         note = self._maybe_swap_policy()
+        policy = self._policy
+        verdict = (
+            self._instructions.check(req.instruction, policy.signature.instructions, policy.version)
+            if policy is not None
+            else None
+        )
+        if verdict is not None and verdict.refuse:
+            self.get_logger().warning(verdict.message)
+            resp.accepted, resp.message = False, verdict.message
+            return resp
         episode_id = new_episode_id(core.config.robot_id)
         try:
             with self._lock:
@@ -904,6 +1015,15 @@ class ActorNode(LifecycleNode):
         resp.accepted, resp.episode_id = True, episode_id
         resp.message = f"started {req.task}{note}"
         self.get_logger().info(f"episode {episode_id} started: {req.task} / {req.instruction!r}")
+        self._unknown_running = ""
+        if verdict is not None and not verdict.known:
+            self._instructions.started(verdict)
+            self._unknown_running = req.instruction
+            resp.message += f"; {verdict.message}"
+            if verdict.first_time:
+                self.get_logger().warning(
+                    f"UNKNOWN INSTRUCTION: {verdict.message} (logged once per instruction)"
+                )
         self._publish_episode_status()
         return resp
 
@@ -982,34 +1102,86 @@ class ActorNode(LifecycleNode):
         return resp
 
 
+class StopSignal:
+    """SIGINT/SIGTERM as a request to stop, never an exception.
+
+    rclpy's own handlers shut the context down from a signal while the executor may be taking a
+    message and let KeyboardInterrupt hit whatever Python code runs: now and then inside rclpy's
+    message conversion in `take_message`, which turned it into `RuntimeError: Unable to convert call
+    argument '0' to Python object` and exit code 1. Here a signal only sets an event that the spin
+    loop checks; the node is then stopped in order (executor, episode and recorder, node, context).
+    The first signal also arms a last-resort exit `timeout_s` later, whatever is still running.
+    """
+
+    def __init__(self, timeout_s: float):
+        self.timeout_s = timeout_s
+        self.event = threading.Event()
+        self.at: float | None = None  # monotonic time of the first signal
+        self.name = ""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame) -> None:
+        if self.event.is_set():
+            return  # already stopping, within the bound
+        self.at, self.name = time.monotonic(), signal.Signals(signum).name
+        self.event.set()
+        last_resort = threading.Timer(self.timeout_s, self._force_exit)
+        last_resort.daemon = True
+        last_resort.start()
+
+    def left(self) -> float:
+        """Seconds left of the shutdown bound (the whole bound before any signal)."""
+        return self.timeout_s if self.at is None else max(0.0, self.at + self.timeout_s - time.monotonic())
+
+    def _force_exit(self) -> None:
+        sys.stderr.write(
+            f"actor: still stopping {self.timeout_s:g} s after {self.name} (shutdown_timeout_s): exiting now; "
+            "an episode not stored yet is stored from its journal/spool at the next start\n"
+        )
+        sys.stderr.flush()
+        os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
-    rclpy.init(args=argv if argv is not None else sys.argv)
+    stop = StopSignal(float(PARAMETERS["shutdown_timeout_s"][0]))  # before anything slow
+    rclpy.init(args=argv if argv is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
     node = ActorNode()
+    stop.timeout_s = float(node.p("shutdown_timeout_s"))
+    log = node.get_logger()
     rt = int(node.p("process_realtime_priority"))
     if rt > 0:  # before executor, worker and recorder threads exist, so they inherit it
-        node.get_logger().info(f"process scheduling: {set_fifo_priority(rt)}")
+        log.info(f"process scheduling: {set_fifo_priority(rt)}")
     # One executor thread: a thread pool multiplies GIL contention with the control thread
     # (measured: p99 tick jitter 15-28 ms with MultiThreadedExecutor(4) vs 0-1.3 ms with this).
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        if node.p("autostart"):
+        if node.p("autostart") and not stop.event.is_set():
             node.trigger_configure()
             if node._core is None:
-                node.get_logger().error("autostart: configure failed; staying unconfigured")
-            else:
+                log.error("autostart: configure failed; staying unconfigured")
+            elif not stop.event.is_set():
                 node.trigger_activate()
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        while not stop.event.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+    except ExternalShutdownException:
         pass
     finally:
-        try:
-            if node._core is not None:
-                node.on_shutdown(None)
-        finally:
-            node.destroy_node()
-            if rclpy.ok():
-                rclpy.shutdown()
+        if stop.event.is_set():
+            log.info(f"{stop.name}: stopping (bound: shutdown_timeout_s {stop.timeout_s:g} s)")
+        # No callback runs from here on: nothing takes a message while the node is torn down.
+        executor.shutdown(timeout_sec=min(0.5, stop.left()))
+        # 0.8 s of the bound stay for the node, the context and the interpreter's exit
+        unfinished = node.shutdown_within(max(0.0, stop.left() - 0.8)) if node._core is not None else []
+        for what in unfinished:
+            log.warning(
+                f"shutdown: {what} did not finish in time; an episode not stored yet is stored from "
+                "its journal/spool at the next start"
+            )
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
     return 0
 
 

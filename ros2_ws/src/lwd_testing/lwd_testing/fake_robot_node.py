@@ -9,6 +9,9 @@ Fault injection for tests: `drop_camera` (never publish that camera),
 topic, the grippers' at a third of the rate, as real controllers do). With
 `compressed` the cameras publish sensor_msgs/CompressedImage (JPEG, as
 image_transport's `compressed` plugin) on `camera/<name>/image_raw/compressed`.
+Frames are `image_size` square unless `image_height` x `image_width` are set; `pattern`
+`flat` (default: one grey level per frame, tiny JPEGs) or `texture` (a smooth gradient with
+sensor-like noise, precomputed, so JPEG sizes resemble a real camera's; for benchmarks).
 With `publish_clock` it also publishes `/clock` advancing `sim_speed` x real time and
 stamps everything with that simulated time (for actors running with `use_sim_time`).
 
@@ -37,6 +40,11 @@ class FakeRobot(Node):
         super().__init__("fake_robot")
         self.rate = float(self.declare_parameter("rate_hz", 30.0).value)
         self.size = int(self.declare_parameter("image_size", 48).value)
+        self.height = int(self.declare_parameter("image_height", 0).value) or self.size
+        self.width = int(self.declare_parameter("image_width", 0).value) or self.size
+        self.pattern = str(self.declare_parameter("pattern", "flat").value)
+        if self.pattern not in ("flat", "texture"):
+            raise ValueError(f"pattern must be 'flat' or 'texture', not {self.pattern!r}")
         self.gain = float(self.declare_parameter("tracking_gain", 0.5).value)
         self.drop_camera = str(self.declare_parameter("drop_camera", "").value)
         self.bad_encoding = bool(self.declare_parameter("bad_encoding", False).value)
@@ -47,6 +55,8 @@ class FakeRobot(Node):
         self.sim_speed = float(self.declare_parameter("sim_speed", 1.0).value)
         self.sim_t = 1.0
         self.clock_pub = self.create_publisher(Clock, "/clock", 10) if self.publish_clock else None
+        self.textures = self._textures() if self.pattern == "texture" else {}
+        self._jpegs: dict[tuple[str, int], bytes] = {}
         self.q = np.zeros(len(JOINT_NAMES))
         self.target = self.q.copy()
         self.k = 0
@@ -66,6 +76,40 @@ class FakeRobot(Node):
         self.create_subscription(Float64MultiArray, "joint_commands", self.on_command, 10)
         self.create_timer(1.0 / self.rate, self.tick)
 
+    def _textures(self, n: int = 8) -> dict[str, list[np.ndarray]]:
+        """`n` frames per camera: a gradient (its own per camera) plus Gaussian noise (sigma 6)."""
+        rng = np.random.default_rng(0)
+        y, x = np.mgrid[0 : self.height, 0 : self.width].astype(np.float32)
+        out = {}
+        for i, cam in enumerate(CAMERA_NAMES):
+            base = np.stack(
+                [
+                    128 + 100 * np.sin(x / (37 + 11 * i) + y / 53),
+                    128 + 100 * np.cos(y / (29 + 7 * i)),
+                    128 + 60 * np.sin((x + y) / 71),
+                ],
+                axis=-1,
+            )
+            out[cam] = [
+                np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8) for _ in range(n)
+            ]
+        return out
+
+    def frame(self, i: int, cam: str) -> np.ndarray:
+        if self.textures:
+            frames = self.textures[cam]
+            return frames[self.k % len(frames)]
+        return np.full((self.height, self.width, 3), (40 * i + self.k) % 256, np.uint8)
+
+    def jpeg(self, i: int, cam: str) -> bytes:
+        """The frame JPEG-encoded; textures are encoded once (a 640x480 encode costs ms per frame)."""
+        if not self.textures:
+            return encode_jpeg(self.frame(i, cam), 90)
+        key = (cam, self.k % len(self.textures[cam]))
+        if key not in self._jpegs:
+            self._jpegs[key] = encode_jpeg(self.frame(i, cam), 90)
+        return self._jpegs[key]
+
     def on_command(self, msg: Float64MultiArray) -> None:
         if len(msg.data) == len(JOINT_NAMES):
             self.target = np.asarray(msg.data, np.float64)
@@ -84,8 +128,7 @@ class FakeRobot(Node):
             if cam == self.drop_camera:
                 continue
             if self.compressed:
-                frame = np.full((self.size, self.size, 3), (40 * i + self.k) % 256, np.uint8)
-                msg = CompressedImage(format="rgb8; jpeg compressed bgr8", data=encode_jpeg(frame, 90))
+                msg = CompressedImage(format="rgb8; jpeg compressed bgr8", data=self.jpeg(i, cam))
                 msg.header.stamp = stamp
                 msg.header.frame_id = f"{cam}_camera"
                 self.cams[cam].publish(msg)
@@ -93,14 +136,13 @@ class FakeRobot(Node):
             img = Image()
             img.header.stamp = stamp
             img.header.frame_id = f"{cam}_camera"
-            img.height = img.width = self.size
+            img.height, img.width = self.height, self.width
             if self.bad_encoding and cam == "head":
-                img.encoding, img.step = "mono8", self.size
-                img.data = bytes(self.size * self.size)
+                img.encoding, img.step = "mono8", self.width
+                img.data = bytes(self.height * self.width)
             else:
-                img.encoding, img.step = "rgb8", self.size * 3
-                frame = np.full((self.size, self.size, 3), (40 * i + self.k) % 256, np.uint8)
-                img.data = frame.tobytes()
+                img.encoding, img.step = "rgb8", self.width * 3
+                img.data = self.frame(i, cam).tobytes()
             self.cams[cam].publish(img)
         order = list(reversed(range(len(JOINT_NAMES)))) if self.shuffle else list(range(len(JOINT_NAMES)))
         if not self.split:

@@ -100,11 +100,13 @@ class InferenceWorker:
                 self._cond.wait(left)
             return True
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> bool:
+        """Stop the thread (an inference in flight finishes first); True if it ended within `timeout`."""
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        self._thread.join(timeout=5.0)
+        self._thread.join(timeout=timeout)
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
         while True:

@@ -9,18 +9,26 @@ zeros must return a finite [1, 30, 16] action chunk. Any failure raises
 `PolicyError` at load (= lifecycle configure, or a downloaded policy refused and
 rolled back), never later in the control loop.
 
-Providers are chosen deliberately: CPU unless CUDA is asked for; CUDA is used
-only if a session really comes up on it (onnxruntime-gpu lists CUDA as
-available on machines without the CUDA libraries and then fails noisily).
+Providers are chosen deliberately (`choose_provider`, a pure function of what was
+preferred, what ONNX Runtime lists, which CUDA libraries load and what the session
+really runs on): CPU unless CUDA is asked for (`prefer_cuda`); CUDA is asked of ONNX
+Runtime only if it lists it *and* the CUDA/cuDNN libraries it was built against load
+(onnxruntime-gpu lists CUDA on machines without them and then fails noisily), and it
+counts only if the session really comes up on it. `ProviderChoice.why` says, in
+words, why the preferred provider is not the one running.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
+import io
 import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +95,108 @@ def check_deployment(
         raise PolicyError("policy does not fit this actor: " + "; ".join(problems))
 
 
+@dataclass(frozen=True)
+class ProviderChoice:
+    """Which ONNX Runtime execution provider runs a policy, and why not the preferred one."""
+
+    preferred: str  # CUDA with prefer_cuda, else CPU
+    requested: tuple[str, ...]  # what ONNX Runtime was asked for, in order
+    active: str  # what the session runs on (its first provider)
+    why: str = ""  # why `active` is not `preferred` ("" when it is)
+
+    @property
+    def fallback(self) -> bool:
+        return self.active != self.preferred
+
+    def describe(self) -> str:
+        """One line for logs and diagnostics."""
+        if not self.fallback:
+            return self.active
+        return f"{self.active} ({self.preferred} preferred, not used: {self.why})"
+
+
+def providers_to_request(
+    prefer_cuda: bool, available: Sequence[str], missing_cuda_libs: Sequence[str]
+) -> tuple[str, ...]:
+    """Ask for CUDA (then CPU) only when it is preferred, listed, and its libraries load."""
+    if prefer_cuda and CUDA in available and not missing_cuda_libs:
+        return (CUDA, CPU)
+    return (CPU,)
+
+
+def choose_provider(
+    prefer_cuda: bool,
+    available: Sequence[str],
+    missing_cuda_libs: Sequence[str],
+    session_providers: Sequence[str],
+    cuda_build: str = "",
+) -> ProviderChoice:
+    """What runs and why (pure): `available` is `onnxruntime.get_available_providers()`,
+    `missing_cuda_libs` the CUDA/cuDNN libraries that did not load, `session_providers` what the
+    session reports (`InferenceSession.get_providers()`), `cuda_build` ONNX Runtime's CUDA version."""
+    preferred = CUDA if prefer_cuda else CPU
+    requested = providers_to_request(prefer_cuda, available, missing_cuda_libs)
+    active = session_providers[0] if session_providers else "none"
+    why = ""
+    if active != preferred:
+        if CUDA not in available:
+            why = (
+                f"this ONNX Runtime has no CUDA provider (available: {', '.join(available) or 'none'}); "
+                "CUDA needs the onnxruntime-gpu package"
+            )
+        elif missing_cuda_libs:
+            built = f" {cuda_build}" if cuda_build else ""
+            why = (
+                f"the CUDA{built} / cuDNN 9 libraries ONNX Runtime needs do not load: "
+                f"{', '.join(missing_cuda_libs)} not found (install the lwd_actor[cuda] extra, docs/actor.md)"
+            )
+        elif CUDA in requested:
+            why = "ONNX Runtime did not start the CUDA provider (no usable GPU or driver?); its log says why"
+        else:
+            why = f"the session runs on {active}"
+    return ProviderChoice(preferred, requested, active, why)
+
+
+def cuda_libraries(cuda_build: str) -> tuple[str, ...]:
+    """Shared libraries ONNX Runtime's CUDA provider loads, for its CUDA major version."""
+    major = cuda_build.split(".")[0] if cuda_build else ""
+    if not major.isdigit():
+        return ()
+    return (
+        f"libcudart.so.{major}",
+        f"libcublasLt.so.{major}",
+        f"libcublas.so.{major}",
+        "libcurand.so.10",
+        "libcudnn.so.9",
+    )
+
+
+def missing_cuda_libraries(cuda_build: str) -> list[str]:
+    """Those of `cuda_libraries` the dynamic loader cannot load now (after `preload_cuda`)."""
+    if not cuda_build:
+        return ["the CUDA runtime (this ONNX Runtime was not built with CUDA)"]
+    missing = []
+    for name in cuda_libraries(cuda_build):
+        try:
+            ctypes.CDLL(name)
+        except OSError:
+            missing.append(name)
+    return missing
+
+
+def preload_cuda() -> None:
+    """Let ONNX Runtime load CUDA/cuDNN from the NVIDIA wheels (site-packages/nvidia/...), quietly:
+    `onnxruntime.preload_dlls` prints a line per library it does not find; `missing_cuda_libraries`
+    says which afterwards."""
+    import onnxruntime as ort
+
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Exception):
+        preload()
+
+
 def sha256_of(path: str | os.PathLike[str]) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -136,14 +246,21 @@ class OnnxPolicy:
             raise PolicyError(f"{self.path}: {exc}") from exc
         self.sha256 = sha256_of(self.path)
         self.version = version or self.signature.version
-        providers = [CPU]
-        if config.prefer_cuda and CUDA in ort.get_available_providers():
-            providers = [CUDA, CPU]
+        available = ort.get_available_providers()
+        cuda_build = str(getattr(ort, "cuda_version", "") or "")
+        missing: list[str] = []
+        if config.prefer_cuda and CUDA in available:
+            preload_cuda()
+            missing = missing_cuda_libraries(cuda_build)
+        providers = providers_to_request(config.prefer_cuda, available, missing)
         try:
-            self.session = _session(self.path, providers, config.intra_op_threads)
+            self.session = _session(self.path, list(providers), config.intra_op_threads)
         except Exception as exc:  # noqa: BLE001
             raise PolicyError(f"{self.path}: ONNX Runtime refused the model: {exc}") from exc
-        self.provider = self.session.get_providers()[0]
+        self.provider_choice = choose_provider(
+            config.prefer_cuda, available, missing, self.session.get_providers(), cuda_build
+        )
+        self.provider = self.provider_choice.active
         self._rng = np.random.default_rng(config.seed)
         self.jpeg_quality = config.jpeg_quality
         self.loaded_at = time.time()

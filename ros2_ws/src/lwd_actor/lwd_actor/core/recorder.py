@@ -6,11 +6,16 @@ copies: frames are never mutated after they are received) and a worker thread
 encodes and forwards them, in order. The queue of pending steps is bounded;
 if it overflows the step is dropped, counted and reported in the episode's
 outcome note and diagnostics, never silently. begin/end are never dropped.
+
+`close(timeout)` is bounded (the actor's shutdown): steps still waiting for their
+JPEG encoding when the time left runs short are dropped, counted and named in their
+episode's note, so that the episode's end still reaches the sink in time.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -109,12 +114,45 @@ class EpisodeRecorder:
         with self._cond:
             return self._cond.wait_for(lambda: not self._items and not self._busy, timeout)
 
-    def close(self, timeout: float = 10.0) -> None:
-        self.flush(timeout)
+    def close(self, timeout: float = 10.0, end_reserve_s: float | None = None) -> bool:
+        """Hand what is queued to the sink and stop the thread, within `timeout` seconds.
+
+        Steps still queued when only `end_reserve_s` (default: half the timeout) is left are
+        dropped (counted; their episode's outcome note says how many), so that begin/end items
+        still get their turn. True if the queue emptied and the thread ended in time; False leaves
+        the (daemon) thread finishing the sink call it is in."""
+        deadline = time.monotonic() + timeout
+        reserve = timeout / 2 if end_reserve_s is None else min(end_reserve_s, timeout)
+        if not self.flush(timeout - reserve):
+            self._shed_steps("the actor was shutting down")
+            self.flush(max(0.0, deadline - time.monotonic()))
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        self._thread.join(timeout=timeout)
+        self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        return not self._thread.is_alive()
+
+    def _shed_steps(self, why: str) -> int:
+        """Drop every queued step; each episode end queued after dropped steps gets a note. Returns how many."""
+        with self._cond:
+            kept: deque[_Item] = deque()
+            shed = run = 0
+            for item in self._items:
+                if isinstance(item, RawStep):
+                    run += 1
+                    continue
+                if isinstance(item, EpisodeOutcome) and run:
+                    item = replace(item, note=f"{item.note} [{run} steps not recorded: {why}]".strip())
+                shed, run = shed + run, 0
+                kept.append(item)
+            shed += run
+            if run and self._open:  # steps of the episode still open: its end() notes them
+                self._dropped_this_episode += run
+            self._items = kept
+            self._pending_steps = 0
+            self.dropped_steps += shed
+            self._cond.notify_all()
+        return shed
 
     def _put(self, item: EpisodeMeta | EpisodeOutcome) -> None:
         with self._cond:
