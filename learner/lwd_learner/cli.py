@@ -315,13 +315,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
+    # Before anything imports JAX/orbax (reading an --init checkpoint's config does): they add a
+    # root handler, after which basicConfig would silently keep the WARNING level.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         parsed = parse(argv)
     except (ValueError, FileNotFoundError) as exc:
         print(f"lwd_learner: error: {exc}", file=sys.stderr)
         return 2
     args = parsed.args
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)
     if isinstance(args, Online) and parsed.online_base is not None:
         changed = changed_fields(parsed.online_base, args.cfg)

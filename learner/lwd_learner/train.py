@@ -329,11 +329,12 @@ def run_online(
             batches.add(decode_episodes(new, session.vocab, cfg), online=True)
             log.info("online buffer: %s", batches.bookkeeping(online=True))
 
-    while True:
-        poll()
-        if batches.count() or batches.count(online=True):
-            break
+    poll()
+    if not (batches.count() or batches.count(online=True)):
+        log.info("waiting for the first episode in %s", bridge_root / "store")
+    while not (batches.count() or batches.count(online=True)):
         time.sleep(idle_sleep_s)
+        poll()
 
     def on_step(s: Session) -> None:
         step = int(s.state.step)

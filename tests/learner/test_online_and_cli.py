@@ -9,7 +9,7 @@ import json
 import signal
 import subprocess
 import sys
-import time
+import threading
 
 import numpy as np
 import onnx
@@ -192,25 +192,35 @@ def test_cli_reports_missing_store_snapshot(tmp_path):
     assert r.returncode == 2 and "no episodes in a snapshot" in r.stderr
 
 
-def test_ctrl_c_while_the_learner_starts_up_stops_it_quietly(tmp_path):
-    """SIGINT before the training loop (JAX import, data loading) exits 0 with one line, no traceback."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lwd_learner.cli",
-            "online",
-            "--bridge-root",
-            str(tmp_path / "bridge"),
-            "--out",
-            str(tmp_path / "out"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    time.sleep(1.0)  # inside start-up: importing JAX alone takes longer on 2 cores
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+def test_ctrl_c_while_the_learner_waits_for_its_first_episode_stops_it_quietly(offline_run, tmp_path):
+    """SIGINT before the training loop (here: waiting for the first episode) exits 0 with one line."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "lwd_learner.cli",
+        "online",
+        "--bridge-root",
+        str(tmp_path / "bridge"),
+        "--out",
+        str(tmp_path / "online"),
+        "--init",
+        str(offline_run / "run"),
+        "--offline-store",
+        str(tmp_path / "no_offline_data"),  # nothing to train on, so it waits for the bridge's first episode
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(180, proc.kill)  # a bound for a loaded machine, not a timing assertion
+    watchdog.start()
+    try:
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if "waiting for the first episode" in line:
+                proc.send_signal(signal.SIGINT)
+                break
+        out, err = proc.communicate(timeout=120)
+    finally:
+        watchdog.cancel()
+    err = "".join(seen) + err
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "interrupted while starting up" in err
