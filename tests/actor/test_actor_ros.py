@@ -6,11 +6,11 @@ is shared), never as timing asserts.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from pathlib import Path
 
+import actorprocs
 import pytest
 from conftest import write_urdf
 
@@ -18,45 +18,20 @@ from lwd_common.episode import ActionSource
 from lwd_common.store import EpisodeStore
 from lwd_description.robot import CAMERA_NAMES
 from lwd_testing.models import build_policy
-from rosutil import REPO, ros_processes, wait_for
+from rosutil import ros_processes, wait_for
 
 pytestmark = pytest.mark.ros
 
 NS = ["--ros-args", "-r", "__ns:=/robot0"]
-CONFIG = str(REPO / "ros2_ws/src/lwd_bringup/config/actor.yaml")
 
 
 def start_actor(procs, tmp_path: Path, policy: Path, *params: str):
     urdf = write_urdf(tmp_path / "robot.urdf")
-    return procs.python(
-        "actor",
-        "-m",
-        "lwd_actor.actor_node",
-        *NS,
-        "--params-file",
-        CONFIG,
-        "-p",
-        f"policy_path:={policy}",
-        "-p",
-        f"urdf_path:={urdf}",
-        "-p",
-        f"store_dir:={tmp_path / 'store'}",
-        *[a for p in params for a in ("-p", p)],
-    )
+    return actorprocs.start_actor(procs, "actor", "/robot0", policy, urdf, tmp_path / "store", *params)
 
 
 def episode_cli(procs, name: str, *args: str, timeout: float = 60) -> dict:
-    proc = procs.python(name, "-m", "lwd_actor.episode_cli", "--ns", "/robot0", *args)
-    proc.wait(timeout=timeout)
-    lines = procs.log(name).strip().splitlines()
-    assert lines, procs.log(name)
-    return json.loads(lines[-1])
-
-
-def probe_lines(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return actorprocs.episode_cli(procs, name, "/robot0", *args, timeout=timeout)
 
 
 def test_commands_flow_pedal_takes_over_and_a_labelled_episode_is_recorded(tmp_path):
@@ -72,7 +47,7 @@ def test_commands_flow_pedal_takes_over_and_a_labelled_episode_is_recorded(tmp_p
         assert started["accepted"], started["message"] + procs.log("actor")
 
         def commands() -> list[dict]:
-            return [m for m in probe_lines(probe_out) if m["topic"] == "joint_commands"]
+            return [m for m in actorprocs.probe_lines(probe_out) if m["topic"] == "joint_commands"]
 
         assert wait_for(lambda: len(commands()) > 10, 30), procs.log("actor")
         t_start = commands()[-1]["t"]
@@ -96,7 +71,8 @@ def test_commands_flow_pedal_takes_over_and_a_labelled_episode_is_recorded(tmp_p
 
         def engaged(value: bool) -> bool:
             return any(
-                m["topic"] == "intervention_state" and m["engaged"] is value for m in probe_lines(probe_out)
+                m["topic"] == "intervention_state" and m["engaged"] is value
+                for m in actorprocs.probe_lines(probe_out)
             )
 
         assert wait_for(lambda: engaged(True), 30), procs.log("teleop") + procs.log("actor")
@@ -118,15 +94,19 @@ def test_commands_flow_pedal_takes_over_and_a_labelled_episode_is_recorded(tmp_p
         assert counts[ActionSource.TELEOP] >= 20 and counts[ActionSource.POLICY] >= 60
         last_teleop = max(i for i, s in enumerate(sources) if s == ActionSource.TELEOP)
         assert ActionSource.POLICY in sources[last_teleop + 1 :]  # policy resumed after the release
-        statuses = [m for m in probe_lines(probe_out) if m["topic"] == "episode_status"]
+        statuses = [m for m in actorprocs.probe_lines(probe_out) if m["topic"] == "episode_status"]
         assert any(m["interventions"] == 1 for m in statuses)
-        assert any(m["topic"] == "action_chunk" and m["n"] == 30 * 16 for m in probe_lines(probe_out))
+        assert any(
+            m["topic"] == "action_chunk" and m["n"] == 30 * 16 for m in actorprocs.probe_lines(probe_out)
+        )
         diags = [
-            m for m in probe_lines(probe_out) if m["topic"] == "diagnostics" and m["name"] == "robot0/actor"
+            m
+            for m in actorprocs.probe_lines(probe_out)
+            if m["topic"] == "diagnostics" and m["name"] == "robot0/actor"
         ]
         assert diags and int(diags[-1]["values"]["teleop_steps"]) >= 20
         assert diags[-1]["values"]["timeline_dry_events"] == "0"
-        policy_status = [m for m in probe_lines(probe_out) if m["topic"] == "policy_status"]
+        policy_status = [m for m in actorprocs.probe_lines(probe_out) if m["topic"] == "policy_status"]
         assert policy_status and policy_status[0]["provider"] == "CPUExecutionProvider"
 
 
@@ -167,7 +147,7 @@ def test_broken_camera_input_is_logged_and_no_episode_can_start(tmp_path, fault,
         assert reason in refused["message"], refused["message"]  # the refusal says what to fix
         if log_text:
             assert log_text in procs.log("actor")
-        assert not [m for m in probe_lines(probe_out) if m["topic"] == "joint_commands"]
+        assert not [m for m in actorprocs.probe_lines(probe_out) if m["topic"] == "joint_commands"]
         assert actor.poll() is None
 
 
@@ -209,9 +189,9 @@ def test_bridge_sink_streams_the_episode_and_a_published_policy_is_swapped_in_at
         started = episode_cli(procs, "start", "--retry-s", "40", "start", "--task", "pick")
         assert started["accepted"], started["message"] + procs.log("actor")
         assert wait_for(
-            lambda: sum(m["topic"] == "joint_trajectory" for m in probe_lines(probe_out)) > 30, 30
+            lambda: sum(m["topic"] == "joint_trajectory" for m in actorprocs.probe_lines(probe_out)) > 30, 30
         )
-        traj = next(m for m in probe_lines(probe_out) if m["topic"] == "joint_trajectory")
+        traj = next(m for m in actorprocs.probe_lines(probe_out) if m["topic"] == "joint_trajectory")
         assert traj["names"][0] == "left_arm_joint1" and len(traj["q"]) == 16
         assert episode_cli(procs, "stop", "stop", "--abort", "--reason", "test")["accepted"]
         store = EpisodeStore(root / "store")
@@ -220,7 +200,7 @@ def test_bridge_sink_streams_the_episode_and_a_published_policy_is_swapped_in_at
         )
         ep = store.get(started["episode_id"])
         assert ep.policy_versions == [published.version] and ep.outcome.reason == "abort"
-        versions = [m["version"] for m in probe_lines(probe_out) if m["topic"] == "policy_status"]
+        versions = [m["version"] for m in actorprocs.probe_lines(probe_out) if m["topic"] == "policy_status"]
         assert versions[-1] == published.version
 
 
@@ -245,7 +225,9 @@ def test_with_use_sim_time_the_control_rate_follows_the_simulated_clock(tmp_path
         assert "control thread on /clock" in procs.log("actor")
 
         def commands() -> list[dict]:
-            return [m for m in probe_lines(probe_out) if m["topic"] == "joint_commands" and m["sim_t"]]
+            return [
+                m for m in actorprocs.probe_lines(probe_out) if m["topic"] == "joint_commands" and m["sim_t"]
+            ]
 
         assert wait_for(lambda: len(commands()) > 5, 30), procs.log("actor")
         t0, sim0 = commands()[-1]["t"], commands()[-1]["sim_t"]
@@ -265,16 +247,18 @@ def test_deactivating_mid_episode_stores_it_as_aborted_and_reactivation_allows_a
         procs.python("probe", "-m", "lwd_testing.probe_node", *NS, "-p", f"out:={probe_out}")
         first = episode_cli(procs, "start", "--retry-s", "40", "start", "--task", "pick")
         assert first["accepted"], first["message"] + procs.log("actor")
-        assert wait_for(lambda: sum(m["topic"] == "joint_commands" for m in probe_lines(probe_out)) > 15, 30)
+        assert wait_for(
+            lambda: sum(m["topic"] == "joint_commands" for m in actorprocs.probe_lines(probe_out)) > 15, 30
+        )
         assert episode_cli(procs, "deactivate", "lifecycle", "deactivate")["accepted"]
         store = EpisodeStore(tmp_path / "store")
         assert wait_for(lambda: first["episode_id"] in store.ids(), 20), procs.log("actor")
         ep = store.get(first["episode_id"])
         assert ep.outcome.reason == "abort" and ep.outcome.note == "actor deactivated" and ep.num_steps > 10
-        n = sum(m["topic"] == "joint_commands" for m in probe_lines(probe_out))
+        n = sum(m["topic"] == "joint_commands" for m in actorprocs.probe_lines(probe_out))
         time.sleep(1.0)
         assert (
-            sum(m["topic"] == "joint_commands" for m in probe_lines(probe_out)) == n
+            sum(m["topic"] == "joint_commands" for m in actorprocs.probe_lines(probe_out)) == n
         )  # inactive: no commands
         assert episode_cli(procs, "activate", "lifecycle", "activate")["accepted"]
         second = episode_cli(procs, "start2", "--retry-s", "20", "start", "--task", "pick")

@@ -5,11 +5,11 @@ without per-robot parameters; the label deadline; compressed cameras recorded at
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from pathlib import Path
 
+import actorprocs
 import pytest
 from conftest import write_urdf
 
@@ -17,11 +17,9 @@ from lwd_common.episode import ActionSource
 from lwd_common.preprocessing import decode_jpeg
 from lwd_common.store import EpisodeStore
 from lwd_testing.models import build_policy
-from rosutil import REPO, ros_processes, wait_for
+from rosutil import ros_processes, wait_for
 
 pytestmark = pytest.mark.ros
-
-CONFIG = str(REPO / "ros2_ws/src/lwd_bringup/config/actor.yaml")
 
 
 def start_actor(procs, tmp_path: Path, ns: str, *params: str, name: str = "actor"):
@@ -30,37 +28,11 @@ def start_actor(procs, tmp_path: Path, ns: str, *params: str, name: str = "actor
     if not policy.exists():
         build_policy(policy)
     urdf = write_urdf(tmp_path / "robot.urdf")
-    return procs.python(
-        name,
-        "-m",
-        "lwd_actor.actor_node",
-        "--ros-args",
-        "-r",
-        f"__ns:={ns}",
-        "--params-file",
-        CONFIG,
-        "-p",
-        f"policy_path:={policy}",
-        "-p",
-        f"urdf_path:={urdf}",
-        "-p",
-        f"store_dir:={tmp_path / 'store'}",
-        *[a for p in params for a in ("-p", p)],
-    )
+    return actorprocs.start_actor(procs, name, ns, policy, urdf, tmp_path / "store", *params)
 
 
 def cli(procs, name: str, ns: str, *args: str, timeout: float = 60) -> dict:
-    proc = procs.python(name, "-m", "lwd_actor.episode_cli", "--ns", ns, *args)
-    proc.wait(timeout=timeout)
-    lines = procs.log(name).strip().splitlines()
-    assert lines, procs.log(name)
-    return json.loads(lines[-1])
-
-
-def probe_lines(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return actorprocs.episode_cli(procs, name, ns, *args, timeout=timeout)
 
 
 def test_estop_by_topic_and_service_holds_then_silences_commands_until_an_explicit_reset(tmp_path):
@@ -82,12 +54,12 @@ def test_estop_by_topic_and_service_holds_then_silences_commands_until_an_explic
         assert first["accepted"], first["message"] + procs.log("actor")
 
         def commands() -> list[dict]:
-            return [m for m in probe_lines(probe_out) if m["topic"] == "joint_commands"]
+            return [m for m in actorprocs.probe_lines(probe_out) if m["topic"] == "joint_commands"]
 
         def diagnostics() -> list[dict]:
             return [
                 m
-                for m in probe_lines(probe_out)
+                for m in actorprocs.probe_lines(probe_out)
                 if m["topic"] == "diagnostics" and m["name"] == "robot0/actor"
             ]
 
@@ -169,7 +141,8 @@ def test_joint_states_from_two_controllers_and_a_best_effort_pedal_drive_an_epis
 
         def engaged(value: bool) -> bool:
             return any(
-                m["topic"] == "intervention_state" and m["engaged"] is value for m in probe_lines(probe_out)
+                m["topic"] == "intervention_state" and m["engaged"] is value
+                for m in actorprocs.probe_lines(probe_out)
             )
 
         assert wait_for(lambda: engaged(True), 30), procs.log("teleop") + procs.log("actor")

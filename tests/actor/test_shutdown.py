@@ -5,7 +5,6 @@ SIGINT at any moment while messages flow exits 0 without a traceback or an error
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -13,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import actorprocs
 import pytest
 from camera_policy import camera_policy, policy_hw
 from conftest import write_urdf
@@ -30,29 +30,12 @@ from bridgeutil import free_endpoint  # noqa: E402
 pytestmark = pytest.mark.ros
 
 NS = "/robot0"
-CONFIG = str(REPO / "ros2_ws/src/lwd_bringup/config/actor.yaml")
 BOUND_S = 3.0  # shutdown_timeout_s as shipped
 
 
 def start_actor(procs, tmp_path: Path, name: str, policy: Path, *params: str):
     urdf = write_urdf(tmp_path / "robot.urdf")
-    return procs.python(
-        name,
-        "-m",
-        "lwd_actor.actor_node",
-        "--ros-args",
-        "-r",
-        f"__ns:={NS}",
-        "--params-file",
-        CONFIG,
-        "-p",
-        f"policy_path:={policy}",
-        "-p",
-        f"urdf_path:={urdf}",
-        "-p",
-        f"store_dir:={tmp_path / 'store'}",
-        *[a for p in params for a in ("-p", p)],
-    )
+    return actorprocs.start_actor(procs, name, NS, policy, urdf, tmp_path / "store", *params)
 
 
 def fake_robot(procs, *params: str, name: str = "robot"):
@@ -68,11 +51,7 @@ def fake_robot(procs, *params: str, name: str = "robot"):
 
 
 def cli(procs, name: str, *args: str, timeout: float = 90) -> dict:
-    proc = procs.python(name, "-m", "lwd_actor.episode_cli", "--ns", NS, *args)
-    proc.wait(timeout=timeout)
-    lines = procs.log(name).strip().splitlines()
-    assert lines, procs.log(name)
-    return json.loads(lines[-1])
+    return actorprocs.episode_cli(procs, name, NS, *args, timeout=timeout)
 
 
 def signal_and_time(proc, sig: int, timeout: float = 60) -> tuple[int | None, float]:

@@ -4,20 +4,19 @@ or refused with `unknown_instruction: refuse`; over real DDS also the execution 
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
+import actorprocs
 import pytest
 from conftest import write_urdf
 
 from lwd_actor.core.instructions import REFUSE, WARN, UnknownInstructions
 from lwd_common.store import EpisodeStore
 from lwd_testing.models import build_policy
-from rosutil import REPO, ros_processes, wait_for
+from rosutil import ros_processes, wait_for
 
 KNOWN = ("<unknown>", "pick up the cube")
-CONFIG = str(REPO / "ros2_ws/src/lwd_bringup/config/actor.yaml")
 
 
 def test_a_known_instruction_passes_without_a_count():
@@ -67,37 +66,13 @@ def test_an_unknown_mode_is_a_configuration_error():
 
 def start_actor(procs, tmp_path: Path, ns: str, policy: Path, *params: str):
     urdf = write_urdf(tmp_path / "robot.urdf")
-    return procs.python(
-        f"actor_{ns.strip('/')}",
-        "-m",
-        "lwd_actor.actor_node",
-        "--ros-args",
-        "-r",
-        f"__ns:={ns}",
-        "--params-file",
-        CONFIG,
-        "-p",
-        f"policy_path:={policy}",
-        "-p",
-        f"urdf_path:={urdf}",
-        "-p",
-        f"store_dir:={tmp_path / 'store'}",
-        *[a for p in params for a in ("-p", p)],
+    return actorprocs.start_actor(
+        procs, f"actor_{ns.strip('/')}", ns, policy, urdf, tmp_path / "store", *params
     )
 
 
 def cli(procs, name: str, ns: str, *args: str) -> dict:
-    proc = procs.python(name, "-m", "lwd_actor.episode_cli", "--ns", ns, *args)
-    proc.wait(timeout=90)
-    lines = procs.log(name).strip().splitlines()
-    assert lines, procs.log(name)
-    return json.loads(lines[-1])
-
-
-def probe_lines(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return actorprocs.episode_cli(procs, name, ns, *args)
 
 
 @pytest.mark.ros
@@ -147,7 +122,7 @@ def test_over_dds_unknown_instructions_warn_once_or_are_refused_and_the_provider
         def diag() -> dict:
             d = [
                 m
-                for m in probe_lines(probe_out)
+                for m in actorprocs.probe_lines(probe_out)
                 if m["topic"] == "diagnostics" and m["name"] == "robot_a/actor"
             ]
             return d[-1] if d else {}
@@ -166,7 +141,7 @@ def test_over_dds_unknown_instructions_warn_once_or_are_refused_and_the_provider
         )  # recorded: the learner learns it
 
         # the provider: what runs, in the log once, in /diagnostics with why, in PolicyStatus
-        status = [m for m in probe_lines(probe_out) if m["topic"] == "policy_status"]
+        status = [m for m in actorprocs.probe_lines(probe_out) if m["topic"] == "policy_status"]
         assert status and status[-1]["provider"] == values["inference_provider"]
         assert values["inference_provider_preferred"] == "CUDAExecutionProvider"
         if values["inference_provider"] == "CPUExecutionProvider":  # no CUDA libraries here
