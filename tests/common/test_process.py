@@ -58,3 +58,23 @@ def test_the_wrapped_command_runs_with_its_arguments_environment_and_exit_code(t
         die_with_parent(argv), env={**os.environ, "LWD_X": "42"}, capture_output=True, text=True
     )
     assert out.returncode == 3 and out.stdout.strip() == "42 ['a b', 'c']"
+
+
+def test_a_child_answers_sigint_even_when_its_launcher_ignores_it():
+    """Started from a background job (SIGINT ignored, and ignored signals survive exec), a supervised
+    child must still stop on the SIGINT a supervisor sends it."""
+    child = subprocess.Popen(
+        die_with_parent([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"]),
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # what `cmd &` in a script does
+    )
+    try:
+        assert child.stdout.readline().strip() == "up"
+        child.send_signal(signal.SIGINT)
+        assert child.wait(timeout=20) != 0  # KeyboardInterrupt, not ignored
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()

@@ -20,6 +20,7 @@ from test_learning import small_config
 from lwd_common import policy_io
 from lwd_common.episode import EpisodeKind
 from lwd_common.policy_store import PolicyStore
+from lwd_common.process import die_with_parent
 from lwd_common.store import EpisodeStore
 from lwd_learner.config import PolicyConfig
 from lwd_learner.train import run_offline, run_online
@@ -208,7 +209,7 @@ def test_ctrl_c_while_the_learner_waits_for_its_first_episode_stops_it_quietly(o
         "--offline-store",
         str(tmp_path / "no_offline_data"),  # nothing to train on, so it waits for the bridge's first episode
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(die_with_parent(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     watchdog = threading.Timer(180, proc.kill)  # a bound for a loaded machine, not a timing assertion
     watchdog.start()
     try:

@@ -18,10 +18,13 @@ import os
 import signal
 import sys
 
-# Runs as `python -I -S -c GUARD <parent pid> <signal> <argv...>`: set the death signal, make sure
-# the parent did not already die (then the kernel would never send it), exec the command.
+# Runs as `python -I -S -c GUARD <parent pid> <signal> <argv...>`: restore SIGINT's default, set the
+# death signal, make sure the parent did not already die (then the kernel would never send it), exec.
 _GUARD = (
-    "import ctypes, os, sys\n"
+    "import ctypes, os, signal, sys\n"
+    # A launcher started as a background job (`cmd &` in a script) ignores SIGINT, and ignored
+    # signals survive exec: the child would then ignore the SIGINT a supervisor stops it with.
+    "signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
     "parent, sig, argv = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]\n"
     "ctypes.CDLL(None, use_errno=True).prctl(1, sig, 0, 0, 0)\n"
     "if os.getppid() != parent: sys.exit(128 + sig)\n"
