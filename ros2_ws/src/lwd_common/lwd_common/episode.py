@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from lwd_common import codec
-from lwd_description.robot import CAMERA_NAMES, NUM_JOINTS
+from lwd_description.robot import CAMERA_NAMES, JOINT_NAMES
 
 EPISODE_SCHEMA_VERSION = 1
 
@@ -62,6 +62,7 @@ class EpisodeMeta:
     cameras: tuple[str, ...] = CAMERA_NAMES
     extra: dict[str, Any] = field(default_factory=dict)
     schema_version: int = EPISODE_SCHEMA_VERSION
+    joint_names: tuple[str, ...] = JOINT_NAMES  # order of joint_pos/action columns (episodes before it: the G1's)
 
 
 @dataclass
@@ -81,8 +82,8 @@ class StepRecord:
     step: int
     stamp: float  # observation time, seconds (ROS time of the synchronised inputs)
     images: dict[str, bytes]  # camera name -> JPEG
-    joint_pos: np.ndarray  # (16,) measured
-    action: np.ndarray  # (16,) executed joint-position target
+    joint_pos: np.ndarray  # (J,) measured, meta.joint_names order
+    action: np.ndarray  # (J,) executed joint-position target
     source: ActionSource
     chunk_id: int
     policy_version: str
@@ -96,8 +97,8 @@ class Episode:
     outcome: EpisodeOutcome
     step: np.ndarray  # int64 [T]
     stamp: np.ndarray  # float64 [T]
-    joint_pos: np.ndarray  # float32 [T, 16]
-    action: np.ndarray  # float32 [T, 16]
+    joint_pos: np.ndarray  # float32 [T, J], J = len(meta.joint_names)
+    action: np.ndarray  # float32 [T, J]
     source: np.ndarray  # int8 [T] of ActionSource
     chunk_id: np.ndarray  # int64 [T]
     policy_index: np.ndarray  # int16 [T], index into policy_versions
@@ -139,13 +140,14 @@ class Episode:
         if missing:
             raise ValueError(f"steps lack camera frames: {sorted(set(missing))}")
         t = len(steps)
+        j = len(meta.joint_names)
         return cls(
             meta=meta,
             outcome=outcome,
             step=np.array([s.step for s in steps], np.int64),
             stamp=np.array([s.stamp for s in steps], np.float64),
-            joint_pos=np.array([s.joint_pos for s in steps], np.float32).reshape(t, NUM_JOINTS),
-            action=np.array([s.action for s in steps], np.float32).reshape(t, NUM_JOINTS),
+            joint_pos=np.array([s.joint_pos for s in steps], np.float32).reshape(t, j),
+            action=np.array([s.action for s in steps], np.float32).reshape(t, j),
             source=np.array([int(s.source) for s in steps], np.int8),
             chunk_id=np.array([s.chunk_id for s in steps], np.int64),
             policy_index=np.array([index[s.policy_version] for s in steps], np.int16),
@@ -187,8 +189,8 @@ class Episode:
             outcome=outcome,
             step=col("step", np.int64),
             stamp=col("stamp", np.float64),
-            joint_pos=col("joint_pos", np.float32, (NUM_JOINTS,)),
-            action=col("action", np.float32, (NUM_JOINTS,)),
+            joint_pos=col("joint_pos", np.float32, (len(meta.joint_names),)),
+            action=col("action", np.float32, (len(meta.joint_names),)),
             source=col("source", np.int8),
             chunk_id=col("chunk_id", np.int64),
             policy_index=np.array(policy_index, np.int16),
@@ -203,8 +205,10 @@ class Episode:
             if getattr(self, name).shape != (t,):
                 raise ValueError(f"column {name} has shape {getattr(self, name).shape}, want ({t},)")
         for name in ("joint_pos", "action"):
-            if getattr(self, name).shape != (t, NUM_JOINTS):
-                raise ValueError(f"column {name} has shape {getattr(self, name).shape}")
+            if getattr(self, name).shape != (t, len(self.meta.joint_names)):
+                raise ValueError(
+                    f"column {name} has shape {getattr(self, name).shape}, want ({t}, {len(self.meta.joint_names)})"
+                )
         for cam in self.meta.cameras:
             if len(self.images.get(cam, ())) != t:
                 raise ValueError(f"camera {cam} has {len(self.images.get(cam, ()))} frames, want {t}")
@@ -218,6 +222,7 @@ def meta_to_dict(meta: EpisodeMeta) -> dict[str, Any]:
     d = asdict(meta)
     d["kind"] = meta.kind.value
     d["cameras"] = list(meta.cameras)
+    d["joint_names"] = list(meta.joint_names)
     return d
 
 
@@ -283,14 +288,15 @@ def meta_from_dict(d: dict[str, Any]) -> EpisodeMeta:
     for name in ("episode_id", "robot_id", "task", "instruction", "kind"):
         _want(d, name, (str,))
     _want(d, "started_at", (int, float), optional=True)
-    _want(d, "cameras", (list, tuple), optional=True)
+    for names in ("cameras", "joint_names"):
+        _want(d, names, (list, tuple), optional=True)
+        if names in d:
+            if not all(isinstance(c, str) for c in d[names]) or len(d[names]) > 1024:
+                raise ValueError(f"{names} must be at most 1024 strings")
+            d[names] = tuple(d[names])
     _want(d, "extra", (dict,), optional=True)
-    if "cameras" in d and not all(isinstance(c, str) for c in d["cameras"]):
-        raise ValueError("cameras must be strings")
     _check_plain(d.get("extra", {}), "meta.extra")
     d["kind"] = EpisodeKind(d["kind"])
-    if "cameras" in d:
-        d["cameras"] = tuple(d["cameras"])
     return EpisodeMeta(**d)
 
 
