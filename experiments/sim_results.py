@@ -51,11 +51,17 @@ METHODS = {  # name -> extra args of `lwd_learner.cli offline` on top of the sha
     "Constant tau + QAM": ["--train.method", "lwd", "--divl.no-adaptive-tau", "--divl.constant-tau", "0.52"],
     "RECAP offline (advantage-conditioned BC)": ["--train.method", "recap"],
 }
-# name -> (the offline run it starts from: "sft" or a METHODS index, the learner's method)
+# name -> (the offline run it starts from: "sft" or a METHODS index, the learner's method, extra args)
 ONLINE = {
-    "LWD online (fleet + interventions)": (0, "lwd"),
-    "HG-DAgger (fleet + interventions)": ("sft", "hg_dagger"),
-    "RECAP online (fleet + interventions)": (3, "recap"),
+    "LWD online (fleet + interventions)": (0, "lwd", []),
+    "HG-DAgger (fleet + interventions)": ("sft", "hg_dagger", []),
+    "RECAP online (fleet + interventions)": (3, "recap", []),
+    # The reference keeps cloning HG-DAgger's selection (docs/learner.md, "Reference"):
+    "LWD online, BC-trained reference": (
+        0,
+        "lwd",
+        ["--qam.reference", "bc_ema", "--train.bc-data", "hg_dagger"],
+    ),
 }
 
 
@@ -181,16 +187,23 @@ def train_seed(seed: int, tasks: list[str], scale: Scale, work: Path) -> dict[st
                 w / "logs" / f"offline{i}.log",
             )
         policies[name] = out / "policy.onnx"
-    for j, (name, (start, method)) in enumerate(ONLINE.items()):
+    for j, (name, (start, method, extra)) in enumerate(ONLINE.items()):
         start_run = sft if start == "sft" else w / f"offline{start}"
         policies[name] = run_online(
-            seed, tasks, scale, w, start_run, method, "online" if j == 0 else f"online{j}"
+            seed, tasks, scale, w, start_run, method, "online" if j == 0 else f"online{j}", extra
         )
     return policies
 
 
 def run_online(
-    seed: int, tasks: list[str], scale: Scale, w: Path, offline_run: Path, method: str, tag: str
+    seed: int,
+    tasks: list[str],
+    scale: Scale,
+    w: Path,
+    offline_run: Path,
+    method: str,
+    tag: str,
+    extra: list[str],
 ) -> Path:
     """Online learner (`method`, from `offline_run`) and a simulated fleet side by side; returns the
     last published policy."""
@@ -204,7 +217,8 @@ def run_online(
     policies.publish((offline_run / "policy.onnx").read_bytes(), 0, {"source": str(offline_run)})
     robot_tasks = [tasks[k % len(tasks)] for k in range(scale.online_robots)]
     log(
-        f"seed {seed}: {method} online ({scale.online_steps} learner steps, {len(robot_tasks)}-robot simulated fleet)"
+        f"seed {seed}: {tag}: {method} online {' '.join(extra)} ({scale.online_steps} learner steps, "
+        f"{len(robot_tasks)}-robot simulated fleet)"
     )
     (w / "logs").mkdir(parents=True, exist_ok=True)
     learner_log = (w / "logs" / f"{tag}.log").open("ab")
@@ -228,6 +242,7 @@ def run_online(
             method,
             "--train.recap-relabel-every",
             "100",
+            *extra,
             *learner_args(scale, seed),
         ],
         stdout=learner_log,
@@ -272,7 +287,7 @@ def run_online(
     latest = policies.latest()
     episodes_log = w / f"{tag}_episodes.jsonl"
     n = len(episodes_log.read_text().splitlines()) if episodes_log.exists() else 0
-    log(f"seed {seed}: {method} online ends on policy {latest.version} after {n} fleet episodes")
+    log(f"seed {seed}: {tag}: {method} online ends on policy {latest.version} after {n} fleet episodes")
     shutil.copyfile(policies.path_of(latest.version), final)
     return final
 

@@ -22,7 +22,7 @@ inputs_hash() {
     cat scripts/setup.sh requirements.txt constraints.txt
     find ros2_ws/src learner -name package.xml -o -name setup.py -o -name setup.cfg \
          -o -name pyproject.toml -o -name CMakeLists.txt -o -name '*.msg' -o -name '*.srv' \
-         -o -path '*/launch/*.py' -o -path '*/config/*.yaml' -o -path '*/urdf/*' -o -path '*/resource/*' \
+         -o -path '*/launch/*.py' -o -path '*/config/*.yaml' -o -path '*/urdf/*' -o -path '*/robots/*' -o -path '*/resource/*' \
       | grep -v -e '/build/' -e '/install/' | LC_ALL=C sort | xargs cat
     echo "ros-launch-vendor:${ROS_LAUNCH_VENDOR:+yes}"
   } | sha256sum | cut -d' ' -f1)
@@ -75,7 +75,7 @@ done
   2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 
 # Editable installs skip data_files, so the ament index would not know our packages: copy each
-# package's index marker, package.xml, launch/, config/ and urdf/ into the venv prefix
+# package's index marker, package.xml, launch/, config/, urdf/ and robots/ into the venv prefix
 # (share/<pkg>/...); console scripts already land in lib/<pkg>/ (setup.cfg).
 log "registering the ROS packages in the venv's ament index"
 for d in "$REPO"/ros2_ws/src/*/; do

@@ -37,6 +37,10 @@ class AgentState:
     critic_opt: optax.OptState
     norm: dict  # joint_mean, joint_std, action_mean, action_std
     rng: jnp.ndarray
+    # qam.reference "bc_ema" only (None otherwise, so checkpoints of the frozen reference keep their
+    # layout): the flow that keeps behaviour cloning during RL, and its optimiser; ref_policy is its EMA.
+    bc_policy: VariableDict | None = None
+    bc_opt: optax.OptState | None = None
 
     if TYPE_CHECKING:  # added by flax.struct.dataclass at runtime, where type checkers do not see it
 
@@ -64,6 +68,16 @@ class Agent:
             optax.cosine_decay_schedule(cfg.qam.lr, t.decay_steps), weight_decay=cfg.qam.weight_decay
         )
         self.critic_tx = optax.adam(optax.cosine_decay_schedule(cfg.divl.lr, t.decay_steps))
+        # The bc_ema reference's cloning flow starts from a trained policy with a fresh Adam state, whose
+        # first steps move every weight by ~lr: the rate warms up from 0 instead.
+        self.reference_tx = optax.adam(
+            optax.warmup_cosine_decay_schedule(
+                0.0,
+                cfg.qam.bc_lr,
+                max(cfg.qam.reference_warmup, 1),
+                max(t.decay_steps, cfg.qam.reference_warmup + 1),
+            )
+        )
         self.bc_update = jax.jit(self._bc_update, donate_argnums=0)
         self.rl_update = jax.jit(self._rl_update, donate_argnums=0)
         self.batch_sharding: Sharding | None = (
@@ -88,11 +102,17 @@ class Agent:
         e = self.cfg.model.encoder
         return (
             jnp.zeros((batch, self.cfg.model.num_cameras, *e.image_size, 3), jnp.uint8),
-            jnp.zeros((batch, self.cfg.model.num_joints)),
+            jnp.zeros((batch, self.cfg.model.num_joints + self.cfg.model.state_dim)),
             jnp.zeros((batch,), jnp.int32),
         )
 
     def init(self, stats: NormStats, seed: int = 0) -> AgentState:
+        m = self.cfg.model
+        if np.size(stats.joint_mean) != m.num_joints or np.size(stats.extra_mean) != m.state_dim:
+            raise ValueError(
+                f"normalisation statistics for {np.size(stats.joint_mean)} joints and "
+                f"{np.size(stats.extra_mean)} extra state dims; the model has {m.num_joints} and {m.state_dim}"
+            )
         rng = jax.random.PRNGKey(seed)
         k_pol, k_crit, rng = jax.random.split(rng, 3)
         obs = self.dummy_obs()
@@ -112,9 +132,19 @@ class Agent:
         )
 
     def start_rl(self, state: AgentState) -> AgentState:
-        """Freeze the behaviour-cloned policy as the QAM reference f_beta; it also initialises f_theta."""
+        """Freeze the behaviour-cloned policy as the QAM reference f_beta; it also initialises f_theta
+        (and, with qam.reference "bc_ema", the flow that keeps cloning)."""
         ref = jax.tree.map(jnp.copy, state.policy)
-        return state.replace(ref_policy=ref, policy_opt=self.policy_tx.init(state.policy))
+        state = state.replace(ref_policy=ref, policy_opt=self.policy_tx.init(state.policy))
+        return self.with_reference_training(state)
+
+    def with_reference_training(self, state: AgentState) -> AgentState:
+        """With qam.reference "bc_ema", a state without its BC-trained flow (a checkpoint of the
+        frozen reference, e.g. an offline run continued online) gets one, started from the reference."""
+        if self.cfg.qam.reference != "bc_ema" or state.bc_policy is not None:
+            return state
+        bc = jax.tree.map(jnp.copy, state.ref_policy)
+        return state.replace(bc_policy=bc, bc_opt=self.reference_tx.init(bc))
 
     def freeze_encoder(self, state: AgentState) -> AgentState:
         """Frozen-encoder path: the policy's image backbone becomes the one backbone of every network
@@ -125,6 +155,7 @@ class Agent:
             ref_policy=_with_backbone(state.ref_policy, copy()),
             critic=_with_backbone(state.critic, copy()),
             target_critic=_with_backbone(state.target_critic, copy()),
+            bc_policy=None if state.bc_policy is None else _with_backbone(state.bc_policy, copy()),
         )
 
     def image_features(self, params, images):
@@ -134,9 +165,13 @@ class Agent:
     # ---- helpers ------------------------------------------------------------------------
     @staticmethod
     def _obs(norm, batch, prefix=""):
-        """(images or cached backbone features, normalised joints, task ids) of a batch."""
+        """(images or cached backbone features (None: no cameras), the normalised state vector =
+        joints then extra state vectors, task ids) of a batch."""
         q = (batch[prefix + "joint_pos"] - norm["joint_mean"]) / norm["joint_std"]
-        return batch[prefix + "images"], q, batch[prefix + "task_id"]
+        if "extra_mean" in norm:  # extra state vectors (ModelConfig.state_names)
+            x = (batch[prefix + "extra"] - norm["extra_mean"]) / norm["extra_std"]
+            q = jnp.concatenate([q, x], axis=-1)
+        return batch.get(prefix + "images"), q, batch[prefix + "task_id"]
 
     def _policy_obs(self, norm, batch):
         """What the policy is conditioned on: as `_obs`, with the policy's task id (RECAP's labels)."""
@@ -159,6 +194,11 @@ class Agent:
         batch = sample_batch(data, k, t.batch_size, bc, t.online_ratio)
         if self.batch_sharding is not None:
             batch = jax.lax.with_sharding_constraint(batch, self.batch_sharding)
+        if update == self._rl_update and state.bc_policy is not None:  # the bc_ema reference's BC batch
+            bc_batch = sample_batch(data, jax.random.fold_in(k, 1), t.batch_size, True, t.online_ratio)
+            if self.batch_sharding is not None:
+                bc_batch = jax.lax.with_sharding_constraint(bc_batch, self.batch_sharding)
+            return update(state.replace(rng=rng), batch, bc_batch)
         return update(state.replace(rng=rng), batch)
 
     # ---- behaviour cloning --------------------------------------------------------------
@@ -290,7 +330,9 @@ class Agent:
         )
         return jnp.mean(per), {**stats, "lam_effective": jnp.asarray(lam)}
 
-    def _rl_update(self, state: AgentState, batch):
+    def _rl_update(self, state: AgentState, batch, bc_batch=None):
+        """DIVL + QAM on a mixed-replay batch; with the bc_ema reference also one BC step of its flow
+        on `bc_batch`, drawn from the BC pool (train.bc_data's selection)."""
         rng, k = jax.random.split(state.rng)
         batch = self._augment(batch, k)
         state, cm = self._critic_step(state, batch)
@@ -300,13 +342,30 @@ class Agent:
         pu, popt = self.policy_tx.update(pg, state.policy_opt, state.policy)
         policy = _frozen_aware(optax.apply_updates(state.policy, pu), state.policy, batch)
         metrics = {**cm, **pm, "policy_loss": pl}
+        if state.bc_policy is not None:
+            if bc_batch is None:
+                raise ValueError('qam.reference "bc_ema" needs a BC batch beside the RL batch')
+            state, bm = self._reference_step(state, self._augment(bc_batch, k), jax.random.fold_in(k, 2))
+            metrics.update(bm)
         return state.replace(step=state.step + 1, policy=policy, policy_opt=popt, rng=rng), metrics
 
-    def _state_values(self, critic, norm, images, joint_pos, task_id):
+    def _reference_step(self, state: AgentState, bc_batch, rng):
+        """qam.reference "bc_ema": one BC step of the cloning flow on a batch of the BC pool
+        (train.bc_data: online runs use "hg_dagger", the demonstrations, the corrections and the
+        autonomous successes), then the reference moves toward it by qam.reference_ema."""
+        loss, grads = jax.value_and_grad(self.bc_loss)(state.bc_policy, state.norm, bc_batch, rng)
+        updates, opt = self.reference_tx.update(grads, state.bc_opt, state.bc_policy)
+        bc = _frozen_aware(optax.apply_updates(state.bc_policy, updates), state.bc_policy, bc_batch)
+        rate = self.cfg.qam.reference_ema
+        ref = jax.tree.map(lambda r, b: (1 - rate) * r + rate * b, state.ref_policy, bc)
+        return state.replace(bc_policy=bc, bc_opt=opt, ref_policy=ref), {"reference_bc_loss": loss}
+
+    def _state_values(self, critic, norm, images, joint_pos, task_id, extra=None):
         """V(s) of the value model: the mean of the categorical value (DIVL) or the scalar head."""
+        obs = {"images": images, "joint_pos": joint_pos, "task_id": task_id, "extra": extra}
         z = self.critic.apply(
             critic,
-            *self._obs(norm, {"images": images, "joint_pos": joint_pos, "task_id": task_id}),
+            *self._obs(norm, obs),
             method=CriticValue.encode,
         )
         if self.cfg.divl.value_kind == "divl":
@@ -315,20 +374,25 @@ class Agent:
         return self.critic.apply(critic, z, method=CriticValue.value_scalar)
 
     # ---- inference ----------------------------------------------------------------------
-    def _sample_actions(self, params, norm, images, joint_pos, task_id, noise, steps: int):
-        """The deployed sampler: Euler flow from `noise` [B, H, J] to absolute joint targets."""
-        obs = self._obs(norm, {"images": images, "joint_pos": joint_pos, "task_id": task_id})
+    def _sample_actions(self, params, norm, images, joint_pos, task_id, noise, steps: int, extra=None):
+        """The deployed sampler: Euler flow from `noise` [B, H, J] to absolute joint targets
+        (`images` None without cameras; `extra` [B, S] the extra state vectors, if the model has any)."""
+        obs = self._obs(norm, {"images": images, "joint_pos": joint_pos, "task_id": task_id, "extra": extra})
         z = self.policy.apply(params, *obs, method=FlowPolicy.encode)
         noise = noise * self.cfg.model.policy.noise_scale
         a = euler_sample(lambda p, o, x, w: self._field(p, o, x, w), params, z, noise, steps)
         return self._denorm_actions(norm, a, joint_pos)
 
     def act(
-        self, state: AgentState, images, joint_pos, task_id, noise, steps: int | None = None
+        self, state: AgentState, images, joint_pos, task_id, noise, steps: int | None = None, extra=None
     ) -> np.ndarray:
+        """Action chunks [B, H, J] for observations: images uint8 [B, cams, H, W, 3] (None without
+        cameras), joint_pos [B, J], task_id [B], noise [B, H, J], extra [B, S] (extra state vectors)."""
         steps = steps or self.cfg.qam.flow_steps
         return np.asarray(
-            self.sample_actions(state.policy, state.norm, images, joint_pos, task_id, noise, steps=steps)
+            self.sample_actions(
+                state.policy, state.norm, images, joint_pos, task_id, noise, steps=steps, extra=extra
+            )
         )
 
 
@@ -336,6 +400,8 @@ def random_shift(key, images, pad: int):
     """DrQ random shift: pad each frame [B, cams, H, W, 3] by replicating its edge, crop back at a
     random offset (one offset per sample and camera)."""
     b, c, h, w, ch = images.shape
+    if c == 0:  # no cameras
+        return images
     flat = images.reshape(b * c, h, w, ch)
     padded = jnp.pad(flat, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
     offs = jax.random.randint(key, (b * c, 2), 0, 2 * pad + 1)

@@ -109,6 +109,8 @@ class Batches:
             }[kind]
             return fn(state, self.replay.arrays())
         batch = shard_batch(self._host_sample(kind == "bc"), self.mesh)
+        if kind == "rl" and state.bc_policy is not None:  # the bc_ema reference clones a BC-pool batch
+            return self.agent.rl_update(state, batch, shard_batch(self._host_sample(True), self.mesh))
         return (self.agent.rl_update if kind == "rl" else self.agent.bc_update)(state, batch)
 
     def relabel(self, state: AgentState, vocab: Vocab) -> dict:
@@ -116,12 +118,17 @@ class Batches:
         the policy task ids (lwd_learner.recap). Returns summary statistics."""
         critic, norm = jax.device_get(state.critic), jax.device_get(state.norm)
 
-        def values(images, q, task, chunk: int = 512) -> np.ndarray:
+        def values(images, q, task, extra, chunk: int = 512) -> np.ndarray:
             return np.concatenate(
                 [
                     np.asarray(
                         self.agent.state_values(
-                            critic, norm, images[i : i + chunk], q[i : i + chunk], task[i : i + chunk]
+                            critic,
+                            norm,
+                            images[i : i + chunk],
+                            q[i : i + chunk],
+                            task[i : i + chunk],
+                            extra[i : i + chunk],
                         )
                     )
                     for i in range(0, len(q), chunk)
@@ -131,10 +138,10 @@ class Batches:
         d = self.cfg.divl
         discount = d.gamma ** (d.nstep * self.cfg.model.horizon)
         if self.on_device:
-            ret, done, next_idx, task, interv, q = self.replay.frames(
-                "ret", "done", "next_idx", "task_id", "intervention", "joint_pos"
+            ret, done, next_idx, task, interv, q, extra = self.replay.frames(
+                "ret", "done", "next_idx", "task_id", "intervention", "joint_pos", "extra"
             )
-            v = values(self.replay.column("images"), q, task)
+            v = values(self.replay.column("images"), q, task, extra)
             interv = interv * self.replay.rollout_frames()  # corrections, not demonstrations or play
             adv, pos = recap.advantage_labels(
                 v, v[next_idx], ret, done, discount, task, interv, self.cfg.train.recap_positive_fraction
@@ -146,7 +153,10 @@ class Batches:
                 for buf in (self.offline, self.online)
                 for e, tr in zip(buf.episodes, buf._transitions, strict=True)
             ]
-            vs = [values(e.images, e.joint_pos, np.full(len(e.actions), e.task_id, np.int32)) for e, _ in eps]
+            vs = [
+                values(e.images, e.joint_pos, np.full(len(e.actions), e.task_id, np.int32), e.extra_state)
+                for e, _ in eps
+            ]
             cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)  # noqa: E731
             task = cat([np.full(len(v), e.task_id) for v, (e, _) in zip(vs, eps, strict=True)])
             adv, pos = recap.advantage_labels(

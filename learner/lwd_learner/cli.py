@@ -22,7 +22,8 @@ from typing import Annotated, Any, Union
 
 import tyro
 
-from lwd_learner.config import PRESETS, LearnerConfig, from_dict, merge, online_config, to_dict
+from lwd_description.robot import load_robot
+from lwd_learner.config import PRESETS, LearnerConfig, from_dict, merge, online_config, robot_model, to_dict
 
 log = logging.getLogger("lwd_learner.cli")
 
@@ -45,6 +46,10 @@ class _Training:
     the flags."""
     set: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
     """Legacy `section.field=value` overrides (JSON values, repeatable), applied after the flags."""
+    robot: str | None = None
+    """Robot description (a name like single_arm_6dof, or a YAML path; lwd_description) whose joints,
+    grippers, cameras, control rate and chunk horizon the model takes, before the flags; default:
+    the preset's (the G1)."""
     cfg: _Sections = LearnerConfig()
     """The learner config (every section's fields are flags)."""
     max_new_steps: int | None = None
@@ -280,7 +285,7 @@ def parse(argv: list[str]) -> Parsed:
             )
         )
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    for flag in ("--preset", "--config", "--init", "--out"):
+    for flag in ("--preset", "--config", "--init", "--out", "--robot"):
         pre.add_argument(flag)
     pre.add_argument("--set", action="append", default=[])
     known, _ = pre.parse_known_args(argv[1:])
@@ -290,6 +295,9 @@ def parse(argv: list[str]) -> Parsed:
         base = PRESETS[preset or "default"][1]
     else:
         base, resumed = _online_base(preset, known.init, known.out)
+    if known.robot:
+        base = dataclasses.replace(base, model=robot_model(base.model, load_robot(known.robot)))
+    if cmd == "online":
         online_base = base
     flags = [cmd]
     if known.config:

@@ -16,7 +16,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lwd_description.robot import CAMERA_NAMES, CHUNK_HORIZON, GRIPPER_JOINTS, JOINT_NAMES, NUM_JOINTS
+from lwd_description.robot import (
+    CAMERA_NAMES,
+    CHUNK_HORIZON,
+    CONTROL_HZ,
+    GRIPPER_JOINTS,
+    JOINT_NAMES,
+    RobotDescription,
+)
 
 
 @dataclass(frozen=True)
@@ -86,14 +93,65 @@ class ModelConfig:
     critic: CriticConfig = field(default_factory=CriticConfig)
     """Critic heads."""
     horizon: int = CHUNK_HORIZON
-    """Action-chunk length H (steps at 30 Hz)."""
-    num_joints: int = NUM_JOINTS
-    """Joint commands per step (two 7-DoF arms and two grippers)."""
+    """Action-chunk length H (steps at control_hz)."""
+    control_hz: float = CONTROL_HZ
+    """Rate the chunk's rows are executed at (written into the exported policy; an actor at another
+    rate refuses it)."""
     relative_actions: bool = False
     """Action chunks relative to the joint positions they start from (arm joints; grippers stay
     absolute), as openpi does: the policy predicts motion, not where in joint space it is."""
-    num_cameras: int = len(CAMERA_NAMES)
-    """Cameras per observation."""
+    joint_names: tuple[str, ...] = JOINT_NAMES
+    """The robot's joints, in the order of the joint-position input and of every action row (the
+    G1's two 7-DoF arms and two grippers by default; a store's episodes set it, `meta.joint_names`)."""
+    gripper_joints: tuple[str, ...] = GRIPPER_JOINTS
+    """Joints that stay absolute with relative_actions (names not in joint_names are ignored)."""
+    cameras: tuple[str, ...] = CAMERA_NAMES
+    """Camera names, in the order of the image input (0..N; none: a state-only encoder; a store's
+    episodes set it, `meta.cameras`)."""
+    state_names: tuple[str, ...] = ()
+    """Named state vectors besides the joint positions (e.g. object_pose), encoded with them
+    (array API, lwd_learner.arrays; an exported policy takes none)."""
+    state_dims: tuple[int, ...] = ()
+    """Width of each of state_names' vectors (same order)."""
+
+    def __post_init__(self) -> None:
+        if len(self.state_names) != len(self.state_dims):
+            raise ValueError(
+                f"model.state_names {self.state_names} and model.state_dims {self.state_dims} differ in length"
+            )
+        for what, names in (("joint_names", self.joint_names), ("cameras", self.cameras)):
+            if len(set(names)) != len(names):
+                raise ValueError(f"model.{what} repeats a name: {names}")
+        if not self.joint_names:
+            raise ValueError("model.joint_names is empty: actions need at least one joint")
+
+    @property
+    def num_joints(self) -> int:
+        """Joint commands per step: len(joint_names)."""
+        return len(self.joint_names)
+
+    @property
+    def num_cameras(self) -> int:
+        """Cameras per observation: len(cameras)."""
+        return len(self.cameras)
+
+    @property
+    def state_dim(self) -> int:
+        """Width of the extra state vectors together: sum(state_dims)."""
+        return int(sum(self.state_dims))
+
+
+def robot_model(m: ModelConfig, robot: RobotDescription) -> ModelConfig:
+    """`m` for a robot description (lwd_description): its joints, grippers, cameras, control rate and
+    chunk horizon; the network sizes stay `m`'s."""
+    return dataclasses.replace(
+        m,
+        joint_names=robot.joint_names,
+        gripper_joints=robot.gripper_joints,
+        cameras=robot.camera_names,
+        control_hz=robot.control_hz,
+        horizon=robot.chunk_horizon,
+    )
 
 
 def relative_action_mask(cfg: ModelConfig) -> np.ndarray:
@@ -101,7 +159,7 @@ def relative_action_mask(cfg: ModelConfig) -> np.ndarray:
     (all 0 with absolute actions; grippers are always absolute)."""
     if not cfg.relative_actions:
         return np.zeros(cfg.num_joints, np.float32)
-    return np.array([0.0 if n in GRIPPER_JOINTS else 1.0 for n in JOINT_NAMES], np.float32)
+    return np.array([0.0 if n in cfg.gripper_joints else 1.0 for n in cfg.joint_names], np.float32)
 
 
 @dataclass(frozen=True)
@@ -150,6 +208,16 @@ class QAMConfig:
     rollout: Literal["policy", "reference"] = "policy"
     """Which flow the QAM rollouts follow: the current policy, or the frozen BC reference (the
     paper's text)."""
+    reference: Literal["frozen", "bc_ema"] = "frozen"
+    """The reference pi_beta of the tilt: "frozen", the behaviour-cloned checkpoint (the paper's);
+    "bc_ema", an EMA of a flow that keeps behaviour cloning during RL on batches of the BC pool
+    (train.bc_data; "hg_dagger" clones the operator's corrections and the autonomous successes), as
+    QAM's reference code keeps a jointly trained BC flow: the corrections then reach the policy
+    directly, not only through Q (docs/learner.md, "Reference")."""
+    reference_ema: float = 0.01
+    """Polyak rate of the "bc_ema" reference toward its BC-trained flow."""
+    reference_warmup: int = 100
+    """Steps over which the "bc_ema" cloning flow's learning rate rises from 0 to bc_lr."""
     lr: float = 2e-5
     """Policy learning rate during QAM (AdamW, cosine-decayed)."""
     weight_decay: float = 1e-4
@@ -297,6 +365,16 @@ def from_dict(d: dict) -> LearnerConfig:
         return cls(**kwargs)
 
     d = {**d, "model": {**d.get("model", {})}}
+    legacy_joints = d["model"].pop("num_joints", None)  # configs before joint_names / cameras
+    legacy_cameras = d["model"].pop("num_cameras", None)
+    if legacy_joints not in (None, len(d["model"].get("joint_names", JOINT_NAMES))) or legacy_cameras not in (
+        None,
+        len(d["model"].get("cameras", CAMERA_NAMES)),
+    ):
+        raise ValueError(
+            f"config has num_joints={legacy_joints}, num_cameras={legacy_cameras} but no joint_names/cameras "
+            "naming them (set model.joint_names and model.cameras)"
+        )
     if "encoder" in d["model"] and "pool" not in d["model"]["encoder"]:
         # Checkpoints written before the pooling option existed were built with mean pooling.
         d["model"]["encoder"] = {**d["model"]["encoder"], "pool": "mean"}

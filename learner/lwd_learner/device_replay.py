@@ -25,6 +25,7 @@ from lwd_learner.replay import EpisodeArrays, bc_frames, bookkeeping, episode_tr
 _FRAME_FIELDS = (
     "images",
     "joint_pos",
+    "extra",
     "actions",
     "task_id",
     "policy_task_id",
@@ -43,6 +44,7 @@ class ReplayArrays:
 
     images: jnp.ndarray  # uint8 [N, cams, H, W, 3] or float32 [N, D] cached features
     joint_pos: jnp.ndarray  # [N, J]
+    extra: jnp.ndarray  # [N, S] extra state vectors (S = 0 without any)
     actions: jnp.ndarray  # [N, J] executed action at each frame
     task_id: jnp.ndarray  # int32 [N]
     policy_task_id: jnp.ndarray  # int32 [N]: what the policy is conditioned on (RECAP labels)
@@ -95,6 +97,7 @@ def gather(data: ReplayArrays, idx) -> dict:
     return {
         "images": data.images[idx],
         "joint_pos": data.joint_pos[idx],
+        "extra": data.extra[idx],
         "task_id": data.task_id[idx],
         "policy_task_id": data.policy_task_id[idx],
         "actions": data.actions[chunk],
@@ -103,6 +106,7 @@ def gather(data: ReplayArrays, idx) -> dict:
         "discount": jnp.full(idx.shape, data.discount, jnp.float32),
         "next_images": data.images[nxt],
         "next_joint_pos": data.joint_pos[nxt],
+        "next_extra": data.extra[nxt],
         "next_task_id": data.task_id[nxt],
         "success": data.success[idx],
         "intervention": data.intervention[idx],
@@ -163,6 +167,7 @@ class DeviceReplay:
             images = ep.images if self.featurize is None else self.featurize(ep.images)
             cols["images"].append(images)
             cols["joint_pos"].append(ep.joint_pos.astype(np.float32))
+            cols["extra"].append(ep.extra_state.astype(np.float32))
             cols["actions"].append(ep.actions.astype(np.float32))
             cols["task_id"].append(np.full(big_t, ep.task_id, np.int32))
             cols["policy_task_id"].append(

@@ -5,7 +5,11 @@ evaluates: encoder, flow head, K Euler steps, noise scale, relative actions, nor
 to a jaxpr and converted primitive by primitive (lwd_learner.jaxpr_onnx). There is no hand-written
 mirror of networks.py to keep in step: a network change exports as it is, or, if it uses a JAX
 primitive without a conversion rule, fails at export naming that primitive. The contract (input and
-output names, dtypes, dynamic batch, metadata) is lwd_common/policy_io.py.
+output names, dtypes, dynamic batch, metadata) is lwd_common/policy_io.py, for any robot: the
+joint and camera names in the metadata are the model config's, `images` is [B, C, H, W, 3] with
+C = len(cameras) and absent for a camera-free (state-only) model, `joint_pos` [B, J] with
+J = len(joint_names). Models with extra state vectors (ModelConfig.state_names, an array-API
+feature) have no such input in the contract and are refused.
 """
 
 from __future__ import annotations
@@ -21,15 +25,24 @@ from lwd_description.robot import CAMERA_NAMES, CONTROL_HZ, JOINT_NAMES
 from lwd_learner.config import LearnerConfig, ModelConfig
 from lwd_learner.jaxpr_onnx import OPSET, GraphInput, jax_to_onnx
 
-__all__ = ["OPSET", "export_policy", "policy_inputs", "policy_sampler", "sampler_to_onnx", "write_metadata"]
+__all__ = [
+    "OPSET",
+    "check_contract",
+    "export_policy",
+    "policy_inputs",
+    "policy_sampler",
+    "sampler_to_onnx",
+    "write_metadata",
+]
 
 
 def policy_inputs(cfg: ModelConfig, noise_horizon: int | None = None) -> list[GraphInput]:
-    """The contract's graph inputs for a model of `cfg` (B is the dynamic batch). Task ids are int64
-    on the wire and int32 inside JAX (no x64)."""
+    """The contract's graph inputs for a model of `cfg` (B is the dynamic batch; no `images` without
+    cameras). Task ids are int64 on the wire and int32 inside JAX (no x64)."""
     h, w = cfg.encoder.image_size
+    images = [GraphInput(policy_io.INPUT_IMAGES, ("B", cfg.num_cameras, h, w, 3), np.uint8)]
     return [
-        GraphInput(policy_io.INPUT_IMAGES, ("B", cfg.num_cameras, h, w, 3), np.uint8),
+        *(images if cfg.num_cameras else []),
         GraphInput(policy_io.INPUT_JOINT_POS, ("B", cfg.num_joints), np.float32),
         GraphInput(policy_io.INPUT_TASK_ID, ("B",), np.int64, np.int32),
         GraphInput(policy_io.INPUT_NOISE, ("B", noise_horizon or cfg.horizon, cfg.num_joints), np.float32),
@@ -37,26 +50,73 @@ def policy_inputs(cfg: ModelConfig, noise_horizon: int | None = None) -> list[Gr
 
 
 def write_metadata(
-    model: onnx.ModelProto, instructions: list[str] | tuple[str, ...], flow_steps: int, version: str
+    model: onnx.ModelProto,
+    instructions: list[str] | tuple[str, ...],
+    flow_steps: int,
+    version: str,
+    cfg: ModelConfig | None = None,
 ) -> None:
-    """The metadata_props an actor reads (policy_io.META_*)."""
+    """The metadata_props an actor reads (policy_io.META_*); joint and camera names are `cfg`'s
+    (None: the G1's)."""
+    joints, cameras = (JOINT_NAMES, CAMERA_NAMES) if cfg is None else (cfg.joint_names, cfg.cameras)
     meta = {
         policy_io.META_VERSION: version,
         policy_io.META_INSTRUCTIONS: json.dumps(list(instructions)),
         policy_io.META_FLOW_STEPS: str(flow_steps),
-        policy_io.META_JOINT_NAMES: json.dumps(list(JOINT_NAMES)),
-        policy_io.META_CAMERAS: json.dumps(list(CAMERA_NAMES)),
-        policy_io.META_CONTROL_HZ: f"{CONTROL_HZ:g}",
+        policy_io.META_JOINT_NAMES: json.dumps(list(joints)),
+        policy_io.META_CAMERAS: json.dumps(list(cameras)),
+        policy_io.META_CONTROL_HZ: f"{CONTROL_HZ if cfg is None else cfg.control_hz:g}",
     }
     for k, v in meta.items():
         model.metadata_props.add(key=k, value=v)
 
 
+def check_contract(model: onnx.ModelProto) -> None:
+    """The exported graph against the contract for the robot its metadata names (any robot): a
+    ValueError saying what is wrong. G1 policies are also checked by `policy_io.read_signature`."""
+    meta = {p.key: p.value for p in model.metadata_props}
+    joints = json.loads(meta[policy_io.META_JOINT_NAMES])
+    cameras = json.loads(meta[policy_io.META_CAMERAS])
+    dims = {i.name: _dims(i) for i in model.graph.input}
+    elem = {i.name: i.type.tensor_type.elem_type for i in model.graph.input}
+    want = {
+        policy_io.INPUT_JOINT_POS: (onnx.TensorProto.FLOAT, 2, {1: len(joints)}),
+        policy_io.INPUT_TASK_ID: (onnx.TensorProto.INT64, 1, {}),
+        policy_io.INPUT_NOISE: (onnx.TensorProto.FLOAT, 3, {2: len(joints)}),
+    }
+    if cameras:
+        want[policy_io.INPUT_IMAGES] = (onnx.TensorProto.UINT8, 5, {1: len(cameras), 4: 3})
+    problems = [f"unexpected input {n!r}" for n in dims if n not in want]
+    for name, (dtype, rank, fixed) in want.items():
+        if name not in dims:
+            problems.append(f"missing input {name!r}")
+        elif elem[name] != dtype or len(dims[name]) != rank:
+            problems.append(
+                f"input {name!r} is type {elem[name]} rank {len(dims[name])}, want {dtype} rank {rank}"
+            )
+        else:
+            problems += [
+                f"input {name!r} has {dims[name][k]} at axis {k}, want {v}"
+                for k, v in fixed.items()
+                if dims[name][k] != v
+            ]
+    outputs = {o.name: _dims(o) for o in model.graph.output}
+    if policy_io.OUTPUT_ACTIONS not in outputs:
+        problems.append(f"missing output {policy_io.OUTPUT_ACTIONS!r}")
+    if problems:
+        raise ValueError("exported policy breaks the lwd ONNX contract: " + "; ".join(problems))
+
+
+def _dims(arg) -> list:
+    return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in arg.type.tensor_type.shape.dim]
+
+
 def policy_sampler(params: dict, norm: dict, cfg: ModelConfig, flow_steps: int) -> Callable:
     """`Agent.sample_actions` with these parameters and NormStats bound: (images, joint_pos, task_id,
-    noise) -> actions, the function an export traces."""
+    noise) -> actions, the function an export traces (`images` None for a camera-free model)."""
     from lwd_learner.agent import Agent  # the agent module pulls in optax etc.; only exporting needs it
 
+    _check_exportable(cfg)
     agent = Agent(LearnerConfig(model=cfg))
     norm = {k: np.asarray(v, np.float32) for k, v in norm.items()}
 
@@ -76,16 +136,28 @@ def sampler_to_onnx(
     check: bool = True,
 ) -> onnx.ModelProto:
     """Trace `sampler` over the contract's inputs into a policy with its metadata. `check=False` and
-    `noise_horizon` exist for lwd_testing.models, which builds contract-breaking policies on purpose."""
-    model = jax_to_onnx(
-        sampler, policy_inputs(cfg, noise_horizon), [policy_io.OUTPUT_ACTIONS], "lwd_flow_policy"
-    )
+    `noise_horizon` exist for lwd_testing.models, which builds contract-breaking policies on purpose.
+    A camera-free model's graph has no `images` input: `sampler` gets None for it."""
+    _check_exportable(cfg)
+    fn = sampler if cfg.num_cameras else (lambda q, task, noise: sampler(None, q, task, noise))
+    model = jax_to_onnx(fn, policy_inputs(cfg, noise_horizon), [policy_io.OUTPUT_ACTIONS], "lwd_flow_policy")
     model.producer_name = "lwd_learner"
-    write_metadata(model, instructions, flow_steps, version)
+    write_metadata(model, instructions, flow_steps, version, cfg)
     onnx.checker.check_model(model)
     if check:
-        policy_io.read_signature(model)
+        check_contract(model)
+        if (cfg.joint_names, cfg.cameras) == (JOINT_NAMES, CAMERA_NAMES):
+            policy_io.read_signature(model)  # what a G1 actor accepts
     return model
+
+
+def _check_exportable(cfg: ModelConfig) -> None:
+    if cfg.state_names:
+        raise ValueError(
+            f"cannot export a policy conditioned on extra state vectors {cfg.state_names}: the ONNX "
+            "contract's inputs are images, joint_pos, task_id and noise (extra state vectors are a "
+            "learner / array-API feature; train without model.state_names to deploy)"
+        )
 
 
 def export_policy(

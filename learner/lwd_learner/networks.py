@@ -2,8 +2,9 @@
 
 Pluggable encoder interface: an observation encoder is a linen Module built from an
 `EncoderConfig` whose `__call__(images, joint_pos, task_id) -> [B, D]` takes
-    images    uint8   [B, cameras, H, W, 3]
-    joint_pos float32 [B, 16]  (already normalised by the data statistics)
+    images    uint8   [B, cameras, H, W, 3]  (cameras may be 0, or images None: no cameras)
+    joint_pos float32 [B, J + S]  the state vector: joint positions and then any extra state
+                                  vectors (ModelConfig.state_names), each normalised by the data
     task_id   int32   [B]      (index into the instruction vocabulary)
 Register it in ENCODERS under a name and select it with `EncoderConfig.kind`
 (a pretrained VLA backbone is wrapped the same way).
@@ -69,16 +70,23 @@ def image_feature_dim(cfg: EncoderConfig) -> int:
 
 
 class ConvObsEncoder(nn.Module):
-    """Small shared conv tower per camera (the image *backbone*), pooled, fused with joint and task
-    features. `images` is either uint8 frames [B, cams, H, W, 3] or the backbone's precomputed
-    features float32 [B, cams * image_feature_dim] (the frozen-encoder path); with
-    `features_only=True` the call returns those backbone features."""
+    """Small shared conv tower per camera (the image *backbone*), pooled, fused with the state
+    vector's (joints and extra state vectors) and the task's features. `images` is either uint8
+    frames [B, cams, H, W, 3] or the backbone's precomputed features float32
+    [B, cams * image_feature_dim] (the frozen-encoder path); with `features_only=True` the call
+    returns those backbone features. With no cameras (`images` None or [B, 0, ...]) there is no
+    backbone: the encoder is state-only (state MLP and task embedding)."""
 
     cfg: EncoderConfig
 
     @nn.compact
     def __call__(self, images, joint_pos=None, task_id=None, features_only: bool = False):
-        if images.dtype == jnp.uint8:
+        if images is None or (images.dtype == jnp.uint8 and images.shape[1] == 0):
+            b = (joint_pos if images is None else images).shape[0]
+            x = None if images is None else jnp.zeros((b, 0), jnp.float32)
+            if features_only:
+                return x
+        elif images.dtype == jnp.uint8:
             b, c = images.shape[:2]
             x = images.astype(jnp.float32).reshape((b * c, *images.shape[2:])) / 255.0
             for i, ch in enumerate(self.cfg.conv_channels):
@@ -93,7 +101,8 @@ class ConvObsEncoder(nn.Module):
             return x
         j = nn.silu(nn.Dense(self.cfg.joint_hidden, name="joint")(joint_pos))
         t = TEXT_ENCODERS[self.cfg.text_kind](self.cfg, name="text")(task_id)
-        z = nn.Dense(self.cfg.out_dim, name="fuse")(jnp.concatenate([x, j, t], axis=-1))
+        parts = [j, t] if x is None or x.shape[-1] == 0 else [x, j, t]
+        z = nn.Dense(self.cfg.out_dim, name="fuse")(jnp.concatenate(parts, axis=-1))
         return nn.LayerNorm(name="norm")(z)
 
 

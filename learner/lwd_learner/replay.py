@@ -11,7 +11,8 @@ Frames are JPEG-decoded once, resized to the model's image size and cached as ui
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -51,14 +52,21 @@ class Vocab:
         return v
 
 
+def _empty() -> np.ndarray:
+    return np.zeros(0, np.float32)
+
+
 @dataclass(frozen=True)
 class NormStats:
-    """Per-joint mean/std of joint positions and actions; the networks see normalised values."""
+    """Per-dimension mean/std of joint positions, actions and the extra state vectors
+    (ModelConfig.state_names, concatenated; empty without them); the networks see normalised values."""
 
     joint_mean: np.ndarray
     joint_std: np.ndarray
     action_mean: np.ndarray
     action_std: np.ndarray
+    extra_mean: np.ndarray = field(default_factory=_empty)
+    extra_std: np.ndarray = field(default_factory=_empty)
 
     @classmethod
     def from_episodes(
@@ -70,28 +78,52 @@ class NormStats:
     ) -> NormStats:
         """Joint statistics over all steps; action statistics over what the policy predicts: the
         chunk targets, minus the chunk's starting joint position where `relative_mask` is 1."""
-        if not episodes:
+        return cls.from_columns(
+            [e.joint_pos for e in episodes], [e.action for e in episodes], None, floor, relative_mask, horizon
+        )
+
+    @classmethod
+    def from_columns(
+        cls,
+        joint_pos: Sequence[np.ndarray],
+        actions: Sequence[np.ndarray],
+        extra: Sequence[np.ndarray] | None = None,
+        floor: float = 1e-2,
+        relative_mask: np.ndarray | None = None,
+        horizon: int = 30,
+    ) -> NormStats:
+        """`from_episodes` from per-episode columns ([T, J] joints, [T, J] actions, [T, S] extra
+        state vectors), e.g. of `EpisodeArrays` (the array API)."""
+        if not len(joint_pos):
             raise ValueError("cannot compute normalisation statistics from zero episodes")
-        q = np.concatenate([e.joint_pos for e in episodes])
+        q = np.concatenate(joint_pos)
         if relative_mask is None or not np.any(relative_mask):
-            a = np.concatenate([e.action for e in episodes])
+            a = np.concatenate(actions)
         else:
             parts = []
-            for e in episodes:
-                big_t = len(e.action)
+            for jp, act in zip(joint_pos, actions, strict=True):
+                big_t = len(act)
                 idx = np.minimum(np.arange(big_t)[:, None] + np.arange(horizon)[None], big_t - 1)
-                parts.append(
-                    (e.action[idx] - relative_mask * e.joint_pos[:, None]).reshape(-1, e.action.shape[1])
-                )
+                parts.append((act[idx] - relative_mask * jp[:, None]).reshape(-1, act.shape[1]))
             a = np.concatenate(parts)
-        return cls(q.mean(0), np.maximum(q.std(0), floor), a.mean(0), np.maximum(a.std(0), floor))
+        stats = [q.mean(0), np.maximum(q.std(0), floor), a.mean(0), np.maximum(a.std(0), floor)]
+        if extra is not None and len(extra) and np.concatenate(extra).shape[1]:
+            x = np.concatenate(extra)
+            stats += [x.mean(0), np.maximum(x.std(0), floor)]
+        return cls(*(np.asarray(v, np.float32) for v in stats))
 
     def to_dict(self) -> dict:
-        return {k: np.asarray(getattr(self, k), np.float32).tolist() for k in self.__dataclass_fields__}
+        """Plain lists (checkpoint JSON, and the agent's `norm` pytree); the extra-state entries only
+        when there are extra state vectors, so models without them keep the layout they always had."""
+        return {
+            k: np.asarray(getattr(self, k), np.float32).tolist()
+            for k in self.__dataclass_fields__
+            if not (k.startswith("extra_") and np.size(getattr(self, k)) == 0)
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> NormStats:
-        return cls(**{k: np.asarray(d[k], np.float32) for k in cls.__dataclass_fields__})
+        return cls(**{k: np.asarray(d[k], np.float32) for k in cls.__dataclass_fields__ if k in d})
 
 
 @dataclass
@@ -102,26 +134,67 @@ class EpisodeArrays:
     kind: EpisodeKind
     success: bool
     task_id: int
-    images: np.ndarray  # uint8 [T, C, h, w, 3]
-    joint_pos: np.ndarray  # [T, 16]
-    actions: np.ndarray  # [T, 16]
+    images: np.ndarray  # uint8 [T, C, h, w, 3] (C = 0: no cameras)
+    joint_pos: np.ndarray  # [T, J]
+    actions: np.ndarray  # [T, J]
     rewards: np.ndarray  # [T]
     intervention: np.ndarray  # bool [T]
     # The task id the *policy* is trained with at each step: task_id, except under RECAP, where it
     # carries the step's advantage label (lwd_learner.recap). None: task_id everywhere.
     policy_task_id: np.ndarray | None = None
+    # float32 [T, S]: the extra state vectors (ModelConfig.state_names) concatenated; None: S = 0.
+    extra: np.ndarray | None = None
+
+    @property
+    def extra_state(self) -> np.ndarray:
+        """The extra state vectors [T, S] (S = 0 without any)."""
+        if self.extra is None:
+            return np.zeros((len(self.actions), 0), np.float32)
+        return self.extra
+
+
+def observation_names(episodes: Sequence[Episode]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(joint names, camera names) the episodes of one store share (`meta.joint_names`,
+    `meta.cameras`); a ValueError naming two episodes that disagree."""
+    if not episodes:
+        raise ValueError("no episodes to read joint and camera names from")
+    first = episodes[0].meta
+    for ep in episodes[1:]:
+        m = ep.meta
+        for what, a, b in (
+            ("joint_names", first.joint_names, m.joint_names),
+            ("cameras", first.cameras, m.cameras),
+        ):
+            if tuple(a) != tuple(b):
+                raise ValueError(
+                    f"episodes disagree on {what}: {first.episode_id} has {tuple(a)}, "
+                    f"{m.episode_id} has {tuple(b)} (one store holds one robot's episodes)"
+                )
+    return tuple(first.joint_names), tuple(first.cameras)
 
 
 def episode_arrays(
-    ep: Episode, vocab: Vocab, image_size: tuple[int, int], cameras: tuple[str, ...]
+    ep: Episode,
+    vocab: Vocab,
+    image_size: tuple[int, int],
+    cameras: tuple[str, ...],
+    joint_names: tuple[str, ...] | None = None,
 ) -> EpisodeArrays:
-    """One episode decoded for training; frames as the deployed policy sees them (`frames_from_jpeg`)."""
+    """One episode decoded for training; frames as the deployed policy sees them (`frames_from_jpeg`).
+    With `joint_names`, an episode of another robot (other `meta.joint_names`) is a ValueError."""
     if ep.num_steps == 0:
         raise ValueError(f"episode {ep.meta.episode_id} has no steps")
+    if joint_names is not None and tuple(ep.meta.joint_names) != tuple(joint_names):
+        raise ValueError(
+            f"episode {ep.meta.episode_id} has joints {tuple(ep.meta.joint_names)}, the model {tuple(joint_names)}"
+        )
     missing = [c for c in cameras if c not in ep.images]
     if missing:
         raise ValueError(f"episode {ep.meta.episode_id} lacks cameras {missing}")
-    images = np.stack([frames_from_jpeg(ep.images[c], image_size) for c in cameras], axis=1)
+    if cameras:
+        images = np.stack([frames_from_jpeg(ep.images[c], image_size) for c in cameras], axis=1)
+    else:
+        images = np.zeros((ep.num_steps, 0, *image_size, 3), np.uint8)
     return EpisodeArrays(
         episode_id=ep.meta.episode_id,
         kind=ep.meta.kind,
@@ -202,12 +275,14 @@ def bc_frames(episodes: list[EpisodeInfo], bc_data: str, online: bool = False) -
     """Per episode, the steps behaviour cloning may clone (bool [T]):
     - 'demos': the demonstrations (in a buffer without any, the successful episodes);
     - 'all': every step;
-    - 'hg_dagger' (HG-DAgger): offline, the demonstrations; online, every step of a successful
-      episode and the intervention segments (the human's corrections) of every episode."""
+    - 'hg_dagger' (HG-DAgger): offline, the demonstrations; online, the intervention segments
+      (the human's corrections) of every episode and every step of a successful episode without
+      one (an autonomous success). The policy's own steps before a rescue are what the operator
+      judged wrong: they are not cloned even when the rescue succeeded."""
     if bc_data == "all":
         return [np.ones(e.steps, bool) for e in episodes]
     if bc_data == "hg_dagger" and online:
-        return [np.full(e.steps, e.success) | e.intervention for e in episodes]
+        return [np.full(e.steps, e.success and not e.intervention.any()) | e.intervention for e in episodes]
     demos = [e.kind == EpisodeKind.DEMO for e in episodes]
     keep = demos if any(demos) else [e.success for e in episodes]
     return [np.full(e.steps, k) for e, k in zip(episodes, keep, strict=True)]
@@ -276,6 +351,7 @@ class ReplayBuffer:
             for k in (
                 "images",
                 "joint_pos",
+                "extra",
                 "task_id",
                 "policy_task_id",
                 "actions",
@@ -283,6 +359,7 @@ class ReplayBuffer:
                 "done",
                 "next_images",
                 "next_joint_pos",
+                "next_extra",
                 "next_task_id",
                 "success",
                 "intervention",
@@ -294,6 +371,7 @@ class ReplayBuffer:
             nxt = tr.next_t[t]
             cols["images"].append(e.images[t])
             cols["joint_pos"].append(e.joint_pos[t])
+            cols["extra"].append(e.extra_state[t])
             cols["task_id"].append(e.task_id)
             cols["policy_task_id"].append(e.task_id if e.policy_task_id is None else e.policy_task_id[t])
             cols["actions"].append(e.actions[np.minimum(np.arange(t, t + h), len(e.actions) - 1)])
@@ -301,11 +379,22 @@ class ReplayBuffer:
             cols["done"].append(tr.done[t])
             cols["next_images"].append(e.images[nxt])
             cols["next_joint_pos"].append(e.joint_pos[nxt])
+            cols["next_extra"].append(e.extra_state[nxt])
             cols["next_task_id"].append(e.task_id)
             cols["success"].append(float(e.success))
             cols["intervention"].append(tr.intervention[t])
         out = {k: np.asarray(v) for k, v in cols.items()}
-        for k in ("joint_pos", "actions", "ret", "done", "next_joint_pos", "success", "intervention"):
+        for k in (
+            "joint_pos",
+            "extra",
+            "actions",
+            "ret",
+            "done",
+            "next_joint_pos",
+            "next_extra",
+            "success",
+            "intervention",
+        ):
             out[k] = out[k].astype(np.float32)
         out["discount"] = np.full(len(index), self.gamma ** (self.nstep * h), np.float32)
         out["task_id"] = out["task_id"].astype(np.int32)

@@ -16,7 +16,6 @@ from pathlib import Path
 import jax
 from tqdm import tqdm
 
-from lwd_description.robot import CAMERA_NAMES
 from lwd_learner.agent import Agent, AgentState
 from lwd_learner.batches import Batches
 from lwd_learner.checkpoint import Checkpointer
@@ -30,7 +29,14 @@ from lwd_learner.config import (
 )
 from lwd_learner.export_onnx import export_policy
 from lwd_learner.recap import deployed_instructions
-from lwd_learner.replay import EpisodeArrays, NormStats, StoreReader, Vocab, episode_arrays
+from lwd_learner.replay import (
+    EpisodeArrays,
+    NormStats,
+    StoreReader,
+    Vocab,
+    episode_arrays,
+    observation_names,
+)
 from lwd_learner.sharding import data_mesh, replicate
 
 log = logging.getLogger("lwd_learner")
@@ -79,15 +85,18 @@ def restore_session(ckpt_dir: str | Path, cfg: LearnerConfig | None = None) -> S
     cfg = cfg or saved
     agent = Agent(cfg)
     stats = NormStats.from_dict(meta["stats"])
-    abstract = agent.init(stats, cfg.train.seed)
+    saved_agent = Agent(saved)  # the checkpoint is read in the layout it was written in
+    abstract = saved_agent.init(stats, saved.train.seed)
     saved_policy_tx = _uses_policy_tx(saved, meta["phase"])
     if saved_policy_tx:
-        abstract = agent.start_rl(abstract)
+        abstract = saved_agent.start_rl(abstract)
     state = ck.restore_state(abstract)
     ck.close()
     if saved_policy_tx != _uses_policy_tx(cfg, meta["phase"]):  # another method continues: its own optimiser
         tx = agent.policy_tx if _uses_policy_tx(cfg, meta["phase"]) else agent.bc_tx
         state = state.replace(policy_opt=tx.init(state.policy))
+    if _uses_policy_tx(cfg, meta["phase"]):
+        state = agent.with_reference_training(state)
     extra = {
         k: v for k, v in meta.items() if k not in ("config", "vocab", "stats", "phase", "step", "frozen")
     }
@@ -108,12 +117,29 @@ def _uses_policy_tx(cfg: LearnerConfig, phase: str) -> bool:
     return phase == "rl" and cfg.train.method == "lwd"
 
 
+def with_store_observation(cfg: LearnerConfig, episodes) -> LearnerConfig:
+    """cfg with the joint and camera names of a store's episodes (`meta.joint_names`, `meta.cameras`):
+    the robot in the data fixes the model's inputs. A ValueError if the episodes disagree, or if the
+    config asks for extra state vectors (stored episodes carry joints and cameras only)."""
+    joints, cameras = observation_names(episodes)
+    m = cfg.model
+    if m.state_names:
+        raise ValueError(
+            f"model.state_names {m.state_names}: stored episodes carry no extra state vectors "
+            "(train on arrays for those: lwd_learner.arrays)"
+        )
+    if (joints, cameras) != (m.joint_names, m.cameras):
+        log.info("observation from the store's episodes: joints %s, cameras %s", joints, cameras)
+    return dataclasses.replace(cfg, model=dataclasses.replace(m, joint_names=joints, cameras=cameras))
+
+
 def decode_episodes(episodes, vocab: Vocab, cfg: LearnerConfig) -> list[EpisodeArrays]:
     """Decoded training arrays of stored episodes; a bad episode is skipped with a reason, never a crash."""
     out = []
+    m = cfg.model
     for ep in episodes:
         try:
-            out.append(episode_arrays(ep, vocab, cfg.model.encoder.image_size, CAMERA_NAMES))
+            out.append(episode_arrays(ep, vocab, m.encoder.image_size, m.cameras, m.joint_names))
         except ValueError as exc:
             log.warning("skipping episode %s: %s", ep.meta.episode_id, exc)
     return out
@@ -250,6 +276,7 @@ def run_offline(
     episodes = StoreReader(store_dir).poll()
     if not episodes:
         raise ValueError(f"no episodes in a snapshot of {store_dir} (commit a snapshot first)")
+    cfg = with_store_observation(cfg, episodes)
     if Checkpointer(out_dir / "checkpoints").latest_step() is not None:
         session = restore_session(out_dir / "checkpoints", cfg)
         log.info("resuming offline training at step %d", int(session.state.step))
@@ -312,6 +339,8 @@ def run_online(
         if session.phase == "bc" and trains_critic(cfg.train):
             session.state = agent.start_rl(session.state) if cfg.train.method == "lwd" else session.state
             session.phase = "rl"
+        elif _uses_policy_tx(cfg, session.phase):  # an RL checkpoint of another reference setting
+            session.state = agent.with_reference_training(session.state)
     cfg = session.cfg = dataclasses.replace(
         session.cfg, train=dataclasses.replace(session.cfg.train, bc_steps=0)
     )

@@ -16,7 +16,6 @@ import jax
 import numpy as np
 
 from lwd_common.store import EpisodeStore
-from lwd_description.robot import CAMERA_NAMES
 from lwd_learner.networks import CriticValue
 from lwd_learner.replay import episode_arrays
 
@@ -26,7 +25,8 @@ def value_distributions(session, episode, batch: int = 64) -> np.ndarray:
     agent, state, cfg = session.agent, session.state, session.cfg
     if cfg.divl.value_kind != "divl":
         raise ValueError("value-plot needs a DIVL (categorical) value head")
-    arr = episode_arrays(episode, session.vocab, cfg.model.encoder.image_size, CAMERA_NAMES)
+    m = cfg.model
+    arr = episode_arrays(episode, session.vocab, m.encoder.image_size, m.cameras, m.joint_names)
 
     @jax.jit
     def probs(images, joint_pos, task_id):

@@ -10,8 +10,9 @@ from rosutil import REPO
 ACTOR_PARAMS = str(REPO / "ros2_ws/src/lwd_bringup/config/actor.yaml")
 
 
-def start_actor(procs, name: str, ns: str, policy: Path, urdf: Path, store_dir: Path, *params: str):
-    """`python -m lwd_actor.actor_node` in namespace `ns` with the shipped defaults plus `params` (k:=v)."""
+def start_actor(procs, name: str, ns: str, policy: Path, urdf: Path | None, store_dir: Path, *params: str):
+    """`python -m lwd_actor.actor_node` in namespace `ns` with the shipped defaults plus `params` (k:=v);
+    `urdf` None: the robot description's URDF."""
     return procs.python(
         name,
         "-m",
@@ -23,8 +24,7 @@ def start_actor(procs, name: str, ns: str, policy: Path, urdf: Path, store_dir: 
         ACTOR_PARAMS,
         "-p",
         f"policy_path:={policy}",
-        "-p",
-        f"urdf_path:={urdf}",
+        *(["-p", f"urdf_path:={urdf}"] if urdf is not None else []),
         "-p",
         f"store_dir:={store_dir}",
         *[a for p in params for a in ("-p", p)],

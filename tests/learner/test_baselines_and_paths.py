@@ -27,10 +27,16 @@ def _info(kind, success, teleop):
 
 
 # ---- HG-DAgger ---------------------------------------------------------------------------------
-def test_hg_dagger_clones_successes_and_interventions_online_and_demos_offline():
-    online = [_info(EpisodeKind.ROLLOUT, True, [0, 0, 0]), _info(EpisodeKind.ROLLOUT, False, [0, 1, 1])]
+def test_hg_dagger_clones_autonomous_successes_and_interventions_online_and_demos_offline():
+    online = [
+        _info(EpisodeKind.ROLLOUT, True, [0, 0, 0]),  # autonomous success: all of it
+        _info(EpisodeKind.ROLLOUT, False, [0, 1, 1]),  # failure: the correction only
+        _info(
+            EpisodeKind.ROLLOUT, True, [0, 1, 0]
+        ),  # rescued success: the correction, not the policy's steps
+    ]
     got = bc_frames(online, "hg_dagger", online=True)
-    assert [m.tolist() for m in got] == [[True, True, True], [False, True, True]]
+    assert [m.tolist() for m in got] == [[True, True, True], [False, True, True], [False, True, False]]
     offline = [_info(EpisodeKind.DEMO, True, [1, 1]), _info(EpisodeKind.ROLLOUT, True, [0, 1])]
     assert [m.tolist() for m in bc_frames(offline, "hg_dagger")] == [[True, True], [False, False]]
 
@@ -106,11 +112,11 @@ def test_hg_dagger_offline_run_is_behaviour_cloning_only(store, tmp_path):
 
 
 # ---- frozen encoder ------------------------------------------------------------------------------
-def _agent_and_batch(cfg, n=8):
+def _agent_and_batch(cfg, n=8, seed=0):
     agent = Agent(cfg)
     z = np.zeros(16, np.float32)
     state = agent.init(NormStats(z, z + 1, z, z + 1))
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     h, w = cfg.model.encoder.image_size
     img = lambda: rng.integers(0, 256, (n, 3, h, w, 3), dtype=np.uint8)  # noqa: E731
     batch = {

@@ -68,6 +68,7 @@ from lwd_actor.core.observation import (
     InputError,
     JointsIncomplete,
     JointStateMerger,
+    all_inputs,
     aspect_mismatch,
     compressed_image,
     fit_frame,
@@ -83,7 +84,7 @@ from lwd_actor.core.sync import ApproximateSync
 from lwd_actor.core.watchdog import EStop, WatchdogConfig
 from lwd_actor.sinks import SinkBundle, make_sink
 from lwd_common.episode import EpisodeKind, Label, new_episode_id
-from lwd_description.robot import CAMERA_NAMES, CHUNK_HORIZON, JOINT_NAMES, load_joint_limits
+from lwd_description.robot import DEFAULT_ROBOT, RobotDescription, load_joint_limits, load_robot
 from lwd_msgs.msg import ActionChunk, EpisodeStatus, InterventionState, PolicyStatus
 from lwd_msgs.srv import LabelEpisode, StartEpisode, StopEpisode
 
@@ -100,12 +101,21 @@ PARAMETERS: dict[str, tuple[object, str]] = {
         "robot name recorded in every episode; empty: the node's namespace (/robot1 -> robot1), "
         "in the root namespace the host name",
     ),
+    "robot": (
+        DEFAULT_ROBOT,
+        "robot description: a name from lwd_description's robots/ (g1_dual_arm, single_arm_6dof) or "
+        "the path of a robot YAML; its joints, limits, cameras, rate and chunk horizon",
+    ),
     "autostart": (True, "configure and activate at start-up"),
     "policy_path": ("", "ONNX policy file (lwd_common/policy_io.py contract)"),
     "prefer_cuda": (False, "use the CUDA provider if a session really comes up on it"),
     "inference_threads": (1, "ONNX Runtime intra-op threads"),
-    "urdf_path": ("", "URDF with joint limits; empty: $LWD_URDF or lwd_description's urdf/g1_dual_arm.urdf"),
-    "control_hz": (30.0, "control rate (node clock: wall or /clock)"),
+    "urdf_path": (
+        "",
+        "URDF with the robot's joint limits; empty: the robot description's (g1_dual_arm: $LWD_URDF or "
+        "lwd_description's urdf/g1_dual_arm.urdf)",
+    ),
+    "control_hz": (0.0, "control rate (node clock: wall or /clock); 0: the robot description's (G1: 30)"),
     "realtime_priority": (0, "SCHED_FIFO priority of the control thread (0: normal scheduling)"),
     "process_realtime_priority": (0, "SCHED_FIFO priority of every other thread of the process (0: normal)"),
     "command_interface": (COMMAND_ARRAY, f"'{COMMAND_ARRAY}' or '{COMMAND_TRAJECTORY}'"),
@@ -201,7 +211,9 @@ class ActorNode(LifecycleNode):
         self._active = False
         self._tick_overruns = 0
         self._input_errors = 0
-        self._frames_received = dict.fromkeys(CAMERA_NAMES, 0)  # frames taken into the sync, per camera
+        self._frames_received: dict[str, int] = {}  # frames taken into the sync, per camera
+        self._robot: RobotDescription | None = None  # the `robot` parameter's description, once loaded
+        self._hz = 0.0  # the control rate, set at configure
         self._last_status: tuple | None = None
         self._engaged_since = 0.0
         self._switch: PolicySwitch | None = None
@@ -226,6 +238,20 @@ class ActorNode(LifecycleNode):
         """The configured robot_id, else one derived from the namespace (never shared by two robots)."""
         return str(self.p("robot_id")) or default_robot_id(self.get_namespace(), socket.gethostname())
 
+    def robot_description(self) -> RobotDescription:
+        """The robot description the `robot` parameter names (loaded once per value)."""
+        source = str(self.p("robot")) or DEFAULT_ROBOT
+        if self._robot is None or source not in (self._robot.name, str(self._robot.source)):
+            self._robot = load_robot(source)
+        return self._robot
+
+    def control_hz(self) -> float:
+        """The `control_hz` parameter, else (0) the robot description's rate."""
+        hz = float(self.p("control_hz"))
+        if hz < 0:
+            raise ValueError(f"control_hz must be > 0 (or 0: the robot description's), not {hz:g}")
+        return hz or self.robot_description().control_hz
+
     def _camera_hw(self) -> tuple[int, int] | None:
         h, w = int(self.p("image_height")), int(self.p("image_width"))
         return (h, w) if h > 0 and w > 0 else None
@@ -238,12 +264,12 @@ class ActorNode(LifecycleNode):
 
     def _compressed_cameras(self) -> set[str]:
         text = str(self.p("compressed_cameras")).strip()
-        names = set(CAMERA_NAMES) if text == "all" else {n.strip() for n in text.split(",") if n.strip()}
-        unknown = names - set(CAMERA_NAMES)
+        cameras = self.robot_description().camera_names
+        names = set(cameras) if text == "all" else {n.strip() for n in text.split(",") if n.strip()}
+        unknown = names - set(cameras)
         if unknown:
             raise ValueError(
-                f"compressed_cameras: unknown cameras {sorted(unknown)} (cameras: {list(CAMERA_NAMES)} "
-                "or 'all')"
+                f"compressed_cameras: unknown cameras {sorted(unknown)} (cameras: {list(cameras)} or 'all')"
             )
         return names
 
@@ -261,7 +287,8 @@ class ActorNode(LifecycleNode):
         log = self.get_logger()
         try:
             robot_id = self.robot_id()
-            hz = float(self.p("control_hz"))
+            robot = self.robot_description()
+            hz = self.control_hz()
             if self.p("command_interface") not in (COMMAND_ARRAY, COMMAND_TRAJECTORY):
                 raise ValueError(f"command_interface must be {COMMAND_ARRAY!r} or {COMMAND_TRAJECTORY!r}")
             self._expected_hw, self._record_size = self._frame_sizes()
@@ -273,7 +300,7 @@ class ActorNode(LifecycleNode):
                     f"label_deadline_outcome must be one of {sorted(LABEL_OUTCOMES)}, not {outcome!r}"
                 )
             urdf = self.p("urdf_path") or None
-            limits = load_joint_limits(urdf)
+            limits = load_joint_limits(urdf, robot.joint_names) if urdf else robot.limits
             if not self.p("policy_path"):
                 raise ValueError("policy_path is empty: the actor needs an ONNX policy")
             policy = OnnxPolicy(self.p("policy_path"), self._runtime_config())
@@ -294,6 +321,8 @@ class ActorNode(LifecycleNode):
                 estop_hold_s=float(self.p("estop_hold_s")),
                 label_deadline_s=float(self.p("label_deadline_s")),
                 label_timeout_reason=LABEL_OUTCOMES[outcome],
+                joint_names=robot.joint_names,
+                cameras=robot.camera_names,
             )
             sinks = make_sink(
                 str(self.p("sink")),
@@ -303,6 +332,7 @@ class ActorNode(LifecycleNode):
                 str(self.p("spool_dir")),
                 str(self.p("curve_secret_key_file")),
                 str(self.p("bridge_public_key_file")),
+                robot=robot,
             )
         except (PolicyError, ValueError, OSError) as exc:
             log.error(f"configure failed: {exc}")
@@ -329,9 +359,11 @@ class ActorNode(LifecycleNode):
             self._core.estop = replace(self._kept_estop, hold_s=config.estop_hold_s, hold_command=None)
             log.error(f"E-STOP still engaged ({self._kept_estop.reason}): reset with actor/reset_estop")
             self._kept_estop = None
-        self._sync = ApproximateSync(float(self.p("sync_slop_s")))
+        self._sync = ApproximateSync(float(self.p("sync_slop_s")), inputs=all_inputs(robot.camera_names))
         stale_s = float(self.p("stale_input_timeout_s"))
-        self._joints = JointStateMerger(stale_s)
+        self._joints = JointStateMerger(stale_s, robot.joint_names)
+        self._frames_received = dict.fromkeys(robot.camera_names, 0)
+        self._hz = hz
         self._core.input_report = lambda now: self._sync.explain(now, stale_s)
         self._period = 1.0 / hz
         self._robot_id = robot_id
@@ -339,7 +371,8 @@ class ActorNode(LifecycleNode):
         for line in sinks.recovered:
             log.warning(f"recovered an unfinished episode of an earlier run: {line}")
         log.info(
-            f"configured: robot {robot_id}, policy {policy.version} ({policy.provider}, "
+            f"configured: robot {robot_id} ({robot.name}: {robot.num_joints} joints, cameras "
+            f"{', '.join(robot.camera_names) or 'none'}), policy {policy.version} ({policy.provider}, "
             f"{policy.signature.image_height}x{policy.signature.image_width}), sink {sinks.describe}, "
             f"{hz:g} Hz, commands as {self.p('command_interface')}"
         )
@@ -379,7 +412,7 @@ class ActorNode(LifecycleNode):
         }
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        hz = float(self.p("control_hz"))
+        hz = self._hz
         self._active = True
         if self.get_parameter("use_sim_time").value:
             self._sim_thread = threading.Thread(
@@ -541,7 +574,7 @@ class ActorNode(LifecycleNode):
             self._intervention_pub,
             self._diag_pub,
         ]
-        for cam in CAMERA_NAMES:
+        for cam in self._frames_received:  # the robot description's cameras
             if cam in self._compressed:  # image_transport's topic name for the compressed plugin
                 e.append(
                     self.create_subscription(
@@ -715,7 +748,7 @@ class ActorNode(LifecycleNode):
 
     def _on_teleop(self, msg: JointState) -> None:
         try:
-            q = ordered_joints(msg.name, msg.position, what="teleop/joint_targets")
+            q = ordered_joints(msg.name, msg.position, "teleop/joint_targets", self._joints.names)
         except InputError as exc:
             self._bad_input("teleop target", exc)
             return
@@ -767,11 +800,11 @@ class ActorNode(LifecycleNode):
         if self._cmd_array:
             self._cmd_pub.publish(Float64MultiArray(data=q.tolist()))
             return
-        dt = 1.0 / float(self.p("control_hz"))
+        dt = 1.0 / self._hz
         point = JointTrajectoryPoint(
             positions=q.tolist(), time_from_start=Duration(sec=int(dt), nanosec=int((dt % 1) * 1e9))
         )
-        self._cmd_pub.publish(JointTrajectory(joint_names=list(JOINT_NAMES), points=[point]))
+        self._cmd_pub.publish(JointTrajectory(joint_names=list(self._joints.names), points=[point]))
 
     def _publish_chunk(self, r: InferenceResult) -> None:
         msg = ActionChunk()
@@ -779,8 +812,8 @@ class ActorNode(LifecycleNode):
         msg.policy_version = r.policy_version
         msg.chunk_id = r.chunk_id
         msg.start_step = r.request.start_step
-        msg.horizon = CHUNK_HORIZON
-        msg.joint_names = list(JOINT_NAMES)
+        msg.horizon = int(r.actions.shape[0])
+        msg.joint_names = list(self._joints.names)
         msg.targets = r.actions.ravel().tolist()
         msg.inference_ms = float(r.latency_ms)
         self._chunk_pub.publish(msg)
@@ -981,11 +1014,12 @@ class ActorNode(LifecycleNode):
 
     def _runtime_config(self) -> RuntimeConfig:
         """How policies are loaded and checked: here and for every downloaded one (PolicySwitch)."""
-        return RuntimeConfig(
+        return RuntimeConfig.for_robot(
+            self.robot_description(),
             prefer_cuda=bool(self.p("prefer_cuda")),
             intra_op_threads=int(self.p("inference_threads")),
             jpeg_quality=int(self.p("jpeg_quality")),
-            control_hz=float(self.p("control_hz")),
+            control_hz=self.control_hz(),
             camera_hw=self._record_hw() or self._camera_hw(),
         )
 

@@ -36,6 +36,7 @@ from lwd_common.episode import (
     outcome_to_dict,
 )
 from lwd_common.store import EpisodeStore
+from lwd_description.robot import RobotDescription
 
 
 @dataclass
@@ -72,8 +73,10 @@ def make_sink(
     spool_dir: str,
     curve_secret_key_file: str = "",
     bridge_public_key_file: str = "",
+    robot: RobotDescription | None = None,
 ) -> SinkBundle:
-    """The sink (and policy source) of kind `directory` or `bridge`; CURVE keys apply to `bridge`."""
+    """The sink (and policy source) of kind `directory` or `bridge`; CURVE keys apply to `bridge`.
+    `robot` (default the G1): the bridge sink tells the bridge its description's config hash."""
     if kind == "directory":
         if not store_dir:
             raise ValueError("sink 'directory' needs store_dir")
@@ -89,7 +92,7 @@ def make_sink(
         if not (bridge_endpoint and spool_dir):
             raise ValueError("sink 'bridge' needs bridge_endpoint and spool_dir")
         try:
-            from lwd_common.transport import BridgeClient, ClientConfig
+            from lwd_common.transport import BridgeClient, ClientConfig, protocol
         except ImportError as exc:  # the transport is a separate component; say what is missing
             raise ValueError(f"sink 'bridge' unavailable: {exc}") from exc
         secret, public = curve_files(curve_secret_key_file, bridge_public_key_file)
@@ -101,6 +104,7 @@ def make_sink(
                 spool_dir=spool_dir,
                 curve_secret_key_file=secret,
                 server_public_key_file=public,
+                config_hash=protocol.robot_config_hash(robot) if robot else protocol.config_hash(),
             )
         )
         security = f", CURVE with {secret}" if secret else ", unencrypted"
@@ -140,7 +144,8 @@ def finish_interrupted_episodes(spool_dir: str, robot_id: str) -> list[str]:
                 continue
             chunks = [
                 protocol.check_chunk(
-                    protocol.decode(spool.read(ep.episode_id, seq), max_bytes=1 << 62, limits=None)["steps"]
+                    protocol.decode(spool.read(ep.episode_id, seq), max_bytes=1 << 62, limits=None)["steps"],
+                    len(meta.joint_names),
                 )
                 for seq in range(1, last + 1)
             ]

@@ -107,11 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         fleet = expand_fleet(load_fleet_yaml(args.fleet or default_fleet_file()), overrides)
+        if note := ensure_fleet_keys(fleet):
+            log(note)
     except (FleetConfigError, FileNotFoundError) as exc:
         print(f"fleet: {exc}", file=sys.stderr)
         return 2
-    if note := ensure_fleet_keys(fleet):
-        log(note)
     monitor = FleetMonitor(layout.bridge_root, layout.online_learner, fleet.robot_ids)
     log(
         f"starting {len(fleet.processes)} processes for {len(fleet.robot_ids)} simulated robots; "

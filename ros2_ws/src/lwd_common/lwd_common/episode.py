@@ -62,7 +62,9 @@ class EpisodeMeta:
     cameras: tuple[str, ...] = CAMERA_NAMES
     extra: dict[str, Any] = field(default_factory=dict)
     schema_version: int = EPISODE_SCHEMA_VERSION
-    joint_names: tuple[str, ...] = JOINT_NAMES  # order of joint_pos/action columns (episodes before it: the G1's)
+    joint_names: tuple[str, ...] = (
+        JOINT_NAMES  # order of joint_pos/action columns (episodes before it: the G1's)
+    )
 
 
 @dataclass
@@ -179,6 +181,14 @@ class Episode:
         missing = sorted({cam for c in chunks for cam in meta.cameras if cam not in c["images"]})
         if missing:
             raise ValueError(f"steps lack camera frames: {missing}")
+        joints = len(meta.joint_names)
+        for c in chunks:
+            for name in ("joint_pos", "action"):
+                shape = np.shape(c[name])
+                if len(shape) != 2 or shape[1] != joints:
+                    raise ValueError(
+                        f"chunk column {name} has shape {list(shape)}: the episode's joint_names name {joints} joints"
+                    )
 
         def col(name: str, dtype: type, tail: tuple[int, ...] = ()) -> np.ndarray:
             parts: list[np.ndarray] = [np.asarray(c[name], dtype) for c in chunks]

@@ -90,10 +90,12 @@ class Admission:
         role = msg["role"]
         if role not in protocol.ROLES:
             return "bad_hello", f"unknown role {protocol.clip(repr(role), 40)}"
-        if role != "monitor" and msg["config_hash"] != self.config.config_hash:  # a monitor only reads status
+        if role != "monitor" and not self.config.accepts_config(msg["config_hash"]):  # a monitor only reads
+            accepted = ", ".join((self.config.config_hash, *self.config.extra_config_hashes))
             return "config_mismatch", (
-                f"robot config hash {msg['config_hash']} != bridge {self.config.config_hash} "
-                "(joint names, cameras, rates or episode schema differ)"
+                f"robot config hash {msg['config_hash']} != bridge {accepted} "
+                "(joint names, cameras, rates or episode schema differ; the bridge accepts the robot "
+                "descriptions of its --robot options)"
             )
         if self.key_names is not None:
             key = user_id or ""

@@ -508,7 +508,9 @@ def _check_frame(
     if t == "ep_chunk":
         if seq < 1 or (p is not None and p.end_seq is not None and seq >= p.end_seq):
             raise protocol.ProtocolError("bad_field", f"ep_chunk seq {seq} out of range")
-        columns = protocol.check_chunk(msg["steps"])
+        columns = protocol.check_chunk(
+            msg["steps"], len(p.meta.joint_names) if p is not None and p.meta is not None else None
+        )
         return columns, FRAME_OVERHEAD + protocol.chunk_nbytes(columns)
     # ep_end
     if seq < 1 or (p is not None and p.max_chunk_seq >= seq):

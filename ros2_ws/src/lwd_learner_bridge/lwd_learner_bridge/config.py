@@ -39,7 +39,12 @@ class BridgeConfig:
         0  # 0: 4 * max_frame_bytes + 1 MiB; bytes libzmq may hold per connection
     )
     max_pending_bytes: int = 1 << 30  # ...and for all connections together
-    config_hash: str = field(default_factory=protocol.config_hash)
+    config_hash: str = field(default_factory=protocol.config_hash)  # the G1's unless --robot says otherwise
+    extra_config_hashes: tuple[str, ...] = ()  # further robot descriptions this bridge accepts (--robot)
+
+    def accepts_config(self, config_hash: str) -> bool:
+        """A robot with this config hash (its description: joints, cameras, rates) may stream here."""
+        return config_hash == self.config_hash or config_hash in self.extra_config_hashes
 
     @property
     def robot_cap(self) -> int:

@@ -30,7 +30,9 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from lwd_common.store import atomic_write
+from lwd_common.transport import protocol
 from lwd_common.transport.curve import is_loopback
+from lwd_description.robot import DEFAULT_ROBOT, load_robot
 from lwd_learner_bridge.config import BridgeConfig
 from lwd_learner_bridge.connections import ConnectionGuard
 from lwd_learner_bridge.core import BridgeCore
@@ -272,8 +274,19 @@ def main(argv: list[str] | None = None) -> None:
         default=BridgeConfig.max_pending_bytes,
         help="bytes libzmq may hold for all connections together",
     )
+    parser.add_argument(
+        "--robot",
+        action="append",
+        default=[],
+        help="robot description (lwd_description name or YAML path) whose robots may stream episodes "
+        "here; repeat for several; default: g1_dual_arm",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
+    try:
+        hashes = [protocol.robot_config_hash(load_robot(r)) for r in args.robot or [DEFAULT_ROBOT]]
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"lwd bridge: --robot: {exc}") from None
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config = BridgeConfig(
         root=args.root,
@@ -288,6 +301,8 @@ def main(argv: list[str] | None = None) -> None:
         max_connections=args.max_connections,
         max_connections_per_address=args.max_connections_per_address,
         max_pending_bytes=args.max_pending_bytes,
+        config_hash=hashes[0],
+        extra_config_hashes=tuple(hashes[1:]),
     )
     try:
         server = BridgeServer(

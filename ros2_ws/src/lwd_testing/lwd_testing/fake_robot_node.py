@@ -1,15 +1,17 @@
 """A stand-in robot for actor tests and demos without the simulator: cameras + joint states.
 
-Publishes `camera/<name>/image_raw` (rgb8, sensor-data QoS) and `joint_states` at
-`rate_hz`; joint positions move toward the last `joint_commands` (first order),
+Publishes the cameras and joints of the robot description `robot` (default the G1; a name
+from lwd_description's robots/ or a YAML path): `camera/<name>/image_raw` (rgb8, sensor-data
+QoS) and `joint_states` at `rate_hz`; joint positions move toward the last `joint_commands` (first order),
 so a closed loop with the actor behaves like a real position-controlled arm.
 Fault injection for tests: `drop_camera` (never publish that camera),
-`bad_encoding` (publish mono8 on head), `shuffle_joints` (reorder joint_states),
+`bad_encoding` (publish mono8 on the first camera, the G1's head), `shuffle_joints` (reorder joint_states),
 `split_joint_states` (arm and gripper controllers: two JointState messages on one
 topic, the grippers' at a third of the rate, as real controllers do). With
 `compressed` the cameras publish sensor_msgs/CompressedImage (JPEG, as
 image_transport's `compressed` plugin) on `camera/<name>/image_raw/compressed`.
-Frames are `image_size` square unless `image_height` x `image_width` are set; `pattern`
+Frames are `image_size` square unless `image_height` x `image_width` are set (`image_size` 0: each
+camera at its size in the robot description); `pattern`
 `flat` (default: one grey level per frame, tiny JPEGs) or `texture` (a smooth gradient with
 sensor-like noise, precomputed, so JPEG sizes resemble a real camera's; for benchmarks).
 With `publish_clock` it also publishes `/clock` advancing `sim_speed` x real time and
@@ -32,16 +34,24 @@ from std_msgs.msg import Float64MultiArray
 
 from lwd_common.node_main import run_node
 from lwd_common.preprocessing import encode_jpeg
-from lwd_description.robot import CAMERA_NAMES, JOINT_NAMES
+from lwd_description.robot import DEFAULT_ROBOT, load_robot
 
 
 class FakeRobot(Node):
     def __init__(self) -> None:
         super().__init__("fake_robot")
+        self.robot = load_robot(str(self.declare_parameter("robot", DEFAULT_ROBOT).value) or None)
+        self.joint_names = self.robot.joint_names
+        self.camera_names = self.robot.camera_names
         self.rate = float(self.declare_parameter("rate_hz", 30.0).value)
         self.size = int(self.declare_parameter("image_size", 48).value)
         self.height = int(self.declare_parameter("image_height", 0).value) or self.size
         self.width = int(self.declare_parameter("image_width", 0).value) or self.size
+        # camera -> (height, width) of its frames
+        self.sizes = {
+            c: (self.height, self.width) if self.height and self.width else self.robot.cameras[c]
+            for c in self.camera_names
+        }
         self.pattern = str(self.declare_parameter("pattern", "flat").value)
         if self.pattern not in ("flat", "texture"):
             raise ValueError(f"pattern must be 'flat' or 'texture', not {self.pattern!r}")
@@ -57,7 +67,7 @@ class FakeRobot(Node):
         self.clock_pub = self.create_publisher(Clock, "/clock", 10) if self.publish_clock else None
         self.textures = self._textures() if self.pattern == "texture" else {}
         self._jpegs: dict[tuple[str, int], bytes] = {}
-        self.q = np.zeros(len(JOINT_NAMES))
+        self.q = np.zeros(len(self.joint_names))
         self.target = self.q.copy()
         self.k = 0
         if self.compressed:
@@ -65,12 +75,12 @@ class FakeRobot(Node):
                 c: self.create_publisher(
                     CompressedImage, f"camera/{c}/image_raw/compressed", qos_profile_sensor_data
                 )
-                for c in CAMERA_NAMES
+                for c in self.camera_names
             }
         else:
             self.cams = {
                 c: self.create_publisher(Image, f"camera/{c}/image_raw", qos_profile_sensor_data)
-                for c in CAMERA_NAMES
+                for c in self.camera_names
             }
         self.joints = self.create_publisher(JointState, "joint_states", qos_profile_sensor_data)
         self.create_subscription(Float64MultiArray, "joint_commands", self.on_command, 10)
@@ -79,9 +89,9 @@ class FakeRobot(Node):
     def _textures(self, n: int = 8) -> dict[str, list[np.ndarray]]:
         """`n` frames per camera: a gradient (its own per camera) plus Gaussian noise (sigma 6)."""
         rng = np.random.default_rng(0)
-        y, x = np.mgrid[0 : self.height, 0 : self.width].astype(np.float32)
         out = {}
-        for i, cam in enumerate(CAMERA_NAMES):
+        for i, cam in enumerate(self.camera_names):
+            y, x = np.mgrid[0 : self.sizes[cam][0], 0 : self.sizes[cam][1]].astype(np.float32)
             base = np.stack(
                 [
                     128 + 100 * np.sin(x / (37 + 11 * i) + y / 53),
@@ -99,7 +109,7 @@ class FakeRobot(Node):
         if self.textures:
             frames = self.textures[cam]
             return frames[self.k % len(frames)]
-        return np.full((self.height, self.width, 3), (40 * i + self.k) % 256, np.uint8)
+        return np.full((*self.sizes[cam], 3), (40 * i + self.k) % 256, np.uint8)
 
     def jpeg(self, i: int, cam: str) -> bytes:
         """The frame JPEG-encoded; textures are encoded once (a 640x480 encode costs ms per frame)."""
@@ -111,7 +121,7 @@ class FakeRobot(Node):
         return self._jpegs[key]
 
     def on_command(self, msg: Float64MultiArray) -> None:
-        if len(msg.data) == len(JOINT_NAMES):
+        if len(msg.data) == len(self.joint_names):
             self.target = np.asarray(msg.data, np.float64)
 
     def tick(self) -> None:
@@ -124,7 +134,7 @@ class FakeRobot(Node):
             self.clock_pub.publish(Clock(clock=stamp))
         else:
             stamp = self.get_clock().now().to_msg()
-        for i, cam in enumerate(CAMERA_NAMES):
+        for i, cam in enumerate(self.camera_names):
             if cam == self.drop_camera:
                 continue
             if self.compressed:
@@ -136,19 +146,23 @@ class FakeRobot(Node):
             img = Image()
             img.header.stamp = stamp
             img.header.frame_id = f"{cam}_camera"
-            img.height, img.width = self.height, self.width
-            if self.bad_encoding and cam == "head":
-                img.encoding, img.step = "mono8", self.width
-                img.data = bytes(self.height * self.width)
+            img.height, img.width = self.sizes[cam]
+            if self.bad_encoding and i == 0:
+                img.encoding, img.step = "mono8", img.width
+                img.data = bytes(img.height * img.width)
             else:
-                img.encoding, img.step = "rgb8", self.width * 3
+                img.encoding, img.step = "rgb8", img.width * 3
                 img.data = self.frame(i, cam).tobytes()
             self.cams[cam].publish(img)
-        order = list(reversed(range(len(JOINT_NAMES)))) if self.shuffle else list(range(len(JOINT_NAMES)))
+        order = (
+            list(reversed(range(len(self.joint_names))))
+            if self.shuffle
+            else list(range(len(self.joint_names)))
+        )
         if not self.split:
             self.publish_joints(stamp, order)
             return
-        grippers = [i for i in order if "gripper" in JOINT_NAMES[i]]
+        grippers = [i for i in order if self.joint_names[i] in self.robot.gripper_joints]
         self.publish_joints(stamp, [i for i in order if i not in grippers])
         if self.k % 3 == 0:
             self.publish_joints(stamp, grippers)
@@ -156,7 +170,7 @@ class FakeRobot(Node):
     def publish_joints(self, stamp: TimeMsg, indices: list[int]) -> None:
         js = JointState()
         js.header.stamp = stamp
-        js.name = [JOINT_NAMES[i] for i in indices]
+        js.name = [self.joint_names[i] for i in indices]
         js.position = [float(self.q[i]) for i in indices]
         self.joints.publish(js)
 

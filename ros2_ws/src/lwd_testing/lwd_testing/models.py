@@ -10,7 +10,9 @@ with `relative` 1 for arm joints and 0 for the grippers (grippers are absolute, 
 the flow head's output bias is the drift ramp and its kernel, image_gain times a random matrix, makes
 the chunk depend (slightly) on the images and the instruction. `conv_channels` sets the cost: the
 default policy (`default_policy`) takes a few ms on one CPU core. Builders for contract-breaking
-models let tests check that the actor refuses them. Needs the learner (JAX) installed.
+models let tests check that the actor refuses them. `robot` (a `RobotDescription`, a name or a YAML
+path; default the G1) sets the joints, cameras, horizon and control rate: the policy's inputs,
+outputs and metadata are that robot's (`lwd_common.policy_io`). Needs the learner (JAX) installed.
 
     python -m lwd_testing.models out.onnx [--version v1] [--image-size 96] [--channels 64]
 """
@@ -18,12 +20,22 @@ models let tests check that the actor refuses them. Needs the learner (JAX) inst
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from lwd_description.robot import CHUNK_HORIZON, NUM_JOINTS
+from lwd_common import policy_io
+from lwd_description.robot import (
+    CAMERA_NAMES,
+    CHUNK_HORIZON,
+    CONTROL_HZ,
+    JOINT_NAMES,
+    RobotDescription,
+    load_robot,
+)
 
 
 def _init_leaf(rng: np.random.Generator, name: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -50,6 +62,11 @@ def _policy_bytes(
     action_joints: int,
     nan_actions: bool,
     seed: int,
+    joint_names: tuple[str, ...] = JOINT_NAMES,
+    cameras: tuple[str, ...] = CAMERA_NAMES,
+    grippers: tuple[str, ...] = (),
+    horizon: int = CHUNK_HORIZON,
+    control_hz: float = CONTROL_HZ,
 ) -> bytes:
     """The serialised model (cached: the actor's tests build the same few policies many times)."""
     import jax  # imported here so that importing this module stays cheap
@@ -59,6 +76,17 @@ def _policy_bytes(
     from lwd_learner.export_onnx import policy_sampler, sampler_to_onnx
     from lwd_learner.networks import FlowPolicy
 
+    if not cameras:
+        raise ValueError("lwd_testing.models builds policies with cameras only")
+    g1 = joint_names == JOINT_NAMES and cameras == CAMERA_NAMES and horizon == CHUNK_HORIZON
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    if "joint_names" in fields:  # the learner's model names the robot's joints and cameras
+        robot_fields: dict = {"joint_names": joint_names, "gripper_joints": grippers, "cameras": cameras}
+        learner_relative = True
+    else:  # a learner whose relative-action mask is the G1's: another robot applies its own mask
+        robot_fields = {"num_joints": len(joint_names), "num_cameras": len(cameras)}
+        learner_relative = g1
+    rel_mask = np.array([0.0 if n in grippers else 1.0 for n in joint_names], np.float32)
     cfg = ModelConfig(
         encoder=EncoderConfig(
             image_size=(image_size, image_size),
@@ -69,7 +97,9 @@ def _policy_bytes(
             out_dim=16,
         ),
         policy=PolicyConfig(hidden=(16,), time_features=4, noise_scale=noise_scale),
-        relative_actions=True,
+        relative_actions=learner_relative,
+        horizon=horizon,
+        **robot_fields,
     )
     e = cfg.encoder
     rng = np.random.default_rng(seed)
@@ -99,10 +129,20 @@ def _policy_bytes(
     def sampler(images, joint_pos, task_id, noise):
         if noise_horizon != cfg.horizon:  # contract-breaking: a noise input the flow cannot take as is
             noise = jnp.concatenate([noise] * -(-cfg.horizon // noise_horizon), axis=1)[:, : cfg.horizon]
-        actions = sample(images, joint_pos, task_id, noise)[..., :action_joints]
+        actions = sample(images, joint_pos, task_id, noise)
+        if not learner_relative:
+            actions = actions + joint_pos[:, None, :] * rel_mask
+        actions = actions[..., :action_joints]
         return actions * jnp.nan if nan_actions else actions
 
     model = sampler_to_onnx(sampler, cfg, instructions, 1, version, noise_horizon=noise_horizon, check=False)
+    meta = {p.key: p.value for p in model.metadata_props}
+    meta[policy_io.META_JOINT_NAMES] = json.dumps(list(joint_names))
+    meta[policy_io.META_CAMERAS] = json.dumps(list(cameras))
+    meta[policy_io.META_CONTROL_HZ] = f"{control_hz:g}"
+    del model.metadata_props[:]
+    for key, value in meta.items():
+        model.metadata_props.add(key=key, value=value)
     return model.SerializeToString()
 
 
@@ -115,12 +155,15 @@ def build_policy(
     noise_scale: float = 0.0,
     image_gain: float = 1e-4,
     instructions: tuple[str, ...] = ("<unknown>", "pick up the cube"),
-    noise_horizon: int = CHUNK_HORIZON,
-    action_joints: int = NUM_JOINTS,
+    noise_horizon: int | None = None,
+    action_joints: int | None = None,
     nan_actions: bool = False,
     seed: int = 0,
+    robot: RobotDescription | str | None = None,
 ) -> Path:
-    """Write a contract-obeying policy (or, with odd shapes/nan, a broken one) to `path`."""
+    """Write a contract-obeying policy of `robot` (default the G1) to `path`; with odd shapes
+    (`noise_horizon`, `action_joints`: default the robot's horizon and joints) or nan, a broken one."""
+    desc = robot if isinstance(robot, RobotDescription) else load_robot(robot)
     data = _policy_bytes(
         version,
         image_size,
@@ -129,10 +172,15 @@ def build_policy(
         float(noise_scale),
         float(image_gain),
         tuple(instructions),
-        noise_horizon,
-        action_joints,
+        noise_horizon or desc.chunk_horizon,
+        action_joints or desc.num_joints,
         nan_actions,
         seed,
+        desc.joint_names,
+        desc.camera_names,
+        desc.gripper_joints,
+        desc.chunk_horizon,
+        desc.control_hz,
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,8 @@
 """Keyboard- and joystick-free teleoperator for tests and demos: publishes `pedal` and teleop targets.
 
 On a schedule (seconds after start-up) it presses the pedal for `hold_s`, and
-publishes `teleop/joint_targets` (sensor_msgs/JointState, JOINT_NAMES) at
-`rate_hz`: `target_positions` if given (16 values), else the robot's current
+publishes `teleop/joint_targets` (sensor_msgs/JointState, the joints of the robot description
+`robot`, default the G1) at `rate_hz`: `target_positions` if given (one per joint: 16 for the G1), else the robot's current
 joint positions plus `offset` (a gentle nudge). `cycles` repeats press/release
 every `period_s`. `qos: best_effort` publishes pedal and targets best-effort (as
 some joystick and pedal drivers do). The schedule's clock starts once a `pedal` subscriber (the actor)
@@ -24,12 +24,16 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 
 from lwd_common.node_main import run_node
-from lwd_description.robot import JOINT_NAMES
+from lwd_description.robot import DEFAULT_ROBOT, load_robot
 
 
 class TeleopHelper(Node):
     def __init__(self) -> None:
         super().__init__("teleop_helper")
+        # the joints of the robot description `robot` (a name or YAML path; default the G1)
+        self.joint_names = load_robot(
+            str(self.declare_parameter("robot", DEFAULT_ROBOT).value) or None
+        ).joint_names
         self.rate = float(self.declare_parameter("rate_hz", 30.0).value)
         self.press_after = float(self.declare_parameter("press_after_s", 1.0).value)
         self.hold = float(self.declare_parameter("hold_s", 1.0).value)
@@ -37,9 +41,9 @@ class TeleopHelper(Node):
         self.cycles = int(self.declare_parameter("cycles", 1).value)
         self.offset = float(self.declare_parameter("offset", 0.05).value)
         target = list(self.declare_parameter("target_positions", [0.0]).value)
-        if len(target) not in (1, len(JOINT_NAMES)):
-            raise SystemExit(f"target_positions needs {len(JOINT_NAMES)} values, got {len(target)}")
-        self.fixed = np.asarray(target, np.float64) if len(target) == len(JOINT_NAMES) else None
+        if len(target) not in (1, len(self.joint_names)):
+            raise SystemExit(f"target_positions needs {len(self.joint_names)} values, got {len(target)}")
+        self.fixed = np.asarray(target, np.float64) if len(target) == len(self.joint_names) else None
         self.q: np.ndarray | None = None
         self.known: dict[str, float] = {}
         self.anchor: np.ndarray | None = None
@@ -61,8 +65,8 @@ class TeleopHelper(Node):
     def on_joints(self, msg: JointState) -> None:
         """Merged by name: arm and gripper controllers may publish separate messages."""
         self.known.update(zip(msg.name, msg.position, strict=False))
-        if all(n in self.known for n in JOINT_NAMES):
-            self.q = np.array([self.known[n] for n in JOINT_NAMES])
+        if all(n in self.known for n in self.joint_names):
+            self.q = np.array([self.known[n] for n in self.joint_names])
 
     def pressed(self, t: float) -> bool:
         for k in range(max(self.cycles, 1)):
@@ -87,7 +91,7 @@ class TeleopHelper(Node):
                 self.anchor = self.q + self.offset  # fixed per press, like a held leader arm
             target = self.anchor
         if target is not None:
-            msg = JointState(name=list(JOINT_NAMES), position=[float(v) for v in target])
+            msg = JointState(name=list(self.joint_names), position=[float(v) for v in target])
             msg.header.stamp = self.get_clock().now().to_msg()
             self.target_pub.publish(msg)
         self.pedal_pub.publish(Bool(data=pressed))

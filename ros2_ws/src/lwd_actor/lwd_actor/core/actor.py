@@ -34,7 +34,7 @@ from lwd_actor.core.safety import HoldReason, SafetyConfig, SafetyFilter, StaleG
 from lwd_actor.core.scheduler import ChunkScheduler, SchedulerConfig
 from lwd_actor.core.watchdog import EStop, Watchdog, WatchdogConfig
 from lwd_common.episode import ActionSource, EpisodeKind, EpisodeMeta, EpisodeOutcome
-from lwd_description.robot import CONTROL_HZ, JointLimits
+from lwd_description.robot import CAMERA_NAMES, CONTROL_HZ, JOINT_NAMES, JointLimits
 
 NO_CHUNK = -1  # chunk_id of teleop and hold steps
 
@@ -61,12 +61,15 @@ class ActorConfig:
     estop_hold_s: float = 0.5  # e-stop: repeat the last command this long, then send nothing
     label_deadline_s: float = 0.0  # awaiting a label longer than this: stored as failure (0: wait forever)
     label_timeout_reason: str = "label_timeout"  # or "unlabelled": the stored episode's outcome reason
+    # The robot description's joint order and cameras, recorded in every episode (defaults: the G1's).
+    joint_names: tuple[str, ...] = JOINT_NAMES
+    cameras: tuple[str, ...] = CAMERA_NAMES
 
 
 @dataclass(frozen=True)
 class TickResult:
     step: int
-    command: np.ndarray | None  # (16,) safe joint targets to send, or None: send nothing
+    command: np.ndarray | None  # (J,) safe joint targets to send, or None: send nothing
     source: ActionSource | None
     chunk_id: int = NO_CHUNK
     hold_reason: HoldReason = HoldReason.NONE
@@ -98,6 +101,10 @@ class ActorCore:
     def __init__(
         self, config: ActorConfig, limits: JointLimits, recorder: EpisodeRecorder | None, policy_version: str
     ):
+        if tuple(limits.names) != tuple(config.joint_names):
+            raise ValueError(
+                f"joint limits are for {list(limits.names)}, the actor's joints are {list(config.joint_names)}"
+            )
         self.config = config
         self.scheduler = ChunkScheduler(config.scheduler)
         self.safety = SafetyFilter(limits, config.safety)
@@ -134,7 +141,7 @@ class ActorCore:
         self.pedal = bool(engaged)
 
     def set_teleop_target(self, target: np.ndarray, stamp: float) -> None:
-        """Latest teleop joint targets (JOINT_NAMES order) and when they were received."""
+        """Latest teleop joint targets (the robot's joint order) and when they were received."""
         self.teleop_target = np.asarray(target, np.float64)
         self.teleop_stamp = stamp
 
@@ -218,7 +225,9 @@ class ActorCore:
                     instruction=instruction,
                     kind=self.config.episode_kind,
                     started_at=now,
+                    cameras=tuple(self.config.cameras),
                     extra={"policy_version": self.policy_version, "control_hz": self.config.control_hz},
+                    joint_names=tuple(self.config.joint_names),
                 )
             )
 

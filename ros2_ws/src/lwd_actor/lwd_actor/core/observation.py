@@ -40,7 +40,7 @@ class Observation:
     """Camera frames and joint positions whose stamps lie within the sync slop."""
 
     images: dict[str, np.ndarray]  # camera -> HxWx3 uint8 RGB (never mutated after creation)
-    joint_pos: np.ndarray  # (16,) float64, JOINT_NAMES order
+    joint_pos: np.ndarray  # (J,) float64, the robot's joint order (G1: 16, JOINT_NAMES)
     stamps: dict[str, float]  # input name (cameras, "joint_states") -> header stamp, seconds
 
     @property
@@ -79,21 +79,28 @@ def rgb_image(
     return bgr_to_rgb(img) if encoding == "bgr8" else np.ascontiguousarray(img)
 
 
-def ordered_joints(names: Sequence[str], values: Sequence[float], what: str = "joint_states") -> np.ndarray:
-    """Values reordered to JOINT_NAMES; InputError if a joint is missing or counts disagree."""
+def ordered_joints(
+    names: Sequence[str],
+    values: Sequence[float],
+    what: str = "joint_states",
+    joint_names: Sequence[str] = JOINT_NAMES,
+) -> np.ndarray:
+    """Values reordered to `joint_names` (the robot's order; default the G1's); InputError if a joint
+    is missing or counts disagree."""
     names = list(names)
     if len(names) != len(values):
         raise InputError(f"{what}: {len(names)} names but {len(values)} positions")
     index = {n: i for i, n in enumerate(names)}
-    missing = [n for n in JOINT_NAMES if n not in index]
+    missing = [n for n in joint_names if n not in index]
     if missing:
         raise InputError(f"{what}: missing joints {missing}")
     arr = np.asarray(values, dtype=np.float64)
-    return arr[[index[n] for n in JOINT_NAMES]]
+    return arr[[index[n] for n in joint_names]]
 
 
-def all_inputs() -> tuple[str, ...]:
-    return (*CAMERA_NAMES, JOINTS_INPUT)
+def all_inputs(cameras: Sequence[str] = CAMERA_NAMES) -> tuple[str, ...]:
+    """The inputs a synchronised observation needs: the robot's cameras (default the G1's) and its joints."""
+    return (*cameras, JOINTS_INPUT)
 
 
 def input_label(name: str) -> str:
@@ -160,7 +167,7 @@ def fit_frame(
 class JointStateMerger:
     """Joint positions merged by name from every JointState source, with per-joint freshness.
 
-    `add` takes one message (names, positions, stamp) and returns the full JOINT_NAMES vector
+    `add` takes one message (names, positions, stamp) and returns the full vector of `names`
     once every joint is known and none is older than `max_age_s` relative to this message's
     stamp; until then it raises `InputError` naming the missing or stale joints (the node
     reports it as the reason nothing can start, and logs it only when it persists). Names the

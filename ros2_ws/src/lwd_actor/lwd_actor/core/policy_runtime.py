@@ -1,11 +1,11 @@
 """ONNX Runtime session for an lwd policy (contract: `lwd_common.policy_io`).
 
 A model is checked three times before it may drive a robot: its declared inputs
-must match the contract (`read_signature`); it must fit this actor
-(`check_deployment`: joint-name and camera metadata naming this robot's joints and
-cameras in order, the actor's control rate if the model declares one, an input
-aspect ratio that the configured camera frames have); and one trial inference on
-zeros must return a finite [1, 30, 16] action chunk. Any failure raises
+must match the contract (`read_signature`); it must fit this actor's robot
+(`check_deployment`: joint-name and camera metadata naming the robot description's joints
+and cameras in order, its chunk horizon, the actor's control rate if the model declares
+one, an input aspect ratio that the configured camera frames have); and one trial
+inference on zeros must return a finite [1, H, J] action chunk (G1: [1, 30, 16]). Any failure raises
 `PolicyError` at load (= lifecycle configure, or a downloaded policy refused and
 rolled back), never later in the control loop.
 
@@ -37,12 +37,10 @@ import numpy as np
 from lwd_actor.core.observation import Observation, aspect_mismatch
 from lwd_common import policy_io
 from lwd_common.preprocessing import JPEG_QUALITY, policy_images
-from lwd_description.robot import CAMERA_NAMES, CHUNK_HORIZON, JOINT_NAMES, NUM_JOINTS
+from lwd_description.robot import CAMERA_NAMES, CHUNK_HORIZON, DEFAULT_ROBOT, JOINT_NAMES, RobotDescription
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
-# Control rate the policy was trained for (a float, Hz). Not yet in lwd_common.policy_io's contract and
-# not written by the learner's exporter: checked when a model declares it, assumed equal otherwise.
 
 
 class PolicyError(ValueError):
@@ -57,6 +55,23 @@ class RuntimeConfig:
     jpeg_quality: int = JPEG_QUALITY  # the recorder's: the policy sees the pixels the learner will
     control_hz: float | None = None  # the actor's rate: a model declaring another one is refused
     camera_hw: tuple[int, int] | None = None  # configured frame size (recording, else camera): H:W must match
+    # The robot the policy must fit (its description's; defaults: the G1's).
+    robot: str = DEFAULT_ROBOT
+    joint_names: tuple[str, ...] = JOINT_NAMES
+    cameras: tuple[str, ...] = CAMERA_NAMES
+    chunk_horizon: int = CHUNK_HORIZON
+
+    @classmethod
+    def for_robot(cls, robot: RobotDescription, **kwargs) -> RuntimeConfig:
+        """The config of an actor of `robot` (its rate unless `control_hz` is given)."""
+        kwargs.setdefault("control_hz", robot.control_hz)
+        return cls(
+            robot=robot.name,
+            joint_names=robot.joint_names,
+            cameras=robot.camera_names,
+            chunk_horizon=robot.chunk_horizon,
+            **kwargs,
+        )
 
 
 def check_deployment(
@@ -64,7 +79,10 @@ def check_deployment(
 ) -> None:
     """Raise PolicyError if a contract-obeying model does not fit this actor (see the module doc)."""
     problems = []
-    for key, want in ((policy_io.META_JOINT_NAMES, JOINT_NAMES), (policy_io.META_CAMERAS, CAMERA_NAMES)):
+    for key, want in (
+        (policy_io.META_JOINT_NAMES, config.joint_names),
+        (policy_io.META_CAMERAS, config.cameras),
+    ):
         if key not in metadata:
             problems.append(
                 f"no '{key}' metadata: nothing says its inputs are in this robot's order {list(want)}"
@@ -76,7 +94,14 @@ def check_deployment(
             problems.append(f"'{key}' metadata is not a JSON list: {metadata[key]!r}")
             continue
         if got != want:
-            problems.append(f"'{key}' metadata {list(got)} differs from this robot's {list(want)}")
+            problems.append(
+                f"'{key}' metadata {list(got)} differs from this robot's {list(want)} (robot {config.robot})"
+            )
+    if signature.horizon != config.chunk_horizon:
+        problems.append(
+            f"input 'noise' has a horizon of {signature.horizon} steps, robot {config.robot}'s "
+            f"chunk_horizon is {config.chunk_horizon}"
+        )
     if config.control_hz is not None and policy_io.META_CONTROL_HZ in metadata:
         try:
             hz = float(metadata[policy_io.META_CONTROL_HZ])
@@ -87,8 +112,8 @@ def check_deployment(
                 f"trained for control_hz {metadata[policy_io.META_CONTROL_HZ]}, the actor runs at "
                 f"{config.control_hz:g} Hz (its chunks would play at the wrong speed)"
             )
-    if config.camera_hw is not None:
-        why = aspect_mismatch(config.camera_hw, (signature.image_height, signature.image_width))
+    if config.camera_hw is not None and signature.image_size is not None:
+        why = aspect_mismatch(config.camera_hw, signature.image_size)
         if why:
             problems.append(f"configured frame size: {why}")
     if problems:
@@ -244,6 +269,10 @@ class OnnxPolicy:
             check_deployment(self.signature, self.metadata, config)
         except PolicyError as exc:
             raise PolicyError(f"{self.path}: {exc}") from exc
+        # Past check_deployment the model's joints, cameras and horizon are the robot's.
+        self.cameras = config.cameras
+        self.num_joints = len(config.joint_names)
+        self.horizon = self.signature.horizon
         self.sha256 = sha256_of(self.path)
         self.version = version or self.signature.version
         available = ort.get_available_providers()
@@ -267,35 +296,36 @@ class OnnxPolicy:
         self._check_output()
 
     def _check_output(self) -> None:
-        h, w = self.signature.image_height, self.signature.image_width
         feeds = {
-            policy_io.INPUT_IMAGES: np.zeros((1, len(CAMERA_NAMES), h, w, 3), np.uint8),
-            policy_io.INPUT_JOINT_POS: np.zeros((1, NUM_JOINTS), np.float32),
+            policy_io.INPUT_JOINT_POS: np.zeros((1, self.num_joints), np.float32),
             policy_io.INPUT_TASK_ID: np.zeros((1,), np.int64),
-            policy_io.INPUT_NOISE: np.zeros((1, CHUNK_HORIZON, NUM_JOINTS), np.float32),
+            policy_io.INPUT_NOISE: np.zeros((1, self.horizon, self.num_joints), np.float32),
         }
+        if self.cameras:
+            h, w = self.signature.image_height, self.signature.image_width
+            feeds[policy_io.INPUT_IMAGES] = np.zeros((1, len(self.cameras), h, w, 3), np.uint8)
         try:
             out = self.session.run([policy_io.OUTPUT_ACTIONS], feeds)[0]
         except Exception as exc:  # noqa: BLE001
             raise PolicyError(f"{self.path}: trial inference failed: {exc}") from exc
-        if out.shape != (1, CHUNK_HORIZON, NUM_JOINTS):
-            raise PolicyError(
-                f"{self.path}: output 'actions' has shape {list(out.shape)}, want [1, {CHUNK_HORIZON}, {NUM_JOINTS}]"
-            )
+        want = (1, self.horizon, self.num_joints)
+        if out.shape != want:
+            raise PolicyError(f"{self.path}: output 'actions' has shape {list(out.shape)}, want {list(want)}")
 
     def prepare_images(self, obs: Observation) -> np.ndarray:
-        """[1, 3, H, W, 3] uint8 at the model's size, by `lwd_common.preprocessing` (the learner's pixels)."""
+        """[1, C, H, W, 3] uint8 at the model's size, by `lwd_common.preprocessing` (the learner's pixels)."""
         size = (self.signature.image_height, self.signature.image_width)
-        return policy_images([obs.images[cam] for cam in CAMERA_NAMES], size, self.jpeg_quality)[None]
+        return policy_images([obs.images[cam] for cam in self.cameras], size, self.jpeg_quality)[None]
 
     def infer(self, obs: Observation, instruction: str) -> np.ndarray:
-        """Action chunk [30, 16] (float64, absolute joint targets) for one observation."""
+        """Action chunk [H, J] (float64, absolute joint targets) for one observation (G1: [30, 16])."""
         feeds = {
-            policy_io.INPUT_IMAGES: self.prepare_images(obs),
             policy_io.INPUT_JOINT_POS: obs.joint_pos.astype(np.float32)[None],
             policy_io.INPUT_TASK_ID: np.array([self.signature.task_id(instruction)], np.int64),
-            policy_io.INPUT_NOISE: self._rng.standard_normal((1, CHUNK_HORIZON, NUM_JOINTS)).astype(
+            policy_io.INPUT_NOISE: self._rng.standard_normal((1, self.horizon, self.num_joints)).astype(
                 np.float32
             ),
         }
+        if self.cameras:
+            feeds[policy_io.INPUT_IMAGES] = self.prepare_images(obs)
         return self.session.run([policy_io.OUTPUT_ACTIONS], feeds)[0][0].astype(np.float64)

@@ -39,7 +39,7 @@ class SafetyConfig:
 
 @dataclass(frozen=True)
 class FilterResult:
-    command: np.ndarray  # (16,) float64, always finite and within limits
+    command: np.ndarray  # (J,) float64, always finite and within limits
     held: bool  # True if the proposed target was refused and the last command repeated
     clamped_position: bool
     clamped_velocity: bool

@@ -1,4 +1,4 @@
-"""Approximate time synchronisation of the three cameras and the joint states.
+"""Approximate time synchronisation of the robot's cameras (the G1: three) and the joint states.
 
 `message_filters` is not available on pip ROS, and we only ever need the newest
 consistent set, so this is a small thread-safe buffer per input: the pivot is
@@ -26,7 +26,7 @@ class ApproximateSync:
             raise ValueError("slop_s must be > 0 and depth >= 1")
         self.slop_s = slop_s
         self.inputs = inputs
-        # input -> (stamp, value): an HxWx3 RGB frame for a camera, the (16,) joint positions for JOINTS_INPUT
+        # input -> (stamp, value): an HxWx3 RGB frame for a camera, the (J,) joint positions for JOINTS_INPUT
         self._buf: dict[str, deque[tuple[float, np.ndarray]]] = {n: deque(maxlen=depth) for n in inputs}
         self._lock = threading.Lock()
         self._last: Observation | None = None

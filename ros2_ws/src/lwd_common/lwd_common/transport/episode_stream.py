@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
@@ -155,6 +156,12 @@ class EpisodeStream:
         missing = [c for c in self._meta.cameras if c not in step.images]
         if missing:
             raise ValueError(f"step {step.step} lacks camera frames {missing}")
+        joints = len(self._meta.joint_names)
+        if np.shape(step.joint_pos) != (joints,) or np.shape(step.action) != (joints,):
+            raise ValueError(
+                f"step {step.step} has joint_pos {np.shape(step.joint_pos)} and action "
+                f"{np.shape(step.action)}; the episode's joint_names name {joints} joints"
+            )
         self._steps.append(step)
         self._chunk_bytes += sum(len(f) for f in step.images.values())
         if (
@@ -186,7 +193,8 @@ class EpisodeStream:
         steps = self._steps[self._chunk_start :]
         self._chunk_start, self._chunk_bytes = len(self._steps), 0
         self._seq += 1
-        self._put(("chunk", self._meta.episode_id, self._seq, steps, tuple(self._meta.cameras)))
+        meta = self._meta
+        self._put(("chunk", meta.episode_id, self._seq, steps, tuple(meta.cameras), len(meta.joint_names)))
 
     # --- status ------------------------------------------------------------------------------------------
 
@@ -311,7 +319,7 @@ class EpisodeStream:
                 self._spool_frame(eid, seq, cmd[3], cmd[4])
             else:
                 frame = protocol.encode(
-                    "ep_chunk", episode_id=eid, seq=seq, steps=protocol.steps_to_chunk(cmd[3], cmd[4])
+                    "ep_chunk", episode_id=eid, seq=seq, steps=protocol.steps_to_chunk(cmd[3], cmd[4], cmd[5])
                 )
                 self._spool_frame(eid, seq, frame, False)
         except OSError as exc:  # disk full, read-only spool: the episode cannot be delivered whole

@@ -30,7 +30,14 @@ from lwd_common.episode import (
     ActionSource,
     StepRecord,
 )
-from lwd_description.robot import CAMERA_NAMES, CHUNK_HORIZON, CONTROL_HZ, JOINT_NAMES, NUM_JOINTS
+from lwd_description.robot import (
+    CAMERA_NAMES,
+    CHUNK_HORIZON,
+    CONTROL_HZ,
+    JOINT_NAMES,
+    NUM_JOINTS,
+    RobotDescription,
+)
 
 SCHEMA_VERSION = 1
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
@@ -59,6 +66,11 @@ def config_hash(
         "episode_schema": EPISODE_SCHEMA_VERSION,
     }
     return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def robot_config_hash(robot: RobotDescription) -> str:
+    """`config_hash` of a robot description (the G1's equals `config_hash()`)."""
+    return config_hash(robot.joint_names, robot.camera_names, robot.control_hz, robot.chunk_horizon)
 
 
 # Field specs: name -> accepted python types. `int` excludes bool (checked below).
@@ -134,6 +146,7 @@ DEFAULT_MAX_STR = 4096
 # cuts a chunk every 15 steps by default). Bounds the bridge's gap bookkeeping.
 MAX_SEQ = 1 << 20
 MAX_CAMERAS = 16
+MAX_JOINTS = 256  # joint columns a chunk may carry (the episode's own joint_names say how many)
 
 
 def encode(msg_type: str, **fields: Any) -> bytes:
@@ -215,14 +228,23 @@ def _check_fields(msg: dict[str, Any], strict: bool = False) -> None:
 # --- episode steps as chunk payloads -------------------------------------------------------------------
 
 
-def steps_to_chunk(steps: Sequence[StepRecord], cameras: Sequence[str]) -> dict[str, Any]:
-    """Column-wise payload of a few steps (the same dtypes Episode.from_steps stores)."""
+def steps_to_chunk(
+    steps: Sequence[StepRecord], cameras: Sequence[str], num_joints: int = NUM_JOINTS
+) -> dict[str, Any]:
+    """Column-wise payload of a few steps (the same dtypes Episode.from_steps stores); `num_joints`
+    is the episode's (len(meta.joint_names); default the G1's 16). ValueError for a step of another size."""
     n = len(steps)
+    for s in steps:
+        if np.shape(s.joint_pos) != (num_joints,) or np.shape(s.action) != (num_joints,):
+            raise ValueError(
+                f"step {s.step} has joint_pos {np.shape(s.joint_pos)} and action {np.shape(s.action)}, "
+                f"the episode has {num_joints} joints"
+            )
     return {
         "step": np.array([s.step for s in steps], np.int64),
         "stamp": np.array([s.stamp for s in steps], np.float64),
-        "joint_pos": np.array([s.joint_pos for s in steps], np.float32).reshape(n, NUM_JOINTS),
-        "action": np.array([s.action for s in steps], np.float32).reshape(n, NUM_JOINTS),
+        "joint_pos": np.array([s.joint_pos for s in steps], np.float32).reshape(n, num_joints),
+        "action": np.array([s.action for s in steps], np.float32).reshape(n, num_joints),
         "source": np.array([int(s.source) for s in steps], np.int8),
         "chunk_id": np.array([s.chunk_id for s in steps], np.int64),
         "policy_version": [str(s.policy_version) for s in steps],
@@ -230,29 +252,48 @@ def steps_to_chunk(steps: Sequence[StepRecord], cameras: Sequence[str]) -> dict[
     }
 
 
-# The numeric columns of a chunk: name -> (dtype, shape after the step axis).
-CHUNK_COLUMNS: dict[str, tuple[str, tuple[int, ...]]] = {
+# The numeric columns of a chunk: name -> (dtype, shape after the step axis); J: the episode's joints.
+J = "J"
+CHUNK_COLUMNS: dict[str, tuple[str, tuple[int | str, ...]]] = {
     "step": ("int64", ()),
     "stamp": ("float64", ()),
-    "joint_pos": ("float32", (NUM_JOINTS,)),
-    "action": ("float32", (NUM_JOINTS,)),
+    "joint_pos": ("float32", (J,)),
+    "action": ("float32", (J,)),
     "source": ("int8", ()),
     "chunk_id": ("int64", ()),
 }
 _VALID_SOURCES = np.array(sorted(int(s) for s in ActionSource), np.int8)
 
 
-def check_chunk(chunk: dict[str, Any]) -> dict[str, Any]:
+def check_chunk(chunk: dict[str, Any], num_joints: int | None = None) -> dict[str, Any]:
     """Validate a chunk payload and return only what an episode needs (the columns, unpacked to steps later).
 
     Every camera the chunk carries must hold one JPEG byte string per step; the
     bridge keeps chunks in this column form (no per-step objects) until the
-    episode is complete. ProtocolError for any shape or type that does not fit.
+    episode is complete. `num_joints`: the episode's (len of its header's joint_names) when known;
+    else joint_pos and action must agree on some 1..MAX_JOINTS (the episode is checked against its
+    header when it is assembled). ProtocolError for any shape or type that does not fit.
     """
     out: dict[str, Any] = {}
     n = -1
-    for name, (dtype, tail) in CHUNK_COLUMNS.items():
+    joints = num_joints
+    if joints is None:  # the width joint_pos and action agree on
+        widths = {
+            name: a.shape[1]
+            for name in ("joint_pos", "action")
+            if isinstance(a := chunk.get(name), np.ndarray) and a.ndim == 2
+        }
+        if len(set(widths.values())) > 1:
+            raise ProtocolError(
+                "bad_chunk",
+                f"chunk columns 'joint_pos' and 'action' have {widths['joint_pos']} and "
+                f"{widths['action']} joints",
+            )
+        width = next(iter(widths.values()), 0)
+        joints = width if 0 < width <= MAX_JOINTS else None
+    for name, (dtype, spec) in CHUNK_COLUMNS.items():
         a = chunk.get(name)
+        tail = tuple(joints if d == J else d for d in spec)
         if (
             not isinstance(a, np.ndarray)
             or a.dtype != np.dtype(dtype)
@@ -260,7 +301,8 @@ def check_chunk(chunk: dict[str, Any]) -> dict[str, Any]:
             or a.shape[1:] != tail
         ):
             got = f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
-            raise ProtocolError("bad_chunk", f"chunk column {name!r} must be {dtype} [n,{tail}], got {got}")
+            want = ",".join(str(d) for d in ("n", *(spec if joints is None else tail)))
+            raise ProtocolError("bad_chunk", f"chunk column {name!r} must be {dtype} [{want}], got {got}")
         if n == -1:
             n = a.shape[0]
         elif a.shape[0] != n:
@@ -290,9 +332,11 @@ def check_chunk(chunk: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def chunk_to_steps(chunk: dict[str, Any], cameras: Sequence[str]) -> list[StepRecord]:
+def chunk_to_steps(
+    chunk: dict[str, Any], cameras: Sequence[str], num_joints: int | None = None
+) -> list[StepRecord]:
     """Inverse of `steps_to_chunk`; ProtocolError for any shape or type that does not fit."""
-    cols = check_chunk(chunk)
+    cols = check_chunk(chunk, num_joints)
     images = cols["images"]
     for c in cameras:
         if c not in images:
