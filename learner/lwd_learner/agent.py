@@ -88,7 +88,7 @@ class Agent:
             lambda s, d: self._sampled(self._bc_update, True, s, d), donate_argnums=0
         )
         self.rl_update_on_device = jax.jit(
-            lambda s, d: self._sampled(self._rl_update, False, s, d), donate_argnums=0
+            lambda s, d: self._sampled(self._rl_update, False, s, d, reference_batch=True), donate_argnums=0
         )
         # RECAP: the BC(+critic) update on all replay (its advantage-labelled policy task ids).
         self.recap_update_on_device = jax.jit(
@@ -188,18 +188,24 @@ class Agent:
     def _field(self, params, z, a, w):
         return self.policy.apply(params, z, a, w, method=FlowPolicy.field)
 
-    def _sampled(self, update, bc: bool, state: AgentState, data: ReplayArrays):
+    def _sampled(
+        self, update, bc: bool, state: AgentState, data: ReplayArrays, reference_batch: bool = False
+    ):
+        """`update` on a minibatch drawn on the device (from the BC pool if `bc`); with
+        `reference_batch` and a bc_ema reference, also on a BC-pool batch for its cloning flow."""
         rng, k = jax.random.split(state.rng)
         t = self.cfg.train
-        batch = sample_batch(data, k, t.batch_size, bc, t.online_ratio)
-        if self.batch_sharding is not None:
-            batch = jax.lax.with_sharding_constraint(batch, self.batch_sharding)
-        if update == self._rl_update and state.bc_policy is not None:  # the bc_ema reference's BC batch
-            bc_batch = sample_batch(data, jax.random.fold_in(k, 1), t.batch_size, True, t.online_ratio)
+
+        def draw(key, from_bc: bool):
+            batch = sample_batch(data, key, t.batch_size, from_bc, t.online_ratio)
             if self.batch_sharding is not None:
-                bc_batch = jax.lax.with_sharding_constraint(bc_batch, self.batch_sharding)
-            return update(state.replace(rng=rng), batch, bc_batch)
-        return update(state.replace(rng=rng), batch)
+                batch = jax.lax.with_sharding_constraint(batch, self.batch_sharding)
+            return batch
+
+        batches = [draw(k, bc)]
+        if reference_batch and state.bc_policy is not None:
+            batches.append(draw(jax.random.fold_in(k, 1), True))
+        return update(state.replace(rng=rng), *batches)
 
     # ---- behaviour cloning --------------------------------------------------------------
     def bc_loss(self, params, norm, batch, rng):

@@ -27,7 +27,6 @@ from lwd_learner.jaxpr_onnx import OPSET, GraphInput, jax_to_onnx
 
 __all__ = [
     "OPSET",
-    "check_contract",
     "export_policy",
     "policy_inputs",
     "policy_sampler",
@@ -71,46 +70,6 @@ def write_metadata(
         model.metadata_props.add(key=k, value=v)
 
 
-def check_contract(model: onnx.ModelProto) -> None:
-    """The exported graph against the contract for the robot its metadata names (any robot): a
-    ValueError saying what is wrong. G1 policies are also checked by `policy_io.read_signature`."""
-    meta = {p.key: p.value for p in model.metadata_props}
-    joints = json.loads(meta[policy_io.META_JOINT_NAMES])
-    cameras = json.loads(meta[policy_io.META_CAMERAS])
-    dims = {i.name: _dims(i) for i in model.graph.input}
-    elem = {i.name: i.type.tensor_type.elem_type for i in model.graph.input}
-    want = {
-        policy_io.INPUT_JOINT_POS: (onnx.TensorProto.FLOAT, 2, {1: len(joints)}),
-        policy_io.INPUT_TASK_ID: (onnx.TensorProto.INT64, 1, {}),
-        policy_io.INPUT_NOISE: (onnx.TensorProto.FLOAT, 3, {2: len(joints)}),
-    }
-    if cameras:
-        want[policy_io.INPUT_IMAGES] = (onnx.TensorProto.UINT8, 5, {1: len(cameras), 4: 3})
-    problems = [f"unexpected input {n!r}" for n in dims if n not in want]
-    for name, (dtype, rank, fixed) in want.items():
-        if name not in dims:
-            problems.append(f"missing input {name!r}")
-        elif elem[name] != dtype or len(dims[name]) != rank:
-            problems.append(
-                f"input {name!r} is type {elem[name]} rank {len(dims[name])}, want {dtype} rank {rank}"
-            )
-        else:
-            problems += [
-                f"input {name!r} has {dims[name][k]} at axis {k}, want {v}"
-                for k, v in fixed.items()
-                if dims[name][k] != v
-            ]
-    outputs = {o.name: _dims(o) for o in model.graph.output}
-    if policy_io.OUTPUT_ACTIONS not in outputs:
-        problems.append(f"missing output {policy_io.OUTPUT_ACTIONS!r}")
-    if problems:
-        raise ValueError("exported policy breaks the lwd ONNX contract: " + "; ".join(problems))
-
-
-def _dims(arg) -> list:
-    return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in arg.type.tensor_type.shape.dim]
-
-
 def policy_sampler(params: dict, norm: dict, cfg: ModelConfig, flow_steps: int) -> Callable:
     """`Agent.sample_actions` with these parameters and NormStats bound: (images, joint_pos, task_id,
     noise) -> actions, the function an export traces (`images` None for a camera-free model)."""
@@ -145,9 +104,7 @@ def sampler_to_onnx(
     write_metadata(model, instructions, flow_steps, version, cfg)
     onnx.checker.check_model(model)
     if check:
-        check_contract(model)
-        if (cfg.joint_names, cfg.cameras) == (JOINT_NAMES, CAMERA_NAMES):
-            policy_io.read_signature(model)  # what a G1 actor accepts
+        policy_io.read_signature(model)  # the contract, for any robot
     return model
 
 

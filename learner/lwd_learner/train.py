@@ -95,8 +95,6 @@ def restore_session(ckpt_dir: str | Path, cfg: LearnerConfig | None = None) -> S
     if saved_policy_tx != _uses_policy_tx(cfg, meta["phase"]):  # another method continues: its own optimiser
         tx = agent.policy_tx if _uses_policy_tx(cfg, meta["phase"]) else agent.bc_tx
         state = state.replace(policy_opt=tx.init(state.policy))
-    if _uses_policy_tx(cfg, meta["phase"]):
-        state = agent.with_reference_training(state)
     extra = {
         k: v for k, v in meta.items() if k not in ("config", "vocab", "stats", "phase", "step", "frozen")
     }
@@ -187,6 +185,8 @@ def _run(
     cfg.train.encoder_steps; checkpoints (every process, orbax coordinates) and metrics (process 0)."""
     cfg, agent = session.cfg, session.agent
     mesh = batches.mesh
+    if _uses_policy_tx(cfg, session.phase):  # an RL checkpoint of the other qam.reference setting
+        session.state = agent.with_reference_training(session.state)
     if cfg.train.batch_size % mesh.devices.size:
         raise ValueError(f"batch size {cfg.train.batch_size} not divisible by {mesh.devices.size} devices")
     session.state = replicate(session.state, mesh)
@@ -339,8 +339,6 @@ def run_online(
         if session.phase == "bc" and trains_critic(cfg.train):
             session.state = agent.start_rl(session.state) if cfg.train.method == "lwd" else session.state
             session.phase = "rl"
-        elif _uses_policy_tx(cfg, session.phase):  # an RL checkpoint of another reference setting
-            session.state = agent.with_reference_training(session.state)
     cfg = session.cfg = dataclasses.replace(
         session.cfg, train=dataclasses.replace(session.cfg.train, bc_steps=0)
     )
