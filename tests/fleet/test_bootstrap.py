@@ -63,3 +63,43 @@ def test_an_explicit_policy_without_learner_needs_no_run_dir(tmp_path):
 def test_a_broken_description_is_refused_before_a_missing_bootstrap(tmp_path):
     with pytest.raises(FleetConfigError, match="mode"):
         with_run_dir_defaults({"run_dir": str(tmp_path), "mode": "dream"}, {})
+
+
+def test_ctrl_c_during_a_bootstrap_step_exits_130_with_one_line_after_the_step_stops(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    stopped = tmp_path / "step_stopped"
+    step = (
+        "import signal, sys, time, pathlib\n"
+        f"signal.signal(signal.SIGINT, lambda *_: (time.sleep(0.5), pathlib.Path({str(stopped)!r}).touch(), sys.exit(1)))\n"
+        "print('step', 'running', flush=True)\n"  # not the text of the runner's echo of this script
+        "time.sleep(60)\n"
+    )
+    runner = (
+        "import sys\n"
+        "from lwd_bringup.bootstrap import run_step\n"
+        f"run_step('a step', [sys.executable, '-c', {step!r}])\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", runner],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's Ctrl-C reaches
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while proc.stdout.readline() != "step running\n" and time.monotonic() < deadline:
+            pass  # the runner's echo of the step's command, then the step's own line
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130
+    assert stopped.exists()  # the step was waited for: it finished its own shutdown first
+    assert "Traceback" not in err and "[lwd] a step: interrupted; run the same command again to resume" in err

@@ -96,10 +96,18 @@ class BootstrapPlan:
 
 
 def run_step(title: str, argv: list[str]) -> None:
-    """Run one bootstrap step in the foreground (it draws its own progress bar)."""
+    """Run one bootstrap step in the foreground (it draws its own progress bar). Ctrl-C reaches the
+    step too (same process group): wait for it to stop (the learner checkpoints), then exit 130 with
+    one line, not a traceback; the next run resumes."""
     log(f"{title}: {' '.join(argv[2:])}")
     start = time.monotonic()
-    rc = subprocess.call(argv)
+    step = subprocess.Popen(argv)
+    try:
+        rc = step.wait()
+    except KeyboardInterrupt:
+        step.wait()
+        print(f"[lwd] {title}: interrupted; run the same command again to resume", file=sys.stderr)
+        raise SystemExit(130) from None
     if rc != 0:
         raise SystemExit(f"[lwd] {title} failed (exit {rc}); fix the error above and run again")
     log(f"{title}: done in {time.monotonic() - start:.0f} s")
