@@ -114,6 +114,13 @@ def _nested(depth: int) -> dict:
     return d
 
 
+def bridge_counter(root, name: str) -> int:
+    """A counter from the bridge's status.json; 0 until the bridge first writes it (once a second,
+    atomically: under load the first write can come after a test's first look)."""
+    path = root / "status.json"
+    return json.loads(path.read_text())["counters"][name] if path.exists() else 0
+
+
 def _evil_episode(index: int) -> list[bytes]:
     """An episode whose meta.extra is nested 505 deep (built by hand: asdict itself would recurse too far)."""
     frames, _ = episode_frames(index=index, n=5)
@@ -297,9 +304,7 @@ def test_unterminated_multipart_message_is_cut_and_logged(procs, tmp_path, endpo
     growth = proc_memory(bridge.pid)["VmHWM"] - base
     assert sent < 160 and growth < 80 << 20, (sent, growth)
     assert wait_for(lambda: "closing connection" in procs.log("bridge"), 10)
-    assert wait_for(
-        lambda: json.loads((root / "status.json").read_text())["counters"]["connections_cut"] >= 1, 5
-    )
+    assert wait_for(lambda: bridge_counter(root, "connections_cut") >= 1, 5)
 
 
 def test_unread_policy_replies_do_not_pile_up_in_the_bridge(procs, tmp_path, endpoint):
@@ -322,9 +327,7 @@ def test_unread_policy_replies_do_not_pile_up_in_the_bridge(procs, tmp_path, end
         assert growth < 64 << 20, growth
     finally:
         sock.close(0)
-    assert wait_for(
-        lambda: json.loads((root / "status.json").read_text())["counters"]["replies_dropped"] > 0, 5
-    )
+    assert wait_for(lambda: bridge_counter(root, "replies_dropped") > 0, 5)
 
 
 # --- 6. unbounded state --------------------------------------------------------------------------------------
@@ -456,7 +459,7 @@ def test_unknown_curve_keys_do_not_flood_the_log(procs, tmp_path, endpoint):
         sock.close(0)
 
     def denied() -> int:
-        return json.loads((root / "status.json").read_text())["counters"]["auth_denied"]
+        return bridge_counter(root, "auth_denied")
 
     assert wait_for(lambda: denied() >= 60, 20)
     lines = [
@@ -639,9 +642,7 @@ def test_connections_over_the_cap_are_closed(procs, tmp_path, endpoint):
     finally:
         for s in conns:
             s.close()
-    assert wait_for(
-        lambda: json.loads((root / "status.json").read_text())["counters"]["connections_refused"] >= 6, 5
-    )
+    assert wait_for(lambda: bridge_counter(root, "connections_refused") >= 6, 5)
 
 
 def test_one_remote_address_cannot_take_every_connection(tmp_path, monkeypatch):
