@@ -11,7 +11,7 @@ from lwd_bringup.bootstrap import (
     run_dir_layout,
     with_run_dir_defaults,
 )
-from lwd_bringup.description import FleetConfigError
+from lwd_bringup.description import FleetConfigError, expand_fleet
 from lwd_learner.cli import parse
 from lwd_learner.config import PRESETS
 
@@ -50,8 +50,19 @@ def test_a_bootstrapped_run_dir_gives_actors_the_policy_and_the_learner_its_init
     layout.offline_policy.write_bytes(b"onnx")
     overrides = with_run_dir_defaults({"run_dir": str(tmp_path), "learner": {"enabled": True}}, {})
     assert overrides["actor_params"]["policy_path"] == str(layout.offline_policy)
-    args = overrides["learner"]["args"]
+    args = overrides["learner"]["run_args"]
     assert args[args.index("--init") + 1] == str(layout.offline_learner)
+
+
+def test_learner_flags_of_the_description_follow_the_run_directorys_instead_of_replacing_them(tmp_path):
+    layout = run_dir_layout(tmp_path)
+    layout.offline_learner.mkdir()
+    layout.offline_policy.write_bytes(b"onnx")
+    cfg = {"run_dir": str(tmp_path), "learner": {"enabled": True, "args": ["--qam.reference", "bc_ema"]}}
+    fleet = expand_fleet(cfg, with_run_dir_defaults(cfg, {}))
+    argv = next(p for p in fleet.processes if p.name == "learner").args
+    assert argv[argv.index("--init") + 1] == str(layout.offline_learner)
+    assert argv[-2:] == ("--qam.reference", "bc_ema")
 
 
 def test_an_explicit_policy_without_learner_needs_no_run_dir(tmp_path):

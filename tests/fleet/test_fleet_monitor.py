@@ -54,8 +54,30 @@ def make_monitor(tmp_path) -> FleetMonitor:
 def test_report_shows_success_and_teleop_share_per_policy_version(tmp_path):
     text = make_monitor(tmp_path).report()
     assert "4 episodes" in text
-    assert "v000001 0% 50% (n=2)" in text and "v000002 100% 10% (n=2)" in text
+    assert "v000001 0% 0% 50% (n=2)" in text and "v000002 100% 50% 10% (n=2)" in text
     assert "learner: starting" in text  # no metrics yet
+
+
+def test_only_a_success_without_any_teleoperated_step_counts_as_the_policys_own(tmp_path):
+    monitor = make_monitor(tmp_path)
+    monitor.refresh()
+    alone = sorted((e.episode_id, e.succeeded_alone) for e in monitor.episodes.values())
+    assert alone == [
+        ("robot0-ep0", False),
+        ("robot0-ep2", False),
+        ("robot1-ep1", False),
+        ("robot1-ep3", True),
+    ]
+
+
+def test_many_policy_versions_are_pooled_into_consecutive_bands():
+    from lwd_bringup.monitor import _version_bands
+
+    by_version = {f"v{i:06d}": [i] for i in range(1, 26)}  # 25 versions, one "episode" each
+    bands = _version_bands(by_version, max_bars=12)
+    assert list(bands)[:2] == ["v1-3", "v4-6"] and list(bands)[-1] == "v25"
+    assert [e for v in bands.values() for e in v] == list(range(1, 26))
+    assert list(_version_bands({"v000001": [], "v000002": []}, max_bars=12)) == ["v1", "v2"]
 
 
 def test_plots_are_written_without_a_learner_checkpoint(tmp_path):

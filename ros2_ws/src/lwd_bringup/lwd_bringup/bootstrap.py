@@ -195,7 +195,8 @@ def fleet_run_overrides(
         "bridge": {"root": str(layout.bridge_root)},
     }
     if learner_enabled:
-        overrides["learner"] = {"args": learner_args(layout, image_size, publish_every)}
+        # run_args, not args: the description's own learner flags (learner.args) still apply after them
+        overrides["learner"] = {"run_args": learner_args(layout, image_size, publish_every)}
     return overrides
 
 

@@ -15,7 +15,10 @@ Fleet YAML (see config/fleet.yaml):
       sim_robot_params: {...}
       sim_operator_params: {...}
       bridge: {enabled: true, bind: "tcp://127.0.0.1:5555"}
-      learner: {enabled: true, args: [...]}
+      learner: {enabled: true, args: [...]}   # args: extra `lwd_learner.cli online` flags, e.g.
+                                               # [--qam.reference, bc_ema]; they follow run_args, the
+                                               # run directory's (--out, --init, ...) that the
+                                               # bring-up fills in
 """
 
 from __future__ import annotations
@@ -179,7 +182,13 @@ def expand_fleet(cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -
                 package="lwd_learner",
                 executable="lwd-learner",
                 module="lwd_learner.cli",
-                args=("online", "--bridge-root", str(bridge_root), *learner.get("args", [])),
+                args=(
+                    "online",
+                    "--bridge-root",
+                    str(bridge_root),
+                    *learner.get("run_args", []),
+                    *learner.get("args", []),
+                ),
                 ros=False,
             )
         )

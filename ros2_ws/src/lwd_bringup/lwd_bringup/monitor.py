@@ -33,6 +33,11 @@ class EpisodeSummary:
     interventions: int  # number of teleop segments
     policy_versions: tuple[str, ...]
 
+    @property
+    def succeeded_alone(self) -> bool:
+        """Success with no teleoperated step: what the policy can do, not the operator."""
+        return self.success and self.intervention_steps == 0
+
 
 def summarise(store: EpisodeStore, episode_id: str) -> EpisodeSummary:
     ep = store.get(episode_id)
@@ -113,9 +118,10 @@ class FleetMonitor:
         by_version = _by_policy_version(eps)
         if by_version:
             lines.append(
-                "by policy version (success, share of steps teleoperated): "
+                "by policy version (success, succeeded without the operator, share of steps teleoperated): "
                 + "  ".join(
-                    f"{v} {np.mean([e.success for e in items]):.0%} {_teleop_share(items):.0%} (n={len(items)})"
+                    f"{v} {np.mean([e.success for e in items]):.0%} {_alone(items):.0%} "
+                    f"{_teleop_share(items):.0%} (n={len(items)})"
                     for v, items in list(by_version.items())[-4:]
                 )
             )
@@ -166,8 +172,15 @@ class FleetMonitor:
             items = [e for e in eps if e.task == task]
             t = [(e.ended_at - t0) / 60 for e in items]
             window = max(1, min(25, len(items) // 3))
-            ax1.plot(
+            line = ax1.plot(
                 t, _rolling([float(e.success) for e in items], window), label=f"{task} (rolling {window})"
+            )[0]
+            ax1.plot(
+                t,
+                _rolling([float(e.succeeded_alone) for e in items], window),
+                "--",
+                color=line.get_color(),
+                label=f"{task}, without the operator",
             )
             ax2.plot(t, _rolling([e.interventions for e in items], window), label=task)
         ax1.set_ylabel("success rate")
@@ -175,18 +188,27 @@ class FleetMonitor:
         ax1.legend()
         ax2.set_ylabel("interventions / episode")
         ax2.set_xlabel("minutes since first episode")
-        # Per policy version: what each published policy did on the fleet (the learning curve proper).
-        by_version = _by_policy_version(eps)
-        x = np.arange(len(by_version))
-        ax3.bar(x, [np.mean([e.success for e in v]) for v in by_version.values()], color="tab:green")
-        ax3.set_ylabel("success rate")
+        # Per band of policy versions: what the published policies did on the fleet (the learning
+        # curve proper). With the operator's help nearly every episode succeeds, so the policy's own
+        # progress is the share it finished without the operator.
+        bands = _version_bands(_by_policy_version(eps), max_bars=12)
+        x = np.arange(len(bands))
+        alone = [_alone(v) for v in bands.values()]
+        helped = [
+            float(np.mean([e.success for e in v])) - a for v, a in zip(bands.values(), alone, strict=True)
+        ]
+        ax3.bar(x, alone, color="tab:green", label="succeeded without the operator")
+        ax3.bar(
+            x, helped, bottom=alone, color="tab:green", alpha=0.3, label="succeeded with the operator's help"
+        )
+        ax3.set_ylabel("share of episodes")
         ax3.set_ylim(0, 1.05)
         ax3.set_title("per policy version (bars: episodes that version started)", fontsize=9)
-        ax4.bar(x, [_teleop_share(v) for v in by_version.values()], color="tab:orange")
+        ax3.legend(fontsize=7, loc="upper left")
+        ax4.bar(x, [_teleop_share(v) for v in bands.values()], color="tab:orange")
         ax4.set_ylabel("share of steps teleoperated")
         ax4.set_ylim(0, 1.05)
-        every = max(1, len(x) // 12)
-        ax4.set_xticks(x[::every], [k.lstrip("v0") or k for k in by_version][::every], fontsize=7)
+        ax4.set_xticks(x, [f"{k}\nn={len(v)}" for k, v in bands.items()], fontsize=7)
         ax4.set_xlabel("policy version")
         fig.tight_layout()
         path = out_dir / "success_rate.png"
@@ -235,6 +257,25 @@ def _by_policy_version(eps: list[EpisodeSummary]) -> dict[str, list[EpisodeSumma
         if e.policy_versions:
             out[e.policy_versions[0]].append(e)
     return dict(sorted(out.items()))
+
+
+def _version_bands(
+    by_version: dict[str, list[EpisodeSummary]], max_bars: int
+) -> dict[str, list[EpisodeSummary]]:
+    """Consecutive versions pooled so that at most max_bars remain ("v3-v7" -> their episodes)."""
+    items = list(by_version.items())
+    size = max(1, -(-len(items) // max_bars))
+    out: dict[str, list[EpisodeSummary]] = {}
+    for i in range(0, len(items), size):
+        chunk = items[i : i + size]
+        first, last = chunk[0][0].lstrip("v0") or "0", chunk[-1][0].lstrip("v0") or "0"
+        label = f"v{first}" if len(chunk) == 1 else f"v{first}-{last}"
+        out[label] = [e for _, eps in chunk for e in eps]
+    return out
+
+
+def _alone(eps: list[EpisodeSummary]) -> float:
+    return float(np.mean([e.succeeded_alone for e in eps])) if eps else 0.0
 
 
 def _teleop_share(eps: list[EpisodeSummary]) -> float:
