@@ -109,6 +109,20 @@ def learner_args(scale: Scale, seed: int) -> list[str]:
     ]
 
 
+def online_tag(j: int) -> str:
+    """The run directory name of ONLINE's j-th phase under a seed's work directory."""
+    return "online" if j == 0 else f"online{j}"
+
+
+def stage_policies(work: Path, seed: int) -> dict[str, Path]:
+    """Method name -> where train_seed leaves that method's final policy for this seed."""
+    w = work / f"seed{seed}"
+    out = {"SFT (BC reference)": w / "sft" / "policy.onnx"}
+    out |= {name: w / f"offline{i}" / "policy.onnx" for i, name in enumerate(METHODS)}
+    out |= {name: w / f"{online_tag(j)}_policy.onnx" for j, name in enumerate(ONLINE)}
+    return out
+
+
 def train_seed(seed: int, tasks: list[str], scale: Scale, work: Path) -> dict[str, Path]:
     """All policies of one seed; returns method name -> policy.onnx."""
     w = work / f"seed{seed}"
@@ -189,9 +203,7 @@ def train_seed(seed: int, tasks: list[str], scale: Scale, work: Path) -> dict[st
         policies[name] = out / "policy.onnx"
     for j, (name, (start, method, extra)) in enumerate(ONLINE.items()):
         start_run = sft if start == "sft" else w / f"offline{start}"
-        policies[name] = run_online(
-            seed, tasks, scale, w, start_run, method, "online" if j == 0 else f"online{j}", extra
-        )
+        policies[name] = run_online(seed, tasks, scale, w, start_run, method, online_tag(j), extra)
     return policies
 
 
@@ -330,6 +342,14 @@ def mean_ci(values: list[float]) -> tuple[float, float]:
     if len(v) < 2:
         return float(v.mean()), float("nan")
     return float(v.mean()), float(T95.get(len(v) - 1, 1.96) * v.std(ddof=1) / np.sqrt(len(v)))
+
+
+def wilson(successes: int, n: int) -> tuple[float, float]:
+    """95% Wilson score interval of a binomial rate (k successes in n episodes)."""
+    z, p = 1.96, successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(centre - half), float(centre + half)
 
 
 def write_report(

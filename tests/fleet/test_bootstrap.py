@@ -114,3 +114,12 @@ def test_ctrl_c_during_a_bootstrap_step_exits_130_with_one_line_after_the_step_s
     assert proc.returncode == 130
     assert stopped.exists()  # the step was waited for: it finished its own shutdown first
     assert "Traceback" not in err and "[lwd] a step: interrupted; run the same command again to resume" in err
+
+
+def test_the_default_fleets_learner_keeps_its_qam_reference_cloning_the_corrections():
+    from lwd_bringup.description import load_fleet_yaml
+    from lwd_bringup.venv_launch import default_fleet_file
+
+    extra = load_fleet_yaml(default_fleet_file())["learner"]["args"]
+    cfg = parse(["online", "--bridge-root", "B", "--out", "O", *extra]).args.cfg
+    assert (cfg.qam.reference, cfg.train.bc_data) == ("bc_ema", "hg_dagger")

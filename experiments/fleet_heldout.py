@@ -1,0 +1,113 @@
+"""Held-out success of a fleet run's published policies, version by version: the learning curve
+without the operator in it.
+
+    ./lwd py experiments/fleet_heldout.py runs/fleet/bridge --every 10 --episodes 48 --out docs/fleet_run
+
+On the fleet the operator takes over whatever makes no progress for a quarter of the time limit,
+so the share of episodes a policy finishes alone mostly measures the operator's patience. This
+evaluates every `--every`-th published version (and the last) on the same held-out simulator
+episodes (evaluation seed 12345, the results table's), writes `heldout_by_version.json` and
+`heldout_by_version.png` into `--out`, and prints a table with 95% Wilson intervals. Results are
+cached in the JSON, so a rerun only evaluates versions it has not seen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from sim_results import wilson
+
+from lwd_common.policy_store import PolicyStore, version_number
+from lwd_sim.evaluate_policy import evaluate_policy
+
+
+def chosen_versions(versions: list[str], every: int) -> list[str]:
+    """v1, then every `every`-th version, and always the last."""
+    picked = [v for v in versions if (version_number(v) - 1) % every == 0]
+    return picked + ([versions[-1]] if versions and versions[-1] not in picked else [])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("bridge_root", type=Path, help="the fleet's bridge directory (<run_dir>/bridge)")
+    ap.add_argument("--every", type=int, default=10, help="evaluate every N-th published version")
+    ap.add_argument("--episodes", type=int, default=48)
+    ap.add_argument("--task", default="can_to_bin")
+    ap.add_argument("--execute-steps", type=int, default=30)
+    ap.add_argument("--out", type=Path, required=True, help="directory for the JSON and the plot")
+    args = ap.parse_args(argv)
+    store = PolicyStore(args.bridge_root / "policies")
+    versions = sorted(store.versions(), key=version_number)
+    if not versions:
+        ap.error(f"no published policies under {args.bridge_root / 'policies'}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    cache_path = args.out / "heldout_by_version.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    settings = {
+        "task": args.task,
+        "episodes": args.episodes,
+        "execute_steps": args.execute_steps,
+        "seed": 12345,
+    }
+    if cache.get("settings") != settings:
+        cache = {"settings": settings, "success": {}}
+    for v in chosen_versions(versions, args.every):
+        if v not in cache["success"]:
+            r = evaluate_policy(
+                str(store.path_of(v)),
+                args.task,
+                args.episodes,
+                num_envs=4,
+                execute_steps=args.execute_steps,
+                seed=12345,
+            )
+            cache["success"][v] = r.success_rate
+            cache_path.write_text(json.dumps(cache, indent=1))
+        print(f"{v}: {cache['success'][v]:.2f}", flush=True)
+    rows = sorted(cache["success"].items(), key=lambda kv: version_number(kv[0]))
+    print(
+        f"\n{args.task}, {args.episodes} held-out episodes per version\n\n| version | success (95% Wilson) |\n|---|---|"
+    )
+    bounds = []
+    for v, rate in rows:
+        lo, hi = wilson(round(rate * args.episodes), args.episodes)
+        bounds.append((lo, hi))
+        print(f"| {v} | {rate:.2f} [{lo:.2f}, {hi:.2f}] |")
+    _plot(rows, bounds, args, args.out / "heldout_by_version.png")
+    return 0
+
+
+def _plot(rows: list[tuple[str, float]], bounds: list[tuple[float, float]], args, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [version_number(v) for v, _ in rows]
+    y = [r for _, r in rows]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.errorbar(
+        x,
+        y,
+        yerr=[
+            [r - lo for r, (lo, _) in zip(y, bounds, strict=True)],
+            [hi - r for r, (_, hi) in zip(y, bounds, strict=True)],
+        ],
+        marker="o",
+        capsize=3,
+    )
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("published policy version")
+    ax.set_ylabel("held-out success")
+    ax.set_title(
+        f"{args.task}: {args.episodes} held-out episodes per version, no operator (95% Wilson)", fontsize=9
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""Re-evaluate some methods of a finished results run with more episodes, paired by seed.
+
+    python experiments/paired_eval.py --work runs/results3 --seeds 0 1 2 --episodes 96 \
+        --methods "SFT (BC reference)" "LWD online, BC-trained reference" "HG-DAgger (fleet + interventions)"
+
+The results table's 24 episodes per seed leave an evaluation noise of about ±0.2 on each seed's
+rate, which hides any gain below that. This evaluates the policies `sim_results.py` left in `--work`
+on more held-out episodes (the same evaluation seed, so the first 24 are the table's), and reports
+per method: the rate per seed, the mean over seeds with its 95% t-interval, all episodes pooled
+with a 95% Wilson interval, and, against the first method, the per-seed difference (the same seed
+shares its offline data and SFT checkpoint) with its 95% t-interval. Results are cached next to
+each policy (`<policy>.eval<N>.json`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from sim_results import mean_ci, stage_policies, wilson
+
+from lwd_sim.evaluate_policy import evaluate_policy
+
+
+def success_rate(policy: Path, task: str, episodes: int, execute_steps: int) -> float:
+    cache = policy.with_suffix(f".eval{episodes}.json")
+    key = {
+        "task": task,
+        "episodes": episodes,
+        "execute_steps": execute_steps,
+        "mtime": policy.stat().st_mtime,
+    }
+    if cache.exists() and json.loads(cache.read_text())["key"] == key:
+        return float(json.loads(cache.read_text())["success"])
+    r = evaluate_policy(str(policy), task, episodes, num_envs=4, execute_steps=execute_steps, seed=12345)
+    cache.write_text(json.dumps({"key": key, "success": r.success_rate}))
+    return float(r.success_rate)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, required=True, help="sim_results.py's --work directory")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument(
+        "--methods", nargs="+", required=True, help="method names as in results.md; the first is the baseline"
+    )
+    ap.add_argument("--task", default="can_to_bin")
+    ap.add_argument("--episodes", type=int, default=96)
+    ap.add_argument("--execute-steps", type=int, default=30)
+    args = ap.parse_args(argv)
+    rates: dict[str, list[float]] = {}
+    for method in args.methods:
+        rates[method] = []
+        for seed in args.seeds:
+            policy = stage_policies(args.work, seed).get(method)
+            if policy is None or not policy.exists():
+                ap.error(
+                    f"no policy for {method!r} of seed {seed} in {args.work} (known: {list(stage_policies(args.work, seed))})"
+                )
+            rate = success_rate(policy, args.task, args.episodes, args.execute_steps)
+            rates[method].append(rate)
+            print(f"seed {seed} {method}: {rate:.3f}", flush=True)
+    base = np.asarray(rates[args.methods[0]])
+    print(f"\n{args.task}, {args.episodes} episodes per policy and seed, seeds {args.seeds}\n")
+    print(
+        "| method | per seed | mean over seeds (95% t) | pooled episodes (95% Wilson) | minus the first, paired by seed (95% t) |"
+    )
+    print("|---|---|---|---|---|")
+    for method, r in rates.items():
+        mean, half = mean_ci(r)
+        k = round(sum(r) * args.episodes)
+        lo, hi = wilson(k, args.episodes * len(r))
+        diff = (
+            ""
+            if method == args.methods[0]
+            else "{:+.2f} ± {:.2f}".format(*mean_ci(list(np.asarray(r) - base)))
+        )
+        per_seed = " / ".join(f"{x:.2f}" for x in r)
+        print(
+            f"| {method} | {per_seed} | {mean:.2f} ± {half:.2f} | {k / (args.episodes * len(r)):.2f} [{lo:.2f}, {hi:.2f}] | {diff} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
