@@ -10,6 +10,7 @@ the one command to run (`python -m lwd_bringup.bootstrap --run-dir DIR`).
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 import time
@@ -101,13 +102,17 @@ def run_step(title: str, argv: list[str]) -> None:
     one line, not a traceback; the next run resumes."""
     log(f"{title}: {' '.join(argv[2:])}")
     start = time.monotonic()
-    step = subprocess.Popen(argv)
+    interrupted: list[int] = []
+    # Ctrl-C only takes note while the step runs: a KeyboardInterrupt raised between starting the
+    # step and waiting for it (a race under load) would end this process with a traceback.
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: interrupted.append(signum))
     try:
-        rc = step.wait()
-    except KeyboardInterrupt:
-        step.wait()
+        rc = subprocess.Popen(argv).wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
         print(f"[lwd] {title}: interrupted; run the same command again to resume", file=sys.stderr)
-        raise SystemExit(130) from None
+        raise SystemExit(130)
     if rc != 0:
         raise SystemExit(f"[lwd] {title} failed (exit {rc}); fix the error above and run again")
     log(f"{title}: done in {time.monotonic() - start:.0f} s")
