@@ -148,7 +148,6 @@ def train_seed(seed: int, tasks: list[str], scale: Scale, work: Path) -> dict[st
             ],
             w / "logs" / "generate.log",
         )
-    policies: dict[str, Path] = {}
     sft = w / "sft"
     if not (sft / "policy.onnx").exists():
         # BC with the value model learning alongside (method lwd, no RL steps): the policy is plain BC,
@@ -174,7 +173,6 @@ def train_seed(seed: int, tasks: list[str], scale: Scale, work: Path) -> dict[st
             ],
             w / "logs" / "sft.log",
         )
-    policies["SFT (BC reference)"] = sft / "policy.onnx"
     for i, (name, extra) in enumerate(METHODS.items()):
         out = w / f"offline{i}"
         if not (out / "policy.onnx").exists():
@@ -200,11 +198,10 @@ def train_seed(seed: int, tasks: list[str], scale: Scale, work: Path) -> dict[st
                 ],
                 w / "logs" / f"offline{i}.log",
             )
-        policies[name] = out / "policy.onnx"
-    for j, (name, (start, method, extra)) in enumerate(ONLINE.items()):
+    for j, (start, method, extra) in enumerate(ONLINE.values()):
         start_run = sft if start == "sft" else w / f"offline{start}"
-        policies[name] = run_online(seed, tasks, scale, w, start_run, method, online_tag(j), extra)
-    return policies
+        run_online(seed, tasks, scale, w, start_run, method, online_tag(j), extra)
+    return stage_policies(work, seed)
 
 
 def run_online(
