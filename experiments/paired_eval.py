@@ -8,35 +8,17 @@ rate, which hides any gain below that. This evaluates the policies `sim_results.
 on more held-out episodes (the same evaluation seed, so the first 24 are the table's), and reports
 per method: the rate per seed, the mean over seeds with its 95% t-interval, all episodes pooled
 with a 95% Wilson interval, and, against the first method, the per-seed difference (the same seed
-shares its offline data and SFT checkpoint) with its 95% t-interval. Results are cached next to
-each policy (`<policy>.eval<N>.json`).
+shares its offline data and SFT checkpoint) with its 95% t-interval. Evaluations are cached next
+to each policy (`<policy>.eval-<task>-<N>ep-<rows>rows.json`, shared with `sim_results.py`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
-from sim_results import mean_ci, stage_policies, wilson
-
-from lwd_sim.evaluate_policy import evaluate_policy
-
-
-def success_rate(policy: Path, task: str, episodes: int, execute_steps: int) -> float:
-    cache = policy.with_suffix(f".eval{episodes}.json")
-    key = {
-        "task": task,
-        "episodes": episodes,
-        "execute_steps": execute_steps,
-        "mtime": policy.stat().st_mtime,
-    }
-    if cache.exists() and json.loads(cache.read_text())["key"] == key:
-        return float(json.loads(cache.read_text())["success"])
-    r = evaluate_policy(str(policy), task, episodes, num_envs=4, execute_steps=execute_steps, seed=12345)
-    cache.write_text(json.dumps({"key": key, "success": r.success_rate}))
-    return float(r.success_rate)
+from sim_results import evaluate_task, mean_ci, stage_policies, wilson
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
                 ap.error(
                     f"no policy for {method!r} of seed {seed} in {args.work} (known: {list(stage_policies(args.work, seed))})"
                 )
-            rate = success_rate(policy, args.task, args.episodes, args.execute_steps)
+            rate = evaluate_task(policy, args.task, args.episodes, args.execute_steps)["success"]
             rates[method].append(rate)
             print(f"seed {seed} {method}: {rate:.3f}", flush=True)
     base = np.asarray(rates[args.methods[0]])

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,17 +116,21 @@ def online_tag(j: int) -> str:
     return "online" if j == 0 else f"online{j}"
 
 
-def stage_policies(work: Path, seed: int) -> dict[str, Path]:
-    """Method name -> where train_seed leaves that method's final policy for this seed."""
+def stage_policies(work: Path, seed: int, online: Sequence[str] = tuple(ONLINE)) -> dict[str, Path]:
+    """Method name -> where train_seed leaves that method's final policy for this seed (of the online
+    phases, those named in `online`)."""
     w = work / f"seed{seed}"
     out = {"SFT (BC reference)": w / "sft" / "policy.onnx"}
     out |= {name: w / f"offline{i}" / "policy.onnx" for i, name in enumerate(METHODS)}
-    out |= {name: w / f"{online_tag(j)}_policy.onnx" for j, name in enumerate(ONLINE)}
+    out |= {name: w / f"{online_tag(j)}_policy.onnx" for j, name in enumerate(ONLINE) if name in online}
     return out
 
 
-def train_seed(seed: int, tasks: list[str], scale: Scale, work: Path) -> dict[str, Path]:
-    """All policies of one seed; returns method name -> policy.onnx."""
+def train_seed(
+    seed: int, tasks: list[str], scale: Scale, work: Path, online: Sequence[str] = tuple(ONLINE)
+) -> dict[str, Path]:
+    """All offline policies of one seed and the online phases named in `online`; returns method
+    name -> policy.onnx."""
     w = work / f"seed{seed}"
     store = w / "offline_store"
     if EpisodeStore(store).latest_snapshot() is None:
@@ -198,10 +204,11 @@ def train_seed(seed: int, tasks: list[str], scale: Scale, work: Path) -> dict[st
                 ],
                 w / "logs" / f"offline{i}.log",
             )
-    for j, (start, method, extra) in enumerate(ONLINE.values()):
-        start_run = sft if start == "sft" else w / f"offline{start}"
-        run_online(seed, tasks, scale, w, start_run, method, online_tag(j), extra)
-    return stage_policies(work, seed)
+    for j, (name, (start, method, extra)) in enumerate(ONLINE.items()):
+        if name in online:
+            start_run = sft if start == "sft" else w / f"offline{start}"
+            run_online(seed, tasks, scale, w, start_run, method, online_tag(j), extra)
+    return stage_policies(work, seed, online)
 
 
 def run_online(
@@ -222,6 +229,7 @@ def run_online(
     bridge = w / f"{tag}_bridge"
     shutil.rmtree(bridge, ignore_errors=True)
     shutil.rmtree(w / tag, ignore_errors=True)
+    (w / f"{tag}_episodes.jsonl").unlink(missing_ok=True)  # the collectors append: a rerun starts a new log
     policies = PolicyStore(bridge / "policies")
     policies.publish((offline_run / "policy.onnx").read_bytes(), 0, {"source": str(offline_run)})
     robot_tasks = [tasks[k % len(tasks)] for k in range(scale.online_robots)]
@@ -302,36 +310,44 @@ def run_online(
 
 
 def evaluate(policy: Path, tasks: list[str], scale: Scale) -> dict[str, dict]:
-    """Success, sub-task score and cycle time per task; cached next to the policy for resumed runs."""
-    cache = policy.with_suffix(".eval.json")
+    """Success, sub-task score and cycle time per task at the table's evaluation budget."""
+    return {
+        t: evaluate_task(policy, t, scale.eval_episodes, scale.execute_steps, scale.time_limit(t))
+        for t in tasks
+    }
+
+
+def evaluate_task(
+    policy: Path, task: str, episodes: int, execute_steps: int, time_limit_s: float | None = None
+) -> dict:
+    """One task's held-out evaluation (evaluation seed 12345), cached next to the policy per task and
+    budget, so resumed runs and re-evaluations at another budget (paired_eval.py) reuse it."""
+    cache = policy.with_name(f"{policy.stem}.eval-{task}-{episodes}ep-{execute_steps}rows.json")
     key = {
-        "tasks": tasks,
-        "episodes": scale.eval_episodes,
-        "execute_steps": scale.execute_steps,
-        "time_limits": [list(t) for t in scale.time_limits],
+        "episodes": episodes,
+        "execute_steps": execute_steps,
+        "time_limit_s": time_limit_s,
         "policy_mtime": policy.stat().st_mtime,
     }
     if cache.exists() and json.loads(cache.read_text()).get("key") == key:
-        return json.loads(cache.read_text())["results"]
-    out = {}
-    for task in tasks:
-        r = evaluate_policy(
-            str(policy),
-            task,
-            scale.eval_episodes,
-            num_envs=4,
-            execute_steps=scale.execute_steps,
-            seed=12345,
-            time_limit_s=scale.time_limit(task),
-        )
-        out[task] = {
-            "success": r.success_rate,
-            "score": r.mean_score,
-            "cycle_s": r.mean_cycle_time_s,
-            "episodes": r.episodes,
-        }
-    cache.write_text(json.dumps({"key": key, "results": out}))
-    return out
+        return json.loads(cache.read_text())["result"]
+    r = evaluate_policy(
+        str(policy),
+        task,
+        episodes,
+        num_envs=4,
+        execute_steps=execute_steps,
+        seed=12345,
+        time_limit_s=time_limit_s,
+    )
+    result = {
+        "success": r.success_rate,
+        "score": r.mean_score,
+        "cycle_s": r.mean_cycle_time_s,
+        "episodes": r.episodes,
+    }
+    cache.write_text(json.dumps({"key": key, "result": result}))
+    return result
 
 
 def mean_ci(values: list[float]) -> tuple[float, float]:
@@ -359,7 +375,7 @@ def write_report(
     lines = [
         "# Simulated results (analogue of the paper's Tables I-III)",
         "",
-        f"Generated by `{' '.join(['python', 'experiments/sim_results.py', *argv])}`; this invocation took "
+        f"Generated by `{shlex.join(['python', 'experiments/sim_results.py', *argv])}`; this invocation took "
         f"{elapsed_s / 60:.0f} min on a 2-core CPU machine (stages already in `--work` are reused, not rerun); "
         f"seeds {seeds}; "
         f"{scale.eval_episodes} evaluation episodes per task, policy and seed (held-out simulator seeds).",
@@ -400,26 +416,25 @@ def write_report(
             + " | ".join(f"{c[0]:.1f} ± {c[1]:.1f}" for c in cycles)
             + " |"
         )
-    online_log = [
-        json.loads(x)
-        for s in seeds
-        for x in (work / f"seed{s}" / "online_episodes.jsonl").read_text().splitlines()
-        if (work / f"seed{s}" / "online_episodes.jsonl").exists()
-    ]
-    if online_log:
 
-        def online_stats(eps: list[dict]) -> str:
-            return (
-                f"{len(eps)} episodes, {np.mean([e['success'] for e in eps]):.2f} success with the operator's help, "
-                f"{np.mean([e['interventions'] for e in eps]):.2f} interventions per episode, "
-                f"{np.mean([e['teleop_steps'] / max(1, e['steps']) for e in eps]):.2f} of steps teleoperated"
-            )
+    def online_stats(eps: list[dict]) -> str:
+        return (
+            f"{len(eps)} episodes, {np.mean([e['success'] for e in eps]):.2f} success with the operator's help, "
+            f"{np.mean([e['interventions'] for e in eps]):.2f} interventions per episode, "
+            f"{np.mean([e['teleop_steps'] / max(1, e['steps']) for e in eps]):.2f} of steps teleoperated"
+        )
 
-        lines += ["", f"Online phase (all seeds): {online_stats(online_log)}."]
-        for t in tasks:
-            mine = [e for e in online_log if e.get("task") == t]
-            if mine:
-                lines.append(f"- {t}: {online_stats(mine)}.")
+    for j, name in enumerate(ONLINE):
+        logs = [work / f"seed{s}" / f"{online_tag(j)}_episodes.jsonl" for s in seeds]
+        online_log = [json.loads(x) for f in logs if f.exists() for x in f.read_text().splitlines()]
+        if name not in methods or not online_log:
+            continue
+        lines += ["", f"{name}, its online phase (all seeds): {online_stats(online_log)}."]
+        if len(tasks) > 1:
+            for t in tasks:
+                mine = [e for e in online_log if e.get("task") == t]
+                if mine:
+                    lines.append(f"- {t}: {online_stats(mine)}.")
     (out / "results.md").write_text("\n".join(lines) + "\n")
     _plot(results, tasks, seeds, methods, out)
     log(f"wrote {out / 'results.md'}")
@@ -470,6 +485,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--execute-steps", type=int, default=15)
     ap.add_argument("--online-robots", type=int, default=0, help="default: one simulated robot per task")
     ap.add_argument(
+        "--online-methods",
+        nargs="+",
+        choices=list(ONLINE),
+        default=list(ONLINE),
+        metavar="NAME",
+        help="online phases to run and report (default: all): " + "; ".join(ONLINE),
+    )
+    ap.add_argument(
         "--set",
         action="append",
         default=[],
@@ -510,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     results: dict[int, dict[str, dict]] = {}
     for seed in args.seeds:
-        policies = train_seed(seed, args.tasks, scale, args.work)
+        policies = train_seed(seed, args.tasks, scale, args.work, args.online_methods)
         results[seed] = {}
         for name, path in policies.items():
             results[seed][name] = evaluate(path, args.tasks, scale)
