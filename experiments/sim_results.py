@@ -18,7 +18,9 @@ intervals over seeds, plus cycle time (failures clipped at the time limit).
 
 Everything runs through the project's real entry points (lwd_sim generator,
 lwd_learner CLI, ONNX Runtime policies); `--work` keeps intermediate runs so an
-interrupted experiment resumes where it stopped.
+interrupted experiment resumes where it stopped. `--online-methods` runs and reports only some
+online phases: docs/results/online4000 ran two of them 4x longer on another `--work` whose
+offline stages are symlinks to the first run's.
 """
 
 from __future__ import annotations
