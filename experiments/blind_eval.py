@@ -1,0 +1,68 @@
+"""Does a policy use its cameras? Held-out success with the real frames against the same episodes
+with every frame replaced by one fixed frame.
+
+    ./lwd py experiments/blind_eval.py runs/results3/seed0/sft/policy.onnx --episodes 96
+
+The fixed frame is each environment's first observation of the run (a real scene, so the encoder
+sees in-distribution pixels that say nothing about the current episode). If success does not drop
+when the policy is blinded this way, it acts on joint positions and the instruction alone: its
+ceiling is then set by what those determine, not by data or training steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from lwd_sim.env import VecEnv, evaluate
+from lwd_sim.evaluate_policy import OnnxChunkPolicy
+
+
+class BlindedPolicy(OnnxChunkPolicy):
+    """The policy fed the first frames it ever saw, for every later observation."""
+
+    def __init__(self, path: Path, seed: int):
+        super().__init__(path, seed)
+        self.fixed: np.ndarray | None = None
+
+    def __call__(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        if self.fixed is None:
+            self.fixed = obs["images"].copy()
+        return super().__call__({**obs, "images": self.fixed})
+
+
+def success(policy: OnnxChunkPolicy, task: str, episodes: int, execute_steps: int, seed: int) -> float:
+    num_envs = 4
+    vec = VecEnv(task, num_envs, policy.image_size, seed=seed)
+    try:
+        return evaluate(vec, policy, -(-episodes // num_envs), execute_steps).success_rate
+    finally:
+        vec.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("policy", type=Path)
+    ap.add_argument("--task", default="can_to_bin")
+    ap.add_argument("--episodes", type=int, default=96)
+    ap.add_argument("--execute-steps", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=12345, help="evaluation seed (12345: the results table's)")
+    args = ap.parse_args(argv)
+    if not args.policy.exists():
+        ap.error(f"no policy at {args.policy}")
+    seeing = success(
+        OnnxChunkPolicy(args.policy, args.seed), args.task, args.episodes, args.execute_steps, args.seed
+    )
+    blind = success(
+        BlindedPolicy(args.policy, args.seed), args.task, args.episodes, args.execute_steps, args.seed
+    )
+    print(
+        f"{args.policy}: {args.task}, {args.episodes} episodes: success {seeing:.2f} seeing, {blind:.2f} blinded"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
