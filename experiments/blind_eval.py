@@ -16,8 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lwd_sim.env import VecEnv, evaluate
-from lwd_sim.evaluate_policy import OnnxChunkPolicy
+from lwd_sim.evaluate_policy import OnnxChunkPolicy, evaluate_policy
 
 
 class BlindedPolicy(OnnxChunkPolicy):
@@ -33,15 +32,6 @@ class BlindedPolicy(OnnxChunkPolicy):
         return super().__call__({**obs, "images": self.fixed})
 
 
-def success(policy: OnnxChunkPolicy, task: str, episodes: int, execute_steps: int, seed: int) -> float:
-    num_envs = 4
-    vec = VecEnv(task, num_envs, policy.image_size, seed=seed)
-    try:
-        return evaluate(vec, policy, -(-episodes // num_envs), execute_steps).success_rate
-    finally:
-        vec.close()
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("policy", type=Path)
@@ -52,12 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not args.policy.exists():
         ap.error(f"no policy at {args.policy}")
-    seeing = success(
-        OnnxChunkPolicy(args.policy, args.seed), args.task, args.episodes, args.execute_steps, args.seed
-    )
-    blind = success(
-        BlindedPolicy(args.policy, args.seed), args.task, args.episodes, args.execute_steps, args.seed
-    )
+
+    def success(policy: OnnxChunkPolicy) -> float:
+        return evaluate_policy(
+            policy, args.task, args.episodes, execute_steps=args.execute_steps, seed=args.seed
+        ).success_rate
+
+    seeing = success(OnnxChunkPolicy(args.policy, args.seed))
+    blind = success(BlindedPolicy(args.policy, args.seed))
     print(
         f"{args.policy}: {args.task}, {args.episodes} episodes: success {seeing:.2f} seeing, {blind:.2f} blinded"
     )

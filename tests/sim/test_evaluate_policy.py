@@ -38,6 +38,18 @@ def test_a_still_policy_scores_zero_and_the_expert_scores_high(still_policy):
     assert expert.success_rate >= 0.75
 
 
+def test_a_loaded_policy_is_evaluated_as_given(still_policy):
+    class Counting(OnnxChunkPolicy):  # a wrapper (e.g. blinded frames) must be the policy that runs
+        calls = 0
+
+        def __call__(self, obs):
+            Counting.calls += 1
+            return super().__call__(obs)
+
+    result = evaluate_policy(Counting(still_policy), "can_to_bin", episodes=2, num_envs=2)
+    assert result.episodes == 2 and Counting.calls > 0
+
+
 def test_cli_prints_a_json_summary(capsys):
     assert (
         main(["--policy", "expert", "--task", "grocery_pick_place", "--episodes", "2", "--num-envs", "2"])

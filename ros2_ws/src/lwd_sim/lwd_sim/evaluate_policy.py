@@ -77,7 +77,7 @@ class OnnxChunkPolicy:
 
 
 def evaluate_policy(
-    policy: str,
+    policy: str | OnnxChunkPolicy,
     task: str,
     episodes: int,
     num_envs: int = 4,
@@ -86,7 +86,8 @@ def evaluate_policy(
     seed: int = 0,
     time_limit_s: float | None = None,
 ) -> EvalResult:
-    """`policy` is an ONNX path, 'expert' or 'expert-historical'; `time_limit_s` overrides the task's limit."""
+    """`policy` is an ONNX path, 'expert', 'expert-historical' or a loaded (possibly wrapped)
+    OnnxChunkPolicy; `time_limit_s` overrides the task's limit."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; known: {sorted(TASKS)}")
     num_envs = max(1, min(num_envs, episodes))
@@ -100,7 +101,7 @@ def evaluate_policy(
             return evaluate(vec, fn, per_env, execute_steps, on_reset)
         finally:
             vec.close()
-    onnx_policy = OnnxChunkPolicy(policy, seed)
+    onnx_policy = policy if isinstance(policy, OnnxChunkPolicy) else OnnxChunkPolicy(policy, seed)
     vec = VecEnv(task, num_envs, onnx_policy.image_size, seed=seed, time_limit_s=time_limit_s)
     try:
         return evaluate(vec, onnx_policy, per_env, execute_steps)
