@@ -21,6 +21,14 @@ def test_default_fleet_is_simulated_with_bridge_and_learner():
         assert {f"{rid}.actor", f"{rid}.sim_robot", f"{rid}.sim_operator"} <= set(names)
 
 
+def test_the_learner_gets_time_to_checkpoint_on_shutdown_and_nodes_the_default():
+    fleet = expand_fleet(load_fleet_yaml(default_fleet_file()))
+    grace = {p.name: p.shutdown_grace_s for p in fleet.processes}
+    assert grace["learner"] == 60.0 and grace["bridge"] is None and grace["robot0.actor"] is None
+    custom = expand_fleet({"learner": {"enabled": True, "shutdown_grace_s": 120}})
+    assert [p.shutdown_grace_s for p in custom.processes if p.name == "learner"] == [120.0]
+
+
 def test_each_robot_gets_its_own_namespace_and_robot_id():
     fleet = expand_fleet({"num_robots": 3, "bridge": {"enabled": False}})
     actors = [p for p in fleet.processes if p.node_name == "actor"]

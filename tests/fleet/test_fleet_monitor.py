@@ -91,3 +91,11 @@ def test_episodes_run_under_a_pin_count_for_the_published_version():
     assert _published("v1000000003") == "v000003"
     assert _published("v000007") == "v000007"
     assert _published("ros-v1") == "ros-v1"
+
+
+def test_no_value_plot_is_attempted_before_the_learner_has_checkpointed(tmp_path, capfd):
+    monitor = make_monitor(tmp_path)
+    (tmp_path / "learner" / "checkpoints").mkdir(parents=True)  # a learner stopped before its first save
+    written = monitor.write_plots(tmp_path / "plots")
+    assert [p.name for p in written] == ["success_rate.png"]
+    assert "error" not in capfd.readouterr().err

@@ -1,5 +1,6 @@
 """The venv launcher supervises real processes: restarts with a limit, and stops them all."""
 
+import os
 import time
 from pathlib import Path
 
@@ -101,3 +102,47 @@ def test_run_stops_the_fleet_when_a_process_logs_its_fatal_marker(tmp_path):
 
 def test_run_without_failures_returns_none(tmp_path):
     assert Supervisor(fleet_of(tmp_path, SLEEPER), log=lambda m: None).run(duration_s=1.0) is None
+
+
+SLOW_STOPPER = """
+import signal, sys, time
+stopping = []
+signal.signal(signal.SIGINT, lambda *_: stopping.append(time.monotonic()))
+open(sys.argv[1], "w").close()
+while not stopping:
+    time.sleep(0.02)
+time.sleep(float(sys.argv[2]))  # e.g. a learner finishing its step and writing a checkpoint
+"""
+
+
+def slow_stopper(tmp_path: Path, stop_s: float, grace_s: float | None) -> tuple[Supervisor, Path]:
+    (tmp_path / "slow_stopper.py").write_text(SLOW_STOPPER)
+    ready = tmp_path / "ready"
+    spec = ProcessSpec(
+        name="learner",
+        package="x",
+        executable="x",
+        module="slow_stopper",
+        args=(str(ready), str(stop_s)),
+        ros=False,
+        shutdown_grace_s=grace_s,
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    sup = Supervisor(
+        fleet_of(tmp_path, spec), config=SupervisorConfig(shutdown_grace_s=0.3), env=env, log=lambda m: None
+    )
+    sup.start()
+    assert wait_for(ready.exists, timeout=30, interval=0.05)
+    return sup, ready
+
+
+def test_a_process_with_its_own_grace_may_take_longer_than_the_default_to_stop(tmp_path):
+    sup, _ = slow_stopper(tmp_path, stop_s=1.0, grace_s=30.0)
+    sup.stop()
+    assert sup.running["learner"].proc.returncode == 0  # stopped by itself, not killed
+
+
+def test_a_process_that_outlasts_its_grace_is_killed(tmp_path):
+    sup, _ = slow_stopper(tmp_path, stop_s=30.0, grace_s=None)  # the default 0.3 s
+    sup.stop()
+    assert sup.running["learner"].proc.returncode == -9

@@ -18,7 +18,8 @@ Fleet YAML (see config/fleet.yaml):
       learner: {enabled: true, args: [...]}   # args: extra `lwd_learner.cli online` flags, e.g.
                                                # [--qam.reference, bc_ema]; they follow run_args, the
                                                # run directory's (--out, --init, ...) that the
-                                               # bring-up fills in
+                                               # bring-up fills in; shutdown_grace_s (default 60):
+                                               # how long it may take to checkpoint on Ctrl-C
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import yaml
 
 from lwd_common.transport.curve import is_loopback
 
+LEARNER_SHUTDOWN_GRACE_S = 60.0
 _ROBOT_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 
@@ -58,6 +60,10 @@ class ProcessSpec:
     # A log line containing this means the process is up but useless (e.g. an actor that failed to
     # configure stays alive, unconfigured): the venv supervisor stops the fleet and reports the line.
     fatal_log_marker: str = ""
+    # How long a clean stop may take after SIGINT before SIGKILL (None: the supervisor's default).
+    # The learner's is longer: it finishes its step and writes a checkpoint, which under load can
+    # take more than the seconds a node needs.
+    shutdown_grace_s: float | None = None
 
     @property
     def fully_qualified_name(self) -> str:
@@ -190,6 +196,7 @@ def expand_fleet(cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -
                     *learner.get("args", []),
                 ),
                 ros=False,
+                shutdown_grace_s=float(learner.get("shutdown_grace_s", LEARNER_SHUTDOWN_GRACE_S)),
             )
         )
     if mode == "sim" and cfg.get("sim_clock", use_sim_time):

@@ -229,8 +229,8 @@ class FleetMonitor:
             )
             if e
         ]
-        if not ckpt.exists() or not chosen:
-            return []
+        if not chosen or not any(d.name.isdigit() for d in ckpt.glob("*")):
+            return []  # no episodes to plot, or the learner stopped before its first checkpoint
         out = out_dir / "value_along_episode.png"
         argv = [
             sys.executable,

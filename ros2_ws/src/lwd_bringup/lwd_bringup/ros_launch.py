@@ -94,6 +94,9 @@ def _fleet_actions(context, *_, **__):
             )
         else:
             # This interpreter, not whatever `python3` is on PATH: the venv's has our packages.
+            # launch escalates SIGINT -> SIGTERM after sigterm_timeout; the learner treats both as
+            # "checkpoint and exit", so its grace is the time before SIGTERM (then 5 s to SIGKILL).
+            grace = {} if spec.shutdown_grace_s is None else {"sigterm_timeout": str(spec.shutdown_grace_s)}
             actions.append(
                 ExecuteProcess(
                     cmd=[sys.executable, "-m", spec.module, *spec.args],
@@ -101,6 +104,7 @@ def _fleet_actions(context, *_, **__):
                     output="screen",
                     respawn=spec.restart,
                     respawn_delay=2.0,
+                    **grace,
                 )
             )
     return actions

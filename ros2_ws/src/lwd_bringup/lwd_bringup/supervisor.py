@@ -151,24 +151,26 @@ class Supervisor:
             return "no log"
         return lines[-1].strip() if lines else "empty log"
 
+    def _grace_s(self, r: _Running) -> float:
+        g = r.spec.shutdown_grace_s
+        return self.config.shutdown_grace_s if g is None else g
+
     def alive(self) -> dict[str, bool]:
         return {n: r.proc is not None and r.proc.poll() is None for n, r in self.running.items()}
 
     def stop(self) -> None:
-        """SIGINT every process group, wait for the grace period, SIGKILL what is left."""
+        """SIGINT every process group, wait for each one's grace period, SIGKILL what is left."""
         self._stopping = True
-        procs = [r.proc for r in self.running.values() if r.proc is not None and r.proc.poll() is None]
-        for p in procs:
+        running = [(r, r.proc) for r in self.running.values() if r.proc is not None and r.proc.poll() is None]
+        for _, p in running:
             _signal_group(p, signal.SIGINT)
-        deadline = time.monotonic() + self.config.shutdown_grace_s
-        for p in procs:
+        start = time.monotonic()
+        for r, p in sorted(running, key=lambda rp: self._grace_s(rp[0])):
+            grace = self._grace_s(r)
             try:
-                p.wait(timeout=max(0.0, deadline - time.monotonic()))
+                p.wait(timeout=max(0.0, start + grace - time.monotonic()))
             except subprocess.TimeoutExpired:
-                pass
-        for p in procs:
-            if p.poll() is None:
-                self.log(f"pid {p.pid} ignored SIGINT for {self.config.shutdown_grace_s} s: killing it")
+                self.log(f"{r.spec.name} (pid {p.pid}) ignored SIGINT for {grace:g} s: killing it")
                 _signal_group(p, signal.SIGKILL)
                 p.wait(timeout=5)
         self.log("all processes stopped")
