@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 from ament_index_python.packages import get_package_share_directory
@@ -96,7 +97,9 @@ def _fleet_actions(context, *_, **__):
             # This interpreter, not whatever `python3` is on PATH: the venv's has our packages.
             # launch escalates SIGINT -> SIGTERM after sigterm_timeout; the learner treats both as
             # "checkpoint and exit", so its grace is the time before SIGTERM (then 5 s to SIGKILL).
-            grace = {} if spec.shutdown_grace_s is None else {"sigterm_timeout": str(spec.shutdown_grace_s)}
+            grace: dict[str, Any] = {}
+            if spec.shutdown_grace_s is not None:
+                grace["sigterm_timeout"] = str(spec.shutdown_grace_s)
             actions.append(
                 ExecuteProcess(
                     cmd=[sys.executable, "-m", spec.module, *spec.args],
