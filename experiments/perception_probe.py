@@ -40,6 +40,11 @@ def scenes(task: str, n: int, image_size: int) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images), np.stack(xy).astype(np.float64)
 
 
+def resized(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Every camera frame of [n, cams, H, W, 3] at `size` (the policy's own resize)."""
+    return np.stack([[resize(c, size) for c in scene] for scene in images])
+
+
 def ridge_probe(features: np.ndarray, target: np.ndarray, alpha: float = 1.0) -> dict[str, float]:
     """Fit on the first two thirds, score on the rest: R^2 (mean over x, y) and mean error in cm."""
     n = len(features)
@@ -62,8 +67,7 @@ def ridge_probe(features: np.ndarray, target: np.ndarray, alpha: float = 1.0) ->
 def policy_features(run: Path, images: np.ndarray, batch: int = 64) -> np.ndarray:
     s = restore_session(run / "checkpoints" if (run / "checkpoints").exists() else run)
     h, w = s.cfg.model.encoder.image_size
-    if images.shape[2:4] != (h, w):
-        images = np.stack([[resize(c, (h, w)) for c in scene] for scene in images])
+    images = resized(images, (h, w))  # unchanged when already that size
     out = [
         np.asarray(s.agent.image_features(s.state.policy, jnp.asarray(images[i : i + batch])))
         for i in range(0, len(images), batch)
@@ -85,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.scenes} scenes of {args.task}; item x spread {xy[:, 0].std() * 100:.1f} cm, y {xy[:, 1].std() * 100:.1f} cm"
     )
     rows: dict[str, dict[str, float]] = {"constant (mean position)": ridge_probe(np.zeros((len(xy), 1)), xy)}
-    small = np.stack([[resize(c, (16, 16)) for c in scene] for scene in images]).astype(np.float32)
+    small = resized(images, (16, 16)).astype(np.float32)
     for c in range(images.shape[1]):
         rows[f"pixels of camera {c} (16x16)"] = ridge_probe(small[:, c], xy, args.alpha)
     for run in args.runs:

@@ -115,7 +115,7 @@ time.sleep(float(sys.argv[2]))  # e.g. a learner finishing its step and writing 
 """
 
 
-def slow_stopper(tmp_path: Path, stop_s: float, grace_s: float | None) -> tuple[Supervisor, Path]:
+def slow_stopper(tmp_path: Path, stop_s: float, grace_s: float | None) -> Supervisor:
     (tmp_path / "slow_stopper.py").write_text(SLOW_STOPPER)
     ready = tmp_path / "ready"
     spec = ProcessSpec(
@@ -133,16 +133,16 @@ def slow_stopper(tmp_path: Path, stop_s: float, grace_s: float | None) -> tuple[
     )
     sup.start()
     assert wait_for(ready.exists, timeout=30, interval=0.05)
-    return sup, ready
+    return sup
 
 
 def test_a_process_with_its_own_grace_may_take_longer_than_the_default_to_stop(tmp_path):
-    sup, _ = slow_stopper(tmp_path, stop_s=1.0, grace_s=30.0)
+    sup = slow_stopper(tmp_path, stop_s=1.0, grace_s=30.0)
     sup.stop()
     assert sup.running["learner"].proc.returncode == 0  # stopped by itself, not killed
 
 
 def test_a_process_that_outlasts_its_grace_is_killed(tmp_path):
-    sup, _ = slow_stopper(tmp_path, stop_s=30.0, grace_s=None)  # the default 0.3 s
+    sup = slow_stopper(tmp_path, stop_s=30.0, grace_s=None)  # the default 0.3 s
     sup.stop()
     assert sup.running["learner"].proc.returncode == -9
