@@ -8,7 +8,9 @@ so the share of episodes a policy finishes alone mostly measures the operator's 
 evaluates every `--every`-th published version (and the last) on the same held-out simulator
 episodes (evaluation seed 12345, the results table's), writes `heldout_by_version.json` and
 `heldout_by_version.png` into `--out`, and prints a table with 95% Wilson intervals. Results are
-cached in the JSON, so a rerun only evaluates versions it has not seen.
+cached in the JSON, so a rerun only evaluates versions it has not seen. Chunks are executed as the
+robot's actor does (`--execution actor`, default, `--delay-ticks`) or whole (`--execution
+whole-chunks`, `--execute-steps` rows, no delay); the table, the JSON and the plot name which.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import argparse
 import json
 from pathlib import Path
 
-from sim_results import wilson
+from sim_results import add_execution_args, wilson
 
 from lwd_common.policy_store import PolicyStore, version_number
+from lwd_sim.env import EXECUTION_ACTOR, execution_label
 from lwd_sim.evaluate_policy import evaluate_policy
 
 
@@ -35,9 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=int, default=10, help="evaluate every N-th published version")
     ap.add_argument("--episodes", type=int, default=48)
     ap.add_argument("--task", default="can_to_bin")
-    ap.add_argument("--execute-steps", type=int, default=30)
+    add_execution_args(ap)
     ap.add_argument("--out", type=Path, required=True, help="directory for the JSON and the plot")
     args = ap.parse_args(argv)
+    args.execution = args.execution.replace("-", "_")
+    args.label = execution_label(args.execution, args.execute_steps, args.delay_ticks)
     store = PolicyStore(args.bridge_root / "policies")
     versions = sorted(store.versions(), key=version_number)
     if not versions:
@@ -45,14 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     cache_path = args.out / "heldout_by_version.json"
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
-    settings = {
+    settings: dict = {
         "task": args.task,
         "episodes": args.episodes,
         "execute_steps": args.execute_steps,
         "seed": 12345,
     }
+    if args.execution == EXECUTION_ACTOR:  # whole-chunk caches keep the settings they had before
+        settings.update(execution=args.execution, delay_ticks=args.delay_ticks)
     if cache.get("settings") != settings:
         cache = {"settings": settings, "success": {}}
+    cache["execution"] = args.label
     for v in chosen_versions(versions, args.every):
         if v not in cache["success"]:
             r = evaluate_policy(
@@ -62,13 +70,16 @@ def main(argv: list[str] | None = None) -> int:
                 num_envs=4,
                 execute_steps=args.execute_steps,
                 seed=12345,
+                execution=args.execution,
+                delay_ticks=args.delay_ticks,
             )
             cache["success"][v] = r.success_rate
             cache_path.write_text(json.dumps(cache, indent=1))
         print(f"{v}: {cache['success'][v]:.2f}", flush=True)
     rows = sorted(cache["success"].items(), key=lambda kv: version_number(kv[0]))
     print(
-        f"\n{args.task}, {args.episodes} held-out episodes per version\n\n| version | success (95% Wilson) |\n|---|---|"
+        f"\n{args.task}, {args.episodes} held-out episodes per version, {args.label}\n\n"
+        "| version | success (95% Wilson) |\n|---|---|"
     )
     bounds = []
     for v, rate in rows:
@@ -102,7 +113,8 @@ def _plot(rows: list[tuple[str, float]], bounds: list[tuple[float, float]], args
     ax.set_xlabel("published policy version")
     ax.set_ylabel("held-out success")
     ax.set_title(
-        f"{args.task}: {args.episodes} held-out episodes per version, no operator (95% Wilson)", fontsize=9
+        f"{args.task}: {args.episodes} held-out episodes per version, no operator (95% Wilson)\n{args.label}",
+        fontsize=9,
     )
     fig.tight_layout()
     fig.savefig(path, dpi=100)

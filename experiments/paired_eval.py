@@ -8,8 +8,10 @@ rate, which hides any gain below that. This evaluates the policies `sim_results.
 on more held-out episodes (the same evaluation seed, so the first 24 are the table's), and reports
 per method: the rate per seed, the mean over seeds with its 95% t-interval, all episodes pooled
 with a 95% Wilson interval, and, against the first method, the per-seed difference (the same seed
-shares its offline data and SFT checkpoint) with its 95% t-interval. Evaluations are cached next
-to each policy (`<policy>.eval-<task>-<N>ep-<rows>rows.json`, shared with `sim_results.py`).
+shares its offline data and SFT checkpoint) with its 95% t-interval. Chunks are executed as the
+robot's actor does (`--execution actor`, default, `--delay-ticks`) or whole (`--execution
+whole-chunks`, `--execute-steps` rows, no delay); the table names which. Evaluations are cached next
+to each policy (`<policy>.eval-<task>-<N>ep-<actor-dD|Rrows>.json`, shared with `sim_results.py`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from sim_results import evaluate_task, mean_ci, stage_policies, wilson
+from sim_results import add_execution_args, evaluate_task, mean_ci, stage_policies, wilson
+
+from lwd_sim.env import execution_label
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,8 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--task", default="can_to_bin")
     ap.add_argument("--episodes", type=int, default=96)
-    ap.add_argument("--execute-steps", type=int, default=30)
+    add_execution_args(ap)
     args = ap.parse_args(argv)
+    execution = args.execution.replace("-", "_")
+    label = execution_label(execution, args.execute_steps, args.delay_ticks)
     rates: dict[str, list[float]] = {}
     for method in args.methods:
         rates[method] = []
@@ -41,11 +47,13 @@ def main(argv: list[str] | None = None) -> int:
                 ap.error(
                     f"no policy for {method!r} of seed {seed} in {args.work} (known: {list(stage_policies(args.work, seed))})"
                 )
-            rate = evaluate_task(policy, args.task, args.episodes, args.execute_steps)["success"]
+            rate = evaluate_task(
+                policy, args.task, args.episodes, args.execute_steps, None, execution, args.delay_ticks
+            )["success"]
             rates[method].append(rate)
-            print(f"seed {seed} {method}: {rate:.3f}", flush=True)
+            print(f"seed {seed} {method}: {rate:.3f} ({label})", flush=True)
     base = np.asarray(rates[args.methods[0]])
-    print(f"\n{args.task}, {args.episodes} episodes per policy and seed, seeds {args.seeds}\n")
+    print(f"\n{args.task}, {args.episodes} episodes per policy and seed, seeds {args.seeds}, {label}\n")
     print(
         "| method | per seed | mean over seeds (95% t) | pooled episodes (95% Wilson) | minus the first, paired by seed (95% t) |"
     )

@@ -12,7 +12,9 @@ LWD offline), HG-DAgger (from SFT) and RECAP (from RECAP offline). In each, the
 online learner and a simulated fleet with operator interventions
 (experiments/online_collector.py) run side by side, the fleet loading each newly
 published policy at its next episode boundary. Every final policy is exported to
-ONNX and evaluated on held-out seeds of the simulator.
+ONNX and evaluated on held-out seeds of the simulator, its chunks executed as the robot's actor
+executes them (`--execution actor`, default, with `--delay-ticks`) or whole (`--execution
+whole-chunks`, `--execute-steps` rows each, no delay: a diagnostic); the report names which.
 Results are success rate (and sub-task score) per task with 95% confidence
 intervals over seeds, plus cycle time (failures clipped at the time limit).
 
@@ -41,6 +43,7 @@ import numpy as np
 
 from lwd_common.policy_store import PolicyStore
 from lwd_common.store import EpisodeStore
+from lwd_sim.env import DEFAULT_DELAY_TICKS, EXECUTION_ACTOR, EXECUTIONS, execution_label
 from lwd_sim.evaluate_policy import evaluate_policy
 from lwd_sim.tasks import get_task
 
@@ -82,6 +85,8 @@ class Scale:
     online_robots: int
     time_limits: tuple[tuple[str, float], ...] = ()  # (task, seconds) overriding the task's own limit
     learner_set: tuple[str, ...] = ()  # `--set` config overrides passed to every learner run
+    execution: str = EXECUTION_ACTOR  # held-out evaluation: lwd_sim.env.EXECUTIONS
+    delay_ticks: int = DEFAULT_DELAY_TICKS  # actor execution: ticks each chunk arrives late
 
     def time_limit(self, task: str) -> float | None:
         return dict(self.time_limits).get(task)
@@ -314,25 +319,52 @@ def run_online(
 def evaluate(policy: Path, tasks: list[str], scale: Scale) -> dict[str, dict]:
     """Success, sub-task score and cycle time per task at the table's evaluation budget."""
     return {
-        t: evaluate_task(policy, t, scale.eval_episodes, scale.execute_steps, scale.time_limit(t))
+        t: evaluate_task(
+            policy,
+            t,
+            scale.eval_episodes,
+            scale.execute_steps,
+            scale.time_limit(t),
+            scale.execution,
+            scale.delay_ticks,
+        )
         for t in tasks
     }
 
 
+def execution_tag(execution: str, execute_steps: int, delay_ticks: int) -> str:
+    """How chunks are executed, in a file name: `actor-d0` or (whole chunks) `30rows`."""
+    return f"actor-d{delay_ticks}" if execution == EXECUTION_ACTOR else f"{execute_steps}rows"
+
+
 def evaluate_task(
-    policy: Path, task: str, episodes: int, execute_steps: int, time_limit_s: float | None = None
+    policy: Path,
+    task: str,
+    episodes: int,
+    execute_steps: int,
+    time_limit_s: float | None = None,
+    execution: str = EXECUTION_ACTOR,
+    delay_ticks: int = DEFAULT_DELAY_TICKS,
 ) -> dict:
-    """One task's held-out evaluation (evaluation seed 12345), cached next to the policy per task and
-    budget, so resumed runs and re-evaluations at another budget (paired_eval.py) reuse it."""
-    cache = policy.with_name(f"{policy.stem}.eval-{task}-{episodes}ep-{execute_steps}rows.json")
-    key = {
+    """One task's held-out evaluation (evaluation seed 12345), cached next to the policy per task,
+    budget and execution, so resumed runs and re-evaluations at another budget (paired_eval.py)
+    reuse it. `execute_steps` counts in whole-chunk execution only, `delay_ticks` in actor execution."""
+    tag = execution_tag(execution, execute_steps, delay_ticks)
+    cache = policy.with_name(f"{policy.stem}.eval-{task}-{episodes}ep-{tag}.json")
+    key: dict = {
         "episodes": episodes,
         "execute_steps": execute_steps,
         "time_limit_s": time_limit_s,
         "policy_mtime": policy.stat().st_mtime,
     }
+    if execution == EXECUTION_ACTOR:  # whole-chunk caches keep the key they had before executions
+        key.update(execution=execution, delay_ticks=delay_ticks)
     if cache.exists() and json.loads(cache.read_text()).get("key") == key:
-        return json.loads(cache.read_text())["result"]
+        # caches written before executions were named are whole-chunk ones: name it
+        return {
+            "execution": execution_label(execution, execute_steps, delay_ticks),
+            **json.loads(cache.read_text())["result"],
+        }
     r = evaluate_policy(
         str(policy),
         task,
@@ -341,15 +373,49 @@ def evaluate_task(
         execute_steps=execute_steps,
         seed=12345,
         time_limit_s=time_limit_s,
+        execution=execution,
+        delay_ticks=delay_ticks,
     )
     result = {
         "success": r.success_rate,
         "score": r.mean_score,
         "cycle_s": r.mean_cycle_time_s,
         "episodes": r.episodes,
+        "execution": r.label,
+        "dry_ticks": r.dry_ticks,
     }
     cache.write_text(json.dumps({"key": key, "result": result}))
     return result
+
+
+def scale_execution_label(scale: Scale) -> str:
+    """How the held-out evaluation executes chunks (the online fleet executes `execute_steps` rows)."""
+    if scale.execution == EXECUTION_ACTOR:
+        return f"evaluation in actor execution (the actor's scheduler, chunks {scale.delay_ticks} ticks late)"
+    return f"evaluation in whole chunks ({scale.execute_steps} of 30 rows, no delay)"
+
+
+def add_execution_args(ap: argparse.ArgumentParser, execute_steps_default: int = 30) -> None:
+    """--execution / --delay-ticks / --execute-steps, as lwd_sim.evaluate_policy has them."""
+    ap.add_argument(
+        "--execution",
+        choices=[e.replace("_", "-") for e in EXECUTIONS],
+        default=EXECUTION_ACTOR,
+        help="held-out evaluation: the actor's scheduler with --delay-ticks (default), or whole chunks "
+        "of --execute-steps rows, no delay (a diagnostic)",
+    )
+    ap.add_argument(
+        "--delay-ticks",
+        type=int,
+        default=DEFAULT_DELAY_TICKS,
+        help=f"actor execution: ticks each chunk arrives late for its row 0 (default {DEFAULT_DELAY_TICKS})",
+    )
+    ap.add_argument(
+        "--execute-steps",
+        type=int,
+        default=execute_steps_default,
+        help="whole-chunks execution: rows of each chunk executed",
+    )
 
 
 def mean_ci(values: list[float]) -> tuple[float, float]:
@@ -385,7 +451,7 @@ def write_report(
         f"Scale: {scale.episodes} offline episodes per seed, BC {scale.bc_steps} steps, offline RL "
         f"{scale.rl_steps} steps, online {scale.online_steps} learner steps with a simulated fleet of "
         f"{scale.online_robots} robot(s) and operator interventions, batch {scale.batch_size}, images "
-        f"{scale.image_size}x{scale.image_size}, chunks executed {scale.execute_steps} of 30 rows. Time limits: "
+        f"{scale.image_size}x{scale.image_size}, held-out {scale_execution_label(scale)}. Time limits: "
         + ", ".join(
             f"{t} {scale.time_limit(t) or get_task(t).time_limit_s:.0f} s"
             + (f" (the task's own: {get_task(t).time_limit_s:.0f} s)" if scale.time_limit(t) else "")
@@ -484,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-episodes", type=int, default=16)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--image-size", type=int, default=64)
-    ap.add_argument("--execute-steps", type=int, default=15)
+    add_execution_args(ap, execute_steps_default=15)
     ap.add_argument("--online-robots", type=int, default=0, help="default: one simulated robot per task")
     ap.add_argument(
         "--online-methods",
@@ -531,6 +597,8 @@ def main(argv: list[str] | None = None) -> int:
         args.online_robots or len(args.tasks),
         tuple(limits),
         tuple(args.set),
+        args.execution.replace("-", "_"),
+        args.delay_ticks,
     )
     start = time.monotonic()
     results: dict[int, dict[str, dict]] = {}
@@ -540,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, path in policies.items():
             results[seed][name] = evaluate(path, args.tasks, scale)
             log(
-                f"seed {seed}: {name}: "
+                f"seed {seed}: {name} ({scale_execution_label(scale)}): "
                 + ", ".join(
                     f"{t} success {v['success']:.2f} score {v['score']:.2f}"
                     for t, v in results[seed][name].items()

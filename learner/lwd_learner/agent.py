@@ -21,7 +21,7 @@ from jax.sharding import Sharding
 from lwd_learner import divl
 from lwd_learner.config import LearnerConfig, relative_action_mask, trains_critic
 from lwd_learner.device_replay import ReplayArrays, sample_batch
-from lwd_learner.flow import euler_sample, flow_matching_loss, qam_loss
+from lwd_learner.flow import euler_sample, flow_matching_loss, qam_loss, rtc_sample, rtc_weights
 from lwd_learner.networks import CriticValue, FlowPolicy
 from lwd_learner.replay import NormStats
 
@@ -380,24 +380,75 @@ class Agent:
         return self.critic.apply(critic, z, method=CriticValue.value_scalar)
 
     # ---- inference ----------------------------------------------------------------------
-    def _sample_actions(self, params, norm, images, joint_pos, task_id, noise, steps: int, extra=None):
+    def _sample_actions(
+        self,
+        params,
+        norm,
+        images,
+        joint_pos,
+        task_id,
+        noise,
+        steps: int,
+        extra=None,
+        prefix=None,
+        prefix_len=None,
+        delay=None,
+    ):
         """The deployed sampler: Euler flow from `noise` [B, H, J] to absolute joint targets
-        (`images` None without cameras; `extra` [B, S] the extra state vectors, if the model has any)."""
+        (`images` None without cameras; `extra` [B, S] the extra state vectors, if the model has any).
+
+        With `prefix` [B, H, J] (absolute joint targets already planned for the chunk's steps, rows
+        from `prefix_len` [B] on ignored) and `delay` [B], real-time chunking (`flow.rtc_sample`):
+        the flow is guided onto the prefix, and the first min(delay, prefix_len) rows of the result
+        are the prefix's exactly (they execute before this chunk arrives). prefix_len 0 is the
+        plain sampler."""
         obs = self._obs(norm, {"images": images, "joint_pos": joint_pos, "task_id": task_id, "extra": extra})
         z = self.policy.apply(params, *obs, method=FlowPolicy.encode)
         noise = noise * self.cfg.model.policy.noise_scale
-        a = euler_sample(lambda p, o, x, w: self._field(p, o, x, w), params, z, noise, steps)
-        return self._denorm_actions(norm, a, joint_pos)
+        field = lambda p, o, x, w: self._field(p, o, x, w)  # noqa: E731
+        if prefix is None:
+            return self._denorm_actions(norm, euler_sample(field, params, z, noise, steps), joint_pos)
+        horizon = self.action_shape[0]
+        prefix_len = jnp.asarray(prefix_len, jnp.int32).reshape(-1)
+        delay = jnp.clip(jnp.asarray(delay, jnp.int32).reshape(-1), 0, jnp.clip(prefix_len, 0, horizon))
+        weights = rtc_weights(horizon, prefix_len, delay)
+        target = self._norm_actions(norm, prefix, joint_pos)
+        a = rtc_sample(
+            field, params, z, noise, steps, target, weights, self.cfg.model.policy.rtc_max_guidance
+        )
+        actions = self._denorm_actions(norm, a, joint_pos)
+        frozen = jnp.arange(horizon)[None, :] < delay[:, None]  # [B, H]
+        return jnp.where(frozen[..., None], prefix, actions)
 
     def act(
-        self, state: AgentState, images, joint_pos, task_id, noise, steps: int | None = None, extra=None
+        self,
+        state: AgentState,
+        images,
+        joint_pos,
+        task_id,
+        noise,
+        steps: int | None = None,
+        extra=None,
+        prefix=None,
+        prefix_len=None,
+        delay=None,
     ) -> np.ndarray:
         """Action chunks [B, H, J] for observations: images uint8 [B, cams, H, W, 3] (None without
-        cameras), joint_pos [B, J], task_id [B], noise [B, H, J], extra [B, S] (extra state vectors)."""
+        cameras), joint_pos [B, J], task_id [B], noise [B, H, J], extra [B, S] (extra state vectors).
+        Real-time chunking (see `_sample_actions`): `prefix` [B, H, J] absolute joint targets already
+        planned for this chunk's steps, `prefix_len` [B] (default H) and `delay` [B] (default 0)."""
         steps = steps or self.cfg.qam.flow_steps
+        rtc = {}
+        if prefix is not None:
+            b, horizon = np.shape(prefix)[:2]
+            rtc = {
+                "prefix": prefix,
+                "prefix_len": np.full((b,), horizon, np.int32) if prefix_len is None else prefix_len,
+                "delay": np.zeros((b,), np.int32) if delay is None else delay,
+            }
         return np.asarray(
             self.sample_actions(
-                state.policy, state.norm, images, joint_pos, task_id, noise, steps=steps, extra=extra
+                state.policy, state.norm, images, joint_pos, task_id, noise, steps=steps, extra=extra, **rtc
             )
         )
 

@@ -11,8 +11,13 @@ A dataset is T steps of consecutive episodes:
     actions       float [T, A]: the executed action (joint targets on a robot) at each step
     rewards       float [T]; lwd's own data has r = 1 on a success's last step, else 0
     episode_ends  bool [T]: True on the last step of each episode (a final step not marked ends
-                  the last episode). Every episode end is terminal, as for lwd's episodes: the
-                  return is not bootstrapped past it (a D4RL-style dataset: terminals | timeouts).
+                  the last episode). An end is terminal, as for lwd's episodes (the return is not
+                  bootstrapped past it), unless `truncated` marks it.
+    truncated     optional bool [T]: True on the last step of an episode cut off by a time limit
+                  (it must be an episode end). Such an episode bootstraps from the value of its
+                  last recorded state instead of ending in a terminal state
+                  (`replay.episode_transitions` says exactly how). From a D4RL / OGBench dataset:
+                  episode_ends = terminals | timeouts, truncated = timeouts & ~terminals.
 
 `train_arrays` turns these into the chunk transitions the store path trains on (the same
 `EpisodeArrays`, and `replay.episode_transitions`' H-step chunks, chunk returns and done flags),
@@ -149,6 +154,33 @@ def _episode_bounds(episode_ends: np.ndarray, big_t: int) -> list[tuple[int, int
     return [(int(s), int(e) + 1) for s, e in zip(starts, last, strict=True)]
 
 
+def _truncated_episodes(
+    truncated: np.ndarray | None, bounds: list[tuple[int, int]], big_t: int
+) -> list[bool]:
+    """Per episode: its last step is marked truncated (a time limit cut it off). A ValueError for a
+    flag of the wrong shape or dtype, or one set on a step that ends no episode."""
+    if truncated is None:
+        return [False] * len(bounds)
+    flags = np.asarray(truncated)
+    if flags.shape != (big_t,) or not (
+        flags.dtype == np.bool_ or (np.issubdtype(flags.dtype, np.integer) and np.isin(flags, (0, 1)).all())
+    ):
+        raise ValueError(
+            f"truncated must be bool [T] = [{big_t}] (or 0/1 integers), one flag per step, "
+            f"got {flags.dtype} {flags.shape}"
+        )
+    flags = flags.astype(bool)
+    last = np.zeros(big_t, bool)
+    last[[e - 1 for _, e in bounds]] = True
+    stray = np.flatnonzero(flags & ~last)
+    if len(stray):
+        raise ValueError(
+            f"truncated is set on steps {stray[:5].tolist()} that end no episode: mark them in "
+            "episode_ends too (D4RL: episode_ends = terminals | timeouts)"
+        )
+    return [bool(flags[e - 1]) for _, e in bounds]
+
+
 def episodes_from_arrays(
     observations: Mapping[str, np.ndarray],
     actions: np.ndarray,
@@ -158,13 +190,15 @@ def episodes_from_arrays(
     vocab: Vocab,
     instructions: str | Sequence[str] | None = None,
     demos: np.ndarray | None = None,
+    truncated: np.ndarray | None = None,
 ) -> list[EpisodeArrays]:
     """The episodes of a dataset as the learner's `EpisodeArrays` (what `replay.episode_arrays`
     makes of a stored episode), for a model whose observation names (`observation_config`) the
     arrays must match: camera frames resized to model.encoder.image_size, the extra state vectors
     concatenated in model.state_names order. `instructions`: one for all steps, or one per step
-    (constant within an episode); `demos`: bool [T], the episode is a demonstration. A ValueError
-    names any key, length, dtype or value that does not fit."""
+    (constant within an episode); `demos`: bool [T], the episode is a demonstration; `truncated`:
+    bool [T], True on the last step of an episode cut off by a time limit (`EpisodeArrays.truncated`).
+    A ValueError names any key, length, dtype or value that does not fit."""
     obs = _as_arrays(observations)
     actions = np.asarray(actions)
     rewards = np.asarray(rewards)
@@ -231,6 +265,7 @@ def episodes_from_arrays(
         if d.shape != (big_t,) or d.dtype != np.bool_:
             raise ValueError(f"demos must be bool [T] = [{big_t}], got {d.dtype} {d.shape}")
         is_demo = [bool(x) for x in _per_episode("demos", d, bounds)]
+    is_truncated = _truncated_episodes(truncated, bounds, big_t)
     size = model.encoder.image_size
     extra = (
         np.concatenate([obs[k].astype(np.float32) for k in model.state_names], axis=1)
@@ -254,6 +289,7 @@ def episodes_from_arrays(
                 rewards=r,
                 intervention=np.zeros(e - s, bool),
                 extra=None if extra is None else extra[s:e],
+                truncated=is_truncated[i],
             )
         )
     return out
@@ -272,13 +308,19 @@ def train_arrays(
     joint_names: Sequence[str] | None = None,
     progress: bool = False,
     max_new_steps: int | None = None,
+    truncated: np.ndarray | None = None,
+    max_seconds: float | None = None,
 ):
     """Offline training on a dataset of arrays (see the module docstring): BC for
     config.train.bc_steps, then DIVL + QAM for config.train.rl_steps (methods without a critic:
     BC only). The model's observation comes from the arrays (`observation_config`); the rest of
     `config` (default LearnerConfig()) is used as given. Checkpoints and metrics.jsonl go to
-    `out_dir`, and a run with a checkpoint there resumes. Returns the `train.Session`
-    (`session.export_bytes()` is the ONNX policy, for models without extra state vectors)."""
+    `out_dir`, and a run with a checkpoint there resumes. `truncated` marks time-limit ends
+    (`episodes_from_arrays`). `max_new_steps` caps the steps of this call, `max_seconds` its
+    training loop's wall-clock time: either stops it early with a checkpoint written (the returned
+    session is usable, and a later call resumes). Returns the `train.Session`
+    (`session.export_bytes()` is the ONNX policy, for models without extra state vectors); the
+    training plot (`training_plot`, tau and value entropy) is written to `out_dir` at the end."""
     from lwd_learner.agent import Agent
     from lwd_learner.batches import Batches
     from lwd_learner.checkpoint import Checkpointer
@@ -293,12 +335,20 @@ def train_arrays(
         session = restore_session(out_dir / "checkpoints", cfg)
         log.info("resuming array training at step %d", int(session.state.step))
         episodes = episodes_from_arrays(
-            observations, actions, rewards, episode_ends, cfg.model, session.vocab, instructions, demos
+            observations,
+            actions,
+            rewards,
+            episode_ends,
+            cfg.model,
+            session.vocab,
+            instructions,
+            demos,
+            truncated,
         )
     else:
         vocab = Vocab(capacity=cfg.model.encoder.vocab_capacity)
         episodes = episodes_from_arrays(
-            observations, actions, rewards, episode_ends, cfg.model, vocab, instructions, demos
+            observations, actions, rewards, episode_ends, cfg.model, vocab, instructions, demos, truncated
         )
         stats = NormStats.from_columns(
             [e.joint_pos for e in episodes],
@@ -314,7 +364,9 @@ def train_arrays(
     batches.add(episodes)
     log.info("array buffer: %s", batches.bookkeeping())
     total = cfg.train.bc_steps + (cfg.train.rl_steps if trains_critic(cfg.train) else 0)
-    return _run(session, batches, total, out_dir, progress, max_new_steps=max_new_steps)
+    return _run(
+        session, batches, total, out_dir, progress, max_new_steps=max_new_steps, max_seconds=max_seconds
+    )
 
 
 def _observation_batch(session, observations: Mapping[str, np.ndarray], instruction: str | None):

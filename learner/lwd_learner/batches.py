@@ -135,11 +135,9 @@ class Batches:
                 ]
             )
 
-        d = self.cfg.divl
-        discount = d.gamma ** (d.nstep * self.cfg.model.horizon)
         if self.on_device:
-            ret, done, next_idx, task, interv, q, extra = self.replay.frames(
-                "ret", "done", "next_idx", "task_id", "intervention", "joint_pos", "extra"
+            ret, done, discount, next_idx, task, interv, q, extra = self.replay.frames(
+                "ret", "done", "discount", "next_idx", "task_id", "intervention", "joint_pos", "extra"
             )
             v = values(self.replay.column("images"), q, task, extra)
             interv = interv * self.replay.rollout_frames()  # corrections, not demonstrations or play
@@ -164,7 +162,7 @@ class Batches:
                 cat([v[tr.next_t] for v, (_, tr) in zip(vs, eps, strict=True)]),
                 cat([tr.ret for _, tr in eps]),
                 cat([tr.done for _, tr in eps]),
-                discount,
+                cat([tr.discount for _, tr in eps]),
                 task,
                 cat([tr.intervention * (e.kind == EpisodeKind.ROLLOUT) for e, tr in eps]),
                 self.cfg.train.recap_positive_fraction,

@@ -54,6 +54,9 @@ class _Training:
     """The learner config (every section's fields are flags)."""
     max_new_steps: int | None = None
     """Stop after this many steps in this run (a checkpoint and, offline, policy.onnx are written)."""
+    max_seconds: float | None = None
+    """Stop once this run's training loop has run this many seconds of wall-clock time (after data
+    loading; checked after each step), writing a checkpoint and, offline, policy.onnx."""
     progress: bool = True
     """Draw a progress bar."""
     coordinator: str | None = None
@@ -373,7 +376,12 @@ def _main(argv: list[str]) -> int:
     try:
         if isinstance(args, Offline):
             session = train.run_offline(
-                args.store, args.out, args.cfg, progress=args.progress, max_new_steps=args.max_new_steps
+                args.store,
+                args.out,
+                args.cfg,
+                progress=args.progress,
+                max_new_steps=args.max_new_steps,
+                max_seconds=args.max_seconds,
             )
         else:
             cfg = args.cfg
@@ -386,6 +394,7 @@ def _main(argv: list[str]) -> int:
                 max_new_steps=args.max_new_steps,
                 poll_every=args.poll_every,
                 progress=args.progress,
+                max_seconds=args.max_seconds,
             )
     except (ValueError, FileNotFoundError) as exc:
         print(f"lwd_learner: error: {exc}", file=sys.stderr)

@@ -64,6 +64,11 @@ class PolicyConfig:
     robots, evaluation and `Agent.act` agree). 1 samples the learned distribution; 0 starts every
     chunk from the origin: the same state gives the same chunk, and on can_to_bin that lifted BC
     from 0.28 to 0.41 success (docs/learner.md, "Deployed sampling"). Training is unaffected."""
+    rtc_max_guidance: float = 5.0
+    """Real-time chunking's maximum guidance weight beta (Black et al. 2025 use 5): how hard the
+    deployed sampler pulls a new chunk onto the rows of the previous one still to be executed
+    (`flow.rtc_sample`; docs/learner.md, "Deployed sampling"). Baked into the exported graph and
+    written to its metadata; training is unaffected."""
 
 
 @dataclass(frozen=True)

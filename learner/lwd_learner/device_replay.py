@@ -20,7 +20,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from lwd_common.episode import EpisodeKind
-from lwd_learner.replay import EpisodeArrays, bc_frames, bookkeeping, episode_transitions, info_of
+from lwd_learner.replay import (
+    EpisodeArrays,
+    bc_frames,
+    bookkeeping,
+    episode_transitions,
+    info_of,
+    rl_frames,
+)
 
 _FRAME_FIELDS = (
     "images",
@@ -33,6 +40,7 @@ _FRAME_FIELDS = (
     "next_idx",
     "ret",
     "done",
+    "discount",
     "success",
     "intervention",
 )
@@ -40,7 +48,8 @@ _FRAME_FIELDS = (
 
 @flax.struct.dataclass
 class ReplayArrays:
-    """Device pytree: per-frame arrays of capacity N and three index pools (offline, online, BC)."""
+    """Device pytree: per-frame arrays of capacity N and three index pools (offline, online, BC;
+    the offline and online pools leave out the last frame of a truncated episode, `replay.rl_frames`)."""
 
     images: jnp.ndarray  # uint8 [N, cams, H, W, 3] or float32 [N, D] cached features
     joint_pos: jnp.ndarray  # [N, J]
@@ -52,6 +61,7 @@ class ReplayArrays:
     next_idx: jnp.ndarray  # int32 [N]: frame of s_{t+nH}
     ret: jnp.ndarray  # [N]
     done: jnp.ndarray  # [N]
+    discount: jnp.ndarray  # [N]: the bootstrap's factor gamma^(next - t) (replay.Transitions)
     success: jnp.ndarray  # [N]
     intervention: jnp.ndarray  # [N]
     pool_offline: jnp.ndarray  # int32 [N] frame indices, the first n_offline valid
@@ -61,7 +71,6 @@ class ReplayArrays:
     n_online: jnp.ndarray
     n_bc: jnp.ndarray
     horizon: int = flax.struct.field(pytree_node=False, default=30)
-    discount: float = flax.struct.field(pytree_node=False, default=1.0)
 
 
 def _draw(key, pool, count, n: int):
@@ -103,7 +112,7 @@ def gather(data: ReplayArrays, idx) -> dict:
         "actions": data.actions[chunk],
         "ret": data.ret[idx],
         "done": data.done[idx],
-        "discount": jnp.full(idx.shape, data.discount, jnp.float32),
+        "discount": data.discount[idx],
         "next_images": data.images[nxt],
         "next_joint_pos": data.joint_pos[nxt],
         "next_extra": data.extra[nxt],
@@ -179,6 +188,7 @@ class DeviceReplay:
             cols["next_idx"].append((base + tr.next_t).astype(np.int32))
             cols["ret"].append(tr.ret)
             cols["done"].append(tr.done)
+            cols["discount"].append(tr.discount)
             cols["success"].append(np.full(big_t, float(ep.success), np.float32))
             cols["intervention"].append(tr.intervention)
             self._meta["online" if online else "offline"].append((base, info_of(ep)))
@@ -278,7 +288,6 @@ class DeviceReplay:
                 n_online=jnp.int32(len(pools["online"])),
                 n_bc=jnp.int32(len(pools["bc"])),
                 horizon=self.horizon,
-                discount=float(self.gamma ** (self.nstep * self.horizon)),
             )
             if self.sharding is not None:
                 self._data = jax.device_put(self._data, self.sharding)
@@ -286,5 +295,6 @@ class DeviceReplay:
 
 
 def _frames(entries: list) -> np.ndarray:
-    parts = [np.arange(base, base + e.steps, dtype=np.int32) for base, e in entries]
+    """The frames of DIVL / QAM transitions (`replay.rl_frames`) of (start, EpisodeInfo) entries."""
+    parts = [np.arange(base, base + e.steps, dtype=np.int32)[rl_frames(e)] for base, e in entries]
     return np.concatenate(parts) if parts else np.zeros(0, np.int32)

@@ -10,6 +10,11 @@ joint and camera names in the metadata are the model config's, `images` is [B, C
 C = len(cameras) and absent for a camera-free (state-only) model, `joint_pos` [B, J] with
 J = len(joint_names). Models with extra state vectors (ModelConfig.state_names, an array-API
 feature) have no such input in the contract and are refused.
+
+By default the graph is a real-time-chunking policy (`policy_io.RTC_INPUTS`): it also takes the
+previous chunk's planned rows (`prefix`, `prefix_len`) and the inference `delay`, and samples with
+`flow.rtc_sample` (one VJP of the flow head per Euler step, converted like the rest);
+`rtc=False` exports the plain sampler, the graph of older exports.
 """
 
 from __future__ import annotations
@@ -35,16 +40,24 @@ __all__ = [
 ]
 
 
-def policy_inputs(cfg: ModelConfig, noise_horizon: int | None = None) -> list[GraphInput]:
+def policy_inputs(cfg: ModelConfig, noise_horizon: int | None = None, rtc: bool = False) -> list[GraphInput]:
     """The contract's graph inputs for a model of `cfg` (B is the dynamic batch; no `images` without
-    cameras). Task ids are int64 on the wire and int32 inside JAX (no x64)."""
+    cameras; with `rtc` the real-time-chunking inputs last). Task ids, prefix lengths and delays are
+    int64 on the wire and int32 inside JAX (no x64)."""
     h, w = cfg.encoder.image_size
     images = [GraphInput(policy_io.INPUT_IMAGES, ("B", cfg.num_cameras, h, w, 3), np.uint8)]
+    chunk = ("B", noise_horizon or cfg.horizon, cfg.num_joints)
+    rtc_inputs = [
+        GraphInput(policy_io.INPUT_PREFIX, chunk, np.float32),
+        GraphInput(policy_io.INPUT_PREFIX_LEN, ("B",), np.int64, np.int32),
+        GraphInput(policy_io.INPUT_DELAY, ("B",), np.int64, np.int32),
+    ]
     return [
         *(images if cfg.num_cameras else []),
         GraphInput(policy_io.INPUT_JOINT_POS, ("B", cfg.num_joints), np.float32),
         GraphInput(policy_io.INPUT_TASK_ID, ("B",), np.int64, np.int32),
-        GraphInput(policy_io.INPUT_NOISE, ("B", noise_horizon or cfg.horizon, cfg.num_joints), np.float32),
+        GraphInput(policy_io.INPUT_NOISE, chunk, np.float32),
+        *(rtc_inputs if rtc else []),
     ]
 
 
@@ -54,9 +67,10 @@ def write_metadata(
     flow_steps: int,
     version: str,
     cfg: ModelConfig | None = None,
+    rtc_max_guidance: float | None = None,
 ) -> None:
     """The metadata_props an actor reads (policy_io.META_*); joint and camera names are `cfg`'s
-    (None: the G1's)."""
+    (None: the G1's); `rtc_max_guidance` for a real-time-chunking graph."""
     joints, cameras = (JOINT_NAMES, CAMERA_NAMES) if cfg is None else (cfg.joint_names, cfg.cameras)
     meta = {
         policy_io.META_VERSION: version,
@@ -66,21 +80,35 @@ def write_metadata(
         policy_io.META_CAMERAS: json.dumps(list(cameras)),
         policy_io.META_CONTROL_HZ: f"{CONTROL_HZ if cfg is None else cfg.control_hz:g}",
     }
+    if rtc_max_guidance is not None:
+        meta[policy_io.META_RTC_MAX_GUIDANCE] = f"{rtc_max_guidance:g}"
     for k, v in meta.items():
         model.metadata_props.add(key=k, value=v)
 
 
 def policy_sampler(params: dict, norm: dict, cfg: ModelConfig, flow_steps: int) -> Callable:
     """`Agent.sample_actions` with these parameters and NormStats bound: (images, joint_pos, task_id,
-    noise) -> actions, the function an export traces (`images` None for a camera-free model)."""
+    noise[, prefix, prefix_len, delay]) -> actions, the function an export traces (`images` None for
+    a camera-free model; with the real-time-chunking inputs, the RTC sampler)."""
     from lwd_learner.agent import Agent  # the agent module pulls in optax etc.; only exporting needs it
 
     _check_exportable(cfg)
     agent = Agent(LearnerConfig(model=cfg))
     norm = {k: np.asarray(v, np.float32) for k, v in norm.items()}
 
-    def sampler(images, joint_pos, task_id, noise):
-        return agent.sample_actions(params, norm, images, joint_pos, task_id, noise, steps=flow_steps)
+    def sampler(images, joint_pos, task_id, noise, prefix=None, prefix_len=None, delay=None):
+        return agent.sample_actions(
+            params,
+            norm,
+            images,
+            joint_pos,
+            task_id,
+            noise,
+            steps=flow_steps,
+            prefix=prefix,
+            prefix_len=prefix_len,
+            delay=delay,
+        )
 
     return sampler
 
@@ -93,15 +121,19 @@ def sampler_to_onnx(
     version: str,
     noise_horizon: int | None = None,
     check: bool = True,
+    rtc: bool = False,
 ) -> onnx.ModelProto:
     """Trace `sampler` over the contract's inputs into a policy with its metadata. `check=False` and
     `noise_horizon` exist for lwd_testing.models, which builds contract-breaking policies on purpose.
-    A camera-free model's graph has no `images` input: `sampler` gets None for it."""
+    A camera-free model's graph has no `images` input: `sampler` gets None for it. With `rtc`,
+    `sampler` also takes (prefix, prefix_len, delay) and the graph has those inputs."""
     _check_exportable(cfg)
-    fn = sampler if cfg.num_cameras else (lambda q, task, noise: sampler(None, q, task, noise))
-    model = jax_to_onnx(fn, policy_inputs(cfg, noise_horizon), [policy_io.OUTPUT_ACTIONS], "lwd_flow_policy")
+    fn = sampler if cfg.num_cameras else (lambda *args: sampler(None, *args))
+    inputs = policy_inputs(cfg, noise_horizon, rtc)
+    model = jax_to_onnx(fn, inputs, [policy_io.OUTPUT_ACTIONS], "lwd_flow_policy")
     model.producer_name = "lwd_learner"
-    write_metadata(model, instructions, flow_steps, version, cfg)
+    guidance = cfg.policy.rtc_max_guidance if rtc else None
+    write_metadata(model, instructions, flow_steps, version, cfg, rtc_max_guidance=guidance)
     onnx.checker.check_model(model)
     if check:
         policy_io.read_signature(model)  # the contract, for any robot
@@ -124,9 +156,11 @@ def export_policy(
     instructions: list[str],
     flow_steps: int,
     version: str = "unversioned",
+    rtc: bool = True,
 ) -> onnx.ModelProto:
     """ONNX sampler of FlowPolicy params (`{'params': {...}}`) and the NormStats dict, by tracing
-    `Agent.sample_actions` with these values baked in as initialisers."""
+    `Agent.sample_actions` with these values baked in as initialisers; a real-time-chunking policy
+    unless `rtc=False` (module doc)."""
     return sampler_to_onnx(
-        policy_sampler(params, norm, cfg, flow_steps), cfg, instructions, flow_steps, version
+        policy_sampler(params, norm, cfg, flow_steps), cfg, instructions, flow_steps, version, rtc=rtc
     )

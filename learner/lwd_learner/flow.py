@@ -26,6 +26,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 VectorField = Callable[[Any, Any, jnp.ndarray, jnp.ndarray], jnp.ndarray]
 
@@ -52,6 +53,63 @@ def euler_sample(field: VectorField, params, obs, noise: jnp.ndarray, steps: int
     for i in range(steps):
         w = jnp.full(noise.shape[:1], i * h)
         a = a + h * field(params, obs, a, w)
+    return a
+
+
+def rtc_weights(horizon: int, prefix_len: jnp.ndarray, delay: jnp.ndarray) -> jnp.ndarray:
+    """Real-time chunking's per-row guidance weights [B, horizon] (Black et al. 2025, eq. 5).
+
+    Row i of the new chunk: 1 for i < delay (it executes before the new chunk arrives, frozen),
+    `c (e^c - 1) / (e - 1)` with `c = (prefix_len - i) / (prefix_len - delay + 1)` for
+    delay <= i < prefix_len (a soft mask, decaying towards the end of the old chunk), 0 beyond.
+    `delay` is clipped to [0, prefix_len]: only planned rows can be frozen."""
+    prefix_len = jnp.clip(prefix_len, 0, horizon).astype(jnp.float32)[:, None]
+    delay = jnp.clip(delay.astype(jnp.float32)[:, None], 0.0, prefix_len)
+    i = jnp.asarray(np.arange(horizon, dtype=np.float32))[None, :]
+    c = (prefix_len - i) / (prefix_len - delay + 1.0)
+    soft = c * (jnp.exp(c) - 1.0) / (np.e - 1.0)
+    return jnp.where(i < delay, 1.0, jnp.where(i < prefix_len, soft, 0.0))
+
+
+def rtc_guidance_scale(w: float, max_guidance: float) -> float:
+    """min(beta, (1 - w) / (w r^2)) with r^2 = (1 - w)^2 / (w^2 + (1 - w)^2): beta at w = 0."""
+    if w <= 0.0:
+        return float(max_guidance)
+    r2 = (1.0 - w) ** 2 / (w**2 + (1.0 - w) ** 2)
+    return float(min(max_guidance, (1.0 - w) / (w * r2)))
+
+
+def rtc_sample(
+    field: VectorField,
+    params,
+    obs,
+    noise: jnp.ndarray,
+    steps: int,
+    prefix: jnp.ndarray,
+    weights: jnp.ndarray,
+    max_guidance: float,
+) -> jnp.ndarray:
+    """`euler_sample` inpainting a prefix: real-time chunking (Black et al. 2025), no retraining.
+
+    At each Euler step, with v = f(A_w, w), the predicted final chunk is A^ = A_w + (1 - w) v; the
+    weighted error e = W (Y - A^) against the prefix Y (in the flow's action space) is pulled back
+    through A^ (one VJP of the field) to g = (dA^/dA_w)^T e, and the step uses
+    v + min(beta, (1 - w) / (w r^2)) g. `weights` [B, H] (`rtc_weights`) are per chunk row; all
+    zero gives exactly the plain sampler (g is then exactly 0, whatever the prefix holds there)."""
+    h = 1.0 / steps
+    a = noise
+    wmat = weights.reshape(weights.shape + (1,) * (noise.ndim - weights.ndim))  # [B, H, 1, ...]
+    for i in range(steps):
+        t = i * h
+        w = jnp.full(noise.shape[:1], t)
+
+        def predicted_final(x, w=w, t=t):
+            v = field(params, obs, x, w)
+            return x + (1.0 - t) * v, v
+
+        final, pullback, v = jax.vjp(predicted_final, a, has_aux=True)
+        (g,) = pullback(jnp.where(wmat > 0, wmat * (prefix - final), 0.0))  # unplanned rows: exactly 0
+        a = a + h * (v + rtc_guidance_scale(t, max_guidance) * g)
     return a
 
 

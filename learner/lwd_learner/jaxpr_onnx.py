@@ -37,6 +37,7 @@ OPSET = 17
 # Elementwise JAX primitives and the ONNX op of the same meaning (batch-constants fold through them).
 _ELEMENTWISE = {
     "add": "Add",
+    "add_any": "Add",  # the sum of cotangents in a VJP (real-time chunking's guidance)
     "sub": "Sub",
     "mul": "Mul",
     "div": "Div",
@@ -147,6 +148,7 @@ def _ew(f: Callable) -> Callable:
 
 _NUMPY_ELEMENTWISE: dict[str, Callable] = {
     "add": np.add,
+    "add_any": np.add,
     "sub": np.subtract,
     "mul": np.multiply,
     "div": np.divide,
@@ -209,6 +211,7 @@ class _Converter:
         self._const_names: dict[tuple, str] = {}
         self._cse: dict[tuple, str] = {}
         self._concats: dict[str, tuple[int, list]] = {}  # runtime concat output -> (axis, parts)
+        self._dense: dict[str, tuple[str, np.ndarray]] = {}  # runtime x @ W (W constant) -> (x, W)
         self._syms: list[tuple[Any, str, int]] = []  # (symbol, graph input, axis) to read it at run time
         self._n = 0
 
@@ -432,6 +435,32 @@ class _Converter:
         self._concats[out] = (dimension, list(zip(vals, in_avals, strict=True)))
         return out
 
+    def _split(self, vals, in_avals, out_aval, sizes, axis, **_):
+        """The transpose of a concatenation (a VJP through one): one Slice per part, so parts nobody
+        reads (cotangents of inputs the VJP does not ask for) are pruned."""
+        x = self.runtime(vals[0], in_avals[0])
+        bounds = np.cumsum([0, *sizes])
+        if x in self._dense and axis == len(in_avals[0].shape) - 1:
+            # split(x @ W) along W's columns -> x @ W[:, part]: the pruned parts cost nothing (in a
+            # VJP through a dense layer on a concatenation, only the cotangent asked for is computed).
+            lhs, w = self._dense[x]
+            return [
+                self.op("MatMul", [lhs, self.const(np.ascontiguousarray(w[:, bounds[k] : bounds[k + 1]]))])
+                for k in range(len(sizes))
+            ]
+        return [
+            self.op(
+                "Slice",
+                [
+                    x,
+                    self.const(np.array([bounds[k]], np.int64)),
+                    self.const(np.array([bounds[k + 1]], np.int64)),
+                    self.const(np.array([axis], np.int64)),
+                ],
+            )
+            for k in range(len(sizes))
+        ]
+
     def _reduce(self, op_type, vals, in_avals, axes):
         x = self.runtime(vals[0], in_avals[0])
         if op_type == "ReduceSum" or self.opset >= 18:  # axes became an input in opset 13 / 18
@@ -504,7 +533,10 @@ class _Converter:
         ):
             w = np.moveaxis(rhs, rc[0], 0)  # constant right side: put its contracted axis first
             if w.ndim == 2:
-                return self.op("MatMul", [self.runtime(lhs, la), self.const(w)])
+                x = self.runtime(lhs, la)
+                out = self.op("MatMul", [x, self.const(w)])
+                self._dense[out] = (x, w)
+                return out
         eq = _einsum_equation(len(la.shape), len(ra.shape), dimension_numbers)  # the general case
         return self.op("Einsum", [self.runtime(lhs, la), self.runtime(rhs, ra)], equation=eq)
 

@@ -2,8 +2,9 @@
 advantage, the policy is behaviour-cloned on *all* data with the label in its instruction, and
 deployed conditioned on "positive".
 
-- Advantage of the chunk starting at t: A_t = R_t + discount (1 - done_t) V(s_{t+nH}) - V(s_t),
-  the replay's own n-step return and bootstrap (the "lookahead" of the value model).
+- Advantage of the chunk starting at t: A_t = R_t + discount_t (1 - done_t) V(s_{t+nH}) - V(s_t),
+  the replay's own n-step return and bootstrap (the "lookahead" of the value model; discount_t is
+  gamma^(nH), shorter at the end of a truncated episode).
 - Per task, the top `positive_fraction` (30%) of advantages are positive; every chunk of an
   autonomous rollout that holds a teleoperated step (an intervention) is positive (demonstrations
   and play data are teleoperated throughout: they are labelled by advantage like the rest).
@@ -30,7 +31,7 @@ def advantage_labels(
     next_values: np.ndarray,
     ret: np.ndarray,
     done: np.ndarray,
-    discount: float,
+    discount: float | np.ndarray,
     task_id: np.ndarray,
     intervention: np.ndarray,
     positive_fraction: float = 0.3,

@@ -3,7 +3,10 @@
 A transition at step t of an episode with T steps is
     s_t, a_t = executed actions[t : t+H] (padded with the last action),
     R = sum_{j=t}^{min(t+nH, T)-1} gamma^(j-t) r_j   (eq. 2 / eq. 19, r = 1 on a success's last step),
-    s_{t+nH}, done = (t + nH >= T): the episode ended inside the window, no bootstrap.
+    s_{t+nH}, done = (t + nH >= T): the episode ended inside the window, no bootstrap,
+    discount = gamma^(nH) (the factor of the bootstrap).
+An episode cut off by a time limit (`EpisodeArrays.truncated`, the array API's `truncated`) did not
+end in a terminal state: its windows bootstrap from the last state it has (see `episode_transitions`).
 Frames are JPEG-decoded once, resized to the model's image size and cached as uint8, by
 `lwd_common.preprocessing` (the same code that prepares a deployed policy's input).
 """
@@ -144,6 +147,9 @@ class EpisodeArrays:
     policy_task_id: np.ndarray | None = None
     # float32 [T, S]: the extra state vectors (ModelConfig.state_names) concatenated; None: S = 0.
     extra: np.ndarray | None = None
+    # The episode was cut off by a time limit (not a terminal state): its returns bootstrap from its
+    # last state instead of ending (`episode_transitions`). lwd's own episodes are terminal.
+    truncated: bool = False
 
     @property
     def extra_state(self) -> np.ndarray:
@@ -216,25 +222,51 @@ class Transitions:
     done: np.ndarray  # float32 [T]: the episode ends inside the window (no bootstrap)
     next_t: np.ndarray  # int64 [T]: the step of s_{t+nH} (clipped to the last step)
     intervention: np.ndarray  # float32 [T]: a teleoperated step inside the executed chunk
+    discount: np.ndarray  # float32 [T]: gamma^(next_t - t), the bootstrap's factor (gamma^(nH) if done)
 
 
 def episode_transitions(ep: EpisodeArrays, horizon: int, nstep: int, gamma: float) -> Transitions:
     """Vectorised over t, with the return-to-go G_t = r_t + gamma G_{t+1}: the window return is
-    G_t - gamma^(end - t) G_end, end = min(t + nH, T)."""
+    G_t - gamma^(end - t) G_end.
+
+    Terminal episode (lwd's own, the default): end = min(t + nH, T); done when t + nH >= T (the
+    return stops at the episode's end, no bootstrap); discount gamma^(nH).
+
+    Truncated episode (`ep.truncated`, cut off by a time limit): the state after the last step is
+    not recorded, so the last state the episode has, s_{T-1}, is the furthest bootstrap target.
+    Every window is end = min(t + nH, T - 1), done = 0, next state s_end, discount gamma^(end - t):
+    a window that would reach past the end is shortened to its last recorded state and bootstraps
+    from that state's value (return r_t .. r_{end-1}), the variable-length n-step target
+    y = sum_{j<end-t} gamma^j r_{t+j} + gamma^(end-t) V(s_end). The last step itself (t = T - 1)
+    has no next state at all: it gets no transition for DIVL / QAM (`rl_frames`; D4RL's
+    `qlearning_dataset` likewise drops the timeout step), BC still clones its action. Dropping
+    every window that reaches past the end instead would lose the last nH steps of each truncated
+    episode (all of one shorter than nH), and treating the cut as terminal would teach the critic
+    that running out of time is worth 0."""
     big_t = len(ep.actions)
     t = np.arange(big_t)
     g = np.zeros(big_t + 1)
     for i in range(big_t - 1, -1, -1):
         g[i] = ep.rewards[i] + gamma * g[i + 1]
-    end = np.minimum(t + nstep * horizon, big_t)
-    ret = g[t] - gamma ** (end - t) * g[end]
     teleop = np.concatenate([[0], np.cumsum(ep.intervention.astype(np.int64))])
     window = teleop[np.minimum(t + horizon, big_t)] - teleop[t]
+    if ep.truncated:
+        end = np.minimum(t + nstep * horizon, big_t - 1)
+        done = np.zeros(big_t)
+        discount = gamma ** (end - t).astype(np.float64)
+        next_t = end
+    else:
+        end = np.minimum(t + nstep * horizon, big_t)
+        done = (t + nstep * horizon >= big_t).astype(np.float64)
+        discount = np.full(big_t, gamma ** (nstep * horizon), np.float64)
+        next_t = np.minimum(t + nstep * horizon, big_t - 1)
+    ret = g[t] - gamma ** (end - t) * g[end]
     return Transitions(
         ret.astype(np.float32),
-        (t + nstep * horizon >= big_t).astype(np.float32),
-        np.minimum(t + nstep * horizon, big_t - 1),
+        done.astype(np.float32),
+        next_t,
         (window > 0).astype(np.float32),
+        discount.astype(np.float32),
     )
 
 
@@ -245,6 +277,7 @@ class EpisodeInfo:
     kind: EpisodeKind
     success: bool
     intervention: np.ndarray  # bool [T]
+    truncated: bool = False  # cut off by a time limit (EpisodeArrays.truncated)
 
     @property
     def steps(self) -> int:
@@ -252,7 +285,17 @@ class EpisodeInfo:
 
 
 def info_of(ep: EpisodeArrays) -> EpisodeInfo:
-    return EpisodeInfo(ep.kind, ep.success, ep.intervention)
+    return EpisodeInfo(ep.kind, ep.success, ep.intervention, ep.truncated)
+
+
+def rl_frames(e: EpisodeInfo) -> np.ndarray:
+    """bool [T]: the steps DIVL and QAM sample (a chunk transition with a next state): every step
+    but the last one of a truncated episode, whose next state was never recorded
+    (`episode_transitions`)."""
+    keep = np.ones(e.steps, bool)
+    if e.truncated and e.steps:
+        keep[-1] = False
+    return keep
 
 
 def bookkeeping(episodes: list[EpisodeInfo]) -> dict:
@@ -327,7 +370,8 @@ class ReplayBuffer:
 
     def _all(self) -> np.ndarray:
         if self._flat is None:
-            self._flat = np.concatenate(self._index) if self._index else np.zeros((0, 2), np.int64)
+            chosen = [ix[rl_frames(info_of(e))] for ix, e in zip(self._index, self.episodes, strict=True)]
+            self._flat = np.concatenate(chosen) if chosen else np.zeros((0, 2), np.int64)
         return self._flat
 
     def _bc(self) -> np.ndarray:
@@ -357,6 +401,7 @@ class ReplayBuffer:
                 "actions",
                 "ret",
                 "done",
+                "discount",
                 "next_images",
                 "next_joint_pos",
                 "next_extra",
@@ -377,6 +422,7 @@ class ReplayBuffer:
             cols["actions"].append(e.actions[np.minimum(np.arange(t, t + h), len(e.actions) - 1)])
             cols["ret"].append(tr.ret[t])
             cols["done"].append(tr.done[t])
+            cols["discount"].append(tr.discount[t])
             cols["next_images"].append(e.images[nxt])
             cols["next_joint_pos"].append(e.joint_pos[nxt])
             cols["next_extra"].append(e.extra_state[nxt])
@@ -390,13 +436,13 @@ class ReplayBuffer:
             "actions",
             "ret",
             "done",
+            "discount",
             "next_joint_pos",
             "next_extra",
             "success",
             "intervention",
         ):
             out[k] = out[k].astype(np.float32)
-        out["discount"] = np.full(len(index), self.gamma ** (self.nstep * h), np.float32)
         out["task_id"] = out["task_id"].astype(np.int32)
         out["policy_task_id"] = out["policy_task_id"].astype(np.int32)
         out["next_task_id"] = out["next_task_id"].astype(np.int32)

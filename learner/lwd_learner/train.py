@@ -172,6 +172,20 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
+def write_training_plot(cfg: LearnerConfig, out_dir: Path) -> Path | None:
+    """`out_dir`/tau_entropy.png from its metrics.jsonl (`training_plot`), for runs whose critic logs
+    tau and the value entropy (a DIVL value head); never fails the training run (a warning)."""
+    if not (trains_critic(cfg.train) and cfg.divl.value_kind == "divl"):
+        return None
+    from lwd_learner.training_plot import write_plot
+
+    try:
+        return write_plot(out_dir)[0]
+    except Exception as exc:  # noqa: BLE001 (a plot must not end a training run)
+        log.warning("no training plot for %s: %s", out_dir, exc)
+        return None
+
+
 def _run(
     session: Session,
     batches: Batches,
@@ -180,9 +194,15 @@ def _run(
     progress: bool,
     on_step: Callable[[Session], None] | None = None,
     max_new_steps: int | None = None,
+    max_seconds: float | None = None,
+    plot_every_checkpoint: bool = False,
 ) -> Session:
     """Shared loop: BC until cfg.train.bc_steps, then RL (unless SFT); the backbone freezes at
-    cfg.train.encoder_steps; checkpoints (every process, orbax coordinates) and metrics (process 0)."""
+    cfg.train.encoder_steps; checkpoints (every process, orbax coordinates) and metrics (process 0).
+    Stops at `total_steps`, after `max_new_steps`, on SIGTERM / SIGINT, or once the loop has run
+    `max_seconds` of wall-clock time (checked after each step, so at least one step is taken), each
+    time with a checkpoint of the last step. Process 0 writes the training plot (tau_entropy.png)
+    at the end, and at every checkpoint with `plot_every_checkpoint` (online)."""
     cfg, agent = session.cfg, session.agent
     mesh = batches.mesh
     if _uses_policy_tx(cfg, session.phase):  # an RL checkpoint of the other qam.reference setting
@@ -207,9 +227,11 @@ def _run(
     )
     freeze_at, method = cfg.train.encoder_steps, cfg.train.method
     labelled_at, label_stats = None, {}
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
+    out_of_time = False
     try:
         step = start
-        while step < end and not stop.requested:
+        while step < end and not stop.requested and not out_of_time:
             if session.phase == "bc" and step >= cfg.train.bc_steps and trains_critic(cfg.train):
                 session.state = agent.start_rl(session.state) if method == "lwd" else session.state
                 session.phase = "rl"
@@ -226,7 +248,9 @@ def _run(
             session.state, metrics = batches.update(session.state, kind)
             step += 1
             bar.update(1)
-            if metrics_file is not None and (step % cfg.train.log_every == 0 or step == end):
+            out_of_time = deadline is not None and time.monotonic() >= deadline
+            last = step == end or stop.requested or out_of_time
+            if metrics_file is not None and (step % cfg.train.log_every == 0 or last):
                 m = {**_scalars(metrics), **label_stats}
                 bar.set_postfix(
                     {
@@ -252,8 +276,16 @@ def _run(
                 on_step(session)
             if step % cfg.train.ckpt_every == 0:
                 ck.save(step, session.state, session.meta())
+                if plot_every_checkpoint and primary:
+                    write_training_plot(cfg, out_dir)
+        if out_of_time:
+            log.info("wall-clock budget of %g s reached at step %d (of %d)", max_seconds, step, end)
         if ck.latest_step() != step:
             ck.save(step, session.state, session.meta())
+        if primary:
+            if metrics_file is not None:
+                metrics_file.flush()
+            write_training_plot(cfg, out_dir)
     finally:
         bar.close()
         if metrics_file is not None:
@@ -269,8 +301,11 @@ def run_offline(
     cfg: LearnerConfig,
     progress: bool = True,
     max_new_steps: int | None = None,
+    max_seconds: float | None = None,
 ) -> Session:
-    """BC then DIVL + QAM on the episodes of `store_dir`'s latest snapshot; resumes from out_dir."""
+    """BC then DIVL + QAM on the episodes of `store_dir`'s latest snapshot; resumes from out_dir.
+    `max_new_steps` / `max_seconds` (the training loop's wall-clock time) stop this run early, with
+    a checkpoint and policy.onnx written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     episodes = StoreReader(store_dir).poll()
@@ -299,7 +334,9 @@ def run_offline(
     batches.add(decode_episodes(episodes, session.vocab, session.cfg))
     log.info("offline buffer: %s", batches.bookkeeping())
     total = cfg.train.bc_steps + (cfg.train.rl_steps if trains_critic(cfg.train) else 0)
-    session = _run(session, batches, total, out_dir, progress, max_new_steps=max_new_steps)
+    session = _run(
+        session, batches, total, out_dir, progress, max_new_steps=max_new_steps, max_seconds=max_seconds
+    )
     if is_primary():
         (out_dir / "policy.onnx").write_bytes(session.export_bytes("offline"))
     return session
@@ -315,8 +352,11 @@ def run_online(
     poll_every: int = 20,
     progress: bool = True,
     idle_sleep_s: float = 1.0,
+    max_seconds: float | None = None,
 ) -> Session:
-    """Continue training on 1:1 offline/online replay; publish a policy every publish_every steps."""
+    """Continue training on 1:1 offline/online replay; publish a policy every publish_every steps.
+    Stops after `max_new_steps`, `max_seconds` of training-loop wall-clock time, or on SIGTERM,
+    with a checkpoint; the training plot is rewritten at every checkpoint and at the exit."""
     from lwd_common.policy_store import PolicyStore, format_version, version_number
 
     bridge_root, out_dir = Path(bridge_root), Path(out_dir)
@@ -378,4 +418,13 @@ def run_online(
             poll()
 
     total = int(session.state.step) + (max_new_steps if max_new_steps is not None else 10**12)
-    return _run(session, batches, total, out_dir, progress, on_step=on_step)
+    return _run(
+        session,
+        batches,
+        total,
+        out_dir,
+        progress,
+        on_step=on_step,
+        max_seconds=max_seconds,
+        plot_every_checkpoint=True,
+    )

@@ -74,7 +74,7 @@ def test_worker_survives_a_failing_policy_and_reports_the_error():
     class Broken:
         version = "broken"
 
-        def infer(self, obs, instruction):
+        def infer(self, obs, instruction, **rtc):
             raise RuntimeError("kaput")
 
     worker = InferenceWorker(Broken())
@@ -134,3 +134,26 @@ def test_a_policy_with_prefer_cuda_reports_what_really_runs_and_why(tmp_path):
         assert choice.why == ""
     else:  # here: onnxruntime-gpu without the CUDA libraries
         assert choice.fallback and choice.why and choice.requested == (CPU,)
+
+
+def test_worker_hands_the_requests_rtc_inputs_to_the_policy():
+    seen = {}
+
+    class Recording:
+        version = "rec"
+
+        def infer(self, obs, instruction, **rtc):
+            seen.update(rtc)
+            return np.zeros((30, 16))
+
+    prefix = np.arange(30 * 16, dtype=np.float32).reshape(30, 16)
+    worker = InferenceWorker(Recording())
+    try:
+        worker.submit(InferenceRequest(make_obs(0.0), 5, 0, "", prefix=prefix, prefix_len=11, delay=2))
+        worker.wait_idle()
+        (res,) = worker.poll()
+        assert res.actions is not None
+        np.testing.assert_array_equal(seen["prefix"], prefix)
+        assert (seen["prefix_len"], seen["delay"]) == (11, 2)
+    finally:
+        worker.close()

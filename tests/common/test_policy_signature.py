@@ -69,3 +69,30 @@ def test_joint_pos_of_another_width_than_the_joint_names_is_refused():
 def test_empty_camera_metadata_with_an_images_input_is_refused():
     with pytest.raises(ValueError, match="'cameras' is \\[\\] but the graph has an 'images' input"):
         policy_io.read_signature(model(cameras=[], images=True))
+
+
+def _with_rtc_inputs(m, names=policy_io.RTC_INPUTS, horizon: int = 20, joints: int = 7):
+    shapes = {
+        policy_io.INPUT_PREFIX: (TensorProto.FLOAT, ["B", horizon, joints]),
+        policy_io.INPUT_PREFIX_LEN: (TensorProto.INT64, ["B"]),
+        policy_io.INPUT_DELAY: (TensorProto.INT64, ["B"]),
+    }
+    for name in names:
+        m.graph.input.append(helper.make_tensor_value_info(name, *shapes[name]))
+    return m
+
+
+def test_a_policy_with_the_prefix_inputs_is_a_real_time_chunking_policy():
+    assert policy_io.read_signature(_with_rtc_inputs(model())).rtc
+    assert not policy_io.read_signature(model()).rtc  # older graphs: the plain sampler
+
+
+def test_a_policy_with_only_some_prefix_inputs_is_refused():
+    m = _with_rtc_inputs(model(), names=(policy_io.INPUT_PREFIX, policy_io.INPUT_PREFIX_LEN))
+    with pytest.raises(ValueError, match=r"missing input 'delay' \(a real-time-chunking"):
+        policy_io.read_signature(m)
+
+
+def test_a_prefix_input_of_another_shape_than_the_noise_is_refused():
+    with pytest.raises(ValueError, match=r"input 'prefix' must be \[B, 20, 7\]"):
+        policy_io.read_signature(_with_rtc_inputs(model(), horizon=10))

@@ -214,3 +214,12 @@ def test_every_config_field_has_a_docstring():
                 ):
                     missing.append(f"{cls.name}.{node.target.id}")
     assert not missing
+
+
+def test_a_wall_clock_budget_is_a_run_flag_not_a_config_field():
+    """--max-seconds bounds one run (as --max-new-steps), so it is not saved in the config."""
+    args = parse(["offline", *RUN, "--max-seconds", "90.5"]).args
+    assert args.max_seconds == 90.5 and args.cfg == LearnerConfig()
+    assert parse(["offline", *RUN]).args.max_seconds is None
+    online = parse(["online", "--bridge-root", "B", "--out", "O", "--max-seconds", "60"]).args
+    assert online.max_seconds == 60.0

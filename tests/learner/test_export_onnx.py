@@ -82,6 +82,7 @@ def test_exported_policy_matches_jax_sampler_on_same_noise(exported):
             policy_io.INPUT_JOINT_POS: q,
             policy_io.INPUT_TASK_ID: task,
             policy_io.INPUT_NOISE: noise,
+            **policy_io.rtc_feeds(30, 16, 3),  # no prefix: the plain sampler
         },
     )[0]
     want = agent.act(state, images, q, task.astype(np.int32), noise, steps=10)
@@ -97,7 +98,12 @@ def test_zero_noise_scale_gives_the_same_chunk_for_any_noise():
     model = export_policy(state.policy, state.norm, cfg.model, ["<unknown>", "pick", "place"], 10, "v1")
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     images, q, task, noise = _inputs(cfg)
-    feeds = {policy_io.INPUT_IMAGES: images, policy_io.INPUT_JOINT_POS: q, policy_io.INPUT_TASK_ID: task}
+    feeds = {
+        policy_io.INPUT_IMAGES: images,
+        policy_io.INPUT_JOINT_POS: q,
+        policy_io.INPUT_TASK_ID: task,
+        **policy_io.rtc_feeds(30, 16, 3),
+    }
     a = sess.run(None, {**feeds, policy_io.INPUT_NOISE: noise})[0]
     b = sess.run(None, {**feeds, policy_io.INPUT_NOISE: 3 * noise + 1})[0]
     np.testing.assert_allclose(a, b, rtol=1e-6)
@@ -119,7 +125,14 @@ def test_exported_policy_runs_with_batch_one(exported):
     cfg, _, _, model = exported
     images, q, task, noise = _inputs(cfg, batch=1)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    out = sess.run(None, {"images": images, "joint_pos": q, "task_id": task, "noise": noise})[0]
+    feeds = {
+        "images": images,
+        "joint_pos": q,
+        "task_id": task,
+        "noise": noise,
+        **policy_io.rtc_feeds(30, 16, 1),
+    }
+    out = sess.run(None, feeds)[0]
     assert out.shape == (1, 30, 16) and np.all(np.isfinite(out))
 
 
@@ -175,7 +188,14 @@ def test_any_encoder_of_supported_primitives_exports_with_parity(monkeypatch):
     model = export_policy(state.policy, state.norm, cfg.model, ["<unknown>", "pick", "place"], 4)
     images, q, task, noise = _inputs(cfg)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {"images": images, "joint_pos": q, "task_id": task, "noise": noise})[0]
+    feeds = {
+        "images": images,
+        "joint_pos": q,
+        "task_id": task,
+        "noise": noise,
+        **policy_io.rtc_feeds(30, 16, 3),
+    }
+    got = sess.run(None, feeds)[0]
     np.testing.assert_allclose(
         got, agent.act(state, images, q, task.astype(np.int32), noise, steps=4), rtol=1e-4, atol=1e-4
     )

@@ -24,6 +24,7 @@ from lwd_common.process import die_with_parent
 from lwd_common.store import EpisodeStore
 from lwd_learner.config import PolicyConfig
 from lwd_learner.train import run_offline, run_online
+from lwd_learner.training_plot import read_series
 
 
 def tiny_config():
@@ -60,6 +61,7 @@ def test_offline_run_writes_checkpoint_metrics_and_contract_policy(offline_run):
     assert {"bc_loss"} <= set(lines[0]) and {"critic_loss", "tau_mean", "value_entropy", "q_mean"} <= set(
         lines[-1]
     )
+    assert (run / "tau_entropy.png").stat().st_size > 0  # the training plot, at the end of training
     sig = policy_io.read_signature(onnx.load(run / "policy.onnx"))
     assert sig.instructions == ("<unknown>", toytask.INSTRUCTION) and (sig.image_height, sig.image_width) == (
         8,
@@ -86,6 +88,9 @@ def test_online_publishes_policies_from_bridge_store_and_resumes(offline_run, tm
     assert hashlib.sha256(data).hexdigest() == info.sha256 and info.training_step == 20
     assert info.extra["episodes"] == 3 and info.extra["intervention_steps"] == 60
     assert policy_io.read_signature(onnx.load_from_string(data)).version == "v000002"
+    # The training plot (tau, value entropy) is rewritten at each checkpoint and at the exit.
+    assert read_series(tmp_path / "online")["step"][-1] == 20
+    assert (tmp_path / "online" / "tau_entropy.png").read_bytes()[:4] == b"\x89PNG"
     resumed = run_online(bridge, tmp_path / "online", max_new_steps=5, progress=False)  # no --init: resume
     assert int(resumed.state.step) == 25 and policies.versions()[-1] == "v000003"
 

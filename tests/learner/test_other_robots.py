@@ -81,6 +81,9 @@ def test_seven_joint_two_camera_store_trains_through_the_cli_and_exports(tmp_pat
         "joint_pos": ["B", 7],
         "task_id": ["B"],
         "noise": ["B", 30, 7],
+        "prefix": ["B", 30, 7],  # real-time chunking (the default export)
+        "prefix_len": ["B"],
+        "delay": ["B"],
     }
     meta = {p.key: p.value for p in model.metadata_props}
     assert json.loads(meta["joint_names"]) == list(ARM) and json.loads(meta["cameras"]) == list(CAMERAS)
@@ -92,6 +95,7 @@ def test_seven_joint_two_camera_store_trains_through_the_cli_and_exports(tmp_pat
             "joint_pos": np.zeros((2, 7), np.float32),
             "task_id": np.array([1, 0], np.int64),
             "noise": rng.normal(size=(2, 30, 7)).astype(np.float32),
+            **policy_io.rtc_feeds(30, 7, 2),
         },
     )
     assert actions.shape == (2, 30, 7) and np.all(np.isfinite(actions))
@@ -145,14 +149,16 @@ def test_camera_free_policy_exports_without_images_and_matches_the_jax_sampler()
     key = jax.random.PRNGKey(3)
     policy = jax.tree.map(lambda x: x + 0.1 * np.asarray(jax.random.normal(key, x.shape)), state.policy)
     model = export_policy(policy, state.norm, cfg.model, ["<unknown>", "go"], 4, "v000003")
-    assert [i.name for i in model.graph.input] == ["joint_pos", "task_id", "noise"]
+    assert [i.name for i in model.graph.input] == ["joint_pos", "task_id", "noise", *policy_io.RTC_INPUTS]
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["cameras"] == "[]" and json.loads(meta["joint_names"]) == list(joints)
     q = rng.normal(size=(4, 3)).astype(np.float32)
     task = np.array([0, 1, 1, 0], np.int64)
     noise = rng.normal(size=(4, 5, 3)).astype(np.float32)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    (got,) = sess.run(["actions"], {"joint_pos": q, "task_id": task, "noise": noise})
+    (got,) = sess.run(
+        ["actions"], {"joint_pos": q, "task_id": task, "noise": noise, **policy_io.rtc_feeds(5, 3, 4)}
+    )
     want = agent.act(state.replace(policy=policy), None, q, task.astype(np.int32), noise, steps=4)
     assert got.shape == (4, 5, 3) and np.abs(want).max() > 0.1
     np.testing.assert_allclose(got, want, atol=2e-5)

@@ -40,7 +40,7 @@ def test_holding_still_truncates_at_the_time_limit_without_reward(env):
 def test_a_time_limit_override_truncates_earlier_and_cycle_time_is_clipped_to_it():
     vec = VecEnv("drawer_restock", num_envs=1, image_size=16, seed=0, time_limit_s=2.0)
     try:
-        r = evaluate(vec, lambda obs: np.repeat(obs["joint_pos"][:, None, :], 30, axis=1))
+        r = evaluate(vec, lambda obs, **rtc: np.repeat(obs["joint_pos"][:, None, :], 30, axis=1))
     finally:
         vec.close()
     assert r.per_episode[0]["step"] == r.per_episode[0]["time_limit_steps"] == 60
@@ -56,9 +56,9 @@ def test_expert_chunk_policy_succeeds_and_a_still_policy_fails():
     vec = VecEnv("grocery_pick_place", num_envs=2, image_size=16, seed=3)
     try:
         policy, on_reset = expert_chunk_policy(vec)
-        good = evaluate(vec, policy, episodes_per_env=2, on_reset=on_reset)
+        good = evaluate(vec, policy, episodes_per_env=2, on_reset=on_reset, execution="whole_chunks")
         still = evaluate(
-            vec, lambda obs: np.repeat(obs["joint_pos"][:, None, :], 30, axis=1), episodes_per_env=1
+            vec, lambda obs, **rtc: np.repeat(obs["joint_pos"][:, None, :], 30, axis=1), episodes_per_env=1
         )
     finally:
         vec.close()

@@ -42,9 +42,9 @@ def test_a_loaded_policy_is_evaluated_as_given(still_policy):
     class Counting(OnnxChunkPolicy):  # a wrapper (e.g. blinded frames) must be the policy that runs
         calls = 0
 
-        def __call__(self, obs):
+        def __call__(self, obs, prefix=None, prefix_len=None, delay=None):
             Counting.calls += 1
-            return super().__call__(obs)
+            return super().__call__(obs, prefix, prefix_len, delay)
 
     result = evaluate_policy(Counting(still_policy), "can_to_bin", episodes=2, num_envs=2)
     assert result.episodes == 2 and Counting.calls > 0

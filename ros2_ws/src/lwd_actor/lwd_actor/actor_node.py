@@ -119,9 +119,13 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "realtime_priority": (0, "SCHED_FIFO priority of the control thread (0: normal scheduling)"),
     "process_realtime_priority": (0, "SCHED_FIFO priority of every other thread of the process (0: normal)"),
     "command_interface": (COMMAND_ARRAY, f"'{COMMAND_ARRAY}' or '{COMMAND_TRAJECTORY}'"),
-    "request_threshold": (12, "request the next chunk when this many planned steps remain"),
-    "merge": ("replace", "chunk overlap merge: 'replace' or 'blend'"),
-    "blend_steps": (8, "blend: cross-fade length in steps"),
+    # The scheduler's defaults are SchedulerConfig's (one owner, shared with the simulator's evaluation).
+    "request_threshold": (
+        SchedulerConfig.request_threshold,
+        "request the next chunk when this many planned steps remain",
+    ),
+    "merge": (SchedulerConfig.merge.value, "chunk overlap merge: 'replace' or 'blend'"),
+    "blend_steps": (SchedulerConfig.blend_steps, "blend: cross-fade length in steps"),
     "velocity_scale": (1.0, "fraction of the URDF velocity limit allowed per step"),
     "stale_input_timeout_s": (0.5, "hold when a camera or joint_states is older than this"),
     "sync_slop_s": (0.05, "max stamp spread of a synchronised camera+joint set"),
@@ -323,6 +327,7 @@ class ActorNode(LifecycleNode):
                 label_timeout_reason=LABEL_OUTCOMES[outcome],
                 joint_names=robot.joint_names,
                 cameras=robot.camera_names,
+                chunk_horizon=robot.chunk_horizon,
             )
             sinks = make_sink(
                 str(self.p("sink")),

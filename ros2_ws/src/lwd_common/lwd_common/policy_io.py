@@ -7,6 +7,16 @@ of flow steps inside. Inputs (B = batch, dynamic; C cameras, J joints, H the hor
     joint_pos  float32 [B, J]                   measured joint positions, metadata `joint_names` order
     task_id    int64   [B]                      index into the model's `instructions` list
     noise      float32 [B, H, J]                standard normal, the flow's starting point
+  optional, all three or none (a graph with them is a real-time-chunking policy, `rtc`):
+    prefix     float32 [B, H, J]                absolute joint targets already planned for the
+                                                chunk's steps (the previous chunk's remaining
+                                                rows), zero rows from prefix_len on
+    prefix_len int64   [B]                      rows of `prefix` that are planned (0: no prefix,
+                                                the plain sampler)
+    delay      int64   [B]                      rows that execute before this chunk arrives
+                                                (clipped to prefix_len): output rows < delay are
+                                                the prefix's exactly, rows up to prefix_len are
+                                                guided towards it (real-time chunking)
 Output:
     actions    float32 [B, H, J]                absolute joint-position targets, one row per step
 
@@ -15,8 +25,8 @@ H_img and W_img are fixed by the model (read them from the input shape) and the 
 camera frames to them. Normalisation happens inside the graph. The model's metadata_props carry
 the keys below: `joint_names` and `cameras` JSON lists (a robot's actor refuses a policy whose
 lists differ from its robot description's), `control_hz` (the rate its chunk rows were trained
-at), `flow_steps`, and `instructions`, a JSON list whose index 0 is the fallback for an unknown
-instruction. `read_signature` checks a model against this contract for any robot; whether it fits
+at), `flow_steps`, `instructions`, a JSON list whose index 0 is the fallback for an unknown
+instruction, and, in an RTC policy, `rtc_max_guidance` (the guidance weight cap baked into it). `read_signature` checks a model against this contract for any robot; whether it fits
 a given robot is the actor's check (`lwd_actor.core.policy_runtime.check_deployment`).
 """
 
@@ -30,6 +40,10 @@ INPUT_IMAGES = "images"
 INPUT_JOINT_POS = "joint_pos"
 INPUT_TASK_ID = "task_id"
 INPUT_NOISE = "noise"
+INPUT_PREFIX = "prefix"
+INPUT_PREFIX_LEN = "prefix_len"
+INPUT_DELAY = "delay"
+RTC_INPUTS = (INPUT_PREFIX, INPUT_PREFIX_LEN, INPUT_DELAY)
 OUTPUT_ACTIONS = "actions"
 
 META_VERSION = "lwd_policy_version"
@@ -38,6 +52,7 @@ META_FLOW_STEPS = "flow_steps"
 META_JOINT_NAMES = "joint_names"  # JSON list: the order of joint_pos / noise / actions columns
 META_CAMERAS = "cameras"  # JSON list: the order of the images input's cameras ("[]": no images input)
 META_CONTROL_HZ = "control_hz"  # rate the chunk's rows were trained at; an actor at another rate refuses it
+META_RTC_MAX_GUIDANCE = "rtc_max_guidance"  # an RTC policy's cap on the guidance weight (beta)
 
 
 @dataclass(frozen=True)
@@ -56,6 +71,7 @@ class PolicySignature:
     num_joints: int
     num_cameras: int
     control_hz: float | None = None
+    rtc: bool = False  # has the prefix / prefix_len / delay inputs (real-time chunking)
 
     @property
     def image_height(self) -> int:
@@ -111,10 +127,24 @@ def read_signature(model) -> PolicySignature:
     elif INPUT_IMAGES in inputs:
         raise ValueError("policy metadata 'cameras' is [] but the graph has an 'images' input")
     problems = []
+    rtc = any(name in inputs for name in RTC_INPUTS)
+    if rtc:  # all three or none
+        want_in.update(
+            {
+                INPUT_PREFIX: (TensorProto.FLOAT, 3),
+                INPUT_PREFIX_LEN: (TensorProto.INT64, 1),
+                INPUT_DELAY: (TensorProto.INT64, 1),
+            }
+        )
     for name, (dtype, rank) in want_in.items():
         arg = inputs.get(name)
         if arg is None:
-            problems.append(f"missing input {name!r}")
+            hint = (
+                " (a real-time-chunking policy has all of prefix, prefix_len, delay)"
+                if name in RTC_INPUTS
+                else ""
+            )
+            problems.append(f"missing input {name!r}{hint}")
             continue
         if arg.type.tensor_type.elem_type != dtype:
             problems.append(f"input {name!r} has element type {arg.type.tensor_type.elem_type}, want {dtype}")
@@ -154,6 +184,10 @@ def read_signature(model) -> PolicySignature:
     noise = _dims(inputs[INPUT_NOISE])
     if not (isinstance(noise[1], int) and noise[1] > 0) or noise[2] != joints:
         raise ValueError(f"input 'noise' must be [B, horizon, {joints}] with a fixed horizon; got {noise}")
+    if rtc and _dims(inputs[INPUT_PREFIX])[1:] != noise[1:]:
+        raise ValueError(
+            f"input 'prefix' must be [B, {noise[1]}, {joints}] like 'noise'; got {_dims(inputs[INPUT_PREFIX])}"
+        )
     control_hz = None
     if META_CONTROL_HZ in meta:
         try:
@@ -171,4 +205,36 @@ def read_signature(model) -> PolicySignature:
         num_joints=int(joints),
         num_cameras=num_cameras,
         control_hz=control_hz,
+        rtc=rtc,
     )
+
+
+def rtc_feeds(horizon: int, num_joints: int, batch: int, prefix=None, prefix_len=None, delay=None) -> dict:
+    """The real-time-chunking inputs of an RTC policy for `batch` observations.
+
+    `prefix`: absolute joint targets already planned for the new chunk's first steps, [B, n, J]
+    (or [n, J] for batch 1) with n <= horizon rows (padded with zero rows to the horizon; rows past
+    the horizon are dropped); None: no prefix. `prefix_len` (scalar or [B], default n) and `delay`
+    (scalar or [B], default 0) are clipped to [0, n] and [0, prefix_len]. With no prefix, the feeds
+    make the graph the plain sampler (prefix_len 0)."""
+    import numpy as np
+
+    full = np.zeros((batch, horizon, num_joints), np.float32)
+    if prefix is None:
+        zeros = np.zeros((batch,), np.int64)
+        return {INPUT_PREFIX: full, INPUT_PREFIX_LEN: zeros, INPUT_DELAY: zeros.copy()}
+    rows = np.asarray(prefix, np.float32)
+    if rows.ndim == 2:
+        rows = rows[None]
+    if rows.ndim != 3 or rows.shape[0] != batch or rows.shape[2] != num_joints:
+        raise ValueError(f"prefix must be [{batch}, n, {num_joints}] joint targets; got {list(rows.shape)}")
+    n = min(rows.shape[1], horizon)
+    full[:, :n] = rows[:, :n]
+    length = np.clip(np.broadcast_to(np.asarray(n if prefix_len is None else prefix_len), (batch,)), 0, n)
+    frozen = np.clip(np.broadcast_to(np.asarray(0 if delay is None else delay), (batch,)), 0, length)
+    full[np.arange(horizon)[None, :] >= length[:, None]] = 0.0  # the contract: zero rows from prefix_len on
+    return {
+        INPUT_PREFIX: full,
+        INPUT_PREFIX_LEN: length.astype(np.int64),
+        INPUT_DELAY: frozen.astype(np.int64),
+    }

@@ -7,24 +7,60 @@
 obs = {"images": uint8 [3, H, W, 3] (head, left_wrist, right_wrist), "joint_pos": float32 [16],
 "task_id": int (index into `tasks.ALL_INSTRUCTIONS`)}; reward is sparse (1.0 on success);
 info carries success, failed, sub-task progress, score and the instruction.
-`VecEnv` runs N envs in-process; `evaluate` executes a chunk policy
-`policy(obs_batch) -> [N, 30, 16]` on it; `expert_chunk_policy` wraps the scripted expert as one.
+`VecEnv` runs N envs in-process; `evaluate` executes a chunk policy on it, by default as the
+robot's actor does (`execution="actor"`: `lwd_actor.core.chunk_execution`, the actor's own
+scheduler, with an inference delay in ticks), or whole chunks (`execution="whole_chunks"`, a
+diagnostic); `expert_chunk_policy` wraps the scripted expert as one (whole chunks only).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
+from lwd_actor.core.chunk_execution import ChunkExecution, ChunkRequest
+from lwd_actor.core.scheduler import SchedulerConfig
 from lwd_description.robot import CAMERA_NAMES, CHUNK_HORIZON, CONTROL_HZ, NUM_JOINTS
 from lwd_sim.expert import DEMO, ExpertConfig, ScriptedExpert
 from lwd_sim.sim import G1Sim, SimConfig
 from lwd_sim.tasks import ALL_INSTRUCTIONS, TaskInstance, TaskStatus, get_task
 
 Obs = dict[str, np.ndarray]
-ChunkPolicy = Callable[[dict[str, np.ndarray]], np.ndarray]
+
+
+class ChunkPolicy(Protocol):
+    """`policy(obs_batch) -> [B, H, 16]` chunks of absolute joint targets, row 0 for the next step.
+
+    In actor execution it is called on the batch of envs that ask for a chunk this tick, with the
+    real-time-chunking inputs of each (`ChunkExecution.request`): `prefix` float32 [B, H, 16] the
+    targets already planned for the chunk's steps (zero rows beyond), `prefix_len` int64 [B] how
+    many rows of it are planned, `delay` int64 [B] the ticks it will arrive late (rows of `prefix`
+    executed before it arrives). A policy without real-time chunking ignores them. In whole-chunk
+    execution it is called with the observations alone."""
+
+    def __call__(
+        self,
+        obs: Obs,
+        /,
+        prefix: np.ndarray | None = None,
+        prefix_len: np.ndarray | None = None,
+        delay: np.ndarray | None = None,
+    ) -> np.ndarray: ...
+
+
+EXECUTION_ACTOR = "actor"  # the actor's scheduler (request_threshold, stitching) with an inference delay
+EXECUTION_WHOLE_CHUNKS = "whole_chunks"  # diagnostic: execute_steps rows of each chunk, no delay
+EXECUTIONS = (EXECUTION_ACTOR, EXECUTION_WHOLE_CHUNKS)
+# Ticks a chunk arrives late for its row 0 in actor execution (`chunk_execution` module doc). The
+# default 64x64 policy infers in 0.8 ms (plain) / 1.6 ms (real-time chunking) median, 6.4 ms p99
+# with the JPEG round trip, batch 1, one thread on this shared 2-core CPU (2026-12-07): far inside
+# one 33 ms control period, so the actor stitches each chunk at the next tick, in time for its row
+# 0 (delay_ticks_for_latency(0.0064, 30) == 0).
+DEFAULT_DELAY_TICKS = 0
 
 
 class LwdSimEnv:
@@ -173,6 +209,22 @@ class EvalResult:
     mean_steps: float
     per_episode: tuple[dict, ...]
     mean_cycle_time_s: float = 0.0  # successes: their duration; failures: clipped to the time limit
+    execution: str = EXECUTION_WHOLE_CHUNKS  # how chunks were executed (EXECUTIONS)
+    delay_ticks: int = 0  # actor execution: ticks each chunk arrived late
+    execute_steps: int = CHUNK_HORIZON  # whole-chunk execution: rows executed per chunk
+    dry_ticks: int = 0  # actor execution: ticks an env held because its timeline ran dry (all episodes)
+
+    @property
+    def label(self) -> str:
+        """How the chunks were executed, for printed and written results."""
+        return execution_label(self.execution, self.execute_steps, self.delay_ticks)
+
+
+def execution_label(execution: str, execute_steps: int, delay_ticks: int) -> str:
+    """`actor execution, delay 0 ticks` or `whole chunks, 30 rows each, no delay`."""
+    if execution == EXECUTION_ACTOR:
+        return f"actor execution, delay {delay_ticks} ticks"
+    return f"whole chunks, {execute_steps} rows each, no delay"
 
 
 def evaluate(
@@ -181,8 +233,65 @@ def evaluate(
     episodes_per_env: int = 1,
     execute_steps: int = CHUNK_HORIZON,
     on_reset: Callable[[VecEnv], None] | None = None,
+    execution: str = EXECUTION_ACTOR,
+    delay_ticks: int = DEFAULT_DELAY_TICKS,
+    scheduler: SchedulerConfig | None = None,
 ) -> EvalResult:
-    """Run `episodes_per_env` episodes per env, executing the first `execute_steps` rows of each chunk."""
+    """Run `episodes_per_env` episodes per env.
+
+    `execution="actor"` (default): each env is one robot's actor (`ChunkExecution` with
+    `scheduler`, default the actor's defaults): it asks for a chunk when `request_threshold`
+    planned steps or fewer remain, the chunk arrives `delay_ticks` ticks late for its row 0 and
+    is stitched by step index; a dry timeline holds the last command (counted). Each episode
+    starts as the actor's does: the first tick holds and asks. `execute_steps` is unused.
+    `execution="whole_chunks"`: the first `execute_steps` rows of each chunk, inferred on the
+    observation they start at (no delay); `scheduler` and `delay_ticks` are unused."""
+    if execution == EXECUTION_WHOLE_CHUNKS:
+        results = _run_whole_chunks(vec, policy, episodes_per_env, execute_steps, on_reset)
+        dry = 0
+    elif execution == EXECUTION_ACTOR:
+        if getattr(policy, "whole_chunks_only", False):
+            raise ValueError(
+                "this policy only works with execution='whole_chunks' (e.g. the scripted expert)"
+            )
+        if delay_ticks < 0:
+            raise ValueError(f"delay_ticks must be >= 0, got {delay_ticks}")
+        results = _run_actor(
+            vec, policy, episodes_per_env, on_reset, delay_ticks, scheduler or SchedulerConfig()
+        )
+        dry = sum(int(r["dry_ticks"]) for r in results)
+    else:
+        raise ValueError(f"execution must be one of {EXECUTIONS}, got {execution!r}")
+    n = len(results)
+    cycle = [(r["step"] if r["success"] else r["time_limit_steps"]) / CONTROL_HZ for r in results]
+    return EvalResult(
+        n,
+        float(np.mean([r["success"] for r in results])),
+        float(np.mean([r["score"] for r in results])),
+        float(np.mean([r["step"] for r in results])),
+        tuple(results),
+        float(np.mean(cycle)),
+        execution,
+        delay_ticks if execution == EXECUTION_ACTOR else 0,
+        execute_steps,
+        dry,
+    )
+
+
+def _check_chunk(chunk: np.ndarray, batch: int) -> np.ndarray:
+    chunk = np.asarray(chunk, dtype=np.float64)
+    if chunk.ndim != 3 or chunk.shape[0] != batch or chunk.shape[2] != NUM_JOINTS:
+        raise ValueError(f"policy returned shape {chunk.shape}, want [{batch}, H, {NUM_JOINTS}]")
+    return chunk
+
+
+def _run_whole_chunks(
+    vec: VecEnv,
+    policy: ChunkPolicy,
+    episodes_per_env: int,
+    execute_steps: int,
+    on_reset: Callable[[VecEnv], None] | None,
+) -> list[dict]:
     results: list[dict] = []
     for _ in range(episodes_per_env):
         obs, infos = vec.reset()
@@ -190,13 +299,9 @@ def evaluate(
             on_reset(vec)
         done = np.zeros(vec.num_envs, bool)
         while not done.all():
-            chunk = np.asarray(policy(obs), dtype=np.float64)
-            if chunk.ndim != 3 or chunk.shape[0] != vec.num_envs or chunk.shape[2] != NUM_JOINTS:
-                raise ValueError(
-                    f"policy returned shape {chunk.shape}, want [{vec.num_envs}, H, {NUM_JOINTS}]"
-                )
+            chunk = _check_chunk(policy(obs), vec.num_envs)
             for k in range(min(execute_steps, chunk.shape[1])):
-                per_env = []
+                per_env: list[Obs | None] = []
                 for i, env in enumerate(vec.envs):
                     if done[i]:
                         per_env.append(None)
@@ -210,16 +315,68 @@ def evaluate(
                 obs = _merge_obs(obs, per_env)
                 if done.all():
                     break
-    n = len(results)
-    cycle = [(r["step"] if r["success"] else r["time_limit_steps"]) / CONTROL_HZ for r in results]
-    return EvalResult(
-        n,
-        float(np.mean([r["success"] for r in results])),
-        float(np.mean([r["score"] for r in results])),
-        float(np.mean([r["step"] for r in results])),
-        tuple(results),
-        float(np.mean(cycle)),
-    )
+    return results
+
+
+def _run_actor(
+    vec: VecEnv,
+    policy: ChunkPolicy,
+    episodes_per_env: int,
+    on_reset: Callable[[VecEnv], None] | None,
+    delay_ticks: int,
+    scheduler: SchedulerConfig,
+) -> list[dict]:
+    """Every env runs the actor's tick order: stitch the chunks that arrived, take the step's
+    target (dry: hold the last command), ask for a chunk on the step's observation, step."""
+    results: list[dict] = []
+    n = vec.num_envs
+    for _ in range(episodes_per_env):
+        obs, _ = vec.reset()
+        if on_reset is not None:
+            on_reset(vec)
+        execs = [ChunkExecution(scheduler, CHUNK_HORIZON, NUM_JOINTS) for _ in range(n)]
+        last = obs["joint_pos"].astype(np.float64)  # the actor's first command: where the robot is
+        arriving: list[list[tuple[int, ChunkRequest, np.ndarray, int]]] = [[] for _ in range(n)]
+        chunk_ids = [itertools.count(1) for _ in range(n)]
+        done = np.zeros(n, bool)
+        step = 0
+        while not done.all():
+            live = [i for i in range(n) if not done[i]]
+            for i in live:  # 1. chunks arriving before this tick's target
+                due = [a for a in arriving[i] if a[0] <= step]
+                arriving[i] = [a for a in arriving[i] if a[0] > step]
+                for _, request, chunk, chunk_id in due:
+                    execs[i].answered()
+                    execs[i].stitch(request.start_step, chunk, chunk_id, step)
+            for i in live:  # 2. this tick's target
+                scheduled = execs[i].pop(step)
+                if scheduled is not None:
+                    last[i] = scheduled.target
+            requests = [(i, execs[i].request(step, delay_ticks)) for i in live]  # 3. ask, on this obs
+            asking = [(i, r) for i, r in requests if r is not None]
+            if asking:
+                idx = np.array([i for i, _ in asking])
+                chunks = _check_chunk(
+                    policy(
+                        {k: v[idx] for k, v in obs.items()},
+                        prefix=np.stack([r.prefix for _, r in asking]),
+                        prefix_len=np.array([r.prefix_len for _, r in asking], np.int64),
+                        delay=np.array([r.delay for _, r in asking], np.int64),
+                    ),
+                    len(asking),
+                )
+                for (i, r), chunk in zip(asking, chunks, strict=True):
+                    arriving[i].append((r.start_step + delay_ticks, r, chunk, next(chunk_ids[i])))
+            per_env: list[Obs | None] = [None] * n
+            for i in live:  # 4. the robot executes the target
+                o, _, term, trunc, info = vec.envs[i].step(last[i].copy())
+                per_env[i] = o
+                if term or trunc:
+                    done[i] = True
+                    results.append({**info, "dry_ticks": execs[i].dry_ticks})
+            obs = _merge_obs(obs, per_env)
+            step += 1
+    return results
 
 
 def _merge_obs(prev: Obs, new: list[Obs | None]) -> Obs:
@@ -240,23 +397,45 @@ def expert_chunk_policy(
 ) -> tuple[ChunkPolicy, Callable[[VecEnv], None]]:
     """The scripted expert as a chunk policy; pass the second value as `evaluate(..., on_reset=...)`.
 
-    `execute_steps` must match `evaluate`'s: each call first consumes what the previous chunk
-    executed. The expert replans at phase ends, so short execution (e.g. 10) wastes fewer steps.
+    Whole-chunk execution only (`evaluate(..., execution="whole_chunks")`; actor execution refuses
+    it): `execute_steps` must match `evaluate`'s, as each call first consumes what the previous
+    chunk executed. The expert replans at phase ends, so short execution (e.g. 10) wastes fewer steps.
     """
-    experts: list[ScriptedExpert] = []
-    first = [True]
-    rng = np.random.default_rng(seed)
+    policy = _ExpertChunkPolicy(config, horizon, seed, execute_steps)
+    return policy, policy.on_reset
 
-    def on_reset(v: VecEnv) -> None:
-        experts.clear()
-        experts.extend(e.expert(config, np.random.default_rng(rng.integers(2**31))) for e in v.envs)
-        first[0] = True
 
-    def policy(obs: Obs) -> np.ndarray:
-        if not first[0]:
-            for ex in experts:
-                ex.advance(execute_steps)
-        first[0] = False
-        return np.stack([ex.peek(horizon) for ex in experts])
+class _ExpertChunkPolicy:
+    """The scripted experts of a VecEnv's episodes as one chunk policy over all its envs; each call
+    first advances them by the rows the previous chunk executed, so only whole-chunk execution
+    (every env asks every `execute_steps` ticks) keeps them in step with the simulation."""
 
-    return policy, on_reset
+    whole_chunks_only = True  # `evaluate` refuses it in actor execution
+
+    def __init__(self, config: ExpertConfig, horizon: int, seed: int, execute_steps: int):
+        self.config = config
+        self.horizon = horizon
+        self.execute_steps = execute_steps
+        self.experts: list[ScriptedExpert] = []
+        self.first = True
+        self.rng = np.random.default_rng(seed)
+
+    def on_reset(self, v: VecEnv) -> None:
+        self.experts = [
+            e.expert(self.config, np.random.default_rng(self.rng.integers(2**31))) for e in v.envs
+        ]
+        self.first = True
+
+    def __call__(
+        self,
+        obs: Obs,
+        /,
+        prefix: np.ndarray | None = None,
+        prefix_len: np.ndarray | None = None,
+        delay: np.ndarray | None = None,
+    ) -> np.ndarray:
+        if not self.first:
+            for ex in self.experts:
+                ex.advance(self.execute_steps)
+        self.first = False
+        return np.stack([ex.peek(self.horizon) for ex in self.experts])

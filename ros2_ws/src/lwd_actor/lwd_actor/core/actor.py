@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lwd_actor.core.chunk_execution import ChunkExecution
 from lwd_actor.core.episode_fsm import Ending, EpisodeState, EpisodeStateMachine, TransitionError
 from lwd_actor.core.inference_worker import InferenceRequest, InferenceResult
 from lwd_actor.core.observation import Observation
@@ -34,7 +35,7 @@ from lwd_actor.core.safety import HoldReason, SafetyConfig, SafetyFilter, StaleG
 from lwd_actor.core.scheduler import ChunkScheduler, SchedulerConfig
 from lwd_actor.core.watchdog import EStop, Watchdog, WatchdogConfig
 from lwd_common.episode import ActionSource, EpisodeKind, EpisodeMeta, EpisodeOutcome
-from lwd_description.robot import CAMERA_NAMES, CONTROL_HZ, JOINT_NAMES, JointLimits
+from lwd_description.robot import CAMERA_NAMES, CHUNK_HORIZON, CONTROL_HZ, JOINT_NAMES, JointLimits
 
 NO_CHUNK = -1  # chunk_id of teleop and hold steps
 
@@ -64,6 +65,7 @@ class ActorConfig:
     # The robot description's joint order and cameras, recorded in every episode (defaults: the G1's).
     joint_names: tuple[str, ...] = JOINT_NAMES
     cameras: tuple[str, ...] = CAMERA_NAMES
+    chunk_horizon: int = CHUNK_HORIZON  # rows per chunk (the size of a request's RTC prefix)
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,9 @@ class ActorCore:
                 f"joint limits are for {list(limits.names)}, the actor's joints are {list(config.joint_names)}"
             )
         self.config = config
-        self.scheduler = ChunkScheduler(config.scheduler)
+        # When to ask for a chunk, where it belongs, how it is stitched: shared with the simulator's
+        # held-out evaluation (lwd_sim.env.evaluate), so its figures are this actor's behaviour.
+        self.execution = ChunkExecution(config.scheduler, config.chunk_horizon, len(config.joint_names))
         self.safety = SafetyFilter(limits, config.safety)
         self.stale_guard = StaleGuard(config.stale_input_timeout_s)
         self.fsm = EpisodeStateMachine(
@@ -128,7 +132,6 @@ class ActorCore:
         self._was_stale = False
         self._episode_steps = 0
         self._generation = 0
-        self._inflight: int | None = None  # generation of the request in flight, if any
         self._inflight_since: float | None = None  # clock time that request was made
         self._inference_stalled = False  # the watchdog found inference stalled; no chunk since
         self._obs: Observation | None = None
@@ -306,7 +309,7 @@ class ActorCore:
             watchdog = self.watchdog.last_trip
             self._reset_plan()  # the plan was made for a moment long past: resume from a fresh chunk
         if (
-            self._inflight is not None
+            self.execution.in_flight is not None
             and self._inflight_since is not None
             and self.watchdog.inference_age(now - self._inflight_since, now)
         ):
@@ -345,7 +348,7 @@ class ActorCore:
                 res = self.safety.apply(self.teleop_target, last)
                 source = ActionSource.HOLD if res.held else ActionSource.TELEOP
         else:
-            scheduled = self.scheduler.pop(step)
+            scheduled = self.execution.pop(step)
             if scheduled is None:
                 stalled = bool(watchdog) or self._inference_stalled
                 res = self.safety.hold(last, HoldReason.WATCHDOG if stalled else HoldReason.DRY)
@@ -354,9 +357,17 @@ class ActorCore:
                 res = self.safety.apply(scheduled.target, last)
                 source = ActionSource.HOLD if res.held else ActionSource.POLICY
                 chunk_id = scheduled.chunk_id if not res.held else NO_CHUNK
-            if self._inflight is None and self.scheduler.needs_chunk(step + 1):
-                request = InferenceRequest(obs, step + 1, self._generation, self.fsm.instruction)
-                self._inflight = self._generation
+            chunk = self.execution.request(step)
+            if chunk is not None:
+                request = InferenceRequest(
+                    obs,
+                    chunk.start_step,
+                    self._generation,
+                    self.fsm.instruction,
+                    chunk.prefix,
+                    chunk.prefix_len,
+                    chunk.delay,
+                )
                 self._inflight_since = now
 
         self.last_command = res.command
@@ -402,18 +413,22 @@ class ActorCore:
         self.step = step + 1
         return step
 
+    @property
+    def scheduler(self) -> ChunkScheduler:
+        """The timeline (`execution.scheduler`): counters and what is planned."""
+        return self.execution.scheduler
+
     def _reset_plan(self) -> None:
-        self.scheduler.clear()
+        self.execution.clear()  # the plan and the request in flight
         self._generation += 1
-        self._inflight = None
         self._inflight_since = None
 
     def _take_results(self, results: Iterable[InferenceResult], step: int) -> list[InferenceResult]:
         stitched = []
         for r in results:
             current = r.request.generation == self._generation
-            if current and self._inflight == r.request.generation:
-                self._inflight = None
+            if current and self.execution.in_flight is not None:
+                self.execution.answered()
                 self._inflight_since = None
             if r.actions is None:
                 self.counters.failed_inferences += 1
@@ -421,7 +436,7 @@ class ActorCore:
             if not current or self.fsm.state is not EpisodeState.RUNNING or self.pedal:
                 self.counters.stale_chunks += 1
                 continue
-            self.scheduler.add_chunk(r.request.start_step, r.actions, r.chunk_id, now_step=step)
+            self.execution.stitch(r.request.start_step, r.actions, r.chunk_id, step)
             self._inference_stalled = False
             stitched.append(r)
         return stitched

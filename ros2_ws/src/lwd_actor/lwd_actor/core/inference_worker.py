@@ -29,6 +29,10 @@ class InferenceRequest:
     start_step: int  # control step of the chunk's first row
     generation: int  # results of an older generation are discarded by the actor
     instruction: str
+    # Real-time chunking inputs (`core.chunk_execution.ChunkRequest`); policies without them ignore these.
+    prefix: np.ndarray | None = None  # float32 [H, J]: the planned targets from start_step on (0 beyond)
+    prefix_len: int = 0  # rows of `prefix` that are planned
+    delay: int = 0  # ticks the chunk is expected late: rows of `prefix` executed before it arrives
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,14 @@ class InferenceResult:
 class Policy(Protocol):  # the part of OnnxPolicy the worker needs (structural)
     version: str
 
-    def infer(self, obs: Observation, instruction: str) -> np.ndarray: ...
+    def infer(
+        self,
+        obs: Observation,
+        instruction: str,
+        prefix: np.ndarray | None = None,
+        prefix_len: int | None = None,
+        delay: int | None = None,
+    ) -> np.ndarray: ...
 
 
 class InferenceWorker:
@@ -122,7 +133,13 @@ class InferenceWorker:
             t0 = time.perf_counter()
             actions, error = None, ""
             try:
-                actions = policy.infer(request.obs, request.instruction)
+                actions = policy.infer(
+                    request.obs,
+                    request.instruction,
+                    prefix=request.prefix,
+                    prefix_len=request.prefix_len,
+                    delay=request.delay,
+                )
             except Exception as exc:  # noqa: BLE001 - a failed inference must not kill the worker
                 error = f"{type(exc).__name__}: {exc}"
             latency = (time.perf_counter() - t0) * 1e3

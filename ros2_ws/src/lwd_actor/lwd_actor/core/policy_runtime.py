@@ -5,7 +5,8 @@ must match the contract (`read_signature`); it must fit this actor's robot
 (`check_deployment`: joint-name and camera metadata naming the robot description's joints
 and cameras in order, its chunk horizon, the actor's control rate if the model declares
 one, an input aspect ratio that the configured camera frames have); and one trial
-inference on zeros must return a finite [1, H, J] action chunk (G1: [1, 30, 16]). Any failure raises
+inference on zeros must return a finite [1, H, J] action chunk (G1: [1, 30, 16]; a real-time-chunking
+policy is tried without and with a prefix). Any failure raises
 `PolicyError` at load (= lifecycle configure, or a downloaded policy refused and
 rolled back), never later in the control loop.
 
@@ -295,6 +296,11 @@ class OnnxPolicy:
         self.loaded_at = time.time()
         self._check_output()
 
+    @property
+    def rtc(self) -> bool:
+        """The policy takes a prefix (real-time chunking: `infer`'s prefix / prefix_len / delay)."""
+        return self.signature.rtc
+
     def _check_output(self) -> None:
         feeds = {
             policy_io.INPUT_JOINT_POS: np.zeros((1, self.num_joints), np.float32),
@@ -304,21 +310,43 @@ class OnnxPolicy:
         if self.cameras:
             h, w = self.signature.image_height, self.signature.image_width
             feeds[policy_io.INPUT_IMAGES] = np.zeros((1, len(self.cameras), h, w, 3), np.uint8)
-        try:
-            out = self.session.run([policy_io.OUTPUT_ACTIONS], feeds)[0]
-        except Exception as exc:  # noqa: BLE001
-            raise PolicyError(f"{self.path}: trial inference failed: {exc}") from exc
-        want = (1, self.horizon, self.num_joints)
-        if out.shape != want:
-            raise PolicyError(f"{self.path}: output 'actions' has shape {list(out.shape)}, want {list(want)}")
+        trials = [feeds]
+        if self.rtc:  # without a prefix, and guided by a whole-chunk prefix with one frozen row
+            plain = policy_io.rtc_feeds(self.horizon, self.num_joints, 1)
+            prefix = np.zeros((1, self.horizon, self.num_joints), np.float32)
+            guided = policy_io.rtc_feeds(self.horizon, self.num_joints, 1, prefix, self.horizon, 1)
+            trials = [{**feeds, **plain}, {**feeds, **guided}]
+        for trial in trials:
+            try:
+                out = self.session.run([policy_io.OUTPUT_ACTIONS], trial)[0]
+            except Exception as exc:  # noqa: BLE001
+                raise PolicyError(f"{self.path}: trial inference failed: {exc}") from exc
+            want = (1, self.horizon, self.num_joints)
+            if out.shape != want:
+                raise PolicyError(
+                    f"{self.path}: output 'actions' has shape {list(out.shape)}, want {list(want)}"
+                )
 
     def prepare_images(self, obs: Observation) -> np.ndarray:
         """[1, C, H, W, 3] uint8 at the model's size, by `lwd_common.preprocessing` (the learner's pixels)."""
         size = (self.signature.image_height, self.signature.image_width)
         return policy_images([obs.images[cam] for cam in self.cameras], size, self.jpeg_quality)[None]
 
-    def infer(self, obs: Observation, instruction: str) -> np.ndarray:
-        """Action chunk [H, J] (float64, absolute joint targets) for one observation (G1: [30, 16])."""
+    def infer(
+        self,
+        obs: Observation,
+        instruction: str,
+        prefix: np.ndarray | None = None,
+        prefix_len: int | None = None,
+        delay: int | None = None,
+    ) -> np.ndarray:
+        """Action chunk [H, J] (float64, absolute joint targets) for one observation (G1: [30, 16]).
+
+        Real-time chunking (a policy with `rtc`; others ignore these): `prefix` [n, J] the absolute
+        targets already planned for the new chunk's first n <= H steps (the old chunk's remaining
+        rows), `prefix_len` how many of them count (default n), `delay` how many execute before
+        this chunk arrives (default 0): the chunk's first `delay` rows are the prefix's exactly and
+        the rows up to `prefix_len` are guided towards it (`lwd_common.policy_io.rtc_feeds`)."""
         feeds = {
             policy_io.INPUT_JOINT_POS: obs.joint_pos.astype(np.float32)[None],
             policy_io.INPUT_TASK_ID: np.array([self.signature.task_id(instruction)], np.int64),
@@ -328,4 +356,6 @@ class OnnxPolicy:
         }
         if self.cameras:
             feeds[policy_io.INPUT_IMAGES] = self.prepare_images(obs)
+        if self.rtc:
+            feeds.update(policy_io.rtc_feeds(self.horizon, self.num_joints, 1, prefix, prefix_len, delay))
         return self.session.run([policy_io.OUTPUT_ACTIONS], feeds)[0][0].astype(np.float64)

@@ -67,6 +67,10 @@ class ChunkScheduler:
             n += 1
         return n
 
+    def target_at(self, step: int) -> np.ndarray | None:
+        """The planned target of `step`, if any (not removed)."""
+        return self._targets.get(step)
+
     def needs_chunk(self, step: int) -> bool:
         return self.remaining(step) <= self.config.request_threshold
 
