@@ -45,12 +45,15 @@ class Batches:
                 d.gamma,
                 bc_rule(t),
                 sharding=NamedSharding(mesh, P()) if mesh.devices.size > 1 else None,
+                takeover=d.takeover,
             )
             if mesh.devices.size > 1:
                 agent.batch_sharding = NamedSharding(mesh, P("data"))
         else:
-            self.offline = ReplayBuffer(cfg.model.horizon, d.nstep, d.gamma, bc_rule(t))
-            self.online = ReplayBuffer(cfg.model.horizon, d.nstep, d.gamma, bc_rule(t), online=True)
+            self.offline = ReplayBuffer(cfg.model.horizon, d.nstep, d.gamma, bc_rule(t), takeover=d.takeover)
+            self.online = ReplayBuffer(
+                cfg.model.horizon, d.nstep, d.gamma, bc_rule(t), online=True, takeover=d.takeover
+            )
             self.mixed = MixedSampler(self.offline, self.online, t.online_ratio)
             self.rng = process_rng(t.seed, start_step)
             self.local_batch = t.batch_size // jax.process_count()

@@ -178,6 +178,13 @@ class DIVLConfig:
     """Per-step discount."""
     nstep: int = 1
     """Chunks n in the TD target (the paper: 10 offline on long-horizon tasks, else 1; 1 online)."""
+    takeover: Literal["episode", "failure"] = "episode"
+    """How an operator's takeover is labelled (`replay.episode_transitions`). "episode" (the
+    paper's): every step carries the episode's outcome, the policy's own steps before a rescue too.
+    "failure" (RLIF-style): the policy's segment before a takeover ends at the takeover as a failure
+    (done, return 0); the operator's steps keep the episode's outcome. With an operator who rescues
+    most episodes to success, "episode" saturates the critic near 1 whatever the policy did before
+    the rescue; "failure" makes the takeover itself the policy's failure signal (docs/learner.md)."""
     tau_base: float = 0.6
     """Quantile before the entropy correction: tau = clip(tau_base - alpha H(s)) (0.9 online)."""
     alpha: float = 0.3

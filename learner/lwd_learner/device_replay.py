@@ -22,6 +22,7 @@ import numpy as np
 from lwd_common.episode import EpisodeKind
 from lwd_learner.replay import (
     EpisodeArrays,
+    Takeover,
     bc_frames,
     bookkeeping,
     episode_transitions,
@@ -144,8 +145,10 @@ class DeviceReplay:
         bc_data: str = "demos",
         min_capacity: int = 1024,
         sharding=None,
+        takeover: Takeover = "episode",
     ):
         self.horizon, self.nstep, self.gamma, self.bc_data = horizon, nstep, gamma, bc_data
+        self.takeover = takeover  # how a takeover is labelled (`replay.episode_transitions`)
         self.min_capacity = min_capacity
         self.sharding = sharding
         self.featurize: Callable[[np.ndarray], np.ndarray] | None = None
@@ -171,7 +174,7 @@ class DeviceReplay:
         start = self.size
         for ep in episodes:
             big_t = len(ep.actions)
-            tr = episode_transitions(ep, self.horizon, self.nstep, self.gamma)
+            tr = episode_transitions(ep, self.horizon, self.nstep, self.gamma, self.takeover)
             base = start + sum(len(c) for c in cols["joint_pos"])
             images = ep.images if self.featurize is None else self.featurize(ep.images)
             cols["images"].append(images)

@@ -7,6 +7,8 @@ A transition at step t of an episode with T steps is
     discount = gamma^(nH) (the factor of the bootstrap).
 An episode cut off by a time limit (`EpisodeArrays.truncated`, the array API's `truncated`) did not
 end in a terminal state: its windows bootstrap from the last state it has (see `episode_transitions`).
+With takeover "failure" (DIVLConfig.takeover), the policy's steps before an operator's takeover end
+at the takeover as a failure (done, return 0) instead of carrying the rescued episode's outcome.
 Frames are JPEG-decoded once, resized to the model's image size and cached as uint8, by
 `lwd_common.preprocessing` (the same code that prepares a deployed policy's input).
 """
@@ -17,6 +19,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -225,7 +228,24 @@ class Transitions:
     discount: np.ndarray  # float32 [T]: gamma^(next_t - t), the bootstrap's factor (gamma^(nH) if done)
 
 
-def episode_transitions(ep: EpisodeArrays, horizon: int, nstep: int, gamma: float) -> Transitions:
+Takeover = Literal["episode", "failure"]
+"""How a rescued episode's policy steps are labelled (`episode_transitions`, DIVLConfig.takeover)."""
+
+
+def takeover_onset(intervention: np.ndarray) -> np.ndarray:
+    """int64 [T]: for each step, the first teleoperated step after it (T when there is none). For
+    a policy step this is the onset of the next takeover: the step at which the operator judged the
+    policy's own segment a failure and pressed the pedal."""
+    big_t = len(intervention)
+    nxt = np.full(big_t + 1, big_t, np.int64)
+    for i in range(big_t - 1, -1, -1):
+        nxt[i] = i if intervention[i] else nxt[i + 1]
+    return nxt[1:]
+
+
+def episode_transitions(
+    ep: EpisodeArrays, horizon: int, nstep: int, gamma: float, takeover: Takeover = "episode"
+) -> Transitions:
     """Vectorised over t, with the return-to-go G_t = r_t + gamma G_{t+1}: the window return is
     G_t - gamma^(end - t) G_end.
 
@@ -242,7 +262,18 @@ def episode_transitions(ep: EpisodeArrays, horizon: int, nstep: int, gamma: floa
     `qlearning_dataset` likewise drops the timeout step), BC still clones its action. Dropping
     every window that reaches past the end instead would lose the last nH steps of each truncated
     episode (all of one shorter than nH), and treating the cut as terminal would teach the critic
-    that running out of time is worth 0."""
+    that running out of time is worth 0.
+
+    Takeovers (`takeover`): "episode" (the paper's) labels every step, the policy's own steps
+    before a rescue included, with the episode's outcome. "failure" (RLIF-style) ends the policy's
+    autonomous segment at the takeover, as a failure of the policy: a policy step t whose next
+    teleoperated step is k (the takeover onset) gets end = min(t + nH, k), done = 1 when
+    t + nH >= k (no bootstrap past the takeover), the return of the steps before k (0 with lwd's
+    sparse rewards), next state s_end, discount gamma^(nH) where done. Every takeover of an episode
+    ends the policy segment before it. The operator's steps, and the policy's steps after the last
+    takeover, keep the episode's terminal (or truncated) windows above. Under "episode" a rescued
+    episode's return hardly depends on what the policy did before the rescue (the operator nearly
+    always succeeds), so the critic learns little about the policy's own actions."""
     big_t = len(ep.actions)
     t = np.arange(big_t)
     g = np.zeros(big_t + 1)
@@ -260,6 +291,20 @@ def episode_transitions(ep: EpisodeArrays, horizon: int, nstep: int, gamma: floa
         done = (t + nstep * horizon >= big_t).astype(np.float64)
         discount = np.full(big_t, gamma ** (nstep * horizon), np.float64)
         next_t = np.minimum(t + nstep * horizon, big_t - 1)
+    if takeover == "failure":
+        onset = takeover_onset(ep.intervention)
+        cut = ~ep.intervention & (onset < big_t)  # a policy step with a takeover after it
+        end = np.where(cut, np.minimum(t + nstep * horizon, onset), end)
+        stop = cut & (t + nstep * horizon >= onset)
+        done = np.where(cut, stop, done).astype(np.float64)
+        discount = np.where(
+            cut,
+            np.where(stop, gamma ** (nstep * horizon), gamma ** (end - t).astype(np.float64)),
+            discount,
+        )
+        next_t = np.where(cut, np.minimum(end, big_t - 1), next_t)
+    elif takeover != "episode":
+        raise ValueError(f"takeover must be 'episode' or 'failure', got {takeover!r}")
     ret = g[t] - gamma ** (end - t) * g[end]
     return Transitions(
         ret.astype(np.float32),
@@ -334,7 +379,15 @@ def bc_frames(episodes: list[EpisodeInfo], bc_data: str, online: bool = False) -
 class ReplayBuffer:
     """Chunk transitions of a set of episodes, sampled uniformly over steps."""
 
-    def __init__(self, horizon: int, nstep: int, gamma: float, bc_data: str = "demos", online: bool = False):
+    def __init__(
+        self,
+        horizon: int,
+        nstep: int,
+        gamma: float,
+        bc_data: str = "demos",
+        online: bool = False,
+        takeover: Takeover = "episode",
+    ):
         self.horizon, self.nstep, self.gamma, self.bc_data, self.online = (
             horizon,
             nstep,
@@ -342,6 +395,7 @@ class ReplayBuffer:
             bc_data,
             online,
         )
+        self.takeover = takeover  # how a takeover is labelled (`episode_transitions`)
         self.episodes: list[EpisodeArrays] = []
         self._index: list[np.ndarray] = []  # per episode: [T, 2] (episode index, t)
         self._transitions: list[Transitions] = []
@@ -354,7 +408,7 @@ class ReplayBuffer:
     def add(self, ep: EpisodeArrays) -> None:
         i = len(self.episodes)
         self.episodes.append(ep)
-        self._transitions.append(episode_transitions(ep, self.horizon, self.nstep, self.gamma))
+        self._transitions.append(episode_transitions(ep, self.horizon, self.nstep, self.gamma, self.takeover))
         t = np.arange(len(ep.actions))
         self._index.append(np.stack([np.full_like(t, i), t], axis=1))
         self._flat = self._bc_flat = None

@@ -223,3 +223,8 @@ def test_a_wall_clock_budget_is_a_run_flag_not_a_config_field():
     assert parse(["offline", *RUN]).args.max_seconds is None
     online = parse(["online", "--bridge-root", "B", "--out", "O", "--max-seconds", "60"]).args
     assert online.max_seconds == 60.0
+
+
+def test_the_takeover_labelling_is_a_divl_flag_defaulting_to_the_papers():
+    assert offline_cfg().divl.takeover == "episode"
+    assert offline_cfg("--divl.takeover", "failure").divl.takeover == "failure"

@@ -10,7 +10,16 @@ from lwd_common.episode import EpisodeKind
 from lwd_common.store import EpisodeStore
 from lwd_description.robot import CAMERA_NAMES
 from lwd_learner.divl import nstep_return_np
-from lwd_learner.replay import MixedSampler, NormStats, ReplayBuffer, StoreReader, Vocab, episode_arrays
+from lwd_learner.replay import (
+    EpisodeArrays,
+    MixedSampler,
+    NormStats,
+    ReplayBuffer,
+    StoreReader,
+    Vocab,
+    episode_arrays,
+    episode_transitions,
+)
 
 GAMMA = 0.9
 
@@ -125,3 +134,116 @@ def test_store_reader_returns_only_new_committed_episodes(tmp_path):
 def test_norm_stats_refuse_empty_data():
     with pytest.raises(ValueError, match="zero episodes"):
         NormStats.from_episodes([])
+
+
+# -- takeover labelling (DIVLConfig.takeover) --------------------------------------------------------
+
+T_RESCUED, TAKEOVER = 20, (8, 12)  # policy 0..7, operator 8..11, policy 12..19, success at 19
+
+
+def _rescued(truncated=False, teleop=(TAKEOVER,)):
+    """A bare episode (no frames): policy steps, operator takeovers on `teleop` [start, stop), then
+    success on the last step (no reward when truncated: cut off by the time limit)."""
+    big_t = T_RESCUED
+    intervention = np.zeros(big_t, bool)
+    for a, b in teleop:
+        intervention[a:b] = True
+    rewards = np.zeros(big_t, np.float32)
+    if not truncated:
+        rewards[-1] = 1.0
+    return EpisodeArrays(
+        episode_id="rescued",
+        kind=EpisodeKind.ROLLOUT,
+        success=not truncated,
+        task_id=1,
+        images=np.zeros((big_t, 0, 8, 8, 3), np.uint8),
+        joint_pos=np.arange(big_t, dtype=np.float32)[:, None],
+        actions=np.zeros((big_t, 1), np.float32),
+        rewards=rewards,
+        intervention=intervention,
+        truncated=truncated,
+    )
+
+
+def test_failure_labelling_ends_the_policy_steps_before_a_takeover_as_failures():
+    tr = episode_transitions(_rescued(), horizon=2, nstep=2, gamma=GAMMA, takeover="failure")
+    before = np.arange(0, 8)  # nH = 4: steps 4..7 reach the takeover at 8
+    np.testing.assert_array_equal(tr.done[before], [0, 0, 0, 0, 1, 1, 1, 1])
+    np.testing.assert_allclose(tr.ret[before], 0.0, atol=1e-7)
+    np.testing.assert_array_equal(tr.next_t[:4], [4, 5, 6, 7])  # bootstrap from policy states only
+    np.testing.assert_allclose(tr.discount[before], GAMMA**4)
+
+
+def test_failure_labelling_keeps_the_operators_steps_and_what_follows_as_today():
+    ep = _rescued()
+    failure = episode_transitions(ep, horizon=2, nstep=2, gamma=GAMMA, takeover="failure")
+    episode = episode_transitions(ep, horizon=2, nstep=2, gamma=GAMMA, takeover="episode")
+    after = np.arange(8, T_RESCUED)  # the operator's steps and the policy's after the rescue
+    for field in ("ret", "done", "next_t", "discount", "intervention"):
+        np.testing.assert_array_equal(getattr(failure, field)[after], getattr(episode, field)[after])
+    assert failure.ret[16] == pytest.approx(GAMMA**3) and failure.done[16] == 1.0  # the success return
+
+
+def test_episode_labelling_gives_a_rescued_episode_its_outcome_everywhere():
+    tr = episode_transitions(_rescued(), horizon=2, nstep=2, gamma=GAMMA)  # the default
+    t = np.arange(T_RESCUED)
+    done = t + 4 >= T_RESCUED
+    np.testing.assert_array_equal(tr.done, done)
+    np.testing.assert_allclose(
+        tr.ret, np.where(done, GAMMA ** (T_RESCUED - 1 - t), 0.0), rtol=1e-6, atol=1e-7
+    )
+    np.testing.assert_array_equal(tr.next_t, np.minimum(t + 4, T_RESCUED - 1))
+    np.testing.assert_allclose(tr.discount, GAMMA**4)
+    plain = episode_transitions(_rescued(teleop=()), horizon=2, nstep=2, gamma=GAMMA)
+    for field in ("ret", "done", "next_t", "discount"):  # the takeover changes nothing
+        np.testing.assert_array_equal(getattr(tr, field), getattr(plain, field))
+
+
+def test_failure_labelling_of_a_truncated_episode_with_a_takeover():
+    tr = episode_transitions(_rescued(truncated=True), horizon=2, nstep=2, gamma=GAMMA, takeover="failure")
+    np.testing.assert_array_equal(tr.done[:8], [0, 0, 0, 0, 1, 1, 1, 1])  # ends at the takeover
+    t = np.arange(8, T_RESCUED)  # after it: bootstrap from s_end, end = min(t + 4, T - 1), never done
+    end = np.minimum(t + 4, T_RESCUED - 1)
+    np.testing.assert_array_equal(tr.done[t], 0.0)
+    np.testing.assert_array_equal(tr.next_t[t], end)
+    np.testing.assert_allclose(tr.discount[t], GAMMA ** (end - t).astype(float), rtol=1e-6)
+    np.testing.assert_allclose(tr.ret, 0.0, atol=1e-7)
+
+
+def test_every_takeover_ends_the_policy_segment_before_it():
+    ep = _rescued(teleop=((3, 5), (10, 12)))
+    tr = episode_transitions(ep, horizon=2, nstep=2, gamma=GAMMA, takeover="failure")
+    assert tr.done[:3].tolist() == [1, 1, 1]  # before the first takeover (at 3)
+    assert tr.done[5:10].tolist() == [0, 1, 1, 1, 1]  # handed back at 5, taken over again at 10
+    assert tr.next_t[5] == 9 and tr.done[3] == 0.0  # an operator step bootstraps as today
+
+
+def test_an_unknown_takeover_labelling_is_refused():
+    with pytest.raises(ValueError, match="takeover"):
+        episode_transitions(_rescued(), horizon=2, nstep=2, gamma=GAMMA, takeover="rlif")  # type: ignore[arg-type]
+
+
+def test_the_configured_takeover_labelling_reaches_host_and_device_replay():
+    import dataclasses
+    import types
+
+    from lwd_learner.batches import Batches
+    from lwd_learner.config import LearnerConfig
+
+    cfg = LearnerConfig()
+    cfg = dataclasses.replace(
+        cfg,
+        model=dataclasses.replace(cfg.model, horizon=2),
+        divl=dataclasses.replace(cfg.divl, nstep=2, gamma=GAMMA, takeover="failure"),
+    )
+    want = episode_transitions(_rescued(), horizon=2, nstep=2, gamma=GAMMA, takeover="failure")
+    mesh = types.SimpleNamespace(devices=np.zeros(1))
+    for replay in ("host", "device"):
+        c = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, replay=replay))
+        batches = Batches(c, agent=types.SimpleNamespace(), mesh=mesh)
+        batches.add([_rescued()], online=True)
+        if replay == "host":
+            got = batches.online.gather(np.array([[0, t] for t in range(T_RESCUED)]))["done"]
+        else:
+            got = np.asarray(batches.replay.arrays().done)[:T_RESCUED]
+        np.testing.assert_array_equal(got, want.done, err_msg=replay)

@@ -1,5 +1,7 @@
 """The simulated teleoperator's rules: when it presses the pedal, releases it and how it labels."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -137,3 +139,80 @@ def test_rules_from_node_parameters_take_a_quarter_of_the_episode_time_limit():
     assert rules.no_progress_s == 2.0 and rules.time_limit_s == 8.0
     rules = rules_from_parameters({"no_progress_s": 3, "release_after_subtasks": 99}, time_limit_s=8.0)
     assert rules.no_progress_s == 3.0 and rules.release_after_subtasks == 99
+
+
+def test_rescue_probability_zero_never_takes_over():
+    brain = OperatorBrain(dataclasses.replace(RULES, rescue_probability=0.0))
+    brain.start_episode(0.0)
+    assert run(brain, 0.0, 29.0) == []  # a still robot, never rescued: the time limit ends it
+    assert not brain.engaged and brain.interventions == 0 and brain.let_go == 1
+
+
+def test_rescue_probability_one_takes_over_as_before():
+    decisions = []
+    for rules in (RULES, dataclasses.replace(RULES, rescue_probability=1.0)):
+        brain = OperatorBrain(rules)
+        brain.start_episode(0.0)
+        decisions.append(run(brain, 0.0, 29.0))
+    assert decisions[0] == decisions[1] and decisions[0][0][1] == Decision.ENGAGE
+
+
+def test_a_trouble_let_go_is_reconsidered_only_once_it_clears():
+    rules = dataclasses.replace(RULES, rescue_probability=0.5)
+    draws = np.random.default_rng(6).random(2)
+    assert draws[0] >= 0.5 > draws[1]  # seed 6: the first trouble is let go, the second rescued
+    brain = OperatorBrain(rules, rng=6)
+    brain.start_episode(0.0)
+    assert run(brain, 0.0, 5.0) == []  # stalled from 2 s on: let go, and stays let go
+    moving = run(brain, 5.0, 6.0, q_of_t=lambda t: Q + t)  # the arm moves again: the stall clears
+    assert moving == [] and not brain.letting_go
+    decisions = run(brain, 6.0, 9.0)  # stalls again: a new draw, rescued
+    assert [d for _, d in decisions] == [Decision.ENGAGE] and brain.let_go == 1
+
+
+def test_the_rescue_draws_are_seeded_and_kept_across_episodes():
+    rules = dataclasses.replace(RULES, rescue_probability=0.5)
+
+    def episodes(brain):
+        out = []
+        for _ in range(6):
+            brain.start_episode(0.0)
+            out.append(bool(run(brain, 0.0, 3.0)))
+        return out
+
+    a, b = episodes(OperatorBrain(rules, rng=7)), episodes(OperatorBrain(rules, rng=7))
+    assert a == b and True in a and False in a
+
+
+def test_startup_grace_defers_the_takeover_of_a_stall():
+    """A late operator: no takeover before startup_grace_s, then at once if the robot is still stalled."""
+    brain = OperatorBrain(dataclasses.replace(RULES, startup_grace_s=4.0))
+    brain.start_episode(0.0)
+    decisions = run(brain, 0.0, 6.0)
+    assert [d for _, d in decisions] == [Decision.ENGAGE]
+    assert decisions[0][0] == pytest.approx(4.0, abs=0.05)
+
+
+def test_a_rescue_probability_outside_0_1_is_refused():
+    with pytest.raises(ValueError, match="rescue_probability"):
+        OperatorRules(rescue_probability=1.5)
+
+
+def test_rescue_probability_is_a_node_parameter():
+    from lwd_sim.operator_core import default_parameters, rules_from_parameters
+
+    assert default_parameters()["rescue_probability"] == 1.0
+    assert rules_from_parameters({"rescue_probability": 0.25}, time_limit_s=8.0).rescue_probability == 0.25
+
+
+def test_sim_yaml_lists_every_operator_parameter():
+    import pathlib
+
+    import yaml
+
+    from lwd_sim.operator_core import default_parameters
+
+    path = pathlib.Path(__file__).parents[2] / "ros2_ws/src/lwd_bringup/config/sim.yaml"
+    declared = yaml.safe_load(path.read_text())["/**/sim_operator"]["ros__parameters"]
+    assert set(default_parameters()) <= set(declared)
+    assert declared["rescue_probability"] == 1.0 and declared["startup_grace_s"] == 1.0  # today's operator

@@ -19,7 +19,9 @@ import numpy as np
 
 @dataclass(frozen=True)
 class OperatorRules:
-    startup_grace_s: float = 1.0  # never intervene right after the episode starts
+    # never intervene right after the episode starts; raised, a late operator: no takeover before this
+    # time into the episode (a stall before it is rescued, if at all, once it is over)
+    startup_grace_s: float = 1.0
     stall_window_s: float = 1.0  # the policy stalls if the arms move less than stall_motion_rad over this
     stall_motion_rad: float = 0.03
     # ... or if no new sub-task was done for this long; 0: a quarter of time_limit_s. Early enough that
@@ -33,6 +35,10 @@ class OperatorRules:
     settle_s: float = 0.3  # wait after success before stopping the episode
     time_limit_s: float = 60.0  # stop and label failure after this long
     intervene: bool = True  # false: only label (pure autonomous evaluation)
+    # A sparser operator: the chance that a trouble (stall, no progress or drift) is rescued, drawn
+    # once when it starts (seeded, OperatorBrain's rng). A trouble let go stays let go until it clears
+    # (the arm moves again, a new sub-task, back in the workspace): the policy recovers or fails alone.
+    rescue_probability: float = 1.0
     # The policy drifts if a tool centre point leaves this box (x, y, z ranges in metres, world frame):
     # off the reachable table area, or down into the table top (0.75 m).
     workspace: tuple[tuple[float, float], tuple[float, float], tuple[float, float]] = (
@@ -45,6 +51,8 @@ class OperatorRules:
         for name in ("stall_window_s", "time_limit_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
+        if not 0.0 <= self.rescue_probability <= 1.0:
+            raise ValueError("rescue_probability must be in [0, 1]")
         if self.no_progress_s < 0:
             raise ValueError("no_progress_s must be >= 0 (0: a quarter of time_limit_s)")
         if self.no_progress_s == 0:
@@ -62,6 +70,7 @@ PARAMETER_NAMES = (
     "max_interventions",
     "settle_s",
     "intervene",
+    "rescue_probability",
 )
 
 
@@ -94,8 +103,12 @@ class Progress:
 
 
 class OperatorBrain:
-    def __init__(self, rules: OperatorRules = OperatorRules()):
+    """`rng` (a seed or a Generator, kept across episodes) draws which troubles are rescued
+    (`OperatorRules.rescue_probability`); nothing is drawn when every trouble is rescued."""
+
+    def __init__(self, rules: OperatorRules = OperatorRules(), rng: np.random.Generator | int = 0):
         self.rules = rules
+        self.rng = np.random.default_rng(rng)
         self.start_time = 0.0
         self.engaged = False
         self.engaged_since = 0.0
@@ -106,9 +119,11 @@ class OperatorBrain:
         self.success_since: float | None = None
         self.history: deque[tuple[float, np.ndarray]] = deque()
         self.reason = ""
+        self.letting_go = False  # a trouble drawn not to be rescued has not cleared yet
+        self.let_go = 0  # troubles not rescued this episode
 
     def start_episode(self, t: float) -> None:
-        self.__init__(self.rules)
+        self.__init__(self.rules, self.rng)
         self.start_time = t
         self.last_progress_time = t
 
@@ -170,7 +185,15 @@ class OperatorBrain:
             return Decision.NONE
         no_progress = t - self.last_progress_time > r.no_progress_s
         drifted = self._drifted(tcp)
-        if stalled or no_progress or drifted:
+        trouble = stalled or no_progress or drifted
+        if self.letting_go:
+            self.letting_go = trouble
+            return Decision.NONE
+        if trouble and r.rescue_probability < 1.0 and self.rng.random() >= r.rescue_probability:
+            self.letting_go = True
+            self.let_go += 1
+            return Decision.NONE
+        if trouble:
             self.engaged = True
             self.engaged_since = t
             self.subtasks_at_engage = p.subtasks_done

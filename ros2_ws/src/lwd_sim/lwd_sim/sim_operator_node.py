@@ -57,10 +57,13 @@ class SimOperatorNode(Node):
         # 0: the task's own time limit (8-10 s for the short tasks, minutes for the long one).
         limit = float(p("time_limit_s", 0.0).value)
         self.rules = rules_from_parameters(values, limit if limit > 0 else task.time_limit_s)
-        self.brain = OperatorBrain(self.rules)
+        seed = seed_for(int(p("seed", -1).value), self.robot_id)
+        # The brain's draws (rescue_probability) have their own stream: the instructions and the
+        # expert's draws stay those of the same seed whatever the operator rescues.
+        self.brain = OperatorBrain(self.rules, np.random.default_rng([seed, 1]))
         self.mirror = G1Sim(SimConfig(image_height=16, image_width=16))
         self.expert: ScriptedExpert | None = None
-        self.rng = np.random.default_rng(seed_for(int(p("seed", -1).value), self.robot_id))
+        self.rng = np.random.default_rng(seed)
         self.status: TaskStatus | None = None
         self.joints: np.ndarray | None = None
         self.scene: dict | None = None
@@ -144,6 +147,8 @@ class SimOperatorNode(Node):
             )
         elif self.phase == Phase.LABELLING:
             note = f"sim_operator: {self.brain.reason}; interventions {self.brain.interventions}"
+            if self.brain.let_go:  # troubles not rescued (rescue_probability < 1)
+                note += f"; let go {self.brain.let_go}"
             self._step_service(
                 self.label_cli, LabelEpisode.Request(success=self.label_success, note=note), self._after_label
             )
