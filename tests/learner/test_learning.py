@@ -5,8 +5,16 @@ The toy task (toytask.py) goes through the real path: episodes in an EpisodeStor
 replay, `run_offline`, checkpoints. The BC reference clones the *whole* mixed buffer
 (bc_data='all', ~1/3 successes) — the SFT baseline here is exactly that reference, read
 from the checkpoint at the end of the BC phase; training then resumes from the checkpoint
-for DIVL + QAM. lambda = 0.05 because the toy's Q differences are at most 1 (with the paper's
-lambda = 2 the tilt exp(dQ / lambda) <= 1.65 is too weak to show in a few hundred steps).
+for DIVL + QAM.
+
+lambda = 0.01, chosen by measurement (seed 1, 400 QAM steps from the same BC checkpoint): the critic
+ranks the goal's chunks above the decoy's at matched states 98% of the time (Q 0.68 vs -0.01), but
+its action gradient is small, |dQ/da| ~3e-3 per element of the normalised chunk, so the adjoint
+dQ/da / lambda sets how far QAM moves the policy: lambda 0.05 (this test's earlier value, with a
+margin that moved with the CPU's floating-point paths: BC 0.31 -> 0.34 on one AMD EPYC) gave
+0.30 -> 0.40, lambda 0.01 gave 0.30 -> 0.58, lambda 0.005 overshoots (0.30 -> 0.29). With 0.01,
+seeds 0-3 went 0.23 -> 0.51, 0.30 -> 0.58, 0.23 -> 0.65, 0.18 -> 0.70 (2-core AMD EPYC): the test
+asks for +0.15, half the smallest gain measured. The paper's lambda = 2 tilts by at most e^0.5 here.
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ def small_config(seed: int) -> LearnerConfig:
             policy=PolicyConfig(hidden=(512, 512), noise_scale=1.0),
             critic=CriticConfig(hidden=(64, 64), action_dim=32),
         ),
-        qam=QAMConfig(lam=0.05, lr=1e-3, bc_lr=3e-3),
+        qam=QAMConfig(lam=0.01, lr=1e-3, bc_lr=3e-3),
         train=TrainConfig(
             batch_size=128,
             bc_steps=BC_STEPS,
@@ -82,7 +90,7 @@ def test_divl_qam_beats_behaviour_cloning_on_mixed_data(tmp_path, seed):
     lwd_rate = success_rate(lwd, seed)
     print(f"seed {seed}: BC {bc_rate:.2f} -> DIVL+QAM {lwd_rate:.2f}")
     assert 0.1 < bc_rate < 0.5  # BC reproduces the data's mix of successes and failures
-    assert lwd_rate > bc_rate + 0.05
+    assert lwd_rate > bc_rate + 0.15  # QAM follows the critic: well above the BC reference
 
 
 def test_config_round_trips_through_checkpoint_meta():
