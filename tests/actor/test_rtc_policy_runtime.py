@@ -3,8 +3,6 @@ and with older policies that lack them."""
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import make_obs
@@ -13,32 +11,9 @@ from lwd_actor.core.policy_runtime import OnnxPolicy
 from lwd_common import policy_io
 from lwd_learner.config import EncoderConfig, LearnerConfig, ModelConfig, PolicyConfig
 from lwd_learner.export_onnx import export_policy
-from lwd_learner.networks import FlowPolicy
-from lwd_testing.models import build_policy
+from lwd_testing.models import build_policy, random_flow_params
 
 H, J = 30, 16
-
-
-def _random_params(model: ModelConfig, seed: int = 0) -> dict:
-    """Random FlowPolicy parameters drawn in numpy from their shapes (flax's init compiles XLA ops
-    per shape: seconds on two cores); the output layer is not zero, so the field is not."""
-    rng = np.random.default_rng(seed)
-    spec = jax.ShapeDtypeStruct
-    shapes = jax.eval_shape(
-        FlowPolicy(model).init,
-        spec((2,), jnp.uint32),
-        spec((1, model.num_cameras, *model.encoder.image_size, 3), jnp.uint8),
-        spec((1, model.num_joints), jnp.float32),
-        spec((1,), jnp.int32),
-        spec((1, model.horizon, model.num_joints), jnp.float32),
-        spec((1,), jnp.float32),
-    )
-
-    def leaf(path, x):
-        fan_in = np.prod(x.shape[:-1]) if path[-1].key == "kernel" else 400.0
-        return (rng.standard_normal(x.shape) / np.sqrt(fan_in) + (path[-1].key == "scale")).astype(np.float32)
-
-    return jax.tree_util.tree_map_with_path(leaf, shapes)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +27,7 @@ def rtc_policy(tmp_path_factory):
             policy=PolicyConfig(hidden=(32,), time_features=4),
         )
     )
-    params = _random_params(cfg.model)
+    params = random_flow_params(cfg.model)
     z = np.zeros(J, np.float32)
     norm = {"joint_mean": z, "joint_std": z + 1, "action_mean": z, "action_std": z + 1}
     model = export_policy(params, norm, cfg.model, ["<unknown>", "pick up the cube"], 4, "rtc-v1")

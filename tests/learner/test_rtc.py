@@ -16,8 +16,8 @@ from lwd_learner.agent import Agent
 from lwd_learner.config import EncoderConfig, LearnerConfig, ModelConfig, PolicyConfig
 from lwd_learner.export_onnx import export_policy
 from lwd_learner.flow import rtc_guidance_scale, rtc_weights
-from lwd_learner.networks import FlowPolicy
 from lwd_learner.replay import NormStats
+from lwd_testing.models import random_flow_params
 
 H, J = 30, 16
 STEPS = 10  # the learner's default flow_steps
@@ -26,32 +26,6 @@ INSTRUCTIONS = ["<unknown>", "pick", "place"]
 # delay past prefix_len (clipped to it).
 PREFIX_LEN = np.array([0, 12, 20, 30, 6], np.int64)
 DELAY = np.array([0, 0, 4, 7, 9], np.int64)
-
-
-def random_policy(model: ModelConfig, seed: int = 0) -> dict:
-    """Random FlowPolicy parameters, drawn in numpy from their shapes (flax's init and jax.random
-    compile XLA ops per shape: tens of seconds on two cores): flax-like initial weights, the output
-    layer included (its init is zero), plus 0.05 noise everywhere, as test_export_onnx perturbs."""
-    rng = np.random.default_rng(seed)
-    spec = jax.ShapeDtypeStruct
-    shapes = jax.eval_shape(
-        FlowPolicy(model).init,
-        spec((2,), jnp.uint32),
-        spec((1, model.num_cameras, *model.encoder.image_size, 3), jnp.uint8),
-        spec((1, model.num_joints), jnp.float32),
-        spec((1,), jnp.int32),
-        spec((1, model.horizon, model.num_joints), jnp.float32),
-        spec((1,), jnp.float32),
-    )
-
-    def leaf(path, x):
-        name = path[-1].key
-        base = np.ones(x.shape) if name == "scale" else np.zeros(x.shape)
-        if name == "kernel":
-            base = rng.standard_normal(x.shape) / np.sqrt(np.prod(x.shape[:-1]))
-        return (base + 0.05 * rng.standard_normal(x.shape)).astype(np.float32)
-
-    return jax.tree_util.tree_map_with_path(leaf, shapes)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +47,7 @@ def policy():
     )
     # A state with only what sampling reads (Agent.init compiles the whole agent: slow on 2 cores).
     state = SimpleNamespace(
-        policy=random_policy(cfg.model), norm={k: np.asarray(v) for k, v in stats.to_dict().items()}
+        policy=random_flow_params(cfg.model), norm={k: np.asarray(v) for k, v in stats.to_dict().items()}
     )
     rtc = export_policy(state.policy, state.norm, cfg.model, INSTRUCTIONS, STEPS, "v1")
     plain = export_policy(state.policy, state.norm, cfg.model, INSTRUCTIONS, STEPS, "v1", rtc=False)

@@ -49,6 +49,41 @@ def _init_leaf(rng: np.random.Generator, name: str, shape: tuple[int, ...]) -> n
     return (rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32)
 
 
+def flow_policy_shapes(cfg):
+    """The parameter shapes of an lwd_learner FlowPolicy of ModelConfig `cfg` (no XLA compile)."""
+    import jax
+    import jax.numpy as jnp
+
+    from lwd_learner.networks import FlowPolicy
+
+    spec = jax.ShapeDtypeStruct
+    return jax.eval_shape(
+        FlowPolicy(cfg).init,
+        spec((2,), jnp.uint32),
+        spec((1, cfg.num_cameras, *cfg.encoder.image_size, 3), jnp.uint8),
+        spec((1, cfg.num_joints + cfg.state_dim), jnp.float32),
+        spec((1,), jnp.int32),
+        spec((1, cfg.horizon, cfg.num_joints), jnp.float32),
+        spec((1,), jnp.float32),
+    )
+
+
+def random_flow_params(cfg, seed: int = 0, jitter: float = 0.05) -> dict:
+    """Random FlowPolicy parameters of ModelConfig `cfg`, drawn in numpy from their shapes (flax's
+    init compiles XLA ops per shape: seconds on two cores): fan-in scaled kernels, unit LayerNorm
+    scales, plus `jitter` noise on every leaf, so biases and the (zero-initialised) output layer are
+    not zero and the flow's field is not either."""
+    import jax
+
+    rng = np.random.default_rng(seed)
+
+    def leaf(path, x):
+        base = _init_leaf(rng, path[-1].key, x.shape).astype(np.float64)
+        return (base + jitter * rng.standard_normal(x.shape)).astype(np.float32)
+
+    return jax.tree_util.tree_map_with_path(leaf, flow_policy_shapes(cfg))
+
+
 @lru_cache(maxsize=32)
 def _policy_bytes(
     version: str,
@@ -74,7 +109,6 @@ def _policy_bytes(
 
     from lwd_learner.config import EncoderConfig, ModelConfig, PolicyConfig
     from lwd_learner.export_onnx import policy_sampler, sampler_to_onnx
-    from lwd_learner.networks import FlowPolicy
 
     if not cameras:
         raise ValueError("lwd_testing.models builds policies with cameras only")
@@ -101,20 +135,9 @@ def _policy_bytes(
         horizon=horizon,
         **robot_fields,
     )
-    e = cfg.encoder
     rng = np.random.default_rng(seed)
-    spec = jax.ShapeDtypeStruct
-    shapes = jax.eval_shape(
-        FlowPolicy(cfg).init,
-        spec((2,), jnp.uint32),
-        spec((1, cfg.num_cameras, *e.image_size, 3), jnp.uint8),
-        spec((1, cfg.num_joints), jnp.float32),
-        spec((1,), jnp.int32),
-        spec((1, cfg.horizon, cfg.num_joints), jnp.float32),
-        spec((1,), jnp.float32),
-    )
     params = jax.tree_util.tree_map_with_path(
-        lambda path, leaf: _init_leaf(rng, path[-1].key, leaf.shape), shapes
+        lambda path, leaf: _init_leaf(rng, path[-1].key, leaf.shape), flow_policy_shapes(cfg)
     )
     out = params["params"]["head"]["out"]
     ramp = (
