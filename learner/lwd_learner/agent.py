@@ -19,7 +19,7 @@ from flax.typing import VariableDict
 from jax.sharding import Sharding
 
 from lwd_learner import divl
-from lwd_learner.config import LearnerConfig, relative_action_mask, trains_critic
+from lwd_learner.config import LearnerConfig, critic_needs_own_batch, relative_action_mask, trains_critic
 from lwd_learner.device_replay import ReplayArrays, sample_batch
 from lwd_learner.flow import euler_sample, flow_matching_loss, qam_loss, rtc_sample, rtc_weights
 from lwd_learner.networks import CriticValue, FlowPolicy
@@ -85,10 +85,16 @@ class Agent:
         )
         # The same updates drawing their minibatch from a device-resident replay (device_replay).
         self.bc_update_on_device = jax.jit(
-            lambda s, d: self._sampled(self._bc_update, True, s, d), donate_argnums=0
+            lambda s, d: self._sampled(
+                self._bc_update, True, s, d, second_from_bc=False if critic_needs_own_batch(t) else None
+            ),
+            donate_argnums=0,
         )
         self.rl_update_on_device = jax.jit(
-            lambda s, d: self._sampled(self._rl_update, False, s, d, reference_batch=True), donate_argnums=0
+            lambda s, d: self._sampled(
+                self._rl_update, False, s, d, second_from_bc=True if s.bc_policy is not None else None
+            ),
+            donate_argnums=0,
         )
         # RECAP: the BC(+critic) update on all replay (its advantage-labelled policy task ids).
         self.recap_update_on_device = jax.jit(
@@ -189,10 +195,11 @@ class Agent:
         return self.policy.apply(params, z, a, w, method=FlowPolicy.field)
 
     def _sampled(
-        self, update, bc: bool, state: AgentState, data: ReplayArrays, reference_batch: bool = False
+        self, update, bc: bool, state: AgentState, data: ReplayArrays, second_from_bc: bool | None = None
     ):
-        """`update` on a minibatch drawn on the device (from the BC pool if `bc`); with
-        `reference_batch` and a bc_ema reference, also on a BC-pool batch for its cloning flow."""
+        """`update` on a minibatch drawn on the device (from the BC pool if `bc`), and with
+        `second_from_bc` not None on a second one, from the BC pool (True: the bc_ema reference's
+        cloning batch) or from all replay (False: the critic's batch during BC)."""
         rng, k = jax.random.split(state.rng)
         t = self.cfg.train
 
@@ -203,8 +210,8 @@ class Agent:
             return batch
 
         batches = [draw(k, bc)]
-        if reference_batch and state.bc_policy is not None:
-            batches.append(draw(jax.random.fold_in(k, 1), True))
+        if second_from_bc is not None:
+            batches.append(draw(jax.random.fold_in(k, 1), second_from_bc))
         return update(state.replace(rng=rng), *batches)
 
     # ---- behaviour cloning --------------------------------------------------------------
@@ -226,9 +233,13 @@ class Agent:
             "next_images": random_shift(k2, batch["next_images"], shift),
         }
 
-    def _bc_update(self, state: AgentState, batch):
+    def _bc_update(self, state: AgentState, batch, critic_batch=None):
         """BC step; with method 'lwd' also a DIVL step: value learning is in-sample (dataset actions
-        only), so the critic trains alongside BC and QAM starts from a useful critic."""
+        only), so the critic trains alongside BC and QAM starts from a useful critic. The critic
+        learns from `critic_batch` (the callers pass a batch of the whole buffer where the BC pool is
+        a part of it, `critic_needs_own_batch`; None: from `batch`): BC on demonstrations alone would
+        show it only successes, and it would learn that every state and chunk is worth 1
+        (docs/results/diagnostics.md)."""
         rng, k = jax.random.split(state.rng)
         batch = self._augment(batch, k)
         loss, grads = jax.value_and_grad(self.bc_loss)(state.policy, state.norm, batch, k)
@@ -237,7 +248,10 @@ class Agent:
         state = state.replace(step=state.step + 1, policy=policy, policy_opt=opt, rng=rng)
         metrics = {"bc_loss": loss}
         if trains_critic(self.cfg.train):
-            state, cm = self._critic_step(state, batch)
+            critic_batch = (
+                batch if critic_batch is None else self._augment(critic_batch, jax.random.fold_in(k, 3))
+            )
+            state, cm = self._critic_step(state, critic_batch)
             metrics.update(cm)
         return state, metrics
 

@@ -15,7 +15,7 @@ from jax.sharding import PartitionSpec as P
 from lwd_common.episode import EpisodeKind
 from lwd_learner import recap
 from lwd_learner.agent import Agent, AgentState
-from lwd_learner.config import LearnerConfig, bc_rule
+from lwd_learner.config import LearnerConfig, bc_rule, critic_needs_own_batch
 from lwd_learner.device_replay import DeviceReplay
 from lwd_learner.replay import EpisodeArrays, MixedSampler, ReplayBuffer, Vocab
 from lwd_learner.sharding import shard_batch
@@ -114,6 +114,8 @@ class Batches:
         batch = shard_batch(self._host_sample(kind == "bc"), self.mesh)
         if kind == "rl" and state.bc_policy is not None:  # the bc_ema reference clones a BC-pool batch
             return self.agent.rl_update(state, batch, shard_batch(self._host_sample(True), self.mesh))
+        if kind == "bc" and critic_needs_own_batch(self.cfg.train):  # the critic learns from all replay
+            return self.agent.bc_update(state, batch, shard_batch(self._host_sample(False), self.mesh))
         return (self.agent.rl_update if kind == "rl" else self.agent.bc_update)(state, batch)
 
     def relabel(self, state: AgentState, vocab: Vocab) -> dict:

@@ -305,6 +305,13 @@ def trains_critic(t: TrainConfig) -> bool:
     return t.method in ("lwd", "recap")
 
 
+def critic_needs_own_batch(t: TrainConfig) -> bool:
+    """During BC, the critic learns from a batch of the whole buffer beside the BC batch: the BC pool
+    (bc_data other than "all") is a selection of it, mostly successes, and a critic shown only those
+    saturates at 1 (docs/results/diagnostics.md)."""
+    return trains_critic(t) and bc_rule(t) != "all"
+
+
 def bc_rule(t: TrainConfig) -> str:
     """The BC data rule a run uses: HG-DAgger's selection for method 'hg_dagger', else bc_data."""
     return "hg_dagger" if t.method == "hg_dagger" else t.bc_data
