@@ -19,11 +19,11 @@ import argparse
 import json
 from pathlib import Path
 
-from sim_results import add_execution_args, wilson
+from sim_results import wilson
 
 from lwd_common.policy_store import PolicyStore, version_number
 from lwd_sim.env import EXECUTION_ACTOR, execution_label
-from lwd_sim.evaluate_policy import evaluate_policy
+from lwd_sim.evaluate_policy import add_execution_args, evaluate_policy
 
 
 def chosen_versions(versions: list[str], every: int) -> list[str]:

@@ -20,9 +20,10 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from sim_results import add_execution_args, evaluate_task, mean_ci, stage_policies, wilson
+from sim_results import evaluate_task, mean_ci, stage_policies, wilson
 
 from lwd_sim.env import execution_label
+from lwd_sim.evaluate_policy import add_execution_args
 
 
 def main(argv: list[str] | None = None) -> int:

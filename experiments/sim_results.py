@@ -43,8 +43,8 @@ import numpy as np
 
 from lwd_common.policy_store import PolicyStore
 from lwd_common.store import EpisodeStore
-from lwd_sim.env import DEFAULT_DELAY_TICKS, EXECUTION_ACTOR, EXECUTIONS, execution_label
-from lwd_sim.evaluate_policy import evaluate_policy
+from lwd_sim.env import DEFAULT_DELAY_TICKS, EXECUTION_ACTOR, execution_label
+from lwd_sim.evaluate_policy import add_execution_args, evaluate_policy
 from lwd_sim.tasks import get_task
 
 HERE = Path(__file__).resolve().parent
@@ -393,29 +393,6 @@ def scale_execution_label(scale: Scale) -> str:
     if scale.execution == EXECUTION_ACTOR:
         return f"evaluation in actor execution (the actor's scheduler, chunks {scale.delay_ticks} ticks late)"
     return f"evaluation in whole chunks ({scale.execute_steps} of 30 rows, no delay)"
-
-
-def add_execution_args(ap: argparse.ArgumentParser, execute_steps_default: int = 30) -> None:
-    """--execution / --delay-ticks / --execute-steps, as lwd_sim.evaluate_policy has them."""
-    ap.add_argument(
-        "--execution",
-        choices=[e.replace("_", "-") for e in EXECUTIONS],
-        default=EXECUTION_ACTOR,
-        help="held-out evaluation: the actor's scheduler with --delay-ticks (default), or whole chunks "
-        "of --execute-steps rows, no delay (a diagnostic)",
-    )
-    ap.add_argument(
-        "--delay-ticks",
-        type=int,
-        default=DEFAULT_DELAY_TICKS,
-        help=f"actor execution: ticks each chunk arrives late for its row 0 (default {DEFAULT_DELAY_TICKS})",
-    )
-    ap.add_argument(
-        "--execute-steps",
-        type=int,
-        default=execute_steps_default,
-        help="whole-chunks execution: rows of each chunk executed",
-    )
 
 
 def mean_ci(values: list[float]) -> tuple[float, float]:

@@ -10,7 +10,7 @@ from conftest import make_obs
 from lwd_actor.actor_node import PARAMETERS
 from lwd_actor.core.actor import ActorConfig, ActorCore
 from lwd_actor.core.chunk_execution import ChunkExecution, delay_ticks_for_latency
-from lwd_actor.core.scheduler import SchedulerConfig
+from lwd_actor.core.scheduler import MergeMode, SchedulerConfig
 
 H, J = 30, 16
 
@@ -25,11 +25,12 @@ def test_scheduler_defaults_are_the_actor_parameters_defaults():
     assert PARAMETERS["request_threshold"][0] == cfg.request_threshold
     assert PARAMETERS["merge"][0] == cfg.merge.value and type(PARAMETERS["merge"][0]) is str
     assert PARAMETERS["blend_steps"][0] == cfg.blend_steps
+    assert PARAMETERS["ensemble_decay"][0] == cfg.ensemble_decay
 
 
 @pytest.mark.parametrize("delay", [0, 3, 6])
 def test_with_delay_d_the_first_d_ticks_after_a_request_execute_the_old_chunk(delay):
-    ex = ChunkExecution(SchedulerConfig(), H, J)
+    ex = ChunkExecution(SchedulerConfig(merge=MergeMode.REPLACE), H, J)  # timing alone, no cross-fade
     first = ex.request(0)
     assert first is not None and first.start_step == 1
     ex.answered()

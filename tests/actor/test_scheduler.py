@@ -82,3 +82,30 @@ def test_blending_does_not_modify_the_arriving_chunk():
     new = chunk(1.0)
     s.add_chunk(10, new, chunk_id=2, now_step=10)
     assert (new == 1.0).all()
+
+
+def test_ensemble_averages_overlapping_predictions_with_exponential_weights_oldest_first():
+    m = 0.5
+    s = ChunkScheduler(SchedulerConfig(merge=MergeMode.ENSEMBLE, ensemble_decay=m))
+    s.add_chunk(0, chunk(0.0), chunk_id=1, now_step=0)
+    s.add_chunk(10, chunk(1.0), chunk_id=2, now_step=10)
+    s.add_chunk(20, chunk(2.0), chunk_id=3, now_step=20)
+    w = np.exp(-m * np.arange(3))  # age index 0 = the oldest prediction of the step
+    assert s.pop(15).target[0] == pytest.approx((w[0] * 0.0 + w[1] * 1.0) / w[:2].sum())
+    assert s.pop(25).target[0] == pytest.approx((w @ [0.0, 1.0, 2.0]) / w.sum())
+    assert s.pop(35).target[0] == pytest.approx((w[0] * 1.0 + w[1] * 2.0) / w[:2].sum())
+    assert s.pop(45).target[0] == pytest.approx(2.0)  # only the newest chunk predicts step 45
+
+
+def test_ensemble_executes_a_single_chunk_as_is():
+    s = ChunkScheduler(SchedulerConfig(merge=MergeMode.ENSEMBLE))
+    rows = np.arange(30)[:, None] * np.ones(16) + 0.25
+    s.add_chunk(5, rows, chunk_id=1, now_step=5)
+    got = [s.pop(k) for k in range(5, 35)]
+    assert all(g.chunk_id == 1 for g in got)
+    np.testing.assert_array_equal(np.stack([g.target for g in got]), rows)
+
+
+def test_ensemble_decay_must_be_non_negative():
+    with pytest.raises(ValueError):
+        SchedulerConfig(ensemble_decay=-0.1)

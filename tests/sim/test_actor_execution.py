@@ -14,7 +14,7 @@ from lwd_actor.core.inference_worker import InferenceResult
 from lwd_actor.core.observation import JOINTS_INPUT, Observation
 from lwd_actor.core.scheduler import MergeMode, SchedulerConfig
 from lwd_description.robot import CAMERA_NAMES, CONTROL_HZ, NUM_JOINTS, load_robot
-from lwd_sim.env import CHUNK_HORIZON, VecEnv, evaluate, expert_chunk_policy, stack_obs
+from lwd_sim.env import CHUNK_HORIZON, VecEnv, boundary_jumps, evaluate, expert_chunk_policy, stack_obs
 
 DT = 1 / CONTROL_HZ
 
@@ -101,7 +101,13 @@ def actor_core_commands(length: int, delay: int, scheduler: SchedulerConfig) -> 
 
 @pytest.mark.parametrize(
     ("delay", "merge"),
-    [(0, MergeMode.REPLACE), (3, MergeMode.REPLACE), (6, MergeMode.BLEND), (15, MergeMode.REPLACE)],
+    [
+        (0, MergeMode.REPLACE),
+        (3, MergeMode.REPLACE),
+        (6, MergeMode.BLEND),
+        (3, MergeMode.ENSEMBLE),
+        (15, MergeMode.REPLACE),
+    ],
 )
 def test_evaluation_and_actor_core_execute_the_same_targets_from_the_same_chunks(delay, merge):
     scheduler = SchedulerConfig(merge=merge)
@@ -122,8 +128,10 @@ def test_with_delay_d_the_first_d_ticks_after_a_request_execute_the_old_chunk(de
         calls.append((prefix_len.copy(), delay.copy()))
         return fake_policy(obs)
 
-    vec = FakeVec(1, 100)
-    evaluate(vec, policy, execution="actor", delay_ticks=delay)
+    vec = FakeVec(1, 100)  # replace merge: the timing alone, no cross-fade
+    evaluate(
+        vec, policy, execution="actor", delay_ticks=delay, scheduler=SchedulerConfig(merge=MergeMode.REPLACE)
+    )
     cmds = np.array(vec.envs[0].commands)[:, 0]
     threshold = SchedulerConfig().request_threshold
     t = CHUNK_HORIZON - threshold  # the first chunk plans steps 1..30: from t + 1 on, 12 remain
@@ -136,9 +144,14 @@ def test_with_delay_d_the_first_d_ticks_after_a_request_execute_the_old_chunk(de
 
 
 def test_dry_ticks_are_counted_when_the_delay_exceeds_the_request_threshold():
-    threshold = SchedulerConfig().request_threshold
-    in_time = evaluate(FakeVec(2, 200), fake_policy, execution="actor", delay_ticks=threshold)
-    late = evaluate(FakeVec(2, 200), fake_policy, execution="actor", delay_ticks=threshold + 3)
+    threshold = 12  # below H / 2: a delay up to the threshold is in time (docs/actor.md)
+    sched = SchedulerConfig(request_threshold=threshold)
+    in_time = evaluate(
+        FakeVec(2, 200), fake_policy, execution="actor", delay_ticks=threshold, scheduler=sched
+    )
+    late = evaluate(
+        FakeVec(2, 200), fake_policy, execution="actor", delay_ticks=threshold + 3, scheduler=sched
+    )
     assert in_time.dry_ticks == 0 and in_time.execution == "actor"
     assert late.dry_ticks > 0 and late.dry_ticks % (2 * 3) == 0  # 3 ticks per re-plan, both envs
     assert all(r["dry_ticks"] == late.dry_ticks // 2 for r in late.per_episode)
@@ -206,3 +219,12 @@ def test_whole_chunks_execution_reproduces_the_old_loop_for_a_fixed_seed():
     assert [(r["success"], r["step"], r["score"]) for r in new] == [
         (r["success"], r["step"], r["score"]) for r in old
     ]
+
+
+def test_boundary_jumps_are_the_commanded_velocity_change_where_a_new_chunk_takes_over():
+    x = np.zeros((8, NUM_JOINTS))
+    x[:, 0] = [0.0, 0.0, 0.01, 0.02, 0.03, 0.05, 0.07, 0.09]  # velocity 0.3 rad/s, then 0.6 from tick 5
+    ids = [None, 1, 1, 1, 1, 2, 2, 2]  # tick 1: the first chunk (not a boundary); tick 5: chunk 2
+    got = boundary_jumps(x, ids)
+    assert got["boundary_jumps"] == pytest.approx([0.01 * CONTROL_HZ])
+    assert got["max_tick_jump"] == pytest.approx(0.01 * CONTROL_HZ)

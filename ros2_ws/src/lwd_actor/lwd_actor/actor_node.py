@@ -124,8 +124,15 @@ PARAMETERS: dict[str, tuple[object, str]] = {
         SchedulerConfig.request_threshold,
         "request the next chunk when this many planned steps remain",
     ),
-    "merge": (SchedulerConfig.merge.value, "chunk overlap merge: 'replace' or 'blend'"),
+    "merge": (
+        SchedulerConfig.merge.value,
+        "chunk overlap merge: 'replace' (newer wins), 'blend' (cross-fade) or 'ensemble' (ACT temporal ensembling)",
+    ),
     "blend_steps": (SchedulerConfig.blend_steps, "blend: cross-fade length in steps"),
+    "ensemble_decay": (
+        SchedulerConfig.ensemble_decay,
+        "ensemble: m of the weights exp(-m * i), i = 0 the oldest prediction of a step",
+    ),
     "velocity_scale": (1.0, "fraction of the URDF velocity limit allowed per step"),
     "stale_input_timeout_s": (0.5, "hold when a camera or joint_states is older than this"),
     "sync_slop_s": (0.05, "max stamp spread of a synchronised camera+joint set"),
@@ -316,7 +323,10 @@ class ActorNode(LifecycleNode):
                 hold_when_idle=bool(self.p("hold_when_idle")),
                 episode_kind=EpisodeKind(self.p("episode_kind")),
                 scheduler=SchedulerConfig(
-                    int(self.p("request_threshold")), MergeMode(self.p("merge")), int(self.p("blend_steps"))
+                    int(self.p("request_threshold")),
+                    MergeMode(self.p("merge")),
+                    int(self.p("blend_steps")),
+                    float(self.p("ensemble_decay")),
                 ),
                 safety=SafetyConfig(control_hz=hz, velocity_scale=float(self.p("velocity_scale"))),
                 watchdog=WatchdogConfig(

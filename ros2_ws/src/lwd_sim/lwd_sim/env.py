@@ -24,7 +24,15 @@ import numpy as np
 
 from lwd_actor.core.chunk_execution import ChunkExecution, ChunkRequest
 from lwd_actor.core.scheduler import SchedulerConfig
-from lwd_description.robot import CAMERA_NAMES, CHUNK_HORIZON, CONTROL_HZ, NUM_JOINTS
+from lwd_description.robot import (
+    CAMERA_NAMES,
+    CHUNK_HORIZON,
+    CONTROL_HZ,
+    JOINT_NAMES,
+    LEFT_ARM_JOINTS,
+    NUM_JOINTS,
+    RIGHT_ARM_JOINTS,
+)
 from lwd_sim.expert import DEMO, ExpertConfig, ScriptedExpert
 from lwd_sim.sim import G1Sim, SimConfig
 from lwd_sim.tasks import ALL_INSTRUCTIONS, TaskInstance, TaskStatus, get_task
@@ -236,6 +244,7 @@ def evaluate(
     execution: str = EXECUTION_ACTOR,
     delay_ticks: int = DEFAULT_DELAY_TICKS,
     scheduler: SchedulerConfig | None = None,
+    record_boundaries: bool = False,
 ) -> EvalResult:
     """Run `episodes_per_env` episodes per env.
 
@@ -245,9 +254,11 @@ def evaluate(
     is stitched by step index; a dry timeline holds the last command (counted). Each episode
     starts as the actor's does: the first tick holds and asks. `execute_steps` is unused.
     `execution="whole_chunks"`: the first `execute_steps` rows of each chunk, inferred on the
-    observation they start at (no delay); `scheduler` and `delay_ticks` are unused."""
+    observation they start at (no delay); `scheduler` and `delay_ticks` are unused.
+    `record_boundaries`: each episode's result also has "boundary_jumps" and "max_tick_jump"
+    (`boundary_jumps`)."""
     if execution == EXECUTION_WHOLE_CHUNKS:
-        results = _run_whole_chunks(vec, policy, episodes_per_env, execute_steps, on_reset)
+        results = _run_whole_chunks(vec, policy, episodes_per_env, execute_steps, on_reset, record_boundaries)
         dry = 0
     elif execution == EXECUTION_ACTOR:
         if getattr(policy, "whole_chunks_only", False):
@@ -257,7 +268,13 @@ def evaluate(
         if delay_ticks < 0:
             raise ValueError(f"delay_ticks must be >= 0, got {delay_ticks}")
         results = _run_actor(
-            vec, policy, episodes_per_env, on_reset, delay_ticks, scheduler or SchedulerConfig()
+            vec,
+            policy,
+            episodes_per_env,
+            on_reset,
+            delay_ticks,
+            scheduler or SchedulerConfig(),
+            record_boundaries,
         )
         dry = sum(int(r["dry_ticks"]) for r in results)
     else:
@@ -285,12 +302,43 @@ def _check_chunk(chunk: np.ndarray, batch: int) -> np.ndarray:
     return chunk
 
 
+_ARM = [JOINT_NAMES.index(j) for j in LEFT_ARM_JOINTS + RIGHT_ARM_JOINTS]
+
+
+def boundary_jumps(targets: np.ndarray, chunk_ids: list[int | None]) -> dict:
+    """Chunk-boundary smoothness of one episode's executed targets x[t] ([T, 16], tick t's
+    command) and the chunk each came from (None: no chunk yet). The commanded velocity into tick
+    t is v[t] = (x[t] - x[t-1]) * CONTROL_HZ; its jump at t is max over the 14 arm joints of
+    |v[t] - v[t-1]| = |x[t] - 2 x[t-1] + x[t-2]| * CONTROL_HZ, in rad/s. A boundary is a tick
+    whose target comes from another chunk than the tick before's (a new chunk's first executed
+    row takes over; the episode's first chunk, taking over from the held start pose, is not one).
+    Returns the jumps at the boundaries ("boundary_jumps") and the largest jump at any tick
+    ("max_tick_jump": it also sees where an old chunk stops contributing to a blend or ensemble)
+    and the mean jump at the other ticks ("within_chunk_jump_mean", the policy's own roughness)."""
+    x = np.asarray(targets, np.float64)[:, _ARM]
+    if len(x) < 3:
+        return {"boundary_jumps": [], "max_tick_jump": 0.0, "within_chunk_jump_mean": 0.0}
+    jump = np.abs(x[2:] - 2 * x[1:-1] + x[:-2]).max(axis=1) * CONTROL_HZ  # jump[t - 2] is tick t's
+    at = [
+        t
+        for t in range(2, len(x))
+        if chunk_ids[t - 1] is not None and chunk_ids[t] is not None and chunk_ids[t] != chunk_ids[t - 1]
+    ]
+    inside = np.delete(jump, [t - 2 for t in at])
+    return {
+        "boundary_jumps": [float(jump[t - 2]) for t in at],
+        "max_tick_jump": float(jump.max()),
+        "within_chunk_jump_mean": float(inside.mean()) if len(inside) else 0.0,
+    }
+
+
 def _run_whole_chunks(
     vec: VecEnv,
     policy: ChunkPolicy,
     episodes_per_env: int,
     execute_steps: int,
     on_reset: Callable[[VecEnv], None] | None,
+    record_boundaries: bool = False,
 ) -> list[dict]:
     results: list[dict] = []
     for _ in range(episodes_per_env):
@@ -298,19 +346,28 @@ def _run_whole_chunks(
         if on_reset is not None:
             on_reset(vec)
         done = np.zeros(vec.num_envs, bool)
+        executed: list[list[np.ndarray]] = [[] for _ in range(vec.num_envs)]
+        sources: list[list[int | None]] = [[] for _ in range(vec.num_envs)]
+        chunk_id = 0
         while not done.all():
             chunk = _check_chunk(policy(obs), vec.num_envs)
+            chunk_id += 1
             for k in range(min(execute_steps, chunk.shape[1])):
                 per_env: list[Obs | None] = []
                 for i, env in enumerate(vec.envs):
                     if done[i]:
                         per_env.append(None)
                         continue
+                    if record_boundaries:
+                        executed[i].append(chunk[i, k])
+                        sources[i].append(chunk_id)
                     o, _, term, trunc, info = env.step(chunk[i, k])
                     per_env.append(o)
                     infos[i] = info
                     if term or trunc:
                         done[i] = True
+                        if record_boundaries:
+                            info = {**info, **boundary_jumps(np.stack(executed[i]), sources[i])}
                         results.append(info)
                 obs = _merge_obs(obs, per_env)
                 if done.all():
@@ -325,6 +382,7 @@ def _run_actor(
     on_reset: Callable[[VecEnv], None] | None,
     delay_ticks: int,
     scheduler: SchedulerConfig,
+    record_boundaries: bool = False,
 ) -> list[dict]:
     """Every env runs the actor's tick order: stitch the chunks that arrived, take the step's
     target (dry: hold the last command), ask for a chunk on the step's observation, step."""
@@ -338,6 +396,8 @@ def _run_actor(
         last = obs["joint_pos"].astype(np.float64)  # the actor's first command: where the robot is
         arriving: list[list[tuple[int, ChunkRequest, np.ndarray, int]]] = [[] for _ in range(n)]
         chunk_ids = [itertools.count(1) for _ in range(n)]
+        executed: list[list[np.ndarray]] = [[] for _ in range(n)]
+        sources: list[list[int | None]] = [[None] for _ in range(n)]  # the chunk of each env's last target
         done = np.zeros(n, bool)
         step = 0
         while not done.all():
@@ -352,6 +412,9 @@ def _run_actor(
                 scheduled = execs[i].pop(step)
                 if scheduled is not None:
                     last[i] = scheduled.target
+                if record_boundaries:  # a dry tick holds the last command, of the last chunk
+                    executed[i].append(last[i].copy())
+                    sources[i].append(sources[i][-1] if scheduled is None else scheduled.chunk_id)
             requests = [(i, execs[i].request(step, delay_ticks)) for i in live]  # 3. ask, on this obs
             asking = [(i, r) for i, r in requests if r is not None]
             if asking:
@@ -373,7 +436,10 @@ def _run_actor(
                 per_env[i] = o
                 if term or trunc:
                     done[i] = True
-                    results.append({**info, "dry_ticks": execs[i].dry_ticks})
+                    result = {**info, "dry_ticks": execs[i].dry_ticks}
+                    if record_boundaries:
+                        result.update(boundary_jumps(np.stack(executed[i]), sources[i][1:]))
+                    results.append(result)
             obs = _merge_obs(obs, per_env)
             step += 1
     return results

@@ -150,13 +150,11 @@ def execution_fields(r: EvalResult) -> dict:
     return fields
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Evaluate an lwd ONNX policy (or the expert) on the simulator.")
-    ap.add_argument("--policy", required=True, help="policy.onnx, 'expert' or 'expert-historical'")
-    ap.add_argument("--task", nargs="+", default=["can_to_bin"], choices=sorted(TASKS))
-    ap.add_argument("--episodes", type=int, default=20, help="per task")
-    ap.add_argument("--num-envs", type=int, default=4)
-    ap.add_argument("--image-size", type=int, default=64, help="expert only; ONNX policies set their own")
+def add_execution_args(
+    ap: argparse.ArgumentParser, execute_steps_default: int | None = CHUNK_HORIZON
+) -> None:
+    """--execution / --delay-ticks / --execute-steps: how held-out chunks are executed (`env.evaluate`),
+    the same flags in every script that evaluates; parse `args.execution` with `.replace("-", "_")`."""
     ap.add_argument(
         "--execution",
         choices=[e.replace("_", "-") for e in EXECUTIONS],
@@ -174,9 +172,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--execute-steps",
         type=int,
-        default=CHUNK_HORIZON,
-        help="whole-chunks execution: rows of each chunk executed",
+        default=execute_steps_default,
+        help=f"whole-chunks execution: rows of each chunk executed (default {execute_steps_default or CHUNK_HORIZON})",
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Evaluate an lwd ONNX policy (or the expert) on the simulator.")
+    ap.add_argument("--policy", required=True, help="policy.onnx, 'expert' or 'expert-historical'")
+    ap.add_argument("--task", nargs="+", default=["can_to_bin"], choices=sorted(TASKS))
+    ap.add_argument("--episodes", type=int, default=20, help="per task")
+    ap.add_argument("--num-envs", type=int, default=4)
+    ap.add_argument("--image-size", type=int, default=64, help="expert only; ONNX policies set their own")
+    add_execution_args(ap)
     ap.add_argument(
         "--seed", type=int, default=12345, help="evaluation seed (keep it apart from training seeds)"
     )
