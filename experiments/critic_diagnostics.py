@@ -41,12 +41,10 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from lwd_common.episode import EpisodeKind
 from lwd_common.preprocessing import JPEG_QUALITY, policy_batch
-from lwd_learner.networks import CriticValue
 from lwd_learner.replay import StoreReader
 from lwd_learner.train import decode_episodes, restore_session
 from lwd_sim.env import LwdSimEnv
@@ -78,19 +76,7 @@ class Critic:
         self.arm = np.array(["gripper" not in n for n in session.cfg.model.joint_names])  # rad joints
         self.std = np.asarray(jax.device_get(session.state.norm["action_std"]))
 
-        @jax.jit
-        def q_grad(critic, norm, images, joint_pos, task_id, actions):
-            batch = {"images": images, "joint_pos": joint_pos, "task_id": task_id}
-            z = agent.critic.apply(critic, *agent._obs(norm, batch), method=CriticValue.encode)
-            a = agent._norm_actions(norm, actions, joint_pos)
-
-            def qmin(x):
-                return jnp.min(agent.critic.apply(critic, z, x, method=CriticValue.q_from_z), 0)
-
-            q, vjp = jax.vjp(qmin, a)
-            return q, vjp(jnp.ones_like(q))[0]
-
-        self._q_grad = q_grad
+        self._q_grad = agent.q_and_action_grad
 
     def q_grad(self, images, joint_pos, task_id, actions, bs: int = 128):
         """Q [N] and dQ/da [N, H, J] in normalised action units."""

@@ -18,12 +18,9 @@ import json
 import sys
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from lwd_common.episode import EpisodeKind
-from lwd_learner.networks import CriticValue
 from lwd_learner.replay import StoreReader
 from lwd_learner.train import decode_episodes, restore_session
 
@@ -56,17 +53,7 @@ def report(run: str | Path, store: str | Path, max_episodes: int = 200) -> dict:
     arrays = decode_episodes(episodes, s.vocab, s.cfg)
     h = s.cfg.model.horizon
 
-    @jax.jit
-    def q_and_grad(critic, norm, images, joint_pos, task_id, actions):
-        batch = {"images": images, "joint_pos": joint_pos, "task_id": task_id}
-        z = agent.critic.apply(critic, *agent._obs(norm, batch), method=CriticValue.encode)
-        a = agent._norm_actions(norm, actions, joint_pos)
-
-        def qmin(x):
-            return jnp.min(agent.critic.apply(critic, z, x, method=CriticValue.q_from_z), 0)
-
-        q, vjp = jax.vjp(qmin, a)
-        return q, vjp(jnp.ones_like(q))[0]
+    q_and_grad = agent.q_and_action_grad
 
     rows = {"v": [], "q": [], "success": [], "t": [], "grad": [], "kind": []}
     along = {True: [[], []], False: [[], []]}

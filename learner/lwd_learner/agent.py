@@ -101,6 +101,7 @@ class Agent:
             lambda s, d: self._sampled(self._bc_update, False, s, d), donate_argnums=0
         )
         self.state_values = jax.jit(self._state_values)
+        self.q_and_action_grad = jax.jit(self._q_and_action_grad)
         self.sample_actions = jax.jit(self._sample_actions, static_argnames="steps")
 
     # ---- construction -------------------------------------------------------------------
@@ -392,6 +393,19 @@ class Agent:
             p = jax.nn.softmax(self.critic.apply(critic, z, method=CriticValue.value_logits))
             return jnp.sum(p * self.support, axis=-1)
         return self.critic.apply(critic, z, method=CriticValue.value_scalar)
+
+    def _q_and_action_grad(self, critic, norm, images, joint_pos, task_id, actions):
+        """Q(s, a) of absolute chunks `actions` [B, H, J] (the min of the heads, as QAM's adjoint
+        uses it) [B], and dQ/da with respect to the normalised chunk [B, H, J]: what QAM's terminal
+        adjoint is before the division by lambda (diagnostics read both)."""
+        batch = {"images": images, "joint_pos": joint_pos, "task_id": task_id}
+        z = self.critic.apply(critic, *self._obs(norm, batch), method=CriticValue.encode)
+
+        def qmin(a):
+            return jnp.min(self.critic.apply(critic, z, a, method=CriticValue.q_from_z), 0)
+
+        q, vjp = jax.vjp(qmin, self._norm_actions(norm, actions, joint_pos))
+        return q, vjp(jnp.ones_like(q))[0]
 
     # ---- inference ----------------------------------------------------------------------
     def _sample_actions(
