@@ -350,30 +350,23 @@ def movement(run: str | Path, states: dict, seed: int) -> dict:
     c = Critic(s)
     n = len(states["joint_pos"])
     noise = np.random.default_rng(seed).standard_normal((n, c.h, len(c.arm))).astype(np.float32)
-    a_pol = np.concatenate(
-        [
-            c.sample(
-                s.state.policy,
-                states["images"][i : i + 128],
-                states["joint_pos"][i : i + 128],
-                states["task_id"][i : i + 128],
-                noise[i : i + 128],
-            )
-            for i in range(0, n, 128)
-        ]
-    )
-    a_ref = np.concatenate(
-        [
-            c.sample(
-                s.state.ref_policy,
-                states["images"][i : i + 128],
-                states["joint_pos"][i : i + 128],
-                states["task_id"][i : i + 128],
-                noise[i : i + 128],
-            )
-            for i in range(0, n, 128)
-        ]
-    )
+
+    def chunks(params) -> np.ndarray:
+        """The chunks of `params`' flow at every state, from the same noise, 128 states at a time."""
+        return np.concatenate(
+            [
+                c.sample(
+                    params,
+                    states["images"][i : i + 128],
+                    states["joint_pos"][i : i + 128],
+                    states["task_id"][i : i + 128],
+                    noise[i : i + 128],
+                )
+                for i in range(0, n, 128)
+            ]
+        )
+
+    a_pol, a_ref = chunks(s.state.policy), chunks(s.state.ref_policy)
     d = np.abs(a_pol - a_ref)[..., c.arm]
     q_pol, g = c.q_grad(states["images"], states["joint_pos"], states["task_id"], a_pol)
     q_ref, _ = c.q_grad(states["images"], states["joint_pos"], states["task_id"], a_ref)
