@@ -70,26 +70,43 @@ def key(method: str, delay: int, threshold: int) -> str:
 
 def run_one(args: argparse.Namespace, method: str, delay: int, threshold: int) -> dict:
     graph = args.rtc if method == "rtc" else args.plain
-    policy = OnnxChunkPolicy(graph, args.seed)  # fresh noise stream: every configuration sees the same
-    if method == "rtc" and not policy.rtc:
+    return evaluate_config(
+        graph, method, delay, threshold, args.task, args.episodes, args.num_envs, args.seed
+    )
+
+
+def evaluate_config(
+    graph: Path,
+    method: str,
+    delay: int,
+    threshold: int,
+    task: str,
+    episodes: int,
+    num_envs: int,
+    seed: int,
+    require_rtc: bool | None = None,
+) -> dict:
+    """One configuration on `episodes` held-out episodes (evaluation `seed`): "whole" (whole chunks,
+    no delay) or the actor's execution with `MERGE[method]`, `delay` and `threshold`. The policy is
+    loaded afresh, so every configuration sees the same noise stream. `require_rtc` (default: for
+    method "rtc") checks that the graph takes the real-time-chunking inputs."""
+    policy = OnnxChunkPolicy(graph, seed)
+    if (method == "rtc" if require_rtc is None else require_rtc) and not policy.rtc:
         raise SystemExit(f"{graph}: not a real-time-chunking graph (no prefix/prefix_len/delay inputs)")
-    num_envs = max(1, min(args.num_envs, args.episodes))
-    vec = VecEnv(args.task, num_envs, policy.image_size, seed=args.seed)
+    num_envs = max(1, min(num_envs, episodes))
+    vec = VecEnv(task, num_envs, policy.image_size, seed=seed)
     t0 = time.monotonic()
     try:
         if method == "whole":
             r = evaluate(
-                vec, policy, -(-args.episodes // num_envs), 30, None, EXECUTION_WHOLE_CHUNKS, 0, None, True
+                vec, policy, -(-episodes // num_envs), 30, None, EXECUTION_WHOLE_CHUNKS, 0, None, True
             )
         else:
             sched = SchedulerConfig(request_threshold=threshold, merge=MERGE[method])
-            r = evaluate(
-                vec, policy, -(-args.episodes // num_envs), 30, None, EXECUTION_ACTOR, delay, sched, True
-            )
+            r = evaluate(vec, policy, -(-episodes // num_envs), 30, None, EXECUTION_ACTOR, delay, sched, True)
     finally:
         vec.close()
     jumps = [j for ep in r.per_episode for j in ep["boundary_jumps"]]
-    successes = int(sum(bool(ep["success"]) for ep in r.per_episode))
     return {
         "key": key(method, delay, threshold),
         "method": method,
@@ -97,8 +114,9 @@ def run_one(args: argparse.Namespace, method: str, delay: int, threshold: int) -
         "request_threshold": threshold,
         "policy": str(graph),
         "episodes": r.episodes,
-        "successes": successes,
+        "successes": int(sum(bool(ep["success"]) for ep in r.per_episode)),
         "success_rate": r.success_rate,
+        "alone_rate": r.alone_rate,
         "mean_cycle_time_s": r.mean_cycle_time_s,
         "dry_ticks": r.dry_ticks,
         "boundaries": len(jumps),

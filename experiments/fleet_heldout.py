@@ -7,7 +7,10 @@ On the fleet the operator takes over whatever makes no progress for a quarter of
 so the share of episodes a policy finishes alone mostly measures the operator's patience. This
 evaluates every `--every`-th published version (and the last) on the same held-out simulator
 episodes (evaluation seed 12345, the results table's), writes `heldout_by_version.json` and
-`heldout_by_version.png` into `--out`, and prints a table with 95% Wilson intervals. Results are
+`heldout_by_version.png` into `--out`, and prints a table with 95% Wilson intervals: success, and
+"succeeded alone", success before the fleet's operator would have taken over (the simulator watches
+with the operator's rules, `lwd_sim.env`), the held-out counterpart of `fleet_report.py`'s column of
+that name. Results are
 cached in the JSON, so a rerun only evaluates versions it has not seen. Chunks are executed as the
 robot's actor does (`--execution actor`, default, `--delay-ticks`) or whole (`--execution
 whole-chunks`, `--execute-steps` rows, no delay); the table, the JSON and the plot name which.
@@ -58,11 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.execution == EXECUTION_ACTOR:  # whole-chunk caches keep the settings they had before
         settings.update(execution=args.execution, delay_ticks=args.delay_ticks)
-    if cache.get("settings") != settings:
-        cache = {"settings": settings, "success": {}}
+    if cache.get("settings") != settings or "alone" not in cache:
+        cache = {"settings": settings, "success": {}, "alone": {}}
     cache["execution"] = args.label
     for v in chosen_versions(versions, args.every):
-        if v not in cache["success"]:
+        if v not in cache["alone"]:
             r = evaluate_policy(
                 str(store.path_of(v)),
                 args.task,
@@ -74,41 +77,48 @@ def main(argv: list[str] | None = None) -> int:
                 delay_ticks=args.delay_ticks,
             )
             cache["success"][v] = r.success_rate
+            cache["alone"][v] = r.alone_rate
             cache_path.write_text(json.dumps(cache, indent=1))
-        print(f"{v}: {cache['success'][v]:.2f}", flush=True)
+        print(f"{v}: success {cache['success'][v]:.2f}, succeeded alone {cache['alone'][v]:.2f}", flush=True)
     rows = sorted(cache["success"].items(), key=lambda kv: version_number(kv[0]))
     print(
         f"\n{args.task}, {args.episodes} held-out episodes per version, {args.label}\n\n"
-        "| version | success (95% Wilson) |\n|---|---|"
+        "| version | success (95% Wilson) | succeeded alone (95% Wilson) |\n|---|---|---|"
     )
-    bounds = []
     for v, rate in rows:
-        lo, hi = wilson(round(rate * args.episodes), args.episodes)
-        bounds.append((lo, hi))
-        print(f"| {v} | {rate:.2f} [{lo:.2f}, {hi:.2f}] |")
-    _plot(rows, bounds, args, args.out / "heldout_by_version.png")
+        alone = cache["alone"][v]
+        print(f"| {v} | {_with_interval(rate, args.episodes)} | {_with_interval(alone, args.episodes)} |")
+    _plot(rows, cache["alone"], args, args.out / "heldout_by_version.png")
     return 0
 
 
-def _plot(rows: list[tuple[str, float]], bounds: list[tuple[float, float]], args, path: Path) -> None:
+def _with_interval(rate: float, n: int) -> str:
+    lo, hi = wilson(round(rate * n), n)
+    return f"{rate:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def _plot(rows: list[tuple[str, float]], alone: dict[str, float], args, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     x = [version_number(v) for v, _ in rows]
-    y = [r for _, r in rows]
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.errorbar(
-        x,
-        y,
-        yerr=[
-            [r - lo for r, (lo, _) in zip(y, bounds, strict=True)],
-            [hi - r for r, (_, hi) in zip(y, bounds, strict=True)],
-        ],
-        marker="o",
-        capsize=3,
-    )
+    for name, y in (("success", [r for _, r in rows]), ("succeeded alone", [alone[v] for v, _ in rows])):
+        bounds = [wilson(round(r * args.episodes), args.episodes) for r in y]
+        ax.errorbar(
+            x,
+            y,
+            yerr=[
+                [r - lo for r, (lo, _) in zip(y, bounds, strict=True)],
+                [hi - r for r, (_, hi) in zip(y, bounds, strict=True)],
+            ],
+            marker="o",
+            capsize=3,
+            label=name,
+        )
+    ax.legend(fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("published policy version")
     ax.set_ylabel("held-out success")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lwd_sim.env import LwdSimEnv, VecEnv, evaluate, expert_chunk_policy
+from lwd_sim.env import LwdSimEnv, VecEnv, evaluate, expert_chunk_policy, succeeded_alone_rate
 from lwd_sim.tasks import ALL_INSTRUCTIONS
 
 
@@ -35,6 +35,35 @@ def test_holding_still_truncates_at_the_time_limit_without_reward(env):
         rewards.append(r)
     assert truncated and not terminated and sum(rewards) == 0
     assert info["step"] == info["time_limit_steps"] == 240
+
+
+def test_holding_still_is_where_the_fleets_operator_would_take_over(env):
+    obs, info = env.reset()
+    assert info["takeover_step"] is None
+    while info["takeover_step"] is None and info["step"] < 100:
+        obs, _, _, _, info = env.step(obs["joint_pos"])
+    # the operator's startup grace and stall window are 1 s each: 30 ticks
+    assert info["takeover_step"] == 30 and info["takeover_reason"] == "stall"
+
+
+def test_an_expert_that_keeps_progressing_is_not_taken_over(env):
+    obs, info = env.reset()
+    expert = env.expert()
+    done = False
+    while not done:
+        obs, _, terminated, truncated, info = env.step(expert.act())
+        done = terminated or truncated
+    assert info["success"] and info["takeover_step"] is None
+
+
+def test_succeeded_alone_counts_successes_the_operator_would_not_have_taken_over():
+    episodes = [
+        {"success": True, "takeover_step": None},
+        {"success": True, "takeover_step": 52},
+        {"success": False, "takeover_step": None},
+        {"success": False, "takeover_step": 30},
+    ]
+    assert succeeded_alone_rate(episodes) == 0.25
 
 
 def test_a_time_limit_override_truncates_earlier_and_cycle_time_is_clipped_to_it():

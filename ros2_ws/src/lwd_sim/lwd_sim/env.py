@@ -6,7 +6,8 @@
 
 obs = {"images": uint8 [3, H, W, 3] (head, left_wrist, right_wrist), "joint_pos": float32 [16],
 "task_id": int (index into `tasks.ALL_INSTRUCTIONS`)}; reward is sparse (1.0 on success);
-info carries success, failed, sub-task progress, score and the instruction.
+info carries success, failed, sub-task progress, score, the instruction, and where the fleet's
+operator would first have taken over (`takeover_step`, None if never; nobody takes over here).
 `VecEnv` runs N envs in-process; `evaluate` executes a chunk policy on it, by default as the
 robot's actor does (`execution="actor"`: `lwd_actor.core.chunk_execution`, the actor's own
 scheduler, with an inference delay in ticks), or whole chunks (`execution="whole_chunks"`, a
@@ -16,7 +17,7 @@ diagnostic); `expert_chunk_policy` wraps the scripted expert as one (whole chunk
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -34,6 +35,7 @@ from lwd_description.robot import (
     RIGHT_ARM_JOINTS,
 )
 from lwd_sim.expert import DEMO, ExpertConfig, ScriptedExpert
+from lwd_sim.operator_core import Decision, OperatorBrain, OperatorRules, Progress
 from lwd_sim.sim import G1Sim, SimConfig
 from lwd_sim.tasks import ALL_INSTRUCTIONS, TaskInstance, TaskStatus, get_task
 
@@ -94,6 +96,9 @@ class LwdSimEnv:
         self.instance: TaskInstance | None = None
         self.status: TaskStatus | None = None
         self.steps = 0
+        self.operator: OperatorBrain | None = None
+        self.takeover_step: int | None = None
+        self.takeover_reason = ""
 
     @property
     def image_shape(self) -> tuple[int, int, int, int]:
@@ -112,6 +117,9 @@ class LwdSimEnv:
         self.instance.reset_sim(self.sim)
         self.status = self.instance.evaluate(self.sim)
         self.steps = 0
+        self.operator = OperatorBrain(OperatorRules(time_limit_s=self.time_limit_steps / CONTROL_HZ))
+        self.operator.start_episode(0.0)
+        self.takeover_step, self.takeover_reason = None, ""
         return self._obs(), self._info()
 
     def step(self, action: np.ndarray) -> tuple[Obs, float, bool, bool, dict]:
@@ -120,10 +128,28 @@ class LwdSimEnv:
         self.sim.apply(action)
         self.steps += 1
         self.status = self.instance.evaluate(self.sim)
+        self._watch_operator()
         terminated = self.status.success or self.status.failed
         truncated = not terminated and self.steps >= self.time_limit_steps
         reward = 1.0 if self.status.success else 0.0
         return self._obs(), reward, terminated, truncated, self._info()
+
+    def _watch_operator(self) -> None:
+        """Where the fleet's operator (`operator_core`, default rules, every trouble rescued) would
+        first take over this episode: the step and the reason, in the info. Nobody takes over here;
+        it makes a held-out episode comparable with the fleet's "succeeded alone"."""
+        if self.takeover_step is not None or self.operator is None:
+            return
+        st = self.status
+        tcp = np.stack([self.sim.tcp_pose(side)[0] for side in ("left", "right")])
+        decision = self.operator.observe(
+            self.steps / CONTROL_HZ,
+            self.sim.joint_positions(),
+            Progress(st.success, st.failed, int(st.subtasks_done)),
+            tcp,
+        )
+        if decision == Decision.ENGAGE:
+            self.takeover_step, self.takeover_reason = self.steps, self.operator.reason
 
     def expert(self, config: ExpertConfig = DEMO, rng: np.random.Generator | None = None) -> ScriptedExpert:
         """A scripted expert for the current episode (create it after reset)."""
@@ -153,6 +179,8 @@ class LwdSimEnv:
             "score": st.score,
             "step": self.steps,
             "time_limit_steps": self.time_limit_steps,
+            "takeover_step": self.takeover_step,
+            "takeover_reason": self.takeover_reason,
         }
 
     def close(self) -> None:
@@ -223,9 +251,22 @@ class EvalResult:
     dry_ticks: int = 0  # actor execution: ticks an env held because its timeline ran dry (all episodes)
 
     @property
+    def alone_rate(self) -> float:
+        """The share of episodes that succeeded before the fleet's operator would have taken over
+        (`LwdSimEnv._watch_operator`): the held-out counterpart of the fleet's "succeeded alone"."""
+        return succeeded_alone_rate(self.per_episode)
+
+    @property
     def label(self) -> str:
         """How the chunks were executed, for printed and written results."""
         return execution_label(self.execution, self.execute_steps, self.delay_ticks)
+
+
+def succeeded_alone_rate(per_episode: Sequence[dict]) -> float:
+    """Share of episode infos with success and no `takeover_step`."""
+    if not per_episode:
+        return float("nan")
+    return float(np.mean([bool(r["success"]) and r.get("takeover_step") is None for r in per_episode]))
 
 
 def execution_label(execution: str, execute_steps: int, delay_ticks: int) -> str:
