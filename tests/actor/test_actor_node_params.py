@@ -10,7 +10,7 @@ import pytest
 import rclpy
 from rclpy.parameter import Parameter
 
-from lwd_actor.actor_node import ActorNode
+from lwd_actor.actor_node import ActorNode, time_msg
 from lwd_testing.models import build_policy
 from rosutil import unique_domain_id
 
@@ -158,3 +158,10 @@ def test_a_latched_estop_published_before_the_actor_started_engages_it(context, 
         executor.shutdown()
         button.destroy_node()
         n.destroy_node()
+
+
+def test_time_stamps_keep_the_carry_of_rounding():
+    carried = time_msg(1.9999999996)
+    assert (carried.sec, carried.nanosec) == (2, 0)
+    plain = time_msg(12.25)
+    assert (plain.sec, plain.nanosec) == (12, 250_000_000)

@@ -200,8 +200,9 @@ def stamp_s(stamp) -> float:
 
 
 def time_msg(t: float) -> TimeMsg:
-    sec = int(t)
-    return TimeMsg(sec=sec, nanosec=int(round((t - sec) * 1e9)) % 1_000_000_000)
+    """Seconds as a ROS time, rounded to the nanosecond with the carry (1.9999999996 s is 2.0 s)."""
+    sec, nanosec = divmod(int(round(t * 1e9)), 1_000_000_000)
+    return TimeMsg(sec=sec, nanosec=nanosec)
 
 
 class ActorNode(LifecycleNode):
