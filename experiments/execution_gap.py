@@ -88,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=12345, help="evaluation seed (the held-out episodes)")
     ap.add_argument("--delays", nargs="+", type=int, default=[0, 3], help="inference delays to check, ticks")
     ap.add_argument(
+        "--whole",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also evaluate whole chunks (the reference; --no-whole when another run of the same parameters has it)",
+    )
+    ap.add_argument(
         "--out", type=Path, required=True, help="JSON lines, one per policy and execution (resumable)"
     )
     ap.add_argument("--table", action="store_true", help="only print the table of what --out holds")
@@ -103,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
             if line.strip():
                 r = json.loads(line)
                 rows[r["row_key"]] = r
-    delays: list[int | None] = [None, *args.delays]
+    delays: list[int | None] = (
+        [None, *args.delays] if args.whole else list(args.delays) if args.whole else list(args.delays)
+    )
     todo = [(p, d) for d in delays for p in args.policies]  # whole chunks for every seed first
     if not args.table:
         args.out.parent.mkdir(parents=True, exist_ok=True)
