@@ -10,7 +10,9 @@ episodes (evaluation seed 12345, the results table's), writes `heldout_by_versio
 `heldout_by_version.png` into `--out`, and prints a table with 95% Wilson intervals: success, and
 "succeeded alone", success before the fleet's operator would have taken over (the simulator watches
 with the operator's rules, `lwd_sim.env`), the held-out counterpart of `fleet_report.py`'s column of
-that name. Results are
+that name. Beside them, the fleet's own "succeeded alone" over the episodes each evaluated version
+and the versions up to the next evaluated one started (the fleet's episodes of the task, from the
+bridge's store), so the two curves can be compared version by version. Results are
 cached in the JSON, so a rerun only evaluates versions it has not seen. Chunks are executed as the
 robot's actor does (`--execution actor`, default, `--delay-ticks`) or whole (`--execution
 whole-chunks`, `--execute-steps` rows, no delay); the table, the JSON and the plot name which.
@@ -22,8 +24,10 @@ import argparse
 import json
 from pathlib import Path
 
+from fleet_report import version_of
 from sim_results import wilson
 
+from lwd_bringup.monitor import FleetMonitor
 from lwd_common.policy_store import PolicyStore, version_number
 from lwd_sim.env import EXECUTION_ACTOR, execution_label
 from lwd_sim.evaluate_policy import add_execution_args, evaluate_policy
@@ -81,15 +85,37 @@ def main(argv: list[str] | None = None) -> int:
             cache_path.write_text(json.dumps(cache, indent=1))
         print(f"{v}: success {cache['success'][v]:.2f}, succeeded alone {cache['alone'][v]:.2f}", flush=True)
     rows = sorted(cache["success"].items(), key=lambda kv: version_number(kv[0]))
+    fleet = fleet_alone(args.bridge_root, args.task, [version_number(v) for v, _ in rows])
     print(
         f"\n{args.task}, {args.episodes} held-out episodes per version, {args.label}\n\n"
-        "| version | success (95% Wilson) | succeeded alone (95% Wilson) |\n|---|---|---|"
+        "| version | held-out success (95% Wilson) | held-out succeeded alone (95% Wilson) "
+        "| fleet: versions | fleet: succeeded alone (95% Wilson) |\n|---|---|---|---|---|"
     )
-    for v, rate in rows:
+    for (v, rate), (band, k, n) in zip(rows, fleet, strict=True):
         alone = cache["alone"][v]
-        print(f"| {v} | {_with_interval(rate, args.episodes)} | {_with_interval(alone, args.episodes)} |")
-    _plot(rows, cache["alone"], args, args.out / "heldout_by_version.png")
+        on_fleet = f"{k / n:.2f} [{wilson(k, n)[0]:.2f}, {wilson(k, n)[1]:.2f}] ({k}/{n})" if n else "-"
+        print(
+            f"| {v} | {_with_interval(rate, args.episodes)} | {_with_interval(alone, args.episodes)} "
+            f"| {band} | {on_fleet} |"
+        )
+    _plot(rows, cache["alone"], fleet, args, args.out / "heldout_by_version.png")
     return 0
+
+
+def fleet_alone(bridge_root: Path, task: str, evaluated: list[int]) -> list[tuple[str, int, int]]:
+    """Per evaluated version number: (its band "vA-vB", the fleet's episodes of `task` started by a
+    version in the band that succeeded without a teleoperated step, all of them). A band runs to the
+    version before the next evaluated one (the last, to the newest version on the fleet)."""
+    monitor = FleetMonitor(bridge_root, bridge_root / "unused", ())
+    monitor.refresh()
+    episodes = [e for e in monitor.episodes.values() if e.task == task]
+    top = max([version_of(e) for e in episodes] + evaluated, default=0)
+    out = []
+    for i, lo in enumerate(evaluated):
+        hi = evaluated[i + 1] - 1 if i + 1 < len(evaluated) else top
+        band = [e for e in episodes if lo <= version_of(e) <= hi]
+        out.append((f"v{lo}-v{hi}", sum(e.succeeded_alone for e in band), len(band)))
+    return out
 
 
 def _with_interval(rate: float, n: int) -> str:
@@ -97,7 +123,13 @@ def _with_interval(rate: float, n: int) -> str:
     return f"{rate:.2f} [{lo:.2f}, {hi:.2f}]"
 
 
-def _plot(rows: list[tuple[str, float]], alone: dict[str, float], args, path: Path) -> None:
+def _plot(
+    rows: list[tuple[str, float]],
+    alone: dict[str, float],
+    fleet: list[tuple[str, int, int]],
+    args,
+    path: Path,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,6 +150,9 @@ def _plot(rows: list[tuple[str, float]], alone: dict[str, float], args, path: Pa
             capsize=3,
             label=name,
         )
+    shown = [(xi, k / n) for xi, (_, k, n) in zip(x, fleet, strict=True) if n]
+    if shown:
+        ax.plot(*zip(*shown, strict=True), "s--", label="on the fleet: succeeded alone (versions from here)")
     ax.legend(fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("published policy version")

@@ -1,6 +1,9 @@
 """The venv launcher supervises real processes: restarts with a limit, and stops them all."""
 
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -105,10 +108,12 @@ def test_run_without_failures_returns_none(tmp_path):
 
 
 SLOW_STOPPER = """
-import signal, sys, time
+import os, signal, sys, time
 stopping = []
 signal.signal(signal.SIGINT, lambda *_: stopping.append(time.monotonic()))
-open(sys.argv[1], "w").close()
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(str(os.getpid()))
+os.replace(sys.argv[1] + ".tmp", sys.argv[1])
 while not stopping:
     time.sleep(0.02)
 time.sleep(float(sys.argv[2]))  # e.g. a learner finishing its step and writing a checkpoint
@@ -146,3 +151,57 @@ def test_a_process_that_outlasts_its_grace_is_killed(tmp_path):
     sup = slow_stopper(tmp_path, stop_s=30.0, grace_s=None)  # the default 0.3 s
     sup.stop()
     assert sup.running["learner"].proc.returncode == -9
+
+
+LAUNCHER = """
+import sys
+from pathlib import Path
+
+from lwd_bringup.description import FleetDescription, ProcessSpec
+from lwd_bringup.supervisor import Supervisor, SupervisorConfig
+
+tmp = Path(sys.argv[1])
+spec = ProcessSpec(
+    name="learner", package="x", executable="x", module="slow_stopper",
+    args=(str(tmp / "ready"), "60"), ros=False, shutdown_grace_s=60.0,
+)
+fleet = FleetDescription("sim", (), tmp, False, None, (spec,))
+Supervisor(fleet, config=SupervisorConfig(shutdown_grace_s=60.0)).run()
+"""
+
+
+def test_a_second_ctrl_c_during_the_clean_stop_kills_what_is_left_without_a_traceback(tmp_path):
+    (tmp_path / "slow_stopper.py").write_text(SLOW_STOPPER)
+    (tmp_path / "launcher.py").write_text(LAUNCHER)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    launcher = subprocess.Popen(
+        [sys.executable, str(tmp_path / "launcher.py"), str(tmp_path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_for((tmp_path / "ready").exists, timeout=30, interval=0.05)
+        child_pid = int((tmp_path / "ready").read_text())
+        launcher.send_signal(signal.SIGINT)  # first: a clean stop, the learner takes its 60 s grace
+        time.sleep(1.0)
+        assert launcher.poll() is None
+        launcher.send_signal(signal.SIGINT)  # second: stop now
+        out, err = launcher.communicate(timeout=20)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.communicate()
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert "stopping now (killing learner)" in out and "all processes stopped" in out
+    assert launcher.returncode == 0
+    assert wait_for(lambda: not _alive(child_pid), timeout=5, interval=0.05)  # nothing orphaned
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

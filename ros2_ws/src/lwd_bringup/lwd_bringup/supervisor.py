@@ -159,11 +159,28 @@ class Supervisor:
         return {n: r.proc is not None and r.proc.poll() is None for n, r in self.running.items()}
 
     def stop(self) -> None:
-        """SIGINT every process group, wait for each one's grace period, SIGKILL what is left."""
+        """SIGINT every process group, wait for each one's grace period, SIGKILL what is left. A second
+        Ctrl-C (or SIGTERM) while waiting means "stop now": what is left is killed at once, in one
+        line instead of a traceback, and nothing is left running."""
         self._stopping = True
         running = [(r, r.proc) for r in self.running.values() if r.proc is not None and r.proc.poll() is None]
         for _, p in running:
             _signal_group(p, signal.SIGINT)
+        try:
+            self._wait_out(running)
+        except KeyboardInterrupt:
+            left = [(r, p) for r, p in running if p.poll() is None]
+            self.log(
+                f"interrupted again: stopping now (killing {', '.join(r.spec.name for r, _ in left) or 'nothing'})"
+            )
+            for _, p in left:
+                _signal_group(p, signal.SIGKILL)
+            for _, p in left:
+                _wait_ignoring_interrupts(p, timeout=5)
+        self.log("all processes stopped")
+
+    def _wait_out(self, running: list[tuple[_Running, subprocess.Popen]]) -> None:
+        """Wait for each process up to its grace period from now; SIGKILL the ones that outlast it."""
         start = time.monotonic()
         for r, p in sorted(running, key=lambda rp: self._grace_s(rp[0])):
             grace = self._grace_s(r)
@@ -173,7 +190,6 @@ class Supervisor:
                 self.log(f"{r.spec.name} (pid {p.pid}) ignored SIGINT for {grace:g} s: killing it")
                 _signal_group(p, signal.SIGKILL)
                 p.wait(timeout=5)
-        self.log("all processes stopped")
 
     def run(
         self,
@@ -212,6 +228,16 @@ class Supervisor:
 def _raise_keyboard_interrupt(*_) -> None:
     """SIGTERM handler: stop the same way as Ctrl-C."""
     raise KeyboardInterrupt
+
+
+def _wait_ignoring_interrupts(proc: subprocess.Popen, timeout: float) -> None:
+    """Reap a SIGKILLed process; more Ctrl-C while it dies changes nothing."""
+    end = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < end:
+        try:
+            proc.wait(timeout=max(0.0, end - time.monotonic()))
+        except (KeyboardInterrupt, subprocess.TimeoutExpired):
+            continue
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
