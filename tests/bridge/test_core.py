@@ -8,6 +8,7 @@ import pytest
 from bridgeutil import episode_frames, hello_frame
 
 from lwd_common import codec
+from lwd_common.policy_store import PolicyStore
 from lwd_common.store import EpisodeStore
 from lwd_common.transport import protocol
 from lwd_learner_bridge.config import BridgeConfig
@@ -226,3 +227,22 @@ def test_columns_join_into_the_same_bytes_as_steps():
     assert encode_episode(Episode.from_columns(meta, [], empty)) == encode_episode(
         Episode.from_steps(meta, [], empty)
     )
+
+
+POLICY_PEER = b"peer-policy"
+
+
+def fetch(core: BridgeCore, version: str) -> dict:
+    return protocol.decode(
+        core.handle(POLICY_PEER, protocol.encode("policy_fetch", version=version, offset=0, length=64))[0]
+    )
+
+
+def test_policy_fetch_serves_only_exact_names_of_issued_versions(core):
+    assert types(core.handle(POLICY_PEER, hello_frame("robot0", role="policy"))) == ["welcome"]
+    PolicyStore(core.root / "policies").publish(b"policy one" * 300, training_step=1)
+    assert fetch(core, "v000001")["t"] == "policy_data"
+    # a trailing newline, Arabic-Indic digits, a pin epoch that was never issued
+    for name in ("v000001\n", "v\u0660\u0660\u0660\u0660\u0660\u0661", "v2000000001"):
+        msg = fetch(core, name)
+        assert (msg["t"], msg["code"]) == ("error", "unknown_policy"), name

@@ -36,7 +36,8 @@ from typing import Any
 
 from lwd_common.store import atomic_write
 
-_VERSION = re.compile(r"^v(\d{6,})$")
+# ASCII digits only, nothing after them: "v000001\n" and other scripts' digits are not versions.
+_VERSION = re.compile(r"v([0-9]{6,})", re.ASCII)
 EPOCH_STRIDE = 10**9  # served number = epoch * EPOCH_STRIDE + published number
 PIN_FILE = "pin.json"
 PIN_LOG = "pin_log.jsonl"
@@ -48,7 +49,7 @@ def format_version(number: int) -> str:
 
 def version_number(version: str) -> int:
     """The integer behind "v000042"; ValueError for anything else."""
-    m = _VERSION.match(version) if isinstance(version, str) else None
+    m = _VERSION.fullmatch(version) if isinstance(version, str) else None
     if not m:
         raise ValueError(f"invalid policy version {version!r} (want e.g. 'v000042')")
     return int(m.group(1))

@@ -68,6 +68,8 @@ class PolicyServing:
         """Answer `policy_fetch` with one chunk of the policy file behind the (served) version."""
         version, offset = msg["version"], msg["offset"]
         try:
+            if served_epoch(version) > self.policies.pin_state().epoch:
+                raise KeyError(f"policy {version!r} was never served (no such pin epoch yet)")
             info = self.policies.get(published_version(version))
         except (KeyError, ValueError) as exc:
             return self.stats.refuse("unknown_policy", protocol.clip(str(exc)))
