@@ -141,3 +141,28 @@ def test_status_command_asks_a_curve_bridge_with_a_monitor_key(procs, tmp_path, 
         timeout=30,
     )
     assert out.returncode == 0 and "health OK" in out.stdout, out.stdout + out.stderr
+
+
+HOSTILE = "v000002\x1b[2J\x1b[H\rALL ROBOTS OK\u202e"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["lwd_learner_bridge.status"], ["lwd_learner_bridge.policy_admin", "status"]],
+    ids=["status", "policy_admin status"],
+)
+def test_peer_chosen_text_reaches_the_operators_terminal_escaped(tmp_path, command):
+    status = status_dict(time.time(), time.time())
+    status["robots"]["robot0"]["policy_version"] = HOSTILE
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "status.json").write_text(json.dumps(status))
+    module, *rest = command
+    out = subprocess.run(
+        [sys.executable, "-m", module, "--root", str(tmp_path), *rest],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "\x1b" not in out and "\r" not in out and "\u202e" not in out
+    assert "\\x1b[2J\\x1b[H\\rALL ROBOTS OK\\u202e" in out

@@ -19,6 +19,7 @@ import numpy as np
 from lwd_common.episode import ActionSource
 from lwd_common.policy_store import published_version
 from lwd_common.store import EpisodeStore
+from lwd_common.text import printable
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ class FleetMonitor:
             lines.append("learner: " + "  ".join(f"{k} {_num(progress[k])}" for k in keys))
         else:
             lines.append("learner: starting (JIT compilation takes a minute on first start)")
-        return "\n".join(lines)
+        return printable("\n".join(lines))
 
     def write_plots(self, out_dir: Path) -> list[Path]:
         """Success rate, interventions and teleop share over time and per policy version (PNG)."""

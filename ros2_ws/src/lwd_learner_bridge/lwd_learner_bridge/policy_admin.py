@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lwd_common.policy_store import PolicyStore, served_version
+from lwd_common.text import printable
 
 
 def operator() -> str:
@@ -84,7 +85,7 @@ def format_view(v: dict[str, Any], now: float) -> str:
     lines.append(f"serving  {v['serving'] or '-'}{served_as}")
     if v["status_time"] is None:
         lines.append("robots   unknown: no status.json (has the bridge run with this --root?)")
-        return "\n".join(lines)
+        return printable("\n".join(lines))
     lines.append(f"robots   as the bridge last wrote status.json, {now - v['status_time']:.0f} s ago")
     lines.append(f"{'robot':<16}{'loaded':<10}{'served as':<14}{'target':<8}last seen")
     for rid, r in sorted(v["robots"].items()):
@@ -93,7 +94,7 @@ def format_view(v: dict[str, Any], now: float) -> str:
         lines.append(
             f"{rid:<16}{loaded:<10}{r['served_as'] or '-':<14}{'yes' if r['on_target'] else 'NO':<8}{seen}"
         )
-    return "\n".join(lines)
+    return printable("\n".join(lines))
 
 
 def _when(t: float) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 import zmq
 import zmq.auth
 
+from lwd_common.text import printable
 from lwd_common.transport import protocol
 
 
@@ -96,7 +97,7 @@ def format_status(s: dict[str, Any]) -> str:
             f"{r.get('spooled_episodes', 0):>9}{r.get('retries', 0):>9}"
             f"{r['duplicates_dropped']:>6}{r['rejected']:>10}  {policy}"
         )
-    return "\n".join(lines)
+    return printable("\n".join(lines))
 
 
 OK, WARN, ERROR = 0, 1, 2  # diagnostic_msgs/DiagnosticStatus levels
