@@ -18,6 +18,7 @@ from lwd_actor.core.observation import (
     JointStateMerger,
     aspect_mismatch,
     compressed_image,
+    encoded_image_size,
     fit_frame,
 )
 from lwd_actor.core.safety import HoldReason
@@ -113,12 +114,44 @@ def test_compressed_jpeg_and_png_frames_decode_to_rgb():
     [
         ("16UC1; compressedDepth", b"x", "unsupported compressed image format"),
         ("theora", b"x", "unsupported compressed image format"),
-        ("jpeg", b"not a jpeg", "does not decode"),
+        ("jpeg", b"not a jpeg", "unknown signature"),
+        ("jpeg", b"\xff\xd8\xff\xda\x00\x02garbage", "without a frame header"),
+        ("png", b"\x89PNG\r\n\x1a\n\x00\x00", "without an IHDR header"),
     ],
 )
 def test_bad_compressed_frames_are_refused_with_a_reason(fmt, data, match):
     with pytest.raises(InputError, match=match):
         compressed_image(fmt, data)
+
+
+def png_bomb(height: int, width: int) -> bytes:
+    """A valid all-black RGB PNG of height x width, built row by row (never held decoded): ~190 KB
+    for 8000 x 8000, 192 MB once decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    z = zlib.compressobj(9)
+    row = b"\x00" * (1 + 3 * width)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_a_small_png_that_decodes_huge_is_refused_from_its_header_undecoded():
+    bomb = png_bomb(8000, 8000)
+    assert len(bomb) < 300_000 and encoded_image_size(bomb) == (8000, 8000)
+    with pytest.raises(InputError, match="larger than the 16777216 pixels"):
+        compressed_image("png", bomb)
+
+
+def test_a_frame_of_the_wrong_size_is_refused_before_decoding():
+    jpeg = encode_jpeg(np.zeros((48, 64, 3), np.uint8), 90)
+    assert encoded_image_size(jpeg) == (48, 64)
+    with pytest.raises(InputError, match="image is 48x64, expected 24x32 \\(not decoded\\)"):
+        compressed_image("jpeg", jpeg, (24, 32))
 
 
 def test_frames_are_resized_to_the_recording_size_on_receipt_and_never_squashed():

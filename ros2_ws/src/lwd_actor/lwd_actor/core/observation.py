@@ -127,22 +127,67 @@ def aspect_mismatch(
     )
 
 
+# The largest camera frame the actor decodes (a 4096 x 4096 RGB frame is 48 MiB): the size is read
+# from the encoded header first, so a small file that claims 16000 x 16000 is refused undecoded.
+MAX_IMAGE_PIXELS = 4096 * 4096
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (baseline, progressive, lossless, ...): not DHT (C4), JPG (C8), DAC (CC)
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def encoded_image_size(data: bytes) -> tuple[int, int]:
+    """(height, width) from a PNG's IHDR or a JPEG's start-of-frame header, without decoding any
+    pixels; InputError if the header cannot be read."""
+    if data.startswith(_PNG_SIGNATURE):
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            raise InputError("PNG without an IHDR header")
+        return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 4 <= len(data):
+            if data[i] != 0xFF:
+                raise InputError("JPEG with a corrupt marker sequence")
+            marker = data[i + 1]
+            if marker == 0xFF:  # fill byte
+                i += 1
+                continue
+            if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+                i += 2
+                continue
+            length = int.from_bytes(data[i + 2 : i + 4], "big")
+            if marker in _JPEG_SOF:
+                if i + 9 > len(data):
+                    break
+                return int.from_bytes(data[i + 5 : i + 7], "big"), int.from_bytes(data[i + 7 : i + 9], "big")
+            if marker == 0xDA or length < 2:  # image data before any frame header
+                break
+            i += 2 + length
+        raise InputError("JPEG without a frame header")
+    raise InputError("neither a PNG nor a JPEG (unknown signature)")
+
+
 def compressed_image(
     fmt: str, data: bytes | Sequence[int], expected_hw: tuple[int, int] | None = None
 ) -> np.ndarray:
     """HxWx3 uint8 RGB from a sensor_msgs/CompressedImage (jpeg or png, as image_transport's
-    `compressed` plugin sends them: colour encoded BGR); InputError otherwise."""
+    `compressed` plugin sends them: colour encoded BGR); InputError otherwise. The size in the
+    header is checked before anything is decoded: against `expected_hw` when given, and against
+    MAX_IMAGE_PIXELS, so no frame can make the actor allocate and decode a huge image."""
     kind = fmt.lower()
     if "compresseddepth" in kind or not any(k in kind for k in ("jpeg", "jpg", "png")):
         raise InputError(f"unsupported compressed image format {fmt!r} (want jpeg or png)")
+    raw = bytes(data)
+    h, w = encoded_image_size(raw)
+    if expected_hw is not None and (h, w) != tuple(expected_hw):
+        raise InputError(f"image is {h}x{w}, expected {expected_hw[0]}x{expected_hw[1]} (not decoded)")
+    if h * w > MAX_IMAGE_PIXELS:
+        raise InputError(f"image is {h}x{w}, larger than the {MAX_IMAGE_PIXELS} pixels the actor decodes")
     try:
-        img = decode_jpeg(bytes(data))  # OpenCV's imdecode: JPEG or PNG by content
+        img = decode_jpeg(raw)  # OpenCV's imdecode: JPEG or PNG by content
     except ValueError as exc:
         raise InputError(f"compressed image ({fmt}) does not decode: {exc}") from exc
-    if expected_hw is not None and img.shape[:2] != tuple(expected_hw):
-        raise InputError(
-            f"image is {img.shape[0]}x{img.shape[1]}, expected {expected_hw[0]}x{expected_hw[1]}"
-        )
+    if img.shape[:2] != (h, w):
+        raise InputError(f"image decodes to {img.shape[0]}x{img.shape[1]}, its header says {h}x{w}")
     return img
 
 
