@@ -183,20 +183,28 @@ def test_losing_all_inputs_holds_once_the_last_observation_ages(rig):
     assert held[-1].hold_reason is HoldReason.STALE
 
 
-def test_nan_policy_output_holds_the_robot(tmp_path, limits):
+def test_nan_policy_output_is_a_policy_fault_and_holds_the_robot(tmp_path, limits):
     r = Rig(tmp_path, limits, nan_actions=True)
     try:
         r.start()
         r.tick()
         res = r.tick()
-        assert res.source is ActionSource.HOLD and res.hold_reason is HoldReason.NONFINITE
+        assert res.source is ActionSource.HOLD and res.hold_reason is HoldReason.ESTOP
+        assert "non-finite" in res.policy_fault and res.ended.reason == "policy_fault"
         assert np.isfinite(res.command).all()
     finally:
         r.close()
 
 
+# The next two test the safety filter alone: the policy-fault check (which would refuse chunks this far
+# outside the joint ranges, test_estop_and_watchdog.py) is relaxed.
+NO_FAULT_CHECK = ActorConfig(policy_fault_margin=1e9)
+
+
 def test_policy_targets_beyond_limits_are_clamped_before_sending(tmp_path, limits):
-    r = Rig(tmp_path, limits, drift=0.5)  # chunk ramps 0.5 rad per step: far above the velocity limit
+    r = Rig(
+        tmp_path, limits, NO_FAULT_CHECK, drift=0.5
+    )  # chunk ramps 0.5 rad per step: above the velocity limit
     try:
         r.start()
         r.tick()
@@ -259,7 +267,7 @@ def test_recorded_episode_holds_every_step_with_sources_images_and_label(rig):
 
 
 def test_executed_target_is_recorded_after_the_safety_filter(tmp_path, limits):
-    r = Rig(tmp_path, limits, drift=0.5)
+    r = Rig(tmp_path, limits, NO_FAULT_CHECK, drift=0.5)
     try:
         r.start()
         sent = [r.tick().command for _ in range(10)]

@@ -10,6 +10,7 @@ from test_actor_core import DT, Rig
 
 from lwd_actor.core.actor import ActorConfig
 from lwd_actor.core.episode_fsm import EpisodeState, TransitionError
+from lwd_actor.core.inference_worker import InferenceResult
 from lwd_actor.core.safety import HoldReason
 from lwd_actor.core.watchdog import EStop, WatchdogConfig
 from lwd_common.episode import ActionSource, Label
@@ -141,3 +142,42 @@ def test_watchdog_bounds_of_zero_turn_the_checks_off(tmp_path, limits):
         assert not res.watchdog and r.core.watchdog.trips == {"control": 0, "inference": 0}
     finally:
         r.close()
+
+
+# --- a policy that breaks its contract at run time ---------------------------------------------------
+def feed(rig, actions: np.ndarray):
+    """Answer the tick's chunk request with `actions` (as a broken graph would) on the next tick."""
+    asked = rig.tick(wait_inference=False)
+    request = asked.request or rig.core.execution.in_flight
+    assert request is not None
+    now = rig.core.step * DT
+    return rig.core.tick(now, make_obs(now, rig.q), [InferenceResult(request, 99, actions, 1.0, "vbad", "")])
+
+
+@pytest.mark.parametrize(
+    ("actions", "why"),
+    [
+        (np.zeros((30, 15)), "shape [30, 15], the contract is [30, 16]"),
+        (np.full((30, 16), np.nan), "non-finite"),
+        (np.full((30, 16), 1e6), "outside its range"),
+    ],
+    ids=["shape", "nan", "1e6 rad"],
+)
+def test_a_chunk_that_breaks_the_policy_contract_faults_the_actor(rig, actions, why):
+    rig.start()
+    res = feed(rig, actions)
+    assert why in res.policy_fault and "vbad" in res.policy_fault
+    assert res.estop and res.hold_reason is HoldReason.ESTOP  # never executed, not clamped
+    assert res.ended is not None and res.ended.reason == "policy_fault" and res.ended.label is Label.FAILURE
+    assert rig.core.counters.policy_faults == 1 and rig.core.estop.reason.startswith("policy fault: ")
+    with pytest.raises(TransitionError, match="e-stop engaged"):
+        rig.core.start_episode("robot0-ep2", "pick", "", now=rig.core.step * DT)
+    rig.core.reset_estop()  # an explicit reset clears it
+    rig.core.start_episode("robot0-ep2", "pick", "", now=rig.core.step * DT)
+
+
+def test_a_chunk_slightly_outside_the_joint_range_is_clamped_not_a_fault(rig, limits):
+    rig.start()
+    near = np.tile(limits.upper + 0.1 * (limits.upper - limits.lower), (30, 1))
+    res = feed(rig, near)
+    assert res.policy_fault == "" and not res.estop and rig.core.counters.policy_faults == 0

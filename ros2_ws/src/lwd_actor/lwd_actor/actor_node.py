@@ -747,7 +747,11 @@ class ActorNode(LifecycleNode):
         core = self._core
         if core is None:
             return
-        aborted = f"; episode {core.fsm.episode_id} aborted (failure, estop)" if ending is not None else ""
+        aborted = (
+            f"; episode {core.fsm.episode_id} aborted (failure, {ending.reason})"
+            if ending is not None
+            else ""
+        )
         self.get_logger().error(
             f"E-STOP engaged: {core.estop.reason}{aborted}; holding "
             f"{core.estop.hold_s:g} s, then no commands until actor/reset_estop"
@@ -803,7 +807,9 @@ class ActorNode(LifecycleNode):
         if res.intervention_changed:
             self._engaged_since = now
             self._publish_intervention(core.pedal)
-        if res.ended is not None:
+        if res.policy_fault:
+            self._after_estop(res.ended)  # logs it once, ends the episode's status, ERROR diagnostics
+        elif res.ended is not None:
             self._request_policy()
             self.get_logger().warning(
                 f"episode {core.fsm.episode_id} ended: {res.ended.reason} ({res.ended.note})"
@@ -983,6 +989,7 @@ class ActorNode(LifecycleNode):
             "estop_reason": stop.reason,
             "estop_engagements": stop.engagements,
             "estop_input_engaged": stop.input_engaged,
+            "policy_faults": core.counters.policy_faults,
             "watchdog_control_trips": dog.trips["control"],
             "watchdog_inference_trips": dog.trips["inference"],
             "watchdog_last_trip": dog.last_trip,

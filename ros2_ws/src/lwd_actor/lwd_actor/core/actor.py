@@ -14,7 +14,10 @@ command) unless `hold_when_idle` is set, in which case it repeats its last comma
 
 Before all of that: an engaged e-stop ends the running episode (failure, `estop`),
 holds the last command for `estop_hold_s` and then sends nothing until an explicit
-reset; the watchdog (`core.watchdog`) holds and re-plans when the control thread
+reset. A chunk that breaks the policy contract (`safety.chunk_violation`: shape, dtype, NaN/Inf,
+targets far outside the joint ranges) is a policy fault: it is not executed, and it latches the
+same safe stop (episode failure `policy_fault`, hold, then nothing until the reset). The
+watchdog (`core.watchdog`) holds and re-plans when the control thread
 or the inference stalled beyond its bound; an episode awaiting its label past the
 label deadline is stored without one.
 """
@@ -31,7 +34,7 @@ from lwd_actor.core.episode_fsm import Ending, EpisodeState, EpisodeStateMachine
 from lwd_actor.core.inference_worker import InferenceRequest, InferenceResult
 from lwd_actor.core.observation import Observation
 from lwd_actor.core.recorder import EpisodeRecorder, RawStep
-from lwd_actor.core.safety import HoldReason, SafetyConfig, SafetyFilter, StaleGuard
+from lwd_actor.core.safety import HoldReason, SafetyConfig, SafetyFilter, StaleGuard, chunk_violation
 from lwd_actor.core.scheduler import ChunkScheduler, SchedulerConfig
 from lwd_actor.core.watchdog import EStop, Watchdog, WatchdogConfig
 from lwd_common.episode import ActionSource, EpisodeKind, EpisodeMeta, EpisodeOutcome
@@ -66,6 +69,8 @@ class ActorConfig:
     joint_names: tuple[str, ...] = JOINT_NAMES
     cameras: tuple[str, ...] = CAMERA_NAMES
     chunk_horizon: int = CHUNK_HORIZON  # rows per chunk (the size of a request's RTC prefix)
+    # A chunk target beyond its joint's range by more than this fraction of the range is a policy fault.
+    policy_fault_margin: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,7 @@ class TickResult:
     intervention_changed: bool = False
     estop: bool = False  # the e-stop is engaged
     watchdog: str = ""  # what the watchdog found stalled this tick ("" if nothing)
+    policy_fault: str = ""  # a chunk broke the policy contract and latched the safe stop this tick: why
 
 
 @dataclass
@@ -95,6 +101,7 @@ class Counters:
     failed_inferences: int = 0
     stale_events: int = 0  # times inputs went stale during an episode (each: hold, then a fresh chunk)
     interventions: int = 0  # pedal engagements in the current episode
+    policy_faults: int = 0  # chunks that broke the policy contract (each latched the safe stop)
 
 
 class ActorCore:
@@ -191,12 +198,12 @@ class ActorCore:
             return self.last_command
         return None
 
-    def _end_for_estop(self) -> Ending | None:
+    def _end_for_estop(self, kind: str = "estop") -> Ending | None:
         self._reset_plan()
         if self.fsm.state is not EpisodeState.RUNNING:
             return None
         steps = self._episode_steps
-        ending = self.fsm.fail("estop", self.estop.reason)
+        ending = self.fsm.fail(kind, self.estop.reason)
         self._finish(ending, steps)
         return ending
 
@@ -268,10 +275,17 @@ class ActorCore:
         if obs is not None:
             self._obs = obs
         obs = self._obs
-        new_chunks = tuple(self._take_results(results, step))
+        stitched, fault = self._take_results(results, step)
+        new_chunks = tuple(stitched)
 
         ended = None
-        if self.fsm.state is EpisodeState.RUNNING:
+        if fault:
+            self.counters.policy_faults += 1
+            if self.estop.engage(f"policy fault: {fault}", now, self._commanding()):
+                ended = self._end_for_estop("policy_fault")
+            else:
+                fault = ""  # already latched: reported when it first engaged
+        elif self.fsm.state is EpisodeState.RUNNING:
             ended = self.fsm.check_time_limit(now)
             if ended is not None:
                 self._reset_plan()
@@ -290,6 +304,7 @@ class ActorCore:
                 new_chunks=new_chunks,
                 ended=ended,
                 estop=True,
+                policy_fault=fault,
             )
         if self.fsm.state is not EpisodeState.RUNNING:
             cmd = (
@@ -423,7 +438,11 @@ class ActorCore:
         self._generation += 1
         self._inflight_since = None
 
-    def _take_results(self, results: Iterable[InferenceResult], step: int) -> list[InferenceResult]:
+    def _take_results(
+        self, results: Iterable[InferenceResult], step: int
+    ) -> tuple[list[InferenceResult], str]:
+        """Stitch the current generation's chunks; (the stitched ones, why a chunk broke the policy
+        contract or ""). A faulty chunk is never stitched, and neither is anything after it."""
         stitched = []
         for r in results:
             current = r.request.generation == self._generation
@@ -433,13 +452,18 @@ class ActorCore:
             if r.actions is None:
                 self.counters.failed_inferences += 1
                 continue
+            fault = chunk_violation(
+                r.actions, self.config.chunk_horizon, self.safety.limits, self.config.policy_fault_margin
+            )
+            if fault:
+                return stitched, f"{fault} (policy {r.policy_version})"
             if not current or self.fsm.state is not EpisodeState.RUNNING or self.pedal:
                 self.counters.stale_chunks += 1
                 continue
             self.execution.stitch(r.request.start_step, r.actions, r.chunk_id, step)
             self._inference_stalled = False
             stitched.append(r)
-        return stitched
+        return stitched, ""
 
     def _count(self, source: ActionSource, reason: HoldReason) -> None:
         if source is ActionSource.POLICY:

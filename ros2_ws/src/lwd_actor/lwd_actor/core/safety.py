@@ -81,6 +81,30 @@ class SafetyFilter:
         return FilterResult(limited, False, pos, vel)
 
 
+def chunk_violation(actions: np.ndarray, horizon: int, limits: JointLimits, margin: float) -> str:
+    """Why a policy's chunk breaks the policy contract ("" if it keeps it): not [<= horizon, J]
+    floats, non-finite values, or a target beyond its joint's range by more than `margin` times the
+    range. Such a chunk is never executed (the actor faults, `ActorCore`): a graph that lies about its
+    output shape, or drives 1e6 rad, is broken, and clamping it would drive the robot to its limits."""
+    a = np.asarray(actions)
+    joints = len(limits.lower)
+    if a.ndim != 2 or a.shape[1] != joints or not 1 <= a.shape[0] <= horizon:
+        return f"chunk has shape {list(a.shape)}, the contract is [{horizon}, {joints}]"
+    if not np.issubdtype(a.dtype, np.floating):
+        return f"chunk has dtype {a.dtype}, the contract is float"
+    if not np.isfinite(a).all():
+        return "chunk has non-finite values (NaN/Inf)"
+    slack = margin * (limits.upper - limits.lower)
+    beyond = np.maximum(limits.lower - slack - a, a - limits.upper - slack)
+    if (beyond > 0).any():
+        row, j = np.unravel_index(int(np.argmax(beyond)), beyond.shape)
+        return (
+            f"chunk row {row} drives {limits.names[j]} to {a[row, j]:.6g}, outside its range "
+            f"[{limits.lower[j]:.4g}, {limits.upper[j]:.4g}] by more than {margin:g} x the range"
+        )
+    return ""
+
+
 @dataclass(frozen=True)
 class StaleGuard:
     """Inputs older than `max_age_s` (by their header stamps, in the node's clock) make the robot hold."""
