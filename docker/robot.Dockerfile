@@ -7,7 +7,8 @@
 #       ros2 launch lwd_actor fleet.launch.py mode:=real with_bridge:=false with_learner:=false \
 #       params_file:=/etc/lwd/actor.yaml
 # (the default CMD is that bring-up with the params file at /etc/lwd/actor.yaml: it must give
-# policy_path, bridge_endpoint and robot remappings for your robot.)
+# robot_id, policy_path and bridge_endpoint for your robot; topic remappings go on the command line,
+# remappings:='{joint_commands: /arm_controller/commands}': a params file cannot carry them.)
 FROM ros:kilted-ros-base
 
 ARG LWD_MODE=real

@@ -7,6 +7,7 @@ from lwd_bringup.description import (
     command_line,
     expand_fleet,
     load_fleet_yaml,
+    real_robots,
     ros_params_file_content,
 )
 from lwd_bringup.venv_launch import default_fleet_file, parse_set
@@ -52,6 +53,27 @@ def test_per_robot_parameters_override_fleet_defaults():
 def test_real_mode_starts_no_simulator():
     fleet = expand_fleet({"mode": "real", "num_robots": 2})
     assert not [p for p in fleet.processes if p.package == "lwd_sim"]
+
+
+def test_a_real_mode_launch_drives_one_robot_robot0_by_default_not_the_simulated_fleets_two():
+    assert real_robots({"mode": "real", "num_robots": 2}) == [{"id": "robot0"}]
+
+
+def test_a_real_mode_launch_takes_its_robot_from_the_fleet_files_list_by_id():
+    cfg = {"robots": [{"id": "a", "remappings": {"x": "/a/x"}}, {"id": "b"}]}
+    assert real_robots(cfg, "a") == [{"id": "a", "remappings": {"x": "/a/x"}}]
+    assert real_robots(cfg, "b") == [{"id": "b"}]
+    assert real_robots(cfg) == cfg["robots"]  # an explicit list, no robot_id: all of it
+    with pytest.raises(FleetConfigError, match="not in the fleet file's robots"):
+        real_robots(cfg, "c")
+
+
+def test_real_mode_remappings_reach_the_one_actor():
+    robots = real_robots({"robots": [{"id": "a", "remappings": {"x": "/a/x"}}]}, "a", {"y": "/ctrl/y"})
+    fleet = expand_fleet({"mode": "real", "robots": robots})
+    assert dict(fleet.by_name("a.actor").remappings) == {"x": "/a/x", "y": "/ctrl/y"}
+    with pytest.raises(FleetConfigError, match="give robot_id"):
+        real_robots({"robots": [{"id": "a"}, {"id": "b"}]}, "", {"y": "/ctrl/y"})
 
 
 def test_bridge_enabled_makes_actors_stream_to_it():

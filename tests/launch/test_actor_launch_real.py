@@ -1,7 +1,8 @@
 """`ros2 launch lwd_actor fleet.launch.py mode:=real` against a fake robot (launch_pytest).
 
-In real mode the fleet launch starts only the actor, which talks to whatever
-publishes the robot's topics; here lwd_testing's fake robot does. The test starts
+In real mode the fleet launch starts only the actor, one (not the simulated fleet's two), named by
+the params file's robot_id, which talks to whatever publishes the robot's topics; here
+lwd_testing's fake robot does. The test starts
 an episode with the actor's own CLI, lets the policy drive, stops and labels it,
 and finds it in the actor's local store.
 """
@@ -39,6 +40,7 @@ def params_file(tmp_path):
                 "policy_path": str(policy),
                 "sink": "directory",
                 "store_dir": str(tmp_path / "store"),
+                "robot_id": "cell_a",  # the launch takes the robot's id (and namespace) from here
             }
         }
     }
@@ -57,7 +59,7 @@ def real_fleet(params_file, tmp_path, domain_id):
                 package="lwd_testing",
                 executable="fake_robot_node",
                 name="fake_robot",
-                namespace="/robot0",
+                namespace="/cell_a",
                 output="screen",
             ),
             launch.actions.IncludeLaunchDescription(
@@ -65,8 +67,7 @@ def real_fleet(params_file, tmp_path, domain_id):
                     launch_file("lwd_actor", "fleet.launch.py")
                 ),
                 launch_arguments={
-                    "mode": "real",
-                    "num_robots": "1",
+                    "mode": "real",  # and no num_robots: the fleet file's 2 are the simulated fleet's
                     "with_bridge": "false",
                     "with_learner": "false",
                     "params_file": str(params_file),
@@ -81,7 +82,7 @@ def real_fleet(params_file, tmp_path, domain_id):
 def episode_cli(domain_id: int, *args: str) -> dict:
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     out = subprocess.run(
-        [sys.executable, "-m", "lwd_actor.episode_cli", "--ns", "/robot0", *args],
+        [sys.executable, "-m", "lwd_actor.episode_cli", "--ns", "/cell_a", *args],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -103,3 +104,4 @@ def test_real_mode_actor_drives_the_fake_robot_and_records_a_labelled_episode(tm
     assert wait_for(lambda: store.ids() == [started["episode_id"]], 60)
     episode = store.get(started["episode_id"])
     assert episode.success and episode.policy_versions == ["real-v1"] and episode.num_steps > 0
+    assert started["episode_id"].startswith("cell_a-")

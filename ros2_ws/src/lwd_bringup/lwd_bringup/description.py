@@ -138,6 +138,31 @@ def _robots(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     return robots
 
 
+def real_robots(
+    cfg: dict[str, Any], robot_id: str = "", remappings: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The robots a real-mode launch brings up: the robot this machine drives, one actor.
+
+    `robot_id` picks it (from the fleet file's `robots` list when there is one, with its params and
+    remappings); without one, a fleet file that lists robots keeps its list, and otherwise (the
+    default fleet file's `num_robots` sizes the simulated fleet) it is the single robot "robot0".
+    `remappings` (topic -> topic) are added to that one robot's."""
+    listed = cfg.get("robots")
+    if robot_id:
+        chosen = [r for r in listed if isinstance(r, dict) and r.get("id") == robot_id] if listed else []
+        if listed and not chosen:
+            ids = [r.get("id") for r in listed if isinstance(r, dict)]
+            raise FleetConfigError(f"robot_id {robot_id!r} is not in the fleet file's robots {ids}")
+        robots = [dict(chosen[0]) if chosen else {"id": robot_id}]
+    else:
+        robots = [dict(r) for r in listed] if listed else [{"id": "robot0"}]
+    if remappings:
+        if len(robots) != 1:
+            raise FleetConfigError("remappings apply to one robot: give robot_id to pick it")
+        robots[0]["remappings"] = {**(robots[0].get("remappings") or {}), **remappings}
+    return robots
+
+
 def expand_fleet(cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -> FleetDescription:
     """Turn a fleet mapping (the `fleet:` section) into the processes to start."""
     cfg = deep_merge(cfg, overrides or {})

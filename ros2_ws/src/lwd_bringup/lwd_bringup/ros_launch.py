@@ -21,7 +21,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 
 from lwd_bringup.bootstrap import with_run_dir_defaults
-from lwd_bringup.description import expand_fleet, load_fleet_yaml
+from lwd_bringup.description import FleetConfigError, expand_fleet, load_fleet_yaml, real_robots
 from lwd_bringup.fleet_keys import ensure_fleet_keys
 
 
@@ -31,7 +31,15 @@ def _share(*parts: str) -> str:
 
 FLEET_ARGS: dict[str, tuple[str, str]] = {
     "fleet_file": ("", "fleet description YAML (default: lwd_bringup's config/fleet.yaml)"),
-    "num_robots": ("", "override the number of robots (robot0..robotN-1)"),
+    "num_robots": ("", "override the number of robots (robot0..robotN-1); real mode: one unless given"),
+    "robot_id": (
+        "",
+        "real mode: the robot this launch drives (default: params_file's robot_id, else robot0)",
+    ),
+    "remappings": (
+        "",
+        "real mode: topic remappings of its actor, YAML, e.g. {joint_commands: /arm/commands}",
+    ),
     "mode": ("", "sim or real (default: from the fleet file)"),
     "params_file": ("", "ROS params YAML with extra actor parameters (its /** section)"),
     "use_sim_time": ("", "true to run on /clock"),
@@ -46,8 +54,10 @@ def _flag(value: str) -> bool:
     return value.lower() in ("1", "true", "yes", "on")
 
 
-def fleet_overrides(arg: dict[str, str]) -> dict:
-    """Launch arguments -> overrides of the fleet description (empty arguments change nothing)."""
+def fleet_overrides(arg: dict[str, str], cfg: dict | None = None) -> dict:
+    """Launch arguments -> overrides of the fleet description `cfg` (empty arguments change
+    nothing). Real mode without `num_robots` brings up one robot (`description.real_robots`): the
+    one named by `robot_id`, else by the params file's `robot_id`."""
     overrides: dict = {}
     if arg.get("num_robots"):
         overrides["num_robots"] = int(arg["num_robots"])
@@ -66,6 +76,19 @@ def fleet_overrides(arg: dict[str, str]) -> dict:
         with open(arg["params_file"]) as f:
             extra = yaml.safe_load(f) or {}
         overrides["actor_params"] = extra.get("/**", {}).get("ros__parameters", {})
+    real = (arg.get("mode") or (cfg or {}).get("mode")) == "real"
+    if (arg.get("robot_id") or arg.get("remappings")) and not real:
+        raise FleetConfigError("robot_id and remappings are launch arguments of mode:=real")
+    if real and not arg.get("num_robots"):
+        remappings = yaml.safe_load(arg["remappings"]) if arg.get("remappings") else None
+        if remappings is not None and not (
+            isinstance(remappings, dict) and all(isinstance(v, str) for v in remappings.values())
+        ):
+            raise FleetConfigError(
+                f"remappings must be a YAML mapping topic: topic, got {arg['remappings']!r}"
+            )
+        robot_id = arg.get("robot_id") or str(overrides.get("actor_params", {}).get("robot_id") or "")
+        overrides["robots"] = real_robots(cfg or {}, robot_id, remappings)
     return overrides
 
 
@@ -73,7 +96,7 @@ def _fleet_actions(context, *_, **__):
     arg = {k: LaunchConfiguration(k).perform(context) for k in FLEET_ARGS}
     fleet_file = arg["fleet_file"] or _share("config", "fleet.yaml")
     cfg = load_fleet_yaml(fleet_file)
-    overrides = with_run_dir_defaults(cfg, fleet_overrides(arg))
+    overrides = with_run_dir_defaults(cfg, fleet_overrides(arg, cfg))
     fleet = expand_fleet(cfg, overrides)
     note = ensure_fleet_keys(fleet)
     actions: list[Action] = [LogInfo(msg=f"lwd: {note}")] if note else []
