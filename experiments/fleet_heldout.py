@@ -1,7 +1,7 @@
 """Held-out success of a fleet run's published policies, version by version: the learning curve
 without the operator in it.
 
-    ./lwd py experiments/fleet_heldout.py runs/fleet/bridge --every 10 --episodes 48 --out docs/fleet_run
+    ./lwd py experiments/fleet_heldout.py runs/fleet/bridge --every 10 --episodes 48 --out docs/fleet_run/<date>
 
 On the fleet the operator takes over whatever makes no progress for a quarter of the time limit,
 so the share of episodes a policy finishes alone mostly measures the operator's patience. This
@@ -137,7 +137,10 @@ def _plot(
 
     x = [version_number(v) for v, _ in rows]
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    for name, y in (("success", [r for _, r in rows]), ("succeeded alone", [alone[v] for v, _ in rows])):
+    for name, y in (
+        ("held-out success", [r for _, r in rows]),
+        ("held-out succeeded alone", [alone[v] for v, _ in rows]),
+    ):
         bounds = [wilson(round(r * args.episodes), args.episodes) for r in y]
         ax.errorbar(
             x,
