@@ -176,8 +176,9 @@ def test_a_chunk_that_breaks_the_policy_contract_faults_the_actor(rig, actions, 
     rig.core.start_episode("robot0-ep2", "pick", "", now=rig.core.step * DT)
 
 
-def test_a_chunk_slightly_outside_the_joint_range_is_clamped_not_a_fault(rig, limits):
+def test_a_chunk_as_far_outside_the_joint_range_as_trained_policies_go_is_clamped_not_a_fault(rig, limits):
     rig.start()
-    near = np.tile(limits.upper + 0.1 * (limits.upper - limits.lower), (30, 1))
+    # trained flow policies were measured overshooting the gripper range by up to 0.35 x the range
+    near = np.tile(limits.upper + 0.4 * (limits.upper - limits.lower), (30, 1))
     res = feed(rig, near)
     assert res.policy_fault == "" and not res.estop and rig.core.counters.policy_faults == 0
