@@ -153,7 +153,7 @@ def real_robots(
         if listed and not chosen:
             ids = [r.get("id") for r in listed if isinstance(r, dict)]
             raise FleetConfigError(f"robot_id {robot_id!r} is not in the fleet file's robots {ids}")
-        robots = [dict(chosen[0]) if chosen else {"id": robot_id}]
+        robots: list[dict[str, Any]] = [dict(chosen[0]) if chosen else {"id": robot_id}]
     else:
         robots = [dict(r) for r in listed] if listed else [{"id": "robot0"}]
     if remappings:

@@ -444,7 +444,7 @@ class ActorCore:
     ) -> tuple[list[InferenceResult], str]:
         """Stitch the current generation's chunks; (the stitched ones, why a chunk broke the policy
         contract or ""). A faulty chunk is never stitched, and neither is anything after it."""
-        stitched = []
+        stitched: list[InferenceResult] = []
         for r in results:
             current = r.request.generation == self._generation
             if current and self.execution.in_flight is not None:
