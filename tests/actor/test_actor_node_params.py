@@ -117,6 +117,35 @@ def test_safety_and_label_parameters_are_checked_and_reach_the_core(context, tmp
         n.destroy_node()
 
 
+def test_spool_caps_reach_the_bridge_spool_and_its_counters_reach_diagnostics(context, tmp_path):
+    n, ok = configure(
+        context,
+        tmp_path,
+        sink="bridge",
+        bridge_endpoint="tcp://127.0.0.1:9",  # nobody there: the spool only fills
+        spool_dir=str(tmp_path / "spool"),
+        spool_max_mib=3,
+        spool_rejected_max_mib=2,
+        spool_orphaned_max_mib=0,
+    )
+    try:
+        assert ok
+        assert n._sinks is not None
+        spool = n._sinks.sink.spool
+        assert spool.caps == {"episodes": 3 << 20, "rejected": 2 << 20, "orphaned": 0}
+        values = n.spool_values()
+        assert values["spool_bytes"] == 0 and values["spool_dropped_episodes"] == 0
+        assert "spool_errors" in values
+        n._teardown()
+    finally:
+        n.destroy_node()
+    bad, ok = configure(context, tmp_path, sink="bridge", spool_dir=str(tmp_path / "spool"), spool_max_mib=-1)
+    try:
+        assert not ok
+    finally:
+        bad.destroy_node()
+
+
 def test_an_engaged_estop_survives_cleanup_and_reconfiguration(context, tmp_path):
     n, ok = configure(context, tmp_path)
     try:

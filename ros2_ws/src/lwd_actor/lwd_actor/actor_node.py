@@ -177,6 +177,19 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "store_dir": ("episodes", "directory sink: EpisodeStore root"),
     "bridge_endpoint": ("tcp://127.0.0.1:5555", "bridge sink: ZeroMQ endpoint of the bridge"),
     "spool_dir": ("spool", "bridge sink: on-disk spool of unacknowledged episodes"),
+    "spool_max_mib": (
+        4096,
+        "bridge sink: spool cap; over it the oldest complete unsent episodes are dropped (counted in "
+        "diagnostics spool_dropped_*), never the one recording or on the wire; 0: no cap",
+    ),
+    "spool_rejected_max_mib": (
+        256,
+        "bridge sink: cap of the spool's rejected/ (episodes the bridge refused); oldest deleted first; 0: no cap",
+    ),
+    "spool_orphaned_max_mib": (
+        256,
+        "bridge sink: cap of the spool's orphaned/ (episodes a crash cut off); oldest deleted first; 0: no cap",
+    ),
     "curve_secret_key_file": (
         "",
         "bridge sink: this robot's CURVE secret cert (<robot_id>.key_secret); empty: unencrypted",
@@ -349,6 +362,11 @@ class ActorNode(LifecycleNode):
                 str(self.p("curve_secret_key_file")),
                 str(self.p("bridge_public_key_file")),
                 robot=robot,
+                spool_caps_mib=(
+                    int(self.p("spool_max_mib")),
+                    int(self.p("spool_rejected_max_mib")),
+                    int(self.p("spool_orphaned_max_mib")),
+                ),
             )
         except (PolicyError, ValueError, OSError) as exc:
             log.error(f"configure failed: {exc}")
@@ -941,6 +959,7 @@ class ActorNode(LifecycleNode):
             "unknown_instruction_refused": self._instructions.refused,
             "unknown_instructions": self._instructions.distinct,
             "unknown_instruction_last": self._instructions.last,
+            **self.spool_values(),
         }
         errors = self._safety_errors(values)
         problems = []
@@ -948,6 +967,11 @@ class ActorNode(LifecycleNode):
             problems.append("recorder lost steps")
         if core.scheduler.dry_events:
             problems.append("timeline ran dry")
+        if values.get("spool_dropped_episodes") or values.get("spool_over_cap"):
+            problems.append(
+                f"spool full: {values.get('spool_dropped_episodes')} unsent episodes dropped, "
+                f"{values.get('spool_over_cap')} frames over its cap (is the bridge reachable?)"
+            )
         if c.hold_steps.get("stale_input"):
             problems.append("stale inputs")
         if self._policy is not None and self._policy.provider_choice.fallback:
@@ -974,6 +998,16 @@ class ActorNode(LifecycleNode):
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(msg)
+
+    def spool_values(self) -> dict[str, object]:
+        """The bridge sink's spool sizes and drop counters (spool_*), for diagnostics; {} otherwise.
+
+        Here and not only in the bridge's fleet status, because a full spool means the bridge
+        is not hearing from this robot."""
+        sinks = self._sinks
+        if sinks is None or sinks.stats is None:
+            return {}
+        return {k: v for k, v in sinks.stats().items() if k.startswith("spool_")}
 
     def _safety_values(self) -> dict[str, object]:
         """E-stop, watchdog and label-wait state for diagnostics (also read by tests and operators)."""

@@ -74,9 +74,12 @@ def make_sink(
     curve_secret_key_file: str = "",
     bridge_public_key_file: str = "",
     robot: RobotDescription | None = None,
+    spool_caps_mib: tuple[int, int, int] = (4096, 256, 256),
 ) -> SinkBundle:
     """The sink (and policy source) of kind `directory` or `bridge`; CURVE keys apply to `bridge`.
-    `robot` (default the G1): the bridge sink tells the bridge its description's config hash."""
+    `robot` (default the G1): the bridge sink tells the bridge its description's config hash.
+    `spool_caps_mib`: the bridge spool's caps (episodes/, rejected/, orphaned/; 0: none), see
+    lwd_common.transport.spool."""
     if kind == "directory":
         if not store_dir:
             raise ValueError("sink 'directory' needs store_dir")
@@ -96,6 +99,9 @@ def make_sink(
         except ImportError as exc:  # the transport is a separate component; say what is missing
             raise ValueError(f"sink 'bridge' unavailable: {exc}") from exc
         secret, public = curve_files(curve_secret_key_file, bridge_public_key_file)
+        if any(c < 0 for c in spool_caps_mib):
+            raise ValueError(f"spool caps must be >= 0 MiB (0: no cap), got {spool_caps_mib}")
+        spool_max, rejected_max, orphaned_max = (c << 20 for c in spool_caps_mib)
         recovered = finish_interrupted_episodes(spool_dir, robot_id)
         client = BridgeClient(
             ClientConfig(
@@ -105,6 +111,9 @@ def make_sink(
                 curve_secret_key_file=secret,
                 server_public_key_file=public,
                 config_hash=protocol.robot_config_hash(robot) if robot else protocol.config_hash(),
+                spool_max_bytes=spool_max,
+                rejected_max_bytes=rejected_max,
+                orphaned_max_bytes=orphaned_max,
             )
         )
         security = f", CURVE with {secret}" if secret else ", unencrypted"

@@ -53,6 +53,11 @@ class ClientConfig:
     server_public_key_file: str = ""  # bridge's public cert
     config_hash: str = field(default_factory=protocol.config_hash)
     fsync: bool = True
+    # Byte caps of the spool (0: none; policy in spool.py): the send path drops its oldest unsent
+    # episodes over `spool_max_bytes`, rejected/ and orphaned/ their oldest over theirs.
+    spool_max_bytes: int = 4 << 30
+    rejected_max_bytes: int = 256 << 20
+    orphaned_max_bytes: int = 256 << 20
     max_frame_bytes: int = protocol.DEFAULT_MAX_FRAME_BYTES
 
     @property

@@ -7,6 +7,13 @@ bridge says `committed`. On start the stream re-sends whatever an earlier run
 left complete in the spool, so a crash between `end()` and the commit loses
 nothing. `end()` returns once the end frame is on disk. Policies travel on a
 socket of their own (`policy_fetch.py`), so a download never delays a frame.
+
+The spool has byte caps (`ClientConfig.spool_max_bytes`, `rejected_max_bytes`,
+`orphaned_max_bytes`; policy in `spool.py`): over its cap the stream drops the oldest
+complete unsent episodes, never the one being recorded nor one with frames on the wire
+(the bridge would hold its partial until the robot's next hello). Drops happen on the
+background thread, are counted (`spool_*` in `stats()` and robot_stats) and logged at
+most once a minute; the control path never sees them.
 """
 
 from __future__ import annotations
@@ -96,7 +103,13 @@ class EpisodeStream:
         check_episode_id(config.robot_id)
         self.config = config
         self._ctx = ctx or zmq.Context.instance()
-        self.spool = Spool(config.spool_dir, fsync=config.fsync)
+        self.spool = Spool(
+            config.spool_dir,
+            fsync=config.fsync,
+            max_bytes=config.spool_max_bytes,
+            max_rejected_bytes=config.rejected_max_bytes,
+            max_orphaned_bytes=config.orphaned_max_bytes,
+        )
         self.error: str | None = None  # last refusal from the bridge, for the actor's diagnostics
         self.counters: dict[str, int] = {
             k: 0
@@ -131,6 +144,7 @@ class EpisodeStream:
         self._extra_counters = extra_counters
         self._broken: set[str] = set()  # episodes with a frame that could not be spooled
         self._recover_spool()
+        self._make_room(0, "")  # a spool left over the cap (or a cap lowered) is trimmed at start
         self._thread = threading.Thread(
             target=self._run, name=f"episode-stream-{config.robot_id}", daemon=True
         )
@@ -230,7 +244,12 @@ class EpisodeStream:
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {**self.counters, "spooled_episodes": len(self._outgoing), "error": self.error}
+            return {
+                **self.counters,
+                **self.spool.stats(),
+                "spooled_episodes": len(self._outgoing),
+                "error": self.error,
+            }
 
     def close(self) -> None:
         self._stop.set()
@@ -364,9 +383,29 @@ class EpisodeStream:
             done.set()
 
     def _spool_frame(self, eid: str, seq: int, frame: bytes, is_end: bool) -> None:
+        if self.spool.needs_room(len(frame)):
+            self._make_room(len(frame), eid)
         self.spool.write(eid, seq, frame, is_end=is_end)
         with self._lock:
             self._outgoing.setdefault(eid, _Outgoing()).frames[seq] = _Frame()
+
+    def _make_room(self, nbytes: int, current: str) -> None:
+        """Drop the oldest unsent episodes so `nbytes` fit under the spool cap (background thread).
+
+        Kept: `current` (being written), every episode without its end (being recorded) and
+        every episode with a frame sent since the last welcome: the bridge may hold part of it,
+        and dropping it would leave that partial open on the bridge until our next hello."""
+        with self._lock:
+            keep = {current} | {
+                eid
+                for eid, o in self._outgoing.items()
+                if o.end_seq is None or any(f.attempts or f.acked for f in o.frames.values())
+            }
+        dropped = self.spool.make_room(nbytes, keep)
+        if dropped:
+            with self._lock:
+                for eid in dropped:
+                    self._outgoing.pop(eid, None)
 
     def _backoff(self, attempts: int) -> float:
         return min(self.config.ack_timeout_s * 2 ** max(0, attempts - 1), self.config.max_backoff_s)
@@ -385,7 +424,7 @@ class EpisodeStream:
         if now >= self._stats_next:  # robot-side counters (retries...) for the fleet status
             self._stats_next = now + self.config.stats_every_s
             with self._lock:
-                counters = {k: int(v) for k, v in self.counters.items()}
+                counters = {k: int(v) for k, v in {**self.counters, **self.spool.stats()}.items()}
                 spooled = len(self._outgoing)
             if self._extra_counters is not None:
                 counters.update({k: int(v) for k, v in self._extra_counters().items()})
