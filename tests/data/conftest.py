@@ -8,7 +8,7 @@ Stamps are epoch-sized and jittered, so nanosecond conversion and irregular timi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +25,14 @@ from lwd_common.episode import (
 )
 from lwd_common.preprocessing import encode_jpeg
 from lwd_common.store import EpisodeStore
-from lwd_description.robot import CAMERA_NAMES, NUM_JOINTS
+from lwd_description.robot import CAMERA_NAMES, JOINT_NAMES
 
 T0 = 1_780_000_000.0  # an epoch-sized clock, like the robots' ROS time
 
 
-def frame(step: int, cam_index: int, size: int = 16) -> np.ndarray:
+def frame(step: int, cam_index: int, size: int = 16, height: int | None = None) -> np.ndarray:
     """A smooth image that changes with step and camera (JPEG-friendly, so tolerances stay meaningful)."""
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    y, x = np.mgrid[0 : height or size, 0:size].astype(np.float32)
     base = 40 + 6 * step + 30 * cam_index
     img = np.stack([base + 4 * x, 120 + 3 * y, 200 - 2 * x - 2 * y], axis=-1)
     return np.clip(img, 0, 255).astype(np.uint8)
@@ -47,17 +47,22 @@ def build_episode(
     robot: str = "g1a",
     extra: dict | None = None,
     seed: int = 0,
+    joint_names: Sequence[str] = JOINT_NAMES,
+    cameras: dict[str, int] | None = None,
+    hz: float = 30.0,
 ) -> Episode:
+    """An episode of `joint_names` and `cameras` (name -> frame height, width 16; default the G1's, 16x16)."""
     rng = np.random.default_rng(seed)
+    cams = cameras if cameras is not None else dict.fromkeys(CAMERA_NAMES, 16)
     steps = []
     for i in range(n):
         steps.append(
             StepRecord(
                 step=100 + i,
-                stamp=T0 + seed + i / 30.0 + float(rng.uniform(-0.004, 0.004)),
-                images={c: encode_jpeg(frame(i, k)) for k, c in enumerate(CAMERA_NAMES)},
-                joint_pos=rng.normal(size=NUM_JOINTS).astype(np.float32),
-                action=rng.normal(size=NUM_JOINTS).astype(np.float32),
+                stamp=T0 + seed + i / hz + float(rng.uniform(-0.004, 0.004)),
+                images={c: encode_jpeg(frame(i, k, height=h)) for k, (c, h) in enumerate(cams.items())},
+                joint_pos=rng.normal(size=len(joint_names)).astype(np.float32),
+                action=rng.normal(size=len(joint_names)).astype(np.float32),
                 source=sources[i],
                 chunk_id=i // 4,
                 policy_version="teleop"
@@ -72,14 +77,16 @@ def build_episode(
         instruction,
         EpisodeKind.ROLLOUT,
         started_at=T0 + seed - 0.5,
+        cameras=tuple(cams),
         extra=extra or {},
+        joint_names=tuple(joint_names),
     )
     outcome = EpisodeOutcome(
         label,
         n,
         reason="labelled" if label == Label.SUCCESS else "time_limit",
         note="from the test",
-        ended_at=T0 + seed + n / 30.0 + 0.2,
+        ended_at=T0 + seed + n / hz + 0.2,
         subtask_score=0.5 if label == Label.FAILURE else None,
     )
     return Episode.from_steps(meta, steps, outcome)

@@ -3,20 +3,25 @@
 `python -m lwd_common.export --help` is the CLI (docs/data.md). One module per format:
 `mcap_ros2` (episodes as ROS 2 bags that Foxglove, `ros2 bag` and rosbags read) and
 `lerobot_v3` (a LeRobotDataset v3.0 directory, export and import). This module holds what they
-share: opening a store without creating one by mistake, choosing episodes, progress lines.
+share: opening a store without creating one by mistake, choosing episodes, the episodes' robot
+(joints, cameras, rate: from their metadata, any robot), progress lines.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from lwd_common.episode import Episode
 from lwd_common.store import EPISODE_SUFFIX, EpisodeStore, check_episode_id
+from lwd_description.robot import CAMERA_NAMES, JOINT_NAMES, RobotDescription, known_robots, load_robot
 
 
 class ExportError(ValueError):
@@ -93,6 +98,88 @@ def load_episode(store: EpisodeStore, episode_id: str) -> Episode:
         return store.get(episode_id)
     except (ValueError, TypeError, KeyError) as exc:
         raise ExportError(f"episode {episode_id} in {store.root} cannot be read: {exc}") from None
+
+
+@dataclass(frozen=True)
+class EpisodeRobot:
+    """The robot an episode was recorded on, as its metadata says: exports serve any robot, not only the G1.
+
+    `control_hz` is `meta.extra["control_hz"]` (the actor records it), else that of the robot
+    description (lwd_description) with the episode's joints and cameras, else None (unknown);
+    `name` is that description's name, if one matches.
+    """
+
+    joint_names: tuple[str, ...]
+    cameras: tuple[str, ...]
+    control_hz: float | None
+    name: str | None
+
+    def whole_fps(self, episode_id: str) -> int:
+        """The control rate as dataset formats' fps (a whole number); ExportError where it is not one."""
+        hz = self.control_hz
+        if hz is None:
+            raise ExportError(
+                f"episode {episode_id} records no control rate (meta.extra['control_hz']) and its joints "
+                "match no lwd_description robot; give the dataset's fps with --fps"
+            )
+        if not hz.is_integer():
+            raise ExportError(f"control rate {hz} Hz is not a whole number of frames per second; pass --fps")
+        return int(hz)
+
+    def check_same(self, first_id: str, ep: Episode) -> None:
+        """ExportError unless `ep` has these joints, cameras and rate (if both say): one export, one robot."""
+        other = episode_robot(ep)
+        for what, a, b in (
+            ("joints", self.joint_names, other.joint_names),
+            ("cameras", self.cameras, other.cameras),
+            ("control rate (Hz)", self.control_hz, other.control_hz),
+        ):
+            if a != b and None not in (a, b):
+                shown = [list(v) if isinstance(v, tuple) else v for v in (a, b)]
+                raise ExportError(
+                    f"episodes of different robots in one export: {first_id} has {what} {shown[0]}, "
+                    f"{ep.meta.episode_id} has {shown[1]}; export each robot's episodes apart (--episodes)"
+                )
+
+
+@functools.cache
+def _descriptions() -> dict[tuple[str, ...], RobotDescription]:
+    """The robot descriptions lwd_description ships, by joint names (read once)."""
+    out: dict[tuple[str, ...], RobotDescription] = {}
+    for name in known_robots():
+        try:
+            robot = load_robot(name)
+        except (OSError, ValueError):
+            continue  # a broken description is reported where it is asked for by name
+        out.setdefault(robot.joint_names, robot)
+    return out
+
+
+def _rate(value: Any) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    return float(value) if ok else None
+
+
+def episode_robot(ep: Episode) -> EpisodeRobot:
+    """`ep`'s robot from its meta (joint_names, cameras, extra.control_hz) and the matching description."""
+    joints, cameras = tuple(ep.meta.joint_names), tuple(ep.meta.cameras)
+    desc = _descriptions().get(joints)
+    if desc is not None and not set(cameras) <= set(desc.cameras):
+        desc = None
+    hz = _rate(ep.meta.extra.get("control_hz")) or (desc.control_hz if desc else None)
+    return EpisodeRobot(joints, cameras, hz, desc.name if desc else None)
+
+
+def robot_names(robot: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(joint names, camera names) of an lwd_description robot (name or YAML path; None: the G1's);
+    a missing or unusable description is an input error."""
+    if robot is None:
+        return JOINT_NAMES, CAMERA_NAMES
+    try:
+        desc = load_robot(robot)
+    except (OSError, ValueError) as exc:
+        raise ExportError(str(exc)) from None
+    return desc.joint_names, desc.camera_names
 
 
 def _ranges(values: Sequence[int]) -> str:

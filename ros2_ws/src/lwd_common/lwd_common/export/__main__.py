@@ -1,7 +1,7 @@
 """`python -m lwd_common.export`: episode store -> MCAP / LeRobot v3, and LeRobot v3 -> episode store.
 
     python -m lwd_common.export mcap STORE OUT_DIR [--snapshot N | --episodes ID ...]
-    python -m lwd_common.export lerobot STORE OUT_DIR [--snapshot N | --episodes ID ...] [--video] [--fps 30]
+    python -m lwd_common.export lerobot STORE OUT_DIR [--snapshot N | --episodes ID ...] [--video] [--fps N]
     python -m lwd_common.export import DATASET_DIR STORE [--mapping FILE] [--episodes INDEX ...] [--no-commit]
 
 One progress line per episode on stderr, a summary on stdout; a bad path, id or dataset ends with
@@ -46,8 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="cameras as mp4 videos (MPEG-4 Part 2, lossy) instead of the recorded JPEGs in parquet",
     )
-    lr.add_argument("--fps", type=int, default=None, help="dataset fps (default: the control rate, 30)")
-    lr.add_argument("--robot-type", default=None, help="info.json robot_type (default: lwd_g1_dual_arm)")
+    lr.add_argument(
+        "--fps", type=int, default=None, help="dataset fps (default: the episodes' control rate, e.g. 30)"
+    )
+    lr.add_argument(
+        "--robot-type", default=None, help="info.json robot_type (default: lwd_<robot>, e.g. lwd_g1_dual_arm)"
+    )
     lr.add_argument("--overwrite", action="store_true", help="replace OUT if it exists and is not empty")
     im = sub.add_parser("import", help="a local LeRobot v3 dataset into an episode store")
     im.add_argument("dataset", type=Path, help="LeRobot v3 dataset directory (meta/info.json, data/, ...)")
@@ -56,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--mapping",
         type=Path,
         default=None,
-        help="YAML/JSON joint and camera mapping (default: lwd's G1 names; docs/data.md)",
+        help="YAML/JSON robot/joint/camera mapping (default: an lwd export's robot, else G1; docs/data.md)",
     )
     im.add_argument("--episodes", nargs="+", type=int, metavar="INDEX", help="only these episode indices")
     im.add_argument(
@@ -89,16 +93,16 @@ def run(args: argparse.Namespace) -> str:
 
         export_mcap(store, ids, args.out, progress)
     else:
-        from lwd_common.export.lerobot_v3 import CONTROL_HZ, ROBOT_TYPE, export_lerobot
+        from lwd_common.export.lerobot_v3 import export_lerobot
 
         export_lerobot(
             store,
             ids,
             args.out,
             progress,
-            fps=args.fps or int(CONTROL_HZ),
+            fps=args.fps,
             video=args.video,
-            robot_type=args.robot_type or ROBOT_TYPE,
+            robot_type=args.robot_type,
             overwrite=args.overwrite,
         )
     return progress.summary(args.out)

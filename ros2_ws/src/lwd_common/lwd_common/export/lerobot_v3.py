@@ -23,8 +23,9 @@ lwd columns beyond LeRobot's defaults: `next.reward` (1 on the last frame of a s
 `next.done`, `next.success`, `intervention` (a human drove this step), `action_source`
 (ActionSource: 0 policy, 1 teleop, 2 hold), `chunk_id`, `policy_version`, `lwd.step`, `lwd.stamp`
 (the recorded step time; LeRobot's `timestamp` must be frame_index / fps). Episode rows carry
-`lwd/*` (episode id, robot, task name, kind, label, reason, ...), so import restores lwd episodes
-exactly; other datasets import with defaults from the mapping config (`ImportMapping`).
+`lwd/*` (episode id, robot, task name, kind, label, reason, joint and camera names, ...), so import
+restores lwd episodes exactly, of any robot; other datasets import with defaults from the mapping
+config (`ImportMapping`). Joints, cameras and fps come from the episodes' metadata (`episode_robot`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import re
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +56,10 @@ from lwd_common.episode import (
     EpisodeOutcome,
     Label,
 )
-from lwd_common.export import ExportError, Progress, load_episode
+from lwd_common.export import ExportError, Progress, episode_robot, load_episode, robot_names
 from lwd_common.preprocessing import JPEG_QUALITY, bgr_to_rgb, decode_jpeg, encode_jpeg
 from lwd_common.store import EpisodeStore, check_episode_id
-from lwd_description.robot import CAMERA_NAMES, CHUNK_HORIZON, CONTROL_HZ, JOINT_NAMES, NUM_JOINTS
+from lwd_description.robot import CHUNK_HORIZON
 
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000  # files per chunk directory
@@ -73,7 +74,8 @@ DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
 STATE, ACTION = "observation.state", "action"
 IMAGE_PREFIX = "observation.images."
-ROBOT_TYPE = "lwd_g1_dual_arm"
+ROBOT_TYPE = "lwd_{robot}"  # info.json robot_type: the lwd_description robot the episodes match
+UNKNOWN_ROBOT = "unknown_robot"  # ... or this, for joints no description has
 VIDEO_FOURCC = "mp4v"
 VIDEO_CODEC = "mpeg4"  # what FFmpeg calls the stream mp4v writes
 IMAGE_STATS_SAMPLES = 100  # frames per episode decoded for image stats (LeRobot samples ~100 too)
@@ -118,13 +120,12 @@ _JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 def lwd_features(
-    cameras: Sequence[str], shapes: dict[str, tuple[int, int]], video: bool, fps: int
+    joint_names: Sequence[str], shapes: dict[str, tuple[int, int]], video: bool, fps: int
 ) -> dict[str, Any]:
-    """info.json `features` of an lwd export: state, action, cameras, lwd columns, LeRobot defaults."""
-    vec = {"dtype": "float32", "shape": [NUM_JOINTS], "names": list(JOINT_NAMES)}
+    """info.json `features` of an lwd export: state, action, cameras (in `shapes`), lwd columns, defaults."""
+    vec = {"dtype": "float32", "shape": [len(joint_names)], "names": list(joint_names)}
     feats: dict[str, Any] = {STATE: dict(vec), ACTION: dict(vec)}
-    for cam in cameras:
-        h, w = shapes[cam]
+    for cam, (h, w) in shapes.items():
         ft: dict[str, Any] = {
             "dtype": "video" if video else "image",
             "shape": [h, w, 3],
@@ -438,31 +439,35 @@ def export_lerobot(
     episode_ids: Sequence[str],
     out_dir: Path,
     progress: Progress,
-    fps: int = int(CONTROL_HZ),
+    fps: int | None = None,
     video: bool = False,
-    robot_type: str = ROBOT_TYPE,
+    robot_type: str | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write the episodes as a LeRobot v3.0 dataset at `out_dir`; returns info.json's content.
 
     The instruction is LeRobot's `task` (language-conditioned policies read it); lwd's task name,
-    label and the rest are in the episode rows' `lwd/*` columns.
+    label and the rest are in the episode rows' `lwd/*` columns. One dataset has one feature
+    layout, so the episodes must share one robot (`EpisodeRobot.check_same`); `fps` defaults to its
+    control rate and `robot_type` to `lwd_<robot description>`. A failed export leaves no dataset.
     """
     if not episode_ids:
         raise ExportError("no episodes to export")
+    first = load_episode(store, episode_ids[0])
+    robot = episode_robot(first)
+    fps = fps or robot.whole_fps(episode_ids[0])
     if out_dir.exists() and any(out_dir.iterdir()):
         if not overwrite:
             raise ExportError(f"{out_dir} exists and is not empty (pass --overwrite to replace it)")
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    first = load_episode(store, episode_ids[0])
-    cameras = tuple(first.meta.cameras)
+    cameras = robot.cameras
     shapes: dict[str, tuple[int, int]] = {}
     for cam in cameras:
         h, w = decode_jpeg(first.images[cam][0]).shape[:2] if first.num_steps else (0, 0)
         shapes[cam] = (h, w)
-    features = lwd_features(cameras, shapes, video, fps)
+    features = lwd_features(robot.joint_names, shapes, video, fps)
     data = _RollingParquet(out_dir, DATA_PATH, data_schema(features), DATA_FILES_SIZE_IN_MB)
     videos = (
         {
@@ -476,13 +481,11 @@ def export_lerobot(
     rows: list[dict[str, Any]] = []
     all_stats: list[dict[str, dict[str, np.ndarray]]] = []
     total = 0
+    done = False
     try:
         for index, eid in enumerate(episode_ids):
             ep = first if index == 0 else load_episode(store, eid)
-            if tuple(ep.meta.cameras) != cameras:
-                raise ExportError(
-                    f"episode {eid} has cameras {list(ep.meta.cameras)}, the dataset {list(cameras)}"
-                )
+            robot.check_same(episode_ids[0], ep)
             if ep.num_steps == 0:
                 raise ExportError(f"episode {eid} has no steps")
             for cam in cameras:
@@ -532,15 +535,20 @@ def export_lerobot(
                     LWD + "policy_versions": list(ep.policy_versions),
                     LWD + "extra": _json_extra(m.extra),
                     LWD + "schema_version": m.schema_version,
+                    LWD + "joint_names": list(m.joint_names),
+                    LWD + "cameras": list(m.cameras),
                 }
             )
             rows.append(row)
             total += ep.num_steps
             progress.episode(eid, ep.num_steps)
+        done = True
     finally:
         data.close()
         for vw in videos.values():
             vw.close()
+        if not done:  # a refused or failed export leaves no half-written dataset behind
+            shutil.rmtree(out_dir, ignore_errors=True)
 
     episodes = pa.Table.from_pylist(rows)
     path = out_dir / EPISODES_PATH.format(chunk_index=0, file_index=0)
@@ -549,7 +557,7 @@ def export_lerobot(
     pq.write_table(_tasks_table(tasks), out_dir / TASKS_PATH)
     info = {
         "codebase_version": CODEBASE_VERSION,
-        "robot_type": robot_type,
+        "robot_type": robot_type or ROBOT_TYPE.format(robot=robot.name or UNKNOWN_ROBOT),
         "total_episodes": len(rows),
         "total_frames": total,
         "total_tasks": len(tasks),
@@ -574,15 +582,18 @@ def export_lerobot(
 class ImportMapping:
     """How a LeRobot dataset's columns become lwd's (YAML/JSON file; every key optional).
 
-    joints: lwd joint name -> name in the dataset's state/action `names` (default: the G1 names,
-    identical); cameras: lwd camera -> dataset image/video feature key (None: those of
-    observation.images.<lwd camera> the dataset has, at least one). The defaults for label, kind, source and policy version apply
-    only where the dataset has no lwd columns (datasets not exported by lwd).
+    robot: the lwd_description robot (name or YAML path) whose joint and camera names the episodes
+    get (None: the robot an lwd export recorded, else the G1); joints: lwd joint name -> name in the
+    dataset's state/action `names` (None: the robot's names, identical); cameras: lwd camera ->
+    dataset image/video feature key (None: those of observation.images.<lwd camera> the dataset
+    has, at least one). The defaults for label, kind, source and policy version apply only where
+    the dataset has no lwd columns (datasets not exported by lwd).
     """
 
     state_key: str = STATE
     action_key: str = ACTION
-    joints: dict[str, str] = field(default_factory=lambda: {j: j for j in JOINT_NAMES})
+    robot: str | None = None
+    joints: dict[str, str] | None = None
     cameras: dict[str, str] | None = None
     robot_id: str = "lerobot"
     kind: EpisodeKind = EpisodeKind.DEMO
@@ -615,7 +626,7 @@ def mapping_from_dict(raw: dict[str, Any], where: str = "mapping") -> ImportMapp
         raise ExportError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
     m = ImportMapping()
     try:
-        for key in ("state_key", "action_key", "robot_id", "policy_version"):
+        for key in ("state_key", "action_key", "robot", "robot_id", "policy_version"):
             if key in raw:
                 setattr(m, key, str(raw[key]))
         if "kind" in raw:
@@ -628,26 +639,44 @@ def mapping_from_dict(raw: dict[str, Any], where: str = "mapping") -> ImportMapp
             m.jpeg_quality = int(raw["jpeg_quality"])
     except (ValueError, KeyError) as exc:
         raise ExportError(f"{where}: {exc}") from None
+    joint_names, camera_names = robot_names(m.robot)
     if "joints" in raw:
         joints = raw["joints"]
         if not isinstance(joints, dict):
             raise ExportError(f"{where}: joints must map lwd joint names to dataset names")
-        bad = sorted(set(joints) - set(JOINT_NAMES))
+        bad = sorted(set(joints) - set(joint_names))
         if bad:
-            raise ExportError(f"{where}: unknown lwd joints {bad}; lwd's joints are {list(JOINT_NAMES)}")
-        missing = [j for j in JOINT_NAMES if j not in joints]
+            raise ExportError(f"{where}: unknown lwd joints {bad}; lwd's joints are {list(joint_names)}")
+        missing = [j for j in joint_names if j not in joints]
         if missing:
-            raise ExportError(f"{where}: joints must map all {NUM_JOINTS} lwd joints; missing {missing}")
-        m.joints = {j: str(joints[j]) for j in JOINT_NAMES}
+            raise ExportError(
+                f"{where}: joints must map all {len(joint_names)} lwd joints; missing {missing}"
+            )
+        m.joints = {j: str(joints[j]) for j in joint_names}
     if "cameras" in raw:
         cams = raw["cameras"]
         if not isinstance(cams, dict) or not cams:
             raise ExportError(f"{where}: cameras must map lwd camera names to dataset image keys")
-        bad = sorted(set(cams) - set(CAMERA_NAMES))
+        bad = sorted(set(cams) - set(camera_names))
         if bad:
-            raise ExportError(f"{where}: unknown lwd cameras {bad}; lwd's cameras are {list(CAMERA_NAMES)}")
-        m.cameras = {c: str(cams[c]) for c in CAMERA_NAMES if c in cams}
+            raise ExportError(f"{where}: unknown lwd cameras {bad}; lwd's cameras are {list(camera_names)}")
+        m.cameras = {c: str(cams[c]) for c in camera_names if c in cams}
     return m
+
+
+def _target_robot(
+    mapping: ImportMapping, rows: list[dict[str, Any]]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The lwd joint and camera names the episodes get: the mapping's robot, else the one an lwd export
+    recorded in its episode rows (unless the mapping maps joints), else the G1's."""
+    recorded = {
+        (tuple(r[LWD + "joint_names"]), tuple(r.get(LWD + "cameras") or ()))
+        for r in rows
+        if r.get(LWD + "joint_names")
+    }
+    if mapping.robot is None and mapping.joints is None and len(recorded) == 1:
+        return recorded.pop()
+    return robot_names(mapping.robot)
 
 
 def _names(ft: dict[str, Any]) -> list[str] | None:
@@ -681,14 +710,18 @@ def _read_info(root: Path) -> dict[str, Any]:
 class _Plan:
     """The checked mapping from a dataset's features to lwd's columns."""
 
+    joint_names: tuple[str, ...]  # the lwd joints, in order
     state_idx: list[int]
     action_idx: list[int]
     cameras: dict[str, str]  # lwd camera -> feature key
     camera_dtype: dict[str, str]  # feature key -> image | video
 
 
-def _plan(info: dict[str, Any], mapping: ImportMapping) -> _Plan:
+def _plan(
+    info: dict[str, Any], mapping: ImportMapping, joint_names: tuple[str, ...], camera_names: tuple[str, ...]
+) -> _Plan:
     feats = info["features"]
+    joints = mapping.joints if mapping.joints is not None else {j: j for j in joint_names}
 
     def vector(key: str, what: str) -> list[int]:
         if key not in feats:
@@ -703,15 +736,15 @@ def _plan(info: dict[str, Any], mapping: ImportMapping) -> _Plan:
             raise ExportError(f"{key} has shape {shape}; lwd needs a vector of joint values")
         names = _names(ft)
         if names is None:
-            if shape[0] != NUM_JOINTS:
+            if shape[0] != len(joint_names):
                 raise ExportError(
-                    f"{key} has {shape[0]} values per frame and no names; lwd needs {NUM_JOINTS} "
+                    f"{key} has {shape[0]} values per frame and no names; lwd needs {len(joint_names)} "
                     "(give the dataset names, or map joints)"
                 )
-            return list(range(NUM_JOINTS))
+            return list(range(len(joint_names)))
         if len(names) != shape[0]:
             raise ExportError(f"{key}: info.json gives shape {shape} but {len(names)} names")
-        missing = [(j, d) for j, d in mapping.joints.items() if d not in names]
+        missing = [(j, d) for j, d in joints.items() if d not in names]
         if missing:
             shown = ", ".join(f"{j} -> {d!r}" for j, d in missing[:4])
             raise ExportError(
@@ -719,14 +752,14 @@ def _plan(info: dict[str, Any], mapping: ImportMapping) -> _Plan:
                 f"{len(missing)} mapped joints are not among them ({shown}); map them in the "
                 "mapping's `joints`"
             )
-        return [names.index(mapping.joints[j]) for j in JOINT_NAMES]
+        return [names.index(joints[j]) for j in joint_names]
 
     state_idx = vector(mapping.state_key, "state")
     action_idx = vector(mapping.action_key, "action")
     visual = {k: f["dtype"] for k, f in feats.items() if f.get("dtype") in ("image", "video")}
     cameras = mapping.cameras
     if cameras is None:  # lwd's camera names, those the dataset has (an lwd export may hold a subset)
-        lwd_named = {c: IMAGE_PREFIX + c for c in CAMERA_NAMES}
+        lwd_named = {c: IMAGE_PREFIX + c for c in camera_names}
         cameras = {c: k for c, k in lwd_named.items() if k in visual} or lwd_named
     unknown = {c: k for c, k in cameras.items() if k not in visual}
     if unknown:
@@ -735,7 +768,8 @@ def _plan(info: dict[str, Any], mapping: ImportMapping) -> _Plan:
             f"unknown cameras: the dataset has no image/video feature for {shown}; "
             f"its cameras: {sorted(visual) or 'none'} (map them in the mapping's `cameras`)"
         )
-    return _Plan(state_idx, action_idx, dict(cameras), {k: visual[k] for k in cameras.values()})
+    dtypes = {k: visual[k] for k in cameras.values()}
+    return _Plan(joint_names, state_idx, action_idx, dict(cameras), dtypes)
 
 
 def _read_tasks(root: Path) -> dict[int, str]:
@@ -865,11 +899,11 @@ def iter_lerobot_episodes(
     root = Path(dataset_dir)
     mapping = mapping or ImportMapping()
     info = _read_info(root)
-    plan = _plan(info, mapping)
     feats = info["features"]
     fps = float(info["fps"])
     tasks = _read_tasks(root)
     rows = _read_episodes(root)
+    plan = _plan(info, mapping, *_target_robot(mapping, rows))
     if episodes is not None:
         wanted = set(episodes)
         unknown = sorted(wanted - {int(r["episode_index"]) for r in rows})
@@ -996,6 +1030,7 @@ def _episode(
             started_at=float(row[LWD + "started_at"]),
             cameras=tuple(plan.cameras),
             extra=_extra_from_json(str(row.get(LWD + "extra") or "{}")),
+            joint_names=plan.joint_names,
         )
         score = row.get(LWD + "subtask_score")
         outcome = EpisodeOutcome(
@@ -1020,8 +1055,10 @@ def _episode(
             started_at=started,
             cameras=tuple(plan.cameras),
             extra={
-                "lerobot": {"dataset": root.name, "episode_index": idx, "robot_type": info.get("robot_type")}
+                "lerobot": {"dataset": root.name, "episode_index": idx, "robot_type": info.get("robot_type")},
+                "control_hz": fps,  # what a re-export takes as its fps
             },
+            joint_names=plan.joint_names,
         )
         if "next.success" in cols:
             label = Label.SUCCESS if bool(col("next.success").astype(bool).any()) else Label.FAILURE

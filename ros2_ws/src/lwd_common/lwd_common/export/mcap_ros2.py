@@ -10,7 +10,8 @@ mcap-ros2-support and rosbags parse). Standard types are defined below (the `.ms
 types are read from their `.msg` files so the schema is exactly what the robot builds.
 
 Topics (`<r>` = the episode's robot id; all stamps are the episode's step times, see TOPICS):
-camera frames as the recorded JPEG bytes (never re-encoded), joint states, executed commands,
+camera frames as the recorded JPEG bytes (never re-encoded), joint states and executed commands
+(named and sized by the episode's own `meta.joint_names`, so any robot's episodes export),
 intervention state and episode status on change, the label at the end, and one `step_info` JSON
 per step with what ROS types cannot hold (action source incl. safety holds, chunk id, policy
 version). An MCAP metadata record `lwd_episode` carries the episode's meta and outcome.
@@ -26,13 +27,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from mcap.records import Schema
 from mcap_ros2.writer import Writer
 
 from lwd_common.episode import ActionSource, Episode, Label, meta_to_dict, outcome_to_dict
-from lwd_common.export import ExportError, Progress, load_episode
+from lwd_common.export import ExportError, Progress, episode_robot, load_episode
 from lwd_common.store import EpisodeStore
-from lwd_description.robot import CONTROL_HZ, JOINT_NAMES
+from lwd_description.robot import CONTROL_HZ
 
 # Standard ROS 2 definitions (rosidl .msg syntax, comments dropped, package-relative types qualified).
 STANDARD_MSGDEFS: dict[str, str] = {
@@ -71,7 +73,7 @@ _PRIMITIVES = {
 # Topic suffix under /<robot_id>/ -> ROS 2 type; `{camera}` is filled per camera.
 TOPICS: dict[str, str] = {
     "camera/{camera}/image_raw/compressed": "sensor_msgs/msg/CompressedImage",  # every step, header = step stamp
-    "joint_states": "sensor_msgs/msg/JointState",  # every step: measured positions, JOINT_NAMES order
+    "joint_states": "sensor_msgs/msg/JointState",  # every step: measured positions, meta.joint_names
     "joint_commands": "std_msgs/msg/Float64MultiArray",  # every step: executed joint-position target
     "intervention_state": "lwd_msgs/msg/InterventionState",  # first step and each change of engaged
     "episode_status": "lwd_msgs/msg/EpisodeStatus",  # RUNNING at start and per intervention, DONE at end
@@ -246,7 +248,7 @@ def _write_steps(ep: Episode, robot: str, put: Callable[[str, str, dict[str, Any
     js_topic, cmd_topic = topic_name(robot, "joint_states"), topic_name(robot, "joint_commands")
     iv_topic, st_topic = topic_name(robot, "intervention_state"), topic_name(robot, "episode_status")
     info_topic, label_topic = topic_name(robot, "step_info"), topic_name(robot, "episode_label")
-    joint_names = list(JOINT_NAMES)
+    joint_names = list(ep.meta.joint_names)
     layout = {
         "dim": [{"label": "joints", "size": len(joint_names), "stride": len(joint_names)}],
         "data_offset": 0,
@@ -327,15 +329,27 @@ def _write_steps(ep: Episode, robot: str, put: Callable[[str, str, dict[str, Any
             at,
         )
     # The label comes after the last step: one control period later on the same clock.
-    end = (ns[-1] if t else _ns(ep.meta.started_at)) + _ns(1.0 / CONTROL_HZ)
+    end = (ns[-1] if t else _ns(ep.meta.started_at)) + _ns(control_period(ep))
     status(STATUS_DONE, t, LABEL_CODES[ep.outcome.label], end)
     put(label_topic, TOPICS["episode_label"], {"data": label_json(ep)}, end)
+
+
+def control_period(ep: Episode) -> float:
+    """Seconds per step of `ep`'s robot: its recorded or described rate, else the median step interval."""
+    hz = episode_robot(ep).control_hz
+    if hz is None and ep.num_steps > 1:
+        median = float(np.median(np.diff(ep.stamp)))
+        hz = 1.0 / median if median > 0 else None
+    return 1.0 / (hz or CONTROL_HZ)
 
 
 def export_mcap(
     store: EpisodeStore, episode_ids: Sequence[str], out_dir: Path, progress: Progress
 ) -> list[Path]:
-    """Write `<out_dir>/<episode_id>.mcap` for each episode; returns the paths."""
+    """Write `<out_dir>/<episode_id>.mcap` for each episode; returns the paths.
+
+    Each file holds one episode with its own robot's joints and cameras, so a selection that
+    mixes robots exports too (unlike a LeRobot dataset, which has one feature layout)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for eid in episode_ids:
