@@ -21,7 +21,8 @@ the policy. Three measurements, for trained lwd checkpoints (critic + policy + Q
 3. **movement**: for each run given, mean |a_theta - a_beta| (rad, arm joints) between the chunks of
    the policy and of its QAM reference at held-out states (same noise), and the critic's action
    gradient |dQ/da| at the policy's chunks in normalised units, with the adjoint |dQ/da| / lambda
-   at the run's lambda (lam_scale "q_std": lambda x std of Q over the data chunks of those states),
+   at the run's lambda (lam_scale "q_std": lambda x std of Q over the data chunks of those states;
+   "grad_rms": lambda x the RMS of that gradient),
    beside the last `adjoint_norm` the run logged.
 
     python experiments/critic_diagnostics.py --run runs/diag/lam2_s400 --store runs/diag/store_heldout \\
@@ -371,7 +372,8 @@ def movement(run: str | Path, states: dict, seed: int) -> dict:
     q_pol, g = c.q_grad(states["images"], states["joint_pos"], states["task_id"], a_pol)
     q_ref, _ = c.q_grad(states["images"], states["joint_pos"], states["task_id"], a_ref)
     q_data, _ = c.q_grad(states["images"], states["joint_pos"], states["task_id"], states["actions"])
-    lam = s.cfg.qam.lam * (float(np.std(q_data)) + 1e-4 if s.cfg.qam.lam_scale == "q_std" else 1.0)
+    unit = {"q_std": float(np.std(q_data)) + 1e-4, "grad_rms": float(np.sqrt(np.mean(g**2))) + 1e-8}
+    lam = s.cfg.qam.lam * unit.get(s.cfg.qam.lam_scale, 1.0)
     metrics = Path(run) / "metrics.jsonl"
     logged = {}
     if metrics.exists():

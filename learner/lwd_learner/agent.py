@@ -348,8 +348,9 @@ class Agent:
             q.flow_steps,
             rng,
             q.rollout == "reference",
+            lam_per_grad_rms=q.lam_scale == "grad_rms",
         )
-        return jnp.mean(per), {**stats, "lam_effective": jnp.asarray(lam)}
+        return jnp.mean(per), stats
 
     def _rl_update(self, state: AgentState, batch, bc_batch=None):
         """DIVL + QAM on a mixed-replay batch; with the bc_ema reference also one BC step of its flow

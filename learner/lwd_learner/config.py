@@ -211,10 +211,16 @@ class QAMConfig:
 
     lam: float = 2.0
     """Temperature lambda of the tilt exp(Q / lambda)."""
-    lam_scale: Literal["absolute", "q_std"] = "absolute"
+    lam_scale: Literal["absolute", "q_std", "grad_rms"] = "absolute"
     """Scale of lam: "absolute", pi* ∝ pi_beta exp(Q / lam), the paper's (Q in [0, 1] with sparse rewards, so the
     tilt is at most e^(1/lam)); "q_std": lam in units of the critic's spread over the batch,
-    exp(Q / (lam std Q)), the per-domain temperature of QAM's reference code made automatic."""
+    exp(Q / (lam std Q)), the per-domain temperature of QAM's reference code made automatic;
+    "grad_rms": lam in units of the RMS of the critic's action gradient at the batch's sampled
+    chunks, so the terminal adjoint has RMS 1 / lam and how far QAM moves the policy does not
+    depend on how steep the critic happens to be (logged as lam_effective). On the toy task an
+    absolute lam small enough to move the policy was unstable: the same lam gained +0.35 after 400
+    steps and lost everything (0.10) by 800 on one seed, and lost 0.03 at 400 on another
+    (tests/learner/test_learning.py)."""
     flow_steps: int = 10
     """Euler steps K of the sampler, the memoryless rollout and the exported policy."""
     rollout: Literal["policy", "reference"] = "policy"

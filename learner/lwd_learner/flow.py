@@ -172,16 +172,22 @@ def qam_loss(
     steps: int,
     rng,
     rollout_with_reference: bool = False,
+    lam_per_grad_rms: bool = False,
 ) -> tuple[jnp.ndarray, dict]:
     """Adjoint-matching loss (eq. 9) for pi* ∝ pi_beta exp(Q / lambda). Per-sample [B] and stats.
 
     q_grad(a1) must return dQ/da at the final actions (the min of the critic heads).
+    `lam_per_grad_rms`: lambda is in units of the RMS of that gradient over the batch, so the
+    terminal adjoint has RMS 1 / lambda whatever the critic's scale (QAMConfig.lam_scale "grad_rms").
     """
     k0, k1 = jax.random.split(rng)
     a0 = jax.random.normal(k0, (batch_size, *action_shape))
     roll_field, roll_params = (ref_field, ref_params) if rollout_with_reference else (field, params)
     xs = memoryless_rollout(roll_field, jax.lax.stop_gradient(roll_params), obs, a0, steps, k1)
-    g1 = -jax.lax.stop_gradient(q_grad(xs[-1])) / lam
+    grad = jax.lax.stop_gradient(q_grad(xs[-1]))
+    if lam_per_grad_rms:
+        lam = lam * (jnp.sqrt(jnp.mean(grad**2)) + 1e-8)
+    g1 = -grad / lam
     gs, ref_fields = lean_adjoint(ref_field, ref_params, obs, xs, g1, steps)
     w, sigma, _ = schedule(steps)
     # The K regression terms are independent: one field call on all K x B states (bigger matmuls).
@@ -192,5 +198,9 @@ def qam_loss(
     sig = sigma.reshape((steps,) + (1,) * (xs.ndim - 1))
     resid = 2.0 * (f_all - ref_fields) / sig + sig * gs
     total = jnp.sum(resid.reshape(steps, batch_size, -1) ** 2, axis=(0, 2))
-    stats = {"adjoint_norm": jnp.mean(jnp.abs(g1)), "final_action_abs": jnp.mean(jnp.abs(xs[-1]))}
+    stats = {
+        "adjoint_norm": jnp.mean(jnp.abs(g1)),
+        "final_action_abs": jnp.mean(jnp.abs(xs[-1])),
+        "lam_effective": jnp.asarray(lam),
+    }
     return total, stats

@@ -141,3 +141,34 @@ def test_mixture_reference_component_weights_tilt_and_means_shift():
     assert abs(tuned[tuned[:, 0] > 0, 0].mean() - (mu_ref[1] + shift[1])) < 0.03
     assert abs(tuned[tuned[:, 0] < 0, 0].std() - s_ref[0]) < 0.015
     assert abs(tuned[tuned[:, 0] > 0, 0].std() - s_ref[1]) < 0.015
+
+
+def test_grad_rms_temperature_makes_the_qam_step_independent_of_the_critics_scale():
+    """lam_scale "grad_rms": a critic 1000x steeper gives the same loss (the terminal adjoint has
+    RMS 1 / lambda); with an absolute lambda the loss moves with the critic's scale."""
+    model = TinyField()
+    field = _field(model)
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 2)), jnp.zeros((1,)))
+    ref = model.init(jax.random.PRNGKey(1), jnp.zeros((1, 2)), jnp.zeros((1,)))
+
+    def loss(scale, per_rms):
+        per, stats = qam_loss(
+            field,
+            params,
+            field,
+            ref,
+            None,
+            (2,),
+            64,
+            lambda a: scale * jnp.sin(a),  # a non-constant gradient field
+            LAM,
+            STEPS,
+            jax.random.PRNGKey(2),
+            lam_per_grad_rms=per_rms,
+        )
+        return np.asarray(per), float(stats["lam_effective"])
+
+    (gentle, lam_gentle), (steep, lam_steep) = loss(1.0, True), loss(1000.0, True)
+    np.testing.assert_allclose(steep, gentle, rtol=1e-4)
+    assert lam_steep == pytest.approx(1000.0 * lam_gentle, rel=1e-4)
+    assert not np.allclose(loss(1000.0, False)[0], loss(1.0, False)[0], rtol=1e-2)
