@@ -1,7 +1,11 @@
 """E-stop (latched, hold then silence, explicit reset) and the command watchdog, on the ROS-free core
-with a real ONNX policy, worker thread and recorder; time is driven by the test."""
+with a real ONNX policy, worker thread and recorder; time is driven by the test (the stall watch's
+thread runs on real time)."""
 
 from __future__ import annotations
+
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -12,7 +16,7 @@ from lwd_actor.core.actor import ActorConfig
 from lwd_actor.core.episode_fsm import EpisodeState, TransitionError
 from lwd_actor.core.inference_worker import InferenceResult
 from lwd_actor.core.safety import HoldReason
-from lwd_actor.core.watchdog import EStop, WatchdogConfig
+from lwd_actor.core.watchdog import EStop, StallWatch, WatchdogConfig
 from lwd_common.episode import ActionSource, Label
 
 
@@ -142,6 +146,36 @@ def test_watchdog_bounds_of_zero_turn_the_checks_off(tmp_path, limits):
         assert not res.watchdog and r.core.watchdog.trips == {"control": 0, "inference": 0}
     finally:
         r.close()
+
+
+def test_the_stall_watch_reports_a_stopped_heartbeat_once_per_stall_while_it_lasts():
+    beat = [time.monotonic()]
+    stalls: list[float] = []
+    reported = threading.Event()
+    watch = StallWatch(lambda: beat[0], 0.15, lambda age: (stalls.append(age), reported.set()), period_s=0.01)
+    watch.start()
+    try:
+        for _ in range(20):  # beating every 20 ms: no stall
+            beat[0] = time.monotonic()
+            time.sleep(0.02)
+        assert stalls == []
+        assert reported.wait(5.0)  # the beat stopped: reported while it is stopped, not when it resumes
+        time.sleep(0.3)
+        assert len(stalls) == 1 and stalls[0] > 0.15  # once per stall
+        reported.clear()
+        beat[0] = time.monotonic()  # it resumed, then stops again: a second stall
+        assert reported.wait(5.0) and len(stalls) == 2
+    finally:
+        watch.stop()
+
+
+def test_the_stall_watch_waits_for_the_first_beat():
+    stalls: list[float] = []
+    watch = StallWatch(lambda: None, 0.01, stalls.append, period_s=0.01)
+    watch.start()
+    time.sleep(0.1)
+    watch.stop()
+    assert stalls == []
 
 
 # --- a policy that breaks its contract at run time ---------------------------------------------------

@@ -16,16 +16,20 @@ spool; docs/actor.md "Stopping, and surviving a kill").
 
 Safety inputs: `estop` (std_msgs/Bool, True latches the e-stop) and the `~/estop` /
 `~/reset_estop` services; the core's watchdog holds when the control thread or the
-inference stalls, and the 1 Hz status reports a control thread that is stalled right
-now. Command inputs (pedal, teleop targets, e-stop) are subscribed reliable and
+inference stalls, and a stall watch on its own thread (and the 1 Hz status) reports a control
+thread that is stalled right now. Command inputs (pedal, teleop targets, e-stop) are subscribed reliable and
 best-effort at once, so a publisher of either QoS is heard (`core.dedupe`).
 
-Threads: the control loop has its own thread; sensors, services and the 1 Hz
-status timer run on one SingleThreadedExecutor thread (a thread pool only adds GIL
-contention); policy downloads (and loading a downloaded policy) run on the policy
+Threads: the control loop has its own thread; sensors, the episode services and the 1 Hz
+status timer run on one executor thread (a thread pool only adds GIL contention); the
+e-stop (topic and services) is the node's `safety_group`, served by an executor of its own
+on its own thread (`SafetyThread`), so no input callback (a large frame being decoded) can
+delay it: an e-stop is latched, and the held command sent, when it arrives. On wall time a
+`StallWatch` thread reports a stalled control thread at once. Policy downloads (and loading a downloaded policy) run on the policy
 fetcher's thread, asked at activation and episode ends (`core.policy_switch`);
 inference and JPEG encoding run on plain threads of the core. One lock serialises
-the core between the control tick and the services.
+the core between the control tick (which also publishes its command under it), the
+e-stop and the services.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.clock import JumpThreshold
 from rclpy.duration import Duration as RosDuration
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
@@ -81,7 +85,8 @@ from lwd_actor.core.recorder import EpisodeRecorder
 from lwd_actor.core.safety import SafetyConfig
 from lwd_actor.core.scheduler import MergeMode, SchedulerConfig
 from lwd_actor.core.sync import ApproximateSync
-from lwd_actor.core.watchdog import EStop, WatchdogConfig
+from lwd_actor.core.watchdog import EStop, StallWatch, WatchdogConfig
+from lwd_actor.executors import GroupExecutor, SafetyThread
 from lwd_actor.sinks import SinkBundle, make_sink
 from lwd_common.episode import EpisodeKind, Label, new_episode_id
 from lwd_description.robot import DEFAULT_ROBOT, RobotDescription, load_joint_limits, load_robot
@@ -225,6 +230,13 @@ class ActorNode(LifecycleNode):
             self.declare_parameter(name, default, ParameterDescriptor(description=description))
         self.policy_source = policy_source  # set by integrators; else the sink's (the bridge's fetcher)
         self._lock = threading.RLock()
+        # The e-stop (topic, services): served on their own thread by `main` (`SafetyThread`), never
+        # behind an input callback. One group: its callbacks never run at once.
+        self.safety_group = MutuallyExclusiveCallbackGroup()
+        # The executor serving `safety_group` on its own thread, if any (`SafetyThread`): woken when
+        # the group's entities change (it is not the node's executor, which rclpy wakes itself).
+        self.safety_executor: Executor | None = None
+        self._stall_watch: StallWatch | None = None  # wall time: the control thread's stall watch
         self._core: ActorCore | None = None
         self._worker: InferenceWorker | None = None
         self._recorder: EpisodeRecorder | None = None
@@ -447,6 +459,7 @@ class ActorNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         hz = self._hz
+        self._last_tick_mono = None  # a tick of before a deactivation is no stall of this activation
         self._active = True
         if self.get_parameter("use_sim_time").value:
             self._sim_thread = threading.Thread(
@@ -463,6 +476,10 @@ class ActorNode(LifecycleNode):
             )
             self._loop.start()
             how = "control thread on wall time"
+            bound = float(self.p("watchdog_control_stall_s"))
+            if bound > 0:
+                self._stall_watch = StallWatch(lambda: self._last_tick_mono, bound, self._on_stall)
+                self._stall_watch.start()
         self.get_logger().info(f"active: control loop running ({how})")
         self._request_policy()
         return TransitionCallbackReturn.SUCCESS
@@ -504,6 +521,9 @@ class ActorNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = False
+        if self._stall_watch is not None:
+            self._stall_watch.stop()
+            self._stall_watch = None
         if self._loop is not None:
             self._loop.stop()
             self._loop = None
@@ -578,12 +598,20 @@ class ActorNode(LifecycleNode):
                 except Exception:  # noqa: BLE001 - wrong destroy_* for this entity type
                     continue
         self._entities.clear()
-        if self._core is not None and self._core.estop.engaged:
-            self._kept_estop = self._core.estop
-        self._worker = self._recorder = self._sinks = self._core = self._policy = self._switch = None
+        self._wake_safety()
+        with self._lock:  # an e-stop latching on the safety thread right now is kept, not lost
+            if self._core is not None and self._core.estop.engaged:
+                self._kept_estop = self._core.estop
+            self._worker = self._recorder = self._sinks = self._core = self._policy = self._switch = None
         return unfinished
 
     # --- ROS entities ----------------------------------------------------------------
+    def _wake_safety(self) -> None:
+        """The safety group's entities changed: its executor rebuilds what it waits on."""
+        executor = self.safety_executor
+        if executor is not None:
+            executor.wake()
+
     def _create_entities(self) -> None:
         sensors = ReentrantCallbackGroup()
         services = MutuallyExclusiveCallbackGroup()
@@ -636,7 +664,8 @@ class ActorNode(LifecycleNode):
         )
         e += self._subscribe_any_qos(Bool, "pedal", self._on_pedal, sensors)
         e += self._subscribe_any_qos(JointState, "teleop/joint_targets", self._on_teleop, sensors)
-        e += self._subscribe_any_qos(Bool, "estop", self._on_estop, sensors, latched=True)
+        safety = self.safety_group
+        e += self._subscribe_any_qos(Bool, "estop", self._on_estop, safety, latched=True)
         e.append(
             self.create_service(StartEpisode, "~/start_episode", self._srv_start, callback_group=services)
         )
@@ -645,11 +674,12 @@ class ActorNode(LifecycleNode):
             self.create_service(LabelEpisode, "~/label_episode", self._srv_label, callback_group=services)
         )
         # No std_srvs in this install: StopEpisode's `reason` says why (engage) or who reset; `abort` is ignored.
-        e.append(self.create_service(StopEpisode, "~/estop", self._srv_estop, callback_group=services))
+        e.append(self.create_service(StopEpisode, "~/estop", self._srv_estop, callback_group=safety))
         e.append(
-            self.create_service(StopEpisode, "~/reset_estop", self._srv_reset_estop, callback_group=services)
+            self.create_service(StopEpisode, "~/reset_estop", self._srv_reset_estop, callback_group=safety)
         )
         e.append(self.create_timer(1.0, self._status_tick, callback_group=status))
+        self._wake_safety()
 
     def _subscribe_any_qos(
         self, msg_type, topic: str, callback: Callable, group, latched: bool = False
@@ -751,15 +781,26 @@ class ActorNode(LifecycleNode):
         self._sync.add(JOINTS_INPUT, stamp, q)
 
     def _on_estop(self, msg: Bool) -> None:
-        core = self._core
-        if core is None:
-            return
         with self._lock:
+            core = self._core
+            if core is None:
+                return
             was = core.estop.engaged
-            ending = core.set_estop_input(bool(msg.data), self.now_s())
+            now = self.now_s()
+            ending = core.set_estop_input(bool(msg.data), now)
             engaged_now = core.estop.engaged and not was
+            if engaged_now:
+                self._hold_now(core, now)
         if engaged_now:
             self._after_estop(ending)
+
+    def _hold_now(self, core: ActorCore, now: float) -> None:
+        """The e-stop has just engaged (called under the lock, on the safety thread): the command
+        output changes now, not at the next tick. The held command goes out at once (nothing if the
+        actor was not commanding); every tick after this sends the hold, then nothing."""
+        held = core.estop.command(now)
+        if held is not None and self._active:
+            self._publish_command(held)
 
     def _after_estop(self, ending: Ending | None) -> None:
         core = self._core
@@ -805,10 +846,12 @@ class ActorNode(LifecycleNode):
         obs = self._sync.latest()
         with self._lock:
             res = core.tick(now, obs, worker.poll(), self._sync.newest_stamps())
+            if res.command is not None:
+                # Under the lock: an e-stop latched after this tick's step (its callback takes the
+                # lock) comes after this command on the wire; no command of before it follows it.
+                self._publish_command(res.command)
         if res.request is not None:
             worker.submit(res.request)
-        if res.command is not None:
-            self._publish_command(res.command)
         for chunk in res.new_chunks:
             self._publish_chunk(chunk)
         if res.stale_inputs:
@@ -909,6 +952,17 @@ class ActorNode(LifecycleNode):
 
     def _status_tick(self) -> None:
         self._publish_episode_status(force=True)
+        self._publish_diagnostics()
+
+    def _on_stall(self, age_s: float) -> None:
+        """`StallWatch` (its own thread): the wall-time control thread has not ticked for longer than
+        `watchdog_control_stall_s`, now: logged and /diagnostics ERROR at once, not at the next 1 Hz
+        status (which runs with the input callbacks). The core's watchdog holds and re-plans when the
+        ticks resume; until then nothing is published."""
+        self.get_logger().error(
+            f"watchdog: control thread stalled: no tick for {age_s * 1e3:.0f} ms "
+            f"(watchdog_control_stall_s {self.p('watchdog_control_stall_s'):g})"
+        )
         self._publish_diagnostics()
 
     def tick_stats(self) -> dict[str, float]:
@@ -1153,14 +1207,17 @@ class ActorNode(LifecycleNode):
 
     def _srv_estop(self, req: StopEpisode.Request, resp: StopEpisode.Response) -> StopEpisode.Response:
         """Engage the e-stop (latched); `reason` is recorded. Accepted even if it already was engaged."""
-        core = self._core
-        if core is None:
-            resp.accepted, resp.message = False, "actor is not configured"
-            return resp
         with self._lock:
+            core = self._core
+            if core is None:
+                resp.accepted, resp.message = False, "actor is not configured"
+                return resp
             episode_id = core.fsm.episode_id if core.state is EpisodeState.RUNNING else ""
             was = core.estop.engaged
-            ending = core.engage_estop(req.reason or "estop service", self.now_s())
+            now = self.now_s()
+            ending = core.engage_estop(req.reason or "estop service", now)
+            if not was:
+                self._hold_now(core, now)
         resp.accepted, resp.episode_id = True, episode_id if ending is not None else ""
         resp.message = (
             f"e-stop already engaged ({core.estop.reason})"
@@ -1243,10 +1300,13 @@ def main(argv: list[str] | None = None) -> int:
     rt = int(node.p("process_realtime_priority"))
     if rt > 0:  # before executor, worker and recorder threads exist, so they inherit it
         log.info(f"process scheduling: {set_fifo_priority(rt)}")
-    # One executor thread: a thread pool multiplies GIL contention with the control thread
-    # (measured: p99 tick jitter 15-28 ms with MultiThreadedExecutor(4) vs 0-1.3 ms with this).
-    executor = SingleThreadedExecutor()
+    # One executor thread for the inputs: a thread pool multiplies GIL contention with the control
+    # thread (measured: p99 tick jitter 15-28 ms with MultiThreadedExecutor(4) vs 0-1.3 ms with this);
+    # and one for the e-stop, which must not wait behind an input callback.
+    executor = GroupExecutor(lambda group: group is not node.safety_group)
     executor.add_node(node)
+    safety = SafetyThread(node)
+    safety.start()
     try:
         if node.p("autostart") and not stop.event.is_set():
             node.trigger_configure()
@@ -1262,6 +1322,7 @@ def main(argv: list[str] | None = None) -> int:
         if stop.event.is_set():
             log.info(f"{stop.name}: stopping (bound: shutdown_timeout_s {stop.timeout_s:g} s)")
         # No callback runs from here on: nothing takes a message while the node is torn down.
+        safety.stop(timeout=min(0.5, stop.left()))
         executor.shutdown(timeout_sec=min(0.5, stop.left()))
         # 0.8 s of the bound stay for the node, the context and the interpreter's exit
         unfinished = node.shutdown_within(max(0.0, stop.left() - 0.8)) if node._core is not None else []

@@ -12,10 +12,15 @@ Watchdog: the control step notices when it was itself not run for longer than
 inference in flight is older than `inference_stall_s`. Each trip holds the last command and
 drops the plan, which was made for a moment long past, so the robot resumes only from a
 fresh chunk. Inputs that stall are the `StaleGuard`'s job (`stale_input_timeout_s`).
+`StallWatch` notices a stalled control thread while it is stalled, from a thread of its own
+(the node reports it at once).
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -111,3 +116,50 @@ class EStop:
         if not self.engaged or self.hold_command is None or self.since is None:
             return None
         return self.hold_command if 0.0 <= now - self.since < self.hold_s else None
+
+
+class StallWatch:
+    """A thread that notices a heartbeat stopping while it has stopped: `on_stall(age_s)` once per
+    stall, when `last_beat()` (a `time.monotonic` time, None before the first beat) is more than
+    `bound_s` old; checked every `period_s`. A plain thread (a wake-up costs microseconds), so
+    no other callback of the process can delay it; only the GIL is shared."""
+
+    def __init__(
+        self,
+        last_beat: Callable[[], float | None],
+        bound_s: float,
+        on_stall: Callable[[float], None],
+        period_s: float = 0.05,
+        name: str = "lwd-stall-watch",
+    ):
+        if bound_s <= 0 or period_s <= 0:
+            raise ValueError("bound_s and period_s must be > 0")
+        self.last_beat = last_beat
+        self.bound_s = bound_s
+        self.on_stall = on_stall
+        self.period_s = period_s
+        self.stalls = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        reported = False
+        while not self._stop.wait(self.period_s):
+            last = self.last_beat()
+            age = 0.0 if last is None else time.monotonic() - last
+            stalled = last is not None and age > self.bound_s
+            if stalled and not reported:
+                self.stalls += 1
+                try:
+                    self.on_stall(age)
+                except Exception:  # noqa: BLE001 - reporting must never end the watch
+                    pass
+            reported = stalled
