@@ -42,7 +42,7 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   "$PY" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
-log "installing pinned dependencies (first run: ~1-2 min, ~1.7 GB)"
+log "installing pinned dependencies (first run: 2-3 min, ~1.7 GB)"
 "${PIP[@]}" install -q -r "$REPO/requirements.txt" -c "$REPO/constraints.txt" setuptools wheel \
   2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 
