@@ -95,7 +95,7 @@ def run_mode(mode: str, seconds: float, tmp: Path, policy: Path, urdf: Path, dom
             "lwd_actor.actor_node",
             *ns,
             "--params-file",
-            str(REPO / "ros2_ws/src/lwd_bringup/config/actor.yaml"),
+            str(REPO / "ros2_ws/src/lwd_actor/config/actor.yaml"),
             "-p",
             f"policy_path:={policy}",
             "-p",

@@ -90,7 +90,7 @@ def run_ros(a: argparse.Namespace) -> int:
         PYTHONUNBUFFERED="1",
     )
     ns = ["--ros-args", "-r", "__ns:=/robot0"]
-    config = Path(__file__).resolve().parents[1] / "ros2_ws/src/lwd_bringup/config/actor.yaml"
+    config = Path(__file__).resolve().parents[1] / "ros2_ws/src/lwd_actor/config/actor.yaml"
     probe = tmp / "probe.jsonl"
 
     def start(name: str, *args: str) -> subprocess.Popen:

@@ -1,5 +1,5 @@
 # Robot image: what a robot runs, nothing more — the ROS 2 distro with lwd_msgs, lwd_common,
-# lwd_description, lwd_actor and lwd_bringup colcon-built into /opt/lwd. No learner, no JAX.
+# lwd_description and lwd_actor colcon-built into /opt/lwd. No learner, no JAX.
 # Two variants (build targets): `cpu` (the default: onnxruntime) and `gpu` (onnxruntime-gpu with the
 # CUDA 13 / cuDNN 9 runtime from NVIDIA's wheels). With --build-arg LWD_MODE=sim either also holds
 # the simulator (lwd_sim + MuJoCo) for a simulated robot; the default (real) has no MuJoCo.
@@ -54,8 +54,11 @@ WORKDIR /opt/lwd_ws
 COPY ros2_ws/src/lwd_msgs src/lwd_msgs
 COPY ros2_ws/src/lwd_common src/lwd_common
 COPY ros2_ws/src/lwd_description src/lwd_description
+# The package's urdf/ is a link to the repository's top-level urdf/ (the one copy): the files go in
+# its place.
+RUN rm src/lwd_description/urdf
+COPY urdf src/lwd_description/urdf
 COPY ros2_ws/src/lwd_actor src/lwd_actor
-COPY ros2_ws/src/lwd_bringup src/lwd_bringup
 COPY ros2_ws/src/lwd_sim /tmp/lwd_sim
 RUN if [ "$LWD_MODE" = sim ]; then mv /tmp/lwd_sim src/lwd_sim; else rm -rf /tmp/lwd_sim; fi
 ENV MUJOCO_GL=egl
@@ -64,7 +67,7 @@ ENV MUJOCO_GL=egl
 # with it): colcon runs setup.py with its own interpreter, and setuptools writes that into the
 # nodes' executables. lwd_msgs' typesupport is built by the distro's python3 against the distro's
 # numpy, like every distro message package.
-# lwd_bringup also names the simulator and the bridge for whole-fleet launches; a robot image
+# lwd_actor's bring-up also names the simulator and the bridge for whole-fleet launches; a robot image
 # skips those keys (rosdep is not run here), so colcon builds only what was copied.
 RUN . /opt/ros/kilted/setup.sh \
     && /opt/lwd_venv/bin/python3 /usr/bin/colcon build --install-base /opt/lwd \

@@ -1,7 +1,7 @@
 """Chunk stitching compared on the same held-out episodes (issue 27): success and chunk-boundary
 smoothness of each way the actor can stitch overlapping chunks, by inference delay and
 request_threshold, through the actor's own execution path (`lwd_sim.env.evaluate`,
-execution "actor", `lwd_actor.core.chunk_execution`).
+execution "actor", `lwd_common.execution.chunk_execution`).
 
 Methods:
   replace   the plain graph, SchedulerConfig(merge="replace"): the newer chunk wins
@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lwd_actor.core.scheduler import MergeMode, SchedulerConfig
+from lwd_common.execution.scheduler import MergeMode, SchedulerConfig
 from lwd_sim.env import EXECUTION_ACTOR, EXECUTION_WHOLE_CHUNKS, VecEnv, evaluate
 from lwd_sim.evaluate_policy import OnnxChunkPolicy
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lwd_actor.core.scheduler import SchedulerConfig
+from lwd_common.execution.scheduler import SchedulerConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chunk_stitching import evaluate_config  # noqa: E402

@@ -27,7 +27,7 @@ from pathlib import Path
 from fleet_report import version_of
 from sim_results import wilson
 
-from lwd_bringup.monitor import FleetMonitor
+from lwd_actor.bringup.monitor import FleetMonitor
 from lwd_common.policy_store import PolicyStore, version_number
 from lwd_sim.env import EXECUTION_ACTOR, execution_label
 from lwd_sim.evaluate_policy import add_execution_args, evaluate_policy

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lwd_bringup.monitor import EpisodeSummary, FleetMonitor
+from lwd_actor.bringup.monitor import EpisodeSummary, FleetMonitor
 from lwd_common.policy_store import version_number
 
 

@@ -7,7 +7,7 @@ them on other hosts by using fleet.launch.py with with_bridge:=false
 with_learner:=false there.
 """
 
-from lwd_bringup.ros_launch import fleet_launch_description
+from lwd_actor.bringup.ros_launch import fleet_launch_description
 
 
 def generate_launch_description():

@@ -20,9 +20,9 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 inputs_hash() {
   (cd "$REPO" && {
     cat scripts/setup.sh requirements.txt constraints.txt
-    find ros2_ws/src learner -name package.xml -o -name setup.py -o -name setup.cfg \
+    find ros2_ws/src learner urdf -name package.xml -o -name setup.py -o -name setup.cfg \
          -o -name pyproject.toml -o -name CMakeLists.txt -o -name '*.msg' -o -name '*.srv' \
-         -o -path '*/launch/*.py' -o -path '*/config/*.yaml' -o -path '*/urdf/*' -o -path '*/robots/*' -o -path '*/resource/*' \
+         -o -path '*/launch/*.py' -o -path '*/config/*.yaml' -o -path 'urdf/*' -o -path '*/robots/*' -o -path '*/resource/*' \
       | grep -v -e '/build/' -e '/install/' | LC_ALL=C sort | xargs cat
     echo "ros-launch-vendor:${ROS_LAUNCH_VENDOR:+yes}"
   } | sha256sum | cut -d' ' -f1)

@@ -454,7 +454,7 @@ PRESETS: dict[str, tuple[str, LearnerConfig]] = {
         ),
     ),
     "fleet": (
-        "the fleet bootstrap's offline pretraining (`./lwd fleet`, lwd_bringup.bootstrap): 500 encoder "
+        "the fleet bootstrap's offline pretraining (`./lwd fleet`, lwd_actor.bringup.bootstrap): 500 encoder "
         "steps, then frozen, 8000 BC + 1000 DIVL+QAM steps",
         _with(_DEFAULT, train={"encoder_steps": 500, "bc_steps": 8_000, "rl_steps": 1_000}),
     ),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rosutil import REPO
 
-ACTOR_PARAMS = str(REPO / "ros2_ws/src/lwd_bringup/config/actor.yaml")
+ACTOR_PARAMS = str(REPO / "ros2_ws/src/lwd_actor/config/actor.yaml")
 
 
 def start_actor(procs, name: str, ns: str, policy: Path, urdf: Path | None, store_dir: Path, *params: str):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import make_obs
 
+from lwd_actor.actor_node import PARAMETERS
 from lwd_actor.core.actor import NO_CHUNK, ActorConfig, ActorCore
 from lwd_actor.core.episode_fsm import EpisodeState, TransitionError
 from lwd_actor.core.inference_worker import InferenceResult, InferenceWorker
@@ -16,6 +17,7 @@ from lwd_actor.core.policy_runtime import OnnxPolicy
 from lwd_actor.core.recorder import EpisodeRecorder
 from lwd_actor.core.safety import HoldReason
 from lwd_common.episode import ActionSource, Label
+from lwd_common.execution.scheduler import SchedulerConfig
 from lwd_common.preprocessing import decode_jpeg
 from lwd_common.store import DirectorySink, EpisodeStore
 from lwd_description.robot import CAMERA_NAMES
@@ -321,3 +323,20 @@ def test_after_a_stale_hold_the_policy_resumes_from_a_fresh_chunk_without_counti
     assert resumed.source is ActionSource.HOLD and resumed.request is not None
     assert rig.tick().source is ActionSource.POLICY
     assert rig.core.scheduler.dry_events == 0
+
+
+def test_scheduler_defaults_are_the_actor_parameters_defaults():
+    cfg = SchedulerConfig()
+    assert PARAMETERS["request_threshold"][0] == cfg.request_threshold
+    assert PARAMETERS["merge"][0] == cfg.merge.value and type(PARAMETERS["merge"][0]) is str
+    assert PARAMETERS["blend_steps"][0] == cfg.blend_steps
+    assert PARAMETERS["ensemble_decay"][0] == cfg.ensemble_decay
+
+
+def test_actor_core_requests_carry_the_real_time_chunking_inputs(limits):
+    core = ActorCore(ActorConfig(), limits, None, "v1")
+    core.tick(0.0, make_obs(0.0))
+    core.start_episode("e", "pick", "", now=core.step / 30)
+    first = core.tick(core.step / 30, make_obs(core.step / 30)).request
+    assert first is not None and first.prefix_len == 0 and first.delay == 0
+    assert first.prefix is not None and first.prefix.shape == (30, 16) and not first.prefix.any()

@@ -1,4 +1,5 @@
-"""Every core module imports without pulling in rclpy (ROS-free core, thin shell)."""
+"""Every core module (the actor's and the chunk execution it shares with the simulator) imports
+without pulling in rclpy (ROS-free core, thin shell)."""
 
 import pkgutil
 import subprocess
@@ -7,12 +8,19 @@ import sys
 import pytest
 
 import lwd_actor.core
+import lwd_common.execution
 
-CORE_MODULES = sorted(f"lwd_actor.core.{m.name}" for m in pkgutil.iter_modules(lwd_actor.core.__path__))
+CORE_MODULES = sorted(
+    f"{package.__name__}.{m.name}"
+    for package in (lwd_actor.core, lwd_common.execution)
+    for m in pkgutil.iter_modules(package.__path__)
+)
 
 
 def test_core_has_the_expected_modules():
-    assert {"lwd_actor.core.scheduler", "lwd_actor.core.safety", "lwd_actor.core.actor"} <= set(CORE_MODULES)
+    assert {"lwd_common.execution.scheduler", "lwd_actor.core.safety", "lwd_actor.core.actor"} <= set(
+        CORE_MODULES
+    )
 
 
 @pytest.mark.parametrize("module", [*CORE_MODULES, "lwd_testing.models"])

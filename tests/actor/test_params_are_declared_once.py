@@ -1,5 +1,5 @@
 """The actor's parameters are declared once (actor_node.PARAMETERS); docs/actor.md's table and
-lwd_bringup's config/actor.yaml are generated from it, and this fails when either drifts."""
+lwd_actor's config/actor.yaml are generated from it, and this fails when either drifts."""
 
 from __future__ import annotations
 

@@ -382,7 +382,7 @@ def test_the_launch_process_imports_only_what_the_distro_python_has():
     if importlib.util.find_spec("launch") is None:
         pytest.skip("the ROS 2 launch stack is not installed in this venv (../shared/vendor)")
     apt = apt_packages(stage_text(ROBOT, "base"))
-    used = third_party(import_closure("lwd_bringup.ros_launch"))
+    used = third_party(import_closure("lwd_actor.bringup.ros_launch"))
     assert not used & NOT_ON_ROBOT.keys(), sorted(used & NOT_ON_ROBOT.keys())
     unknown = used - APT.keys()
     assert not unknown, f"the launch file imports {sorted(unknown)}: not from apt in the robot image"
@@ -473,7 +473,7 @@ def test_robot_image_starts_the_readmes_real_mode_bring_up():
     ]
     assert "params_file:=/etc/lwd/actor.yaml" in image
     assert (SRC / "lwd_actor" / "launch" / "fleet.launch.py").is_file()
-    assert {"lwd_actor", "lwd_bringup"} <= copied_packages(ROBOT)
+    assert "lwd_actor" in copied_packages(ROBOT)
     distro, _ = robot_distro()
     entry = next(line for line in joined_lines(ROBOT) if "> /ros_entrypoint.sh" in line)
     assert f". /opt/ros/{distro}/setup.bash" in entry and ". /opt/lwd/setup.bash" in entry

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from lwd_bringup.bootstrap import (
+from lwd_actor.bringup.bootstrap import (
     BootstrapPlan,
     NotBootstrapped,
     fleet_run_overrides,
     run_dir_layout,
     with_run_dir_defaults,
 )
-from lwd_bringup.description import FleetConfigError, expand_fleet
+from lwd_actor.bringup.description import FleetConfigError, expand_fleet
 from lwd_learner.cli import parse
 from lwd_learner.config import PRESETS
 
@@ -40,7 +40,7 @@ def test_plan_budgets_override_the_preset():
 
 
 def test_a_run_dir_without_a_policy_is_refused_naming_the_bootstrap_command(tmp_path):
-    with pytest.raises(NotBootstrapped, match=f"python -m lwd_bringup.bootstrap --run-dir {tmp_path}"):
+    with pytest.raises(NotBootstrapped, match=f"python -m lwd_actor.bringup.bootstrap --run-dir {tmp_path}"):
         fleet_run_overrides(run_dir_layout(tmp_path), learner_enabled=True)
 
 
@@ -92,7 +92,7 @@ def test_ctrl_c_during_a_bootstrap_step_exits_130_with_one_line_after_the_step_s
     )
     runner = (
         "import sys\n"
-        "from lwd_bringup.bootstrap import run_step\n"
+        "from lwd_actor.bringup.bootstrap import run_step\n"
         f"run_step('a step', [sys.executable, '-c', {step!r}])\n"
     )
     proc = subprocess.Popen(
@@ -117,8 +117,8 @@ def test_ctrl_c_during_a_bootstrap_step_exits_130_with_one_line_after_the_step_s
 
 
 def test_the_default_fleets_learner_keeps_its_qam_reference_cloning_the_corrections():
-    from lwd_bringup.description import load_fleet_yaml
-    from lwd_bringup.venv_launch import default_fleet_file
+    from lwd_actor.bringup.description import load_fleet_yaml
+    from lwd_actor.bringup.venv_launch import default_fleet_file
 
     extra = load_fleet_yaml(default_fleet_file())["learner"]["args"]
     cfg = parse(["online", "--bridge-root", "B", "--out", "O", *extra]).args.cfg

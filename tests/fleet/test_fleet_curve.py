@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lwd_bringup.description import FleetConfigError, expand_fleet
-from lwd_bringup.fleet_keys import ensure_fleet_keys
+from lwd_actor.bringup.description import FleetConfigError, expand_fleet
+from lwd_actor.bringup.fleet_keys import ensure_fleet_keys
 
 
 def fleet(tmp_path, **bridge):

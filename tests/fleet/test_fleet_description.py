@@ -2,7 +2,7 @@
 
 import pytest
 
-from lwd_bringup.description import (
+from lwd_actor.bringup.description import (
     FleetConfigError,
     command_line,
     expand_fleet,
@@ -10,7 +10,7 @@ from lwd_bringup.description import (
     real_robots,
     ros_params_file_content,
 )
-from lwd_bringup.venv_launch import default_fleet_file, parse_set
+from lwd_actor.bringup.venv_launch import default_fleet_file, parse_set
 
 
 def test_default_fleet_is_simulated_with_bridge_and_learner():

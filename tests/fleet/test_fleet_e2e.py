@@ -1,6 +1,6 @@
 """The main job end to end: two simulated robots, the bridge and the online learner.
 
-It runs `python -m lwd_bringup.main` (what `./lwd fleet` runs) at a tiny
+It runs `python -m lwd_actor.bringup.main` (what `./lwd fleet` runs) at a tiny
 scale: bootstrap offline data and a checkpoint, then the fleet. Episodes must
 reach the learner's store from both robots, the learner must take steps and
 publish a new policy, and both robots must load it at an episode boundary.
@@ -46,7 +46,7 @@ def test_fleet_learns_online_and_robots_load_the_new_policy(tmp_path):
     argv = [
         sys.executable,
         "-m",
-        "lwd_bringup.main",
+        "lwd_actor.bringup.main",
         "--run-dir",
         str(run_dir),
         "--num-robots",

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from lwd_bringup.monitor import FleetMonitor
+from lwd_actor.bringup.monitor import FleetMonitor
 from lwd_common.episode import (
     ActionSource,
     Episode,
@@ -71,7 +71,7 @@ def test_only_a_success_without_any_teleoperated_step_counts_as_the_policys_own(
 
 
 def test_many_policy_versions_are_pooled_into_consecutive_bands():
-    from lwd_bringup.monitor import _version_bands
+    from lwd_actor.bringup.monitor import _version_bands
 
     by_version = {f"v{i:06d}": [i] for i in range(1, 26)}  # 25 versions, one "episode" each
     bands = _version_bands(by_version, max_bars=12)
@@ -86,7 +86,7 @@ def test_plots_are_written_without_a_learner_checkpoint(tmp_path):
 
 
 def test_episodes_run_under_a_pin_count_for_the_published_version():
-    from lwd_bringup.monitor import _published
+    from lwd_actor.bringup.monitor import _published
 
     assert _published("v1000000003") == "v000003"
     assert _published("v000007") == "v000007"

@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from lwd_bringup.description import FleetDescription, ProcessSpec
-from lwd_bringup.supervisor import Supervisor, SupervisorConfig
+from lwd_actor.bringup.description import FleetDescription, ProcessSpec
+from lwd_actor.bringup.supervisor import Supervisor, SupervisorConfig
 from rosutil import wait_for
 
 
@@ -157,8 +157,8 @@ LAUNCHER = """
 import sys
 from pathlib import Path
 
-from lwd_bringup.description import FleetDescription, ProcessSpec
-from lwd_bringup.supervisor import Supervisor, SupervisorConfig
+from lwd_actor.bringup.description import FleetDescription, ProcessSpec
+from lwd_actor.bringup.supervisor import Supervisor, SupervisorConfig
 
 tmp = Path(sys.argv[1])
 spec = ProcessSpec(

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from ament_index_python.packages import get_package_share_directory
 
-from lwd_bringup.bootstrap import run_dir_layout
+from lwd_actor.bringup.bootstrap import run_dir_layout
 from lwd_common.policy_store import PolicyStore
 from lwd_testing.models import build_policy
 
@@ -36,7 +36,7 @@ def bootstrapped_run_dir(root: Path) -> Path:
 
 def fleet_file(root: Path, port: int, host: str = "127.0.0.1") -> Path:
     """The default fleet description with the bridge on a free port (tests run side by side)."""
-    default = Path(get_package_share_directory("lwd_bringup")) / "config" / "fleet.yaml"
+    default = Path(get_package_share_directory("lwd_actor")) / "config" / "fleet.yaml"
     cfg = yaml.safe_load(default.read_text())
     cfg["fleet"]["bridge"]["bind"] = f"tcp://{host}:{port}"
     path = root / "fleet.yaml"

@@ -35,7 +35,7 @@ def ros2_launch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_fleet_launch_without_a_policy_stops_and_names_the_bootstrap_command(tmp_path):
     out = ros2_launch(f"run_dir:={tmp_path / 'empty'}", "num_robots:=1", cwd=tmp_path)
     assert out.returncode != 0
-    assert f"python -m lwd_bringup.bootstrap --run-dir {tmp_path / 'empty'}" in out.stdout + out.stderr
+    assert f"python -m lwd_actor.bringup.bootstrap --run-dir {tmp_path / 'empty'}" in out.stdout + out.stderr
 
 
 def test_fleet_launch_with_a_missing_params_file_fails_naming_it(tmp_path):

@@ -37,7 +37,7 @@ def test_presets_set_what_they_are_for():
     assert cpu.encoder_steps is not None and cpu.batch_size <= 64  # frozen-encoder path, small batch
     gpu = offline_cfg("--preset", "gpu").train
     assert gpu.batch_size == 256 and gpu.encoder_steps is None  # the paper's batch
-    fleet = offline_cfg("--preset", "fleet").train  # lwd_bringup.bootstrap's budgets
+    fleet = offline_cfg("--preset", "fleet").train  # lwd_actor.bringup.bootstrap's budgets
     assert (fleet.encoder_steps, fleet.bc_steps, fleet.rl_steps) == (500, 8000, 1000)
     smoke = offline_cfg("--preset", "smoke")
     assert smoke.train.bc_steps + smoke.train.rl_steps <= 50 and smoke.model.policy.hidden == (32,)
@@ -143,7 +143,7 @@ def test_flags_override_the_preset_and_the_config_file(tmp_path: Path):
     ],
 )
 def test_the_older_flag_spellings_mean_the_config_flags(legacy: list[str], new: list[str]):
-    """What lwd_bringup.bootstrap and older scripts pass keeps meaning the same config."""
+    """What lwd_actor.bringup.bootstrap and older scripts pass keeps meaning the same config."""
     assert offline_cfg(*legacy) == offline_cfg(*new) != LearnerConfig()
     assert all(k.startswith("--") for k in LEGACY_FLAGS)
 

@@ -1,5 +1,6 @@
 """Every ROS package's package.xml declares what its Python code imports (so rosdep installs a
-working set), and no runtime package imports the bring-up or the test fixtures."""
+working set), our packages depend on each other without a cycle (colcon refuses one), and no
+runtime code imports the bring-up or the test fixtures."""
 
 from __future__ import annotations
 
@@ -33,14 +34,23 @@ NOT_ROS = {"lwd_learner", "jax", "setuptools"}  # pip-only (the learner) or buil
 RUNTIME = {"lwd_actor", "lwd_common", "lwd_description", "lwd_learner_bridge", "lwd_sim"}
 
 
-def imports(package: str) -> set[str]:
+BRING_UP = SRC / "lwd_actor" / "lwd_actor" / "bringup"
+
+
+def module_imports(paths: list[Path]) -> set[str]:
+    """Dotted names of every absolute import in `paths`."""
     found: set[str] = set()
-    for path in (SRC / package / package).rglob("*.py"):
+    for path in paths:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
-                found |= {a.name.split(".")[0] for a in node.names}
+                found |= {a.name for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                found.add(node.module.split(".")[0])
+                found.add(node.module)
+    return found
+
+
+def imports(package: str) -> set[str]:
+    found = {name.split(".")[0] for name in module_imports(list((SRC / package / package).rglob("*.py")))}
     return found - set(sys.stdlib_module_names) - {"__future__", package}
 
 
@@ -56,6 +66,42 @@ def test_package_xml_declares_every_import(package):
     assert not missing, f"{package}/package.xml lacks exec_depend {missing}"
 
 
+def our_dependencies(package: str) -> set[str]:
+    return declared(package) & set(PACKAGES) | {d for d in build_declared(package) if d in PACKAGES}
+
+
+def build_declared(package: str) -> set[str]:
+    root = ET.parse(SRC / package / "package.xml").getroot()
+    tags = ("build_depend", "buildtool_depend", "test_depend", "build_export_depend")
+    return {e.text.strip() for e in root if e.tag in tags and e.text}
+
+
+def test_our_packages_have_no_dependency_cycle():
+    graph = {p: our_dependencies(p) for p in PACKAGES}
+    done: set[str] = set()
+
+    def visit(package: str, path: tuple[str, ...]) -> None:
+        assert package not in path, "dependency cycle: " + " -> ".join((*path, package))
+        if package not in done:
+            for dep in sorted(graph[package]):
+                visit(dep, (*path, package))
+            done.add(package)
+
+    for package in PACKAGES:
+        visit(package, ())
+
+
+def test_the_simulator_does_not_depend_on_the_actor():
+    """The simulator's evaluation shares the actor's chunk execution through lwd_common."""
+    assert "lwd_actor" not in declared("lwd_sim") | imports("lwd_sim")
+
+
 @pytest.mark.parametrize("package", sorted(RUNTIME & set(PACKAGES)))
-def test_runtime_packages_do_not_import_the_bring_up_or_the_fixtures(package):
-    assert not imports(package) & {"lwd_bringup", "lwd_testing"}
+def test_runtime_code_does_not_import_the_bring_up_or_the_fixtures(package):
+    files = [p for p in (SRC / package / package).rglob("*.py") if BRING_UP not in p.parents]
+    bad = {
+        m
+        for m in module_imports(files)
+        if m.split(".")[0] == "lwd_testing" or m.startswith("lwd_actor.bringup")
+    }
+    assert not bad, f"{package} imports {sorted(bad)}"

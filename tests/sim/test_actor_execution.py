@@ -1,5 +1,5 @@
 """The simulator's held-out evaluation executes chunks as the actor does: `evaluate(...,
-execution="actor")` and `ActorCore` share one scheduler (`lwd_actor.core.chunk_execution`), and
+execution="actor")` and `ActorCore` share one scheduler (`lwd_common.execution.chunk_execution`), and
 `execution="whole_chunks"` is the old loop, kept as a diagnostic."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from lwd_actor.core.actor import ActorConfig, ActorCore
 from lwd_actor.core.inference_worker import InferenceResult
 from lwd_actor.core.observation import JOINTS_INPUT, Observation
-from lwd_actor.core.scheduler import MergeMode, SchedulerConfig
+from lwd_common.execution.scheduler import MergeMode, SchedulerConfig
 from lwd_description.robot import CAMERA_NAMES, CONTROL_HZ, NUM_JOINTS, load_robot
 from lwd_sim.env import CHUNK_HORIZON, VecEnv, boundary_jumps, evaluate, expert_chunk_policy, stack_obs
 

@@ -212,7 +212,7 @@ def test_sim_yaml_lists_every_operator_parameter():
 
     from lwd_sim.operator_core import default_parameters
 
-    path = pathlib.Path(__file__).parents[2] / "ros2_ws/src/lwd_bringup/config/sim.yaml"
+    path = pathlib.Path(__file__).parents[2] / "ros2_ws/src/lwd_actor/config/sim.yaml"
     declared = yaml.safe_load(path.read_text())["/**/sim_operator"]["ros__parameters"]
     assert set(default_parameters()) <= set(declared)
     assert declared["rescue_probability"] == 1.0 and declared["startup_grace_s"] == 1.0  # today's operator

@@ -12,6 +12,7 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/launch", glob("launch/*")),
+        ("share/" + package_name + "/config", glob("config/*")),
     ],
     install_requires=["setuptools"],
     # Onboard GPU inference: the CUDA 13 / cuDNN 9 runtime that onnxruntime-gpu 1.31 is built
@@ -30,12 +31,14 @@ setup(
     zip_safe=True,
     maintainer="lwd maintainers",
     maintainer_email="maintainers@lwd-robotics.dev",
-    description="Onboard lwd runtime: 30 Hz chunked joint-position control from an ONNX flow policy, pedal takeover, labelling and episode recording.",
+    description="Onboard lwd runtime (30 Hz chunked joint-position control from an ONNX flow policy, pedal takeover, labelling and episode recording) and its bring-up (launch files, parameter files, fleet description, venv supervisor, the simulated fleet's main job).",
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
             "actor_node = lwd_actor.actor_node:main",
             "episode_cli = lwd_actor.episode_cli:main",
+            "fleet = lwd_actor.bringup.main:main",
+            "fleet_launch = lwd_actor.bringup.venv_launch:main",
         ]
     },
 )

@@ -1,6 +1,6 @@
-"""`ros2 launch lwd_actor actor.launch.py namespace:=robot0 policy_path:=...`: lwd_bringup's actor launch."""
+"""`ros2 launch lwd_actor actor.launch.py namespace:=robot0 policy_path:=...`: one actor, no simulator or bridge."""
 
-from lwd_bringup.ros_launch import actor_launch_description
+from lwd_actor.bringup.ros_launch import actor_launch_description
 
 
 def generate_launch_description():

@@ -1,9 +1,11 @@
-"""The operators' command, `ros2 launch lwd_actor fleet.launch.py`: lwd_bringup's fleet launch.
+"""Bring up an lwd fleet, the operators' command: `ros2 launch lwd_actor fleet.launch.py`.
 
-Same arguments (`--show-args`); the bring-up package owns the logic and the parameter files.
+Arguments: fleet_file, num_robots, mode (sim|real), params_file, use_sim_time,
+log_level, with_bridge, with_learner, run_dir, robot_id, remappings (`--show-args`
+lists them). The logic lives in lwd_actor.bringup.ros_launch.
 """
 
-from lwd_bringup.ros_launch import fleet_launch_description
+from lwd_actor.bringup.ros_launch import fleet_launch_description
 
 
 def generate_launch_description():

@@ -1,7 +1,7 @@
 """The onboard actor as a ROS 2 lifecycle node: a thin shell around `lwd_actor.core`.
 
     python -m lwd_actor.actor_node --ros-args -r __ns:=/robot0 \
-        --params-file ros2_ws/src/lwd_bringup/config/actor.yaml -p policy_path:=policy.onnx
+        --params-file ros2_ws/src/lwd_actor/config/actor.yaml -p policy_path:=policy.onnx
 
 configure: read parameters, load joint limits and the policy (a model that breaks
 the ONNX contract fails the transition), open the sink, create topics/services.
@@ -83,12 +83,12 @@ from lwd_actor.core.policy_runtime import OnnxPolicy, PolicyError, RuntimeConfig
 from lwd_actor.core.policy_switch import PolicySource, PolicySwitch
 from lwd_actor.core.recorder import EpisodeRecorder
 from lwd_actor.core.safety import SafetyConfig
-from lwd_actor.core.scheduler import MergeMode, SchedulerConfig
 from lwd_actor.core.sync import ApproximateSync
 from lwd_actor.core.watchdog import EStop, StallWatch, WatchdogConfig
 from lwd_actor.executors import GroupExecutor, SafetyThread
 from lwd_actor.sinks import SinkBundle, make_sink
 from lwd_common.episode import EpisodeKind, Label, new_episode_id
+from lwd_common.execution.scheduler import MergeMode, SchedulerConfig
 from lwd_description.robot import DEFAULT_ROBOT, RobotDescription, load_joint_limits, load_robot
 from lwd_msgs.msg import ActionChunk, EpisodeStatus, InterventionState, PolicyStatus
 from lwd_msgs.srv import LabelEpisode, StartEpisode, StopEpisode

@@ -1,5 +1,5 @@
 """The actor's parameters, written once: `actor_node.PARAMETERS` is the declaration, and the
-parameter table of docs/actor.md and lwd_bringup's config/actor.yaml are generated from it, so
+parameter table of docs/actor.md and lwd_actor's config/actor.yaml are generated from it, so
 the three cannot drift apart (tests/actor/test_params_are_declared_once.py checks them).
 
     python -m lwd_actor.params_doc            # print the markdown table and the YAML of defaults
@@ -77,7 +77,7 @@ def docs_path(root: Path) -> Path:
 
 
 def yaml_path(root: Path) -> Path:
-    return root / "ros2_ws" / "src" / "lwd_bringup" / "config" / "actor.yaml"
+    return root / "ros2_ws" / "src" / "lwd_actor" / "config" / "actor.yaml"
 
 
 def _table_span(doc: str) -> tuple[int, int]:

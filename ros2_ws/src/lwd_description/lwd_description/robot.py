@@ -24,7 +24,8 @@ import yaml
 
 DEFAULT_ROBOT = "g1_dual_arm"
 # The package's data directories in the source tree (editable installs run from here); installed:
-# share/lwd_description/{urdf,robots}.
+# share/lwd_description/{urdf,robots}. The package's urdf/ is a link to the repository's top-level
+# urdf/, the one copy of the URDFs.
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 PACKAGE_URDF_DIR = PACKAGE_DIR / "urdf"
 PACKAGE_ROBOTS_DIR = PACKAGE_DIR / "robots"

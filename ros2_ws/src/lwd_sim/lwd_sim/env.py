@@ -9,7 +9,7 @@ obs = {"images": uint8 [3, H, W, 3] (head, left_wrist, right_wrist), "joint_pos"
 info carries success, failed, sub-task progress, score, the instruction, and where the fleet's
 operator would first have taken over (`takeover_step`, None if never; nobody takes over here).
 `VecEnv` runs N envs in-process; `evaluate` executes a chunk policy on it, by default as the
-robot's actor does (`execution="actor"`: `lwd_actor.core.chunk_execution`, the actor's own
+robot's actor does (`execution="actor"`: `lwd_common.execution.chunk_execution`, the actor's own
 scheduler, with an inference delay in ticks), or whole chunks (`execution="whole_chunks"`, a
 diagnostic); `expert_chunk_policy` wraps the scripted expert as one (whole chunks only).
 """
@@ -23,8 +23,8 @@ from typing import Protocol
 
 import numpy as np
 
-from lwd_actor.core.chunk_execution import ChunkExecution, ChunkRequest
-from lwd_actor.core.scheduler import SchedulerConfig
+from lwd_common.execution.chunk_execution import ChunkExecution, ChunkRequest
+from lwd_common.execution.scheduler import SchedulerConfig
 from lwd_description.robot import (
     CAMERA_NAMES,
     CHUNK_HORIZON,

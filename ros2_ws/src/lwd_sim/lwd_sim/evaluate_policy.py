@@ -4,7 +4,7 @@
     python -m lwd_sim.evaluate_policy --policy expert --task grocery_pick_place --episodes 20
 
 Chunks are executed as the robot's actor executes them (`--execution actor`, the default: the
-actor's own scheduler, `lwd_actor.core.chunk_execution`, each chunk arriving `--delay-ticks` late)
+actor's own scheduler, `lwd_common.execution.chunk_execution`, each chunk arriving `--delay-ticks` late)
 or, as a diagnostic, whole (`--execution whole-chunks`: the first `--execute-steps` rows of each
 chunk, no inference delay; the scripted expert always runs so). Every result names its execution.
 

@@ -29,15 +29,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lwd_actor.core.chunk_execution import ChunkExecution
 from lwd_actor.core.episode_fsm import Ending, EpisodeState, EpisodeStateMachine, TransitionError
 from lwd_actor.core.inference_worker import InferenceRequest, InferenceResult
 from lwd_actor.core.observation import Observation
 from lwd_actor.core.recorder import EpisodeRecorder, RawStep
 from lwd_actor.core.safety import HoldReason, SafetyConfig, SafetyFilter, StaleGuard, chunk_violation
-from lwd_actor.core.scheduler import ChunkScheduler, SchedulerConfig
 from lwd_actor.core.watchdog import EStop, Watchdog, WatchdogConfig
 from lwd_common.episode import ActionSource, EpisodeKind, EpisodeMeta, EpisodeOutcome
+from lwd_common.execution.chunk_execution import ChunkExecution
+from lwd_common.execution.scheduler import ChunkScheduler, SchedulerConfig
 from lwd_description.robot import CAMERA_NAMES, CHUNK_HORIZON, CONTROL_HZ, JOINT_NAMES, JointLimits
 
 NO_CHUNK = -1  # chunk_id of teleop and hold steps

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 
-from lwd_bringup.description import FleetConfigError, FleetDescription
+from lwd_actor.bringup.description import FleetConfigError, FleetDescription
 from lwd_common.transport.curve import generate_key_pair
 
 

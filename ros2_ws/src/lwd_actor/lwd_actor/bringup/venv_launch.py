@@ -1,11 +1,11 @@
 """Start a fleet from the venv (where `ros2 launch` is not available).
 
-    python -m lwd_bringup.venv_launch [--fleet config/fleet.yaml] [--num-robots 2]
+    python -m lwd_actor.bringup.venv_launch [--fleet config/fleet.yaml] [--num-robots 2]
         [--mode sim|real] [--run-dir runs/fleet] [--use-sim-time] [--duration 600]
         [--no-bridge] [--no-learner] [--set actor_params.jpeg_quality=90 ...]
 
 It reads the same fleet description as fleet.launch.py and supervises the
-same processes (see lwd_bringup.supervisor). Ctrl-C stops everything.
+same processes (see lwd_actor.bringup.supervisor). Ctrl-C stops everything.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import Any
 
 import yaml
 
-from lwd_bringup.bootstrap import NotBootstrapped, with_run_dir_defaults
-from lwd_bringup.description import FleetConfigError, expand_fleet, load_fleet_yaml
-from lwd_bringup.fleet_keys import ensure_fleet_keys
-from lwd_bringup.supervisor import Supervisor
+from lwd_actor.bringup.bootstrap import NotBootstrapped, with_run_dir_defaults
+from lwd_actor.bringup.description import FleetConfigError, expand_fleet, load_fleet_yaml
+from lwd_actor.bringup.fleet_keys import ensure_fleet_keys
+from lwd_actor.bringup.supervisor import Supervisor
 
 
 def default_fleet_file() -> Path:
@@ -28,10 +28,10 @@ def default_fleet_file() -> Path:
     here = Path(__file__).resolve().parents[1] / "config" / "fleet.yaml"
     if here.is_file():
         return here
-    share = Path(sys.prefix) / "share" / "lwd_bringup" / "config" / "fleet.yaml"
+    share = Path(sys.prefix) / "share" / "lwd_actor" / "config" / "fleet.yaml"
     if share.is_file():
         return share
-    raise FileNotFoundError("cannot find lwd_bringup config/fleet.yaml; pass --fleet")
+    raise FileNotFoundError("cannot find lwd_actor config/fleet.yaml; pass --fleet")
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from lwd_bringup.description import FleetDescription, ProcessSpec, command_line, ros_params_file_content
+from lwd_actor.bringup.description import FleetDescription, ProcessSpec, command_line, ros_params_file_content
 from lwd_common.process import die_with_parent
 
 

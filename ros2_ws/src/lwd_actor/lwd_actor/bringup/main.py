@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lwd_bringup.bootstrap import (
+from lwd_actor.bringup.bootstrap import (
     BootstrapPlan,
     add_budget_flags,
     bootstrap,
@@ -27,11 +27,11 @@ from lwd_bringup.bootstrap import (
     log,
     run_dir_layout,
 )
-from lwd_bringup.description import FleetConfigError, deep_merge, expand_fleet, load_fleet_yaml
-from lwd_bringup.fleet_keys import ensure_fleet_keys
-from lwd_bringup.monitor import FleetMonitor
-from lwd_bringup.supervisor import Supervisor
-from lwd_bringup.venv_launch import default_fleet_file, parse_set
+from lwd_actor.bringup.description import FleetConfigError, deep_merge, expand_fleet, load_fleet_yaml
+from lwd_actor.bringup.fleet_keys import ensure_fleet_keys
+from lwd_actor.bringup.monitor import FleetMonitor
+from lwd_actor.bringup.supervisor import Supervisor
+from lwd_actor.bringup.venv_launch import default_fleet_file, parse_set
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -42,7 +42,7 @@ def make_parser() -> argparse.ArgumentParser:
         "--fleet",
         type=Path,
         default=None,
-        help="fleet description YAML (default: lwd_bringup's config/fleet.yaml)",
+        help="fleet description YAML (default: lwd_actor's config/fleet.yaml)",
     )
     p.add_argument("--num-robots", type=int, default=2)
     p.add_argument("--run-dir", type=Path, default=Path("runs/fleet"))

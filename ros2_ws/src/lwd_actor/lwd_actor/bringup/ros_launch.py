@@ -1,10 +1,10 @@
-"""The launch logic behind `ros2 launch lwd_actor|lwd_bringup fleet.launch.py` and `actor.launch.py`.
+"""The launch logic behind `ros2 launch lwd_actor fleet.launch.py` and `actor.launch.py`.
 
 The launch files are thin: they call the functions here, so the logic is one
 importable, testable module (it needs `launch`/`launch_ros`, which a ROS 2
 distro has and the venv gets from the vendored launch stack). The processes
 come from the same fleet description the venv launcher supervises
-(lwd_bringup.description), so both paths start identical graphs.
+(lwd_actor.bringup.description), so both paths start identical graphs.
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ from launch.actions import DeclareLaunchArgument, ExecuteProcess, LogInfo, Opaqu
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 
-from lwd_bringup.bootstrap import with_run_dir_defaults
-from lwd_bringup.description import FleetConfigError, expand_fleet, load_fleet_yaml, real_robots
-from lwd_bringup.fleet_keys import ensure_fleet_keys
+from lwd_actor.bringup.bootstrap import with_run_dir_defaults
+from lwd_actor.bringup.description import FleetConfigError, expand_fleet, load_fleet_yaml, real_robots
+from lwd_actor.bringup.fleet_keys import ensure_fleet_keys
 
 
 def _share(*parts: str) -> str:
-    return str(Path(get_package_share_directory("lwd_bringup"), *parts))
+    return str(Path(get_package_share_directory("lwd_actor"), *parts))
 
 
 FLEET_ARGS: dict[str, tuple[str, str]] = {
-    "fleet_file": ("", "fleet description YAML (default: lwd_bringup's config/fleet.yaml)"),
+    "fleet_file": ("", "fleet description YAML (default: lwd_actor's config/fleet.yaml)"),
     "num_robots": ("", "override the number of robots (robot0..robotN-1); real mode: one unless given"),
     "robot_id": (
         "",
@@ -151,7 +151,7 @@ def fleet_launch_description(defaults: dict[str, str] | None = None) -> LaunchDe
 
 ACTOR_ARGS: dict[str, tuple[str, str]] = {
     "namespace": ("robot0", "robot namespace"),
-    "params_file": ("", "actor parameters (YAML, /** wildcards; default: lwd_bringup's config/actor.yaml)"),
+    "params_file": ("", "actor parameters (YAML, /** wildcards; default: lwd_actor's config/actor.yaml)"),
     "policy_path": ("", "ONNX policy"),
     "use_sim_time": ("false", "follow /clock"),
     "autostart": ("true", "configure + activate at start-up"),

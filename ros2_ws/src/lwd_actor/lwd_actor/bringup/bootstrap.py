@@ -4,7 +4,7 @@ offline checkpoint and a first published policy in a run directory.
 `./lwd fleet` calls `bootstrap` itself. The ROS launch path does not (a launch file
 should start processes, not train for minutes): it calls `fleet_run_overrides`,
 which points actors and the learner at what the bootstrap left, or refuses with
-the one command to run (`python -m lwd_bringup.bootstrap --run-dir DIR`).
+the one command to run (`python -m lwd_actor.bringup.bootstrap --run-dir DIR`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lwd_bringup.description import deep_merge, expand_fleet
+from lwd_actor.bringup.description import deep_merge, expand_fleet
 from lwd_common.policy_store import PolicyStore
 from lwd_common.store import EpisodeStore
 
@@ -190,7 +190,7 @@ def fleet_run_overrides(
     """
     if not layout.offline_policy.exists():
         raise NotBootstrapped(
-            f"no policy in {layout.run_dir} yet: run `python -m lwd_bringup.bootstrap --run-dir "
+            f"no policy in {layout.run_dir} yet: run `python -m lwd_actor.bringup.bootstrap --run-dir "
             f"{layout.run_dir}` (or `./lwd fleet --run-dir {layout.run_dir}`) first, or give the actors "
             "a policy with params_file:=<yaml with policy_path> with_learner:=false"
         )
@@ -247,7 +247,7 @@ def add_budget_flags(p: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     defaults = BootstrapPlan()
     p = argparse.ArgumentParser(
-        prog="python -m lwd_bringup.bootstrap",
+        prog="python -m lwd_actor.bringup.bootstrap",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lwd_actor.core.scheduler import ChunkScheduler, MergeMode, SchedulerConfig
+from lwd_common.execution.scheduler import ChunkScheduler, MergeMode, SchedulerConfig
 
 
 def chunk(value: float, horizon: int = 30) -> np.ndarray:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lwd_actor.core.scheduler import ChunkScheduler, ScheduledTarget, SchedulerConfig
+from lwd_common.execution.scheduler import ChunkScheduler, ScheduledTarget, SchedulerConfig
 
 
 def delay_ticks_for_latency(latency_s: float, control_hz: float) -> int:

@@ -1,16 +1,14 @@
 """ChunkExecution: the one place that decides when a chunk is asked for, where its row 0 belongs,
-when it arrives and how it is stitched (shared by ActorCore and the simulator's evaluation)."""
+when it arrives and how it is stitched (shared by ActorCore and the simulator's evaluation; how
+ActorCore uses it: tests/actor/test_actor_core.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_obs
 
-from lwd_actor.actor_node import PARAMETERS
-from lwd_actor.core.actor import ActorConfig, ActorCore
-from lwd_actor.core.chunk_execution import ChunkExecution, delay_ticks_for_latency
-from lwd_actor.core.scheduler import MergeMode, SchedulerConfig
+from lwd_common.execution.chunk_execution import ChunkExecution, delay_ticks_for_latency
+from lwd_common.execution.scheduler import MergeMode, SchedulerConfig
 
 H, J = 30, 16
 
@@ -18,14 +16,6 @@ H, J = 30, 16
 def chunk(value: float) -> np.ndarray:
     """Rows value + k / 1000: which chunk and which row a target came from."""
     return value + np.arange(H)[:, None] / 1000 + np.zeros((H, J))
-
-
-def test_scheduler_defaults_are_the_actor_parameters_defaults():
-    cfg = SchedulerConfig()
-    assert PARAMETERS["request_threshold"][0] == cfg.request_threshold
-    assert PARAMETERS["merge"][0] == cfg.merge.value and type(PARAMETERS["merge"][0]) is str
-    assert PARAMETERS["blend_steps"][0] == cfg.blend_steps
-    assert PARAMETERS["ensemble_decay"][0] == cfg.ensemble_decay
 
 
 @pytest.mark.parametrize("delay", [0, 3, 6])
@@ -83,12 +73,3 @@ def test_dry_ticks_count_only_after_the_timeline_had_a_chunk():
     ex.stitch(1, chunk(1.0)[:2], 1, step=1)
     assert ex.pop(1) is not None and ex.pop(2) is not None
     assert ex.pop(3) is None and ex.dry_ticks == 1
-
-
-def test_actor_core_requests_carry_the_real_time_chunking_inputs(limits):
-    core = ActorCore(ActorConfig(), limits, None, "v1")
-    core.tick(0.0, make_obs(0.0))
-    core.start_episode("e", "pick", "", now=core.step / 30)
-    first = core.tick(core.step / 30, make_obs(core.step / 30)).request
-    assert first is not None and first.prefix_len == 0 and first.delay == 0
-    assert first.prefix is not None and first.prefix.shape == (H, J) and not first.prefix.any()
