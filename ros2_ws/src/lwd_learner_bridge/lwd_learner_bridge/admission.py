@@ -24,6 +24,7 @@ from typing import Any
 from lwd_common.store import check_episode_id
 from lwd_common.transport import protocol
 from lwd_learner_bridge.config import BridgeConfig
+from lwd_learner_bridge.replies import Refusal
 from lwd_learner_bridge.stats import FleetStats
 
 log = logging.getLogger("lwd.bridge")
@@ -62,13 +63,12 @@ class Admission:
 
     def hello(
         self, peer: bytes, msg: dict[str, Any], user_id: str | None, now: float, address: str | None = None
-    ) -> tuple[Session | None, bytes]:
-        """Open a session for `peer`: (session, `welcome`), or (None, a fatal `error` saying why not)."""
+    ) -> Session | Refusal:
+        """Open a session for `peer` (then answer `welcome`), or the fatal refusal saying why not."""
         robot_id = msg["robot_id"]
         refusal = self._refusal(msg, user_id)
         if refusal is not None:
-            code, message = refusal
-            return None, self.stats.refuse(code, message, fatal=True, peer=peer)
+            return refusal
         self._remove(peer)
         origin = user_id if self.key_names is not None else address
         session = self.sessions[peer] = Session(robot_id, msg["role"], now, origin)
@@ -77,40 +77,48 @@ class Admission:
             self._remove(next(iter(self.sessions)))
         self.stats.seen(robot_id, now)
         self.stats.note(logging.INFO, "hello", "hello from %s (%s)", robot_id, msg["role"])
-        return session, protocol.encode(
-            "welcome", bridge_time=now, max_frame_bytes=self.config.max_frame_bytes
-        )
+        return session
 
-    def _refusal(self, msg: dict[str, Any], user_id: str | None) -> tuple[str, str] | None:
+    def welcome(self, now: float) -> bytes:
+        """The answer to an accepted `hello`."""
+        return protocol.encode("welcome", bridge_time=now, max_frame_bytes=self.config.max_frame_bytes)
+
+    def _refusal(self, msg: dict[str, Any], user_id: str | None) -> Refusal | None:
+        """Why this hello is refused (fatal: the robot must fix its id, role, config or key), else None."""
         robot_id = msg["robot_id"]
         try:
             check_episode_id(robot_id)
         except ValueError:
-            return "bad_hello", f"invalid robot id {protocol.clip(repr(robot_id), 80)}"
+            return Refusal("bad_hello", f"invalid robot id {protocol.clip(repr(robot_id), 80)}", fatal=True)
         role = msg["role"]
         if role not in protocol.ROLES:
-            return "bad_hello", f"unknown role {protocol.clip(repr(role), 40)}"
+            return Refusal("bad_hello", f"unknown role {protocol.clip(repr(role), 40)}", fatal=True)
         if role != "monitor" and not self.config.accepts_config(msg["config_hash"]):  # a monitor only reads
             accepted = ", ".join((self.config.config_hash, *self.config.extra_config_hashes))
-            return "config_mismatch", (
+            return Refusal(
+                "config_mismatch",
                 f"robot config hash {msg['config_hash']} != bridge {accepted} "
                 "(joint names, cameras, rates or episode schema differ; the bridge accepts the robot "
-                "descriptions of its --robot options)"
+                "descriptions of its --robot options)",
+                fatal=True,
             )
         if self.key_names is not None:
             key = user_id or ""
             if key in self.monitor_keys:
                 if role != "monitor" or self.monitor_keys[key] != robot_id:
-                    return "key_mismatch", (
+                    return Refusal(
+                        "key_mismatch",
                         f"this CURVE key is the monitor key of {self.monitor_keys[key]!r}: "
-                        f"role monitor as {self.monitor_keys[key]!r} only"
+                        f"role monitor as {self.monitor_keys[key]!r} only",
+                        fatal=True,
                     )
                 return None
             owner = self.key_names.get(key)
             if owner != robot_id:
-                return (
+                return Refusal(
                     "key_mismatch",
                     f"this CURVE key belongs to {owner!r}, not {protocol.clip(robot_id, 80)!r}",
+                    fatal=True,
                 )
         return None
 

@@ -2,10 +2,12 @@
 
 Exactly-once in the store: frames are keyed by (episode id, seq) and
 duplicates dropped, order does not matter; an episode goes to the writer
-(`episode_writer`) only when all seqs 0..end are present, and `flush` commits a
-store snapshot for everything written since the last flush before any robot
-hears `committed` (committed = visible to the learner). An id already in the
-store is answered `committed` again; a refused episode stays refused.
+(`episode_writer`) only when all seqs 0..end are present; `take_written`
+collects what the writers finished, and `commit` commits a store snapshot for
+everything written since the last commit before any robot hears `committed`
+(committed = visible to the learner). An id already in the store is answered
+`committed` again; a refused episode stays refused. Refusals are handed back
+as `replies.Refusal` values; the core counts and answers them.
 
 Hostile frames, even from an allowlisted robot, must not stall the loop or
 starve other robots:
@@ -27,19 +29,21 @@ starve other robots:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 from lwd_common.episode import EpisodeMeta, meta_from_dict, outcome_from_dict
 from lwd_common.store import EpisodeStore, check_episode_id
 from lwd_common.transport import protocol
 from lwd_learner_bridge.config import BridgeConfig
 from lwd_learner_bridge.episode_writer import EpisodeWriter
+from lwd_learner_bridge.replies import Refusal, Reply
 from lwd_learner_bridge.stats import FleetStats
 
 log = logging.getLogger("lwd.bridge")
@@ -71,6 +75,25 @@ class Partial:
         return self.end_seq is not None and len(self.digests) == self.end_seq + 1
 
 
+# A checked new frame, as `_check_frame` hands it to `_keep`:
+@dataclass(frozen=True)
+class _Begin:
+    meta: EpisodeMeta  # ep_begin
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    columns: dict[str, Any]  # ep_chunk: its steps in column form (`protocol.check_chunk`)
+
+
+@dataclass(frozen=True)
+class _End:
+    end: dict[str, Any]  # ep_end: outcome, num_steps, content_hash, ended_at
+
+
+_Part: TypeAlias = _Begin | _Chunk | _End
+
+
 @dataclass(frozen=True)
 class _Written:
     peer: bytes
@@ -93,7 +116,7 @@ class EpisodeAssembly:
         self._finishing: dict[str, Partial] = {}  # complete, with the writer
         self._to_commit: dict[str, _Written] = {}  # written, waiting for the next snapshot
         self._hashes: OrderedDict[str, str] = OrderedDict()  # committed id -> content hash (bounded cache)
-        self._rejected: OrderedDict[str, tuple[str, str]] = OrderedDict()  # refused id -> (code, why)
+        self._rejected: OrderedDict[str, Refusal] = OrderedDict()  # refused id -> how it was refused
         self._rehash_tokens = config.rehash_bytes_per_s
         self._rehash_at = time.monotonic()
         latest = store.latest_snapshot()
@@ -104,20 +127,16 @@ class EpisodeAssembly:
 
     def frame(
         self, peer: bytes, rid: str, msg: dict[str, Any], data: bytes, now: float, origin: str | None = None
-    ) -> list[bytes]:
-        """Take one episode frame (raw bytes `data`) from robot `rid`; return `ack`/`missing`/`committed`/`error`."""
+    ) -> list[Reply]:
+        """Take one episode frame (raw bytes `data`) from robot `rid`; return `ack`/`missing`/`committed`/refusals."""
         eid, seq, t = msg["episode_id"], msg["seq"], msg["t"]
         try:
             check_episode_id(eid)
         except ValueError:
-            return [
-                self.stats.refuse(
-                    "bad_field", f"invalid episode id {protocol.clip(repr(eid), 80)}", robot_id=rid
-                )
-            ]
+            return [Refusal("bad_field", f"invalid episode id {protocol.clip(repr(eid), 80)}", robot_id=rid)]
         if self.config.require_episode_prefix and not eid.startswith(rid + "-"):
             return [
-                self.stats.refuse(
+                Refusal(
                     "not_owner",
                     f"episode ids of robot {rid} start with '{rid}-', not {eid!r}",
                     episode_id=eid,
@@ -125,15 +144,14 @@ class EpisodeAssembly:
                 )
             ]
         if eid in self._finishing or eid in self._to_commit:
-            self.stats.duplicate(None)  # being written; `committed` follows from flush()
+            self.stats.duplicate(None)  # being written; `committed` follows from commit()
             return [] if t == "ep_end" else [protocol.encode("ack", episode_id=eid, seq=seq)]
-        if eid in self._rejected:
-            code, why = self._rejected[eid]
-            return [self.stats.refuse(code, why, episode_id=eid, robot_id=rid)]
+        if eid in self._rejected:  # refused for good: every later frame hears the same
+            return [dataclasses.replace(self._rejected[eid], robot_id=rid)]
         p = self.partials.get(eid)
         if p is None:
             digest_or_busy = self._committed_hash(eid)
-            if isinstance(digest_or_busy, bytes):
+            if isinstance(digest_or_busy, Refusal):
                 return [digest_or_busy]
             if digest_or_busy is not None:
                 self.stats.duplicate(rid)
@@ -148,7 +166,7 @@ class EpisodeAssembly:
                 ]
         elif p.robot_id != rid:
             return [
-                self.stats.refuse(
+                Refusal(
                     "not_owner",
                     f"episode {eid} is being sent by robot {p.robot_id}",
                     episode_id=eid,
@@ -159,7 +177,7 @@ class EpisodeAssembly:
         if p is not None and seq in p.digests:
             return self._repeat(peer, eid, p, seq, t, digest)
         try:
-            kept, cost = _check_frame(t, seq, msg, eid, rid, p)
+            part, cost = _check_frame(t, seq, msg, eid, rid, p)
         except protocol.ProtocolError as exc:  # the robot sets the episode aside too (rejected/)
             return [self._reject(eid, exc.code, str(exc), rid)]
         if p is None:
@@ -182,7 +200,7 @@ class EpisodeAssembly:
             if not p.digests:  # opened for this frame only
                 self._drop(eid)
             return [refusal]
-        _keep(p, t, seq, kept)
+        _keep(p, seq, part)
         p.digests[seq] = digest
         p.last_update = now
         self._charge(p, cost)
@@ -190,18 +208,18 @@ class EpisodeAssembly:
             p.complete_below += 1
         if t == "ep_end":
             return self._try_finish(peer, eid, p, answer_missing=True)
-        replies = [protocol.encode("ack", episode_id=eid, seq=seq)]
+        replies: list[Reply] = [protocol.encode("ack", episode_id=eid, seq=seq)]
         if p.complete():
             replies += self._try_finish(peer, eid, p, answer_missing=False)
         return replies
 
-    def _repeat(self, peer: bytes, eid: str, p: Partial, seq: int, t: str, digest: bytes) -> list[bytes]:
+    def _repeat(self, peer: bytes, eid: str, p: Partial, seq: int, t: str, digest: bytes) -> list[Reply]:
         """A frame under a seq we hold: a duplicate (dropped) or a differing copy (refused, first one kept)."""
         if p.digests[seq] != digest:
             p.conflicts += 1
             self.stats.counters["conflicting_frames"] += 1
             return [
-                self.stats.refuse(
+                Refusal(
                     "conflicting_frame",
                     f"episode {eid} seq {seq}: a different copy of this frame "
                     "arrived first; keeping that one",
@@ -214,26 +232,26 @@ class EpisodeAssembly:
             return self._try_finish(peer, eid, p, answer_missing=True)
         return [protocol.encode("ack", episode_id=eid, seq=seq)]
 
-    def _cannot_open(self, eid: str, rid: str, cost: int) -> bytes | None:
-        """The refusal for a new episode of `rid` over the open-episode limits, else None (bytes: `_make_room`)."""
+    def _cannot_open(self, eid: str, rid: str, cost: int) -> Refusal | None:
+        """The refusal for a new episode of `rid` over the open-episode limits, else None."""
         open_here = len(self._robot_partials.get(rid, ()))
         if open_here >= self.config.max_open_episodes_per_robot:
-            return self.stats.refuse(
+            return Refusal(
                 "too_many_open",
                 f"robot {rid} already has {open_here} open episodes",
                 episode_id=eid,
                 robot_id=rid,
             )
         if len(self.partials) >= self.config.max_partials and not self._evict_for(rid, count=True):
-            return self.stats.refuse(
+            return Refusal(
                 "busy", "bridge holds too many partial episodes; retry later", episode_id=eid, robot_id=rid
             )
         return None
 
-    def _make_room(self, eid: str, rid: str, cost: int) -> bytes | None:
+    def _make_room(self, eid: str, rid: str, cost: int) -> Refusal | None:
         """Fit `cost` more bytes for `rid` under its own and the bridge-wide budget, evicting a hog if fair."""
         if self._robot_bytes.get(rid, 0) + cost > self.config.robot_cap:
-            return self.stats.refuse(
+            return Refusal(
                 "busy",
                 f"robot {rid} holds {self._robot_bytes.get(rid, 0)} bytes of partial episodes; retry later",
                 episode_id=eid,
@@ -241,9 +259,7 @@ class EpisodeAssembly:
             )
         while self.buffered + cost > self.config.max_buffered_bytes:
             if not self._evict_for(rid, count=False, cost=cost):
-                return self.stats.refuse(
-                    "busy", "bridge buffers are full; retry later", episode_id=eid, robot_id=rid
-                )
+                return Refusal("busy", "bridge buffers are full; retry later", episode_id=eid, robot_id=rid)
         return None
 
     def _evict_for(self, rid: str, count: bool, cost: int = 0) -> bool:
@@ -276,7 +292,7 @@ class EpisodeAssembly:
         self.stats.counters["partials_evicted"] += 1
         return True
 
-    def _try_finish(self, peer: bytes, eid: str, p: Partial, answer_missing: bool) -> list[bytes]:
+    def _try_finish(self, peer: bytes, eid: str, p: Partial, answer_missing: bool) -> list[Reply]:
         assert p.end is not None and p.end_seq is not None
         if not p.complete():
             if not answer_missing:
@@ -291,9 +307,9 @@ class EpisodeAssembly:
 
     # --- commit ------------------------------------------------------------------------------------------
 
-    def flush(self) -> list[tuple[bytes, bytes]]:
-        """Commit a snapshot holding every episode written since the last flush; return the replies."""
-        out = []
+    def take_written(self) -> list[tuple[bytes, Refusal]]:
+        """Take the writers' results: written episodes wait for `commit`; returns the refusals of the rest."""
+        out: list[tuple[bytes, Refusal]] = []
         for r in self.writer.finished():
             p = self._finishing.pop(r.episode_id, None)
             if p is None:
@@ -307,12 +323,7 @@ class EpisodeAssembly:
                 )
             elif r.code in ("store_error", "internal"):  # not the robot's fault: it resends and we try again
                 out.append(
-                    (
-                        r.peer,
-                        self.stats.refuse(
-                            r.code, r.message or "", episode_id=r.episode_id, robot_id=p.robot_id
-                        ),
-                    )
+                    (r.peer, Refusal(r.code, r.message or "", episode_id=r.episode_id, robot_id=p.robot_id))
                 )
             elif r.code == "hash_mismatch" and p.conflicts:
                 # a forged first copy may be what broke it: forget it all, the owner resends (`missing`)
@@ -328,7 +339,7 @@ class EpisodeAssembly:
                 out.append(
                     (
                         r.peer,
-                        self.stats.refuse(
+                        Refusal(
                             "conflicting_frame",
                             f"episode {r.episode_id}: frames with "
                             "conflicting copies did not assemble; send them again",
@@ -341,8 +352,13 @@ class EpisodeAssembly:
                 out.append(
                     (r.peer, self._reject(r.episode_id, r.code or "bad_episode", r.message or "", p.robot_id))
                 )
+        return out
+
+    def commit(self) -> list[tuple[bytes, bytes]]:
+        """Commit a snapshot holding every episode written since the last commit; return the `committed` replies."""
         if not self._to_commit:
-            return out
+            return []
+        out = []
         snap = self.store.commit_snapshot()
         self.snapshot_version = snap.version
         now = time.time()
@@ -364,8 +380,8 @@ class EpisodeAssembly:
         self._to_commit = {}
         return out
 
-    def _committed_hash(self, eid: str) -> str | bytes | None:
-        """Hash of stored episode `eid` (None: not stored; bytes: a `busy` refusal while over the rehash budget)."""
+    def _committed_hash(self, eid: str) -> str | Refusal | None:
+        """Hash of stored episode `eid` (None: not stored; a `busy` refusal while over the rehash budget)."""
         if eid in self._hashes:
             return self._hashes[eid]
         if not self.store.has(eid):
@@ -375,9 +391,7 @@ class EpisodeAssembly:
         self._rehash_tokens = min(rate, self._rehash_tokens + (now - self._rehash_at) * rate)
         self._rehash_at = now
         if self._rehash_tokens <= 0:  # duplicates of many old episodes: do not let them eat the loop
-            return self.stats.refuse(
-                "busy", "bridge is re-reading stored episodes; retry later", episode_id=eid
-            )
+            return Refusal("busy", "bridge is re-reading stored episodes; retry later", episode_id=eid)
         data = self.store.read_bytes(eid)
         self._rehash_tokens -= len(data)
         digest = hashlib.sha256(data).hexdigest()
@@ -405,14 +419,14 @@ class EpisodeAssembly:
             self._robot_bytes.pop(p.robot_id, None)
         p.nbytes = 0
 
-    def _reject(self, eid: str, code: str, message: str, robot_id: str) -> bytes:
+    def _reject(self, eid: str, code: str, message: str, robot_id: str) -> Refusal:
         """Refuse a whole episode: free its frames and answer its later frames the same way."""
         self._drop(eid)
         self.stats.counters["episodes_rejected"] += 1
-        self._rejected[eid] = (code, protocol.clip(message, 300))
+        self._rejected[eid] = Refusal(code, protocol.clip(message, 300), episode_id=eid)
         while len(self._rejected) > 10_000:
             self._rejected.popitem(last=False)
-        return self.stats.refuse(code, message, episode_id=eid, robot_id=robot_id)
+        return Refusal(code, message, episode_id=eid, robot_id=robot_id)
 
     def _drop(self, eid: str) -> None:
         p = self.partials.pop(eid, None)
@@ -489,7 +503,7 @@ def _missing(p: Partial) -> list[int]:
 
 def _check_frame(
     t: str, seq: int, msg: dict[str, Any], eid: str, rid: str, p: Partial | None
-) -> tuple[Any, int]:
+) -> tuple[_Part, int]:
     """Check one new frame against the episode so far: (what to keep, its decoded bytes); ProtocolError if bad."""
     if t == "ep_begin":
         if seq != 0:
@@ -504,14 +518,14 @@ def _check_frame(
                 f"meta names episode {protocol.clip(meta.episode_id, 80)!r} of "
                 f"robot {protocol.clip(meta.robot_id, 80)!r}, frame says {eid!r} from {rid!r}",
             )
-        return meta, FRAME_OVERHEAD + _size_of_meta(msg["meta"])
+        return _Begin(meta), FRAME_OVERHEAD + _size_of_meta(msg["meta"])
     if t == "ep_chunk":
         if seq < 1 or (p is not None and p.end_seq is not None and seq >= p.end_seq):
             raise protocol.ProtocolError("bad_field", f"ep_chunk seq {seq} out of range")
         columns = protocol.check_chunk(
             msg["steps"], len(p.meta.joint_names) if p is not None and p.meta is not None else None
         )
-        return columns, FRAME_OVERHEAD + protocol.chunk_nbytes(columns)
+        return _Chunk(columns), FRAME_OVERHEAD + protocol.chunk_nbytes(columns)
     # ep_end
     if seq < 1 or (p is not None and p.max_chunk_seq >= seq):
         raise protocol.ProtocolError("bad_field", f"ep_end seq {seq} does not follow the chunks")
@@ -520,17 +534,17 @@ def _check_frame(
     except (ValueError, TypeError, KeyError) as exc:
         raise protocol.ProtocolError("bad_meta", f"bad episode outcome: {protocol.clip(str(exc))}") from exc
     end = {k: msg[k] for k in ("outcome", "num_steps", "content_hash", "ended_at")}
-    return end, FRAME_OVERHEAD + _size_of_meta(msg["outcome"])
+    return _End(end), FRAME_OVERHEAD + _size_of_meta(msg["outcome"])
 
 
-def _keep(p: Partial, t: str, seq: int, kept: Any) -> None:
-    if t == "ep_begin":
-        p.meta = kept
-    elif t == "ep_chunk":
-        p.chunks[seq] = kept
+def _keep(p: Partial, seq: int, part: _Part) -> None:
+    if isinstance(part, _Begin):
+        p.meta = part.meta
+    elif isinstance(part, _Chunk):
+        p.chunks[seq] = part.columns
         p.max_chunk_seq = max(p.max_chunk_seq, seq)
     else:
-        p.end, p.end_seq = kept, seq
+        p.end, p.end_seq = part.end, seq
 
 
 def _size_of_meta(value: Any) -> int:

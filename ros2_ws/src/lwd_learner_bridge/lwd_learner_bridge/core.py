@@ -13,6 +13,10 @@ One frame, top down (`BridgeCore.handle`):
 5. `policy_query`/`policy_fetch`/`policy_loaded` -> `policy_serving` (newest or pinned);
 6. `robot_stats` -> `stats`; `status_query` -> `status()`.
 
+The parts answer with `replies.Reply`: a frame, or a `Refusal` they only describe.
+`_answer` is where every refusal is counted and logged (`stats`) and turned into
+its `error` frame (`replies.error_frame`), for `handle` and `flush` alike.
+
 `flush()` commits a store snapshot for every episode written since the last
 flush and returns the `committed` replies, so a robot hears "committed" only
 once the learner can see the episode. The server calls `handle` for a batch of
@@ -39,6 +43,7 @@ from lwd_learner_bridge.config import BridgeConfig
 from lwd_learner_bridge.episode_writer import EpisodeWriter
 from lwd_learner_bridge.logs import short_traceback
 from lwd_learner_bridge.policy_serving import PolicyServing
+from lwd_learner_bridge.replies import Refusal, Reply, error_frame
 from lwd_learner_bridge.stats import FleetStats
 
 log = logging.getLogger("lwd.bridge")
@@ -76,7 +81,7 @@ class BridgeCore:
     ) -> list[bytes]:
         """Process one frame from `peer` (CURVE key `user_id`, IP `address`); return the frames to send back."""
         try:
-            return self._handle(peer, data, user_id, address)
+            return [self._answer(peer, reply) for reply in self._handle(peer, data, user_id, address)]
         except Exception as exc:  # noqa: BLE001 - a bug or a bad file must not take the bridge down
             self.stats.counters["internal_errors"] += 1
             if self.stats.logs.allow("traceback") is not None:  # a few full tracebacks, then one-liners
@@ -89,35 +94,39 @@ class BridgeCore:
                     peer.hex(),
                     type(exc).__name__,
                 )
-            return [self.stats.refuse("internal", f"bridge internal error: {type(exc).__name__}", peer=peer)]
+            return [self._answer(peer, Refusal("internal", f"bridge internal error: {type(exc).__name__}"))]
 
-    def _handle(self, peer: bytes, data: bytes, user_id: str | None, address: str | None) -> list[bytes]:
+    def _answer(self, peer: bytes, reply: Reply) -> bytes:
+        """The frame to send for `reply`: a refusal is counted and logged, then answered with `error`."""
+        if isinstance(reply, Refusal):
+            self.stats.refused(reply, peer)
+            return error_frame(reply)
+        return reply
+
+    def _handle(self, peer: bytes, data: bytes, user_id: str | None, address: str | None) -> list[Reply]:
         now = time.time()
         self.stats.frame_received(len(data))
         try:
             msg = protocol.decode(data, self.config.max_frame_bytes, allowed=protocol.ROBOT_TYPES)
         except protocol.ProtocolError as exc:
-            return [self.stats.refuse(exc.code, str(exc), fatal=exc.code == "schema_version", peer=peer)]
+            return [Refusal(exc.code, str(exc), fatal=exc.code == "schema_version")]
         t = msg["t"]
         if t == "hello":
-            session, reply = self.admission.hello(peer, msg, user_id, now, address)
-            if session is not None:
-                if msg["policy_version"]:
-                    self.policy.robot_runs(session.robot_id, msg["policy_version"])
-                if session.role == "stream":
-                    self.assembly.robot_restarted(session.robot_id, msg["open_episodes"], session.origin)
-            return [reply]
+            admitted = self.admission.hello(peer, msg, user_id, now, address)
+            if isinstance(admitted, Refusal):
+                return [admitted]
+            if msg["policy_version"]:
+                self.policy.robot_runs(admitted.robot_id, msg["policy_version"])
+            if admitted.role == "stream":
+                self.assembly.robot_restarted(admitted.robot_id, msg["open_episodes"], admitted.origin)
+            return [self.admission.welcome(now)]
         session = self.admission.session(peer, now)
         if session is None:
-            return [
-                self.stats.refuse(
-                    "no_session", f"send hello before {t}", episode_id=msg.get("episode_id"), peer=peer
-                )
-            ]
+            return [Refusal("no_session", f"send hello before {t}", episode_id=msg.get("episode_id"))]
         if not self.admission.permits(session, t):
             self.stats.counters["forbidden"] += 1
             return [
-                self.stats.refuse(
+                Refusal(
                     "forbidden",
                     f"a {session.role} session may not send {t}",
                     episode_id=msg.get("episode_id"),
@@ -134,7 +143,7 @@ class BridgeCore:
             if not self.large_reply_ok(peer):  # it does not read what we send: do not queue more for it
                 self.stats.counters["replies_dropped"] += 1
                 return [
-                    self.stats.refuse(
+                    Refusal(
                         "busy", "earlier replies are still unread; retry later", robot_id=session.robot_id
                     )
                 ]
@@ -145,21 +154,26 @@ class BridgeCore:
         if t == "robot_stats":
             self.stats.robot_reported(session.robot_id, msg)
             return []
-        return [self.stats.refuse("unexpected_type", f"{t} not handled")]
+        return [Refusal("unexpected_type", f"{t} not handled")]
 
-    def _status_reply(self, peer: bytes) -> bytes:
+    def _status_reply(self, peer: bytes) -> Reply:
         """The `status` answer, rebuilt at most every `status_cache_s` (building it walks every robot)."""
         if not self.large_reply_ok(peer):
             self.stats.counters["replies_dropped"] += 1
-            return self.stats.refuse("busy", "earlier replies are still unread; retry later", peer=peer)
+            return Refusal("busy", "earlier replies are still unread; retry later")
         now = time.monotonic()
         if self._status_cache is None or now - self._status_cache[0] > self.config.status_cache_s:
             self._status_cache = (now, protocol.encode("status", fleet=self.status()))
         return self._status_cache[1]
 
     def flush(self) -> list[tuple[bytes, bytes]]:
-        """Commit a snapshot holding every episode stored since the last flush; return the replies."""
-        return self.assembly.flush()
+        """Commit a snapshot holding every episode stored since the last flush; return the replies.
+
+        Episodes the writers refused are answered first (counted before the commit touches the robot
+        table), then every written one is committed and answered `committed`.
+        """
+        refused = [(peer, self._answer(peer, refusal)) for peer, refusal in self.assembly.take_written()]
+        return refused + self.assembly.commit()
 
     def expire(self, now: float | None = None) -> None:
         """Drop partial episodes, sessions and robots that went quiet (a dead robot must not pin memory)."""

@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lwd_common.episode import Episode, encode_episode, outcome_from_dict
 from lwd_common.store import EpisodeStore
@@ -34,6 +34,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("lwd.bridge")
 
 HEALTH_WINDOW_S = 300.0  # a writer death keeps the health red this long
+
+
+class WriteJob(NamedTuple):
+    """A complete episode handed to a writer: who sent it, its id, its frames."""
+
+    peer: bytes
+    episode_id: str
+    partial: Partial
 
 
 @dataclass(frozen=True)
@@ -91,9 +99,9 @@ class EpisodeWriter:
     def __init__(self, store: EpisodeStore, threads: int):
         self.store = store
         self.size = threads
-        self._jobs: queue.Queue[tuple[bytes, str, Partial] | None] = queue.Queue()
+        self._jobs: queue.Queue[WriteJob | None] = queue.Queue()
         self._done: queue.Queue[WriteResult] = queue.Queue()
-        self._current: list[tuple[bytes, str, Partial] | None] = [None] * threads  # what each thread writes
+        self._current: list[WriteJob | None] = [None] * threads  # what each thread writes
         self._threads: list[threading.Thread] = [self._start(i) for i in range(threads)]
         self._closing = False
         self.restarts = 0
@@ -106,7 +114,7 @@ class EpisodeWriter:
 
     def submit(self, peer: bytes, eid: str, p: Partial) -> None:
         if self._threads:
-            self._jobs.put((peer, eid, p))
+            self._jobs.put(WriteJob(peer, eid, p))
         else:
             self._done.put(write_safely(self.store, peer, eid, p))
 
@@ -141,7 +149,11 @@ class EpisodeWriter:
             if job is not None:
                 self._done.put(
                     WriteResult(
-                        job[0], job[1], None, "internal", f"bridge writer died writing {job[1]}; retry"
+                        job.peer,
+                        job.episode_id,
+                        None,
+                        "internal",
+                        f"bridge writer died writing {job.episode_id}; retry",
                     )
                 )
             if not self.deaths or time.time() - self.deaths[-1][0] > 1.0:

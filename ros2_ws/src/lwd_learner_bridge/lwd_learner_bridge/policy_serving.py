@@ -25,6 +25,7 @@ from lwd_common.policy_store import (
 )
 from lwd_common.transport import protocol
 from lwd_learner_bridge.config import BridgeConfig
+from lwd_learner_bridge.replies import Refusal, Reply
 from lwd_learner_bridge.stats import FleetStats
 
 log = logging.getLogger("lwd.bridge")
@@ -55,16 +56,16 @@ class PolicyServing:
             },
         )
 
-    def query(self) -> bytes:
+    def query(self) -> Reply:
         """Answer `policy_query` with the served policy's info."""
         try:
             info = self.served_info()
         except (KeyError, ValueError, OSError) as exc:  # e.g. the pinned version vanished from the store
             self.stats.note(logging.ERROR, "policy", "cannot serve a policy: %s", str(exc))
-            return self.stats.refuse("unknown_policy", f"bridge cannot serve a policy: {exc}")
+            return Refusal("unknown_policy", f"bridge cannot serve a policy: {exc}")
         return protocol.encode("policy_info", info=info.to_dict() if info else None)
 
-    def fetch(self, msg: dict[str, Any]) -> bytes:
+    def fetch(self, msg: dict[str, Any]) -> Reply:
         """Answer `policy_fetch` with one chunk of the policy file behind the (served) version."""
         version, offset = msg["version"], msg["offset"]
         try:
@@ -72,18 +73,16 @@ class PolicyServing:
                 raise KeyError(f"policy {version!r} was never served (no such pin epoch yet)")
             info = self.policies.get(published_version(version))
         except (KeyError, ValueError) as exc:
-            return self.stats.refuse("unknown_policy", protocol.clip(str(exc)))
+            return Refusal("unknown_policy", protocol.clip(str(exc)))
         if offset < 0 or offset > info.size or msg["length"] <= 0:
-            return self.stats.refuse(
-                "bad_field", f"offset {offset} / length {msg['length']} outside policy {version}"
-            )
+            return Refusal("bad_field", f"offset {offset} / length {msg['length']} outside policy {version}")
         length = min(msg["length"], self.config.policy_chunk_max)
         try:
             with open(self.policies.path_of(info.version), "rb") as f:
                 f.seek(offset)
                 data = f.read(length)
         except OSError as exc:
-            return self.stats.refuse("unknown_policy", f"policy {version} unreadable: {exc}")
+            return Refusal("unknown_policy", f"policy {version} unreadable: {exc}")
         self.stats.counters["policy_chunks_served"] += 1
         return protocol.encode("policy_data", version=version, offset=offset, total=info.size, data=data)
 

@@ -2,9 +2,9 @@
 
 Every other module reports here instead of keeping its own tallies, so the
 status the bridge publishes (`BridgeCore.status`, `<root>/status.json`) is
-built from one place. Refusals go through `refuse`, which counts, logs (rate
-limited, peer text clipped: `logs.LogLimiter`) and builds the `error` frame, so
-no refused frame goes uncounted and none can flood the log.
+built from one place. Every refusal is counted and logged here (`refused`: rate
+limited, peer text clipped, `logs.LogLimiter`); the `error` frame that answers
+it is built by `replies.error_frame`, both in `BridgeCore._answer`.
 
 The robot table is bounded: `status.json` is rewritten every second and one
 entry per robot id ever seen (ids are free without CURVE) made it 31.7 MB.
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from lwd_common.transport import protocol
 from lwd_learner_bridge.logs import LogLimiter
+from lwd_learner_bridge.replies import Refusal
 
 log = logging.getLogger("lwd.bridge")
 
@@ -50,7 +50,6 @@ COUNTERS = (
     "robots_forgotten",
     "log_suppressed",
 )
-MAX_REPLY_MESSAGE = 512  # characters of an error message sent back to a robot
 MAX_REPORTED = 50  # robot_stats counters kept per robot
 MAX_COUNTER_NAME = 64
 
@@ -128,30 +127,20 @@ class FleetStats:
         self.counters["frames"] += 1
         self.counters["bytes"] += size
 
-    def refuse(
-        self,
-        code: str,
-        message: str,
-        episode_id: str | None = None,
-        fatal: bool = False,
-        peer: bytes | None = None,
-        robot_id: str | None = None,
-    ) -> bytes:
-        """Count and log a refused frame and return the `error` frame that tells the robot why."""
+    def refused(self, refusal: Refusal, peer: bytes) -> None:
+        """Count and log a refused frame (from `peer`, named in the log when no robot id is known)."""
         self.counters["rejected"] += 1
-        if robot_id and robot_id in self.robots:
-            self.robots[robot_id].rejected += 1
-        who = robot_id or (peer.hex() if peer else "?")
-        if not self.logs.log(
-            logging.WARNING, f"refuse:{code}", "rejected frame from %s: %s: %s", who, code, message
-        ):
-            self.counters["log_suppressed"] += 1
-        return protocol.encode(
-            "error",
-            code=code,
-            message=protocol.clip(message, MAX_REPLY_MESSAGE),
-            episode_id=episode_id,
-            fatal=fatal,
+        rid = refusal.robot_id
+        if rid and rid in self.robots:
+            self.robots[rid].rejected += 1
+        who = rid or peer.hex()
+        self.note(
+            logging.WARNING,
+            f"refuse:{refusal.code}",
+            "rejected frame from %s: %s: %s",
+            who,
+            refusal.code,
+            refusal.message,
         )
 
     def note(self, level: int, category: str, fmt: str, *args: object) -> None:

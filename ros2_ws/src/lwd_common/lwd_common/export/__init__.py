@@ -2,9 +2,10 @@
 
 `python -m lwd_common.export --help` is the CLI (docs/data.md). One module per format:
 `mcap_ros2` (episodes as ROS 2 bags that Foxglove, `ros2 bag` and rosbags read) and
-`lerobot_v3` (a LeRobotDataset v3.0 directory, export and import). This module holds what they
-share: opening a store without creating one by mistake, choosing episodes, the episodes' robot
-(joints, cameras, rate: from their metadata, any robot), progress lines.
+`lerobot_v3` (a LeRobotDataset v3.0 directory, export and import: a package, one module per
+direction). This module holds what they share: opening a store without creating one by mistake,
+choosing episodes, the episodes' robot (joints, cameras, rate: from their metadata, any robot),
+progress lines.
 """
 
 from __future__ import annotations
