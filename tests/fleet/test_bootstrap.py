@@ -5,23 +5,23 @@ from __future__ import annotations
 import pytest
 
 from lwd_actor.bringup.bootstrap import (
-    BootstrapPlan,
     NotBootstrapped,
     fleet_run_overrides,
     run_dir_layout,
     with_run_dir_defaults,
 )
 from lwd_actor.bringup.description import FleetConfigError, expand_fleet
+from lwd_actor.bringup.settings import BootstrapBudget, RunSettings
 from lwd_learner.cli import parse
 from lwd_learner.config import PRESETS
 
 
-def learner_config(plan: BootstrapPlan):
-    return parse(["offline", "--store", "S", "--out", "O", *plan.learner_flags()]).args.cfg
+def learner_config(settings: RunSettings):
+    return parse(["offline", "--store", "S", "--out", "O", *settings.offline_learner_flags()]).args.cfg
 
 
-def test_default_plan_trains_with_the_learners_fleet_preset():
-    cfg = learner_config(BootstrapPlan())
+def test_default_settings_train_with_the_learners_fleet_preset():
+    cfg = learner_config(RunSettings())
     fleet = PRESETS["fleet"][1]
     assert (cfg.train.encoder_steps, cfg.train.bc_steps, cfg.train.rl_steps) == (
         fleet.train.encoder_steps,
@@ -31,17 +31,16 @@ def test_default_plan_trains_with_the_learners_fleet_preset():
     assert cfg.model.encoder.image_size == (64, 64)
 
 
-def test_plan_budgets_override_the_preset():
-    cfg = learner_config(
-        BootstrapPlan(image_size=32, seed=3, encoder_steps=7, bc_steps=20, offline_rl_steps=5)
-    )
+def test_settings_budgets_override_the_preset():
+    budget = BootstrapBudget(encoder_steps=7, bc_steps=20, rl_steps=5)
+    cfg = learner_config(RunSettings(image_size=32, seed=3, bootstrap=budget))
     assert (cfg.train.encoder_steps, cfg.train.bc_steps, cfg.train.rl_steps, cfg.train.seed) == (7, 20, 5, 3)
     assert cfg.model.encoder.image_size == (32, 32)
 
 
 def test_a_run_dir_without_a_policy_is_refused_naming_the_bootstrap_command(tmp_path):
     with pytest.raises(NotBootstrapped, match=f"python -m lwd_actor.bringup.bootstrap --run-dir {tmp_path}"):
-        fleet_run_overrides(run_dir_layout(tmp_path), learner_enabled=True)
+        fleet_run_overrides(run_dir_layout(tmp_path), learner_enabled=True, settings=RunSettings())
 
 
 def test_a_bootstrapped_run_dir_gives_actors_the_policy_and_the_learner_its_init(tmp_path):
@@ -117,8 +116,7 @@ def test_ctrl_c_during_a_bootstrap_step_exits_130_with_one_line_after_the_step_s
 
 
 def test_the_default_fleets_learner_keeps_its_qam_reference_cloning_the_corrections():
-    from lwd_actor.bringup.description import load_fleet_yaml
-    from lwd_actor.bringup.venv_launch import default_fleet_file
+    from lwd_actor.bringup.description import default_fleet_file, load_fleet_yaml
 
     extra = load_fleet_yaml(default_fleet_file())["learner"]["args"]
     cfg = parse(["online", "--bridge-root", "B", "--out", "O", *extra]).args.cfg

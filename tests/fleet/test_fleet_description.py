@@ -5,12 +5,13 @@ import pytest
 from lwd_actor.bringup.description import (
     FleetConfigError,
     command_line,
+    default_fleet_file,
     expand_fleet,
     load_fleet_yaml,
+    parse_set,
     real_robots,
     ros_params_file_content,
 )
-from lwd_actor.bringup.venv_launch import default_fleet_file, parse_set
 
 
 def test_default_fleet_is_simulated_with_bridge_and_learner():

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lwd_actor.bringup.description import deep_merge, expand_fleet
+from lwd_actor.bringup.description import (
+    deep_merge,
+    default_fleet_file,
+    expand_fleet,
+    load_fleet_yaml,
+    parse_set,
+)
+from lwd_actor.bringup.settings import FleetConfigError, RunSettings, run_settings
 from lwd_common.policy_store import PolicyStore
 from lwd_common.store import EpisodeStore
 
@@ -62,40 +69,6 @@ def run_dir_layout(run_dir: str | Path) -> RunDirLayout:
     return RunDirLayout(Path(run_dir).resolve())
 
 
-@dataclass(frozen=True)
-class BootstrapPlan:
-    """What the bootstrap makes. Training budgets left at None come from the learner's `fleet`
-    preset (lwd_learner.config.PRESETS, the one place they are set); a number overrides it."""
-
-    tasks: tuple[str, ...] = ("can_to_bin",)
-    image_size: int = 64
-    seed: int = 0
-    offline_episodes: int = 60
-    encoder_steps: int | None = None
-    bc_steps: int | None = None
-    offline_rl_steps: int | None = None
-
-    def learner_flags(self) -> list[str]:
-        """`lwd_learner.cli offline` flags: the fleet preset plus what this plan overrides."""
-        flags = [
-            "--preset",
-            "fleet",
-            "--model.encoder.image-size",
-            str(self.image_size),
-            str(self.image_size),
-            "--train.seed",
-            str(self.seed),
-        ]
-        for flag, value in (
-            ("--train.encoder-steps", self.encoder_steps),
-            ("--train.bc-steps", self.bc_steps),
-            ("--train.rl-steps", self.offline_rl_steps),
-        ):
-            if value is not None:
-                flags += [flag, str(value)]
-        return flags
-
-
 def run_step(title: str, argv: list[str]) -> None:
     """Run one bootstrap step in the foreground (it draws its own progress bar). Ctrl-C reaches the
     step too (same process group): wait for it to stop (the learner checkpoints), then exit 130 with
@@ -118,7 +91,7 @@ def run_step(title: str, argv: list[str]) -> None:
     log(f"{title}: done in {time.monotonic() - start:.0f} s")
 
 
-def bootstrap(plan: BootstrapPlan, layout: RunDirLayout) -> None:
+def bootstrap(settings: RunSettings, layout: RunDirLayout) -> None:
     """Make sure an offline buffer, an offline checkpoint and a published policy exist (resumable)."""
     py = sys.executable
     if EpisodeStore(layout.offline_store).latest_snapshot() is None:
@@ -131,13 +104,13 @@ def bootstrap(plan: BootstrapPlan, layout: RunDirLayout) -> None:
                 "--out",
                 str(layout.offline_store),
                 "--episodes",
-                str(plan.offline_episodes),
+                str(settings.bootstrap.offline_episodes),
                 "--image-size",
-                str(plan.image_size),
+                str(settings.image_size),
                 "--seed",
-                str(plan.seed),
+                str(settings.seed),
                 "--tasks",
-                *plan.tasks,
+                *settings.tasks,
             ],
         )
     if not layout.offline_policy.exists():
@@ -152,7 +125,7 @@ def bootstrap(plan: BootstrapPlan, layout: RunDirLayout) -> None:
                 str(layout.offline_store),
                 "--out",
                 str(layout.offline_learner),
-                *plan.learner_flags(),
+                *settings.offline_learner_flags(),
             ],
         )
     policies = PolicyStore(layout.bridge_root / "policies")
@@ -163,7 +136,7 @@ def bootstrap(plan: BootstrapPlan, layout: RunDirLayout) -> None:
         log(f"published the offline policy as {info.version} (sha256 {info.sha256[:12]})")
 
 
-def learner_args(layout: RunDirLayout, image_size: int = 64, publish_every: int = 50) -> list[str]:
+def learner_args(layout: RunDirLayout, settings: RunSettings) -> list[str]:
     """The online learner's arguments: continue from the offline checkpoint, 1:1 with its buffer."""
     return [
         "--out",
@@ -172,18 +145,12 @@ def learner_args(layout: RunDirLayout, image_size: int = 64, publish_every: int 
         str(layout.offline_learner),
         "--offline-store",
         str(layout.offline_store),
-        "--publish-every",
-        str(publish_every),
-        "--image-size",
-        str(image_size),
-        str(image_size),
+        *settings.online_learner_flags(),
         "--no-progress",
     ]
 
 
-def fleet_run_overrides(
-    layout: RunDirLayout, learner_enabled: bool, image_size: int = 64, publish_every: int = 50
-) -> dict[str, Any]:
+def fleet_run_overrides(layout: RunDirLayout, learner_enabled: bool, settings: RunSettings) -> dict[str, Any]:
     """Fleet overrides that start actors on the run's policy and the learner on its checkpoint.
 
     Raises NotBootstrapped, naming the command to run, when the run directory has no policy.
@@ -201,7 +168,7 @@ def fleet_run_overrides(
     }
     if learner_enabled:
         # run_args, not args: the description's own learner flags (learner.args) still apply after them
-        overrides["learner"] = {"run_args": learner_args(layout, image_size, publish_every)}
+        overrides["learner"] = {"run_args": learner_args(layout, settings)}
     return overrides
 
 
@@ -218,56 +185,80 @@ def with_run_dir_defaults(cfg: dict[str, Any], overrides: dict[str, Any]) -> dic
     if not learner_on and has_policy:
         return overrides
     layout = run_dir_layout(merged.get("run_dir", "runs/fleet"))
-    return deep_merge(fleet_run_overrides(layout, learner_enabled=learner_on), overrides)
+    return deep_merge(fleet_run_overrides(layout, learner_on, run_settings(merged)), overrides)
 
 
-def add_budget_flags(p: argparse.ArgumentParser) -> None:
-    """The pretraining budget flags shared by `./lwd fleet` and this module's CLI."""
+def add_settings_flags(p: argparse.ArgumentParser) -> None:
+    """Flags for the run's settings, shared by `./lwd fleet` and this module's CLI. Each overrides
+    the fleet file's value (config/fleet.yaml, `RunSettings`), which owns the defaults."""
+    p.add_argument(
+        "--fleet",
+        type=Path,
+        default=None,
+        help="fleet description YAML (default: lwd_actor's config/fleet.yaml)",
+    )
+    p.add_argument("--tasks", nargs="+", default=None, help="simulated tasks; robot i works on tasks[i %% n]")
+    p.add_argument("--image-size", type=int, default=None, help="square camera frames, rendered and learned")
+    p.add_argument("--seed", type=int, default=None, help="offline data and pretraining seed")
+    p.add_argument("--offline-episodes", type=int, default=None, help="episodes in the offline buffer")
     p.add_argument(
         "--encoder-steps",
         type=int,
         default=None,
         help="BC steps that train the image encoder; later steps train the heads on cached "
-        "features (default: the learner's `fleet` preset)",
+        "features (default: the learner preset's)",
     )
+    p.add_argument("--bc-steps", type=int, default=None, help="BC steps in all, encoder steps included")
+    p.add_argument("--offline-rl-steps", type=int, default=None, help="DIVL + QAM steps after BC")
+    p.add_argument("--publish-every", type=int, default=None, help="online learner steps between policies")
     p.add_argument(
-        "--bc-steps",
-        type=int,
-        default=None,
-        help="BC steps in all, encoder steps included (default: the `fleet` preset)",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a fleet field, e.g. actor_params.jpeg_quality=90",
     )
-    p.add_argument(
-        "--offline-rl-steps",
-        type=int,
-        default=None,
-        help="DIVL + QAM steps after BC (default: the `fleet` preset)",
-    )
+
+
+def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The fleet-mapping overrides the settings flags stand for (flags not given: none)."""
+    flat = {
+        "tasks": args.tasks,
+        "image_size": args.image_size,
+        "seed": args.seed,
+        "bootstrap.offline_episodes": args.offline_episodes,
+        "bootstrap.encoder_steps": args.encoder_steps,
+        "bootstrap.bc_steps": args.bc_steps,
+        "bootstrap.rl_steps": args.offline_rl_steps,
+        "learner.publish_every": args.publish_every,
+    }
+    out: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        if value is not None:
+            *path, key = dotted.split(".")
+            node = out
+            for part in path:
+                node = node.setdefault(part, {})
+            node[key] = value
+    return deep_merge(out, parse_set(args.set))
 
 
 def main(argv: list[str] | None = None) -> int:
-    defaults = BootstrapPlan()
     p = argparse.ArgumentParser(
         prog="python -m lwd_actor.bringup.bootstrap",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--run-dir", type=Path, default=Path("runs/fleet"))
-    p.add_argument("--tasks", nargs="+", default=list(defaults.tasks))
-    p.add_argument("--image-size", type=int, default=defaults.image_size)
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--offline-episodes", type=int, default=defaults.offline_episodes)
-    add_budget_flags(p)
+    add_settings_flags(p)
     a = p.parse_args(argv)
-    plan = BootstrapPlan(
-        tuple(a.tasks),
-        a.image_size,
-        a.seed,
-        a.offline_episodes,
-        a.encoder_steps,
-        a.bc_steps,
-        a.offline_rl_steps,
-    )
-    bootstrap(plan, run_dir_layout(a.run_dir))
+    try:
+        cfg = deep_merge(load_fleet_yaml(a.fleet or default_fleet_file()), settings_overrides(a))
+        settings = run_settings(cfg)
+    except (FleetConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"bootstrap: {exc}", file=sys.stderr)
+        return 2
+    bootstrap(settings, run_dir_layout(a.run_dir))
     return 0
 
 

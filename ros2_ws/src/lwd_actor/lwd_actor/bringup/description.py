@@ -11,11 +11,12 @@ Fleet YAML (see config/fleet.yaml):
       robots:                  #   - {id: left_cell, params: {actor: {...}, sim_robot: {...}}}
       use_sim_time: false
       run_dir: runs/fleet      # logs, spools, bridge store, policies
+      robot, tasks, image_size, seed, bootstrap: {...}   # the run's settings (settings.py)
       actor_params: {...}      # parameters for every actor (the params file's /** section)
       sim_robot_params: {...}
       sim_operator_params: {...}
       bridge: {enabled: true, bind: "tcp://127.0.0.1:5555"}
-      learner: {enabled: true, args: [...]}   # args: extra `lwd_learner.cli online` flags, e.g.
+      learner: {enabled: true, preset: fleet, publish_every: 50, args: [...]}   # args: extra `lwd_learner.cli online` flags, e.g.
                                                # [--qam.reference, bc_ema]; they follow run_args, the
                                                # run directory's (--out, --init, ...) that the
                                                # bring-up fills in; shutdown_grace_s (default 60):
@@ -26,20 +27,18 @@ from __future__ import annotations
 
 import copy
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from lwd_actor.bringup.settings import FleetConfigError, run_settings
 from lwd_common.transport.curve import is_loopback
 
 LEARNER_SHUTDOWN_GRACE_S = 60.0
 _ROBOT_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-
-
-class FleetConfigError(ValueError):
-    """The fleet description is invalid; the message says where."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +117,32 @@ def load_fleet_yaml(path: str | Path) -> dict[str, Any]:
     return data["fleet"]
 
 
+def default_fleet_file() -> Path:
+    """config/fleet.yaml of this package (source tree or installed share dir)."""
+    here = Path(__file__).resolve().parents[2] / "config" / "fleet.yaml"
+    if here.is_file():
+        return here
+    share = Path(sys.prefix) / "share" / "lwd_actor" / "config" / "fleet.yaml"
+    if share.is_file():
+        return share
+    raise FileNotFoundError("cannot find lwd_actor config/fleet.yaml; pass --fleet")
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """`a.b=c` -> {"a": {"b": c}} with YAML-typed values."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise FleetConfigError(f"--set expects key.path=value, got {item!r}")
+        key, value = item.split("=", 1)
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    return out
+
+
 def _robots(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     robots = cfg.get("robots")
     if robots is None:
@@ -169,6 +194,7 @@ def expand_fleet(cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -
     mode = cfg.get("mode", "sim")
     if mode not in ("sim", "real"):
         raise FleetConfigError(f"mode must be 'sim' or 'real', got {mode!r}")
+    settings = run_settings(cfg)
     run_dir = Path(cfg.get("run_dir", "runs/fleet"))
     use_sim_time = bool(cfg.get("use_sim_time", False))
     bridge = cfg.get("bridge") or {}
@@ -236,11 +262,15 @@ def expand_fleet(cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -
             )
         )
 
-    for robot in _robots(cfg):
+    for index, robot in enumerate(_robots(cfg)):
         rid = robot["id"]
         ns = f"/{rid}"
         per = robot.get("params") or {}
-        actor_params = deep_merge(cfg.get("actor_params") or {}, per.get("actor") or {})
+        # The fleet's robot reaches the actors only when the fleet file names it: a real robot's
+        # params file may name its own.
+        named_robot = {"robot": settings.robot} if "robot" in cfg else {}
+        actor_params = deep_merge(named_robot, cfg.get("actor_params") or {})
+        actor_params = deep_merge(actor_params, per.get("actor") or {})
         actor_params.update(common, robot_id=rid)
         actor_params.setdefault("store_dir", str(run_dir / "episodes"))
         actor_params.setdefault("spool_dir", str(run_dir / "spool" / rid))
@@ -264,9 +294,14 @@ def expand_fleet(cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -
             )
         )
         if mode == "sim":
-            sim_params = deep_merge(cfg.get("sim_robot_params") or {}, per.get("sim_robot") or {})
+            size, task = settings.image_size, settings.task_of(index)
+            sim_params = deep_merge(
+                {"task": task, "image_width": size, "image_height": size}, cfg.get("sim_robot_params") or {}
+            )
+            sim_params = deep_merge(sim_params, per.get("sim_robot") or {})
             sim_params.update(common, robot_id=rid)
-            op_params = deep_merge(cfg.get("sim_operator_params") or {}, per.get("sim_operator") or {})
+            op_params = deep_merge({"task": task}, cfg.get("sim_operator_params") or {})
+            op_params = deep_merge(op_params, per.get("sim_operator") or {})
             op_params.update(common, robot_id=rid)
             procs.append(
                 ProcessSpec(

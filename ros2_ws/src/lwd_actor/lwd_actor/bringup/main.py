@@ -20,18 +20,24 @@ import sys
 from pathlib import Path
 
 from lwd_actor.bringup.bootstrap import (
-    BootstrapPlan,
-    add_budget_flags,
+    add_settings_flags,
     bootstrap,
     fleet_run_overrides,
     log,
     run_dir_layout,
+    settings_overrides,
 )
-from lwd_actor.bringup.description import FleetConfigError, deep_merge, expand_fleet, load_fleet_yaml
+from lwd_actor.bringup.description import (
+    FleetConfigError,
+    deep_merge,
+    default_fleet_file,
+    expand_fleet,
+    load_fleet_yaml,
+)
 from lwd_actor.bringup.fleet_keys import ensure_fleet_keys
 from lwd_actor.bringup.monitor import FleetMonitor
+from lwd_actor.bringup.settings import run_settings
 from lwd_actor.bringup.supervisor import Supervisor
-from lwd_actor.bringup.venv_launch import default_fleet_file, parse_set
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -39,77 +45,39 @@ def make_parser() -> argparse.ArgumentParser:
         prog="./lwd fleet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument(
-        "--fleet",
-        type=Path,
-        default=None,
-        help="fleet description YAML (default: lwd_actor's config/fleet.yaml)",
+        "--num-robots", type=int, default=None, help="simulated robots (default: the fleet file's)"
     )
-    p.add_argument("--num-robots", type=int, default=2)
     p.add_argument("--run-dir", type=Path, default=Path("runs/fleet"))
     p.add_argument(
         "--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)"
     )
-    p.add_argument("--tasks", nargs="+", default=["can_to_bin"], help="simulated tasks the fleet works on")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--offline-episodes", type=int, default=60)
-    add_budget_flags(p)
-    p.add_argument("--publish-every", type=int, default=50, help="online learner steps between policies")
     p.add_argument("--status-every", type=float, default=10.0, help="seconds between progress reports")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a fleet field, e.g. actor_params.jpeg_quality=90",
-    )
+    add_settings_flags(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     layout = run_dir_layout(args.run_dir)
-    plan = BootstrapPlan(
-        tuple(args.tasks),
-        args.image_size,
-        args.seed,
-        args.offline_episodes,
-        args.encoder_steps,
-        args.bc_steps,
-        args.offline_rl_steps,
-    )
-    bootstrap(plan, layout)
-    overrides = deep_merge(
-        fleet_run_overrides(
-            layout, learner_enabled=True, image_size=args.image_size, publish_every=args.publish_every
-        ),
-        parse_set(args.set),
-    )
-    robots = []
-    for i in range(args.num_robots):  # robots cycle through the tasks
-        task = args.tasks[i % len(args.tasks)]
-        robots.append(
-            {
-                "id": f"robot{i}",
-                "params": {
-                    "sim_robot": {
-                        "task": task,
-                        "image_width": args.image_size,
-                        "image_height": args.image_size,
-                    },
-                    "sim_operator": {"task": task},
-                },
-            }
-        )
     # Robots start on the offline policy and fetch newer ones from the bridge at episode boundaries.
     overrides = deep_merge(
-        overrides, {"robots": robots, "bridge": {"enabled": True}, "learner": {"enabled": True}}
+        settings_overrides(args), {"bridge": {"enabled": True}, "learner": {"enabled": True}}
     )
+    if args.num_robots is not None:
+        overrides.update(num_robots=args.num_robots, robots=None)
     try:
-        fleet = expand_fleet(load_fleet_yaml(args.fleet or default_fleet_file()), overrides)
+        cfg = load_fleet_yaml(args.fleet or default_fleet_file())
+        settings = run_settings(deep_merge(cfg, overrides))
+    except (FleetConfigError, FileNotFoundError) as exc:
+        print(f"fleet: {exc}", file=sys.stderr)
+        return 2
+    bootstrap(settings, layout)
+    overrides = deep_merge(fleet_run_overrides(layout, learner_enabled=True, settings=settings), overrides)
+    try:
+        fleet = expand_fleet(cfg, overrides)
         if note := ensure_fleet_keys(fleet):
             log(note)
-    except (FleetConfigError, FileNotFoundError) as exc:
+    except FleetConfigError as exc:
         print(f"fleet: {exc}", file=sys.stderr)
         return 2
     monitor = FleetMonitor(layout.bridge_root, layout.online_learner, fleet.robot_ids)

@@ -15,38 +15,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lwd_actor.bringup.bootstrap import NotBootstrapped, with_run_dir_defaults
-from lwd_actor.bringup.description import FleetConfigError, expand_fleet, load_fleet_yaml
+from lwd_actor.bringup.description import (
+    FleetConfigError,
+    default_fleet_file,
+    expand_fleet,
+    load_fleet_yaml,
+    parse_set,
+)
 from lwd_actor.bringup.fleet_keys import ensure_fleet_keys
 from lwd_actor.bringup.supervisor import Supervisor
-
-
-def default_fleet_file() -> Path:
-    """config/fleet.yaml of this package (source tree or installed share dir)."""
-    here = Path(__file__).resolve().parents[1] / "config" / "fleet.yaml"
-    if here.is_file():
-        return here
-    share = Path(sys.prefix) / "share" / "lwd_actor" / "config" / "fleet.yaml"
-    if share.is_file():
-        return share
-    raise FileNotFoundError("cannot find lwd_actor config/fleet.yaml; pass --fleet")
-
-
-def parse_set(items: list[str]) -> dict[str, Any]:
-    """`a.b=c` -> {"a": {"b": c}} with YAML-typed values."""
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise FleetConfigError(f"--set expects key.path=value, got {item!r}")
-        key, value = item.split("=", 1)
-        node = out
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value)
-    return out
 
 
 def build_overrides(args: argparse.Namespace) -> dict[str, Any]:
