@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import make_obs
 
-from lwd_actor.actor_node import PARAMETERS
+from lwd_actor.node_params import PARAMETERS
 from lwd_actor.core.actor import NO_CHUNK, ActorConfig, ActorCore
 from lwd_actor.core.episode_fsm import EpisodeState, TransitionError
 from lwd_actor.core.inference_worker import InferenceResult, InferenceWorker

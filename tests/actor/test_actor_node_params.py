@@ -49,7 +49,7 @@ def test_robot_id_defaults_to_the_namespace(context):
 def test_jpeg_quality_rate_and_camera_size_reach_the_policy_runtime(context):
     n = node(context, "/robot0", jpeg_quality=55, control_hz=15.0, image_height=480, image_width=640)
     try:
-        cfg = n._runtime_config()
+        cfg = n.params.runtime_config()
         assert (cfg.jpeg_quality, cfg.control_hz, cfg.camera_hw) == (55, 15.0, (480, 640))
     finally:
         n.destroy_node()
@@ -133,7 +133,7 @@ def test_spool_caps_reach_the_bridge_spool_and_its_counters_reach_diagnostics(co
         assert n._sinks is not None
         spool = n._sinks.sink.spool
         assert spool.caps == {"episodes": 3 << 20, "rejected": 2 << 20, "orphaned": 0}
-        values = n.spool_values()
+        values = n.diagnostics.spool_values()
         assert values["spool_bytes"] == 0 and values["spool_dropped_episodes"] == 0
         assert "spool_errors" in values
         n._teardown()

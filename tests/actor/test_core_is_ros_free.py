@@ -1,5 +1,5 @@
-"""Every core module (the actor's and the chunk execution it shares with the simulator) imports
-without pulling in rclpy (ROS-free core, thin shell)."""
+"""Every core module (the actor's, and all of lwd_common: chunk execution, episodes, transport,
+exporters) imports without pulling in rclpy (ROS-free core, thin shell)."""
 
 import pkgutil
 import subprocess
@@ -8,12 +8,15 @@ import sys
 import pytest
 
 import lwd_actor.core
-import lwd_common.execution
+import lwd_common
 
 CORE_MODULES = sorted(
-    f"{package.__name__}.{m.name}"
-    for package in (lwd_actor.core, lwd_common.execution)
-    for m in pkgutil.iter_modules(package.__path__)
+    [f"lwd_actor.core.{m.name}" for m in pkgutil.iter_modules(lwd_actor.core.__path__)]
+    + [
+        m.name
+        for m in pkgutil.walk_packages(lwd_common.__path__, "lwd_common.")
+        if not m.name.endswith("__main__")
+    ]
 )
 
 

@@ -145,7 +145,8 @@ def test_the_safety_thread_latches_the_estop_and_sends_the_hold_while_the_input_
 
     try:
         assert spin_until(
-            lambda: pub.get_subscription_count() > 0 and n._cmd_pub.get_subscription_count() > 0, 15
+            lambda: pub.get_subscription_count() > 0 and n.outputs.command_pub.get_subscription_count() > 0,
+            15,
         )
         pub.publish(Bool(data=True))
         deadline = time.monotonic() + 1.0

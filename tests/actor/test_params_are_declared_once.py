@@ -1,4 +1,4 @@
-"""The actor's parameters are declared once (actor_node.PARAMETERS); docs/actor.md's table and
+"""The actor's parameters are declared once (node_params.PARAMETERS); docs/actor.md's table and
 lwd_actor's config/actor.yaml are generated from it, and this fails when either drifts."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def test_actor_yaml_is_the_declared_defaults():
         for n in want.keys() | loaded.keys()
         if loaded.get(n, ...) != want.get(n, ...) or type(loaded.get(n)) is not type(want.get(n))
     )
-    assert not wrong, f"config/actor.yaml disagrees with actor_node.PARAMETERS on {wrong}; {FIX}"
+    assert not wrong, f"config/actor.yaml disagrees with node_params.PARAMETERS on {wrong}; {FIX}"
     assert text == params_doc.defaults_yaml(params), (
         f"config/actor.yaml's descriptions or layout differ; {FIX}"
     )
@@ -36,7 +36,7 @@ def test_docs_table_is_the_declaration():
     }
     wrong = sorted(n for n in want.keys() | rows.keys() if rows.get(n) != want.get(n))
     assert not wrong, (
-        f"docs/actor.md's parameter table disagrees with actor_node.PARAMETERS on {wrong}; {FIX}"
+        f"docs/actor.md's parameter table disagrees with node_params.PARAMETERS on {wrong}; {FIX}"
     )
     assert list(rows) == list(want), f"docs/actor.md's parameter table is out of declaration order; {FIX}"
 

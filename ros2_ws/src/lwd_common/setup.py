@@ -14,7 +14,7 @@ setup(
     zip_safe=True,
     maintainer="lwd maintainers",
     maintainer_email="maintainers@lwd-robotics.dev",
-    description="ROS-free pieces shared by robot, bridge and learner: the episode format and store, the msgpack-numpy codec, the ZeroMQ transport, the ONNX policy contract; plus the shared main of our rclpy nodes.",
+    description="ROS-free pieces shared by robot, bridge and learner: the episode format and store, the msgpack-numpy codec, the ZeroMQ transport, the ONNX policy contract.",
     license="Apache-2.0",
     entry_points={"console_scripts": []},
 )

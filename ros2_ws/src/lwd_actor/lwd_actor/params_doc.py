@@ -1,4 +1,4 @@
-"""The actor's parameters, written once: `actor_node.PARAMETERS` is the declaration, and the
+"""The actor's parameters, written once: `node_params.PARAMETERS` is the declaration, and the
 parameter table of docs/actor.md and lwd_actor's config/actor.yaml are generated from it, so
 the three cannot drift apart (tests/actor/test_params_are_declared_once.py checks them).
 
@@ -16,14 +16,14 @@ from pathlib import Path
 
 import yaml
 
-# name -> (default, description), the shape of actor_node.PARAMETERS.
+# name -> (default, description), the shape of node_params.PARAMETERS.
 Params = Mapping[str, tuple[object, str]]
 
 TABLE_HEADING = "## Parameters"
 TABLE_HEADER = "| name | default | meaning |\n|---|---|---|"
 YAML_HEADER = """\
 # Defaults of the onboard actor (lwd_actor.actor_node), generated from its parameter
-# declaration (actor_node.PARAMETERS) by `python -m lwd_actor.params_doc --write`:
+# declaration (node_params.PARAMETERS) by `python -m lwd_actor.params_doc --write`:
 # edit the declaration, not this file. `/**` applies to every robot namespace; give
 # per-robot values in your own params file (`/robot1/actor:` blocks) or in the fleet
 # description (fleet.yaml `actor_params`).
@@ -32,7 +32,7 @@ YAML_HEADER = """\
 
 def declared() -> Params:
     """The actor node's declaration (imports the node module, hence rclpy)."""
-    from lwd_actor.actor_node import PARAMETERS
+    from lwd_actor.node_params import PARAMETERS
 
     return PARAMETERS
 
@@ -112,9 +112,9 @@ def disagreements(params: Params, root: Path) -> list[str]:
     problems = []
     doc = docs_path(root).read_text()
     if docs_table(doc) != markdown_table(params):
-        problems.append(f"{docs_path(root)}: the parameter table differs from actor_node.PARAMETERS")
+        problems.append(f"{docs_path(root)}: the parameter table differs from node_params.PARAMETERS")
     if yaml_path(root).read_text() != defaults_yaml(params):
-        problems.append(f"{yaml_path(root)}: differs from actor_node.PARAMETERS")
+        problems.append(f"{yaml_path(root)}: differs from node_params.PARAMETERS")
     return problems
 
 

@@ -17,7 +17,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock as ClockMsg
 
-from lwd_common.node_main import run_node
+from lwd_sim.node_main import run_node
 from lwd_sim.sim_robot_node import _time_msg
 
 

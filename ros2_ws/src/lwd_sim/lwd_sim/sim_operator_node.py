@@ -23,7 +23,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, String
 
-from lwd_common.node_main import run_node
+from lwd_sim.node_main import run_node
 from lwd_description.robot import CONTROL_HZ, JOINT_NAMES
 from lwd_msgs.msg import EpisodeStatus, TaskStatus
 from lwd_msgs.srv import LabelEpisode, StartEpisode, StopEpisode

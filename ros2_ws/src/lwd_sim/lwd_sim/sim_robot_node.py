@@ -27,7 +27,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
-from lwd_common.node_main import run_node
+from lwd_sim.node_main import run_node
 from lwd_description.robot import CAMERA_NAMES, CONTROL_HZ, JOINT_NAMES, NUM_JOINTS
 from lwd_msgs.msg import TaskStatus
 from lwd_msgs.srv import StartEpisode

@@ -19,7 +19,7 @@ from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
-from lwd_common.node_main import run_node
+from lwd_sim.node_main import run_node
 from lwd_msgs.msg import ActionChunk, EpisodeStatus, InterventionState, PolicyStatus
 
 

@@ -1,4 +1,6 @@
-"""The shared `main` of our plain rclpy nodes (actor helpers, simulator): clean Ctrl-C, one-line errors."""
+"""The shared `main` of our plain rclpy nodes (the simulator's, the test fixtures'): clean Ctrl-C, one-line errors.
+
+Here, not in lwd_common, which is ROS-free; the actor has its own lifecycle main."""
 
 from __future__ import annotations
 
