@@ -9,19 +9,20 @@ import numpy as np
 import pytest
 from conftest import make_obs
 
-from lwd_actor.node_params import PARAMETERS
 from lwd_actor.core.actor import NO_CHUNK, ActorConfig, ActorCore
 from lwd_actor.core.episode_fsm import EpisodeState, TransitionError
 from lwd_actor.core.inference_worker import InferenceResult, InferenceWorker
 from lwd_actor.core.policy_runtime import OnnxPolicy
 from lwd_actor.core.recorder import EpisodeRecorder
 from lwd_actor.core.safety import HoldReason
+from lwd_actor.node_params import PARAMETERS
 from lwd_common.episode import ActionSource, Label
 from lwd_common.execution.scheduler import SchedulerConfig
 from lwd_common.preprocessing import decode_jpeg
-from lwd_common.store import DirectorySink, EpisodeStore
+from lwd_common.store import EpisodeStore
 from lwd_description.robot import CAMERA_NAMES
 from lwd_testing.models import build_policy
+from lwd_testing.sinks import DirectorySink
 
 DT = 1 / 30
 

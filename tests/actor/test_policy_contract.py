@@ -11,10 +11,11 @@ import onnx
 import pytest
 
 from lwd_actor.core.policy_runtime import OnnxPolicy, PolicyError, RuntimeConfig
-from lwd_actor.core.policy_switch import PolicySwitch, PolicyUpdate
+from lwd_actor.core.policy_switch import PolicySwitch
 from lwd_common import policy_io
 from lwd_common.policy_io import META_CONTROL_HZ
 from lwd_testing.models import build_policy
+from lwd_testing.sinks import PolicyUpdate
 
 ACTOR = RuntimeConfig(control_hz=30.0)
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from lwd_actor.core.policy_switch import PolicySwitch, PolicyUpdate
+from lwd_actor.core.policy_switch import PolicySwitch
 from lwd_common.policy_store import is_newer
 from lwd_testing.models import build_policy
+from lwd_testing.sinks import PolicyUpdate
 
 
 class FileSource:

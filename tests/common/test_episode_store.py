@@ -14,8 +14,9 @@ from lwd_common.episode import (
     encode_episode,
 )
 from lwd_common.preprocessing import decode_jpeg, encode_jpeg
-from lwd_common.store import DirectorySink, EpisodeStore, check_episode_id
+from lwd_common.store import EpisodeStore, check_episode_id
 from lwd_description.robot import CAMERA_NAMES, NUM_JOINTS
+from lwd_testing.sinks import DirectorySink
 
 
 def make_steps(n: int, teleop_from: int = 10**9) -> list[StepRecord]:

@@ -26,7 +26,9 @@ SIM_ARGS = (
 
 
 def _probe(procs, *extra):
-    probe = procs.python("probe", "-m", "lwd_sim.ros_probe", "--ns", "/robot0", "--duration", "3", *extra)
+    probe = procs.python(
+        "probe", "-m", "lwd_testing.sim_robot_probe", "--ns", "/robot0", "--duration", "3", *extra
+    )
     rc = probe.wait(timeout=90)
     assert rc == 0, procs.log("probe") + procs.log("sim")
     return json.loads(procs.log("probe").strip().splitlines()[-1])

@@ -374,8 +374,9 @@ def content_hash(ep_or_bytes: Episode | bytes) -> str:
 class EpisodeSink(Protocol):
     """Where the recorder hands an episode, step by step while it runs.
 
-    Implementations: `store.DirectorySink` (local store) and the ZeroMQ sink of
-    the transport, which streams steps to the bridge during the episode.
+    Implementations: the actor's `core.journal.JournalSink` (a local store, every step journaled),
+    the ZeroMQ sink of the transport, which streams steps to the bridge during the episode, and
+    `lwd_testing.sinks.DirectorySink` (a local store, for tests).
     """
 
     def begin(self, meta: EpisodeMeta) -> None: ...

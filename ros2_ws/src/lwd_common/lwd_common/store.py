@@ -23,9 +23,6 @@ from pathlib import Path
 
 from lwd_common.episode import (
     Episode,
-    EpisodeMeta,
-    EpisodeOutcome,
-    StepRecord,
     decode_episode,
     encode_episode,
 )
@@ -126,33 +123,3 @@ class EpisodeStore:
         }
         atomic_write(self.snapshots_dir / f"{version:010d}.json", json.dumps(payload).encode())
         return snap
-
-
-class DirectorySink:
-    """EpisodeSink that collects steps in memory and stores the episode at its end."""
-
-    def __init__(self, store: EpisodeStore, commit: bool = True):
-        self.store = store
-        self.commit = commit
-        self._meta: EpisodeMeta | None = None
-        self._steps: list[StepRecord] = []
-
-    def begin(self, meta: EpisodeMeta) -> None:
-        if self._meta is not None:
-            raise RuntimeError(f"episode {self._meta.episode_id} is still open")
-        check_episode_id(meta.episode_id)
-        self._meta, self._steps = meta, []
-
-    def add_step(self, step: StepRecord) -> None:
-        if self._meta is None:
-            raise RuntimeError("add_step before begin")
-        self._steps.append(step)
-
-    def end(self, outcome: EpisodeOutcome) -> None:
-        if self._meta is None:
-            raise RuntimeError("end before begin")
-        episode = Episode.from_steps(self._meta, self._steps, outcome)
-        self._meta, self._steps = None, []
-        self.store.put(episode)
-        if self.commit:
-            self.store.commit_snapshot()

@@ -23,11 +23,11 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, String
 
-from lwd_sim.node_main import run_node
 from lwd_description.robot import CONTROL_HZ, JOINT_NAMES
 from lwd_msgs.msg import EpisodeStatus, TaskStatus
 from lwd_msgs.srv import LabelEpisode, StartEpisode, StopEpisode
 from lwd_sim.expert import DEMO, ScriptedExpert
+from lwd_sim.node_main import run_node
 from lwd_sim.operator_core import Decision, OperatorBrain, Progress, default_parameters, rules_from_parameters
 from lwd_sim.sim import G1Sim, SimConfig
 from lwd_sim.sim_robot_node import seed_for

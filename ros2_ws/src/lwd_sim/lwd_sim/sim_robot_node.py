@@ -27,10 +27,10 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
-from lwd_sim.node_main import run_node
 from lwd_description.robot import CAMERA_NAMES, CONTROL_HZ, JOINT_NAMES, NUM_JOINTS
 from lwd_msgs.msg import TaskStatus
 from lwd_msgs.srv import StartEpisode
+from lwd_sim.node_main import run_node
 from lwd_sim.sim import G1Sim, SimConfig
 from lwd_sim.tasks import TaskInstance, get_task, task_of_instruction
 from lwd_sim.trajectory import TrajectoryFollower

@@ -32,9 +32,9 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray
 
-from lwd_sim.node_main import run_node
 from lwd_common.preprocessing import encode_jpeg
 from lwd_description.robot import DEFAULT_ROBOT, load_robot
+from lwd_sim.node_main import run_node
 
 
 class FakeRobot(Node):

@@ -19,8 +19,8 @@ from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
-from lwd_sim.node_main import run_node
 from lwd_msgs.msg import ActionChunk, EpisodeStatus, InterventionState, PolicyStatus
+from lwd_sim.node_main import run_node
 
 
 class Probe(Node):

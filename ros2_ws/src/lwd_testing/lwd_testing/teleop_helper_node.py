@@ -23,8 +23,8 @@ from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 
-from lwd_sim.node_main import run_node
 from lwd_description.robot import DEFAULT_ROBOT, load_robot
+from lwd_sim.node_main import run_node
 
 
 class TeleopHelper(Node):

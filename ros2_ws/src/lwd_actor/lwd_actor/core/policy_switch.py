@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 from lwd_actor.core.policy_runtime import OnnxPolicy, PolicyError, RuntimeConfig
@@ -24,21 +23,13 @@ from lwd_common.policy_store import is_newer
 
 
 class PolicyFile(Protocol):
-    """A verified policy file and the version it was published under (`LocalPolicy`, `PolicyUpdate`)."""
+    """A verified policy file and the version it was published under (the transport's `LocalPolicy`)."""
 
     @property
     def path(self) -> str | os.PathLike[str]: ...
 
     @property
     def version(self) -> str: ...
-
-
-@dataclass(frozen=True)
-class PolicyUpdate:
-    """A newer verified policy file and the version under which it was published."""
-
-    path: str
-    version: str  # e.g. the PolicyStore version "v000042"; recorded in episodes
 
 
 class PolicySource(Protocol):

@@ -17,7 +17,7 @@ Usage on the robot (the actor owns one client for its lifetime):
         # with CURVE (see docs/transport.md):
         # curve_secret_key_file="keys/robot0.key_secret", server_public_key_file="keys/bridge.key",
     ))
-    client.begin(meta)            # EpisodeSink: same calls as store.DirectorySink
+    client.begin(meta)            # EpisodeSink: same calls as the actor's JournalSink
     client.add_step(step)         # cheap: steps are chunked, spooled and sent by a background thread
     client.end(outcome)           # returns once the episode is safe in the spool
     client.prefetch(current_version, on_ready)   # at the episode end: download in the background

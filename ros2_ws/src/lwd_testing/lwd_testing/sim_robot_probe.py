@@ -1,6 +1,6 @@
 """A separate-process ROS client that exercises `sim_robot` and prints what it saw as JSON (used by tests).
 
-python -m lwd_sim.ros_probe --ns /robot0 --duration 3
+python -m lwd_testing.sim_robot_probe --ns /robot0 --duration 3
 """
 
 from __future__ import annotations
