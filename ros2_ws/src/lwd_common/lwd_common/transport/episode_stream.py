@@ -75,6 +75,36 @@ class _Done(threading.Event):
     error: BaseException | None = None
 
 
+# What the caller's thread hands the stream thread: a frame to spool as is (ep_begin), steps to
+# encode and spool as one ep_chunk, or the end of an episode (its ep_end, then `done` is set).
+@dataclass(frozen=True)
+class _SpoolFrame:
+    episode_id: str
+    seq: int
+    frame: bytes
+
+
+@dataclass(frozen=True)
+class _SpoolChunk:
+    episode_id: str
+    seq: int
+    steps: list[StepRecord]
+    cameras: tuple[str, ...]
+    num_joints: int
+
+
+@dataclass(frozen=True)
+class _CloseEpisode:
+    meta: EpisodeMeta
+    steps: list[StepRecord]
+    outcome: EpisodeOutcome
+    seq: int
+    done: _Done
+
+
+_Command = _SpoolFrame | _SpoolChunk | _CloseEpisode
+
+
 @dataclass
 class _Frame:
     next_send: float = 0.0
@@ -128,7 +158,7 @@ class EpisodeStream:
         }
         self.commit_latencies: deque[float] = deque(maxlen=10000)  # end() -> committed, seconds
         self._lock = threading.Lock()
-        self._commands: queue.Queue = queue.Queue()
+        self._commands: queue.Queue[_Command] = queue.Queue()
         self._outgoing: dict[str, _Outgoing] = {}
         self._welcomed = threading.Event()
         self._queued = self._processed = 0  # commands handed to / finished by the background thread
@@ -162,7 +192,7 @@ class EpisodeStream:
             )
         self._meta, self._steps, self._chunk_start, self._chunk_bytes, self._seq = meta, [], 0, 0, 0
         frame = protocol.encode("ep_begin", episode_id=meta.episode_id, seq=0, meta=meta_to_dict(meta))
-        self._put(("frame", meta.episode_id, 0, frame, False))
+        self._put(_SpoolFrame(meta.episode_id, 0, frame))
 
     def add_step(self, step: StepRecord) -> None:
         if self._meta is None:
@@ -195,7 +225,7 @@ class EpisodeStream:
         meta, steps = self._meta, self._steps
         self._meta, self._steps = None, []
         done = _Done()
-        self._put(("end", meta, steps, outcome, self._seq + 1, done))
+        self._put(_CloseEpisode(meta, steps, outcome, self._seq + 1, done))
         while not done.wait(0.5):
             if not self._thread.is_alive():
                 raise BridgeError("episode stream thread died; episode not spooled")
@@ -208,7 +238,7 @@ class EpisodeStream:
         self._chunk_start, self._chunk_bytes = len(self._steps), 0
         self._seq += 1
         meta = self._meta
-        self._put(("chunk", meta.episode_id, self._seq, steps, tuple(meta.cameras), len(meta.joint_names)))
+        self._put(_SpoolChunk(meta.episode_id, self._seq, steps, tuple(meta.cameras), len(meta.joint_names)))
 
     # --- status ------------------------------------------------------------------------------------------
 
@@ -226,7 +256,7 @@ class EpisodeStream:
             time.sleep(0.02)
         return False
 
-    def _put(self, cmd: tuple) -> None:
+    def _put(self, cmd: _Command) -> None:
         with self._lock:
             self._queued += 1
         self._commands.put(cmd)
@@ -324,23 +354,22 @@ class EpisodeStream:
                 with self._lock:
                     self._processed += 1
 
-    def _do(self, cmd: tuple) -> None:
+    def _do(self, cmd: _Command) -> None:
         """Spool what add_step/end handed over (background thread)."""
-        kind = cmd[0]
-        if kind == "end":
-            self._close_episode(*cmd[1:])
+        if isinstance(cmd, _CloseEpisode):
+            self._close_episode(cmd.meta, cmd.steps, cmd.outcome, cmd.seq, cmd.done)
             return
-        _, eid, seq = cmd[:3]
+        eid, seq = cmd.episode_id, cmd.seq
         if eid in self._broken:
             return
         try:
-            if kind == "frame":
-                self._spool_frame(eid, seq, cmd[3], cmd[4])
+            if isinstance(cmd, _SpoolFrame):
+                self._spool_frame(eid, seq, cmd.frame, False)
             else:
-                frame = protocol.encode(
-                    "ep_chunk", episode_id=eid, seq=seq, steps=protocol.steps_to_chunk(cmd[3], cmd[4], cmd[5])
+                steps = protocol.steps_to_chunk(cmd.steps, cmd.cameras, cmd.num_joints)
+                self._spool_frame(
+                    eid, seq, protocol.encode("ep_chunk", episode_id=eid, seq=seq, steps=steps), False
                 )
-                self._spool_frame(eid, seq, frame, False)
         except OSError as exc:  # disk full, read-only spool: the episode cannot be delivered whole
             self._broken.add(eid)
             self.counters["spool_errors"] += 1
