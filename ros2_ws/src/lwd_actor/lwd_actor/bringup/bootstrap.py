@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lwd_actor.bringup.description import (
+    add_fleet_file_flags,
     deep_merge,
     default_fleet_file,
     expand_fleet,
@@ -191,12 +192,7 @@ def with_run_dir_defaults(cfg: dict[str, Any], overrides: dict[str, Any]) -> dic
 def add_settings_flags(p: argparse.ArgumentParser) -> None:
     """Flags for the run's settings, shared by `./lwd fleet` and this module's CLI. Each overrides
     the fleet file's value (config/fleet.yaml, `RunSettings`), which owns the defaults."""
-    p.add_argument(
-        "--fleet",
-        type=Path,
-        default=None,
-        help="fleet description YAML (default: lwd_actor's config/fleet.yaml)",
-    )
+    add_fleet_file_flags(p)
     p.add_argument("--tasks", nargs="+", default=None, help="simulated tasks; robot i works on tasks[i %% n]")
     p.add_argument("--image-size", type=int, default=None, help="square camera frames, rendered and learned")
     p.add_argument("--seed", type=int, default=None, help="offline data and pretraining seed")
@@ -211,13 +207,6 @@ def add_settings_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bc-steps", type=int, default=None, help="BC steps in all, encoder steps included")
     p.add_argument("--offline-rl-steps", type=int, default=None, help="DIVL + QAM steps after BC")
     p.add_argument("--publish-every", type=int, default=None, help="online learner steps between policies")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a fleet field, e.g. actor_params.jpeg_quality=90",
-    )
 
 
 def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -25,6 +25,7 @@ Fleet YAML (see config/fleet.yaml):
 
 from __future__ import annotations
 
+import argparse
 import copy
 import re
 import sys
@@ -126,6 +127,23 @@ def default_fleet_file() -> Path:
     if share.is_file():
         return share
     raise FileNotFoundError("cannot find lwd_actor config/fleet.yaml; pass --fleet")
+
+
+def add_fleet_file_flags(p: argparse.ArgumentParser) -> None:
+    """--fleet and --set, shared by every command that reads a fleet file."""
+    p.add_argument(
+        "--fleet",
+        type=Path,
+        default=None,
+        help="fleet description YAML (default: lwd_actor's config/fleet.yaml)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a fleet field, e.g. actor_params.jpeg_quality=90",
+    )
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from lwd_actor.bringup.bootstrap import NotBootstrapped, with_run_dir_defaults
 from lwd_actor.bringup.description import (
     FleetConfigError,
+    add_fleet_file_flags,
     default_fleet_file,
     expand_fleet,
     load_fleet_yaml,
@@ -46,7 +46,6 @@ def build_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--fleet", type=Path, default=None, help="fleet description YAML")
     p.add_argument("--num-robots", type=int, default=None)
     p.add_argument("--mode", choices=["sim", "real"], default=None)
     p.add_argument("--run-dir", default=None)
@@ -54,13 +53,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--no-bridge", action="store_true")
     p.add_argument("--no-learner", action="store_true")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a fleet field, e.g. actor_params.jpeg_quality=90",
-    )
+    add_fleet_file_flags(p)
     p.add_argument("--print", action="store_true", help="print the expanded processes and exit")
     return p
 
