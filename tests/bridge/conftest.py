@@ -57,3 +57,13 @@ def procs(tmp_path):
 @pytest.fixture
 def endpoint():
     return free_endpoint()
+
+
+@pytest.fixture
+def core(tmp_path):
+    """A `BridgeCore` under tmp_path/bridge with `attackutil.PEER` welcomed (test_core.py has its own)."""
+    from attackutil import new_core
+
+    c = new_core(tmp_path)
+    yield c
+    c.close()
