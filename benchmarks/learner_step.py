@@ -27,7 +27,7 @@ import time
 import jax
 import numpy as np
 
-from lwd_learner.agent import Agent
+from lwd_learner.agents import BaseAgent, make_agent
 from lwd_learner.batches import Batches
 from lwd_learner.config import LearnerConfig
 from lwd_learner.replay import NormStats, StoreReader, Vocab
@@ -124,7 +124,7 @@ def main() -> None:
         f"device: {dev.platform} {dev.device_kind} x{jax.device_count()}  batch {args.batch_size}  "
         f"image {cfg.model.encoder.image_size}  pool {args.pool}  flow steps {cfg.qam.flow_steps}"
     )
-    agent = Agent(cfg)
+    agent = make_agent(cfg)
     z = np.zeros(16, np.float32)
     stats = NormStats(z, z + 1, z, z + 1)
     state = agent.init(stats)
@@ -132,7 +132,7 @@ def main() -> None:
     print(f"parameters: policy+critic {n_params / 1e6:.2f} M")
     mesh = data_mesh()
 
-    def fresh(a: Agent, bc: bool):  # BC updates start from init, DIVL+QAM from a BC-finished state
+    def fresh(a: BaseAgent, bc: bool):  # BC updates start from init, DIVL+QAM from a BC-finished state
         s = a.init(stats)
         return replicate(s if bc else a.start_rl(s), mesh)
 
@@ -161,7 +161,7 @@ def main() -> None:
         runs = [(r, False) for r in args.replay] + ([(args.replay[0], True)] if args.frozen else [])
         for replay, frozen in runs:
             rcfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, replay=replay))
-            ragent = Agent(rcfg)
+            ragent = make_agent(rcfg)
             src = Batches(rcfg, ragent, mesh)
             src.add(decode_episodes(episodes, vocab, rcfg))
             label = "frozen" if frozen else f"real {replay}"

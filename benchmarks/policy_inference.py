@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from lwd_common import policy_io
-from lwd_learner.agent import Agent
+from lwd_learner.agents import make_agent
 from lwd_learner.config import LearnerConfig
 from lwd_learner.export_onnx import export_policy
 from lwd_learner.replay import NormStats
@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="ORT intra-op threads (0 = default)")
     args = ap.parse_args()
     cfg = LearnerConfig()
-    agent = Agent(cfg)
+    agent = make_agent(cfg)
     z = np.zeros(16, np.float32)
     state = agent.init(NormStats(z, z + 1, z, z + 1))
     policy = jax.tree.map(

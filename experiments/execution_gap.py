@@ -109,9 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             if line.strip():
                 r = json.loads(line)
                 rows[r["row_key"]] = r
-    delays: list[int | None] = (
-        [None, *args.delays] if args.whole else list(args.delays) if args.whole else list(args.delays)
-    )
+    delays: list[int | None] = [None, *args.delays] if args.whole else list(args.delays)
     todo = [(p, d) for d in delays for p in args.policies]  # whole chunks for every seed first
     if not args.table:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -321,7 +321,7 @@ def train_arrays(
     session is usable, and a later call resumes). Returns the `train.Session`
     (`session.export_bytes()` is the ONNX policy, for models without extra state vectors); the
     training plot (`training_plot`, tau and value entropy) is written to `out_dir` at the end."""
-    from lwd_learner.agent import Agent
+    from lwd_learner.agents import make_agent
     from lwd_learner.batches import Batches
     from lwd_learner.checkpoint import Checkpointer
     from lwd_learner.sharding import data_mesh
@@ -357,7 +357,7 @@ def train_arrays(
             relative_mask=relative_action_mask(cfg.model),
             horizon=cfg.model.horizon,
         )
-        agent = Agent(cfg)
+        agent = make_agent(cfg)
         state = agent.init(stats, cfg.train.seed)
         session = Session(cfg, agent, state, vocab, stats, "bc", {"source": "arrays"})
     batches = Batches(session.cfg, session.agent, data_mesh(), int(session.state.step))
@@ -424,8 +424,8 @@ def q_values(
 
     @jax.jit
     def run(critic, norm, batch, chunks):
-        z = agent.critic.apply(critic, *agent._obs(norm, batch), method=CriticValue.encode)
-        a = agent._norm_actions(norm, chunks, batch["joint_pos"])
+        z = agent.critic.apply(critic, *agent.nets.obs(norm, batch), method=CriticValue.encode)
+        a = agent.nets.norm_actions(norm, chunks, batch["joint_pos"])
         return jnp.min(agent.critic.apply(critic, z, a, method=CriticValue.q_from_z), axis=0)
 
     return np.asarray(run(state.critic, state.norm, batch, jnp.asarray(chunks, jnp.float32)))

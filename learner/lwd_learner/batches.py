@@ -14,8 +14,8 @@ from jax.sharding import PartitionSpec as P
 
 from lwd_common.episode import EpisodeKind
 from lwd_learner import recap
-from lwd_learner.agent import Agent, AgentState
-from lwd_learner.config import LearnerConfig, bc_rule, critic_needs_own_batch
+from lwd_learner.agents import AgentState, BaseAgent
+from lwd_learner.config import LearnerConfig, bc_rule
 from lwd_learner.device_replay import DeviceReplay
 from lwd_learner.replay import EpisodeArrays, MixedSampler, ReplayBuffer, Vocab
 from lwd_learner.sharding import shard_batch
@@ -32,7 +32,7 @@ def process_rng(seed: int, step: int) -> np.random.Generator:
 class Batches:
     """Offline + online replay of one run and the update that consumes it."""
 
-    def __init__(self, cfg: LearnerConfig, agent: Agent, mesh, start_step: int = 0):
+    def __init__(self, cfg: LearnerConfig, agent: BaseAgent, mesh, start_step: int = 0):
         self.cfg, self.agent, self.mesh = cfg, agent, mesh
         t, d = cfg.train, cfg.divl
         self.on_device = t.replay == "device" and jax.process_count() == 1
@@ -102,21 +102,12 @@ class Batches:
         return state
 
     def update(self, state: AgentState, kind: str):
-        """One update of `kind`: 'bc' (BC pool, BC update), 'rl' (mixed replay, DIVL + QAM) or
-        'recap' (mixed replay, BC update on its advantage-labelled policy task ids)."""
+        """One update of `kind` (the agent's `update_kind`: 'bc', the BC update on the BC pool; 'rl',
+        LWD's DIVL + QAM on mixed replay; 'recap', RECAP's BC update on mixed replay with its
+        advantage-labelled policy task ids), on minibatches drawn on the device or on the host."""
         if self.on_device:
-            fn = {
-                "bc": self.agent.bc_update_on_device,
-                "rl": self.agent.rl_update_on_device,
-                "recap": self.agent.recap_update_on_device,
-            }[kind]
-            return fn(state, self.replay.arrays())
-        batch = shard_batch(self._host_sample(kind == "bc"), self.mesh)
-        if kind == "rl" and state.bc_policy is not None:  # the bc_ema reference clones a BC-pool batch
-            return self.agent.rl_update(state, batch, shard_batch(self._host_sample(True), self.mesh))
-        if kind == "bc" and critic_needs_own_batch(self.cfg.train):  # the critic learns from all replay
-            return self.agent.bc_update(state, batch, shard_batch(self._host_sample(False), self.mesh))
-        return (self.agent.rl_update if kind == "rl" else self.agent.bc_update)(state, batch)
+            return self.agent.device_update(kind)(state, self.replay.arrays())
+        return self.agent.host_update(kind, state, lambda bc: shard_batch(self._host_sample(bc), self.mesh))
 
     def relabel(self, state: AgentState, vocab: Vocab) -> dict:
         """RECAP: advantage labels of every stored step from the current value model, written into

@@ -61,7 +61,7 @@ class PolicyConfig:
     """Sinusoidal features of the flow time w."""
     noise_scale: float = 0.0
     """The deployed sampler starts its flow from noise x this scale (inside the exported graph, so
-    robots, evaluation and `Agent.act` agree). 1 samples the learned distribution; 0 starts every
+    robots, evaluation and `BaseAgent.act` agree). 1 samples the learned distribution; 0 starts every
     chunk from the origin: the same state gives the same chunk, and on can_to_bin that lifted BC
     from 0.28 to 0.41 success (docs/learner.md, "Deployed sampling"). Training is unaffected."""
     rtc_max_guidance: float = 5.0
@@ -249,9 +249,10 @@ class TrainConfig:
     """Run recipe: the method, budgets, replay and logging."""
 
     method: Literal["lwd", "sft", "hg_dagger", "recap"] = "lwd"
-    """Method: "lwd", DIVL + QAM; "sft": behaviour cloning only; "hg_dagger": behaviour cloning on
-    demonstrations, intervention segments and successful online episodes; "recap":
-    advantage-conditioned behaviour cloning on all data (lwd_learner.recap)."""
+    """Method, the agent that trains (lwd_learner.agents.AGENTS, one module each): "lwd", DIVL + QAM;
+    "sft": behaviour cloning only; "hg_dagger": behaviour cloning on demonstrations, intervention
+    segments and successful online episodes; "recap": advantage-conditioned behaviour cloning on all
+    data (lwd_learner.recap)."""
     bc_data: Literal["demos", "all", "hg_dagger"] = "demos"
     """What BC clones (replay.bc_frames): demonstrations, the whole buffer, or HG-DAgger's selection."""
     batch_size: int = 64

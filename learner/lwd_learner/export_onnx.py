@@ -1,6 +1,6 @@
 """Export the trained flow policy as one ONNX graph: the whole Euler sampler, noise in, chunk out.
 
-The graph is generated from the JAX sampler itself, `Agent.sample_actions` (the function the learner
+The graph is generated from the JAX sampler itself, `BaseAgent.sample_actions` (the function the learner
 evaluates: encoder, flow head, K Euler steps, noise scale, relative actions, normalisation), traced
 to a jaxpr and converted primitive by primitive (lwd_learner.jaxpr_onnx). There is no hand-written
 mirror of networks.py to keep in step: a network change exports as it is, or, if it uses a JAX
@@ -87,13 +87,13 @@ def write_metadata(
 
 
 def policy_sampler(params: dict, norm: dict, cfg: ModelConfig, flow_steps: int) -> Callable:
-    """`Agent.sample_actions` with these parameters and NormStats bound: (images, joint_pos, task_id,
+    """`BaseAgent.sample_actions` with these parameters and NormStats bound: (images, joint_pos, task_id,
     noise[, prefix, prefix_len, delay]) -> actions, the function an export traces (`images` None for
     a camera-free model; with the real-time-chunking inputs, the RTC sampler)."""
-    from lwd_learner.agent import Agent  # the agent module pulls in optax etc.; only exporting needs it
+    from lwd_learner.agents import make_agent  # the agents pull in optax etc.; only exporting needs them
 
     _check_exportable(cfg)
-    agent = Agent(LearnerConfig(model=cfg))
+    agent = make_agent(LearnerConfig(model=cfg))
     norm = {k: np.asarray(v, np.float32) for k, v in norm.items()}
 
     def sampler(images, joint_pos, task_id, noise, prefix=None, prefix_len=None, delay=None):
@@ -159,7 +159,7 @@ def export_policy(
     rtc: bool = True,
 ) -> onnx.ModelProto:
     """ONNX sampler of FlowPolicy params (`{'params': {...}}`) and the NormStats dict, by tracing
-    `Agent.sample_actions` with these values baked in as initialisers; a real-time-chunking policy
+    `BaseAgent.sample_actions` with these values baked in as initialisers; a real-time-chunking policy
     unless `rtc=False` (module doc)."""
     return sampler_to_onnx(
         policy_sampler(params, norm, cfg, flow_steps), cfg, instructions, flow_steps, version, rtc=rtc

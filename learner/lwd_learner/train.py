@@ -16,7 +16,7 @@ from pathlib import Path
 import jax
 from tqdm import tqdm
 
-from lwd_learner.agent import Agent, AgentState
+from lwd_learner.agents import AgentState, BaseAgent, make_agent
 from lwd_learner.batches import Batches
 from lwd_learner.checkpoint import Checkpointer
 from lwd_learner.config import (
@@ -28,7 +28,6 @@ from lwd_learner.config import (
     trains_critic,
 )
 from lwd_learner.export_onnx import export_policy
-from lwd_learner.recap import deployed_instructions
 from lwd_learner.replay import (
     EpisodeArrays,
     NormStats,
@@ -47,7 +46,7 @@ class Session:
     """Everything a training run carries besides the replay."""
 
     cfg: LearnerConfig
-    agent: Agent
+    agent: BaseAgent
     state: AgentState
     vocab: Vocab
     stats: NormStats
@@ -68,9 +67,7 @@ class Session:
 
     def export_bytes(self, version: str = "unversioned") -> bytes:
         params = jax.device_get(self.state.policy)
-        items = (
-            deployed_instructions(self.vocab.items) if self.cfg.train.method == "recap" else self.vocab.items
-        )
+        items = self.agent.deployed_instructions(self.vocab.items)
         model = export_policy(
             params, jax.device_get(self.state.norm), self.cfg.model, items, self.cfg.qam.flow_steps, version
         )
@@ -83,18 +80,17 @@ def restore_session(ckpt_dir: str | Path, cfg: LearnerConfig | None = None) -> S
     meta = ck.read_meta()
     saved = from_dict(meta["config"])
     cfg = cfg or saved
-    agent = Agent(cfg)
+    agent = make_agent(cfg)
     stats = NormStats.from_dict(meta["stats"])
-    saved_agent = Agent(saved)  # the checkpoint is read in the layout it was written in
+    saved_agent = make_agent(saved)  # the checkpoint is read in the layout it was written in
     abstract = saved_agent.init(stats, saved.train.seed)
-    saved_policy_tx = _uses_policy_tx(saved, meta["phase"])
+    saved_policy_tx = saved_agent.uses_policy_tx(meta["phase"])
     if saved_policy_tx:
         abstract = saved_agent.start_rl(abstract)
     state = ck.restore_state(abstract)
     ck.close()
-    if saved_policy_tx != _uses_policy_tx(cfg, meta["phase"]):  # another method continues: its own optimiser
-        tx = agent.policy_tx if _uses_policy_tx(cfg, meta["phase"]) else agent.bc_tx
-        state = state.replace(policy_opt=tx.init(state.policy))
+    if saved_policy_tx != agent.uses_policy_tx(meta["phase"]):  # another method continues: its own optimiser
+        state = state.replace(policy_opt=agent.policy_optimiser(meta["phase"]).init(state.policy))
     extra = {
         k: v for k, v in meta.items() if k not in ("config", "vocab", "stats", "phase", "step", "frozen")
     }
@@ -108,11 +104,6 @@ def restore_session(ckpt_dir: str | Path, cfg: LearnerConfig | None = None) -> S
         extra,
         bool(meta.get("frozen", False)),
     )
-
-
-def _uses_policy_tx(cfg: LearnerConfig, phase: str) -> bool:
-    """The policy trains with QAM's optimiser (LWD after BC), else with the BC optimiser."""
-    return phase == "rl" and cfg.train.method == "lwd"
 
 
 def with_store_observation(cfg: LearnerConfig, episodes) -> LearnerConfig:
@@ -205,7 +196,7 @@ def _run(
     at the end, and at every checkpoint with `plot_every_checkpoint` (online)."""
     cfg, agent = session.cfg, session.agent
     mesh = batches.mesh
-    if _uses_policy_tx(cfg, session.phase):  # an RL checkpoint of the other qam.reference setting
+    if agent.uses_policy_tx(session.phase):  # an RL checkpoint of the other qam.reference setting
         session.state = agent.with_reference_training(session.state)
     if cfg.train.batch_size % mesh.devices.size:
         raise ValueError(f"batch size {cfg.train.batch_size} not divisible by {mesh.devices.size} devices")
@@ -225,20 +216,20 @@ def _run(
         desc=f"{cfg.train.method}",
         dynamic_ncols=True,
     )
-    freeze_at, method = cfg.train.encoder_steps, cfg.train.method
+    freeze_at = cfg.train.encoder_steps
     labelled_at, label_stats = None, {}
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
     out_of_time = False
     try:
         step = start
         while step < end and not stop.requested and not out_of_time:
-            if session.phase == "bc" and step >= cfg.train.bc_steps and trains_critic(cfg.train):
-                session.state = agent.start_rl(session.state) if method == "lwd" else session.state
+            if session.phase == "bc" and step >= cfg.train.bc_steps and agent.trains_critic:
+                session.state = agent.start_rl(session.state)
                 session.phase = "rl"
             if freeze_at is not None and step >= freeze_at and not session.frozen:
                 session.state = batches.freeze(session.state)
                 session.frozen = True
-            kind = "bc" if session.phase == "bc" else ("recap" if method == "recap" else "rl")
+            kind = agent.update_kind(session.phase)
             if kind == "recap" and (
                 labelled_at is None or step - labelled_at >= cfg.train.recap_relabel_every
             ):
@@ -320,7 +311,7 @@ def run_offline(
         stats = NormStats.from_episodes(
             episodes, relative_mask=relative_action_mask(cfg.model), horizon=cfg.model.horizon
         )
-        agent = Agent(cfg)
+        agent = make_agent(cfg)
         session = Session(
             cfg,
             agent,
@@ -372,12 +363,12 @@ def run_online(
         )
         cfg = online_config(base.cfg)
         cfg = cfg_override(cfg) if cfg_override else cfg
-        agent = Agent(cfg)
+        agent = make_agent(cfg)
         session = Session(
             cfg, agent, base.state, base.vocab, base.stats, base.phase, dict(base.extra), base.frozen
         )
-        if session.phase == "bc" and trains_critic(cfg.train):
-            session.state = agent.start_rl(session.state) if cfg.train.method == "lwd" else session.state
+        if session.phase == "bc" and agent.trains_critic:
+            session.state = agent.start_rl(session.state)
             session.phase = "rl"
     cfg = session.cfg = dataclasses.replace(
         session.cfg, train=dataclasses.replace(session.cfg.train, bc_steps=0)

@@ -30,7 +30,7 @@ def value_distributions(session, episode, batch: int = 64) -> np.ndarray:
 
     @jax.jit
     def probs(images, joint_pos, task_id):
-        obs = agent._obs(state.norm, {"images": images, "joint_pos": joint_pos, "task_id": task_id})
+        obs = agent.nets.obs(state.norm, {"images": images, "joint_pos": joint_pos, "task_id": task_id})
         z = agent.critic.apply(state.critic, *obs, method=CriticValue.encode)
         return jax.nn.softmax(agent.critic.apply(state.critic, z, method=CriticValue.value_logits))
 

@@ -18,6 +18,7 @@ import toytask  # noqa: E402
 from test_online_and_cli import _store, tiny_config  # noqa: E402
 
 from lwd_learner import train  # noqa: E402
+from lwd_learner.agents import make_agent  # noqa: E402
 from lwd_learner.batches import Batches  # noqa: E402
 from lwd_learner.replay import StoreReader, Vocab  # noqa: E402
 from lwd_learner.sharding import data_mesh, initialize_distributed  # noqa: E402
@@ -37,7 +38,7 @@ def main() -> None:
 
     multihost_utils.sync_global_devices("store written")
     episodes = StoreReader(store).poll()
-    agent_batches = Batches(cfg, train.Agent(cfg), data_mesh())
+    agent_batches = Batches(cfg, make_agent(cfg), data_mesh())
     agent_batches.add(train.decode_episodes(episodes, Vocab([e.meta.instruction for e in episodes]), cfg))
     first = agent_batches._host_sample(bc=False)
     digest = hashlib.sha256(first["joint_pos"].tobytes() + first["actions"].tobytes()).hexdigest()

@@ -12,7 +12,7 @@ import toytask
 from test_online_and_cli import tiny_config
 
 from lwd_description.robot import CAMERA_NAMES
-from lwd_learner.agent import Agent
+from lwd_learner.agents import LWDAgent
 from lwd_learner.replay import NormStats, ReplayBuffer, Vocab, episode_arrays
 from lwd_learner.sharding import data_mesh, replicate, shard_batch
 
@@ -25,7 +25,7 @@ def main() -> None:
     for e in eps:
         buf.add(episode_arrays(e, vocab, (8, 8), CAMERA_NAMES))
     batch = buf.sample(np.random.default_rng(0), 16)
-    agent = Agent(cfg)
+    agent = LWDAgent(cfg)
     stats = NormStats.from_episodes(eps)
     results = {}
     for name, mesh in (("single", data_mesh(jax.devices()[:1])), ("sharded", data_mesh())):

@@ -16,7 +16,7 @@ from test_online_and_cli import _store, tiny_config
 from lwd_common import policy_io
 from lwd_common.episode import EpisodeKind
 from lwd_learner import recap
-from lwd_learner.agent import Agent
+from lwd_learner.agents import make_agent
 from lwd_learner.config import apply_overrides, relative_action_mask
 from lwd_learner.replay import EpisodeInfo, NormStats, bc_frames
 from lwd_learner.train import restore_session, run_offline
@@ -113,7 +113,7 @@ def test_hg_dagger_offline_run_is_behaviour_cloning_only(store, tmp_path):
 
 # ---- frozen encoder ------------------------------------------------------------------------------
 def _agent_and_batch(cfg, n=8, seed=0):
-    agent = Agent(cfg)
+    agent = make_agent(cfg)
     z = np.zeros(16, np.float32)
     state = agent.init(NormStats(z, z + 1, z, z + 1))
     rng = np.random.default_rng(seed)
@@ -142,7 +142,7 @@ def test_features_path_encodes_exactly_like_the_image_path():
         ),
     )
     agent, state, batch = _agent_and_batch(cfg)
-    obs = agent._obs(state.norm, batch)
+    obs = agent.nets.obs(state.norm, batch)
     feats = agent.image_features(state.policy, batch["images"])
     from lwd_learner.networks import FlowPolicy
 
@@ -217,9 +217,9 @@ def test_q_std_temperature_is_lambda_times_the_critics_spread_on_the_batch():
     state = agent.start_rl(state.replace(critic=jax.tree.map(lambda x: x + 0.3, state.critic)))
     from lwd_learner.networks import CriticValue
 
-    obs = agent._obs(state.norm, batch)
+    obs = agent.nets.obs(state.norm, batch)
     zc = agent.critic.apply(state.critic, *obs, method=CriticValue.encode)
-    a = agent._norm_actions(state.norm, batch["actions"], batch["joint_pos"])
+    a = agent.nets.norm_actions(state.norm, batch["actions"], batch["joint_pos"])
     q = np.min(np.asarray(agent.critic.apply(state.critic, zc, a, method=CriticValue.q_from_z)), 0)
     _, stats = agent.policy_loss(
         state.policy, state.ref_policy, state.critic, state.norm, batch, jax.random.PRNGKey(0)
@@ -229,7 +229,7 @@ def test_q_std_temperature_is_lambda_times_the_critics_spread_on_the_batch():
 
 
 def test_random_shift_crops_each_frame_from_its_edge_padded_self():
-    from lwd_learner.agent import random_shift
+    from lwd_learner.agents.base import random_shift
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (4, 3, 8, 8, 3), dtype=np.uint8)

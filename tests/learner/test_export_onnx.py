@@ -15,7 +15,7 @@ import pytest
 from lwd_common import policy_io
 from lwd_description.robot import JOINT_NAMES
 from lwd_learner import networks
-from lwd_learner.agent import Agent
+from lwd_learner.agents import make_agent
 from lwd_learner.config import EncoderConfig, LearnerConfig, ModelConfig, PolicyConfig
 from lwd_learner.export_onnx import export_policy
 from lwd_learner.replay import NormStats
@@ -29,7 +29,7 @@ def _agent_state(image_size=(16, 20), pool="mean", relative=False, noise_scale=1
             policy=PolicyConfig(hidden=(64, 64), noise_scale=noise_scale),
         )
     )
-    agent = Agent(cfg)
+    agent = make_agent(cfg)
     rng = np.random.default_rng(0)
     stats = NormStats(
         rng.normal(size=16).astype(np.float32),
@@ -172,7 +172,7 @@ def _custom_encoder_state(monkeypatch, kind, module):
             policy=PolicyConfig(hidden=(32,), noise_scale=1.0),
         )
     )
-    agent = Agent(cfg)
+    agent = make_agent(cfg)
     z = np.zeros(16, np.float32)
     state = agent.init(NormStats(z, z + 1, z, z + 1), seed=3)
     state = state.replace(

@@ -27,7 +27,7 @@ from lwd_common.episode import (
 )
 from lwd_common.preprocessing import encode_jpeg
 from lwd_common.store import EpisodeStore
-from lwd_learner.agent import Agent
+from lwd_learner.agents import make_agent
 from lwd_learner.config import EncoderConfig, LearnerConfig, ModelConfig, PolicyConfig, from_dict
 from lwd_learner.export_onnx import export_policy, policy_sampler
 from lwd_learner.replay import NormStats
@@ -142,7 +142,7 @@ def test_camera_free_policy_exports_without_images_and_matches_the_jax_sampler()
             relative_actions=True,
         )
     )
-    agent = Agent(cfg)
+    agent = make_agent(cfg)
     rng = np.random.default_rng(2)
     stats = NormStats(*(rng.uniform(0.5, 2.0, 3).astype(np.float32) for _ in range(4)))
     state = agent.init(stats, seed=1)

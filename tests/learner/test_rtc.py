@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from lwd_common import policy_io
-from lwd_learner.agent import Agent
+from lwd_learner.agents import make_agent
 from lwd_learner.config import EncoderConfig, LearnerConfig, ModelConfig, PolicyConfig
 from lwd_learner.export_onnx import export_policy
 from lwd_learner.flow import rtc_guidance_scale, rtc_weights
@@ -37,7 +37,7 @@ def policy():
             policy=PolicyConfig(hidden=(64, 64), time_features=8, noise_scale=1.0),
         )
     )
-    agent = Agent(cfg)
+    agent = make_agent(cfg)
     rng = np.random.default_rng(0)
     stats = NormStats(
         rng.normal(size=J).astype(np.float32),
@@ -45,7 +45,7 @@ def policy():
         rng.normal(size=J).astype(np.float32),
         rng.uniform(0.1, 1, J).astype(np.float32),
     )
-    # A state with only what sampling reads (Agent.init compiles the whole agent: slow on 2 cores).
+    # A state with only what sampling reads (BaseAgent.init compiles the whole agent: slow on 2 cores).
     state = SimpleNamespace(
         policy=random_flow_params(cfg.model), norm={k: np.asarray(v) for k, v in stats.to_dict().items()}
     )
