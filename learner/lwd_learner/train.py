@@ -348,7 +348,7 @@ def run_online(
     """Continue training on 1:1 offline/online replay; publish a policy every publish_every steps.
     Stops after `max_new_steps`, `max_seconds` of training-loop wall-clock time, or on SIGTERM,
     with a checkpoint; the training plot is rewritten at every checkpoint and at the exit."""
-    from lwd_common.policy_store import PolicyStore, format_version, version_number
+    from lwd_common.policy_store import PolicyStore
 
     bridge_root, out_dir = Path(bridge_root), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -397,10 +397,8 @@ def run_online(
     def on_step(s: Session) -> None:
         step = int(s.state.step)
         if primary and step % cfg.train.publish_every == 0:
-            latest = policies.latest()
-            version = format_version(version_number(latest.version) + 1 if latest else 1)
             info = policies.publish(
-                s.export_bytes(version),
+                s.export_bytes,  # the store names the version; the graph carries it
                 step,
                 {"method": cfg.train.method, **batches.bookkeeping(online=True)},
             )

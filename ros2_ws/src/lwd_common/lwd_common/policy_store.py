@@ -188,10 +188,14 @@ class PolicyStore:
         versions = self.versions()
         return self.get(versions[-1]) if versions else None
 
-    def publish(self, onnx_bytes: bytes, training_step: int, extra: dict | None = None) -> PolicyInfo:
-        """Store a new version (next number) and return its info; atomic for readers."""
-        if not isinstance(onnx_bytes, bytes | bytearray) or not onnx_bytes:
-            raise ValueError("onnx_bytes must be non-empty bytes")
+    def publish(
+        self, onnx: bytes | Callable[[str], bytes], training_step: int, extra: dict | None = None
+    ) -> PolicyInfo:
+        """Store a new version (next number) and return its info; atomic for readers.
+
+        `onnx` is the graph's bytes, or a function of the version name that builds them (the
+        learner writes the version into the graph's metadata): the store is the one owner of
+        version numbers, and it names the version under its lock."""
         extra = dict(extra or {})
         json.dumps(extra)  # must be JSON-serialisable; raises TypeError early
         with self._locked():
@@ -200,6 +204,9 @@ class PolicyStore:
             if number >= EPOCH_STRIDE:
                 raise ValueError(f"version number {number} reached the pin epoch stride {EPOCH_STRIDE}")
             version = format_version(number)
+            onnx_bytes = onnx(version) if callable(onnx) else onnx
+            if not isinstance(onnx_bytes, bytes | bytearray) or not onnx_bytes:
+                raise ValueError("onnx_bytes must be non-empty bytes")
             info = PolicyInfo(
                 version=version,
                 sha256=hashlib.sha256(onnx_bytes).hexdigest(),
