@@ -4,8 +4,9 @@ The training commands take the whole `LearnerConfig` as typed flags, parsed by t
 parses its configs): every field of config.py is a flag `--section.field` whose default and
 docstring `--help` prints, so a new config field needs no CLI code. `--preset NAME` picks the
 named config (config.PRESETS) the flags override; an unknown flag or a bad value is an error that
-names the flag. The flags of the earlier hand-written CLI (`--bc-steps`, `--set section.field=value`,
-...) are still accepted (LEGACY_FLAGS), so existing scripts keep working.
+names the flag. `--set section.field=value` and `--config FILE.json` set fields too. The flags of
+the earlier hand-written CLI (`--bc-steps`, ...) are refused, naming the flag that replaced them
+(RENAMED_FLAGS): one spelling per setting.
 """
 
 from __future__ import annotations
@@ -122,8 +123,8 @@ class ValuePlot:
     """Output .png."""
 
 
-# Flags of the hand-written CLI -> the flags they stand for (the last one takes the value).
-LEGACY_FLAGS: dict[str, tuple[str, ...]] = {
+# Flags of the earlier hand-written CLI -> the flags that replaced them (the last one takes the value).
+RENAMED_FLAGS: dict[str, tuple[str, ...]] = {
     "--method": ("--train.method",),
     "--seed": ("--train.seed",),
     "--batch-size": ("--train.batch-size",),
@@ -141,17 +142,14 @@ LEGACY_FLAGS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _legacy_to_flags(args: list[str]) -> list[str]:
-    """Rewrite LEGACY_FLAGS spellings (also `--flag=value`) to the config's own flags."""
-    out: list[str] = []
+def _refuse_renamed_flags(args: list[str]) -> None:
+    """A ValueError naming the replacement of the first RENAMED_FLAGS spelling in `args`."""
     for a in args:
-        name, eq, value = a.partition("=")
-        new = LEGACY_FLAGS.get(name) if a.startswith("--") else None
-        if new is None:
-            out.append(a)
-        else:
-            out += [*new[:-1], new[-1] + eq + value]
-    return out
+        name = a.partition("=")[0]
+        if a.startswith("--") and name in RENAMED_FLAGS:
+            raise ValueError(
+                f"{name} was renamed: use {' '.join(RENAMED_FLAGS[name])} (lwd_learner.cli --help)"
+            )
 
 
 def _assignment_flags(path: str, value: Any) -> list[str]:
@@ -188,7 +186,7 @@ def _config_file_flags(path: Path, base: LearnerConfig) -> list[str]:
 
 
 def _set_flags(assignments: list[str]) -> list[str]:
-    """The flags legacy `--set section.field=value` assignments stand for (values parsed as JSON
+    """The flags `--set section.field=value` assignments stand for (values parsed as JSON
     when they parse, else taken as strings)."""
     out: list[str] = []
     for item in assignments:
@@ -257,10 +255,8 @@ def _commands(offline: LearnerConfig, online: LearnerConfig, preset: str = "defa
 DESCRIPTION = (
     "The learner: offline and online training, ONNX export, value plots (docs/learner.md). The training "
     "commands take every field of lwd_learner/config.py as a typed flag --section.field (`offline --help` "
-    "lists them with their defaults); --preset NAME picks the defaults (" + ", ".join(PRESETS) + "). "
-    "Older spellings still accepted: "
-    + ", ".join(f"{k} = {' '.join(v)}" for k, v in LEGACY_FLAGS.items())
-    + ", --set section.field=value."
+    "lists them with their defaults); --preset NAME picks the defaults (" + ", ".join(PRESETS) + "); "
+    "--set section.field=value and --config FILE.json set fields too."
 )
 
 
@@ -305,7 +301,8 @@ def parse(argv: list[str]) -> Parsed:
     flags = [cmd]
     if known.config:
         flags += _config_file_flags(Path(known.config), base)
-    flags += _legacy_to_flags(argv[1:]) + _set_flags(known.set)
+    _refuse_renamed_flags(argv[1:])
+    flags += argv[1:] + _set_flags(known.set)
     name = preset or "default"
     commands = (
         _commands(base, LearnerConfig(), name) if cmd == "offline" else _commands(LearnerConfig(), base, name)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lwd_learner import config as config_module
-from lwd_learner.cli import LEGACY_FLAGS, main, parse
+from lwd_learner.cli import RENAMED_FLAGS, main, parse
 from lwd_learner.config import PRESETS, LearnerConfig, from_dict, to_dict
 
 RUN = ["--store", "S", "--out", "O"]
@@ -69,83 +69,21 @@ def test_flags_override_the_preset_and_the_config_file(tmp_path: Path):
 
 
 @pytest.mark.parametrize(
-    "legacy,new",
+    "old,new",
     [
-        (
-            ["--bc-steps", "3", "--rl-steps", "2", "--batch-size", "4", "--seed", "1", "--method", "sft"],
-            [
-                "--train.bc-steps",
-                "3",
-                "--train.rl-steps",
-                "2",
-                "--train.batch-size",
-                "4",
-                "--train.seed",
-                "1",
-                "--train.method",
-                "sft",
-            ],
-        ),
-        (
-            [
-                "--value",
-                "expectile",
-                "--constant-tau=0.4",
-                "--nstep",
-                "10",
-                "--lam",
-                "1.5",
-                "--qam-rollout",
-                "reference",
-            ],
-            [
-                "--divl.value-kind",
-                "expectile",
-                "--divl.no-adaptive-tau",
-                "--divl.constant-tau",
-                "0.4",
-                "--divl.nstep",
-                "10",
-                "--qam.lam",
-                "1.5",
-                "--qam.rollout",
-                "reference",
-            ],
-        ),
-        (
-            [
-                "--image-size",
-                "32",
-                "32",
-                "--set",
-                "train.encoder_steps=500",
-                "--set",
-                "model.encoder.conv_channels=[4, 8]",
-                "--set",
-                "model.relative_actions=true",
-                "--set",
-                "model.encoder.pool=spatial",
-            ],
-            [
-                "--model.encoder.image-size",
-                "32",
-                "32",
-                "--train.encoder-steps",
-                "500",
-                "--model.encoder.conv-channels",
-                "4",
-                "8",
-                "--model.relative-actions",
-                "--model.encoder.pool",
-                "spatial",
-            ],
-        ),
+        (["--bc-steps", "3"], "--train.bc-steps"),
+        (["--seed=1"], "--train.seed"),
+        (["--constant-tau", "0.4"], "--divl.no-adaptive-tau --divl.constant-tau"),
+        (["--image-size", "32", "32"], "--model.encoder.image-size"),
     ],
 )
-def test_the_older_flag_spellings_mean_the_config_flags(legacy: list[str], new: list[str]):
-    """What lwd_actor.bringup.bootstrap and older scripts pass keeps meaning the same config."""
-    assert offline_cfg(*legacy) == offline_cfg(*new) != LearnerConfig()
-    assert all(k.startswith("--") for k in LEGACY_FLAGS)
+def test_the_older_flag_spellings_are_refused_naming_their_replacement(old: list[str], new: str, capsys):
+    """One spelling per setting: the hand-written CLI's flags are gone, and saying which flag
+    replaced one is more use than `unrecognized argument`."""
+    assert main(["offline", *RUN, *old]) == 2
+    err = capsys.readouterr().err
+    assert f"{old[0].partition('=')[0]} was renamed: use {new}" in err and len(err.strip().splitlines()) == 1
+    assert all(k.startswith("--") for k in RENAMED_FLAGS)
 
 
 def test_unknown_field_is_a_clear_error(capsys):
