@@ -154,8 +154,14 @@ def test_a_process_that_outlasts_its_grace_is_killed(tmp_path):
 
 
 LAUNCHER = """
+import signal
 import sys
 from pathlib import Path
+
+# An operator's terminal: Ctrl-C neither blocked nor ignored, whatever the test runner's process
+# inherited (both survive exec; a launcher started with SIGINT ignored never sees Ctrl-C).
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 from lwd_actor.bringup.description import FleetDescription, ProcessSpec
 from lwd_actor.bringup.supervisor import Supervisor, SupervisorConfig
@@ -188,7 +194,10 @@ def test_a_second_ctrl_c_during_the_clean_stop_kills_what_is_left_without_a_trac
         time.sleep(1.0)
         assert launcher.poll() is None
         launcher.send_signal(signal.SIGINT)  # second: stop now
-        out, err = launcher.communicate(timeout=20)
+        try:
+            out, err = launcher.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the launcher ignored both Ctrl-C: {_signal_state(launcher.pid)}") from None
     finally:
         if launcher.poll() is None:
             launcher.kill()
@@ -197,6 +206,17 @@ def test_a_second_ctrl_c_during_the_clean_stop_kills_what_is_left_without_a_trac
     assert "stopping now (killing learner)" in out and "all processes stopped" in out
     assert launcher.returncode == 0
     assert wait_for(lambda: not _alive(child_pid), timeout=5, interval=0.05)  # nothing orphaned
+
+
+def _signal_state(pid: int) -> str:
+    """The process's blocked / ignored / caught signal masks (Linux), to say why it did not stop."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError as exc:
+        return f"no /proc status ({exc})"
+    return " ".join(
+        line.replace("\t", "") for line in lines if line.startswith(("SigBlk", "SigIgn", "SigCgt"))
+    )
 
 
 def _alive(pid: int) -> bool:
