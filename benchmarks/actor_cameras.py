@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,11 +27,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "actor"))  # camera_policy: a policy with a 3:4 input
+sys.path.insert(0, str(REPO / "tests"))  # rosutil: isolated DDS domain, process groups, cleanup
 
 from camera_policy import camera_policy, policy_hw  # noqa: E402
 
 from lwd_common.store import EpisodeStore  # noqa: E402
 from lwd_description.robot import CAMERA_NAMES, JOINT_NAMES  # noqa: E402
+from rosutil import Procs, ros_env  # noqa: E402
 
 HEIGHT, WIDTH = 480, 640
 
@@ -58,30 +59,19 @@ def diagnostics(probe: Path) -> list[dict]:
 
 
 def run_mode(mode: str, seconds: float, tmp: Path, policy: Path, urdf: Path, domain: int) -> dict:
-    env = dict(
-        os.environ,
-        ROS_DOMAIN_ID=str(domain),
-        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-        RMW_IMPLEMENTATION="rmw_fastrtps_cpp",
-        PYTHONUNBUFFERED="1",
-    )
+    env = ros_env(domain)
     ns = ["--ros-args", "-r", "__ns:=/robot0"]
     probe = tmp / f"probe_{mode}.jsonl"
     store_dir = tmp / f"store_{mode}"
     compressed = mode == "compressed"
 
+    procs = Procs(env, tmp)
+
     def start(name: str, *args: str) -> subprocess.Popen:
-        log = open(tmp / f"{name}_{mode}.log", "wb")  # noqa: SIM115 - lives as long as the process
-        return subprocess.Popen(
-            [sys.executable, "-m", *args],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        return procs.python(f"{name}_{mode}", "-m", *args)  # log: <tmp>/<name>_<mode>.log
 
     robot = ["-p", f"image_height:={HEIGHT}", "-p", f"image_width:={WIDTH}", "-p", "pattern:=texture"]
-    procs = [
+    try:
         start(
             "robot",
             "lwd_testing.fake_robot_node",
@@ -89,7 +79,7 @@ def run_mode(mode: str, seconds: float, tmp: Path, policy: Path, urdf: Path, dom
             *robot,
             "-p",
             f"compressed:={str(compressed).lower()}",
-        ),
+        )
         start(
             "actor",
             "lwd_actor.actor_node",
@@ -109,11 +99,9 @@ def run_mode(mode: str, seconds: float, tmp: Path, policy: Path, urdf: Path, dom
             "-p",
             f"image_width:={WIDTH}",
             *(["-p", "compressed_cameras:=all"] if compressed else []),
-        ),
-        start("probe", "lwd_testing.probe_node", *ns, "-p", f"out:={probe}"),
-    ]
-    cli = [sys.executable, "-m", "lwd_actor.episode_cli", "--ns", "/robot0"]
-    try:
+        )
+        start("probe", "lwd_testing.probe_node", *ns, "-p", f"out:={probe}")
+        cli = [sys.executable, "-m", "lwd_actor.episode_cli", "--ns", "/robot0"]
         r = subprocess.run(
             [*cli, "--retry-s", "90", "start", "--task", "bench"], env=env, capture_output=True, text=True
         )
@@ -135,12 +123,7 @@ def run_mode(mode: str, seconds: float, tmp: Path, policy: Path, urdf: Path, dom
         while episode_id not in store.ids() and time.monotonic() < deadline:
             time.sleep(0.2)
     finally:
-        for p in reversed(procs):
-            os.killpg(p.pid, signal.SIGINT)
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+        procs.stop_all()
     v0, v1 = first["values"], last["values"]
     dt = last["t"] - first["t"]
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -36,35 +35,29 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 TIMING = REPO / "tests" / "actor" / "estop_timing.py"
 sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "tests"))  # rosutil: isolated DDS domain, process groups, cleanup
 
 from actor_cameras import diagnostics, write_urdf  # noqa: E402
 
 from lwd_description.robot import CAMERA_NAMES  # noqa: E402
 from lwd_testing.models import build_policy  # noqa: E402
+from rosutil import Procs, ros_env  # noqa: E402
 
 HOLD_S = 0.5  # estop_hold_s as shipped
 TICK_S = 1 / 30
 
 
 def run_mode(mode: str, a: argparse.Namespace, tmp: Path, policy: Path, urdf: Path, domain: int) -> dict:
-    env = dict(
-        os.environ,
-        ROS_DOMAIN_ID=str(domain),
-        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-        RMW_IMPLEMENTATION="rmw_fastrtps_cpp",
-        PYTHONUNBUFFERED="1",
-    )
+    env = ros_env(domain)
     ns = ["--ros-args", "-r", "__ns:=/robot0"]
     probe = tmp / f"probe_{mode}.jsonl"
     presses = tmp / f"presses_{mode}.jsonl"
+    procs = Procs(env, tmp)
 
     def start(name: str, *args: str) -> subprocess.Popen:
-        log = open(tmp / f"{name}_{mode}.log", "wb")  # noqa: SIM115 - lives as long as the process
-        return subprocess.Popen(
-            [sys.executable, *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        return procs.python(f"{name}_{mode}", *args)  # log: <tmp>/<name>_<mode>.log
 
-    procs = [
+    try:
         start(
             "robot",
             "-m",
@@ -74,7 +67,7 @@ def run_mode(mode: str, a: argparse.Namespace, tmp: Path, policy: Path, urdf: Pa
             "compressed:=true",
             "-p",
             f"rate_hz:={float(a.robot_hz)!r}",
-        ),
+        )
         start(
             "actor",
             "-m",
@@ -98,11 +91,9 @@ def run_mode(mode: str, a: argparse.Namespace, tmp: Path, policy: Path, urdf: Pa
             "hold_when_idle:=true",
             "-p",
             f"estop_hold_s:={HOLD_S}",
-        ),
-        start("probe", "-m", "lwd_testing.probe_node", *ns, "-p", f"out:={probe}"),
-    ]
-    cli = [sys.executable, "-m", "lwd_actor.episode_cli", "--ns", "/robot0"]
-    try:
+        )
+        start("probe", "-m", "lwd_testing.probe_node", *ns, "-p", f"out:={probe}")
+        cli = [sys.executable, "-m", "lwd_actor.episode_cli", "--ns", "/robot0"]
         r = subprocess.run(
             [*cli, "--retry-s", "90", "start", "--task", "bench"], env=env, capture_output=True, text=True
         )
@@ -113,7 +104,7 @@ def run_mode(mode: str, a: argparse.Namespace, tmp: Path, policy: Path, urdf: Pa
         time.sleep(1.0)
         subprocess.run([*cli, "stop", "--abort"], env=env, capture_output=True)  # then it holds (idle)
         if mode == "flood":
-            procs.append(start("flood", str(TIMING), "flood", "--hz", f"{a.hz:g}", *ns))
+            start("flood", str(TIMING), "flood", "--hz", f"{a.hz:g}", *ns)
             time.sleep(5.0)  # the flood's frames fill the actor's subscription queues
         first = diagnostics(probe)[-1]
         presser = start(
@@ -129,14 +120,7 @@ def run_mode(mode: str, a: argparse.Namespace, tmp: Path, policy: Path, urdf: Pa
         presser.wait(timeout=60 + 30 * a.presses)
         last = diagnostics(probe)[-1]
     finally:
-        for p in reversed(procs):
-            try:
-                os.killpg(p.pid, signal.SIGINT)
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        procs.stop_all()
     results = [json.loads(line) for line in presses.read_text().splitlines()] if presses.exists() else []
     bad = [r for r in results if "error" in r or r["timed_out"]]
     if bad or len(results) != a.presses:
