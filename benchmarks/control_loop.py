@@ -50,6 +50,10 @@ from lwd_common.store import EpisodeStore
 from lwd_description.robot import CAMERA_NAMES, JOINT_NAMES, JointLimits
 from lwd_testing.models import default_policy
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # rosutil: isolated DDS domain, process groups, cleanup
+from rosutil import Procs, ros_env  # noqa: E402
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -82,50 +86,33 @@ def run_ros(a: argparse.Namespace) -> int:
         )
         + "</robot>"
     )
-    env = dict(
-        os.environ,
-        ROS_DOMAIN_ID=str(150 + os.getpid() % 50),
-        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-        RMW_IMPLEMENTATION="rmw_fastrtps_cpp",
-        PYTHONUNBUFFERED="1",
-    )
+    env = ros_env(150 + os.getpid() % 50)
     ns = ["--ros-args", "-r", "__ns:=/robot0"]
-    config = Path(__file__).resolve().parents[1] / "ros2_ws/src/lwd_actor/config/actor.yaml"
+    config = REPO / "ros2_ws/src/lwd_actor/config/actor.yaml"
     probe = tmp / "probe.jsonl"
-
-    def start(name: str, *args: str) -> subprocess.Popen:
-        log = open(tmp / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
-        return subprocess.Popen(
-            [sys.executable, "-m", *args],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    procs = [
-        start("robot", "lwd_testing.fake_robot_node", *ns, "-p", f"image_size:={a.image_size}"),
-        start(
-            "actor",
-            "lwd_actor.actor_node",
-            *ns,
-            "--params-file",
-            str(config),
-            "-p",
-            f"policy_path:={policy}",
-            "-p",
-            f"urdf_path:={urdf}",
-            "-p",
-            f"store_dir:={tmp / 'store'}",
-            "-p",
-            f"realtime_priority:={a.realtime_priority}",
-            "-p",
-            f"process_realtime_priority:={a.process_priority}",
-            "-p",
-            f"episode_time_limit_s:={a.seconds + 60}",
-        ),
-        start("probe", "lwd_testing.probe_node", *ns, "-p", f"out:={probe}"),
-    ]
+    procs = Procs(env, tmp)  # own process groups, die with this script, stopped below
+    procs.python("robot", "-m", "lwd_testing.fake_robot_node", *ns, "-p", f"image_size:={a.image_size}")
+    procs.python(
+        "actor",
+        "-m",
+        "lwd_actor.actor_node",
+        *ns,
+        "--params-file",
+        str(config),
+        "-p",
+        f"policy_path:={policy}",
+        "-p",
+        f"urdf_path:={urdf}",
+        "-p",
+        f"store_dir:={tmp / 'store'}",
+        "-p",
+        f"realtime_priority:={a.realtime_priority}",
+        "-p",
+        f"process_realtime_priority:={a.process_priority}",
+        "-p",
+        f"episode_time_limit_s:={a.seconds + 60}",
+    )
+    procs.python("probe", "-m", "lwd_testing.probe_node", *ns, "-p", f"out:={probe}")
     try:
         cli = [sys.executable, "-m", "lwd_actor.episode_cli", "--ns", "/robot0"]
         r = subprocess.run(
@@ -139,9 +126,7 @@ def run_ros(a: argparse.Namespace) -> int:
         v = diags[-1]["values"]
         subprocess.run([*cli, "stop", "--abort"], env=env, capture_output=True)
     finally:
-        for p in reversed(procs):
-            os.killpg(p.pid, signal.SIGINT)
-            p.wait(20)
+        procs.stop_all()
     print(
         f"actor node over DDS, {a.seconds:g} s episode, {a.image_size}x{a.image_size} x3 cameras, "
         f"realtime_priority {a.realtime_priority} ({v.get('scheduling', 'SCHED_OTHER')}), "
@@ -196,20 +181,11 @@ def main() -> int:
     )
     worker = InferenceWorker(policy)
     bridge = None
+    procs = Procs(dict(os.environ), tmp)
     if a.sink == "bridge":
         endpoint = f"tcp://127.0.0.1:{free_port()}"
-        bridge = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "lwd_learner_bridge.server",
-                "--root",
-                str(tmp / "bridge"),
-                "--bind",
-                endpoint,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        bridge = procs.python(
+            "bridge", "-m", "lwd_learner_bridge.server", "--root", str(tmp / "bridge"), "--bind", endpoint
         )
         sinks = make_sink("bridge", "robot0", "", endpoint, str(tmp / "spool"))
     else:
@@ -268,8 +244,7 @@ def main() -> int:
     if bridge is not None:
         sinks.sink.wait_idle(60)
         sinks.closer()
-        bridge.terminate()
-        bridge.wait(10)
+        procs.stop(bridge, signal.SIGTERM)
         stored = len(EpisodeStore(tmp / "bridge" / "store").ids())
     else:
         stored = len(EpisodeStore(tmp / "store").ids())

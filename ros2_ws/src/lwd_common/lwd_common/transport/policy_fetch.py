@@ -11,6 +11,12 @@ Prefetch: one background thread does all downloads that nobody waits for:
 file) and, with `policy_prefetch_s > 0`, a poll that often. Then
 `fetch_policy_if_newer` only looks at the local directory, so an episode
 boundary never waits on the network.
+
+Two entries, one path: `prefetch` (push: the actor node, which must never block)
+and `fetch_policy_if_newer` (pull: a loop without a thread to spare, such as
+`benchmarks/fleet_stream.py` or an integrator's script) both end in
+`_sync_newest`; versions that failed to load are remembered in one place, the
+`PolicyCache`.
 """
 
 from __future__ import annotations
