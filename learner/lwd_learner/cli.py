@@ -95,6 +95,9 @@ class Online(_Training):
     """Offline EpisodeStore mixed into replay (default: the one the offline run trained on)."""
     poll_every: int = 20
     """Steps between polls of the bridge's store for new episodes."""
+    episode_store: str | None = None
+    """Where the fleet's episodes are (default <bridge-root>/store): the bridge's --store, a directory
+    or s3://bucket/prefix (S3 settings from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...; lwd_common.blobs)."""
 
 
 @dataclass(frozen=True)

@@ -522,21 +522,16 @@ class MixedSampler:
 
 
 class StoreReader:
-    """Reads new episodes from an EpisodeStore's latest snapshot (never a half-written store)."""
+    """Reads the episodes each new snapshot adds (never a half-written store), checked against their sha256.
+
+    `root` is the store's location: a directory or `s3://bucket/prefix` (lwd_common.store)."""
 
     def __init__(self, root: str | Path):
         self.store = EpisodeStore(root)
-        self.seen: set[str] = set()
-        self.snapshot_version = -1
+        self.snapshot_version = 0
 
     def poll(self) -> list[Episode]:
-        snap = self.store.latest_snapshot()
-        if snap is None or snap.version == self.snapshot_version:
-            return []
-        self.snapshot_version = snap.version
-        new = [i for i in snap.episode_ids if i not in self.seen]
-        out = []
-        for i in new:
-            out.append(self.store.get(i))
-            self.seen.add(i)
-        return out
+        new = self.store.changes_since(self.snapshot_version)
+        self.snapshot_version = new.version
+        hashes = new.content_hashes or ("",) * len(new.episode_ids)
+        return [self.store.get(i, h or None) for i, h in zip(new.episode_ids, hashes, strict=True)]

@@ -344,8 +344,10 @@ def run_online(
     progress: bool = True,
     idle_sleep_s: float = 1.0,
     max_seconds: float | None = None,
+    episode_store: str | None = None,
 ) -> Session:
     """Continue training on 1:1 offline/online replay; publish a policy every publish_every steps.
+    New episodes come from `episode_store` (default <bridge_root>/store; `s3://bucket/prefix` too).
     Stops after `max_new_steps`, `max_seconds` of training-loop wall-clock time, or on SIGTERM,
     with a checkpoint; the training plot is rewritten at every checkpoint and at the exit."""
     from lwd_common.policy_store import PolicyStore
@@ -377,7 +379,7 @@ def run_online(
     batches = Batches(cfg, session.agent, data_mesh(), int(session.state.step))
     if offline_store and Path(offline_store).exists():
         batches.add(decode_episodes(StoreReader(offline_store).poll(), session.vocab, cfg))
-    reader = StoreReader(bridge_root / "store")
+    reader = StoreReader(episode_store or Path(bridge_root) / "store")
     policies = PolicyStore(bridge_root / "policies")
     primary = is_primary()
 

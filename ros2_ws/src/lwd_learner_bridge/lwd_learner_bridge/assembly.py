@@ -119,8 +119,8 @@ class EpisodeAssembly:
         self._rejected: OrderedDict[str, Refusal] = OrderedDict()  # refused id -> how it was refused
         self._rehash_tokens = config.rehash_bytes_per_s
         self._rehash_at = time.monotonic()
-        latest = store.latest_snapshot()
-        self.snapshot_version = latest.version if latest else 0
+        # Episodes stored before a crash but never committed are committed now (nothing lost).
+        self.snapshot_version = store.commit_snapshot().version
         self.stored_count = len(store.ids())
 
     # --- one episode frame -------------------------------------------------------------------------------
@@ -359,7 +359,7 @@ class EpisodeAssembly:
         if not self._to_commit:
             return []
         out = []
-        snap = self.store.commit_snapshot()
+        snap = self.store.commit_snapshot({w.episode_id: w.digest for w in self._to_commit.values()})
         self.snapshot_version = snap.version
         now = time.time()
         for w in self._to_commit.values():

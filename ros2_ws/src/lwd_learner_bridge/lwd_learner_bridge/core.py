@@ -62,7 +62,7 @@ class BridgeCore:
         self.config = config
         self.root = Path(config.root)
         self.started_at = time.time()
-        self.store = EpisodeStore(self.root / "store")
+        self.store = EpisodeStore(config.store or self.root / "store")
         self.policies = PolicyStore(self.root / "policies")
         self.stats = FleetStats(self.started_at, config.max_robots, config.robot_forget_s)
         self.admission = Admission(config, self.stats, key_names, monitor_keys)

@@ -241,6 +241,12 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m lwd_learner_bridge.server", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--root", required=True, help="bridge root: <root>/store, <root>/policies")
+    parser.add_argument(
+        "--store",
+        default="",
+        help="episode store: a directory or s3://bucket/prefix (S3 settings from AWS_ENDPOINT_URL, "
+        "AWS_ACCESS_KEY_ID, ...); default <root>/store",
+    )
     parser.add_argument("--bind", default="tcp://127.0.0.1:5555")
     parser.add_argument("--curve-secret-key", default="", help="bridge secret certificate (keys gen)")
     parser.add_argument(
@@ -290,6 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config = BridgeConfig(
         root=args.root,
+        store=args.store,
         max_frame_bytes=args.max_frame_bytes,
         max_episode_bytes=args.max_episode_bytes,
         max_robot_buffered_bytes=args.max_robot_buffered_bytes,

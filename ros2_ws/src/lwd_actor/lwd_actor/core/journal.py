@@ -290,7 +290,9 @@ class JournalSink:
             how = "never ended: stored as failure (interrupted)"
         if not self.store.has(j.meta.episode_id):
             # a put cut short by an exit leaves its temp file: remove it before writing again
-            for tmp in self.store.episodes_dir.glob(f".{j.meta.episode_id}{EPISODE_SUFFIX}.*.tmp"):
+            for tmp in self.store.path_of(j.meta.episode_id).parent.glob(
+                f".{j.meta.episode_id}{EPISODE_SUFFIX}.*.tmp"
+            ):
                 tmp.unlink(missing_ok=True)
             self.store.put(Episode.from_steps(j.meta, j.steps, outcome))
             if self.commit:
