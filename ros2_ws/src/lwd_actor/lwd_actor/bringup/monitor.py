@@ -71,15 +71,20 @@ class FleetMonitor:
         self.learner_run = Path(learner_run)
         self.robot_ids = robot_ids
         self.episodes: dict[str, EpisodeSummary] = {}
+        self._store: EpisodeStore | None = None
+        self._snapshot_version = 0
 
     def refresh(self) -> None:
         """Summarise episodes that appeared in the store's latest snapshot since the last call."""
         store_dir = self.bridge_root / "store"
         if not store_dir.exists():
             return
-        store = EpisodeStore(store_dir)
-        snap = store.latest_snapshot()
-        for eid in snap.episode_ids if snap else ():
+        if self._store is None:
+            self._store = EpisodeStore(store_dir)
+        store = self._store
+        new = store.changes_since(self._snapshot_version)  # what was committed since the last call
+        self._snapshot_version = new.version
+        for eid in new.episode_ids:
             if eid not in self.episodes:
                 try:
                     self.episodes[eid] = summarise(store, eid)
