@@ -30,6 +30,7 @@ ROSDEP = {
     "mcap": "python3-mcap-pip",
     "mcap_ros2": "python3-mcap-ros2-support-pip",
     "obstore": "python3-obstore-pip",
+    "nats": "python3-nats-py-pip",
 }
 NOT_ROS = {"lwd_learner", "jax", "setuptools"}  # pip-only (the learner) or build-time
 RUNTIME = {"lwd_actor", "lwd_common", "lwd_description", "lwd_learner_bridge", "lwd_sim"}

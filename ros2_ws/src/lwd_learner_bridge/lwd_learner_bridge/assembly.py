@@ -38,15 +38,18 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
-from lwd_common.episode import EpisodeMeta, meta_from_dict, outcome_from_dict
+from lwd_common.episode import EpisodeMeta, decode_episode, meta_from_dict, outcome_from_dict
 from lwd_common.store import EpisodeStore, check_episode_id
 from lwd_common.transport import protocol
+from lwd_learner_bridge.announcements import Announcement, Announcer
 from lwd_learner_bridge.config import BridgeConfig
 from lwd_learner_bridge.episode_writer import EpisodeWriter
 from lwd_learner_bridge.replies import Refusal, Reply
 from lwd_learner_bridge.stats import FleetStats
 
 log = logging.getLogger("lwd.bridge")
+COMMIT_RETRY_MIN_S = 1.0  # a failed commit or announcement is retried after this, doubling ...
+COMMIT_RETRY_MAX_S = 10.0  # ... up to this
 
 FRAME_OVERHEAD = 512  # bytes charged per kept frame on top of its contents (dict slots, digest)
 MAX_MISSING_REPLY = 1000  # seqs in one `missing` answer
@@ -104,7 +107,14 @@ class _Written:
 
 
 class EpisodeAssembly:
-    def __init__(self, config: BridgeConfig, store: EpisodeStore, stats: FleetStats, writer: EpisodeWriter):
+    def __init__(
+        self,
+        config: BridgeConfig,
+        store: EpisodeStore,
+        stats: FleetStats,
+        writer: EpisodeWriter,
+        announcer: Announcer | None = None,
+    ):
         self.config = config
         self.store = store
         self.stats = stats
@@ -119,8 +129,15 @@ class EpisodeAssembly:
         self._rejected: OrderedDict[str, Refusal] = OrderedDict()  # refused id -> how it was refused
         self._rehash_tokens = config.rehash_bytes_per_s
         self._rehash_at = time.monotonic()
-        # Episodes stored before a crash but never committed are committed now (nothing lost).
-        self.snapshot_version = store.commit_snapshot().version
+        self.announcer = announcer
+        self._commit_retry_at = 0.0
+        self._commit_backoff_s = COMMIT_RETRY_MIN_S
+        # Episodes stored before a crash but never committed are committed (or announced) now: nothing lost.
+        if announcer is None:
+            self.snapshot_version = store.commit_snapshot().version
+        else:
+            self.snapshot_version = store.head_version()
+            self._announce_orphans()
         self.stored_count = len(store.ids())
 
     # --- one episode frame -------------------------------------------------------------------------------
@@ -355,14 +372,37 @@ class EpisodeAssembly:
         return out
 
     def commit(self) -> list[tuple[bytes, bytes]]:
-        """Commit a snapshot holding every episode written since the last commit; return the `committed` replies."""
-        if not self._to_commit:
+        """Commit (or, with a queue, announce) every episode written since the last commit; the `committed` replies.
+
+        A store or queue that fails keeps the episodes waiting here, retried with back-off (1-10 s):
+        the robots are answered only once their episodes are durable."""
+        if not self._to_commit or time.monotonic() < self._commit_retry_at:
             return []
+        written = list(self._to_commit.values())
+        try:
+            if self.announcer is not None:  # the coordinator commits; the queue holds them until then
+                self.announcer.publish(
+                    [Announcement(w.episode_id, w.digest, w.robot_id, w.ended_at) for w in written]
+                )
+            else:
+                self.snapshot_version = self.store.commit_snapshot(
+                    {w.episode_id: w.digest for w in written}
+                ).version
+        except Exception as exc:  # noqa: BLE001 - an object store or queue that is down: wait for it
+            log.warning(
+                "could not commit %d episodes (%s: %s); retrying in %.0f s",
+                len(written),
+                type(exc).__name__,
+                exc,
+                self._commit_backoff_s,
+            )
+            self._commit_retry_at = time.monotonic() + self._commit_backoff_s
+            self._commit_backoff_s = min(COMMIT_RETRY_MAX_S, 2 * self._commit_backoff_s)
+            return []
+        self._commit_backoff_s = COMMIT_RETRY_MIN_S
         out = []
-        snap = self.store.commit_snapshot({w.episode_id: w.digest for w in self._to_commit.values()})
-        self.snapshot_version = snap.version
         now = time.time()
-        for w in self._to_commit.values():
+        for w in written:
             self.stored_count += 1
             self.stats.episode_committed(w.robot_id, w.ended_at, now)
             out.append(
@@ -372,13 +412,30 @@ class EpisodeAssembly:
                         "committed",
                         episode_id=w.episode_id,
                         content_hash=w.digest,
-                        snapshot=snap.version,
+                        snapshot=self.snapshot_version,
                         duplicate=False,
                     ),
                 )
             )
         self._to_commit = {}
         return out
+
+    def _announce_orphans(self) -> None:
+        """Queue mode, at start: announce what is stored but not committed (a bridge that died in between)."""
+        assert self.announcer is not None
+        snap = self.store.latest_snapshot()
+        committed = set(snap.episode_ids) if snap else set()
+        orphans = [i for i in self.store.ids() if i not in committed]
+        if orphans:
+            log.info("announcing %d stored episodes that no snapshot holds yet", len(orphans))
+            found = []
+            for i in orphans:
+                data = self.store.read_bytes(i)
+                meta = decode_episode(data).meta
+                found.append(
+                    Announcement(i, hashlib.sha256(data).hexdigest(), meta.robot_id, meta.started_at)
+                )
+            self.announcer.publish(found)
 
     def _committed_hash(self, eid: str) -> str | Refusal | None:
         """Hash of stored episode `eid` (None: not stored; a `busy` refusal while over the rehash budget)."""

@@ -16,6 +16,7 @@ from lwd_common.transport import protocol
 class BridgeConfig:
     root: str
     store: str = ""  # where episodes go: a directory or s3://bucket/prefix; "" is <root>/store
+    queue: str = ""  # NATS JetStream URL: announce stored episodes for a coordinator; "" commits here
     max_frame_bytes: int = protocol.DEFAULT_MAX_FRAME_BYTES
     max_episode_bytes: int = 1 << 30  # one partial episode
     max_robot_buffered_bytes: int = 1 << 30  # one robot: its partial episodes and those being written

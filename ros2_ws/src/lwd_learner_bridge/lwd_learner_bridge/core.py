@@ -38,6 +38,7 @@ from lwd_common.policy_store import PolicyStore
 from lwd_common.store import EpisodeStore
 from lwd_common.transport import protocol
 from lwd_learner_bridge.admission import Admission
+from lwd_learner_bridge.announcements import Announcer
 from lwd_learner_bridge.assembly import EpisodeAssembly
 from lwd_learner_bridge.config import BridgeConfig
 from lwd_learner_bridge.episode_writer import EpisodeWriter
@@ -67,7 +68,8 @@ class BridgeCore:
         self.stats = FleetStats(self.started_at, config.max_robots, config.robot_forget_s)
         self.admission = Admission(config, self.stats, key_names, monitor_keys)
         self.writer = EpisodeWriter(self.store, config.writer_threads if background_writes else 0)
-        self.assembly = EpisodeAssembly(config, self.store, self.stats, self.writer)
+        self.announcer = Announcer(config.queue) if config.queue else None
+        self.assembly = EpisodeAssembly(config, self.store, self.stats, self.writer, self.announcer)
         self.policy = PolicyServing(config, self.policies, self.stats)
         self.stats.is_active = lambda rid: self.admission.has_session(rid) or self.assembly.holds(rid)
         # Set by the server: may `peer` be sent a large reply now (is it reading what we send)?
@@ -199,6 +201,8 @@ class BridgeCore:
 
     def close(self) -> None:
         self.writer.close()
+        if self.announcer is not None:
+            self.announcer.close()
 
     def health(self) -> dict[str, Any]:
         """ "ok", or "error" with the problems: a writer died recently or is not running."""

@@ -247,6 +247,12 @@ def main(argv: list[str] | None = None) -> None:
         help="episode store: a directory or s3://bucket/prefix (S3 settings from AWS_ENDPOINT_URL, "
         "AWS_ACCESS_KEY_ID, ...); default <root>/store",
     )
+    parser.add_argument(
+        "--queue",
+        default="",
+        help="NATS JetStream server (nats://host:4222): announce stored episodes there for "
+        "`python -m lwd_learner_bridge.coordinator` to commit; default: this bridge commits",
+    )
     parser.add_argument("--bind", default="tcp://127.0.0.1:5555")
     parser.add_argument("--curve-secret-key", default="", help="bridge secret certificate (keys gen)")
     parser.add_argument(
@@ -297,6 +303,7 @@ def main(argv: list[str] | None = None) -> None:
     config = BridgeConfig(
         root=args.root,
         store=args.store,
+        queue=args.queue,
         max_frame_bytes=args.max_frame_bytes,
         max_episode_bytes=args.max_episode_bytes,
         max_robot_buffered_bytes=args.max_robot_buffered_bytes,

@@ -1,0 +1,199 @@
+"""The S3 + queue data plane: announcements on a real NATS JetStream server, a coordinator process
+committing them to a real S3 store (SeaweedFS), and kill -9 of either at any moment losing nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+from collections import Counter
+
+import pytest
+from bridgeutil import make_meta, make_steps, outcome
+
+from lwd_common.episode import Episode, content_hash
+from lwd_common.store import EpisodeStore
+from lwd_common.transport import BridgeClient, ClientConfig
+from lwd_learner.replay import StoreReader
+from lwd_learner_bridge.announcements import Announcement, Announcer
+from lwd_testing.nats_server import nats_jetstream
+from rosutil import wait_for
+
+
+@pytest.fixture
+def queue(tmp_path):
+    with nats_jetstream(tmp_path / "nats") as server:
+        yield server
+
+
+def announce_stored(store: EpisodeStore, queue_url: str, ids: list[str]) -> dict[str, str]:
+    hashes = {}
+    for i in ids:
+        data = f"episode {i}".encode() * 20
+        store.put_encoded(i, data)
+        hashes[i] = hashlib.sha256(data).hexdigest()
+    announcer = Announcer(queue_url)
+    try:
+        announcer.publish([Announcement(i, hashes[i], "robot0", 0.0) for i in ids])
+    finally:
+        announcer.close()
+    return hashes
+
+
+def start_coordinator(procs, store_url, queue_url, s3, name="coordinator"):
+    return procs.python(
+        name,
+        "-m",
+        "lwd_learner_bridge.coordinator",
+        "--store",
+        store_url,
+        "--queue",
+        queue_url,
+        "--batch",
+        "16",
+        env={**procs.env, **s3.env()},
+    )
+
+
+def committed(url: str) -> list[str]:
+    snap = EpisodeStore(url).latest_snapshot()
+    return list(snap.episode_ids) if snap else []
+
+
+def test_a_coordinator_killed_mid_stream_commits_every_announcement_exactly_once(
+    procs, queue, s3_server, tmp_path
+):
+    url = s3_server.url(f"lwd/{tmp_path.name}")
+    ids = [f"robot0-ep{i:04d}" for i in range(120)]
+    hashes = announce_stored(EpisodeStore(url), queue.url, ids)
+    first = start_coordinator(procs, url, queue.url, s3_server)
+    assert wait_for(lambda: len(committed(url)) >= 16, 60), procs.log("coordinator")
+    procs.stop(first, signal.SIGKILL)  # somewhere between fetch, commit and ack
+    partial = len(committed(url))
+    start_coordinator(procs, url, queue.url, s3_server, name="coordinator2")
+    assert wait_for(lambda: len(committed(url)) >= len(ids), 60), procs.log("coordinator2")
+    snap = EpisodeStore(url).latest_snapshot()
+    assert Counter(snap.episode_ids) == Counter(ids)  # every one, none twice
+    assert dict(zip(snap.episode_ids, snap.content_hashes, strict=True)) == hashes
+    assert partial < len(ids)  # the kill did land mid-stream
+
+
+def test_announcements_survive_a_kill_of_the_queue_server(procs, queue, s3_server, tmp_path):
+    url = s3_server.url(f"lwd/{tmp_path.name}")
+    ids = [f"robot1-ep{i:04d}" for i in range(30)]
+    announce_stored(EpisodeStore(url), queue.url, ids)
+    queue.kill()  # kill -9 before anyone consumed them
+    queue.start()
+    start_coordinator(procs, url, queue.url, s3_server)
+    assert wait_for(lambda: len(committed(url)) >= len(ids), 60), procs.log("coordinator")
+    assert Counter(committed(url)) == Counter(ids)
+
+
+def test_the_same_episode_announced_twice_is_committed_once(procs, queue, s3_server, tmp_path):
+    url = s3_server.url(f"lwd/{tmp_path.name}")
+    store = EpisodeStore(url)
+    announce_stored(store, queue.url, ["robot0-a", "robot0-b"])
+    start_coordinator(procs, url, queue.url, s3_server)
+    assert wait_for(lambda: len(committed(url)) == 2, 60), procs.log("coordinator")
+    announce_stored(store, queue.url, ["robot0-a", "robot0-c"])  # a bridge that restarted re-announces "a"
+    assert wait_for(lambda: "robot0-c" in committed(url), 60), procs.log("coordinator")
+    assert Counter(committed(url)) == Counter(["robot0-a", "robot0-b", "robot0-c"])
+
+
+def stream(client, index: int, n: int = 20) -> tuple[str, str]:
+    meta, steps = make_meta("robot0", index), make_steps(n, seed=index)
+    client.begin(meta)
+    for s in steps:
+        client.add_step(s)
+    client.end(outcome(n, index))
+    return meta.episode_id, content_hash(Episode.from_steps(meta, steps, outcome(n, index)))
+
+
+def test_robot_to_learner_through_s3_and_the_queue_with_the_coordinator_killed(
+    procs, queue, s3_server, tmp_path, endpoint
+):
+    url = s3_server.url(f"lwd/{tmp_path.name}")
+    bridge = procs.python(
+        "bridge",
+        "-m",
+        "lwd_learner_bridge.server",
+        "--root",
+        str(tmp_path / "bridge"),
+        "--store",
+        url,
+        "--queue",
+        queue.url,
+        "--bind",
+        endpoint,
+        env={**procs.env, **s3_server.env()},
+    )
+    assert wait_for(lambda: "listening on" in procs.log("bridge") or bridge.poll() is not None, 30), (
+        procs.log("bridge")
+    )
+    coordinator = start_coordinator(procs, url, queue.url, s3_server)
+    client = BridgeClient(
+        ClientConfig(
+            endpoint=endpoint,
+            robot_id="robot0",
+            spool_dir=str(tmp_path / "spool"),
+            steps_per_chunk=8,
+            ack_timeout_s=0.5,
+        )
+    )
+    try:
+        expected = dict(stream(client, i) for i in range(3))
+        assert client.wait_idle(30), client.stats()  # acknowledged once stored and announced
+        procs.stop(coordinator, signal.SIGKILL)
+        expected |= dict(stream(client, i) for i in range(3, 6))
+        assert client.wait_idle(30), client.stats()  # the queue holds them: robots need no coordinator
+        start_coordinator(procs, url, queue.url, s3_server, name="coordinator2")
+        assert wait_for(lambda: len(committed(url)) >= len(expected), 60), procs.log("coordinator2")
+    finally:
+        client.close()
+    snap = EpisodeStore(url).latest_snapshot()
+    assert dict(zip(snap.episode_ids, snap.content_hashes, strict=True)) == expected
+    assert sorted(e.meta.episode_id for e in StoreReader(url).poll()) == sorted(expected)
+
+
+def test_episodes_sent_while_the_queue_server_is_down_are_announced_once_it_is_back(
+    procs, queue, s3_server, tmp_path, endpoint
+):
+    url = s3_server.url(f"lwd/{tmp_path.name}")
+    bridge = procs.python(
+        "bridge",
+        "-m",
+        "lwd_learner_bridge.server",
+        "--root",
+        str(tmp_path / "bridge"),
+        "--store",
+        url,
+        "--queue",
+        queue.url,
+        "--bind",
+        endpoint,
+        env={**procs.env, **s3_server.env()},
+    )
+    assert wait_for(lambda: "listening on" in procs.log("bridge") or bridge.poll() is not None, 30), (
+        procs.log("bridge")
+    )
+    start_coordinator(procs, url, queue.url, s3_server)
+    client = BridgeClient(
+        ClientConfig(
+            endpoint=endpoint,
+            robot_id="robot0",
+            spool_dir=str(tmp_path / "spool"),
+            steps_per_chunk=8,
+            ack_timeout_s=0.5,
+        )
+    )
+    try:
+        expected = dict([stream(client, 0)])
+        assert client.wait_idle(30), client.stats()
+        queue.kill()
+        expected |= dict(stream(client, i) for i in range(1, 4))
+        assert not client.wait_idle(3)  # stored in S3, not announced: the robot keeps them
+        queue.start()
+        assert client.wait_idle(90), (client.stats(), procs.log("bridge")[-3000:])
+        assert wait_for(lambda: len(committed(url)) >= len(expected), 60), procs.log("coordinator")
+    finally:
+        client.close()
+    assert Counter(committed(url)) == Counter(expected.keys())
