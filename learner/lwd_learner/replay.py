@@ -16,7 +16,8 @@ Frames are JPEG-decoded once, resized to the model's image size and cached as ui
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -524,14 +525,41 @@ class MixedSampler:
 class StoreReader:
     """Reads the episodes each new snapshot adds (never a half-written store), checked against their sha256.
 
-    `root` is the store's location: a directory or `s3://bucket/prefix` (lwd_common.store)."""
+    `root` is the store's location: a directory or `s3://bucket/prefix` (lwd_common.store). The
+    hosts of a multi-host learner each read the same snapshot versions (`agree`: every process
+    gets process 0's HEAD, a collective, so no host can train a step on a newer snapshot than
+    another) and keep only their shard of the episodes (`shard`: index, count; by commit order).
+    Payloads are downloaded `downloads` at a time."""
 
-    def __init__(self, root: str | Path):
+    def __init__(
+        self,
+        root: str | Path,
+        shard: tuple[int, int] = (0, 1),
+        agree: Callable[[int], int] | None = None,
+        downloads: int = 8,
+    ):
         self.store = EpisodeStore(root)
         self.snapshot_version = 0
+        self.shard = shard
+        self.agree = agree
+        self.downloads = downloads
+        self.episodes_seen = 0  # committed up to snapshot_version, all shards: the same on every host
 
     def poll(self) -> list[Episode]:
-        new = self.store.changes_since(self.snapshot_version)
+        head = self.store.head_version()
+        if self.agree is not None:
+            head = self.agree(head)
+        new = self.store.changes_since(self.snapshot_version, upto=max(head, self.snapshot_version))
         self.snapshot_version = new.version
+        index, count = self.shard
         hashes = new.content_hashes or ("",) * len(new.episode_ids)
-        return [self.store.get(i, h or None) for i, h in zip(new.episode_ids, hashes, strict=True)]
+        mine = [
+            (i, h)
+            for k, (i, h) in enumerate(zip(new.episode_ids, hashes, strict=True))
+            if (self.episodes_seen + k) % count == index
+        ]
+        self.episodes_seen += len(new.episode_ids)
+        if len(mine) <= 1:
+            return [self.store.get(i, h or None) for i, h in mine]
+        with ThreadPoolExecutor(min(self.downloads, len(mine)), thread_name_prefix="lwd-download") as pool:
+            return list(pool.map(lambda ih: self.store.get(ih[0], ih[1] or None), mine))

@@ -45,3 +45,15 @@ def shard_batch(local_batch: dict, mesh: Mesh) -> dict:
             raise ValueError(f"local batch {v.shape[0]} not divisible by {n} local devices")
         out[k] = jax.make_array_from_process_local_data(sharding, v)
     return out
+
+
+def agree_with_process_zero(value: int) -> int:
+    """Every process gets process 0's `value` (a collective: all processes must call it at the same point).
+
+    The online learner's hosts agree this way on the snapshot version to read before a step; a
+    file or a clock would let a host that looks a moment later see a newer snapshot."""
+    if jax.process_count() == 1:
+        return value
+    from jax.experimental import multihost_utils
+
+    return int(multihost_utils.broadcast_one_to_all(np.int64(value)))

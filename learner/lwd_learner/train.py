@@ -36,7 +36,7 @@ from lwd_learner.replay import (
     episode_arrays,
     observation_names,
 )
-from lwd_learner.sharding import data_mesh, replicate
+from lwd_learner.sharding import agree_with_process_zero, data_mesh, replicate
 
 log = logging.getLogger("lwd_learner")
 
@@ -379,7 +379,12 @@ def run_online(
     batches = Batches(cfg, session.agent, data_mesh(), int(session.state.step))
     if offline_store and Path(offline_store).exists():
         batches.add(decode_episodes(StoreReader(offline_store).poll(), session.vocab, cfg))
-    reader = StoreReader(episode_store or Path(bridge_root) / "store")
+    # Every host reads the snapshot version process 0 sees, and keeps its shard of the new episodes.
+    reader = StoreReader(
+        episode_store or Path(bridge_root) / "store",
+        shard=(jax.process_index(), jax.process_count()),
+        agree=agree_with_process_zero,
+    )
     policies = PolicyStore(bridge_root / "policies")
     primary = is_primary()
 
@@ -389,10 +394,13 @@ def run_online(
             batches.add(decode_episodes(new, session.vocab, cfg), online=True)
             log.info("online buffer: %s", batches.bookkeeping(online=True))
 
+    def have_data() -> bool:  # the same answer on every host (each must poll as often as the others)
+        return batches.count() > 0 or reader.episodes_seen >= jax.process_count()
+
     poll()
-    if not (batches.count() or batches.count(online=True)):
-        log.info("waiting for the first episode in %s", bridge_root / "store")
-    while not (batches.count() or batches.count(online=True)):
+    if not have_data():
+        log.info("waiting for the first episode in %s", reader.store.location)
+    while not have_data():
         time.sleep(idle_sleep_s)
         poll()
 

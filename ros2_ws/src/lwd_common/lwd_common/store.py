@@ -179,11 +179,16 @@ class EpisodeStore:
             ("",) * len(start.episode_ids) + hashes,
         )
 
-    def changes_since(self, version: int) -> Snapshot:
-        """What versions after `version` added, up to HEAD: `Snapshot(head, new ids, ...)`.
+    def changes_since(self, version: int, upto: int | None = None) -> Snapshot:
+        """What versions after `version` added, up to HEAD (or `upto`): `Snapshot(upto, new ids, ...)`.
 
-        A reader that keeps up reads one delta per commit, never the history."""
+        A reader that keeps up reads one delta per commit, never the history. Readers that must
+        agree (the hosts of one learner) pass the same `upto`."""
         head, base = self._head()
+        if upto is not None:
+            if upto > head:
+                raise KeyError(f"no snapshot version {upto} in {self.location} (HEAD is {head})")
+            head = upto
         if head <= version:
             return Snapshot(version, (), 0.0)
         if version < base:  # from inside a store written before deltas: diff against that old list
