@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -168,9 +169,60 @@ def run(
     image_size: int,
     n_procs: int,
     stagger: bool,
+    data_plane: str = "local",
 ) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="lwd-bench-"))
     root, endpoint = tmp / "bridge", free_endpoint()
+    with ExitStack() as servers:
+        store_location, plane_args, env = str(root / "store"), [], dict(os.environ)
+        if data_plane == "s3-queue":  # S3 (SeaweedFS) + NATS JetStream + a coordinator process
+            from lwd_testing.nats_server import nats_jetstream
+            from lwd_testing.s3_server import seaweedfs
+
+            s3 = servers.enter_context(seaweedfs(tmp / "s3"))
+            queue = servers.enter_context(nats_jetstream(tmp / "nats"))
+            store_location = s3.url("lwd/bench")
+            env |= s3.env()
+            plane_args = ["--store", store_location, "--queue", queue.url]
+            coordinator = subprocess.Popen(
+                [sys.executable, "-m", "lwd_learner_bridge.coordinator", "--store", store_location]
+                + ["--queue", queue.url, "--log-level", "WARNING"],
+                env=env,
+                start_new_session=True,
+            )
+            servers.callback(lambda: (coordinator.terminate(), coordinator.wait(10)))
+        return _run(
+            n_robots,
+            duration,
+            episode_s,
+            policy_every,
+            image_size,
+            n_procs,
+            stagger,
+            tmp,
+            root,
+            endpoint,
+            store_location,
+            plane_args,
+            env,
+        )
+
+
+def _run(
+    n_robots: int,
+    duration: float,
+    episode_s: float,
+    policy_every: float,
+    image_size: int,
+    n_procs: int,
+    stagger: bool,
+    tmp: Path,
+    root: Path,
+    endpoint: str,
+    store_location: str,
+    plane_args: list[str],
+    env: dict[str, str],
+) -> dict:
     server = subprocess.Popen(
         [
             sys.executable,
@@ -182,22 +234,26 @@ def run(
             endpoint,
             "--log-level",
             "WARNING",
+            *plane_args,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        env=env,
     )
     assert b"listening" in server.stdout.readline()
-    store, policies = EpisodeStore(root / "store"), PolicyStore(root / "policies")
+    store, policies = EpisodeStore(store_location), PolicyStore(root / "policies")
     seen: dict[str, float] = {}
     published: dict[str, float] = {}
     stop = threading.Event()
 
-    def learner() -> None:  # what the learner sees: the latest snapshot
+    def learner() -> None:  # what the learner sees: each new snapshot's episodes
+        version = 0
         while not stop.is_set():
-            snap = store.latest_snapshot()
+            new = store.changes_since(version)
+            version = new.version
             now = time.time()
-            for eid in snap.episode_ids if snap else ():
+            for eid in new.episode_ids:
                 seen.setdefault(eid, now)
             stop.wait(0.01)
 
@@ -250,12 +306,14 @@ def run(
 
     ready, loaded = since_published("ready"), since_published("loaded")
     stats = [r[2] for r in results if r[0] == "stats"]
-    total_bytes = sum(os.path.getsize(store.path_of(e)) for e in store.ids())
+    local = isinstance(store.root, Path)
+    total_bytes = sum(os.path.getsize(store.path_of(e)) for e in store.ids()) if local else float("nan")
     status = json.loads((root / "status.json").read_text())
     server.send_signal(signal.SIGTERM)
     server.wait(10)
     shutil.rmtree(tmp, ignore_errors=True)
     return {
+        "data_plane": "local" if local else "s3-queue",
         "robots": n_robots,
         "duration_s": duration,
         "episodes_ended": len(ended),
@@ -290,6 +348,13 @@ def main() -> None:
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--procs", type=int, default=4, help="worker processes hosting the robot threads")
     p.add_argument(
+        "--data-plane",
+        choices=["local", "s3-queue"],
+        default="local",
+        help="local: the bridge commits to its directory store; s3-queue: episodes in S3 (SeaweedFS), "
+        "announced on NATS JetStream, committed by a coordinator process (docs/data_plane.md)",
+    )
+    p.add_argument(
         "--stagger",
         action="store_true",
         help="spread robot starts over one episode length (default: all start together, so "
@@ -304,10 +369,17 @@ def main() -> None:
     )
     for n in args.robots:
         r = run(
-            n, args.duration, args.episode_s, args.policy_every, args.image_size, args.procs, args.stagger
+            n,
+            args.duration,
+            args.episode_s,
+            args.policy_every,
+            args.image_size,
+            args.procs,
+            args.stagger,
+            args.data_plane,
         )
         print(
-            f"N={r['robots']:>2}  {r['MB_per_s']:.2f} MB/s  {r['steps_per_s']:.0f} steps/s  "
+            f"{r['data_plane']} N={r['robots']:>2}  {r['MB_per_s']:.2f} MB/s  {r['steps_per_s']:.0f} steps/s  "
             f"episodes ended {r['episodes_ended']} stored {r['episodes_stored']} lost {r['episodes_lost']}  "
             f"end->visible p50 {r['visible_p50_s'] * 1e3:.0f} ms p99 {r['visible_p99_s'] * 1e3:.0f} ms "
             f"(max {r['visible_max_s'] * 1e3:.0f})  policies {r['policies_published']}: published->ready "
@@ -318,7 +390,7 @@ def main() -> None:
         )
         print(
             f"      breakdown: end() call (hash + spool end frame) p50 {r['end_call_p50_s'] * 1e3:.0f} ms "
-            f"p99 {r['end_call_p99_s'] * 1e3:.0f} ms; bridge end frame -> committed p50 "
+            f"p99 {r['end_call_p99_s'] * 1e3:.0f} ms; bridge end frame -> committed (s3-queue: announced) p50 "
             f"{r['bridge_commit_p50_s'] * 1e3:.0f} ms p99 {r['bridge_commit_p99_s'] * 1e3:.0f} ms",
             flush=True,
         )
