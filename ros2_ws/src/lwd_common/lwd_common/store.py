@@ -25,7 +25,7 @@ import os
 import re
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lwd_common.blobs import BlobMissing, Blobs, DirectoryBlobs, is_remote, open_blobs
@@ -280,9 +280,8 @@ class EpisodeStore:
                 tuple(h for d in w.since_segment for h in d.hashes),
                 record.created_at,
             )
-            self.blobs.create(
-                _segment_key(version), _encode(version, merged)
-            )  # a rolled-forward one may exist
+            # create-only: a segment a rolled-forward commit already wrote holds the same ids
+            self.blobs.create(_segment_key(version), _encode(version, merged))
             w.since_segment = []
         self._write_head(version, w.legacy_base)
 
@@ -310,14 +309,12 @@ class EpisodeStore:
 
 @dataclass
 class _WriterState:
+    """What a writer keeps between commits: HEAD, every committed id, the deltas since the last segment."""
+
     head: int
     legacy_base: int
-    committed: set[str] = None  # type: ignore[assignment]
-    since_segment: list[_Delta] = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        self.committed = set()
-        self.since_segment = []
+    committed: set[str] = field(default_factory=set)
+    since_segment: list[_Delta] = field(default_factory=list)
 
     def apply(self, version: int, record: _Delta) -> None:
         self.head = version
