@@ -9,7 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from lwd_common.episode import ActionSource, EpisodeMeta, EpisodeOutcome, Label, StepRecord
+from lwd_common.episode import (
+    ActionSource,
+    Episode,
+    EpisodeMeta,
+    EpisodeOutcome,
+    Label,
+    StepRecord,
+    content_hash,
+)
 from lwd_common.store import EpisodeStore
 from lwd_description.robot import CAMERA_NAMES, NUM_JOINTS
 
@@ -61,6 +69,17 @@ def outcome(n: int, index: int) -> EpisodeOutcome:
     return EpisodeOutcome(
         label=Label.SUCCESS if index % 2 == 0 else Label.FAILURE, num_steps=n, ended_at=1.7e9 + index + 10
     )
+
+
+def stream_episode(client, index: int, n: int = 20) -> tuple[str, str]:
+    """Stream one episode of `client`'s robot; its id and the sha256 the bridge must store."""
+    robot_id = client.config.robot_id
+    meta, steps = make_meta(robot_id, index), make_steps(n, seed=index)
+    client.begin(meta)
+    for s in steps:
+        client.add_step(s)
+    client.end(outcome(n, index))
+    return meta.episode_id, content_hash(Episode.from_steps(meta, steps, outcome(n, index)))
 
 
 def stored_hashes(root: Path) -> dict[str, str]:

@@ -21,15 +21,23 @@ runpy.run_module("lwd_learner_bridge.server", run_name="__main__")
 
 
 def start_bridge(
-    procs: Procs, root: Path, endpoint: str, *extra: str, name: str = "bridge", mem_limit_mb: int = 0
+    procs: Procs,
+    root: Path,
+    endpoint: str,
+    *extra: str,
+    name: str = "bridge",
+    mem_limit_mb: int = 0,
+    env: dict[str, str] | None = None,
 ):
-    """Start `python -m lwd_learner_bridge.server` and wait until it listens (address space capped if asked)."""
+    """Start `python -m lwd_learner_bridge.server` and wait until it listens (address space capped if asked;
+    `env` added to the processes' environment, e.g. an S3 server's)."""
     args = ("--root", str(root), "--bind", endpoint, *extra)
+    env = {**procs.env, **(env or {})}
     if mem_limit_mb:
-        proc = procs.python(name, "-c", CAPPED_SERVER, str(mem_limit_mb << 20), *args)
+        proc = procs.python(name, "-c", CAPPED_SERVER, str(mem_limit_mb << 20), *args, env=env)
     else:
-        proc = procs.python(name, "-m", "lwd_learner_bridge.server", *args)
-    assert wait_for(lambda: "listening on" in procs.log(name) or proc.poll() is not None, 20), procs.log(name)
+        proc = procs.python(name, "-m", "lwd_learner_bridge.server", *args, env=env)
+    assert wait_for(lambda: "listening on" in procs.log(name) or proc.poll() is not None, 30), procs.log(name)
     assert proc.poll() is None, procs.log(name)
     return proc
 
@@ -65,5 +73,23 @@ def core(tmp_path):
     from attackutil import new_core
 
     c = new_core(tmp_path)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def robot0(tmp_path, endpoint):
+    """A `BridgeClient` for robot0 at `endpoint`, spooling under tmp_path (closed after the test)."""
+    from lwd_common.transport import BridgeClient, ClientConfig
+
+    c = BridgeClient(
+        ClientConfig(
+            endpoint=endpoint,
+            robot_id="robot0",
+            spool_dir=str(tmp_path / "spool"),
+            steps_per_chunk=8,
+            ack_timeout_s=0.5,
+        )
+    )
     yield c
     c.close()

@@ -8,11 +8,10 @@ import signal
 from collections import Counter
 
 import pytest
-from bridgeutil import make_meta, make_steps, outcome
+from bridgeutil import stream_episode
+from conftest import start_bridge
 
-from lwd_common.episode import Episode, content_hash
 from lwd_common.store import EpisodeStore
-from lwd_common.transport import BridgeClient, ClientConfig
 from lwd_learner.replay import StoreReader
 from lwd_learner_bridge.announcements import Announcement, Announcer
 from lwd_testing.nats_server import nats_jetstream
@@ -99,101 +98,40 @@ def test_the_same_episode_announced_twice_is_committed_once(procs, queue, s3_ser
     assert Counter(committed(url)) == Counter(["robot0-a", "robot0-b", "robot0-c"])
 
 
-def stream(client, index: int, n: int = 20) -> tuple[str, str]:
-    meta, steps = make_meta("robot0", index), make_steps(n, seed=index)
-    client.begin(meta)
-    for s in steps:
-        client.add_step(s)
-    client.end(outcome(n, index))
-    return meta.episode_id, content_hash(Episode.from_steps(meta, steps, outcome(n, index)))
+def start_data_plane_bridge(procs, tmp_path, endpoint, url, queue, s3):
+    start_bridge(procs, tmp_path / "bridge", endpoint, "--store", url, "--queue", queue.url, env=s3.env())
 
 
 def test_robot_to_learner_through_s3_and_the_queue_with_the_coordinator_killed(
-    procs, queue, s3_server, tmp_path, endpoint
+    procs, queue, s3_server, tmp_path, endpoint, robot0
 ):
     url = s3_server.url(f"lwd/{tmp_path.name}")
-    bridge = procs.python(
-        "bridge",
-        "-m",
-        "lwd_learner_bridge.server",
-        "--root",
-        str(tmp_path / "bridge"),
-        "--store",
-        url,
-        "--queue",
-        queue.url,
-        "--bind",
-        endpoint,
-        env={**procs.env, **s3_server.env()},
-    )
-    assert wait_for(lambda: "listening on" in procs.log("bridge") or bridge.poll() is not None, 30), (
-        procs.log("bridge")
-    )
+    start_data_plane_bridge(procs, tmp_path, endpoint, url, queue, s3_server)
     coordinator = start_coordinator(procs, url, queue.url, s3_server)
-    client = BridgeClient(
-        ClientConfig(
-            endpoint=endpoint,
-            robot_id="robot0",
-            spool_dir=str(tmp_path / "spool"),
-            steps_per_chunk=8,
-            ack_timeout_s=0.5,
-        )
-    )
-    try:
-        expected = dict(stream(client, i) for i in range(3))
-        assert client.wait_idle(30), client.stats()  # acknowledged once stored and announced
-        procs.stop(coordinator, signal.SIGKILL)
-        expected |= dict(stream(client, i) for i in range(3, 6))
-        assert client.wait_idle(30), client.stats()  # the queue holds them: robots need no coordinator
-        start_coordinator(procs, url, queue.url, s3_server, name="coordinator2")
-        assert wait_for(lambda: len(committed(url)) >= len(expected), 60), procs.log("coordinator2")
-    finally:
-        client.close()
+    expected = dict(stream_episode(robot0, i) for i in range(3))
+    assert robot0.wait_idle(30), robot0.stats()  # acknowledged once stored and announced
+    procs.stop(coordinator, signal.SIGKILL)
+    expected |= dict(stream_episode(robot0, i) for i in range(3, 6))
+    assert robot0.wait_idle(30), robot0.stats()  # the queue holds them: robots need no coordinator
+    start_coordinator(procs, url, queue.url, s3_server, name="coordinator2")
+    assert wait_for(lambda: len(committed(url)) >= len(expected), 60), procs.log("coordinator2")
     snap = EpisodeStore(url).latest_snapshot()
     assert dict(zip(snap.episode_ids, snap.content_hashes, strict=True)) == expected
     assert sorted(e.meta.episode_id for e in StoreReader(url).poll()) == sorted(expected)
 
 
 def test_episodes_sent_while_the_queue_server_is_down_are_announced_once_it_is_back(
-    procs, queue, s3_server, tmp_path, endpoint
+    procs, queue, s3_server, tmp_path, endpoint, robot0
 ):
     url = s3_server.url(f"lwd/{tmp_path.name}")
-    bridge = procs.python(
-        "bridge",
-        "-m",
-        "lwd_learner_bridge.server",
-        "--root",
-        str(tmp_path / "bridge"),
-        "--store",
-        url,
-        "--queue",
-        queue.url,
-        "--bind",
-        endpoint,
-        env={**procs.env, **s3_server.env()},
-    )
-    assert wait_for(lambda: "listening on" in procs.log("bridge") or bridge.poll() is not None, 30), (
-        procs.log("bridge")
-    )
+    start_data_plane_bridge(procs, tmp_path, endpoint, url, queue, s3_server)
     start_coordinator(procs, url, queue.url, s3_server)
-    client = BridgeClient(
-        ClientConfig(
-            endpoint=endpoint,
-            robot_id="robot0",
-            spool_dir=str(tmp_path / "spool"),
-            steps_per_chunk=8,
-            ack_timeout_s=0.5,
-        )
-    )
-    try:
-        expected = dict([stream(client, 0)])
-        assert client.wait_idle(30), client.stats()
-        queue.kill()
-        expected |= dict(stream(client, i) for i in range(1, 4))
-        assert not client.wait_idle(3)  # stored in S3, not announced: the robot keeps them
-        queue.start()
-        assert client.wait_idle(90), (client.stats(), procs.log("bridge")[-3000:])
-        assert wait_for(lambda: len(committed(url)) >= len(expected), 60), procs.log("coordinator")
-    finally:
-        client.close()
+    expected = dict([stream_episode(robot0, 0)])
+    assert robot0.wait_idle(30), robot0.stats()
+    queue.kill()
+    expected |= dict(stream_episode(robot0, i) for i in range(1, 4))
+    assert not robot0.wait_idle(3)  # stored in S3, not announced: the robot keeps them
+    queue.start()
+    assert robot0.wait_idle(90), (robot0.stats(), procs.log("bridge")[-3000:])
+    assert wait_for(lambda: len(committed(url)) >= len(expected), 60), procs.log("coordinator")
     assert Counter(committed(url)) == Counter(expected.keys())

