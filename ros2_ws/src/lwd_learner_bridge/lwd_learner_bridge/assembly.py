@@ -438,18 +438,27 @@ class EpisodeAssembly:
             self.announcer.publish(found)
 
     def _committed_hash(self, eid: str) -> str | Refusal | None:
-        """Hash of stored episode `eid` (None: not stored; a `busy` refusal while over the rehash budget)."""
+        """Hash of stored episode `eid` (None: not stored; a `busy` refusal while over the rehash budget, a
+        `store_error` one while the store cannot be reached)."""
         if eid in self._hashes:
             return self._hashes[eid]
-        if not self.store.has(eid):
-            return None
+        try:
+            if not self.store.has(eid):
+                return None
+        except OSError as exc:  # an object store that is down: the robot keeps the episode and retries
+            return Refusal(
+                "store_error", f"bridge cannot reach its store: {exc}; retry later", episode_id=eid
+            )
         now = time.monotonic()
         rate = self.config.rehash_bytes_per_s
         self._rehash_tokens = min(rate, self._rehash_tokens + (now - self._rehash_at) * rate)
         self._rehash_at = now
         if self._rehash_tokens <= 0:  # duplicates of many old episodes: do not let them eat the loop
             return Refusal("busy", "bridge is re-reading stored episodes; retry later", episode_id=eid)
-        data = self.store.read_bytes(eid)
+        try:
+            data = self.store.read_bytes(eid)
+        except OSError as exc:
+            return Refusal("store_error", f"bridge cannot read its store: {exc}; retry later", episode_id=eid)
         self._rehash_tokens -= len(data)
         digest = hashlib.sha256(data).hexdigest()
         self._remember(eid, digest)
