@@ -22,18 +22,8 @@ def bridge(procs, tmp_path, endpoint):
 
 
 @pytest.fixture
-def client(tmp_path, endpoint):
-    c = BridgeClient(
-        ClientConfig(
-            endpoint=endpoint,
-            robot_id="robot0",
-            spool_dir=str(tmp_path / "spool"),
-            steps_per_chunk=8,
-            ack_timeout_s=0.5,
-        )
-    )
-    yield c
-    c.close()
+def client(robot0):
+    return robot0
 
 
 def stream(client, index: int, n: int = 30) -> str:
