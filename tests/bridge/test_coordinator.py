@@ -30,15 +30,19 @@ def announce_stored(store: EpisodeStore, queue_url: str, ids: list[str]) -> dict
         data = f"episode {i}".encode() * 20
         store.put_encoded(i, data)
         hashes[i] = hashlib.sha256(data).hexdigest()
-    announcer = Announcer(queue_url)
-    try:
-        announcer.publish([Announcement(i, hashes[i], "robot0", 0.0) for i in ids])
-    finally:
-        announcer.close()
+    announce(queue_url, hashes)
     return hashes
 
 
-def start_coordinator(procs, store_url, queue_url, s3, name="coordinator"):
+def announce(queue_url: str, hashes: dict[str, str]) -> None:
+    announcer = Announcer(queue_url)
+    try:
+        announcer.publish([Announcement(i, h, "robot0", 0.0) for i, h in hashes.items()])
+    finally:
+        announcer.close()
+
+
+def start_coordinator(procs, store_url, queue_url, s3, name="coordinator", batch=16):
     return procs.python(
         name,
         "-m",
@@ -48,7 +52,7 @@ def start_coordinator(procs, store_url, queue_url, s3, name="coordinator"):
         "--queue",
         queue_url,
         "--batch",
-        "16",
+        str(batch),
         env={**procs.env, **s3.env()},
     )
 
@@ -62,18 +66,19 @@ def test_a_coordinator_killed_mid_stream_commits_every_announcement_exactly_once
     procs, queue, s3_server, tmp_path
 ):
     url = s3_server.url(f"lwd/{tmp_path.name}")
-    ids = [f"robot0-ep{i:04d}" for i in range(120)]
-    hashes = announce_stored(EpisodeStore(url), queue.url, ids)
-    first = start_coordinator(procs, url, queue.url, s3_server)
+    # 2,000 announcements committed 4 at a time: 500 commits, seconds of work, so the kill lands mid-stream
+    hashes = {f"robot0-ep{i:04d}": hashlib.sha256(str(i).encode()).hexdigest() for i in range(2000)}
+    announce(queue.url, hashes)
+    first = start_coordinator(procs, url, queue.url, s3_server, batch=4)
     assert wait_for(lambda: len(committed(url)) >= 16, 60), procs.log("coordinator")
     procs.stop(first, signal.SIGKILL)  # somewhere between fetch, commit and ack
     partial = len(committed(url))
-    start_coordinator(procs, url, queue.url, s3_server, name="coordinator2")
-    assert wait_for(lambda: len(committed(url)) >= len(ids), 60), procs.log("coordinator2")
+    assert partial < len(hashes)  # the kill did land mid-stream
+    start_coordinator(procs, url, queue.url, s3_server, name="coordinator2", batch=512)
+    assert wait_for(lambda: len(committed(url)) >= len(hashes), 120), procs.log("coordinator2")
     snap = EpisodeStore(url).latest_snapshot()
-    assert Counter(snap.episode_ids) == Counter(ids)  # every one, none twice
+    assert Counter(snap.episode_ids) == Counter(hashes.keys())  # every one, none twice
     assert dict(zip(snap.episode_ids, snap.content_hashes, strict=True)) == hashes
-    assert partial < len(ids)  # the kill did land mid-stream
 
 
 def test_announcements_survive_a_kill_of_the_queue_server(procs, queue, s3_server, tmp_path):

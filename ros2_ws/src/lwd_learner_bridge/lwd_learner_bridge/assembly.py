@@ -38,18 +38,17 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
-from lwd_common.episode import EpisodeMeta, decode_episode, meta_from_dict, outcome_from_dict
+from lwd_common.episode import EpisodeMeta, meta_from_dict, outcome_from_dict
 from lwd_common.store import EpisodeStore, check_episode_id
 from lwd_common.transport import protocol
-from lwd_learner_bridge.announcements import Announcement, Announcer
+from lwd_learner_bridge.announcements import Announcer
+from lwd_learner_bridge.committer import Committer, Written
 from lwd_learner_bridge.config import BridgeConfig
 from lwd_learner_bridge.episode_writer import EpisodeWriter
 from lwd_learner_bridge.replies import Refusal, Reply
 from lwd_learner_bridge.stats import FleetStats
 
 log = logging.getLogger("lwd.bridge")
-COMMIT_RETRY_MIN_S = 1.0  # a failed commit or announcement is retried after this, doubling ...
-COMMIT_RETRY_MAX_S = 10.0  # ... up to this
 
 FRAME_OVERHEAD = 512  # bytes charged per kept frame on top of its contents (dict slots, digest)
 MAX_MISSING_REPLY = 1000  # seqs in one `missing` answer
@@ -97,15 +96,6 @@ class _End:
 _Part: TypeAlias = _Begin | _Chunk | _End
 
 
-@dataclass(frozen=True)
-class _Written:
-    peer: bytes
-    episode_id: str
-    digest: str
-    ended_at: float
-    robot_id: str
-
-
 class EpisodeAssembly:
     def __init__(
         self,
@@ -124,20 +114,12 @@ class EpisodeAssembly:
         self._robot_bytes: dict[str, int] = {}  # robot id -> its share of `buffered`
         self._robot_partials: dict[str, set[str]] = {}  # robot id -> ids of its partial episodes
         self._finishing: dict[str, Partial] = {}  # complete, with the writer
-        self._to_commit: dict[str, _Written] = {}  # written, waiting for the next snapshot
+        self._to_commit: dict[str, Written] = {}  # written, waiting for the next snapshot
         self._hashes: OrderedDict[str, str] = OrderedDict()  # committed id -> content hash (bounded cache)
         self._rejected: OrderedDict[str, Refusal] = OrderedDict()  # refused id -> how it was refused
         self._rehash_tokens = config.rehash_bytes_per_s
         self._rehash_at = time.monotonic()
-        self.announcer = announcer
-        self._commit_retry_at = 0.0
-        self._commit_backoff_s = COMMIT_RETRY_MIN_S
-        # Episodes stored before a crash but never committed are committed (or announced) now: nothing lost.
-        if announcer is None:
-            self.snapshot_version = store.commit_snapshot().version
-        else:
-            self.snapshot_version = store.head_version()
-            self._announce_orphans()
+        self.committer = Committer(store, announcer)
         self.stored_count = len(store.ids())
 
     # --- one episode frame -------------------------------------------------------------------------------
@@ -177,7 +159,7 @@ class EpisodeAssembly:
                         "committed",
                         episode_id=eid,
                         content_hash=digest_or_busy,
-                        snapshot=self.snapshot_version,
+                        snapshot=self.committer.snapshot_version,
                         duplicate=True,
                     )
                 ]
@@ -335,7 +317,7 @@ class EpisodeAssembly:
             if r.digest is not None:
                 assert p.end is not None
                 self._remember(r.episode_id, r.digest)
-                self._to_commit[r.episode_id] = _Written(
+                self._to_commit[r.episode_id] = Written(
                     r.peer, r.episode_id, r.digest, float(p.end["ended_at"]), p.robot_id
                 )
             elif r.code in ("store_error", "internal"):  # not the robot's fault: it resends and we try again
@@ -372,34 +354,13 @@ class EpisodeAssembly:
         return out
 
     def commit(self) -> list[tuple[bytes, bytes]]:
-        """Commit (or, with a queue, announce) every episode written since the last commit; the `committed` replies.
-
-        A store or queue that fails keeps the episodes waiting here, retried with back-off (1-10 s):
-        the robots are answered only once their episodes are durable."""
-        if not self._to_commit or time.monotonic() < self._commit_retry_at:
+        """Commit (or, with a queue, announce) every episode written since the last commit; the
+        `committed` replies, none while the store or queue is failing (committer.py)."""
+        if not self._to_commit or not self.committer.ready():
             return []
         written = list(self._to_commit.values())
-        try:
-            if self.announcer is not None:  # the coordinator commits; the queue holds them until then
-                self.announcer.publish(
-                    [Announcement(w.episode_id, w.digest, w.robot_id, w.ended_at) for w in written]
-                )
-            else:
-                self.snapshot_version = self.store.commit_snapshot(
-                    {w.episode_id: w.digest for w in written}
-                ).version
-        except Exception as exc:  # noqa: BLE001 - an object store or queue that is down: wait for it
-            log.warning(
-                "could not commit %d episodes (%s: %s); retrying in %.0f s",
-                len(written),
-                type(exc).__name__,
-                exc,
-                self._commit_backoff_s,
-            )
-            self._commit_retry_at = time.monotonic() + self._commit_backoff_s
-            self._commit_backoff_s = min(COMMIT_RETRY_MAX_S, 2 * self._commit_backoff_s)
+        if not self.committer.commit(written):
             return []
-        self._commit_backoff_s = COMMIT_RETRY_MIN_S
         out = []
         now = time.time()
         for w in written:
@@ -412,30 +373,13 @@ class EpisodeAssembly:
                         "committed",
                         episode_id=w.episode_id,
                         content_hash=w.digest,
-                        snapshot=self.snapshot_version,
+                        snapshot=self.committer.snapshot_version,
                         duplicate=False,
                     ),
                 )
             )
         self._to_commit = {}
         return out
-
-    def _announce_orphans(self) -> None:
-        """Queue mode, at start: announce what is stored but not committed (a bridge that died in between)."""
-        assert self.announcer is not None
-        snap = self.store.latest_snapshot()
-        committed = set(snap.episode_ids) if snap else set()
-        orphans = [i for i in self.store.ids() if i not in committed]
-        if orphans:
-            log.info("announcing %d stored episodes that no snapshot holds yet", len(orphans))
-            found = []
-            for i in orphans:
-                data = self.store.read_bytes(i)
-                meta = decode_episode(data).meta
-                found.append(
-                    Announcement(i, hashlib.sha256(data).hexdigest(), meta.robot_id, meta.started_at)
-                )
-            self.announcer.publish(found)
 
     def _committed_hash(self, eid: str) -> str | Refusal | None:
         """Hash of stored episode `eid` (None: not stored; a `busy` refusal while over the rehash budget, a

@@ -218,7 +218,7 @@ class BridgeCore:
             "time": time.time(),
             "started_at": self.started_at,
             "health": self.health(),
-            "snapshot_version": self.assembly.snapshot_version,
+            "snapshot_version": self.assembly.committer.snapshot_version,
             "episodes_in_store": self.assembly.stored_count,
             **self.policy.status(),
             "buffered_bytes": self.assembly.buffered,
