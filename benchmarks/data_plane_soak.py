@@ -100,6 +100,19 @@ def main() -> int:
         return 0
     tmp = Path(tempfile.mkdtemp(prefix="lwd-soak-"))
     s3, queue = SeaweedS3(tmp / "s3"), NatsJetStream(tmp / "nats")
+    services: dict[str, Service] = {}
+    try:
+        return soak(a, tmp, s3, queue, services)
+    finally:  # whatever happened: nothing left running (a no-op for what the soak already stopped)
+        for s in services.values():
+            s.kill()
+        queue.kill()
+        s3.kill()
+
+
+def soak(
+    a: argparse.Namespace, tmp: Path, s3: SeaweedS3, queue: NatsJetStream, services: dict[str, Service]
+) -> int:
     s3.start()
     queue.start()
     url = s3.url("lwd/soak")
@@ -107,7 +120,7 @@ def main() -> int:
     os.environ.update(s3.env())
     endpoint, root, seen_file = free_endpoint(), tmp / "bridge", tmp / "read.txt"
     py = sys.executable
-    services = {
+    services |= {
         "bridge": Service(
             "bridge",
             [py, "-m", "lwd_learner_bridge.server", "--root", str(root), "--bind", endpoint]
