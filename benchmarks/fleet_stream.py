@@ -161,6 +161,29 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+def start_data_plane(data_plane: str, tmp: Path, servers: ExitStack) -> tuple[str, list[str], dict[str, str]]:
+    """The bridge's store location, its extra flags and the environment, for `local` or `s3-queue`
+    (S3 on SeaweedFS + NATS JetStream + a coordinator process, stopped when `servers` closes)."""
+    root_store, env = str(tmp / "bridge" / "store"), dict(os.environ)
+    if data_plane != "s3-queue":
+        return root_store, [], env
+    from lwd_testing.nats_server import nats_jetstream
+    from lwd_testing.s3_server import seaweedfs
+
+    s3 = servers.enter_context(seaweedfs(tmp / "s3"))
+    queue = servers.enter_context(nats_jetstream(tmp / "nats"))
+    store_location = s3.url("lwd/bench")
+    env |= s3.env()
+    coordinator = subprocess.Popen(
+        [sys.executable, "-m", "lwd_learner_bridge.coordinator", "--store", store_location]
+        + ["--queue", queue.url, "--log-level", "WARNING"],
+        env=env,
+        start_new_session=True,
+    )
+    servers.callback(lambda: (coordinator.terminate(), coordinator.wait(10)))
+    return store_location, ["--store", store_location, "--queue", queue.url], env
+
+
 def run(
     n_robots: int,
     duration: float,
@@ -174,169 +197,121 @@ def run(
     tmp = Path(tempfile.mkdtemp(prefix="lwd-bench-"))
     root, endpoint = tmp / "bridge", free_endpoint()
     with ExitStack() as servers:
-        store_location, plane_args, env = str(root / "store"), [], dict(os.environ)
-        if data_plane == "s3-queue":  # S3 (SeaweedFS) + NATS JetStream + a coordinator process
-            from lwd_testing.nats_server import nats_jetstream
-            from lwd_testing.s3_server import seaweedfs
+        store_location, plane_args, env = start_data_plane(data_plane, tmp, servers)
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lwd_learner_bridge.server",
+                "--root",
+                str(root),
+                "--bind",
+                endpoint,
+                "--log-level",
+                "WARNING",
+                *plane_args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+        assert b"listening" in server.stdout.readline()
+        store, policies = EpisodeStore(store_location), PolicyStore(root / "policies")
+        seen: dict[str, float] = {}
+        published: dict[str, float] = {}
+        stop = threading.Event()
 
-            s3 = servers.enter_context(seaweedfs(tmp / "s3"))
-            queue = servers.enter_context(nats_jetstream(tmp / "nats"))
-            store_location = s3.url("lwd/bench")
-            env |= s3.env()
-            plane_args = ["--store", store_location, "--queue", queue.url]
-            coordinator = subprocess.Popen(
-                [sys.executable, "-m", "lwd_learner_bridge.coordinator", "--store", store_location]
-                + ["--queue", queue.url, "--log-level", "WARNING"],
-                env=env,
-                start_new_session=True,
+        def learner() -> None:  # what the learner sees: each new snapshot's episodes
+            version = 0
+            while not stop.is_set():
+                new = store.changes_since(version)
+                version = new.version
+                now = time.time()
+                for eid in new.episode_ids:
+                    seen.setdefault(eid, now)
+                stop.wait(0.01)
+
+        def publisher() -> None:
+            step = 0
+            while not stop.wait(policy_every):
+                step += 1000
+                info = policies.publish(os.urandom(2 << 20), training_step=step)
+                published[info.version] = info.created_at
+
+        ctx = mp.get_context("spawn")
+        queue = ctx.Queue()
+        ids = [f"robot{i:02d}" for i in range(n_robots)]
+        delays = [(i * episode_s / n_robots if stagger else i * 0.05) for i in range(n_robots)]
+        pairs = list(zip(ids, delays, strict=True))
+        groups = [pairs[i::n_procs] for i in range(min(n_procs, n_robots))]
+        start_at = time.time() + 3.0
+        procs = [
+            ctx.Process(
+                target=worker,
+                args=(g, endpoint, str(tmp / "robots"), duration, episode_s, queue, start_at, image_size),
             )
-            servers.callback(lambda: (coordinator.terminate(), coordinator.wait(10)))
-        return _run(
-            n_robots,
-            duration,
-            episode_s,
-            policy_every,
-            image_size,
-            n_procs,
-            stagger,
-            tmp,
-            root,
-            endpoint,
-            store_location,
-            plane_args,
-            env,
-        )
-
-
-def _run(
-    n_robots: int,
-    duration: float,
-    episode_s: float,
-    policy_every: float,
-    image_size: int,
-    n_procs: int,
-    stagger: bool,
-    tmp: Path,
-    root: Path,
-    endpoint: str,
-    store_location: str,
-    plane_args: list[str],
-    env: dict[str, str],
-) -> dict:
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lwd_learner_bridge.server",
-            "--root",
-            str(root),
-            "--bind",
-            endpoint,
-            "--log-level",
-            "WARNING",
-            *plane_args,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env=env,
-    )
-    assert b"listening" in server.stdout.readline()
-    store, policies = EpisodeStore(store_location), PolicyStore(root / "policies")
-    seen: dict[str, float] = {}
-    published: dict[str, float] = {}
-    stop = threading.Event()
-
-    def learner() -> None:  # what the learner sees: each new snapshot's episodes
-        version = 0
-        while not stop.is_set():
-            new = store.changes_since(version)
-            version = new.version
-            now = time.time()
-            for eid in new.episode_ids:
-                seen.setdefault(eid, now)
-            stop.wait(0.01)
-
-    def publisher() -> None:
-        step = 0
-        while not stop.wait(policy_every):
-            step += 1000
-            info = policies.publish(os.urandom(2 << 20), training_step=step)
-            published[info.version] = info.created_at
-
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    ids = [f"robot{i:02d}" for i in range(n_robots)]
-    delays = [(i * episode_s / n_robots if stagger else i * 0.05) for i in range(n_robots)]
-    pairs = list(zip(ids, delays, strict=True))
-    groups = [pairs[i::n_procs] for i in range(min(n_procs, n_robots))]
-    start_at = time.time() + 3.0
-    procs = [
-        ctx.Process(
-            target=worker,
-            args=(g, endpoint, str(tmp / "robots"), duration, episode_s, queue, start_at, image_size),
-        )
-        for g in groups
-    ]
-    for p in procs:
-        p.start()
-    threads = [threading.Thread(target=learner), threading.Thread(target=publisher)]
-    for t in threads:
-        t.start()
-    results = [r for _ in procs for r in queue.get(timeout=duration + 300)]
-    for p in procs:
-        p.join()
-    time.sleep(0.5)
-    stop.set()
-    for t in threads:
-        t.join()
-    ended = {r[1]: r[2] for r in results if r[0] == "ended"}
-    end_call = [r[3] for r in results if r[0] == "ended"]
-    elapsed = max(ended.values()) - start_at if ended else duration
-    lost = [e for e in ended if e not in seen]
-    visible = [seen[e] - t for e, t in ended.items() if e in seen]
-    started = {r[1]: r[2] for r in results if r[0] == "started"}
-
-    def since_published(kind: str) -> list[float]:  # only versions published while that robot was running
-        return [
-            r[3] - published[r[2]]
-            for r in results
-            if r[0] == kind and r[2] in published and published[r[2]] >= started[r[1]]
+            for g in groups
         ]
+        for p in procs:
+            p.start()
+        threads = [threading.Thread(target=learner), threading.Thread(target=publisher)]
+        for t in threads:
+            t.start()
+        results = [r for _ in procs for r in queue.get(timeout=duration + 300)]
+        for p in procs:
+            p.join()
+        time.sleep(0.5)
+        stop.set()
+        for t in threads:
+            t.join()
+        ended = {r[1]: r[2] for r in results if r[0] == "ended"}
+        end_call = [r[3] for r in results if r[0] == "ended"]
+        elapsed = max(ended.values()) - start_at if ended else duration
+        lost = [e for e in ended if e not in seen]
+        visible = [seen[e] - t for e, t in ended.items() if e in seen]
+        started = {r[1]: r[2] for r in results if r[0] == "started"}
 
-    ready, loaded = since_published("ready"), since_published("loaded")
-    stats = [r[2] for r in results if r[0] == "stats"]
-    local = isinstance(store.root, Path)
-    total_bytes = sum(os.path.getsize(store.path_of(e)) for e in store.ids()) if local else float("nan")
-    status = json.loads((root / "status.json").read_text())
-    server.send_signal(signal.SIGTERM)
-    server.wait(10)
-    shutil.rmtree(tmp, ignore_errors=True)
-    return {
-        "data_plane": "local" if local else "s3-queue",
-        "robots": n_robots,
-        "duration_s": duration,
-        "episodes_ended": len(ended),
-        "episodes_stored": len(seen),
-        "episodes_lost": len(lost),
-        "MB_per_s": total_bytes / 1e6 / elapsed,
-        "steps_per_s": len(ended) * episode_s * CONTROL_HZ / elapsed,
-        "visible_p50_s": pct(visible, 50),
-        "visible_p99_s": pct(visible, 99),
-        "visible_max_s": max(visible or [0]),
-        "policies_published": len(published),
-        "policy_ready_p50_s": pct(ready, 50),
-        "policy_ready_p99_s": pct(ready, 99),
-        "policy_loaded_p50_s": pct(loaded, 50),
-        "policy_loaded_p99_s": pct(loaded, 99),
-        "end_call_p50_s": pct(end_call, 50),
-        "end_call_p99_s": pct(end_call, 99),
-        "bridge_commit_p50_s": status["commit_latency_s"]["p50"],
-        "bridge_commit_p99_s": status["commit_latency_s"]["p99"],
-        "retries": sum(s["retries"] for s in stats),
-        "bridge_duplicates": status["counters"]["duplicates_dropped"],
-        "bridge_rejected": status["counters"]["rejected"],
-    }
+        def since_published(kind: str) -> list[float]:  # only versions published while that robot was running
+            return [
+                r[3] - published[r[2]]
+                for r in results
+                if r[0] == kind and r[2] in published and published[r[2]] >= started[r[1]]
+            ]
+
+        ready, loaded = since_published("ready"), since_published("loaded")
+        stats = [r[2] for r in results if r[0] == "stats"]
+        local = isinstance(store.root, Path)
+        total_bytes = sum(os.path.getsize(store.path_of(e)) for e in store.ids()) if local else float("nan")
+        status = json.loads((root / "status.json").read_text())
+        server.send_signal(signal.SIGTERM)
+        server.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return {
+            "data_plane": "local" if local else "s3-queue",
+            "robots": n_robots,
+            "duration_s": duration,
+            "episodes_ended": len(ended),
+            "episodes_stored": len(seen),
+            "episodes_lost": len(lost),
+            "MB_per_s": total_bytes / 1e6 / elapsed,
+            "steps_per_s": len(ended) * episode_s * CONTROL_HZ / elapsed,
+            "visible_p50_s": pct(visible, 50),
+            "visible_p99_s": pct(visible, 99),
+            "visible_max_s": max(visible or [0]),
+            "policies_published": len(published),
+            "policy_ready_p50_s": pct(ready, 50),
+            "policy_ready_p99_s": pct(ready, 99),
+            "policy_loaded_p50_s": pct(loaded, 50),
+            "policy_loaded_p99_s": pct(loaded, 99),
+            "end_call_p50_s": pct(end_call, 50),
+            "end_call_p99_s": pct(end_call, 99),
+            "bridge_commit_p50_s": status["commit_latency_s"]["p50"],
+            "bridge_commit_p99_s": status["commit_latency_s"]["p99"],
+            "retries": sum(s["retries"] for s in stats),
+            "bridge_duplicates": status["counters"]["duplicates_dropped"],
+            "bridge_rejected": status["counters"]["rejected"],
+        }
 
 
 def main() -> None:

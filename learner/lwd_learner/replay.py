@@ -546,10 +546,10 @@ class StoreReader:
         self.episodes_seen = 0  # committed up to snapshot_version, all shards: the same on every host
 
     def poll(self) -> list[Episode]:
-        head = self.store.head_version()
-        if self.agree is not None:
-            head = self.agree(head)
-        new = self.store.changes_since(self.snapshot_version, upto=max(head, self.snapshot_version))
+        upto = None  # one host: whatever HEAD is (changes_since reads it once)
+        if self.agree is not None:  # several: process 0's HEAD, the same on every host
+            upto = max(self.agree(self.store.head_version()), self.snapshot_version)
+        new = self.store.changes_since(self.snapshot_version, upto=upto)
         self.snapshot_version = new.version
         index, count = self.shard
         hashes = new.content_hashes or ("",) * len(new.episode_ids)
