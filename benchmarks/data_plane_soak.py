@@ -6,11 +6,14 @@ Starts, on loopback: SeaweedFS (S3), NATS JetStream, the bridge (`--store s3://.
 coordinator, and a learner-side reader process (`StoreReader`, the learner's own reader, writing
 each episode it reads to a file and resuming from its last version after a restart). `--robots`
 real `BridgeClient`s (benchmarks/fleet_stream.py's robots: three 224x224 JPEG cameras, 30 Hz,
-`--episode-s` episodes, policy prefetch) stream for `--duration` seconds while a publisher puts a
-2 MB policy into the bridge every 7 s. Every `--fault-every` seconds the next of bridge,
-coordinator, queue server, S3 server and reader is killed with SIGKILL and restarted `--down-s`
-later (faults stop 60 s before the end). Then the robots drain their spools and the script waits
-until the snapshot holds what they produced.
+`--episode-s` episodes, policy prefetch) stream for `--duration` seconds while a publisher plays the
+learner: every 7 s it publishes a 2 MB policy into its own policy store and feeds it to the bridge
+through S3 and the queue (`lwd_common.policy_feed`, as `lwd_learner.cli online --queue` does). The
+first worker's robots reach the bridge through a TCP link the soak can cut. Every `--fault-every`
+seconds the next of bridge, coordinator, queue server, S3 server and reader is killed with SIGKILL
+and restarted `--down-s` later, or that link is cut for as long (every connection dropped, new ones
+refused): a network cut of those robots. Faults stop 60 s before the end. Then the robots drain
+their spools and the script waits until the snapshot holds what they produced.
 
 Prints produced (episodes the robots ended), stored (objects in S3), committed (ids in the last
 snapshot; duplicates), read (by the reader; duplicates), the faults, and the paper's Table VI
@@ -25,6 +28,7 @@ import json
 import multiprocessing as mp
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +42,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fleet_stream import free_endpoint, pct, worker  # noqa: E402
 
+from lwd_common.policy_feed import PolicyFeed  # noqa: E402
 from lwd_common.policy_store import PolicyStore  # noqa: E402
 from lwd_common.store import EpisodeStore  # noqa: E402
 from lwd_testing.nats_server import NatsJetStream  # noqa: E402
@@ -63,6 +68,68 @@ def reader_main(store: str, out: str) -> None:
                 print(f"reader: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
                 time.sleep(1.0)
             time.sleep(0.05)
+
+
+class CuttableLink:
+    """A TCP forwarder between some robots and the bridge: `kill` drops every connection and refuses
+    new ones until `start` (the same interface as a `Service`, so the injector treats it as one)."""
+
+    def __init__(self, target: str):
+        host, port = target.removeprefix("tcp://").rsplit(":", 1)
+        self.target = (host, int(port))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"tcp://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.up = threading.Event()
+        self.up.set()
+        self.lock = threading.Lock()
+        self.open: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            robot_side, _ = self.listener.accept()
+            if not self.up.is_set():
+                robot_side.close()  # the network is cut: nothing gets through
+                continue
+            try:
+                bridge_side = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                robot_side.close()
+                continue
+            with self.lock:
+                self.open += [robot_side, bridge_side]
+            for src, dst in ((robot_side, bridge_side), (bridge_side, robot_side)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(1 << 16):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                self._close(sock)
+
+    def _close(self, sock: socket.socket) -> None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
+        with self.lock:
+            if sock in self.open:
+                self.open.remove(sock)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        self.up.clear()
+        with self.lock:
+            cut = list(self.open)
+        for sock in cut:
+            self._close(sock)
+
+    def start(self) -> None:
+        self.up.set()
 
 
 class Service:
@@ -154,15 +221,20 @@ def soak(
     published: dict[str, float] = {}
     start_at = time.time() + 5.0
 
-    def publisher() -> None:
-        policies, step = PolicyStore(root / "policies"), 0
-        while not stop.wait(7.0):
-            step += 1000
-            info = policies.publish(os.urandom(2 << 20), training_step=step)
-            published[info.version] = info.created_at
+    def publisher() -> None:  # the learner's side of the policy feed
+        policies, step = PolicyStore(tmp / "learner_policies"), 0
+        feed = PolicyFeed(policies, url, queue.url)
+        try:
+            while not stop.wait(7.0):
+                step += 1000
+                info = policies.publish(os.urandom(2 << 20), training_step=step)
+                published[info.version] = info.created_at
+                feed.offer(info.version)  # a store or queue that is down: pending until the next one
+        finally:
+            feed.close()
 
     def injector() -> None:
-        rotation = ["bridge", "coordinator", "queue", "s3", "reader"]
+        rotation = ["bridge", "coordinator", "queue", "s3", "reader", "network"]
         k = 0
         while a.fault_every > 0 and not stop.wait(a.fault_every):
             if time.time() > start_at + a.duration - 60:
@@ -170,14 +242,16 @@ def soak(
             name = rotation[k % len(rotation)]
             k += 1
             faults.append((time.time() - start_at, name))
-            print(f"[soak] {faults[-1][0]:7.1f} s: kill -9 {name}", flush=True)
-            target = {"queue": queue, "s3": s3}.get(name) or services[name]
+            what = "cut the first worker's robots off" if name == "network" else "kill -9"
+            print(f"[soak] {faults[-1][0]:7.1f} s: {what} {name}", flush=True)
+            target = {"queue": queue, "s3": s3, "network": link}.get(name) or services[name]
             target.kill()
             time.sleep(a.down_s)
             target.start()
         # the servers restarted here die with the thread that started them (lwd_common.process): stay
         stop.wait()
 
+    link = CuttableLink(endpoint)
     ctx = mp.get_context("spawn")
     results_q = ctx.Queue()
     ids = [(f"robot{i:02d}", i * 0.05) for i in range(a.robots)]
@@ -187,7 +261,7 @@ def soak(
             target=worker,
             args=(
                 g,
-                endpoint,
+                link.endpoint if k == 0 else endpoint,
                 str(tmp / "robots"),
                 a.duration,
                 a.episode_s,
@@ -196,7 +270,7 @@ def soak(
                 a.image_size,
             ),
         )
-        for g in groups
+        for k, g in enumerate(groups)
     ]
     for pr in procs:
         pr.start()
@@ -251,7 +325,7 @@ def soak(
         "policies_published": len(published),
     }
     print(
-        f"{a.robots} robots, {a.duration:.0f} s, {len(faults)} faults (kill -9, {a.down_s:.0f} s down): "
+        f"{a.robots} robots, {a.duration:.0f} s, {len(faults)} faults (kill -9 or link cut, {a.down_s:.0f} s down): "
         f"produced {report['produced']} stored {report['stored']} committed {report['committed']} "
         f"(duplicates {report['committed_duplicates']}) read {report['read']} (duplicates "
         f"{report['read_duplicates']}) lost {report['lost']}; episode->learner p50 "

@@ -98,6 +98,9 @@ class Online(_Training):
     episode_store: str | None = None
     """Where the fleet's episodes are (default <bridge-root>/store): the bridge's --store, a directory
     or s3://bucket/prefix (S3 settings from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...; lwd_common.blobs)."""
+    queue: str | None = None
+    """NATS JetStream server (nats://host:4222): also feed every published policy to the bridges through
+    --episode-store's policies/ and this queue (lwd_common.policy_feed), for bridges on other hosts."""
 
 
 @dataclass(frozen=True)
@@ -395,6 +398,8 @@ def _main(argv: list[str]) -> int:
                 poll_every=args.poll_every,
                 progress=args.progress,
                 max_seconds=args.max_seconds,
+                episode_store=args.episode_store,
+                queue=args.queue,
             )
     except (ValueError, FileNotFoundError) as exc:
         print(f"lwd_learner: error: {exc}", file=sys.stderr)

@@ -16,6 +16,8 @@ Frames are JPEG-decoded once, resized to the model's image size and cached as ui
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,9 +26,11 @@ from typing import Literal
 
 import numpy as np
 
-from lwd_common.episode import ActionSource, Episode, EpisodeKind
+from lwd_common.episode import ActionSource, Episode, EpisodeKind, decode_episode
 from lwd_common.preprocessing import frames_from_jpeg
-from lwd_common.store import EpisodeStore
+from lwd_common.store import EpisodeCorrupt, EpisodeStore, Snapshot
+
+log = logging.getLogger("lwd_learner")
 
 UNKNOWN_INSTRUCTION = "<unknown>"
 
@@ -522,6 +526,28 @@ class MixedSampler:
         return {k: np.concatenate([a[k], b[k]]) for k in a}
 
 
+ShardItem = tuple[int, str, str]  # (position in the store's commit order, episode id, sha256)
+
+
+def shard_of(new: Snapshot, first: int, shard: tuple[int, int]) -> list[ShardItem]:
+    """This shard's episodes among those `new` lists, in commit order.
+
+    An episode's position counts every episode committed before it (`first` came before `new`'s),
+    so it is the same on every host: episode k belongs to shard k mod count without the hosts
+    talking. The reader's poll and its prefetcher both use this one rule."""
+    index, count = shard
+    hashes = new.content_hashes or ("",) * len(new.episode_ids)
+    return [
+        (first + k, i, h)
+        for k, (i, h) in enumerate(zip(new.episode_ids, hashes, strict=True))
+        if (first + k) % count == index
+    ]
+
+
+PREFETCH_BYTES = 256 << 20  # the reader's default prefetch cache
+PREFETCH_BACKOFF_S = (0.5, 10.0)  # a failing prefetcher's first and longest wait before it retries
+
+
 class StoreReader:
     """Reads the episodes each new snapshot adds (never a half-written store), checked against their sha256.
 
@@ -529,7 +555,13 @@ class StoreReader:
     hosts of a multi-host learner each read the same snapshot versions (`agree`: every process
     gets process 0's HEAD, a collective, so no host can train a step on a newer snapshot than
     another) and keep only their shard of the episodes (`shard`: index, count; by commit order).
-    Payloads are downloaded `downloads` at a time."""
+    Payloads are downloaded `downloads` at a time.
+
+    So that a poll does not wait on the store, a prefetch thread follows HEAD between polls and
+    downloads this shard's next payloads into a cache of at most `prefetch_bytes` (0: no thread);
+    a poll takes what is cached and downloads the rest itself. The second poll starts it (a reader
+    polled once, such as an offline store read whole, never does), or `start_prefetch()`; `close()`
+    stops it."""
 
     def __init__(
         self,
@@ -537,6 +569,8 @@ class StoreReader:
         shard: tuple[int, int] = (0, 1),
         agree: Callable[[int], int] | None = None,
         downloads: int = 8,
+        prefetch_bytes: int = PREFETCH_BYTES,
+        head_every_s: float = 1.0,
     ):
         self.store = EpisodeStore(root)
         self.snapshot_version = 0
@@ -544,22 +578,167 @@ class StoreReader:
         self.agree = agree
         self.downloads = downloads
         self.episodes_seen = 0  # committed up to snapshot_version, all shards: the same on every host
+        self.prefetch_bytes = prefetch_bytes
+        self.head_every_s = head_every_s  # how often a caught-up prefetcher reads HEAD
+        self.hits = 0  # episodes a poll took from the prefetch cache
+        self.misses = 0  # episodes a poll downloaded itself
+        self._polls = 0
+        self._closed = False
+        self._prefetcher: _Prefetcher | None = None
 
     def poll(self) -> list[Episode]:
         upto = None  # one host: whatever HEAD is (changes_since reads it once)
         if self.agree is not None:  # several: process 0's HEAD, the same on every host
             upto = max(self.agree(self.store.head_version()), self.snapshot_version)
         new = self.store.changes_since(self.snapshot_version, upto=upto)
+        mine = shard_of(new, self.episodes_seen, self.shard)
         self.snapshot_version = new.version
-        index, count = self.shard
-        hashes = new.content_hashes or ("",) * len(new.episode_ids)
-        mine = [
-            (i, h)
-            for k, (i, h) in enumerate(zip(new.episode_ids, hashes, strict=True))
-            if (self.episodes_seen + k) % count == index
-        ]
         self.episodes_seen += len(new.episode_ids)
-        if len(mine) <= 1:
-            return [self.store.get(i, h or None) for i, h in mine]
+        self._polls += 1
+        if self._polls == 2:
+            self.start_prefetch()
+        cached = {}
+        if self._prefetcher is not None:
+            cached = self._prefetcher.take(self.snapshot_version, self.episodes_seen, mine)
+        self.hits += len(cached)
+        self.misses += len(mine) - len(cached)
+
+        def load(item: ShardItem) -> Episode:
+            _, episode_id, sha256 = item
+            data = cached.get(episode_id)
+            return decode_episode(data) if data is not None else self.store.get(episode_id, sha256 or None)
+
+        if len(mine) - len(cached) <= 1:
+            return [load(item) for item in mine]
         with ThreadPoolExecutor(min(self.downloads, len(mine)), thread_name_prefix="lwd-download") as pool:
-            return list(pool.map(lambda ih: self.store.get(ih[0], ih[1] or None), mine))
+            return list(pool.map(load, mine))
+
+    def start_prefetch(self) -> None:
+        """Start the prefetch thread from where the reader is now (once; not after close or with no bytes)."""
+        if self._prefetcher is None and not self._closed and self.prefetch_bytes > 0:
+            self._prefetcher = _Prefetcher(self, self.snapshot_version, self.episodes_seen)
+
+    def prefetch_stats(self) -> dict[str, int]:
+        """Polls' hits and misses, and the cache: episodes and bytes in it, its peak, the thread's errors."""
+        p = self._prefetcher
+        return {"hits": self.hits, "misses": self.misses} | (
+            p.stats() if p else {"cached": 0, "cached_bytes": 0, "peak_bytes": 0, "errors": 0}
+        )
+
+    def close(self) -> None:
+        """Stop the prefetch thread and drop its cache; polls still work, downloading everything."""
+        self._closed = True
+        if self._prefetcher is not None:
+            self._prefetcher.close()
+
+
+class _Prefetcher:
+    """A thread that downloads the reader's shard of the snapshots HEAD adds into a byte-bounded cache.
+
+    Payloads are checked against their sha256 (`EpisodeStore.read_bytes`) and kept as bytes, keyed
+    by episode id with their commit position. When the next one does not fit, its download waits
+    (at most `downloads` payloads wait outside the cache) until a poll takes some or reads past it.
+    A poll tells it how far the reader got: what the reader has read is never cached again."""
+
+    def __init__(self, reader: StoreReader, version: int, seen: int):
+        self.store, self.shard, self.downloads = reader.store, reader.shard, reader.downloads
+        self.max_bytes, self.head_every_s = reader.prefetch_bytes, reader.head_every_s
+        self._cond = threading.Condition()
+        self._closed = threading.Event()
+        self._cache: dict[str, tuple[int, bytes]] = {}
+        self._bytes = self._peak = self._errors = 0
+        self._read_to = seen  # the reader has read every episode before this position
+        self._listed = (version, seen)  # listed up to this snapshot version, this many episodes before it
+        self._thread = threading.Thread(target=self._run, name="lwd-prefetch", daemon=True)
+        self._thread.start()
+
+    def take(self, version: int, seen: int, mine: list[ShardItem]) -> dict[str, bytes]:
+        """Remove and return the cached payloads of `mine`; the reader has now read `version`, `seen` episodes."""
+        wanted = {episode_id for _, episode_id, _ in mine}
+        got = {}
+        with self._cond:
+            self._read_to = seen
+            self._listed = max(self._listed, (version, seen))  # a prefetcher behind lists from here
+            for episode_id in [i for i, (pos, _) in self._cache.items() if pos < seen]:
+                _, data = self._cache.pop(episode_id)
+                self._bytes -= len(data)
+                if episode_id in wanted:
+                    got[episode_id] = data
+            self._cond.notify_all()  # room, or positions no longer wanted
+        return got
+
+    def stats(self) -> dict[str, int]:
+        with self._cond:
+            return {
+                "cached": len(self._cache),
+                "cached_bytes": self._bytes,
+                "peak_bytes": self._peak,
+                "errors": self._errors,
+            }
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        self._closed.set()
+        with self._cond:
+            self._cache.clear()
+            self._bytes = 0
+            self._cond.notify_all()
+        self._thread.join(timeout_s)  # a download in flight finishes first (a daemon: never blocks exit)
+
+    def _run(self) -> None:
+        """List what HEAD added, download it; a failure (store unreachable) is logged and retried."""
+        todo: list[ShardItem] = []
+        backoff_s = PREFETCH_BACKOFF_S[0]
+        with ThreadPoolExecutor(self.downloads, thread_name_prefix="lwd-prefetch") as pool:
+            while not self._closed.is_set():
+                try:
+                    todo = todo or self._list_new()
+                    if todo:
+                        list(pool.map(self._fetch, todo))  # what a retry finds cached or read is skipped
+                        todo = []
+                    else:
+                        self._closed.wait(self.head_every_s)
+                    backoff_s = PREFETCH_BACKOFF_S[0]
+                except Exception:
+                    log.warning(
+                        "prefetching from %s failed; retrying in %.1f s",
+                        self.store.location,
+                        backoff_s,
+                        exc_info=True,
+                    )
+                    with self._cond:
+                        self._errors += 1
+                    self._closed.wait(backoff_s)
+                    backoff_s = min(2 * backoff_s, PREFETCH_BACKOFF_S[1])
+
+    def _list_new(self) -> list[ShardItem]:
+        """This shard's episodes in the versions after those listed (or read) so far, up to HEAD."""
+        with self._cond:
+            version, seen = self._listed
+        new = self.store.changes_since(version)
+        with self._cond:
+            self._listed = max(self._listed, (new.version, seen + len(new.episode_ids)))
+        return shard_of(new, seen, self.shard)
+
+    def _fetch(self, item: ShardItem) -> None:
+        pos, episode_id, sha256 = item
+        with self._cond:
+            if not self._wait_for_room(pos, episode_id, 1):
+                return
+        try:
+            data = self.store.read_bytes(episode_id, sha256 or None)
+        except EpisodeCorrupt:  # not cached: the poll that reads it downloads it and raises the same
+            log.warning("prefetch refused episode %s: its bytes do not match its sha256", episode_id)
+            return
+        with self._cond:
+            if self._wait_for_room(pos, episode_id, len(data)):
+                self._cache[episode_id] = (pos, data)
+                self._bytes += len(data)
+                self._peak = max(self._peak, self._bytes)
+
+    def _wait_for_room(self, pos: int, episode_id: str, size: int) -> bool:
+        """With the lock held: wait until `size` more bytes fit; False once the episode is not wanted."""
+        while not (self._closed.is_set() or pos < self._read_to or episode_id in self._cache):
+            if self._bytes + size <= self.max_bytes:
+                return True
+            self._cond.wait()
+        return False

@@ -345,14 +345,20 @@ def run_online(
     idle_sleep_s: float = 1.0,
     max_seconds: float | None = None,
     episode_store: str | None = None,
+    queue: str | None = None,
 ) -> Session:
     """Continue training on 1:1 offline/online replay; publish a policy every publish_every steps.
     New episodes come from `episode_store` (default <bridge_root>/store; `s3://bucket/prefix` too).
+    With `queue`, each published policy is also fed to the bridges through the episode store and the
+    queue (lwd_common.policy_feed).
     Stops after `max_new_steps`, `max_seconds` of training-loop wall-clock time, or on SIGTERM,
     with a checkpoint; the training plot is rewritten at every checkpoint and at the exit."""
+    from lwd_common.policy_feed import PolicyFeed
     from lwd_common.policy_store import PolicyStore
 
     bridge_root, out_dir = Path(bridge_root), Path(out_dir)
+    if queue and not episode_store:
+        raise ValueError("--queue feeds policies through the episode store: give --episode-store too")
     out_dir.mkdir(parents=True, exist_ok=True)
     if Checkpointer(out_dir / "checkpoints").latest_step() is not None:
         session = restore_session(out_dir / "checkpoints")
@@ -387,6 +393,7 @@ def run_online(
     )
     policies = PolicyStore(bridge_root / "policies")
     primary = is_primary()
+    feed = PolicyFeed(policies, episode_store, queue) if queue and episode_store and primary else None
 
     def poll() -> None:
         new = reader.poll()
@@ -413,17 +420,24 @@ def run_online(
                 {"method": cfg.train.method, **batches.bookkeeping(online=True)},
             )
             log.info("published policy %s at step %d", info.version, step)
+            if feed is not None:
+                feed.offer(info.version)
         if step % poll_every == 0:
             poll()
 
     total = int(session.state.step) + (max_new_steps if max_new_steps is not None else 10**12)
-    return _run(
-        session,
-        batches,
-        total,
-        out_dir,
-        progress,
-        on_step=on_step,
-        max_seconds=max_seconds,
-        plot_every_checkpoint=True,
-    )
+    try:
+        return _run(
+            session,
+            batches,
+            total,
+            out_dir,
+            progress,
+            on_step=on_step,
+            max_seconds=max_seconds,
+            plot_every_checkpoint=True,
+        )
+    finally:
+        if feed is not None:
+            feed.flush()  # one last try for versions a queue outage left pending
+            feed.close()

@@ -95,6 +95,45 @@ def test_online_publishes_policies_from_bridge_store_and_resumes(offline_run, tm
     assert int(resumed.state.step) == 25 and policies.versions()[-1] == "v000003"
 
 
+def test_cli_online_reads_its_episode_store_and_feeds_each_policy_through_it_to_a_bridge(
+    offline_run, tmp_path
+):
+    """--episode-store: the fleet's episodes come from there, not <bridge-root>/store; --queue: every
+    published version is also put under that store's policies/ and announced, and a bridge mirrors it."""
+    from lwd_common.policy_feed import PolicyFollower
+    from lwd_learner.cli import main
+    from lwd_testing.nats_server import nats_jetstream
+
+    rng = np.random.default_rng(3)
+    fleet_store = tmp_path / "fleet_store"
+    _store(fleet_store, [toytask.make_episode(rng, EpisodeKind.ROLLOUT, toytask.GOAL, i) for i in range(3)])
+    with nats_jetstream(tmp_path / "nats") as queue:
+        argv = ["online", "--bridge-root", str(tmp_path / "learner_side"), "--out", str(tmp_path / "online")]
+        argv += [
+            "--init",
+            str(offline_run / "run"),
+            "--episode-store",
+            str(fleet_store),
+            "--queue",
+            queue.url,
+        ]
+        assert main([*argv, "--max-new-steps", "10", "--no-progress"]) == 0
+        published = PolicyStore(tmp_path / "learner_side" / "policies")
+        assert published.versions() == ["v000001", "v000002"] and published.latest().extra["episodes"] == 3
+        bridge_policies = PolicyStore(tmp_path / "bridge" / "policies")
+        follower = PolicyFollower(str(fleet_store), queue.url, bridge_policies, "bridge0")
+        try:
+            mirrored = follower.step(wait_s=5) + follower.step(wait_s=1)
+        finally:
+            follower.close()
+    assert mirrored == ["v000001", "v000002"] and bridge_policies.latest() == published.latest()
+
+
+def test_online_queue_without_an_episode_store_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="--episode-store"):
+        run_online(tmp_path / "bridge", tmp_path / "online", queue="nats://127.0.0.1:4222", progress=False)
+
+
 def test_online_without_init_or_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="--init"):
         run_online(tmp_path / "bridge", tmp_path / "online", max_new_steps=1, progress=False)

@@ -219,6 +219,23 @@ class PolicyStore:
             atomic_write(self._info_path(version), json.dumps(info.to_dict(), sort_keys=True).encode())
         return info
 
+    def mirror(self, info: PolicyInfo, onnx_bytes: bytes) -> bool:
+        """Store a version published elsewhere under its own name (a bridge following the learner's
+        policy feed); True if it was new. The bytes must hash to `info.sha256`, and a version this
+        store already holds must be the same bytes: ValueError otherwise, and nothing is written."""
+        digest = hashlib.sha256(onnx_bytes).hexdigest()
+        if digest != info.sha256 or len(onnx_bytes) != info.size:
+            raise ValueError(f"policy {info.version}: bytes hash to {digest[:12]}, not {info.sha256[:12]}")
+        with self._locked():
+            if self._info_path(info.version).exists():
+                held = self.get(info.version)
+                if held.sha256 != info.sha256:
+                    raise ValueError(f"policy {info.version} is already held here with other bytes")
+                return False
+            atomic_write(self.path_of(info.version), bytes(onnx_bytes))
+            atomic_write(self._info_path(info.version), json.dumps(info.to_dict(), sort_keys=True).encode())
+        return True
+
     # --- pinning: the version the fleet runs, set by an operator ---------------------------------------
 
     def pin_state(self) -> PinState:

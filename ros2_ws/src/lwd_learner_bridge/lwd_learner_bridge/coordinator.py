@@ -19,8 +19,9 @@ import threading
 import time
 from typing import Any
 
+from lwd_common.queue import QueueError
 from lwd_common.store import EpisodeStore, StoreConflict
-from lwd_learner_bridge.announcements import AnnouncementConsumer, QueueError
+from lwd_learner_bridge.announcements import AnnouncementConsumer
 
 log = logging.getLogger("lwd.coordinator")
 RETRY_S = 1.0

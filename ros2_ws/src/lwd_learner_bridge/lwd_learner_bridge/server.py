@@ -12,15 +12,18 @@ or `--monitor-keys` (status readers), reloaded on SIGHUP, and logs refusals
 refuses to listen on anything but loopback unless told `--allow-insecure`.
 `connections.ConnectionGuard` bounds what libzmq holds per connection. Fleet
 status is written to `<root>/status.json` once a second (read it with
-`python -m lwd_learner_bridge.status`); episode writers are supervised.
+`python -m lwd_learner_bridge.status`); episode writers are supervised. With `--queue`, a
+thread mirrors the learner's policy feed into `<root>/policies` (`lwd_common.policy_feed`).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -29,6 +32,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
+from lwd_common.policy_feed import PolicyFollower
 from lwd_common.store import atomic_write
 from lwd_common.transport import protocol
 from lwd_common.transport.curve import is_loopback
@@ -99,6 +103,7 @@ class BridgeServer:
         allow_keys: str = "",
         allow_insecure: bool = False,
         monitor_keys: str = "",
+        bridge_id: str = "",
     ):
         if bool(curve_secret_key) != bool(allow_keys):
             raise ValueError("--curve-secret-key and --allow-keys go together")
@@ -143,9 +148,23 @@ class BridgeServer:
         self.sock.bind(bind)
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.status_path = Path(config.root) / "status.json"
+        self.policy_follower: PolicyFollower | None = None
+        self._follower_thread: threading.Thread | None = None
+        if config.queue:
+            self.policy_follower = PolicyFollower(
+                config.store or str(Path(config.root) / "store"),
+                config.queue,
+                self.core.policies,
+                bridge_id or default_bridge_id(config.root),
+            )
+            self._follower_thread = threading.Thread(
+                target=self.policy_follower.run, args=(self.stop_event,), name="lwd-policy-feed", daemon=True
+            )
 
     def serve_forever(self) -> None:
         log.info("bridge serving %s on %s", self.core.root, self.endpoint)
+        if self._follower_thread is not None:
+            self._follower_thread.start()
         next_housekeeping = 0.0
         try:
             while not self.stop_event.is_set():
@@ -220,6 +239,11 @@ class BridgeServer:
             self.allowlist.reload()
 
     def close(self) -> None:
+        self.stop_event.set()
+        if self._follower_thread is not None and self._follower_thread.is_alive():
+            self._follower_thread.join(timeout=15)
+        if self.policy_follower is not None:
+            self.policy_follower.close()
         self.core.close()
         self._send(self._flush())
         self.guard.close()
@@ -227,6 +251,13 @@ class BridgeServer:
         if self.auth is not None:
             self.auth.stop()
         self.ctx.term()
+
+
+def default_bridge_id(root: str) -> str:
+    """This host and bridge root: stable across restarts (a durable consumer resumes where it was),
+    different for every bridge of a fleet (each gets every policy version)."""
+    digest = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}-{digest}"
 
 
 def _peer_address(frame: zmq.Frame) -> str | None:
@@ -251,7 +282,14 @@ def main(argv: list[str] | None = None) -> None:
         "--queue",
         default="",
         help="NATS JetStream server (nats://host:4222): announce stored episodes there for "
-        "`python -m lwd_learner_bridge.coordinator` to commit; default: this bridge commits",
+        "`python -m lwd_learner_bridge.coordinator` to commit, and mirror the learner's policy feed "
+        "from it; default: this bridge commits",
+    )
+    parser.add_argument(
+        "--bridge-id",
+        default="",
+        help="this bridge's name on the queue's policy feed (each bridge its own); default: host name "
+        "and a hash of --root",
     )
     parser.add_argument("--bind", default="tcp://127.0.0.1:5555")
     parser.add_argument("--curve-secret-key", default="", help="bridge secret certificate (keys gen)")
@@ -320,7 +358,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     try:
         server = BridgeServer(
-            config, args.bind, args.curve_secret_key, args.allow_keys, args.allow_insecure, args.monitor_keys
+            config,
+            args.bind,
+            args.curve_secret_key,
+            args.allow_keys,
+            args.allow_insecure,
+            args.monitor_keys,
+            args.bridge_id,
         )
     except InsecureBind as exc:
         raise SystemExit(f"lwd bridge: {exc}") from None
