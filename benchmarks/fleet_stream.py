@@ -11,6 +11,15 @@ Robots run as threads spread over a few worker processes. Prints, per N:
 sustained throughput, episodes lost, episode end -> learner-visible latency,
 policy published -> verified on robot ("ready") and -> swapped at the next
 episode boundary ("loaded").
+
+Each run also prints where the CPU went (`stream_profile.py`, from /proc): the
+robot workers (producers), the bridge and the learner side, per thread group, with
+the seconds each spent runnable but waiting for a core, against what the machine's
+cores offered; and the episode end -> learner latency cut into its stages.
+`--producer-cpus 1 --bridge-cpus 0` keeps the simulated robots off the bridge's
+core, to see what the bridge achieves with one core of its own. (`--producer-nice`
+does little: with the kernel's autogroup scheduling the bridge, started in a
+session of its own, already gets its group's share whatever the workers' nice.)
 """
 
 from __future__ import annotations
@@ -38,6 +47,11 @@ from lwd_common.preprocessing import encode_jpeg
 from lwd_common.store import EpisodeStore
 from lwd_common.transport import BridgeClient, ClientConfig
 from lwd_description.robot import CAMERA_NAMES, CONTROL_HZ, NUM_JOINTS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import stream_profile  # noqa: E402
+
+POLICY_POLL_S = 0.1  # robots ask the bridge for a newer policy this often (profiled_worker may change it)
 
 
 def free_endpoint() -> str:
@@ -80,7 +94,7 @@ def robot_loop(
             endpoint=endpoint,
             robot_id=robot_id,
             spool_dir=str(work / robot_id),
-            policy_prefetch_s=0.1,
+            policy_prefetch_s=POLICY_POLL_S,
             ack_timeout_s=1.0,
         )
     )
@@ -157,6 +171,33 @@ def worker(
     queue.put(results)
 
 
+class _ReportingQueue:
+    """Hands `worker`'s results on with a ("cpu", pid, usage) record of the worker process added."""
+
+    def __init__(self, queue, sampler: stream_profile.ThreadSampler):
+        self.queue, self.sampler = queue, sampler
+
+    def put(self, results: list) -> None:
+        self.queue.put([*results, ("cpu", os.getpid(), self.sampler.stop().as_tuple())])
+
+
+def profiled_worker(nice: int, cpus: list[int] | None, policy_poll_s: float, *args) -> None:
+    """`worker(*args)` at `nice`, on `cpus` (every thread it starts inherits both), its robots polling
+    for policies every `policy_poll_s`, its CPU sampled per thread group from its `start_at` on
+    (`stream_profile.producer_part`)."""
+    global POLICY_POLL_S
+    POLICY_POLL_S = policy_poll_s
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    if nice:
+        os.nice(nice)
+    queue, start_at = args[5], args[6]
+    sampler = stream_profile.ThreadSampler(
+        os.getpid(), stream_profile.producer_part, start_at, in_process=True
+    )
+    worker(*args[:5], _ReportingQueue(queue, sampler), *args[6:])
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -193,14 +234,21 @@ def run(
     n_procs: int,
     stagger: bool,
     data_plane: str = "local",
+    producer_nice: int = 0,
+    producer_cpus: list[int] | None = None,
+    bridge_cpus: list[int] | None = None,
+    policy_poll_s: float = POLICY_POLL_S,
+    bridge_cprofile: str = "",
 ) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="lwd-bench-"))
     root, endpoint = tmp / "bridge", free_endpoint()
     with ExitStack() as servers:
         store_location, plane_args, env = start_data_plane(data_plane, tmp, servers)
+        profiler = ["-m", "cProfile", "-o", bridge_cprofile] if bridge_cprofile else []
         server = subprocess.Popen(
             [
                 sys.executable,
+                *profiler,
                 "-m",
                 "lwd_learner_bridge.server",
                 "--root",
@@ -215,10 +263,16 @@ def run(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env=env,
+            preexec_fn=(lambda: os.sched_setaffinity(0, bridge_cpus)) if bridge_cpus else None,
         )
         assert b"listening" in server.stdout.readline()
+        bridge_log: list[bytes] = []  # read on, or a bridge that logs a lot would block on a full pipe
+        log_reader = threading.Thread(target=lambda: bridge_log.extend(server.stdout), daemon=True)
+        log_reader.start()
         store, policies = EpisodeStore(store_location), PolicyStore(root / "policies")
         seen: dict[str, float] = {}
+        # snapshot committed -> learner read it (when one read spans several versions: the newest's)
+        learner_lag: list[float] = []
         published: dict[str, float] = {}
         stop = threading.Event()
 
@@ -230,6 +284,7 @@ def run(
                 now = time.time()
                 for eid in new.episode_ids:
                     seen.setdefault(eid, now)
+                    learner_lag.append(now - new.created_at)
                 stop.wait(0.01)
 
         def publisher() -> None:
@@ -248,14 +303,36 @@ def run(
         start_at = time.time() + 3.0
         procs = [
             ctx.Process(
-                target=worker,
-                args=(g, endpoint, str(tmp / "robots"), duration, episode_s, queue, start_at, image_size),
+                target=profiled_worker,
+                args=(
+                    producer_nice,
+                    producer_cpus,
+                    policy_poll_s,
+                    g,
+                    endpoint,
+                    str(tmp / "robots"),
+                    duration,
+                    episode_s,
+                    queue,
+                    start_at,
+                    image_size,
+                ),
             )
             for g in groups
         ]
         for p in procs:
             p.start()
-        threads = [threading.Thread(target=learner), threading.Thread(target=publisher)]
+        bridge_cpu = stream_profile.ThreadSampler(
+            server.pid, stream_profile.bridge_part(server.pid), start_at
+        )
+        learner_cpu = stream_profile.ThreadSampler(
+            os.getpid(), stream_profile.learner_part, start_at, in_process=True
+        )
+        machine0, load0 = stream_profile.machine_times(), os.getloadavg()
+        threads = [
+            threading.Thread(target=learner, name="learner"),
+            threading.Thread(target=publisher, name="publisher"),
+        ]
         for t in threads:
             t.start()
         results = [r for _ in procs for r in queue.get(timeout=duration + 300)]
@@ -265,6 +342,22 @@ def run(
         stop.set()
         for t in threads:
             t.join()
+        bridge_usage, learner_usage = bridge_cpu.stop(), learner_cpu.stop()
+        machine1, load1 = stream_profile.machine_times(), os.getloadavg()
+        producer_usage = stream_profile.merge(
+            [stream_profile.Usage.from_tuple(r[2]) for r in results if r[0] == "cpu"]
+        )
+        cpu_table = stream_profile.table(
+            [
+                (f"producers: {len(procs)} worker processes, {n_robots} robots", producer_usage),
+                ("bridge process", bridge_usage),
+                ("learner side (benchmark process: learner + publisher threads)", learner_usage),
+            ],
+            {k: machine1[k] - machine0[k] for k in machine0},
+            bridge_usage.wall_s,
+            len(os.sched_getaffinity(0)),
+            f"load avg (1 min) {load0[0]:.1f} at start, {load1[0]:.1f} at end",
+        )
         ended = {r[1]: r[2] for r in results if r[0] == "ended"}
         end_call = [r[3] for r in results if r[0] == "ended"]
         elapsed = max(ended.values()) - start_at if ended else duration
@@ -285,7 +378,8 @@ def run(
         total_bytes = sum(os.path.getsize(store.path_of(e)) for e in store.ids()) if local else float("nan")
         status = json.loads((root / "status.json").read_text())
         server.send_signal(signal.SIGTERM)
-        server.wait(10)
+        server.wait(60 if bridge_cprofile else 10)
+        log_reader.join(5)
         shutil.rmtree(tmp, ignore_errors=True)
         return {
             "data_plane": "local" if local else "s3-queue",
@@ -311,6 +405,14 @@ def run(
             "retries": sum(s["retries"] for s in stats),
             "bridge_duplicates": status["counters"]["duplicates_dropped"],
             "bridge_rejected": status["counters"]["rejected"],
+            "bridge_counters": {
+                k: status["counters"][k]
+                for k in ("connections_cut", "replies_dropped", "missing_requests", "policy_chunks_served")
+            },
+            "committed_to_learner_p50_s": pct(learner_lag, 50),
+            "committed_to_learner_p99_s": pct(learner_lag, 99),
+            "cpu_table": cpu_table,
+            "bridge_log": [line.decode(errors="replace").rstrip() for line in bridge_log],
         }
 
 
@@ -335,10 +437,30 @@ def main() -> None:
         help="spread robot starts over one episode length (default: all start together, so "
         "episode ends arrive in bursts of N: the worst case)",
     )
+    p.add_argument("--producer-nice", type=int, default=0, help="nice value of the robot worker processes")
+    p.add_argument(
+        "--producer-cpus", type=int, nargs="+", default=None, help="CPUs the robot worker processes may use"
+    )
+    p.add_argument("--bridge-cpus", type=int, nargs="+", default=None, help="CPUs the bridge process may use")
+    p.add_argument(
+        "--bridge-cprofile",
+        default="",
+        help="run the bridge under cProfile (its frame loop thread only) and write the stats here",
+    )
+    p.add_argument(
+        "--policy-poll-s",
+        type=float,
+        default=POLICY_POLL_S,
+        help="each robot asks the bridge for a newer policy this often (a policy_query round trip)",
+    )
     args = p.parse_args()
     jpeg = frame_pool(args.image_size, 8, 0)
+    placement = (
+        f"producers nice {args.producer_nice} on CPUs {args.producer_cpus or 'any'}, "
+        f"bridge on CPUs {args.bridge_cpus or 'any'}, robots poll for policies every {args.policy_poll_s:g} s"
+    )
     print(
-        f"# {os.cpu_count()} CPUs, JPEG {args.image_size}x{args.image_size} ~{np.mean([len(f) for f in jpeg]) / 1e3:.1f} kB,"
+        f"# {os.cpu_count()} CPUs, {placement}, JPEG {args.image_size}x{args.image_size} ~{np.mean([len(f) for f in jpeg]) / 1e3:.1f} kB,"
         f" episodes {args.episode_s:.0f} s at {CONTROL_HZ:.0f} Hz, policy (2 MB) every {args.policy_every:.0f} s,"
         f" {'staggered starts' if args.stagger else 'simultaneous starts (bursts of episode ends)'}"
     )
@@ -352,6 +474,11 @@ def main() -> None:
             args.procs,
             args.stagger,
             args.data_plane,
+            args.producer_nice,
+            args.producer_cpus,
+            args.bridge_cpus,
+            args.policy_poll_s,
+            args.bridge_cprofile,
         )
         print(
             f"{r['data_plane']} N={r['robots']:>2}  {r['MB_per_s']:.2f} MB/s  {r['steps_per_s']:.0f} steps/s  "
@@ -366,9 +493,17 @@ def main() -> None:
         print(
             f"      breakdown: end() call (hash + spool end frame) p50 {r['end_call_p50_s'] * 1e3:.0f} ms "
             f"p99 {r['end_call_p99_s'] * 1e3:.0f} ms; bridge end frame -> committed (s3-queue: announced) p50 "
-            f"{r['bridge_commit_p50_s'] * 1e3:.0f} ms p99 {r['bridge_commit_p99_s'] * 1e3:.0f} ms",
+            f"{r['bridge_commit_p50_s'] * 1e3:.0f} ms p99 {r['bridge_commit_p99_s'] * 1e3:.0f} ms; "
+            f"snapshot committed -> learner read it p50 {r['committed_to_learner_p50_s'] * 1e3:.0f} ms "
+            f"p99 {r['committed_to_learner_p99_s'] * 1e3:.0f} ms",
             flush=True,
         )
+        print("      bridge counters: " + " ".join(f"{k} {v}" for k, v in r["bridge_counters"].items()))
+        print(r["cpu_table"], flush=True)
+        if r["bridge_log"]:
+            print(f"# bridge logged {len(r['bridge_log'])} lines, the first few:", flush=True)
+            for line in r["bridge_log"][:5]:
+                print(f"#   {line[:300]}", flush=True)
 
 
 if __name__ == "__main__":

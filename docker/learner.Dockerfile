@@ -14,7 +14,7 @@ ENV PATH=/opt/venv/bin:$PATH
 
 COPY constraints.txt /tmp/constraints.txt
 RUN pip install --no-cache-dir -c /tmp/constraints.txt \
-        "jax[cuda12]" jaxlib flax optax orbax-checkpoint tyro onnx onnxruntime-gpu numpy \
+        "jax[cuda12]" jaxlib flax optax orbax-checkpoint tensorboardX tyro onnx onnxruntime-gpu numpy \
         opencv-python-headless pyzmq msgpack PyYAML tqdm matplotlib
 
 WORKDIR /opt/lwd

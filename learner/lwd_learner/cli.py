@@ -121,8 +121,9 @@ class ValuePlot:
 
     run: Path
     """Run directory (or its checkpoints/)."""
-    store: Path
-    """EpisodeStore holding the episodes."""
+    store: str
+    """EpisodeStore holding the episodes: a directory or s3://bucket/prefix (a string: a path would
+    turn s3:// into s3:/)."""
     episodes: tuple[str, ...]
     """Episode ids."""
     out: Path

@@ -5,7 +5,6 @@ policies every N steps). Both checkpoint with orbax and resume from the last che
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import signal
 import time
@@ -28,6 +27,7 @@ from lwd_learner.config import (
     trains_critic,
 )
 from lwd_learner.export_onnx import export_policy
+from lwd_learner.metrics_log import MetricsLog
 from lwd_learner.replay import (
     EpisodeArrays,
     NormStats,
@@ -205,7 +205,7 @@ def _run(
         session.state = batches.freeze(session.state)
     ck = Checkpointer(out_dir / "checkpoints")
     primary = is_primary()
-    metrics_file = (out_dir / "metrics.jsonl").open("a") if primary else None
+    metrics_log = MetricsLog(out_dir) if primary else None
     stop = _Stop()
     start = int(session.state.step)
     end = total_steps if max_new_steps is None else min(total_steps, start + max_new_steps)
@@ -241,7 +241,7 @@ def _run(
             bar.update(1)
             out_of_time = deadline is not None and time.monotonic() >= deadline
             last = step == end or stop.requested or out_of_time
-            if metrics_file is not None and (step % cfg.train.log_every == 0 or last):
+            if metrics_log is not None and (step % cfg.train.log_every == 0 or last):
                 m = {**_scalars(metrics), **label_stats}
                 bar.set_postfix(
                     {
@@ -259,10 +259,7 @@ def _run(
                         )
                     }
                 )
-                metrics_file.write(
-                    json.dumps({"step": step, "phase": session.phase, "time": time.time(), **m}) + "\n"
-                )
-                metrics_file.flush()
+                metrics_log.write(step, session.phase, m)
             if on_step is not None:
                 on_step(session)
             if step % cfg.train.ckpt_every == 0:
@@ -274,13 +271,13 @@ def _run(
         if ck.latest_step() != step:
             ck.save(step, session.state, session.meta())
         if primary:
-            if metrics_file is not None:
-                metrics_file.flush()
+            if metrics_log is not None:
+                metrics_log.flush()
             write_training_plot(cfg, out_dir)
     finally:
         bar.close()
-        if metrics_file is not None:
-            metrics_file.close()
+        if metrics_log is not None:
+            metrics_log.close()
         ck.close()
         stop.restore()
     return session

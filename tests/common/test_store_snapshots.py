@@ -183,3 +183,11 @@ def test_an_unreachable_object_store_is_an_oserror_in_one_line(monkeypatch):
     with pytest.raises(OSError, match=r"^S3 PUT episodes/a\.lwdep: ") as info:
         store.put_encoded("a", b"x")  # the bridge answers such a failure `store_error`: the robot retries
     assert "\n" not in str(info.value)
+
+
+def test_an_s3_url_mangled_into_a_path_is_refused_not_made_a_local_folder(tmp_path):
+    from pathlib import Path
+
+    with pytest.raises(ValueError, match="mangled"):
+        EpisodeStore(Path("s3://bucket/fleet"))  # Path() makes it "s3:/bucket/fleet"
+    assert not Path("s3:").exists()

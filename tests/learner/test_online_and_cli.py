@@ -69,6 +69,51 @@ def test_offline_run_writes_checkpoint_metrics_and_contract_policy(offline_run):
     )
 
 
+def _event_scalars(run_dir):
+    """{tag: [(step, value, wall time)]} of the TensorBoard event files in `run_dir`, read back from
+    their TFRecord framing (length, masked CRC-32C of it, Event proto, masked CRC-32C of it)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.record_writer import masked_crc32c
+
+    out: dict[str, list] = {}
+    files = sorted(run_dir.glob("events.out.tfevents.*"))
+    assert files, f"no event file in {run_dir}"
+    for path in files:
+        data, pos = path.read_bytes(), 0
+        while pos < len(data):
+            header = data[pos : pos + 8]
+            (length,) = struct.unpack("<Q", header)
+            assert struct.unpack("<I", data[pos + 8 : pos + 12])[0] == masked_crc32c(header)
+            body = data[pos + 12 : pos + 12 + length]
+            assert struct.unpack("<I", data[pos + 12 + length : pos + 16 + length])[0] == masked_crc32c(body)
+            pos += 16 + length
+            event = Event.FromString(body)
+            for v in event.summary.value:
+                out.setdefault(v.tag, []).append((event.step, v.simple_value, event.wall_time))
+    return out
+
+
+def test_offline_run_writes_the_metrics_as_tensorboard_scalars(offline_run):
+    """`tensorboard --logdir` of the run (or of a fleet run dir above it): each numeric value of each
+    metrics.jsonl line is a scalar under the same key, at the same step and wall time."""
+    run = offline_run / "run"
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    expected: dict[str, list] = {}
+    for line in lines:
+        for key, value in line.items():
+            if key not in ("step", "phase", "time"):
+                expected.setdefault(key, []).append((line["step"], np.float32(value), line["time"]))
+    events = _event_scalars(run)
+    assert set(events) == set(expected) and {"bc_loss", "critic_loss", "tau_mean"} <= set(events)
+    for tag, points in expected.items():
+        got = events[tag]
+        assert [s for s, _, _ in got] == [s for s, _, _ in points], tag
+        np.testing.assert_array_equal([v for _, v, _ in got], [v for _, v, _ in points], tag)  # float32
+        assert [t for _, _, t in got] == pytest.approx([t for _, _, t in points]), tag
+
+
 def test_online_publishes_policies_from_bridge_store_and_resumes(offline_run, tmp_path):
     rng = np.random.default_rng(3)
     bridge = tmp_path / "bridge"

@@ -61,6 +61,10 @@ def open_blobs(location: str | os.PathLike) -> Blobs:
         return S3Blobs(text)
     if "://" in text:
         raise ValueError(f"unsupported store location {text!r}: a directory path or s3://bucket/prefix")
+    if text.startswith("s3:/"):  # pathlib turned an s3:// URL into a path: never a local folder "s3:"
+        raise ValueError(
+            f"store location {text!r} is an s3:// URL mangled by a path join; pass it as a string"
+        )
     return DirectoryBlobs(Path(text))
 
 

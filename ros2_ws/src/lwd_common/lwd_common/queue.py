@@ -14,10 +14,12 @@ configured for durability.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
+log = logging.getLogger("lwd.queue")
 DEFAULT_TIMEOUT_S = 10.0
 DUPLICATE_WINDOW_S = 600.0  # a message id published twice within this window is stored once
 T = TypeVar("T")
@@ -72,6 +74,7 @@ class JetStream:
         self._loop = _Loop(name)
         self._nc: Any = None
         self.js: Any = None
+        self._down = False  # disconnected and not yet back: its errors are not logged again
         try:
             self.run(lambda: self._connect(name, dict(streams)))
         except QueueError:
@@ -85,6 +88,9 @@ class JetStream:
         self._nc = await nats.connect(
             self.url,
             name=name,
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
             connect_timeout=self.timeout_s,
             max_reconnect_attempts=-1,  # a queue server that restarts is found again
             reconnect_time_wait=0.5,
@@ -100,6 +106,20 @@ class JetStream:
                     duplicate_window=DUPLICATE_WINDOW_S,
                 )
             )
+
+    # nats-py logs every failed reconnect with a traceback; one line per outage says as much
+    async def _on_error(self, exc: Exception) -> None:
+        if not self._down:
+            log.warning("queue %s: %s: %s", self.url, type(exc).__name__, exc)
+
+    async def _on_disconnected(self) -> None:
+        if not self._down:
+            log.warning("queue %s: disconnected; reconnecting", self.url)
+        self._down = True
+
+    async def _on_reconnected(self) -> None:
+        self._down = False
+        log.info("queue %s: reconnected", self.url)
 
     def run(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         try:

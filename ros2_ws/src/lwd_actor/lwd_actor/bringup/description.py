@@ -21,6 +21,8 @@ Fleet YAML (see config/fleet.yaml):
                                                # run directory's (--out, --init, ...) that the
                                                # bring-up fills in; shutdown_grace_s (default 60):
                                                # how long it may take to checkpoint on Ctrl-C
+      data_plane: local        # or s3-queue: an S3 server, a NATS queue and the coordinator join the
+      s3_queue: {...}          # fleet on this machine (lwd_actor/bringup/data_plane.py)
 """
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ from typing import Any
 
 import yaml
 
+from lwd_actor.bringup.data_plane import NATS_READY, S3_READY, S3Queue, data_plane_of
 from lwd_actor.bringup.settings import FleetConfigError, run_settings
 from lwd_common.transport.curve import is_loopback
 
 LEARNER_SHUTDOWN_GRACE_S = 60.0
+S3_SERVER_SHUTDOWN_GRACE_S = 30.0  # SeaweedFS takes ~17 s to stop cleanly (its gRPC servers' graceful stop)
 _ROBOT_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 
@@ -64,6 +68,15 @@ class ProcessSpec:
     # The learner's is longer: it finishes its step and writes a checkpoint, which under load can
     # take more than the seconds a node needs.
     shutdown_grace_s: float | None = None
+    # Environment variables set for this process on top of the launcher's (e.g. the S3 endpoint and
+    # credentials of the s3-queue data plane).
+    env: dict[str, str] = field(default_factory=dict)
+    # Processes start by stage, lower first, and stop in the reverse order: the data plane's servers
+    # (stage 0) are up before the processes that use them and stopped after them. A stage starts once
+    # every process of the earlier ones that has a `ready_log_marker` logged it (the venv supervisor
+    # waits for it; it fails the fleet if one exits first or takes too long).
+    stage: int = 1
+    ready_log_marker: str = ""
 
     @property
     def fully_qualified_name(self) -> str:
@@ -79,6 +92,15 @@ class FleetDescription:
     bridge_endpoint: str | None
     processes: tuple[ProcessSpec, ...]
     curve_keys_dir: Path | None = None  # where the fleet's CURVE keys live, when the bridge link uses CURVE
+    data_plane: S3Queue | None = None  # the s3-queue data plane's servers and store; None: local
+    bridge_root: Path | None = None  # the bridge's --root (default <run_dir>/bridge)
+
+    @property
+    def episode_store(self) -> str:
+        """Where the fleet's episodes are committed: the bridge's directory store, or the S3 bucket."""
+        if self.data_plane is not None:
+            return self.data_plane.store_url
+        return str((self.bridge_root or self.run_dir / "bridge") / "store")
 
     def by_name(self, name: str) -> ProcessSpec:
         for p in self.processes:
@@ -232,6 +254,13 @@ def expand_fleet(cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -
 
     common = {"use_sim_time": use_sim_time}
     procs: list[ProcessSpec] = []
+    plane = data_plane_of(cfg, run_dir)
+    store_args: tuple[str, ...] = ()
+    plane_env: dict[str, str] = {}
+    if plane is not None:
+        store_args = ("--store", plane.store_url, "--queue", plane.queue_url)
+        plane_env = plane.client_env()
+        procs += _data_plane_processes(plane)
     if bridge_enabled:
         procs.append(
             ProcessSpec(
@@ -244,10 +273,24 @@ def expand_fleet(cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -
                     str(bridge_root),
                     "--bind",
                     bridge.get("bind", endpoint),
+                    *store_args,
                     *curve_args,
                     *bridge.get("args", []),
                 ),
                 ros=False,
+                env=dict(plane_env),
+            )
+        )
+    if plane is not None:
+        procs.append(
+            ProcessSpec(
+                name="coordinator",
+                package="lwd_learner_bridge",
+                executable="coordinator",
+                module="lwd_learner_bridge.coordinator",
+                args=store_args,
+                ros=False,
+                env=dict(plane_env),
             )
         )
     if learner.get("enabled", False):
@@ -261,11 +304,13 @@ def expand_fleet(cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -
                     "online",
                     "--bridge-root",
                     str(bridge_root),
+                    *(("--episode-store", plane.store_url) if plane is not None else ()),
                     *learner.get("run_args", []),
                     *learner.get("args", []),
                 ),
                 ros=False,
                 shutdown_grace_s=float(learner.get("shutdown_grace_s", LEARNER_SHUTDOWN_GRACE_S)),
+                env=dict(plane_env),
             )
         )
     if mode == "sim" and cfg.get("sim_clock", use_sim_time):
@@ -354,7 +399,37 @@ def expand_fleet(cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -
         bridge_endpoint=endpoint if bridge_enabled else None,
         processes=tuple(procs),
         curve_keys_dir=keys_dir,
+        data_plane=plane,
+        bridge_root=bridge_root,
     )
+
+
+def _data_plane_processes(plane: S3Queue) -> list[ProcessSpec]:
+    """The s3-queue data plane's servers (stage 0: up before the bridge, coordinator and learner)."""
+    return [
+        ProcessSpec(
+            name="s3",
+            package="lwd_actor",
+            executable="data_plane",
+            module="lwd_actor.bringup.data_plane",
+            args=plane.s3_server_args(),
+            ros=False,
+            env=plane.client_env(),  # its access key and secret are the server's only identity
+            stage=0,
+            ready_log_marker=S3_READY,
+            shutdown_grace_s=S3_SERVER_SHUTDOWN_GRACE_S,
+        ),
+        ProcessSpec(
+            name="nats",
+            package="lwd_actor",
+            executable="data_plane",
+            module="lwd_actor.bringup.data_plane",
+            args=plane.nats_server_args(),
+            ros=False,
+            stage=0,
+            ready_log_marker=NATS_READY,
+        ),
+    ]
 
 
 def ros_params_file_content(spec: ProcessSpec) -> dict[str, Any]:

@@ -5,6 +5,9 @@
    (BC, then DIVL + QAM), and publish that policy as the fleet's first version.
 2. Start the fleet from the shared description: bridge, online learner, and per
    robot a simulator, the actor and a simulated operator who intervenes and labels.
+   With --data-plane s3-queue also an S3 server (SeaweedFS), a NATS JetStream
+   queue and the coordinator, all on this machine: episodes go to S3 through
+   the queue instead of the bridge's directory (docs/fleet.md).
 3. Show live progress: episodes, success rate per task, interventions, policy
    version per robot, bridge latencies, learner step.
 4. On exit (Ctrl-C or --duration), write plots to <run-dir>/plots.
@@ -16,6 +19,7 @@ checkpoint and the online learner's checkpoints in the same run directory.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +31,7 @@ from lwd_actor.bringup.bootstrap import (
     run_dir_layout,
     settings_overrides,
 )
+from lwd_actor.bringup.data_plane import DATA_PLANES, check_ports
 from lwd_actor.bringup.description import (
     FleetConfigError,
     deep_merge,
@@ -52,6 +57,13 @@ def make_parser() -> argparse.ArgumentParser:
         "--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)"
     )
     p.add_argument("--status-every", type=float, default=10.0, help="seconds between progress reports")
+    p.add_argument(
+        "--data-plane",
+        choices=DATA_PLANES,
+        default=None,
+        help="local: the bridge stores and commits episodes in its directory; s3-queue: an S3 server, "
+        "a NATS queue and the coordinator run here too, episodes go to S3 (default: the fleet file's)",
+    )
     add_settings_flags(p)
     return p
 
@@ -65,9 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.num_robots is not None:
         overrides.update(num_robots=args.num_robots, robots=None)
+    if args.data_plane is not None:
+        overrides["data_plane"] = args.data_plane
     try:
         cfg = load_fleet_yaml(args.fleet or default_fleet_file())
         settings = run_settings(deep_merge(cfg, overrides))
+        # A broken description, or a data-plane port in use, is refused before minutes of bootstrap.
+        plane = expand_fleet(cfg, overrides).data_plane
+        if plane is not None:
+            check_ports(plane.ports())
     except (FleetConfigError, FileNotFoundError) as exc:
         print(f"fleet: {exc}", file=sys.stderr)
         return 2
@@ -77,22 +95,41 @@ def main(argv: list[str] | None = None) -> int:
         fleet = expand_fleet(cfg, overrides)
         if note := ensure_fleet_keys(fleet):
             log(note)
+        if fleet.data_plane is not None:
+            check_ports(fleet.data_plane.ports())
     except FleetConfigError as exc:
         print(f"fleet: {exc}", file=sys.stderr)
         return 2
-    monitor = FleetMonitor(layout.bridge_root, layout.online_learner, fleet.robot_ids)
+    supervisor = Supervisor(fleet)  # its processes get this environment as it is now, plus their own
+    monitor = FleetMonitor(layout.bridge_root, layout.online_learner, fleet.robot_ids, fleet.episode_store)
+    if fleet.data_plane is not None:
+        os.environ.update(fleet.data_plane.client_env())  # the monitor (and its value plot) read S3
+        log(
+            f"data plane s3-queue: episodes in {fleet.data_plane.store_url} at {fleet.data_plane.endpoint}, "
+            f"queue {fleet.data_plane.queue_url}, data under {fleet.data_plane.dir}"
+        )
     log(
         f"starting {len(fleet.processes)} processes for {len(fleet.robot_ids)} simulated robots; "
         f"Ctrl-C stops; logs in {layout.run_dir / 'logs'}"
     )
-    failure = Supervisor(fleet).run(
+    reported: list[bool] = []
+
+    def final_report() -> None:
+        if not reported:
+            reported.append(True)
+            print(monitor.report(), flush=True)
+            for path in monitor.write_plots(layout.run_dir / "plots"):
+                log(f"wrote {path}")
+
+    failure = supervisor.run(
         duration_s=args.duration,
         on_tick=lambda: print(monitor.report(), flush=True),
         tick_interval_s=args.status_every,
+        # With the s3-queue data plane the episodes are in the S3 server: report while it still runs,
+        # after the bridge and the coordinator have flushed and committed what they had.
+        before_servers_stop=final_report,
     )
-    print(monitor.report(), flush=True)
-    for path in monitor.write_plots(layout.run_dir / "plots"):
-        log(f"wrote {path}")
+    final_report()
     if failure:
         print(f"fleet: {failure}", file=sys.stderr)
         return 1

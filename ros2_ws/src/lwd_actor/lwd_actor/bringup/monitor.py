@@ -2,7 +2,10 @@
 
 Nothing here talks to the robots: the bridge's episode store and status file
 and the learner's metrics are the record, so the monitor can be restarted, or
-run on another machine that mounts the run directory.
+run on another machine that mounts the run directory. The episode store is the
+bridge's directory, or with the s3-queue data plane the S3 bucket the
+coordinator commits to (`store`: its location; this process's AWS_* environment
+must reach it).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lwd_common.blobs import is_remote
 from lwd_common.episode import ActionSource
 from lwd_common.policy_store import published_version
 from lwd_common.store import EpisodeStore
@@ -66,23 +70,37 @@ def _published(version: str) -> str:
 
 
 class FleetMonitor:
-    def __init__(self, bridge_root: Path, learner_run: Path, robot_ids: tuple[str, ...]):
+    def __init__(
+        self,
+        bridge_root: Path,
+        learner_run: Path,
+        robot_ids: tuple[str, ...],
+        store: str | Path | None = None,
+    ):
         self.bridge_root = Path(bridge_root)
         self.learner_run = Path(learner_run)
         self.robot_ids = robot_ids
+        self.store_location = str(store) if store is not None else str(self.bridge_root / "store")
         self.episodes: dict[str, EpisodeSummary] = {}
         self._store: EpisodeStore | None = None
         self._snapshot_version = 0
+        self._store_error = ""  # the last error reading the store, once per distinct error
 
     def refresh(self) -> None:
         """Summarise episodes that appeared in the store's latest snapshot since the last call."""
-        store_dir = self.bridge_root / "store"
-        if not store_dir.exists():
+        if not is_remote(self.store_location) and not Path(self.store_location).exists():
             return
-        if self._store is None:
-            self._store = EpisodeStore(store_dir)
-        store = self._store
-        new = store.changes_since(self._snapshot_version)  # what was committed since the last call
+        try:
+            if self._store is None:
+                self._store = EpisodeStore(self.store_location)
+            store = self._store
+            new = store.changes_since(self._snapshot_version)  # what was committed since the last call
+        except OSError as exc:  # an object store that is down (or not up yet): report, try next time
+            if str(exc) != self._store_error:
+                print(f"[monitor] cannot read {self.store_location}: {exc}", file=sys.stderr)
+            self._store_error = str(exc)
+            return
+        self._store_error = ""
         self._snapshot_version = new.version
         for eid in new.episode_ids:
             if eid not in self.episodes:
@@ -246,7 +264,7 @@ class FleetMonitor:
             "--run",
             str(self.learner_run),
             "--store",
-            str(self.bridge_root / "store"),
+            self.store_location,  # the learner reads s3:// as well as a directory
             "--out",
             str(out),
             "--episodes",

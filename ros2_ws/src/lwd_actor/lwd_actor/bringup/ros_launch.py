@@ -16,12 +16,26 @@ from typing import Any
 import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch import Action, LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, LogInfo, OpaqueFunction
+from launch.actions import (
+    DeclareLaunchArgument,
+    ExecuteProcess,
+    LogInfo,
+    OpaqueFunction,
+    RegisterEventHandler,
+)
+from launch.event_handlers import OnProcessIO
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 
 from lwd_actor.bringup.bootstrap import with_run_dir_defaults
-from lwd_actor.bringup.description import FleetConfigError, expand_fleet, load_fleet_yaml, real_robots
+from lwd_actor.bringup.data_plane import DATA_PLANES
+from lwd_actor.bringup.description import (
+    FleetConfigError,
+    ProcessSpec,
+    expand_fleet,
+    load_fleet_yaml,
+    real_robots,
+)
 from lwd_actor.bringup.fleet_keys import ensure_fleet_keys
 
 
@@ -47,6 +61,11 @@ FLEET_ARGS: dict[str, tuple[str, str]] = {
     "with_bridge": ("", "start the learner bridge here (true/false)"),
     "with_learner": ("", "start the online learner here (true/false)"),
     "run_dir": ("", "where logs, spools, the bridge store and policies go"),
+    "data_plane": (
+        "",
+        f"{' or '.join(DATA_PLANES)}: s3-queue also starts an S3 server, a NATS queue and the coordinator "
+        "here, episodes go to S3 (default: from the fleet file)",
+    ),
 }
 
 
@@ -72,6 +91,8 @@ def fleet_overrides(arg: dict[str, str], cfg: dict | None = None) -> dict:
         overrides["bridge"] = {"enabled": _flag(arg["with_bridge"])}
     if arg.get("with_learner"):
         overrides["learner"] = {"enabled": _flag(arg["with_learner"])}
+    if arg.get("data_plane"):
+        overrides["data_plane"] = arg["data_plane"]
     if arg.get("params_file"):
         with open(arg["params_file"]) as f:
             extra = yaml.safe_load(f) or {}
@@ -100,40 +121,71 @@ def _fleet_actions(context, *_, **__):
     fleet = expand_fleet(cfg, overrides)
     note = ensure_fleet_keys(fleet)
     actions: list[Action] = [LogInfo(msg=f"lwd: {note}")] if note else []
-    for spec in fleet.processes:
-        if spec.ros:
-            actions.append(
-                Node(
-                    package=spec.package,
-                    executable=spec.executable,
-                    name=spec.node_name,
-                    namespace=spec.namespace,
-                    parameters=[spec.parameters],
-                    remappings=list(spec.remappings),
-                    arguments=["--ros-args", "--log-level", arg["log_level"]],
-                    output="screen",
-                    respawn=spec.restart,
-                    respawn_delay=2.0,
-                )
-            )
+    # Stage by stage, as the venv supervisor does: the data plane's servers (stage 0) first, the rest
+    # once each of them printed its ready marker (launch stops everything at once on Ctrl-C; the
+    # bridge's episodes a stopped queue did not take are announced at its next start).
+    stages = sorted({spec.stage for spec in fleet.processes})
+    later: list[Action] = []
+    for stage in reversed(stages):
+        now = [
+            (spec, _process_action(spec, arg["log_level"])) for spec in fleet.processes if spec.stage == stage
+        ]
+        gated = [(spec, action) for spec, action in now if spec.ready_log_marker]
+        if later and gated:
+            later = [action for _, action in now] + _when_ready(gated, later)
         else:
-            # This interpreter, not whatever `python3` is on PATH: the venv's has our packages.
-            # launch escalates SIGINT -> SIGTERM after sigterm_timeout; the learner treats both as
-            # "checkpoint and exit", so its grace is the time before SIGTERM (then 5 s to SIGKILL).
-            grace: dict[str, Any] = {}
-            if spec.shutdown_grace_s is not None:
-                grace["sigterm_timeout"] = str(spec.shutdown_grace_s)
-            actions.append(
-                ExecuteProcess(
-                    cmd=[sys.executable, "-m", spec.module, *spec.args],
-                    name=spec.name,
-                    output="screen",
-                    respawn=spec.restart,
-                    respawn_delay=2.0,
-                    **grace,
-                )
-            )
-    return actions
+            later = [action for _, action in now] + later
+    return actions + later
+
+
+def _when_ready(servers: list[tuple[ProcessSpec, ExecuteProcess]], then: list[Action]) -> list[Action]:
+    """Event handlers that start `then` once every one of `servers` printed its ready_log_marker."""
+    pending = {spec.name for spec, _ in servers}
+    handlers: list[Action] = []
+    for spec, action in servers:
+
+        def on_output(event, name=spec.name, marker=spec.ready_log_marker):
+            if name not in pending or marker not in event.text.decode(errors="replace"):
+                return None
+            pending.discard(name)
+            return None if pending else [LogInfo(msg="lwd: data plane ready"), *then]
+
+        handlers.append(
+            RegisterEventHandler(OnProcessIO(target_action=action, on_stdout=on_output, on_stderr=on_output))
+        )
+    return handlers
+
+
+def _process_action(spec: ProcessSpec, log_level: str) -> ExecuteProcess:
+    if spec.ros:
+        return Node(
+            package=spec.package,
+            executable=spec.executable,
+            name=spec.node_name,
+            namespace=spec.namespace,
+            parameters=[spec.parameters],
+            remappings=list(spec.remappings),
+            arguments=["--ros-args", "--log-level", log_level],
+            output="screen",
+            respawn=spec.restart,
+            respawn_delay=2.0,
+        )
+    # This interpreter, not whatever `python3` is on PATH: the venv's has our packages.
+    # launch escalates SIGINT -> SIGTERM after sigterm_timeout; the learner treats both as
+    # "checkpoint and exit", so its grace is the time before SIGTERM (then 5 s to SIGKILL).
+    extra: dict[str, Any] = {}
+    if spec.shutdown_grace_s is not None:
+        extra["sigterm_timeout"] = str(spec.shutdown_grace_s)
+    if spec.env:
+        extra["additional_env"] = dict(spec.env)
+    return ExecuteProcess(
+        cmd=[sys.executable, "-m", spec.module, *spec.args],
+        name=spec.name,
+        output="screen",
+        respawn=spec.restart,
+        respawn_delay=2.0,
+        **extra,
+    )
 
 
 def fleet_launch_description(defaults: dict[str, str] | None = None) -> LaunchDescription:

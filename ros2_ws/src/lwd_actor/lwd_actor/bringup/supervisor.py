@@ -7,6 +7,10 @@ period, then SIGKILL) on Ctrl-C or SIGTERM. A fleet that cannot work stops
 with a one-line reason instead of running on half-broken: a process that keeps
 crashing (more than `max_restarts`), one that exits when it should not restart,
 or a node that logs its `fatal_log_marker` (an actor that failed to configure).
+Processes start by stage (`ProcessSpec.stage`): a later stage starts once every
+process of the earlier ones logged its `ready_log_marker` (the s3-queue data
+plane's servers before the bridge, coordinator and learner), and stages stop in
+reverse order, so a server outlives the processes that flush to it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class SupervisorConfig:
     max_backoff_s: float = 30.0
     shutdown_grace_s: float = 10.0
     poll_interval_s: float = 0.2
+    ready_timeout_s: float = 120.0  # how long a stage waits for its processes' ready_log_marker
 
 
 @dataclass
@@ -45,6 +50,7 @@ class _Running:
     given_up: bool = False
     exit_codes: list[int] = field(default_factory=list)
     log_offset: int = 0  # how far the fatal-marker scan has read this process's log
+    start_offset: int = 0  # the log's size when it was last started (the ready marker is looked for after it)
 
 
 class Supervisor:
@@ -78,10 +84,11 @@ class Supervisor:
         log_file = open(self.log_dir / f"{r.spec.name}.log", "ab")  # noqa: SIM115 - owned by the child
         log_file.write(f"\n==== start {time.strftime('%H:%M:%S')}: {' '.join(r.argv)}\n".encode())
         log_file.flush()
+        r.start_offset = log_file.tell()
         r.proc = subprocess.Popen(
             # die_with_parent: a hard-killed launcher must not leave its fleet running.
             die_with_parent(r.argv),
-            env=self.env,
+            env={**self.env, **r.spec.env},
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -89,9 +96,51 @@ class Supervisor:
         log_file.close()
 
     def start(self) -> None:
-        for r in self.running.values():
-            self._start(r)
+        """Start every process, stage by stage; a stage that does not get ready fails the fleet (the
+        later stages are not started)."""
+        stages = sorted({r.spec.stage for r in self.running.values()})
+        for i, stage in enumerate(stages):
+            group = [r for r in self.running.values() if r.spec.stage == stage]
+            for r in group:
+                self._start(r)
+            if i + 1 < len(stages) and not self._wait_ready(group):
+                return
         self.log(f"started {len(self.running)} processes; logs in {self.log_dir}")
+
+    def _wait_ready(self, group: list[_Running]) -> bool:
+        """Wait until each process of `group` with a ready_log_marker has logged it since its start."""
+        waiting = {r.spec.name: r for r in group if r.spec.ready_log_marker}
+        if waiting:
+            self.log(f"waiting for {', '.join(waiting)} to be ready")
+        start = time.monotonic()
+        while waiting:
+            for name, r in list(waiting.items()):
+                if r.spec.ready_log_marker in self._log_since_start(r):
+                    self.log(f"{name} is ready ({time.monotonic() - start:.1f} s)")
+                    del waiting[name]
+                elif r.proc is not None and r.proc.poll() is not None:
+                    self._fail(
+                        f"{name} exited with {r.proc.returncode} before it was ready: {self._last_log_line(r)} "
+                        f"(log: {self.log_dir}/{name}.log)"
+                    )
+                    return False
+            if waiting and time.monotonic() - start > self.config.ready_timeout_s:
+                self._fail(
+                    f"{', '.join(waiting)} not ready after {self.config.ready_timeout_s:.0f} s "
+                    f"(logs in {self.log_dir})"
+                )
+                return False
+            if waiting:
+                time.sleep(self.config.poll_interval_s)
+        return True
+
+    def _log_since_start(self, r: _Running) -> str:
+        try:
+            with (self.log_dir / f"{r.spec.name}.log").open("rb") as f:
+                f.seek(r.start_offset)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
 
     def poll(self) -> None:
         """Restart processes that died, with backoff; give up after max_restarts."""
@@ -158,16 +207,29 @@ class Supervisor:
     def alive(self) -> dict[str, bool]:
         return {n: r.proc is not None and r.proc.poll() is None for n, r in self.running.items()}
 
-    def stop(self) -> None:
-        """SIGINT every process group, wait for each one's grace period, SIGKILL what is left. A second
+    def stop(self, before_servers_stop: Callable[[], None] | None = None) -> None:
+        """SIGINT every process group (stage by stage, the last stage first), wait for each one's grace
+        period, SIGKILL what is left. A second
         Ctrl-C (or SIGTERM) while waiting means "stop now": what is left is killed at once, in one
-        line instead of a traceback, and nothing is left running."""
+        line instead of a traceback, and nothing is left running.
+
+        `before_servers_stop` runs once the later stages have stopped and before the first one is
+        signalled: what the clients flushed is in the servers, and they still answer (the main job's
+        last report reads the S3 store there)."""
         self._stopping = True
         running = [(r, r.proc) for r in self.running.values() if r.proc is not None and r.proc.poll() is None]
-        for _, p in running:
-            _signal_group(p, signal.SIGINT)
         try:
-            self._wait_out(running)
+            stages = sorted({r.spec.stage for r, _ in running}, reverse=True)
+            for i, stage in enumerate(stages):
+                if before_servers_stop is not None and i > 0 and i == len(stages) - 1:
+                    try:
+                        before_servers_stop()
+                    except Exception as exc:  # noqa: BLE001 - the servers must stop all the same
+                        self.log(f"before stopping the servers: {type(exc).__name__}: {exc}")
+                group = [(r, p) for r, p in running if r.spec.stage == stage]
+                for _, p in group:
+                    _signal_group(p, signal.SIGINT)
+                self._wait_out(group)
         except KeyboardInterrupt:
             left = [(r, p) for r, p in running if p.poll() is None]
             self.log(
@@ -197,17 +259,19 @@ class Supervisor:
         on_tick: Callable[[], None] | None = None,
         tick_interval_s: float = 5.0,
         log_scan_interval_s: float = 1.0,
+        before_servers_stop: Callable[[], None] | None = None,
     ) -> str | None:
-        """Start, supervise until `duration_s` passes, Ctrl-C/SIGTERM or a failure, then stop cleanly.
+        """Start, supervise until `duration_s` passes, Ctrl-C/SIGTERM or a failure, then stop cleanly
+        (`before_servers_stop`: see `stop`).
 
         Returns None after a normal stop, else the one-line reason the fleet failed.
         """
         previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-        self.start()
-        end = None if duration_s is None else time.monotonic() + duration_s
-        next_tick = time.monotonic() + tick_interval_s
-        next_scan = time.monotonic() + log_scan_interval_s
         try:
+            self.start()  # inside the try: a Ctrl-C while a stage gets ready stops what was started
+            end = None if duration_s is None else time.monotonic() + duration_s
+            next_tick = time.monotonic() + tick_interval_s
+            next_scan = time.monotonic() + log_scan_interval_s
             while (end is None or time.monotonic() < end) and self.failure is None:
                 self.poll()
                 if time.monotonic() >= next_scan:
@@ -220,7 +284,7 @@ class Supervisor:
         except KeyboardInterrupt:
             self.log("interrupted: shutting down")
         finally:
-            self.stop()
+            self.stop(before_servers_stop)
             signal.signal(signal.SIGTERM, previous)
         return self.failure
 

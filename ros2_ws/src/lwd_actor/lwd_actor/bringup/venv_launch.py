@@ -2,7 +2,8 @@
 
     python -m lwd_actor.bringup.venv_launch [--fleet config/fleet.yaml] [--num-robots 2]
         [--mode sim|real] [--run-dir runs/fleet] [--use-sim-time] [--duration 600]
-        [--no-bridge] [--no-learner] [--set actor_params.jpeg_quality=90 ...]
+        [--no-bridge] [--no-learner] [--data-plane local|s3-queue]
+        [--set actor_params.jpeg_quality=90 ...]
 
 It reads the same fleet description as fleet.launch.py and supervises the
 same processes (see lwd_actor.bringup.supervisor). Ctrl-C stops everything.
@@ -15,6 +16,7 @@ import sys
 from typing import Any
 
 from lwd_actor.bringup.bootstrap import NotBootstrapped, with_run_dir_defaults
+from lwd_actor.bringup.data_plane import DATA_PLANES, check_ports
 from lwd_actor.bringup.description import (
     FleetConfigError,
     add_fleet_file_flags,
@@ -41,6 +43,8 @@ def build_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides.setdefault("bridge", {})["enabled"] = False
     if args.no_learner:
         overrides.setdefault("learner", {})["enabled"] = False
+    if args.data_plane:
+        overrides["data_plane"] = args.data_plane
     return overrides
 
 
@@ -53,6 +57,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--no-bridge", action="store_true")
     p.add_argument("--no-learner", action="store_true")
+    p.add_argument(
+        "--data-plane",
+        choices=DATA_PLANES,
+        default=None,
+        help="s3-queue: run an S3 server, a NATS queue and the coordinator here too (default: the fleet file's)",
+    )
     add_fleet_file_flags(p)
     p.add_argument("--print", action="store_true", help="print the expanded processes and exit")
     return p
@@ -75,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if note := ensure_fleet_keys(fleet):
             print(f"fleet: {note}")
+        if fleet.data_plane is not None:
+            check_ports(fleet.data_plane.ports())
     except FleetConfigError as exc:
         print(f"fleet: {exc}", file=sys.stderr)
         return 2

@@ -545,11 +545,14 @@ class EpisodeStream:
     def _on_error(self, msg: dict, out: _Outgoing | None) -> None:
         code, text, eid = msg["code"], msg["message"], msg["episode_id"]
         self.counters["errors"] += 1
-        log.error("bridge error %s%s: %s", code, f" on {eid}" if eid else "", text)
-        if code == "no_session":
+        if code == "no_session":  # the bridge restarted: every frame in flight says so; one line is enough
+            if self._welcomed.is_set():
+                log.warning("bridge lost this robot's session (restarted?); saying hello again")
             self._welcomed.clear()
             self._hello_next = 0.0
-        elif code in FATAL_CODES or msg["fatal"]:
+            return
+        log.error("bridge error %s%s: %s", code, f" on {eid}" if eid else "", text)
+        if code in FATAL_CODES or msg["fatal"]:
             self.error = f"bridge refused robot {self.config.robot_id}: {text}"
             self._welcomed.clear()
             self._hello_next = time.monotonic() + self.config.max_backoff_s
