@@ -23,6 +23,33 @@ def test_default_fleet_is_simulated_with_bridge_and_learner():
         assert {f"{rid}.actor", f"{rid}.sim_robot", f"{rid}.sim_operator"} <= set(names)
 
 
+def test_the_dashboard_is_on_by_default_on_loopback_reading_the_runs_store():
+    fleet = expand_fleet(load_fleet_yaml(default_fleet_file()), {"run_dir": "runs/x"})
+    args = fleet.by_name("dashboard").args
+    assert args[args.index("--bind") + 1] == "127.0.0.1:8765"
+    assert (
+        args[args.index("--run-dir") + 1] == "runs/x"
+        and args[args.index("--bridge-root") + 1] == "runs/x/bridge"
+    )
+    s3 = expand_fleet(load_fleet_yaml(default_fleet_file()), {"data_plane": "s3-queue"}).by_name("dashboard")
+    assert s3.args[s3.args.index("--store") + 1] == "s3://lwd/fleet" and "AWS_ACCESS_KEY_ID" in s3.env
+    off = expand_fleet(load_fleet_yaml(default_fleet_file()), {"dashboard": {"enabled": False}})
+    assert "dashboard" not in [p.name for p in off.processes]
+
+
+def test_the_fleet_prints_the_url_the_dashboard_logged_this_run(tmp_path):
+    from lwd_actor.bringup.main import dashboard_url
+
+    log = tmp_path / "dashboard.log"
+    assert dashboard_url(log) == ""
+    log.write_text("lwd dashboard: http://127.0.0.1:8765/#token=old\n")
+    offset = log.stat().st_size  # a new run starts here
+    assert dashboard_url(log, offset) == ""
+    with log.open("a") as f:
+        f.write("INFO started\nlwd dashboard: http://127.0.0.1:8765/#token=abc\n")
+    assert dashboard_url(log, offset) == "http://127.0.0.1:8765/#token=abc"
+
+
 def test_the_learner_gets_time_to_checkpoint_on_shutdown_and_nodes_the_default():
     fleet = expand_fleet(load_fleet_yaml(default_fleet_file()))
     grace = {p.name: p.shutdown_grace_s for p in fleet.processes}

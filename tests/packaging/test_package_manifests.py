@@ -31,12 +31,17 @@ ROSDEP = {
     "mcap_ros2": "python3-mcap-ros2-support-pip",
     "obstore": "python3-obstore-pip",
     "nats": "python3-nats-py-pip",
+    "starlette": "python3-starlette-pip",
+    "uvicorn": "python3-uvicorn-pip",
 }
 NOT_ROS = {"lwd_learner", "jax", "setuptools"}  # pip-only (the learner) or build-time
 RUNTIME = {"lwd_actor", "lwd_common", "lwd_description", "lwd_learner_bridge", "lwd_sim"}
 
 
 BRING_UP = SRC / "lwd_actor" / "lwd_actor" / "bringup"
+# The operators' dashboard sits on the bring-up (it reuses its monitor), like the bring-up on top of
+# the runtime: runtime code imports neither.
+DASHBOARD = SRC / "lwd_actor" / "lwd_actor" / "dashboard"
 
 
 def module_imports(paths: list[Path]) -> set[str]:
@@ -100,10 +105,14 @@ def test_the_simulator_does_not_depend_on_the_actor():
 
 @pytest.mark.parametrize("package", sorted(RUNTIME & set(PACKAGES)))
 def test_runtime_code_does_not_import_the_bring_up_or_the_fixtures(package):
-    files = [p for p in (SRC / package / package).rglob("*.py") if BRING_UP not in p.parents]
+    files = [
+        p
+        for p in (SRC / package / package).rglob("*.py")
+        if BRING_UP not in p.parents and DASHBOARD not in p.parents
+    ]
     bad = {
         m
         for m in module_imports(files)
-        if m.split(".")[0] == "lwd_testing" or m.startswith("lwd_actor.bringup")
+        if m.split(".")[0] == "lwd_testing" or m.startswith(("lwd_actor.bringup", "lwd_actor.dashboard"))
     }
     assert not bad, f"{package} imports {sorted(bad)}"

@@ -8,6 +8,8 @@ setup(
     name=package_name,
     version="0.1.0",
     packages=find_packages(exclude=["test"]),
+    # The dashboard's page (python -m lwd_actor.dashboard): served from the installed package.
+    package_data={"lwd_actor.dashboard": ["static/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
@@ -39,6 +41,7 @@ setup(
             "episode_cli = lwd_actor.episode_cli:main",
             "fleet = lwd_actor.bringup.main:main",
             "fleet_launch = lwd_actor.bringup.venv_launch:main",
+            "dashboard = lwd_actor.dashboard.__main__:main",
         ]
     },
 )

@@ -21,6 +21,7 @@ Fleet YAML (see config/fleet.yaml):
                                                # run directory's (--out, --init, ...) that the
                                                # bring-up fills in; shutdown_grace_s (default 60):
                                                # how long it may take to checkpoint on Ctrl-C
+      dashboard: {enabled: true, bind: "127.0.0.1:8765", args: []}   # the operators' page (docs/dashboard.md)
       data_plane: local        # or s3-queue: an S3 server, a NATS queue and the coordinator join the
       s3_queue: {...}          # fleet on this machine (lwd_actor/bringup/data_plane.py)
 """
@@ -39,6 +40,7 @@ import yaml
 
 from lwd_actor.bringup.data_plane import NATS_READY, S3_READY, S3Queue, data_plane_of
 from lwd_actor.bringup.settings import FleetConfigError, run_settings
+from lwd_actor.dashboard import DEFAULT_BIND as DASHBOARD_BIND
 from lwd_common.transport.curve import is_loopback
 
 LEARNER_SHUTDOWN_GRACE_S = 60.0
@@ -310,6 +312,28 @@ def expand_fleet(cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -
                 ),
                 ros=False,
                 shutdown_grace_s=float(learner.get("shutdown_grace_s", LEARNER_SHUTDOWN_GRACE_S)),
+                env=dict(plane_env),
+            )
+        )
+    dashboard = cfg.get("dashboard") or {}
+    if dashboard.get("enabled", True):
+        procs.append(
+            ProcessSpec(
+                name="dashboard",
+                package="lwd_actor",
+                executable="dashboard",
+                module="lwd_actor.dashboard",
+                args=(
+                    "--run-dir",
+                    str(run_dir),
+                    "--bridge-root",
+                    str(bridge_root),
+                    *(("--store", plane.store_url) if plane is not None else ()),
+                    "--bind",
+                    str(dashboard.get("bind", DASHBOARD_BIND)),
+                    *dashboard.get("args", []),
+                ),
+                ros=False,
                 env=dict(plane_env),
             )
         )

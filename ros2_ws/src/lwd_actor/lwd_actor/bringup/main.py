@@ -113,6 +113,19 @@ def main(argv: list[str] | None = None) -> int:
         f"Ctrl-C stops; logs in {layout.run_dir / 'logs'}"
     )
     reported: list[bool] = []
+    dashboard_log = layout.run_dir / "logs" / "dashboard.log"
+    seen = (
+        dashboard_log.stat().st_size if dashboard_log.exists() else 0
+    )  # earlier runs' lines: not this one's
+    announced: list[str] = []
+
+    def tick() -> None:
+        if not announced and any(p.name == "dashboard" for p in fleet.processes):
+            url = dashboard_url(dashboard_log, seen)  # printed once it listens (with the run's token)
+            if url:
+                announced.append(url)
+                log(f"dashboard: {url}")
+        print(monitor.report(), flush=True)
 
     def final_report() -> None:
         if not reported:
@@ -123,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 
     failure = supervisor.run(
         duration_s=args.duration,
-        on_tick=lambda: print(monitor.report(), flush=True),
+        on_tick=tick,
         tick_interval_s=args.status_every,
         # With the s3-queue data plane the episodes are in the S3 server: report while it still runs,
         # after the bridge and the coordinator have flushed and committed what they had.
@@ -134,6 +147,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fleet: {failure}", file=sys.stderr)
         return 1
     return 0
+
+
+def dashboard_url(log_file: Path, offset: int = 0) -> str:
+    """The URL the dashboard printed in its log after `offset` bytes ("" until it listens)."""
+    try:
+        with log_file.open("rb") as f:
+            f.seek(offset)
+            lines = f.read().decode(errors="replace").splitlines()
+    except FileNotFoundError:
+        return ""
+    urls = [ln.split("lwd dashboard: ", 1)[1].strip() for ln in lines if "lwd dashboard: " in ln]
+    return urls[-1] if urls else ""
 
 
 if __name__ == "__main__":

@@ -126,55 +126,50 @@ class FleetMonitor:
             return None
 
     def report(self) -> str:
+        """One line per robot and one learning line (the dashboard, docs/dashboard.md, shows the rest)."""
         self.refresh()
         eps = sorted(self.episodes.values(), key=lambda e: e.ended_at)
-        lines = [f"---- fleet: {len(eps)} episodes in the learner's store ----"]
-        by_task: dict[str, list[EpisodeSummary]] = defaultdict(list)
-        for e in eps:
-            by_task[e.task].append(e)
-        for task, items in sorted(by_task.items()):
-            last = items[-10:]
+        status = self.bridge_status()
+        robots = (status or {}).get("robots", {})
+        lines = []
+        for rid in self.robot_ids:
+            mine = [e for e in eps if e.robot_id == rid]
+            success = f"{np.mean([e.success for e in mine]):4.0%}" if mine else "   -"
+            alone = f"{_alone(mine):4.0%}" if mine else "   -"
             lines.append(
-                f"task {task:<22} episodes {len(items):>4}  success {np.mean([e.success for e in items]):5.0%}"
-                f"  (last 10: {np.mean([e.success for e in last]):4.0%})"
-                f"  interventions/episode {np.mean([e.interventions for e in items]):.2f}"
+                f"robot {rid:<10} {mine[-1].task if mine else '':<14} episodes {len(mine):>4}  success "
+                f"{success}  alone {alone}  interventions/episode "
+                f"{np.mean([e.interventions for e in mine]) if mine else 0:.2f}  "
+                f"policy {robots.get(rid, {}).get('policy_version') or '-'}"
             )
+        learning = [f"learning: {len(eps)} episodes in the learner's store"]
         by_version = _by_policy_version(eps)
         if by_version:
-            lines.append(
-                "by policy version (success, succeeded without the operator, share of steps teleoperated): "
+            learning.append(
+                "by version (success, alone, teleop share): "
                 + "  ".join(
                     f"{v} {np.mean([e.success for e in items]):.0%} {_alone(items):.0%} "
                     f"{_teleop_share(items):.0%} (n={len(items)})"
-                    for v, items in list(by_version.items())[-4:]
+                    for v, items in list(by_version.items())[-2:]
                 )
-            )
-        status = self.bridge_status()
-        robots = (status or {}).get("robots", {})
-        for rid in self.robot_ids:
-            mine = [e for e in eps if e.robot_id == rid]
-            r = robots.get(rid, {})
-            lines.append(
-                f"robot {rid:<10} episodes {len(mine):>4}  success {np.mean([e.success for e in mine]) if mine else 0:5.0%}"
-                f"  policy {r.get('policy_version') or '-'}"
-            )
-        if status:
-            c, p = status.get("commit_latency_s", {}), status.get("policy_latency_s", {})
-            lines.append(
-                f"bridge: latest policy {status.get('latest_policy') or '-'}; episode end->learner p50 "
-                f"{_ms(c.get('p50'))} p99 {_ms(c.get('p99'))}; policy published->loaded p50 {_ms(p.get('p50'))}"
-                f" p99 {_ms(p.get('p99'))}"
             )
         progress = self.learner_progress()
         if progress:
             keys = [
                 k
-                for k in ("step", "critic_loss", "value_loss", "policy_loss", "tau_mean", "value_entropy")
+                for k in ("step", "critic_loss", "policy_loss", "tau_mean", "value_entropy")
                 if k in progress
             ]
-            lines.append("learner: " + "  ".join(f"{k} {_num(progress[k])}" for k in keys))
+            learning.append("learner: " + " ".join(f"{k} {_num(progress[k])}" for k in keys))
         else:
-            lines.append("learner: starting (JIT compilation takes a minute on first start)")
+            learning.append("learner: starting (JIT compilation takes a minute on first start)")
+        if status:
+            c, p = status.get("commit_latency_s", {}), status.get("policy_latency_s", {})
+            learning.append(
+                f"end->learner p99 {_ms(c.get('p99'))}, published->loaded p50 {_ms(p.get('p50'))} "
+                f"p99 {_ms(p.get('p99'))}"
+            )
+        lines.append(" | ".join(learning))
         return printable("\n".join(lines))
 
     def write_plots(self, out_dir: Path) -> list[Path]:
