@@ -246,3 +246,17 @@ def test_policy_fetch_serves_only_exact_names_of_issued_versions(core):
     for name in ("v000001\n", "v\u0660\u0660\u0660\u0660\u0660\u0661", "v2000000001"):
         msg = fetch(core, name)
         assert (msg["t"], msg["code"]) == ("error", "unknown_policy"), name
+
+
+def test_the_status_says_who_drove_each_robots_newest_streamed_step(core):
+    frames, _ = episode_frames(
+        n=16, per_chunk=8
+    )  # step 7 is the operator's (i % 7 == 0), step 15 the policy's
+    begin, chunk_to_7, chunk_to_15 = frames[:3]
+    core.handle(PEER, begin)
+    core.handle(PEER, chunk_to_7)
+    assert core.status()["robots"]["robot0"]["acting"] == "operator"
+    core.handle(PEER, chunk_to_15)
+    assert core.status()["robots"]["robot0"]["acting"] == "policy"
+    core.handle(PEER, chunk_to_7)  # a resent older chunk is not the newest
+    assert core.status()["robots"]["robot0"]["acting"] == "policy"

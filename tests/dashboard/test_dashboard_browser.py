@@ -104,15 +104,16 @@ def test_operator_watches_replays_and_pins_live(tmp_path, procs, browser):
         eid = "robot0-live0001"
         stream_episode(clients[0], eid, newest)
         begin(clients[2], "robot2-open0001")
-        for s in make_steps(20, newest, teleop=None, seed=3):
+        steps = make_steps(40, newest, teleop=(20, 39), seed=3)  # the policy drives, then the operator
+        for s in steps[:20]:
             clients[2].add_step(s)
         page.wait_for_selector(f'#episode-table tr[data-episode="{eid}"]', timeout=30_000)
-        until(
-            page,
-            """() => [...document.querySelectorAll('#robots tbody tr')]
-                     .some(r => r.dataset.robot === 'robot2' && r.cells[1].textContent === 'running')""",
-            timeout=30_000,
-        )
+        robot2_mode = """v => [...document.querySelectorAll('#robots tbody tr')]
+                             .some(r => r.dataset.robot === 'robot2' && r.cells[1].textContent === v)"""
+        until(page, robot2_mode, arg="autonomous", timeout=30_000)
+        for s in steps[20:]:
+            clients[2].add_step(s)
+        until(page, robot2_mode, arg="operator", timeout=30_000)
         assert page.evaluate("window.__sameDocument") is True
 
         # Replay: the three cameras play, the joints plot marks the takeover.

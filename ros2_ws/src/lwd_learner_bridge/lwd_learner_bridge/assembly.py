@@ -200,6 +200,8 @@ class EpisodeAssembly:
                 self._drop(eid)
             return [refusal]
         _keep(p, seq, part)
+        if isinstance(part, _Chunk) and seq == p.max_chunk_seq and len(part.columns["source"]):
+            self.stats.acting(rid, int(part.columns["source"][-1]), now)  # who drives it right now
         p.digests[seq] = digest
         p.last_update = now
         self._charge(p, cost)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from lwd_common.episode import ActionSource
 from lwd_learner_bridge.logs import LogLimiter
 from lwd_learner_bridge.replies import Refusal
 
@@ -51,6 +52,7 @@ COUNTERS = (
     "log_suppressed",
 )
 MAX_REPORTED = 50  # robot_stats counters kept per robot
+ACTING = {ActionSource.POLICY: "policy", ActionSource.TELEOP: "operator", ActionSource.HOLD: "hold"}
 MAX_COUNTER_NAME = 64
 
 
@@ -67,6 +69,8 @@ class RobotState:
     last_commit_latency_s: float | None = None
     spooled_episodes: int = 0  # as the robot last reported
     reported: dict[str, int] = field(default_factory=dict)  # the robot's own counters (retries, ...)
+    acting: str = ""  # who drove its newest streamed step: policy, operator or hold (ActionSource)
+    acting_at: float = 0.0  # when that chunk arrived
 
 
 def percentile(values: Iterable[float], q: float) -> float | None:
@@ -166,6 +170,12 @@ class FleetStats:
         }
         robot.spooled_episodes = msg["spooled_episodes"]
 
+    def acting(self, robot_id: str, source: int, now: float) -> None:
+        """The newest chunk of a robot's open episode: who drove its last step (for the fleet view)."""
+        robot = self.robot(robot_id)
+        robot.acting = ACTING.get(source, "")
+        robot.acting_at = now
+
     def episode_committed(self, robot_id: str, ended_at: float, now: float) -> None:
         """Time end -> committed only for episodes that ended while this bridge ran (else it is downtime)."""
         robot = self.robot(robot_id)
@@ -205,6 +215,8 @@ class FleetStats:
                 "last_commit_latency_s": r.last_commit_latency_s,
                 "retries": r.reported.get("retries", 0),
                 "spooled_episodes": r.spooled_episodes,
+                "acting": r.acting,
+                "acting_at": r.acting_at,
                 "robot_counters": dict(r.reported),
             }
             for rid, r in sorted(self.robots.items())

@@ -260,8 +260,10 @@ class DashboardState:
                 mode = "fault"
             elif not r or not bridge or not bridge["up"] or silent is None or silent > self.stale_s:
                 mode = "offline"
-            elif r.get("open_episodes"):
-                mode = "running"
+            elif r.get("open_episodes"):  # who drove its newest streamed step (the bridge's record)
+                mode = {"policy": "autonomous", "operator": "operator", "hold": "hold"}.get(
+                    r.get("acting") or "", "running"
+                )
             else:
                 mode = "idle"
             loaded = _text(r.get("policy_version") or "")
