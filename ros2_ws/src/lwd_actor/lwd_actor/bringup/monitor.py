@@ -251,22 +251,28 @@ class FleetMonitor:
         if not chosen or not any(d.name.isdigit() for d in ckpt.glob("*")):
             return []  # no episodes to plot, or the learner stopped before its first checkpoint
         out = out_dir / "value_along_episode.png"
-        argv = [
-            sys.executable,
-            "-m",
-            "lwd_learner.cli",
-            "value-plot",
-            "--run",
-            str(self.learner_run),
-            "--store",
-            self.store_location,  # the learner reads s3:// as well as a directory
-            "--out",
-            str(out),
-            "--episodes",
-            *[e.episode_id for e in chosen],
-        ]
+        argv = value_plot_command(self.learner_run, self.store_location, [e.episode_id for e in chosen], out)
         rc = subprocess.call(argv, stdout=subprocess.DEVNULL)
         return [out] if rc == 0 and out.exists() else []
+
+
+def value_plot_command(learner_run: Path, store: str, episode_ids: list[str], out: Path) -> list[str]:
+    """The learner's own plot of the value along episodes (paper Fig. 6/9), as a command: restoring its
+    JAX checkpoint is heavy, so callers run it in a subprocess. `store`: a directory or s3://."""
+    return [
+        sys.executable,
+        "-m",
+        "lwd_learner.cli",
+        "value-plot",
+        "--run",
+        str(learner_run),
+        "--store",
+        store,
+        "--out",
+        str(out),
+        "--episodes",
+        *episode_ids,
+    ]
 
 
 def _by_policy_version(eps: list[EpisodeSummary]) -> dict[str, list[EpisodeSummary]]:

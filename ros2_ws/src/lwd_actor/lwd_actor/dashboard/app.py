@@ -132,11 +132,7 @@ def create_app(
             await run_in_threadpool(state.episode, eid)  # committed and readable
         except (KeyError, ValueError, FileNotFoundError):
             return _error(404, "no such episode in the store's snapshots")
-        try:
-            await run_in_threadpool(values.prepare, eid)
-            result = values.get(eid)  # in the event loop's thread (it may start the subprocess)
-        except OSError as exc:
-            result = {"state": "failed", "reason": f"cannot read the episode: {exc}"}
+        result = values.get(eid)  # in the event loop's thread (it may start the subprocess)
         code = 202 if result["state"] in ("computing", "queued") else 200
         return JSONResponse(result, status_code=code, headers={"Cache-Control": "no-store"})
 

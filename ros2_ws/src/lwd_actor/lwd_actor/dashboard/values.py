@@ -10,8 +10,7 @@ tests/docker). For an episode it runs the learner's command
 
 (`lwd_learner.value_plot`: the value distribution per step as a heat map, its mode as a line) and
 serves the PNG. The file name carries the newest checkpoint's step: a newer checkpoint plots anew,
-an old plot is served as it is. The plot reads a directory store; an episode of an S3 store is
-copied into `RUN/dashboard/values/store` first (as the monitor's value plot does). The subprocess
+an old plot is served as it is. The store may be a directory or S3. The subprocess
 runs JAX on the CPU (`JAX_PLATFORMS=cpu`), so it never takes an accelerator's memory from a running
 learner. At most one runs at a time; a failure is remembered per checkpoint (not retried in a loop).
 """
@@ -21,13 +20,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from lwd_common.blobs import is_remote
+from lwd_actor.bringup.monitor import value_plot_command
 from lwd_common.process import die_with_parent
-from lwd_common.store import EpisodeStore, check_episode_id
+from lwd_common.store import check_episode_id
 
 MAX_ERROR = 2000
 
@@ -62,16 +60,6 @@ class ValueJobs:
         path = self.cache_dir / f"{check_episode_id(episode_id)}.step{step}.png"
         return path if path.exists() else None
 
-    def prepare(self, episode_id: str) -> str:
-        """The store the plot reads: value-plot reads a directory store, so an episode of an S3 store
-        is copied into a local one first (call from a worker thread before `get`: it reads S3)."""
-        if not is_remote(self.store_location):
-            return self.store_location
-        local = EpisodeStore(self.cache_dir / "store")
-        if not local.has(episode_id):
-            local.put_encoded(episode_id, EpisodeStore(self.store_location).read_bytes(episode_id))
-        return str(self.cache_dir / "store")
-
     def get(self, episode_id: str) -> dict[str, Any]:
         """{"state": "ready", "checkpoint_step"} | {"state": "computing" | "queued", "checkpoint_step"} |
         {"state": "failed" | "unavailable", "reason"}; starts the plot if nothing else runs."""
@@ -95,22 +83,8 @@ class ValueJobs:
         if self.running:
             return {"state": "queued", "checkpoint_step": step}
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        store = self.prepare(episode_id)
         log = out.with_suffix(".log")
-        argv = [
-            sys.executable,
-            "-m",
-            "lwd_learner.cli",
-            "value-plot",
-            "--run",
-            str(self.learner_dir),
-            "--store",
-            store,
-            "--episodes",
-            episode_id,
-            "--out",
-            str(out),
-        ]
+        argv = value_plot_command(self.learner_dir, self.store_location, [episode_id], out)
         with log.open("wb") as f:
             proc = subprocess.Popen(
                 die_with_parent(argv),
