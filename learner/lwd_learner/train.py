@@ -435,6 +435,7 @@ def run_online(
             plot_every_checkpoint=True,
         )
     finally:
+        reader.close()  # its prefetch thread
         if feed is not None:
             feed.flush()  # one last try for versions a queue outage left pending
             feed.close()

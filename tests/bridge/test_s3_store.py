@@ -26,8 +26,11 @@ def test_streamed_episodes_land_in_s3_and_the_learner_reads_them_verified(
     assert dict(zip(snap.episode_ids, snap.content_hashes, strict=True)) == expected  # sha256 in the snapshot
     assert not (tmp_path / "bridge" / "store").exists()  # nothing went to the local default
     reader = StoreReader(url)
-    assert sorted(e.meta.episode_id for e in reader.poll()) == sorted(expected)
-    assert reader.poll() == []  # each episode once
+    try:
+        assert sorted(e.meta.episode_id for e in reader.poll()) == sorted(expected)
+        assert reader.poll() == []  # each episode once
+    finally:
+        reader.close()  # its prefetch thread, before the session's S3 server stops
 
 
 def test_episodes_sent_while_the_object_store_is_down_are_stored_once_it_is_back(

@@ -308,10 +308,8 @@ def test_the_fleets_data_plane_commits_a_robots_episode_to_s3_through_the_queue(
     sup = Supervisor(servers, config=SupervisorConfig(ready_timeout_s=90), log=lambda _: None)
     client = None
     try:
-        started = time.monotonic()
         sup.start()
         assert sup.failure is None, sup.failure
-        ready_s = time.monotonic() - started
         for k, v in plane.client_env().items():
             monkeypatch.setenv(k, v)
         client = BridgeClient(
@@ -347,7 +345,6 @@ def test_the_fleets_data_plane_commits_a_robots_episode_to_s3_through_the_queue(
         with pytest.raises(OSError, match="403"):
             EpisodeStore(plane.store_url).ids()  # the server checks the fleet's credentials
         assert all(sup.alive().values()), sup.alive()
-        assert ready_s < 60
     finally:
         if client is not None:
             client.close()
@@ -397,7 +394,7 @@ def test_ros2_launch_starts_the_servers_first_and_the_rest_once_both_printed_the
     assert not output("nats", ProcessStderr, f"[INF] {NATS_READY}")  # nats logs to stderr
     started = output("s3", ProcessStdout, f"{S3_READY} at http://127.0.0.1:8333, bucket lwd\n")
     procs = {name(a): a for a in started if isinstance(a, ExecuteProcess) and a.name is not None}
-    assert set(procs) == {"bridge", "coordinator", "learner"}
+    assert set(procs) == {"bridge", "coordinator", "learner", "dashboard"}
     nodes = [a for a in started if isinstance(a, ExecuteProcess) and a.name is None]
     assert len(nodes) == 3  # robot0's actor, simulator and operator
     env = {
