@@ -141,15 +141,17 @@ def test_a_bad_data_plane_is_refused_naming_the_field(overrides, match):
 
 
 def test_a_port_in_use_is_refused_in_one_line_naming_the_field_that_moves_it(tmp_path, capsys):
+    port, s3, master, volume, filer = free_ports(5)  # in the range the fleet accepts (an OS port may not be)
     with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
+        taken.bind(("127.0.0.1", port))
         taken.listen()
-        port = taken.getsockname()[1]
         assert port_in_use(port)
         with pytest.raises(FleetConfigError, match=f"port {port} .* --set s3_queue.nats_port=PORT"):
             check_ports([(port, "s3_queue.nats_port")])
         argv = ["--run-dir", str(tmp_path), "--no-learner", "--data-plane", "s3-queue"]
         argv += ["--set", "actor_params.policy_path=/nonexistent.onnx", "--set", f"s3_queue.nats_port={port}"]
+        argv += ["--set", f"s3_queue.s3_port={s3}"]
+        argv += ["--set", f"s3_queue.weed_ports={{master: {master}, volume: {volume}, filer: {filer}}}"]
         assert venv_launch.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"fleet: port {port} on 127.0.0.1 is in use") and "\n" not in err
