@@ -87,7 +87,7 @@ class PolicyFeed:
                 if version not in self._uploaded:
                     info = self.published.get(version)
                     self.blobs.create(onnx_key(version), self.published.path_of(version).read_bytes())
-                    self.blobs.create(info_key(version), json.dumps(info.to_dict(), sort_keys=True).encode())
+                    self.blobs.create(info_key(version), info.to_json())
                     self._uploaded.add(version)  # the bytes first: a reader of the info finds them
             if self.pending:
                 if self._queue is None:

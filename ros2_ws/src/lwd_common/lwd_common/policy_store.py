@@ -94,6 +94,10 @@ class PolicyInfo:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def to_json(self) -> bytes:
+        """The `<version>.json` file's bytes: the one encoding every store and the feed write."""
+        return json.dumps(self.to_dict(), sort_keys=True).encode()
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PolicyInfo:
         try:
@@ -216,7 +220,7 @@ class PolicyStore:
                 extra=extra,
             )
             atomic_write(self.path_of(version), bytes(onnx_bytes))
-            atomic_write(self._info_path(version), json.dumps(info.to_dict(), sort_keys=True).encode())
+            atomic_write(self._info_path(version), info.to_json())
         return info
 
     def mirror(self, info: PolicyInfo, onnx_bytes: bytes) -> bool:
@@ -233,7 +237,7 @@ class PolicyStore:
                     raise ValueError(f"policy {info.version} is already held here with other bytes")
                 return False
             atomic_write(self.path_of(info.version), bytes(onnx_bytes))
-            atomic_write(self._info_path(info.version), json.dumps(info.to_dict(), sort_keys=True).encode())
+            atomic_write(self._info_path(info.version), info.to_json())
         return True
 
     # --- pinning: the version the fleet runs, set by an operator ---------------------------------------

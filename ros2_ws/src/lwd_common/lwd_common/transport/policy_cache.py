@@ -85,7 +85,7 @@ class PolicyCache:
             )
         target = self.root / f"{info.version}.onnx"
         os.replace(downloaded, target)
-        atomic_write(self.root / f"{info.version}.json", json.dumps(info.to_dict(), sort_keys=True).encode())
+        atomic_write(self.root / f"{info.version}.json", info.to_json())
         self._prune()
         return LocalPolicy(target, info)
 
